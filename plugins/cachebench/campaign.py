@@ -1,0 +1,215 @@
+"""Campaign spec: the sweep matrix, its validation and its expansion into points.
+
+A campaign comes from a YAML file in include/campaigns/ or from the UI trigger
+form; both go through `CampaignSpec.from_input`, so both are refused the same
+way: one `CampaignError` that lists every problem as `field: value: allowed`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError, field_validator
+
+from cachebench import engines, specs
+from cachebench.models import SLUG, Engine, Point, Strict, Target, Topology, Workload
+
+LOCAL_MAX_NODES = 12  # 2 cores: more server processes than this only measures contention
+LOCAL_MAX_POINTS = 400  # each point of a local run owns a block of loopback ports
+AWS_MAX_NODES = 500  # ElastiCache's limit of nodes per replication group
+# Load-generator cost on AWS: one Fargate task of 4 vCPU / 8 GiB in us-east-1.
+FARGATE_TASK_USD_HOUR = 4 * 0.04048 + 8 * 0.004445
+PROVISION_HOURS = {"aws": 0.5, "local": 0.0}  # create + delete of a replication group
+
+
+class CampaignError(ValueError):
+    """Bad input: every problem names the field, the value and what is allowed."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("invalid campaign:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+class EngineSweep(Strict):
+    engine: Engine
+    versions: list[str] = Field(min_length=1)
+
+
+class CampaignSpec(Strict):
+    """What a user writes: the axes of the sweep and the guard rails."""
+
+    name: str = Field(description="campaign slug: DAG id suffix and results folder")
+    description: str = ""
+    target: Target = "local"
+    schedule: str | None = None
+    engines: list[EngineSweep] = Field(min_length=1)
+    topologies: list[Topology] = Field(min_length=1)
+    node_types: list[str] = Field(min_length=1)
+    workloads: list[Workload] = Field(min_length=1)
+    load_generators: int = Field(1, ge=1, le=100, description="load tasks per point")
+    budget_usd: float = Field(100.0, ge=0, description="refuse a campaign estimated above this")
+    max_points: int = Field(50, ge=1, le=1000)
+
+    @field_validator("name")
+    @classmethod
+    def _slug(cls, v: str) -> str:
+        if not SLUG.match(v):
+            raise ValueError(f"{v!r}: use 1-40 chars of a-z, 0-9 and '-'")
+        return v
+
+    @classmethod
+    def from_input(cls, data: Any) -> CampaignSpec:
+        """Parse and check a spec from a dict (params, YAML); raise CampaignError."""
+        if not isinstance(data, dict):
+            raise CampaignError([f"campaign: {type(data).__name__}: expected a mapping of fields"])
+        try:
+            spec = cls.model_validate(data)
+        except ValidationError as exc:
+            raise CampaignError([_describe(e) for e in exc.errors()]) from None
+        spec.check()
+        return spec
+
+    @classmethod
+    def from_yaml(cls, path: Path) -> CampaignSpec:
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise CampaignError([f"{path.name}: not valid YAML: {exc}"]) from None
+        return cls.from_input(data)
+
+    def check(self, catalogue: dict | None = None) -> None:
+        """Check the spec against the node type catalogue and the engine versions."""
+        catalogue = catalogue if catalogue is not None else specs.load_instance_specs()
+        problems: list[str] = []
+        known = sorted(nt for (t, nt) in catalogue if t == self.target)
+        for i, nt in enumerate(self.node_types):
+            if (self.target, nt) not in catalogue:
+                problems.append(
+                    f"node_types[{i}]: {nt!r}: not a {self.target} node type; "
+                    f"allowed: {', '.join(known)}"
+                )
+        for i, sweep in enumerate(self.engines):
+            allowed = engines.versions_for(self.target, sweep.engine)
+            for j, v in enumerate(sweep.versions):
+                if v not in allowed:
+                    problems.append(
+                        f"engines[{i}].versions[{j}]: {v!r}: not a {self.target} {sweep.engine} "
+                        f"version; allowed: {', '.join(allowed)}"
+                    )
+                elif self.target == "local" and engines.server_binary(sweep.engine, v) is None:
+                    problems.append(
+                        f"engines[{i}].versions[{j}]: {sweep.engine} {v} is not installed here "
+                        "(see README: set-up)"
+                    )
+        limit = LOCAL_MAX_NODES if self.target == "local" else AWS_MAX_NODES
+        for i, topo in enumerate(self.topologies):
+            if topo.nodes > limit:
+                problems.append(
+                    f"topologies[{i}]: shards={topo.shards} x (1 + replicas={topo.replicas}) = "
+                    f"{topo.nodes} nodes: the {self.target} target allows at most {limit}"
+                )
+        names = [w.name for w in self.workloads]
+        for dup in sorted({n for n in names if names.count(n) > 1}):
+            problems.append(f"workloads: name {dup!r} is used twice; names must be unique")
+        if self.schedule is not None and not _valid_schedule(self.schedule):
+            problems.append(
+                f"schedule: {self.schedule!r}: use a cron expression or a preset like @daily"
+            )
+        if not problems:
+            n = self.point_count
+            if n > self.max_points:
+                problems.append(f"matrix: {n} points: over max_points={self.max_points}")
+            elif self.target == "local" and n > LOCAL_MAX_POINTS:
+                problems.append(
+                    f"matrix: {n} points: the local target runs at most {LOCAL_MAX_POINTS}"
+                )
+        if problems:
+            raise CampaignError(problems)
+
+    @property
+    def point_count(self) -> int:
+        versions = sum(len(e.versions) for e in self.engines)
+        return versions * len(self.topologies) * len(self.node_types) * len(self.workloads)
+
+    def points(self, load_tool: str = "memtier_benchmark") -> list[Point]:
+        """Expand the matrix; ids are stable and readable: engine-version-topology-node-workload."""
+        cells = itertools.product(
+            [(e.engine, v) for e in self.engines for v in e.versions],
+            self.topologies,
+            self.node_types,
+            self.workloads,
+        )
+        out: list[Point] = []
+        seen: set[str] = set()
+        for i, ((engine, version), topo, node_type, workload) in enumerate(cells):
+            pid = point_id(engine, version, topo, node_type, workload.name)
+            if pid in seen:
+                raise CampaignError([f"matrix: point {pid!r} appears twice: remove the duplicate"])
+            seen.add(pid)
+            out.append(
+                Point(
+                    id=pid,
+                    index=i,
+                    campaign=self.name,
+                    target=self.target,
+                    engine=engine,
+                    version=version,
+                    topology=topo,
+                    node_type=node_type,
+                    workload=workload,
+                    load_generators=self.load_generators,
+                    load_tool=load_tool,
+                )
+            )
+        return out
+
+    def estimate_usd(self, catalogue: dict | None = None) -> float:
+        """Nodes x hours x price, plus the load tasks, for the whole matrix."""
+        catalogue = catalogue if catalogue is not None else specs.load_instance_specs()
+        total = 0.0
+        for p in self.points():
+            spec = catalogue[(self.target, p.node_type)]
+            hours = (p.workload.warmup_seconds + p.workload.duration_seconds) / 3600
+            hours += PROVISION_HOURS[self.target]
+            total += p.topology.nodes * hours * (spec.price_usd_hour or 0.0)
+            if self.target == "aws":
+                total += p.load_generators * hours * FARGATE_TASK_USD_HOUR
+        return round(total, 2)
+
+
+def point_id(engine: str, version: str, topo: Topology, node_type: str, workload: str) -> str:
+    return f"{engine}-{version}-{topo.label}-{node_type}-{workload}"
+
+
+def _describe(err: dict[str, Any]) -> str:
+    loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        return f"{loc or 'campaign'}: unknown field; remove it or check its spelling"
+    if err["type"] == "missing":
+        return f"{loc}: required field is missing"
+    value = err.get("input")
+    shown = repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
+    return f"{loc or 'campaign'}: {shown}: {msg}"
+
+
+_CRON_FIELD = re.compile(r"^[\d*/,\-A-Za-z?LW#]+$")
+
+
+def _valid_schedule(s: str) -> bool:
+    if s.startswith("@"):
+        return s in {"@once", "@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@continuous"}
+    parts = s.split()
+    return len(parts) == 5 and all(_CRON_FIELD.match(p) for p in parts)
+
+
+def load_campaign_file(path: Path) -> dict[str, Any]:
+    """The raw mapping of a campaign file (cheap: used at DAG parse time)."""
+    data = yaml.safe_load(path.read_text())
+    if not isinstance(data, dict):
+        raise CampaignError([f"{path.name}: expected a mapping of campaign fields"])
+    return data

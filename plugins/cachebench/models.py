@@ -1,0 +1,173 @@
+"""The data that moves between the steps of a campaign.
+
+Every model here is plain data (pydantic, JSON-serialisable) because it travels
+through XCom between Airflow tasks. None of them ever holds a secret: the AUTH
+password lives in a file (local) or a secret store (aws) and only its path or
+ARN is passed around.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Engine = Literal["redis", "valkey"]
+Target = Literal["local", "aws"]
+
+SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+# memtier's --key-pattern: SET pattern ':' GET pattern; R random, S sequential,
+# G gaussian, P parallel (cluster), Z zipf (memtier >= 2.1).
+KEY_PATTERN = re.compile(r"^[RSGPZ]:[RSGPZ]$")
+RATIO = re.compile(r"^\d{1,4}:\d{1,4}$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Topology(Strict):
+    """Cluster mode off (one shard, optional replicas) or on (shards x replicas)."""
+
+    cluster_mode: bool = False
+    shards: int = Field(1, ge=1, le=500)
+    replicas: int = Field(0, ge=0, le=5)
+
+    @model_validator(mode="after")
+    def _single_shard_when_off(self) -> Topology:
+        if not self.cluster_mode and self.shards != 1:
+            raise ValueError(f"shards={self.shards}: cluster_mode off allows exactly 1 shard")
+        return self
+
+    @property
+    def nodes(self) -> int:
+        return self.shards * (1 + self.replicas)
+
+    @property
+    def label(self) -> str:
+        if self.cluster_mode:
+            return f"c{self.shards}r{self.replicas}"
+        return "single" if self.replicas == 0 else f"single-r{self.replicas}"
+
+
+class Workload(Strict):
+    """One load shape, in memtier_benchmark's terms."""
+
+    name: str = Field(description="short slug used in point ids")
+    ratio: str = Field("1:10", description="SET:GET ratio, as memtier --ratio")
+    value_size: int = Field(256, ge=1, le=1_048_576, description="bytes per value")
+    key_space: int = Field(100_000, ge=1, le=1_000_000_000, description="key maximum")
+    key_pattern: str = Field("R:R", description="SET:GET key pattern, as memtier --key-pattern")
+    pipeline: int = Field(1, ge=1, le=1000)
+    clients: int = Field(50, ge=1, le=10_000, description="connections per thread")
+    threads: int = Field(4, ge=1, le=64)
+    warmup_seconds: int = Field(5, ge=0, le=3600)
+    duration_seconds: int = Field(3600, ge=1, le=86_400)
+    rate_limit: int | None = Field(
+        None, ge=1, description="requests per second per connection (memtier --rate-limiting)"
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _slug(cls, v: str) -> str:
+        if not SLUG.match(v):
+            raise ValueError(f"{v!r}: use 1-40 chars of a-z, 0-9 and '-'")
+        return v
+
+    @field_validator("ratio")
+    @classmethod
+    def _ratio(cls, v: str) -> str:
+        if not RATIO.match(v) or v == "0:0" or all(int(p) == 0 for p in v.split(":")):
+            raise ValueError(f"{v!r}: use SET:GET with non-negative integers, e.g. '1:10'")
+        return v
+
+    @field_validator("key_pattern")
+    @classmethod
+    def _pattern(cls, v: str) -> str:
+        if not KEY_PATTERN.match(v):
+            raise ValueError(f"{v!r}: use SET:GET with each of R, S, G, P or Z, e.g. 'R:R'")
+        return v
+
+    @property
+    def set_get(self) -> tuple[int, int]:
+        s, g = self.ratio.split(":")
+        return int(s), int(g)
+
+
+class Point(Strict):
+    """One cell of the sweep matrix: everything needed to provision and load it."""
+
+    id: str
+    index: int
+    campaign: str
+    target: Target
+    engine: Engine
+    version: str
+    topology: Topology
+    node_type: str
+    workload: Workload
+    load_generators: int = Field(1, ge=1, le=100)
+    load_tool: str = "memtier_benchmark"
+
+
+class Node(Strict):
+    node_id: str
+    host: str
+    port: int
+    role: Literal["primary", "replica"]
+    shard: int = 0
+
+
+class Endpoint(Strict):
+    """What `apply` hands to the load step: where to connect and how to authenticate."""
+
+    host: str
+    port: int
+    cluster_mode: bool
+    tls: bool = False
+    # Path of a 0600 file holding the AUTH password (local) or a Secrets Manager ARN (aws).
+    auth_ref: str | None = None
+    nodes: list[Node] = []
+
+
+class Latency(Strict):
+    """Milliseconds, computed from a (merged) HDR histogram, never averaged."""
+
+    p50: float
+    p90: float
+    p99: float
+    p99_9: float
+    max: float
+    mean: float
+
+
+class SecondSample(Strict):
+    second: int  # seconds since the start of the measured window
+    ops_per_sec: float
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+
+
+class LoadResult(Strict):
+    """One load generator's (or the merged) result for the measured window."""
+
+    tool: str
+    tool_version: str = ""
+    started_at: float  # unix seconds
+    elapsed_seconds: float
+    requests: int
+    errors: int = 0
+    ops_per_sec: float
+    set_ops_per_sec: float = 0.0
+    get_ops_per_sec: float = 0.0
+    kb_per_sec: float
+    latency: Latency
+    series: list[SecondSample] = []
+    # HdrHistogram's compressed base64 encoding (microseconds), for merging.
+    histogram: str = ""
+    generators: int = 1
+
+
+# The long metric table every metrics source writes (local agent and CloudWatch).
+METRIC_COLUMNS = ["timestamp", "point_id", "node_id", "metric", "value", "unit", "period_s"]

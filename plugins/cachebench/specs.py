@@ -1,0 +1,234 @@
+"""The node type catalogue: what each (target, node_type) pair provides.
+
+The catalogue lives in ``include/instance_specs.csv`` (one row per node type,
+header on line 1). It is read with the :mod:`csv` module, not pandas, because
+this module is imported while Airflow parses DAGs and must stay cheap. Parsed
+catalogues are cached per file path and modification time, so an edited file
+is picked up without restarting anything.
+
+Every malformed row raises :class:`SpecsError`, whose message names the file,
+the 1-based line number and the offending column.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from pathlib import Path
+
+import pydantic
+
+__all__ = [
+    "COLUMNS",
+    "DEFAULT_SPECS_PATH",
+    "KNOWN_TARGETS",
+    "InstanceSpec",
+    "SpecsError",
+    "load_instance_specs",
+    "node_types_for",
+]
+
+#: <repo>/include/instance_specs.csv, from <repo>/plugins/cachebench/specs.py.
+DEFAULT_SPECS_PATH: Path = Path(__file__).resolve().parents[2] / "include" / "instance_specs.csv"
+
+#: The header row, exactly and in this order.
+COLUMNS: tuple[str, ...] = (
+    "target",
+    "node_type",
+    "family",
+    "vcpu",
+    "memory_gib",
+    "network_baseline_gbps",
+    "network_burst_gbps",
+    "price_usd_hour",
+    "source",
+)
+
+#: Targets a row may name; kept in step with ``cachebench.models.Target``.
+KNOWN_TARGETS: tuple[str, ...] = ("aws", "local")
+
+SpecKey = tuple[str, str]
+Specs = dict[SpecKey, "InstanceSpec"]
+
+
+class InstanceSpec(pydantic.BaseModel, frozen=True):
+    """One node type: its size, network allowance and on-demand price.
+
+    For ``aws`` rows ``price_usd_hour`` is the us-east-1 on-demand Redis OSS
+    price; network figures are ``None`` where there is no documented limit
+    (``local`` loopback). A size without burst has burst equal to baseline.
+    """
+
+    target: str
+    node_type: str
+    family: str
+    vcpu: int
+    memory_gib: float
+    network_baseline_gbps: float | None
+    network_burst_gbps: float | None
+    price_usd_hour: float | None
+    source: str
+
+
+class SpecsError(ValueError):
+    """A malformed catalogue row; the message names file, line and column."""
+
+    def __init__(self, path: Path, line: int, column: str, problem: str) -> None:
+        self.path = path
+        self.line = line
+        self.column = column
+        self.problem = problem
+        super().__init__(f"{path}: line {line}: column {column!r}: {problem}")
+
+
+# resolved path -> ((mtime_ns, size), parsed catalogue)
+_CACHE: dict[Path, tuple[tuple[int, int], Specs]] = {}
+
+
+def load_instance_specs(
+    path: Path | None = None,
+) -> dict[tuple[str, str], InstanceSpec]:
+    """Load the catalogue, keyed by ``(target, node_type)``, in file order.
+
+    Cached per path and modification time; each call returns a fresh dict
+    (the specs themselves are frozen). Raises :class:`SpecsError` for a
+    malformed file and :class:`OSError` if it cannot be read.
+    """
+    resolved = Path(path if path is not None else DEFAULT_SPECS_PATH).resolve()
+    st = os.stat(resolved)
+    stamp = (st.st_mtime_ns, st.st_size)
+    hit = _CACHE.get(resolved)
+    if hit is not None and hit[0] == stamp:
+        return dict(hit[1])
+    specs = _parse(resolved)
+    _CACHE[resolved] = (stamp, specs)
+    return dict(specs)
+
+
+def node_types_for(
+    target: str, specs: dict[tuple[str, str], InstanceSpec] | None = None
+) -> list[str]:
+    """Node types of ``target`` in catalogue order (the shipped file if ``specs`` is None)."""
+    if target not in KNOWN_TARGETS:
+        raise ValueError(f"unknown target {target!r}; expected one of {KNOWN_TARGETS}")
+    catalogue = load_instance_specs() if specs is None else specs
+    return [node_type for (t, node_type) in catalogue if t == target]
+
+
+def _parse(path: Path) -> Specs:
+    """Read and validate every row of ``path``."""
+    specs: Specs = {}
+    first_line: dict[SpecKey, int] = {}
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if header is None:
+            raise SpecsError(path, 1, "header", "file is empty; expected a header row")
+        _check_header(path, [h.strip() for h in header])
+        for row in reader:
+            line = reader.line_num
+            if not row or all(not cell.strip() for cell in row):
+                continue  # blank line
+            spec = _parse_row(path, line, row)
+            key = (spec.target, spec.node_type)
+            if key in first_line:
+                raise SpecsError(
+                    path,
+                    line,
+                    "node_type",
+                    f"duplicate ({spec.target}, {spec.node_type}); "
+                    f"first defined on line {first_line[key]}",
+                )
+            first_line[key] = line
+            specs[key] = spec
+    return specs
+
+
+def _check_header(path: Path, header: list[str]) -> None:
+    """Refuse a header that is not exactly :data:`COLUMNS`."""
+    if len(header) != len(COLUMNS):
+        raise SpecsError(
+            path,
+            1,
+            "header",
+            f"expected {len(COLUMNS)} columns {list(COLUMNS)}, got {len(header)}: {header}",
+        )
+    for want, got in zip(COLUMNS, header, strict=True):
+        if want != got:
+            raise SpecsError(path, 1, want, f"header has {got!r} where {want!r} belongs")
+
+
+def _parse_row(path: Path, line: int, row: list[str]) -> InstanceSpec:
+    """Turn one data row into an :class:`InstanceSpec`, or raise :class:`SpecsError`."""
+    if len(row) != len(COLUMNS):
+        raise SpecsError(
+            path,
+            line,
+            "row",
+            f"expected {len(COLUMNS)} columns, got {len(row)} (quote fields containing commas)",
+        )
+    cells = {name: cell.strip() for name, cell in zip(COLUMNS, row, strict=True)}
+
+    def fail(column: str, problem: str) -> SpecsError:
+        return SpecsError(path, line, column, problem)
+
+    for column in ("target", "node_type", "family", "source"):
+        if not cells[column]:
+            raise fail(column, "must not be empty")
+    if cells["target"] not in KNOWN_TARGETS:
+        raise fail(
+            "target",
+            f"unknown target {cells['target']!r}; expected one of {KNOWN_TARGETS}",
+        )
+
+    raw_vcpu = cells["vcpu"]
+    try:
+        vcpu = int(raw_vcpu)
+    except ValueError:
+        raise fail("vcpu", f"{raw_vcpu!r} is not a whole number") from None
+    if vcpu < 1:
+        raise fail("vcpu", f"{vcpu} must be at least 1")
+
+    def number(column: str, *, optional: bool, allow_zero: bool) -> float | None:
+        raw = cells[column]
+        if not raw:
+            if optional:
+                return None
+            raise fail(column, "must not be empty")
+        try:
+            value = float(raw)
+        except ValueError:
+            raise fail(column, f"{raw!r} is not a number") from None
+        if not math.isfinite(value):
+            raise fail(column, f"{raw!r} is not a finite number")
+        if value < 0:
+            raise fail(column, f"{raw} must not be negative")
+        if value == 0 and not allow_zero:
+            raise fail(column, "must be greater than 0")
+        return value
+
+    memory = number("memory_gib", optional=False, allow_zero=False)
+    baseline = number("network_baseline_gbps", optional=True, allow_zero=False)
+    burst = number("network_burst_gbps", optional=True, allow_zero=False)
+    price = number("price_usd_hour", optional=True, allow_zero=True)
+    if burst is not None and baseline is None:
+        raise fail("network_burst_gbps", "set without network_baseline_gbps")
+    if burst is not None and baseline is not None and burst < baseline:
+        raise fail(
+            "network_burst_gbps",
+            f"burst {burst:g} is below baseline {baseline:g} (use baseline when there is no burst)",
+        )
+
+    assert memory is not None  # not optional
+    return InstanceSpec(
+        target=cells["target"],
+        node_type=cells["node_type"],
+        family=cells["family"],
+        vcpu=vcpu,
+        memory_gib=memory,
+        network_baseline_gbps=baseline,
+        network_burst_gbps=burst,
+        price_usd_hour=price,
+        source=cells["source"],
+    )

@@ -1,0 +1,44 @@
+"""Test set-up: the package on sys.path (as Airflow does) and a private Airflow home.
+
+Airflow reads its configuration from the environment at import time, so the
+variables are set here, before any test module imports it.
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "plugins"))
+
+_HOME = Path(tempfile.mkdtemp(prefix="cachebench-airflow-"))
+os.environ.update(
+    AIRFLOW_HOME=str(_HOME),
+    AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "dags"),
+    AIRFLOW__CORE__PLUGINS_FOLDER=str(ROOT / "plugins"),
+    AIRFLOW__CORE__LOAD_EXAMPLES="False",
+    CACHEBENCH_RESULTS=str(_HOME / "results"),
+)
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """A migrated sqlite metadata DB, for tests that run DAGs."""
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "plugins")},
+    )
+    return _HOME
+
+
+@pytest.fixture
+def results_dir(tmp_path, monkeypatch) -> Path:
+    out = tmp_path / "results"
+    monkeypatch.setenv("CACHEBENCH_RESULTS", str(out))
+    return out

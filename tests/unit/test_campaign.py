@@ -1,0 +1,142 @@
+"""Campaign spec: validation names the field, the value and what is allowed; stable point ids."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+
+from cachebench.campaign import CampaignError, CampaignSpec, load_campaign_file
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "include" / "campaigns" / "redis-vs-valkey-local.yaml"
+
+AWS = {
+    "name": "aws-sweep",
+    "target": "aws",
+    "engines": [
+        {"engine": "redis", "versions": ["7.1"]},
+        {"engine": "valkey", "versions": ["8.1"]},
+    ],
+    "topologies": [
+        {"cluster_mode": False, "replicas": 1},
+        {"cluster_mode": True, "shards": 3, "replicas": 1},
+    ],
+    "node_types": ["cache.r7g.large", "cache.m7g.xlarge"],
+    "workloads": [{"name": "read-heavy", "ratio": "1:10", "duration_seconds": 3600}],
+    "load_generators": 5,
+    "budget_usd": 500,
+}
+
+
+def refused(data: dict) -> str:
+    with pytest.raises(CampaignError) as err:
+        CampaignSpec.from_input(data)
+    return str(err.value)
+
+
+def test_example_campaign_is_valid() -> None:
+    spec = CampaignSpec.from_yaml(EXAMPLE)
+    assert spec.target == "local"
+    assert spec.point_count == 4
+    assert {p.engine for p in spec.points()} == {"redis", "valkey"}
+    assert {p.topology.cluster_mode for p in spec.points()} == {False, True}
+
+
+def test_matrix_expansion_and_stable_ids() -> None:
+    spec = CampaignSpec.from_input(AWS)
+    points = spec.points()
+    assert len(points) == 2 * 2 * 2 * 1
+    ids = [p.id for p in points]
+    assert len(set(ids)) == len(ids)
+    assert "valkey-8.1-c3r1-cache.r7g.large-read-heavy" in ids
+    assert "redis-7.1-single-r1-cache.m7g.xlarge-read-heavy" in ids
+    assert [p.id for p in CampaignSpec.from_input(copy.deepcopy(AWS)).points()] == ids
+    assert [p.index for p in points] == list(range(8))
+
+
+def test_unknown_node_type_names_field_value_and_allowed() -> None:
+    msg = refused({**AWS, "node_types": ["cache.r7g.large", "cache.x9.huge"]})
+    assert "node_types[1]" in msg and "'cache.x9.huge'" in msg and "cache.r7g.large" in msg
+
+
+def test_local_node_type_refused_on_aws() -> None:
+    msg = refused({**AWS, "node_types": ["local.small"]})
+    assert "node_types[0]" in msg and "not a aws node type" in msg
+
+
+def test_unknown_version_names_allowed_versions() -> None:
+    msg = refused({**AWS, "engines": [{"engine": "valkey", "versions": ["6.0"]}]})
+    assert "engines[0].versions[0]: '6.0'" in msg and "7.2, 8.0, 8.1" in msg
+
+
+def test_unknown_engine() -> None:
+    msg = refused({**AWS, "engines": [{"engine": "memcached", "versions": ["1.6"]}]})
+    assert "engines[0].engine" in msg and "memcached" in msg
+
+
+@pytest.mark.parametrize(
+    ("topology", "needle"),
+    [
+        ({"cluster_mode": False, "shards": 2}, "cluster_mode off allows exactly 1 shard"),
+        ({"cluster_mode": True, "shards": 0}, "topologies[0].shards"),
+        ({"cluster_mode": True, "shards": 3, "replicas": 6}, "topologies[0].replicas"),
+    ],
+)
+def test_illegal_topologies(topology: dict, needle: str) -> None:
+    assert needle in refused({**AWS, "topologies": [topology]})
+
+
+def test_local_node_limit() -> None:
+    local = load_campaign_file(EXAMPLE)
+    msg = refused({**local, "topologies": [{"cluster_mode": True, "shards": 5, "replicas": 2}]})
+    assert "15 nodes" in msg and "at most 12" in msg
+
+
+@pytest.mark.parametrize(
+    ("workload", "field"),
+    [
+        ({"name": "w", "ratio": "ten"}, "workloads[0].ratio"),
+        ({"name": "w", "ratio": "0:0"}, "workloads[0].ratio"),
+        ({"name": "w", "key_pattern": "X:Y"}, "workloads[0].key_pattern"),
+        ({"name": "w", "value_size": 0}, "workloads[0].value_size"),
+        ({"name": "Bad Name"}, "workloads[0].name"),
+        ({"name": "w", "pipeline": 0}, "workloads[0].pipeline"),
+        ({"name": "w", "rate_limit": -1}, "workloads[0].rate_limit"),
+    ],
+)
+def test_bad_workloads(workload: dict, field: str) -> None:
+    assert field in refused({**AWS, "workloads": [workload]})
+
+
+def test_unknown_field_and_missing_field() -> None:
+    assert "nodetypes: unknown field" in refused({**AWS, "nodetypes": []})
+    data = dict(AWS)
+    del data["workloads"]
+    assert "workloads: required field is missing" in refused(data)
+
+
+def test_duplicate_workload_names_and_point_limit() -> None:
+    assert "used twice" in refused({**AWS, "workloads": [{"name": "w"}, {"name": "w"}]})
+    assert "over max_points=3" in refused({**AWS, "max_points": 3})
+
+
+def test_every_problem_reported_at_once() -> None:
+    with pytest.raises(CampaignError) as err:
+        CampaignSpec.from_input(
+            {**AWS, "node_types": ["nope"], "engines": [{"engine": "redis", "versions": ["1.0"]}]}
+        )
+    assert len(err.value.problems) == 2
+
+
+def test_bad_schedule() -> None:
+    assert "schedule: 'every day'" in refused({**AWS, "schedule": "every day"})
+    assert CampaignSpec.from_input({**AWS, "schedule": "0 3 * * 1"}).schedule == "0 3 * * 1"
+
+
+def test_cost_estimate() -> None:
+    spec = CampaignSpec.from_input(AWS)
+    # 8 points, each >= 1 h of load on >= 2 nodes of a priced node type, plus 5 load tasks
+    assert spec.estimate_usd() > 8 * 2 * 0.1
+    assert CampaignSpec.from_yaml(EXAMPLE).estimate_usd() == 0.0
