@@ -1,0 +1,320 @@
+"""Sample INFO from every local node and write CloudWatch-named metrics.
+
+    python -m cachebench.local.agent --state-dir DIR
+
+Every `metrics_interval_seconds` it sends one INFO (the sections below) per node
+over one kept-open connection and appends rows to <state_dir>/metrics.csv. It
+stops by itself when every server is gone, when the expiry passed or when the
+auth file disappears (`down` removes it).
+
+Names and units follow ElastiCache's CloudWatch host/engine metrics. Counters
+become per-period counts (from the second sample on); gauges are instantaneous.
+CPUUtilization counts every server thread (so it can exceed 100 with io-threads);
+EngineCPUUtilization only the main thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from cachebench.local import procs
+
+# Same as cachebench.models.METRIC_COLUMNS (not imported: the agent stays light).
+COLUMNS = ["timestamp", "point_id", "node_id", "metric", "value", "unit", "period_s"]
+SECTIONS = (
+    "server",
+    "clients",
+    "memory",
+    "stats",
+    "replication",
+    "cpu",
+    "commandstats",
+    "keyspace",
+)
+# Plain string reads and writes (ElastiCache sums all read/write-type commands).
+GET_COMMANDS = frozenset({"get", "mget", "getrange", "substr", "strlen", "lcs"})
+SET_COMMANDS = frozenset(
+    {
+        "set",
+        "mset",
+        "msetnx",
+        "setnx",
+        "setex",
+        "psetex",
+        "setrange",
+        "append",
+        "getset",
+        "getdel",
+        "getex",
+        "incr",
+        "incrby",
+        "incrbyfloat",
+        "decr",
+        "decrby",
+    }
+)
+
+Row = dict[str, Any]
+
+
+def parse_info(text: str) -> dict[str, Any]:
+    """INFO text -> dict shaped like redis-py's (k=v,k=v values become dicts)."""
+
+    def scalar(v: str):
+        try:
+            return float(v) if "." in v else int(v)
+        except ValueError:
+            return v
+
+    out: dict[str, Any] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#") or ":" not in line:
+            continue
+        key, value = line.split(":", 1)
+        if "=" in value:
+            out[key] = {k: scalar(v) for k, _, v in (p.partition("=") for p in value.split(","))}
+        else:
+            out[key] = scalar(value)
+    return out
+
+
+def _num(info: dict[str, Any], key: str) -> float | None:
+    v = info.get(key)
+    if isinstance(v, bool) or v is None:
+        return None
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _calls(info: dict[str, Any], commands: frozenset[str]) -> float:
+    total = 0.0
+    for name in commands:
+        stat = info.get(f"cmdstat_{name}")
+        if isinstance(stat, dict):
+            total += float(stat.get("calls", 0))
+        elif isinstance(stat, str):
+            total += float(parse_info(f"x:{stat}")["x"].get("calls", 0))
+    return total
+
+
+def _keys(info: dict[str, Any]) -> float:
+    total = 0.0
+    for key, val in info.items():
+        if key.startswith("db") and key[2:].isdigit():
+            if isinstance(val, str):
+                val = parse_info(f"x:{val}")["x"]
+            if isinstance(val, dict):
+                total += float(val.get("keys", 0))
+    return total
+
+
+def metrics_from_info(
+    prev: dict[str, Any] | None,
+    cur: dict[str, Any],
+    dt: float,
+    node_id: str,
+    maxmemory: int,
+) -> list[Row]:
+    """Rows {node_id, metric, value, unit, period_s} from two INFO snapshots dt s apart.
+
+    prev=None (first sample) yields only the gauges. A counter that went
+    backwards (server restart) yields no row for that period.
+    """
+    rows: list[Row] = []
+    period = round(dt, 3) if prev is not None else 0.0
+
+    def add(metric: str, value: float | None, unit: str) -> None:
+        if value is not None:
+            rows.append(
+                {
+                    "node_id": node_id,
+                    "metric": metric,
+                    "value": round(float(value), 6),
+                    "unit": unit,
+                    "period_s": period,
+                }
+            )
+
+    # Gauges.
+    add("CurrConnections", _num(cur, "connected_clients"), "Count")
+    used = _num(cur, "used_memory")
+    add("BytesUsedForCache", used, "Bytes")
+    limit = maxmemory or _num(cur, "maxmemory") or 0
+    if used is not None and limit > 0:
+        add("DatabaseMemoryUsagePercentage", 100.0 * used / limit, "Percent")
+    add("CurrItems", _keys(cur), "Count")
+    role = cur.get("role")
+    add("IsMaster", 1.0 if role == "master" else 0.0, "Count")
+
+    if prev is None or dt <= 0:
+        return rows
+
+    def delta(key: str) -> float | None:
+        a, b = _num(prev, key), _num(cur, key)
+        if a is None or b is None or b < a:
+            return None
+        return b - a
+
+    def cpu(*keys: str) -> float | None:
+        ds = [delta(k) for k in keys]
+        if any(d is None for d in ds):
+            return None
+        return 100.0 * sum(ds) / dt  # type: ignore[arg-type]
+
+    add("CPUUtilization", cpu("used_cpu_sys", "used_cpu_user"), "Percent")
+    add(
+        "EngineCPUUtilization",
+        cpu("used_cpu_sys_main_thread", "used_cpu_user_main_thread"),
+        "Percent",
+    )
+    add("NetworkBytesIn", delta("total_net_input_bytes"), "Bytes")
+    add("NetworkBytesOut", delta("total_net_output_bytes"), "Bytes")
+    add("NewConnections", delta("total_connections_received"), "Count")
+    add("Evictions", delta("evicted_keys"), "Count")
+    add("CacheHits", delta("keyspace_hits"), "Count")
+    add("CacheMisses", delta("keyspace_misses"), "Count")
+    for metric, commands in (
+        ("GetTypeCmds", GET_COMMANDS),
+        ("SetTypeCmds", SET_COMMANDS),
+    ):
+        d = _calls(cur, commands) - _calls(prev, commands)
+        add(metric, d if d >= 0 else None, "Count")
+    if role == "master" and (_num(cur, "connected_slaves") or 0) > 0:
+        add("ReplicationBytes", delta("master_repl_offset"), "Bytes")
+    return rows
+
+
+def sample_dt(prev: dict[str, Any], cur: dict[str, Any], fallback: float) -> float:
+    """Seconds between two snapshots by the server's clock when it reports one."""
+    a, b = _num(prev, "server_time_usec"), _num(cur, "server_time_usec")
+    if a is not None and b is not None and b > a:
+        return (b - a) / 1e6
+    return fallback
+
+
+class _Stop(Exception):
+    pass
+
+
+def _on_signal(signum, frame):
+    raise _Stop()
+
+
+def run(state_dir: Path) -> int:
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    deadline = time.monotonic() + 10
+    reg = procs.read_json_dict(state_dir / "registry.json")
+    while not reg and time.monotonic() < deadline:
+        time.sleep(0.1)
+        reg = procs.read_json_dict(state_dir / "registry.json")
+    auth = state_dir / "auth"
+    if not reg or not auth.exists():
+        print("agent: no registry or auth file; exiting", flush=True)
+        return 1
+    password = auth.read_text().strip()
+    interval = float(reg.get("metrics_interval_seconds", 1))
+    expires_at = float(reg["expires_at"])
+    maxmemory = int(reg.get("maxmemory_bytes", 0))
+    point_id = reg["point_id"]
+    host = reg.get("host", "127.0.0.1")
+    nodes = reg["nodes"]
+    conns: dict[str, Any] = {}
+    prev: dict[str, tuple[dict[str, Any], float]] = {}
+    path = state_dir / "metrics.csv"
+    new = not path.exists() or path.stat().st_size == 0
+    print(
+        f"agent: sampling {len(nodes)} nodes every {interval:g} s into {path}",
+        flush=True,
+    )
+    with open(path, "a", newline="") as fh:
+        out = csv.writer(fh)
+        if new:
+            out.writerow(COLUMNS)
+            fh.flush()
+        next_tick = time.monotonic()
+        while True:
+            if time.time() >= expires_at:
+                print("agent: expiry passed; exiting", flush=True)
+                return 0
+            if not auth.exists():
+                print("agent: auth file gone (down); exiting", flush=True)
+                return 0
+            alive = [n for n in nodes if procs.pid_alive(n["pid"])]
+            if not alive:
+                print("agent: every server is gone; exiting", flush=True)
+                return 0
+            for n in alive:
+                nid = n["node_id"]
+                try:
+                    if nid not in conns:
+                        conns[nid] = redis.Redis(
+                            host=host,
+                            port=n["port"],
+                            password=password,
+                            socket_timeout=2,
+                            socket_connect_timeout=2,
+                            single_connection_client=True,
+                            decode_responses=True,
+                            retry=Retry(NoBackoff(), 0),
+                        )
+                    info = conns[nid].execute_command("INFO", *SECTIONS)
+                except redis.RedisError:
+                    conn = conns.pop(nid, None)
+                    if conn is not None:
+                        conn.close()
+                    prev.pop(nid, None)
+                    continue
+                now, mono = time.time(), time.monotonic()
+                if isinstance(info, str):
+                    info = parse_info(info)
+                before = prev.get(nid)
+                dt = sample_dt(before[0], info, mono - before[1]) if before else 0.0
+                rows = metrics_from_info(before[0] if before else None, info, dt, nid, maxmemory)
+                for r in rows:
+                    out.writerow(
+                        [
+                            f"{now:.3f}",
+                            point_id,
+                            nid,
+                            r["metric"],
+                            r["value"],
+                            r["unit"],
+                            r["period_s"],
+                        ]
+                    )
+                prev[nid] = (info, mono)
+            fh.flush()
+            next_tick += interval
+            pause = next_tick - time.monotonic()
+            if pause < 0:  # fell behind (suspended?): do not burst to catch up
+                next_tick = time.monotonic()
+                pause = 0
+            time.sleep(pause)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m cachebench.local.agent")
+    ap.add_argument("--state-dir", required=True, type=Path)
+    args = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    try:
+        return run(args.state_dir.resolve())
+    except _Stop:
+        print("agent: stopped by signal", flush=True)
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""Process and port helpers shared by the server manager and the metrics agent.
+
+Nothing here ever sends a signal to a pid without first proving, from /proc,
+that the pid is the process we think it is: pids get reused, and pidfiles
+outlive their processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+SERVER_NAMES = frozenset({"redis-server", "valkey-server"})
+AGENT_MODULE = "cachebench.local.agent"
+
+
+def cmdline(pid: int) -> list[str] | None:
+    """argv of pid as /proc shows it (servers rewrite it to their process title)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    parts = [p.decode("utf-8", "replace") for p in raw.split(b"\0") if p]
+    # A process title is one NUL-terminated string with spaces: split it too.
+    return [w for p in parts for w in p.split(" ") if w]
+
+
+def pid_alive(pid: int | None) -> bool:
+    """True when pid exists and is not a zombie (a dead child nobody reaped yet)."""
+    if not pid or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    state = stat.rsplit(")", 1)[-1].split()[0]
+    if state in ("Z", "X"):
+        _reap(pid)
+        return False
+    return True
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def is_server(
+    pid: int | None,
+    node_dir: Path,
+    port: int | None = None,
+    names: frozenset[str] | set[str] = SERVER_NAMES,
+) -> bool:
+    """Is pid a redis/valkey server of node_dir (our servers run with dir=node_dir)?"""
+    if not pid_alive(pid):
+        return False
+    argv = cmdline(pid)  # type: ignore[arg-type]
+    if not argv or os.path.basename(argv[0]) not in names:
+        return False
+    if port is not None and not any(w.endswith(f":{port}") for w in argv[1:]):
+        return False
+    try:
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return False
+    return os.path.realpath(cwd) == os.path.realpath(node_dir)
+
+
+def is_agent(pid: int | None, state_dir: Path) -> bool:
+    if not pid_alive(pid):
+        return False
+    argv = cmdline(pid)  # type: ignore[arg-type]
+    if not argv or AGENT_MODULE not in argv:
+        return False
+    return os.path.realpath(state_dir) in {os.path.realpath(a) for a in argv if a.startswith("/")}
+
+
+def read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Can a server listen on host:port right now? (SO_REUSEADDR, as the servers use.)"""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            if e.errno in (errno.EADDRINUSE, errno.EACCES):
+                return False
+            raise
+    return True
+
+
+def signal_if(pid: int, sig: int, check) -> bool:
+    """Send sig to pid only if check(pid) still holds; True if sent."""
+    if not check(pid):
+        return False
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def wait_gone(pids: list[int], timeout: float) -> list[int]:
+    """Wait until every pid is dead; return those still alive at the deadline."""
+    deadline = time.monotonic() + timeout
+    left = [p for p in pids if pid_alive(p)]
+    while left and time.monotonic() < deadline:
+        time.sleep(0.05)
+        left = [p for p in left if pid_alive(p)]
+    return left
+
+
+def terminate(pids: list[int], check, grace: float) -> list[int]:
+    """SIGTERM then SIGKILL (each only after re-checking identity); return survivors."""
+    for pid in pids:
+        signal_if(pid, signal.SIGTERM, check)
+    left = wait_gone(pids, grace)
+    for pid in left:
+        signal_if(pid, signal.SIGKILL, check)
+    return wait_gone(left, 5.0)
+
+
+def read_json(path: Path) -> Any:
+    """Parsed JSON of path (any type), or None when missing or damaged."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def read_json_dict(path: Path) -> dict | None:
+    """Like read_json, but None unless the file holds a JSON object."""
+    data = read_json(path)
+    return data if isinstance(data, dict) else None
+
+
+def write_json_atomic(path: Path, data: dict, mode: int = 0o644) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, indent=2, sort_keys=True)
+        fh.write("\n")
+    os.replace(tmp, path)
+
+
+def write_secret(path: Path, text: str) -> None:
+    """Write a file readable by its owner only, never briefly readable by others."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)

@@ -1,0 +1,816 @@
+"""Start and stop real Redis/Valkey servers on 127.0.0.1 for the `local` target.
+
+Layout of a state directory (one per point)::
+
+    <state_dir>/
+      auth                 0600, the AUTH password (removed by `down`)
+      config.json          the config `up` ran with (no secret)
+      registry.json        what runs here: pids, ports, expiry (for the reaper)
+      agent.pid agent.log  the metrics agent
+      metrics.csv          the agent's samples (kept by `down`)
+      nodes/<node_id>/
+        server.conf        0600, holds requirepass/masterauth (removed by `down`)
+        node.json          node id, port, binary (no secret; lets `down` work alone)
+        server.pid server.log nodes.conf startup.err
+
+`up` is idempotent and all-or-nothing: if it fails it stops whatever runs in the
+state directory, because Terraform never runs the destroy provisioner of a
+resource whose create failed (it is tainted instead).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from . import procs
+
+CLUSTER_SLOTS = 16384
+BUS_PORT_OFFSET = 10000
+HOST = "127.0.0.1"
+READY_TIMEOUT_S = 30.0
+STOP_GRACE_S = 10.0
+SLOTS_LACK_REPLICAS = "(replicas not yet in CLUSTER SLOTS)"
+MAXMEMORY_POLICIES = frozenset(
+    {
+        "volatile-lru",
+        "allkeys-lru",
+        "volatile-lfu",
+        "allkeys-lfu",
+        "volatile-random",
+        "allkeys-random",
+        "volatile-ttl",
+        "noeviction",
+    }
+)
+REQUIRED = {
+    "point_id": str,
+    "engine": str,
+    "engine_version": str,
+    "server_binary": str,
+    "cluster_mode": bool,
+    "shards": int,
+    "replicas": int,
+    "base_port": int,
+    "maxmemory_bytes": int,
+    "maxmemory_policy": str,
+    "io_threads": int,
+    "state_dir": str,
+    "metrics_interval_seconds": (int, float),
+    "expires_at": (int, float),
+    "campaign": str,
+    "run_id": str,
+}
+# Fields that define what runs; a change means "different servers".
+IDENTITY = (
+    "point_id",
+    "engine",
+    "engine_version",
+    "server_binary",
+    "cluster_mode",
+    "shards",
+    "replicas",
+    "base_port",
+    "maxmemory_bytes",
+    "maxmemory_policy",
+    "io_threads",
+)
+
+
+class LocalError(RuntimeError):
+    """A failure `up`/`down` reports to the user (message names the cause)."""
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    node_id: str
+    shard: int  # 1-based, like ElastiCache's node group "0001"
+    member: int  # 1-based within the shard; 1 is the primary
+    port: int
+    role: str  # "primary" | "replica"
+
+
+# ---------------------------------------------------------------- planning
+
+
+def plan_nodes(shards: int, replicas: int, base_port: int) -> list[NodeSpec]:
+    """Node ids and ports; node i (shard-major order) listens on base_port + i."""
+    per = replicas + 1
+    return [
+        NodeSpec(
+            node_id=f"{s + 1:04d}-{m + 1:03d}",
+            shard=s + 1,
+            member=m + 1,
+            port=base_port + s * per + m,
+            role="primary" if m == 0 else "replica",
+        )
+        for s in range(shards)
+        for m in range(per)
+    ]
+
+
+def slot_ranges(shards: int) -> list[tuple[int, int]]:
+    """16384 slots spread evenly over shards, as inclusive (first, last) ranges."""
+    bounds = [k * CLUSTER_SLOTS // shards for k in range(shards + 1)]
+    return [(bounds[k], bounds[k + 1] - 1) for k in range(shards)]
+
+
+def validate_config(raw: dict[str, Any]) -> dict[str, Any]:
+    missing = sorted(set(REQUIRED) - set(raw))
+    if missing:
+        raise LocalError(f"config lacks {', '.join(missing)}")
+    cfg = dict(raw)
+    for key, typ in REQUIRED.items():
+        val = cfg[key]
+        ok = isinstance(val, typ) and not (typ is int and isinstance(val, bool))
+        if typ is bool:
+            ok = isinstance(val, bool)
+        if not ok:
+            raise LocalError(f"config {key}={val!r}: expected {typ}")
+    if cfg["engine"] not in ("redis", "valkey"):
+        raise LocalError(f"engine={cfg['engine']!r}: use redis or valkey")
+    if not 1 <= cfg["shards"] <= 500:
+        raise LocalError(f"shards={cfg['shards']}: use 1..500")
+    if not 0 <= cfg["replicas"] <= 5:
+        raise LocalError(f"replicas={cfg['replicas']}: use 0..5")
+    if not cfg["cluster_mode"] and cfg["shards"] != 1:
+        raise LocalError(f"shards={cfg['shards']}: cluster_mode off allows exactly 1 shard")
+    nodes = cfg["shards"] * (cfg["replicas"] + 1)
+    top = 65535 - (BUS_PORT_OFFSET if cfg["cluster_mode"] else 0)
+    if cfg["base_port"] < 1024 or cfg["base_port"] + nodes - 1 > top:
+        raise LocalError(
+            f"base_port={cfg['base_port']}: ports {cfg['base_port']}.."
+            f"{cfg['base_port'] + nodes - 1} must lie in 1024..{top}"
+            + (" (cluster bus ports are port+10000)" if cfg["cluster_mode"] else "")
+        )
+    if cfg["maxmemory_bytes"] < 0:
+        raise LocalError("maxmemory_bytes must be >= 0 (0 = no limit)")
+    if cfg["maxmemory_policy"] not in MAXMEMORY_POLICIES:
+        raise LocalError(f"maxmemory_policy={cfg['maxmemory_policy']!r} is not a valid policy")
+    if not 1 <= cfg["io_threads"] <= 128:
+        raise LocalError(f"io_threads={cfg['io_threads']}: use 1..128")
+    if cfg["metrics_interval_seconds"] <= 0:
+        raise LocalError("metrics_interval_seconds must be > 0")
+    if cfg["expires_at"] <= time.time():
+        raise LocalError(f"expires_at={cfg['expires_at']} is in the past")
+    if not os.path.isabs(cfg["state_dir"]):
+        raise LocalError(f"state_dir={cfg['state_dir']!r} must be an absolute path")
+    binary = cfg["server_binary"]
+    if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
+        raise LocalError(f"server_binary {binary!r} is not an executable file")
+    cfg.setdefault("ready_timeout_seconds", READY_TIMEOUT_S)
+    return cfg
+
+
+def binary_version(binary: str) -> tuple[str, str]:
+    """(engine, version) the binary reports, e.g. ('valkey', '9.1.2')."""
+    out = subprocess.run(
+        [binary, "--version"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=10,
+        stdin=subprocess.DEVNULL,
+    ).stdout
+    engine = "valkey" if out.lower().startswith("valkey") else "redis"
+    version = next((w[2:] for w in out.split() if w.startswith("v=")), "")
+    return engine, version
+
+
+def config_hash(cfg: dict[str, Any]) -> str:
+    ident = {k: cfg[k] for k in IDENTITY}
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def render_server_conf(
+    cfg: dict[str, Any],
+    node: NodeSpec,
+    node_dir: Path,
+    password: str,
+    primary_port: int | None,
+) -> str:
+    lines = [
+        f"port {node.port}",
+        f"bind {HOST}",
+        "protected-mode yes",
+        "daemonize yes",
+        f'dir "{node_dir}"',
+        f'pidfile "{node_dir / "server.pid"}"',
+        f'logfile "{node_dir / "server.log"}"',
+        'save ""',
+        'dbfilename "dump.rdb"',
+        "appendonly no",
+        f'requirepass "{password}"',
+        f'masterauth "{password}"',
+        f"maxmemory {cfg['maxmemory_bytes']}",
+        f"maxmemory-policy {cfg['maxmemory_policy']}",
+        f"io-threads {cfg['io_threads']}",
+        # Diskless full sync starts at once instead of waiting 5 s for more replicas.
+        "repl-diskless-sync-delay 0",
+    ]
+    if cfg["cluster_mode"]:
+        lines += [
+            "cluster-enabled yes",
+            f'cluster-config-file "{node_dir / "nodes.conf"}"',
+            "cluster-node-timeout 5000",
+        ]
+    elif primary_port is not None:
+        lines.append(f"replicaof {HOST} {primary_port}")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- helpers
+
+
+@contextlib.contextmanager
+def _locked(state_dir: Path):
+    fd = os.open(state_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _client(port: int, password: str | None, timeout: float = 2.0) -> redis.Redis:
+    return redis.Redis(
+        host=HOST,
+        port=port,
+        password=password,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        decode_responses=True,
+        single_connection_client=True,
+        retry=Retry(NoBackoff(), 0),  # callers loop themselves; SHUTDOWN must not retry
+    )
+
+
+def _tail(path: Path, lines: int = 15, redact: str | None = None) -> str:
+    try:
+        text = "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+    return text.replace(redact, "***") if redact else text
+
+
+def _kv(text: str) -> dict[str, str]:
+    out = {}
+    for line in text.splitlines():
+        if ":" in line and not line.startswith("#"):
+            k, v = line.split(":", 1)
+            out[k.strip()] = v.strip()
+    return out
+
+
+def _names(binary: str | None) -> frozenset[str]:
+    return procs.SERVER_NAMES | ({os.path.basename(binary)} if binary else set())
+
+
+# ---------------------------------------------------------------- up
+
+
+def up(config: dict[str, Any]) -> dict[str, Any]:
+    """Start (or find running) the servers config describes; return the registry."""
+    cfg = validate_config(config)
+    engine, version = binary_version(cfg["server_binary"])
+    if engine != cfg["engine"]:
+        raise LocalError(
+            f"{cfg['server_binary']} is a {engine} server, config says {cfg['engine']}"
+        )
+    want = cfg["engine_version"].split(".") if cfg["engine_version"] else []
+    if version.split(".")[: len(want)] != want:
+        raise LocalError(
+            f"{cfg['server_binary']} is {engine} {version}, config says {cfg['engine_version']}"
+        )
+    sd = Path(cfg["state_dir"])
+    sd.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(sd, 0o700)
+    with _locked(sd):
+        try:
+            return _up_locked(cfg, sd, version)
+        except BaseException:
+            # All-or-nothing: nobody runs `down` for a failed create (tainted resource).
+            with contextlib.suppress(Exception):
+                _stop_all(sd)
+            raise
+
+
+def _up_locked(cfg: dict[str, Any], sd: Path, version: str) -> dict[str, Any]:
+    nodes = plan_nodes(cfg["shards"], cfg["replicas"], cfg["base_port"])
+    names = _names(cfg["server_binary"])
+    reg = procs.read_json_dict(sd / "registry.json") or {}
+    auth = sd / "auth"
+    live = {
+        n.node_id: procs.read_pid(sd / "nodes" / n.node_id / "server.pid")
+        for n in nodes
+        if procs.is_server(
+            procs.read_pid(sd / "nodes" / n.node_id / "server.pid"),
+            sd / "nodes" / n.node_id,
+            n.port,
+            names,
+        )
+    }
+    same = reg.get("config_hash") == config_hash(cfg) and auth.exists()
+    if same and len(live) == len(nodes):
+        password = auth.read_text().strip()
+        _wait_ready(
+            cfg,
+            nodes,
+            password,
+            deadline=time.monotonic() + cfg["ready_timeout_seconds"],
+        )
+        pids = live
+        reused = True
+    else:
+        if _running_here(sd):
+            _stop_all(sd)  # stale or different servers: start clean
+        _check_ports(cfg, nodes)
+        password = secrets.token_urlsafe(32)
+        procs.write_secret(auth, password + "\n")
+        pids = _start_nodes(cfg, sd, nodes, password)
+        deadline = time.monotonic() + cfg["ready_timeout_seconds"]
+        if cfg["cluster_mode"]:
+            _form_cluster(cfg, nodes, password)
+        # nudge: the data set is empty now, so a FLUSHALL is harmless.
+        _wait_ready(cfg, nodes, password, deadline=deadline, nudge=True)
+        reused = False
+    registry = {
+        "point_id": cfg["point_id"],
+        "campaign": cfg["campaign"],
+        "run_id": cfg["run_id"],
+        "expires_at": cfg["expires_at"],
+        "nodes": [
+            {
+                "node_id": n.node_id,
+                "pid": pids[n.node_id],
+                "port": n.port,
+                "role": n.role,
+                "shard": n.shard,
+            }
+            for n in nodes
+        ],
+        "agent_pid": reg.get("agent_pid") if reused else None,
+        "created_at": reg.get("created_at", time.time()) if reused else time.time(),
+        # Beyond the reaper's needs: what the agent and `down` use.
+        "state_dir": str(sd),
+        "host": HOST,
+        "engine": cfg["engine"],
+        "engine_version": cfg["engine_version"],
+        "server_version": version,
+        "server_binary": cfg["server_binary"],
+        "cluster_mode": cfg["cluster_mode"],
+        "maxmemory_bytes": cfg["maxmemory_bytes"],
+        "metrics_interval_seconds": cfg["metrics_interval_seconds"],
+        "config_hash": config_hash(cfg),
+        "reused": reused,
+    }
+    procs.write_json_atomic(sd / "registry.json", registry)
+    agent_reads = ("point_id", "expires_at", "metrics_interval_seconds", "maxmemory_bytes")
+    if procs.is_agent(registry["agent_pid"], sd) and any(
+        reg.get(k) != registry[k] for k in agent_reads
+    ):
+        # The agent reads these once at start: restart it to pick up the new values.
+        procs.terminate([registry["agent_pid"]], lambda p: procs.is_agent(p, sd), grace=3.0)
+    if not procs.is_agent(registry["agent_pid"], sd):
+        registry["agent_pid"] = _start_agent(sd)
+        procs.write_json_atomic(sd / "registry.json", registry)
+    return registry
+
+
+def _running_here(sd: Path) -> bool:
+    return any(t["pid"] for t in _targets(sd, procs.read_json_dict(sd / "registry.json"))) or any(
+        procs.is_agent(p, sd) for p in _agent_pids(sd, procs.read_json_dict(sd / "registry.json"))
+    )
+
+
+def _check_ports(cfg: dict[str, Any], nodes: list[NodeSpec]) -> None:
+    for n in nodes:
+        ports = [n.port] + ([n.port + BUS_PORT_OFFSET] if cfg["cluster_mode"] else [])
+        for port in ports:
+            if not procs.port_free(port):
+                what = "cluster bus port" if port != n.port else "port"
+                raise LocalError(
+                    f"{what} {port} (node {n.node_id}) on {HOST} is already in use by a process"
+                    f" that is not a server of {cfg['state_dir']}; choose another base_port"
+                )
+
+
+def _start_nodes(
+    cfg: dict[str, Any], sd: Path, nodes: list[NodeSpec], password: str
+) -> dict[str, int]:
+    primary_port = {n.shard: n.port for n in nodes if n.role == "primary"}
+    names = _names(cfg["server_binary"])
+    for n in nodes:
+        nd = sd / "nodes" / n.node_id
+        nd.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _remove_data(nd)  # a fresh start never loads what an earlier run left
+        procs.write_json_atomic(
+            nd / "node.json", {**asdict(n), "server_binary": cfg["server_binary"]}
+        )
+        conf = nd / "server.conf"
+        upstream = primary_port[n.shard] if n.role == "replica" else None
+        procs.write_secret(conf, render_server_conf(cfg, n, nd, password, upstream))
+        with open(nd / "startup.err", "wb") as err:
+            rc = subprocess.run(
+                [cfg["server_binary"], str(conf)],
+                check=False,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                cwd=nd,
+                timeout=30,
+            ).returncode
+        if rc != 0:
+            raise LocalError(
+                f"node {n.node_id} (port {n.port}) failed to start (exit {rc}):\n"
+                + (
+                    _tail(nd / "startup.err", redact=password)
+                    or _tail(nd / "server.log", redact=password)
+                )
+            )
+    pids: dict[str, int] = {}
+    deadline = time.monotonic() + cfg["ready_timeout_seconds"]
+    for n in nodes:
+        nd = sd / "nodes" / n.node_id
+        while True:
+            pid = procs.read_pid(nd / "server.pid")
+            if pid and procs.is_server(pid, nd, n.port, names):
+                try:
+                    with _client(n.port, password) as c:
+                        c.ping()
+                    pids[n.node_id] = pid
+                    break
+                except redis.BusyLoadingError:
+                    pass
+                except redis.ConnectionError:
+                    pass
+            elif pid and not procs.pid_alive(pid):
+                raise LocalError(
+                    f"node {n.node_id} (port {n.port}) exited during start-up; its log ends:\n"
+                    + _tail(nd / "server.log", redact=password)
+                )
+            if time.monotonic() > deadline:
+                raise LocalError(
+                    f"node {n.node_id} (port {n.port}) did not answer PING within"
+                    f" {cfg['ready_timeout_seconds']:.0f} s; its log ends:\n"
+                    + _tail(nd / "server.log", redact=password)
+                )
+            time.sleep(0.05)
+    return pids
+
+
+def _form_cluster(cfg: dict[str, Any], nodes: list[NodeSpec], password: str) -> None:
+    deadline = time.monotonic() + cfg["ready_timeout_seconds"]
+    clients = {n.node_id: _client(n.port, password) for n in nodes}
+    try:
+        ids = {nid: c.execute_command("CLUSTER", "MYID") for nid, c in clients.items()}
+        first = clients[nodes[0].node_id]
+        for n in nodes[1:]:
+            first.execute_command("CLUSTER", "MEET", HOST, n.port)
+        primaries = [n for n in nodes if n.role == "primary"]
+        for n, (lo, hi) in zip(primaries, slot_ranges(len(primaries)), strict=True):
+            clients[n.node_id].execute_command("CLUSTER", "ADDSLOTSRANGE", lo, hi)
+        primary_of = {n.shard: n.node_id for n in primaries}
+        pending = [n for n in nodes if n.role == "replica"]
+        while pending:
+            left = []
+            for n in pending:
+                c, pid_ = clients[n.node_id], ids[primary_of[n.shard]]
+                try:
+                    if pid_ in c.execute_command("CLUSTER", "NODES"):
+                        c.execute_command("CLUSTER", "REPLICATE", pid_)
+                        continue
+                except redis.ResponseError:
+                    pass  # primary not known yet: MEET still propagating
+                left.append(n)
+            pending = left
+            if pending and time.monotonic() > deadline:
+                raise LocalError(
+                    "cluster: replicas "
+                    + ", ".join(n.node_id for n in pending)
+                    + f" never learned their primary within {cfg['ready_timeout_seconds']:.0f} s"
+                )
+            if pending:
+                time.sleep(0.1)
+    finally:
+        for c in clients.values():
+            c.close()
+
+
+def _readiness_problems(
+    cfg: dict[str, Any], nodes: list[NodeSpec], clients: dict[str, redis.Redis]
+) -> list[str]:
+    problems: list[str] = []
+    ids: dict[str, str] = {}
+    for n in nodes:
+        c = clients[n.node_id]
+        try:
+            c.ping()
+            if cfg["cluster_mode"]:
+                ids[n.node_id] = c.execute_command("CLUSTER", "MYID")
+                info = _kv(c.execute_command("CLUSTER", "INFO"))
+                if info.get("cluster_state") != "ok":
+                    problems.append(f"{n.node_id}: cluster_state:{info.get('cluster_state')}")
+                if info.get("cluster_known_nodes") != str(len(nodes)):
+                    problems.append(
+                        f"{n.node_id}: knows {info.get('cluster_known_nodes')}/{len(nodes)} nodes"
+                    )
+                if info.get("cluster_slots_ok") != str(CLUSTER_SLOTS):
+                    problems.append(f"{n.node_id}: cluster_slots_ok:{info.get('cluster_slots_ok')}")
+            if n.role == "replica":
+                repl = c.info("replication")
+                if repl.get("master_link_status") != "up":
+                    problems.append(
+                        f"{n.node_id}: master_link_status:{repl.get('master_link_status')}"
+                    )
+        except redis.RedisError as e:
+            problems.append(f"{n.node_id} (port {n.port}): {type(e).__name__}: {e}")
+    if cfg["cluster_mode"] and not problems:
+        # Every node must see every replica attached to the right primary, so a
+        # cluster client gets the same CLUSTER SLOTS answer from any node.
+        primary_of = {n.shard: ids[n.node_id] for n in nodes if n.role == "primary"}
+        expect = {ids[n.node_id]: primary_of[n.shard] for n in nodes if n.role == "replica"}
+        for n in nodes:
+            view = {}
+            for line in clients[n.node_id].execute_command("CLUSTER", "NODES").splitlines():
+                f = line.split()
+                if len(f) >= 4:
+                    view[f[0]] = (f[2], f[3])
+                    if any(x in f[2] for x in ("handshake", "fail", "noaddr")):
+                        problems.append(f"{n.node_id} sees {f[0][:8]} as {f[2]}")
+            for rid, pid_ in expect.items():
+                if rid not in view or view[rid][1] != pid_ or "slave" not in view[rid][0]:
+                    problems.append(f"{n.node_id} does not yet see {rid[:8]} replicating")
+    if cfg["cluster_mode"] and not problems:
+        # Clients discover replicas via CLUSTER SLOTS, which omits a replica
+        # whose replication offset is still 0 (nothing written yet).
+        want = {n.port for n in nodes if n.role == "replica"}
+        for n in nodes:
+            listed = set()
+            for entry in clients[n.node_id].execute_command("CLUSTER", "SLOTS"):
+                listed.update(int(x[1]) for x in entry[3:])
+            if listed != want:
+                missing = sorted(want - listed)
+                problems.append(f"{n.node_id}: CLUSTER SLOTS lacks replicas {missing}")
+                if missing:
+                    problems.append(SLOTS_LACK_REPLICAS)
+    return problems
+
+
+def _wait_ready(
+    cfg: dict[str, Any],
+    nodes: list[NodeSpec],
+    password: str,
+    deadline: float,
+    nudge: bool = False,
+) -> None:
+    """Wait until every node is healthy (cluster_state:ok, replicas linked...).
+
+    nudge=True (only right after a fresh start, when the data set is empty) lets
+    it send FLUSHALL to the primaries once: that advances the replication offset
+    so CLUSTER SLOTS lists the replicas without waiting for the periodic ping.
+    """
+    clients = {n.node_id: _client(n.port, password) for n in nodes}
+    try:
+        while True:
+            problems = _readiness_problems(cfg, nodes, clients)
+            if not problems:
+                return
+            if nudge and problems[-1] == SLOTS_LACK_REPLICAS:
+                nudge = False
+                for n in nodes:
+                    if n.role == "primary" and cfg["replicas"] > 0:
+                        clients[n.node_id].execute_command("FLUSHALL")
+            problems = [p for p in problems if p != SLOTS_LACK_REPLICAS]
+            if time.monotonic() > deadline:
+                more = f" (+{len(problems) - 8} more)" if len(problems) > 8 else ""
+                raise LocalError(
+                    f"servers not ready after {cfg['ready_timeout_seconds']:.0f} s: "
+                    + "; ".join(problems[:8])
+                    + more
+                )
+            time.sleep(0.2)
+    finally:
+        for c in clients.values():
+            c.close()
+
+
+def _start_agent(sd: Path) -> int:
+    pkg_root = str(Path(__file__).resolve().parents[2])  # the dir holding cachebench/
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH", "")) if p)
+    with open(sd / "agent.log", "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", procs.AGENT_MODULE, "--state-dir", str(sd)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+            cwd=sd,
+            env=env,
+        )
+    (sd / "agent.pid").write_text(f"{proc.pid}\n")
+    return proc.pid
+
+
+# ---------------------------------------------------------------- down
+
+
+def _agent_pids(sd: Path, reg: dict | None) -> list[int]:
+    pids = {procs.read_pid(sd / "agent.pid")}
+    if reg and isinstance(reg.get("agent_pid"), int):
+        pids.add(reg["agent_pid"])
+    return [p for p in pids if p]
+
+
+def _targets(sd: Path, reg: dict | None) -> list[dict[str, Any]]:
+    """Every node this state dir may run: from the registry, else from node dirs."""
+    found: dict[str, dict[str, Any]] = {}
+    reg = reg or {}
+    binary = reg.get("server_binary")
+    entries = reg.get("nodes") if isinstance(reg.get("nodes"), list) else []
+    for entry in entries:
+        with contextlib.suppress(Exception):
+            found[str(entry["node_id"])] = {
+                "node_id": str(entry["node_id"]),
+                "port": int(entry["port"]),
+                "role": str(entry.get("role", "primary")),
+                "pids": {int(entry["pid"])} if entry.get("pid") else set(),
+                "binary": binary,
+            }
+    nodes_dir = sd / "nodes"
+    for nd in sorted(nodes_dir.iterdir()) if nodes_dir.is_dir() else []:
+        if not nd.is_dir():
+            continue
+        meta = procs.read_json_dict(nd / "node.json") or {}
+        t = found.setdefault(
+            nd.name,
+            {
+                "node_id": nd.name,
+                "port": None,
+                "role": "primary",
+                "pids": set(),
+                "binary": None,
+            },
+        )
+        if t["port"] is None and isinstance(meta.get("port"), int):
+            t["port"] = meta["port"]
+        t["role"] = meta.get("role", t["role"])
+        t["binary"] = t["binary"] or meta.get("server_binary")
+        pid = procs.read_pid(nd / "server.pid")
+        if pid:
+            t["pids"].add(pid)
+    out = []
+    for t in found.values():
+        nd = nodes_dir / t["node_id"]
+        ours = [p for p in t["pids"] if procs.is_server(p, nd, t["port"], _names(t["binary"]))]
+        out.append({**t, "dir": nd, "pid": ours[0] if ours else None})
+    return out
+
+
+def down(state_dir: Path | str) -> dict[str, Any]:
+    """Stop the agent and every server of state_dir; idempotent."""
+    sd = Path(state_dir)
+    if not sd.is_dir():
+        return {
+            "state_dir": str(sd),
+            "stopped_nodes": [],
+            "agent_stopped": False,
+            "busy_ports": [],
+        }
+    with _locked(sd):
+        return _stop_all(sd)
+
+
+def _stop_all(sd: Path) -> dict[str, Any]:
+    reg = procs.read_json_dict(sd / "registry.json")
+    agent_stopped = False
+    for pid in _agent_pids(sd, reg):
+        if procs.is_agent(pid, sd):
+            left = procs.terminate([pid], lambda p: procs.is_agent(p, sd), grace=3.0)
+            if left:
+                raise LocalError(f"agent pid {pid} survived SIGKILL")
+            agent_stopped = True
+    targets = _targets(sd, reg)
+    running = [t for t in targets if t["pid"]]
+
+    def ours(t):
+        return lambda p: procs.is_server(p, t["dir"], t["port"], _names(t["binary"]))
+
+    auth = sd / "auth"
+    password = auth.read_text().strip() if auth.exists() else None
+    # Replicas first, so no primary waits for a lagging replica on SHUTDOWN.
+    for t in sorted(running, key=lambda t: t["role"] == "primary"):
+        if t["port"] and ours(t)(t["pid"]):
+            _shutdown_nosave(t["port"], password)
+    left = procs.wait_gone([t["pid"] for t in running], STOP_GRACE_S)
+    by_pid = {t["pid"]: t for t in running}
+    for pid in left:
+        left_after = procs.terminate([pid], ours(by_pid[pid]), grace=5.0)
+        if left_after:
+            raise LocalError(f"server pid {pid} ({by_pid[pid]['node_id']}) survived SIGKILL")
+    cluster = (
+        bool(reg.get("cluster_mode"))
+        if reg
+        else any((t["dir"] / "nodes.conf").exists() for t in targets)
+    )
+    ports = [t["port"] for t in targets if t["port"]]
+    ports += [p + BUS_PORT_OFFSET for p in ports] if cluster else []
+    deadline = time.monotonic() + 10.0
+    busy = [p for p in ports if not procs.port_free(p)]
+    while busy and time.monotonic() < deadline:
+        time.sleep(0.1)
+        busy = [p for p in busy if not procs.port_free(p)]
+    # Secrets must not outlive the servers; cluster state would confuse a new `up`.
+    auth.unlink(missing_ok=True)
+    for t in targets:
+        (t["dir"] / "server.conf").unlink(missing_ok=True)
+        _remove_data(t["dir"])
+    (sd / "agent.pid").unlink(missing_ok=True)
+    if reg is not None:
+        reg["stopped_at"] = time.time()
+        procs.write_json_atomic(sd / "registry.json", reg)
+    if busy:
+        print(
+            f"cachebench.local down: ports {busy} are still in use by processes that are not ours",
+            file=sys.stderr,
+        )
+    return {
+        "state_dir": str(sd),
+        "stopped_nodes": sorted(t["node_id"] for t in running),
+        "agent_stopped": agent_stopped,
+        "busy_ports": busy,
+    }
+
+
+def _remove_data(node_dir: Path) -> None:
+    """Delete a node's state files (pidfile, cluster config, RDBs a replica received)."""
+    for name in ("server.pid", "nodes.conf", "dump.rdb"):
+        (node_dir / name).unlink(missing_ok=True)
+    for tmp in node_dir.glob("temp-*.rdb"):
+        tmp.unlink(missing_ok=True)
+    shutil.rmtree(node_dir / "appendonlydir", ignore_errors=True)
+
+
+def _shutdown_nosave(port: int, password: str | None) -> None:
+    if password is None:
+        return  # cannot AUTH: SIGTERM will do (save "" means nothing is written)
+    try:
+        with _client(port, password, timeout=3.0) as c:
+            try:
+                c.execute_command("SHUTDOWN", "NOSAVE", "NOW")
+            except redis.ResponseError:
+                c.execute_command("SHUTDOWN", "NOSAVE")
+    except (redis.ConnectionError, redis.TimeoutError):
+        pass  # the server closes the connection as it exits
+    except redis.RedisError:
+        pass  # SIGTERM follows
+
+
+# ---------------------------------------------------------------- endpoint
+
+
+def endpoint_from_registry(state_dir: Path | str):
+    """The Endpoint (no secret: auth_ref is the password file's path) of a running point."""
+    from cachebench.models import Endpoint, Node
+
+    sd = Path(state_dir)
+    reg = procs.read_json_dict(sd / "registry.json")
+    if not reg or not reg.get("nodes"):
+        raise LocalError(f"{sd / 'registry.json'} is missing or damaged")
+    host = reg.get("host", HOST)
+    nodes = [
+        Node(
+            node_id=n["node_id"],
+            host=host,
+            port=n["port"],
+            role=n["role"],
+            shard=n["shard"],
+        )
+        for n in reg["nodes"]
+    ]
+    first = next(n for n in nodes if n.role == "primary")
+    return Endpoint(
+        host=host,
+        port=first.port,
+        cluster_mode=bool(reg.get("cluster_mode")),
+        tls=False,
+        auth_ref=str(sd / "auth"),
+        nodes=nodes,
+    )

