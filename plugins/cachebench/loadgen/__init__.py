@@ -1,0 +1,416 @@
+"""Load generation for the local target: start, watch, stop and collect generators.
+
+A "generator" runs the whole workload shape (clients x threads connections):
+one memtier_benchmark process, or for redis-benchmark one process per side of
+the SET:GET ratio (see redis_benchmark.py). Processes are detached (own session,
+output to files in out_dir) so the Airflow task that started them may exit;
+``start_load`` returns JSON-serialisable handles for XCom, ``collect_load``
+parses and merges, ``stop_load`` ends leftovers after checking /proc.
+
+The password goes to the process in the environment (AUTH_ENV), never in the
+argv we build or return; see auth.py for what the tools do with it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from cachebench.loadgen import procs
+from cachebench.loadgen.auth import AUTH_ENV, mask_argv, unwrap
+from cachebench.loadgen.memtier import (
+    MEMTIER,
+    memtier_argv,
+    merge_results,
+    parse_memtier_json,
+    scrub_memtier_json,
+)
+from cachebench.loadgen.redis_benchmark import (
+    DEFAULT_OPS_PER_CONN,
+    REDIS_BENCHMARK,
+    parse_redis_benchmark,
+    redis_benchmark_argv,
+    requests_for,
+    split_connections,
+    unsupported,
+)
+from cachebench.models import Endpoint, LoadResult, Workload
+
+Phase = Literal["warmup", "measured"]
+RateHint = float | dict[str, float] | None
+TOOLS = (MEMTIER, REDIS_BENCHMARK)
+
+__all__ = [
+    "AUTH_ENV",
+    "TOOLS",
+    "LoadError",
+    "available_tool",
+    "collect_load",
+    "load_running",
+    "mask_argv",
+    "merge_results",
+    "rate_hint_from",
+    "requests_for",
+    "run_load",
+    "start_load",
+    "stop_load",
+    "unsupported",
+    "wait_load",
+]
+
+
+class LoadError(RuntimeError):
+    """A generator failed or its output could not be parsed."""
+
+
+# Popen objects of the generators this process started: polled (and so reaped)
+# instead of left to the garbage collector.
+_CHILDREN: dict[int, subprocess.Popen] = {}
+
+
+def available_tool() -> str:
+    """memtier_benchmark when on PATH, else redis-benchmark; error if neither."""
+    for tool in TOOLS:
+        if shutil.which(tool):
+            return tool
+    raise LoadError(
+        "no load generator on PATH: install memtier_benchmark (preferred) or "
+        "redis-benchmark (Debian: redis-tools)"
+    )
+
+
+def tool_version(tool: str) -> str:
+    """First line of `tool --version` ('' if it cannot be run)."""
+    try:
+        out = subprocess.run(
+            [tool, "--version"], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    lines = (out.stdout or out.stderr).strip().splitlines()
+    return lines[0].strip() if lines else ""
+
+
+def rate_hint_from(result: LoadResult) -> dict[str, float]:
+    """Per-side total rates of a (warm-up) result, for start_load's rate_hint_ops."""
+    return {"set": result.set_ops_per_sec, "get": result.get_ops_per_sec}
+
+
+def _side_rate(side: str, conns: dict[str, int], generators: int, hint: RateHint) -> float:
+    """Expected ops/s of one process of side: the hint split per generator and side."""
+    if isinstance(hint, dict) and hint.get(side):
+        return float(hint[side]) / generators
+    if isinstance(hint, int | float) and hint > 0:
+        return float(hint) * conns[side] / sum(conns.values()) / generators
+    return DEFAULT_OPS_PER_CONN * conns[side]
+
+
+def _launch(argv: list[str], password: str, base: Path) -> dict[str, Any]:
+    """Popen argv detached, output to <base>.stdout/.stderr, password in the env only."""
+    stdout, stderr = Path(f"{base}.stdout"), Path(f"{base}.stderr")
+    env = dict(os.environ)
+    if password:
+        env[AUTH_ENV] = password
+    else:
+        env.pop(AUTH_ENV, None)
+    with stdout.open("wb") as out, stderr.open("wb") as err:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            cwd=base.parent,
+            env=env,
+            start_new_session=True,
+            close_fds=True,
+        )
+    _CHILDREN[proc.pid] = proc
+    return {
+        "pid": proc.pid,
+        "start_ticks": procs.start_ticks(proc.pid),
+        "argv": argv,
+        "argv_masked": mask_argv(argv, password),
+        "stdout": str(stdout),
+        "stderr": str(stderr),
+        "started_at": time.time(),
+    }
+
+
+def start_load(
+    point_workload: Workload,
+    endpoint: Endpoint,
+    *,
+    password: str,
+    out_dir: Path,
+    generators: int,
+    tool: str,
+    phase: Phase,
+    duration_s: int,
+    rate_hint_ops: RateHint = None,
+    tls_skip_verify: bool = False,
+) -> list[dict]:
+    """Launch the generator processes detached and return their handles (JSON-able).
+
+    memtier runs for duration_s (--test-time). redis-benchmark runs a request
+    count sized from rate_hint_ops: a total ops/s (e.g. warm-up ops_per_sec,
+    split by connection share) or per side {"set": ops/s, "get": ops/s} (see
+    rate_hint_from); without a hint a conservative DEFAULT_OPS_PER_CONN is used.
+    Output files are named "<phase>-g<N>[-<side>].*" in out_dir.
+    """
+    return _start(
+        point_workload,
+        endpoint,
+        password=password,
+        out_dir=out_dir,
+        generators=generators,
+        tool=tool,
+        label=phase,
+        duration_s=duration_s,
+        rate_hint_ops=rate_hint_ops,
+        tls_skip_verify=tls_skip_verify,
+    )
+
+
+def _start(
+    workload: Workload,
+    endpoint: Endpoint,
+    *,
+    password: str,
+    out_dir: Path,
+    generators: int,
+    tool: str,
+    label: str,
+    duration_s: int,
+    rate_hint_ops: RateHint,
+    tls_skip_verify: bool,
+) -> list[dict]:
+    if tool not in TOOLS:
+        raise ValueError(f"tool {tool!r}: use one of {TOOLS}")
+    if generators < 1 or duration_s < 1:
+        raise ValueError("generators and duration_s must be >= 1")
+    if tool == REDIS_BENCHMARK and (problems := unsupported(workload)):
+        raise ValueError("; ".join(problems))
+    if not shutil.which(tool):
+        raise LoadError(f"{tool} is not on PATH")
+    out_dir = Path(out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    version = tool_version(tool)
+    handles: list[dict] = []
+    try:
+        for g in range(generators):
+            name = f"{label}-g{g}"
+            if tool == MEMTIER:
+                handles.append(
+                    _start_memtier(
+                        workload, endpoint, out_dir / name, password, duration_s, tls_skip_verify
+                    )
+                )
+            else:
+                conns = split_connections(workload)
+                for side, clients in conns.items():
+                    rate = _side_rate(side, conns, generators, rate_hint_ops)
+                    n = requests_for(duration_s, rate)
+                    argv = redis_benchmark_argv(
+                        workload,
+                        endpoint,
+                        side=side,
+                        clients=clients,
+                        requests=n,
+                        password_env=bool(password),
+                        tls_skip_verify=tls_skip_verify,
+                    )
+                    h = _launch(argv, password, out_dir / f"{name}-{side}")
+                    h.update(side=side, requests=n, expected_ops_per_sec=round(rate, 1))
+                    handles.append(h)
+            for h in handles:
+                if "generator" not in h:
+                    h.update(
+                        tool=tool,
+                        tool_version=version,
+                        phase=label,
+                        generator=g,
+                        duration_s=duration_s,
+                    )
+    except BaseException:
+        stop_load(handles, grace_s=2.0)
+        raise
+    (out_dir / f"{label}-handles.json").write_text(json.dumps(handles, indent=2))
+    return handles
+
+
+def _start_memtier(
+    workload: Workload,
+    endpoint: Endpoint,
+    prefix: Path,
+    password: str,
+    duration_s: int,
+    tls_skip_verify: bool,
+) -> dict[str, Any]:
+    # Old outputs of the same name would be read as this run's.
+    for stale in [prefix.with_name(f"{prefix.name}.json"), *prefix.parent.glob(f"{prefix.name}_*")]:
+        stale.unlink(missing_ok=True)
+    argv = memtier_argv(
+        workload,
+        endpoint,
+        password_env=bool(password),
+        test_time=duration_s,
+        out_prefix=str(prefix),
+        tls_skip_verify=tls_skip_verify,
+    )
+    h = _launch(argv, password, prefix)
+    h.update(side="mixed", json_path=f"{prefix}.json", hdr_prefix=str(prefix))
+    return h
+
+
+def _forms(h: dict[str, Any]) -> list[list[str]]:
+    return [h["argv"], unwrap(h["argv"])]
+
+
+def _poll_children() -> None:
+    for pid, proc in list(_CHILDREN.items()):
+        if proc.poll() is not None:
+            del _CHILDREN[pid]
+
+
+def load_running(handles: Sequence[dict]) -> list[int]:
+    """pids of handles whose process is still running (and still ours)."""
+    _poll_children()
+    return [h["pid"] for h in handles if procs.is_ours(h["pid"], h.get("start_ticks"), _forms(h))]
+
+
+def wait_load(handles: Sequence[dict], timeout_s: float) -> bool:
+    """Block until every generator has exited (True) or timeout_s passed (False)."""
+    deadline = time.monotonic() + timeout_s
+    while load_running(handles):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def stop_load(handles: Sequence[dict], grace_s: float = 5.0) -> list[int]:
+    """SIGTERM still-running generators, SIGKILL after grace_s; returns pids signalled.
+
+    A pid is only signalled when /proc shows the same start time and argv as
+    recorded in its handle (pids get reused).
+    """
+    _poll_children()
+    signalled = procs.terminate(
+        [(h["pid"], h.get("start_ticks"), _forms(h)) for h in handles], grace_s
+    )
+    _poll_children()
+    return signalled
+
+
+def _tail(path: str, n: int = 800) -> str:
+    try:
+        return Path(path).read_text(errors="replace")[-n:].strip()
+    except OSError:
+        return ""
+
+
+def _collect_one(h: dict[str, Any]) -> LoadResult:
+    try:
+        if h["tool"] == MEMTIER:
+            scrub_memtier_json(h["json_path"])
+            return parse_memtier_json(
+                h["json_path"], hdr_prefix=h["hdr_prefix"], tool_version=h.get("tool_version", "")
+            )
+        text = Path(h["stdout"]).read_text(errors="replace")
+        elapsed = max(0.0, Path(h["stdout"]).stat().st_mtime - h["started_at"])
+        return parse_redis_benchmark(
+            text,
+            started_at=h["started_at"],
+            elapsed=elapsed,
+            tool_version=h.get("tool_version", ""),
+        )
+    except (OSError, ValueError, KeyError) as e:
+        raise LoadError(
+            f"generator {h.get('generator')} ({h['tool']} {h.get('side')}, pid {h['pid']}) "
+            f"gave no result: {e}; stderr: {_tail(h['stderr']) or '(empty)'}"
+        ) from e
+
+
+def collect_load(handles: Sequence[dict]) -> LoadResult:
+    """Parse every generator's output and merge (sides first, then generators)."""
+    if not handles:
+        raise ValueError("no handles")
+    if running := load_running(handles):
+        raise LoadError(f"generators still running: pids {running}")
+    per_gen: dict[int, list[LoadResult]] = {}
+    for h in handles:
+        per_gen.setdefault(h["generator"], []).append(_collect_one(h))
+    merged = [merge_results(rs, generators=1) for _, rs in sorted(per_gen.items())]
+    return merge_results(merged)
+
+
+def run_load(
+    point_workload: Workload,
+    endpoint: Endpoint,
+    *,
+    password: str,
+    out_dir: Path,
+    generators: int,
+    tool: str,
+    phase: Phase,
+    duration_s: int,
+    rate_hint_ops: RateHint = None,
+    tls_skip_verify: bool = False,
+    timeout_s: float | None = None,
+) -> LoadResult:
+    """Start, wait for and collect a load (blocking; warm-up and tests).
+
+    redis-benchmark without a rate hint first runs a short probe (a fifth of
+    duration_s, 1-2 s, files "<phase>-probe-*") to measure the rate, then the
+    remainder sized from it; the returned result is the sized run's.
+    Generators still running at timeout_s (default 3 x duration + 30 s) are
+    stopped and LoadError is raised.
+    """
+    common: dict[str, Any] = dict(
+        password=password,
+        out_dir=out_dir,
+        generators=generators,
+        tool=tool,
+        tls_skip_verify=tls_skip_verify,
+        timeout_s=timeout_s,
+    )
+    if tool == REDIS_BENCHMARK and rate_hint_ops is None and duration_s >= 2:
+        probe_s = max(1, min(2, duration_s // 5))
+        probe = _run(point_workload, endpoint, f"{phase}-probe", probe_s, None, **common)
+        rate_hint_ops = rate_hint_from(probe)
+        duration_s = max(1, math.ceil(duration_s - probe.elapsed_seconds))
+    return _run(point_workload, endpoint, phase, duration_s, rate_hint_ops, **common)
+
+
+def _run(
+    workload: Workload,
+    endpoint: Endpoint,
+    label: str,
+    duration_s: int,
+    rate_hint_ops: RateHint,
+    *,
+    timeout_s: float | None,
+    **kwargs: Any,
+) -> LoadResult:
+    handles = _start(
+        workload,
+        endpoint,
+        label=label,
+        duration_s=duration_s,
+        rate_hint_ops=rate_hint_ops,
+        **kwargs,
+    )
+    limit = timeout_s if timeout_s is not None else 3 * duration_s + 30
+    try:
+        if not wait_load(handles, limit):
+            raise LoadError(f"load did not finish within {limit:.0f} s; generators stopped")
+    finally:
+        stop_load(handles, grace_s=3.0)
+    return collect_load(handles)
