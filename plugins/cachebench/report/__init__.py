@@ -1,0 +1,1 @@
+"""Per-point export (metrics, figures, summary row) and the campaign report."""

@@ -1,0 +1,245 @@
+"""The campaign report: ``summary.csv``, comparison figures, ``report.md`` and ``report.html``.
+
+Reads ``<run_dir>/points/<point_id>/`` as written by
+:func:`cachebench.report.export.export_point`. A point without ``point.json``,
+``load.json`` and ``metrics.parquet`` is listed as failed (reason from its
+``error.txt``); every finished point is still reported.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import numbers
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from cachebench.models import LoadResult, Point
+from cachebench.report import plots
+from cachebench.report.decision import decide, label
+from cachebench.report.export import SUMMARY_COLUMNS, point_summary
+
+log = logging.getLogger(__name__)
+
+REQUIRED = ("point.json", "load.json", "metrics.parquet")
+TEMPLATES = Path(__file__).parent / "templates"
+LOCAL_CAVEAT = (
+    "Target is local: servers and load generator share this host's CPUs and talk over "
+    "loopback, so absolute numbers do not predict ElastiCache; use relative comparisons only."
+)
+FIGURE_TITLES = {
+    "throughput": "Throughput",
+    "latency": "Latency percentiles",
+    "cpu": "CPU (busiest node)",
+    "network": "Network peak vs baseline and burst",
+    "memory": "Memory peak",
+}
+#: (summary column, table header, format; "M" = millions) shown in report tables.
+TABLE = [
+    ("point_id", "point", "s"),
+    ("engine", "engine", "s"),
+    ("version", "version", "s"),
+    ("topology", "topology", "s"),
+    ("node_type", "node type", "s"),
+    ("workload", "workload", "s"),
+    ("ops_per_sec", "ops/s", ",.0f"),
+    ("p50_ms", "p50 ms", ".3f"),
+    ("p99_ms", "p99 ms", ".3f"),
+    ("p99_9_ms", "p99.9 ms", ".3f"),
+    ("errors", "errors", ",.0f"),
+    ("cpu_max", "CPU max %", ".1f"),
+    ("engine_cpu_max", "engine CPU max %", ".1f"),
+    ("net_in_gbps_peak", "net in peak Gbps", ".3f"),
+    ("net_out_gbps_peak", "net out peak Gbps", ".3f"),
+    ("peak_pct_of_baseline", "peak % of baseline", ".0f"),
+    ("seconds_above_baseline", "s above baseline", ",.0f"),
+    ("memory_peak_pct", "memory peak %", ".1f"),
+    ("evictions", "evictions", ",.0f"),
+    ("cluster_usd_hour", "$/hour", ".3f"),
+    ("ops_per_dollar", "M ops/$", "M"),
+]
+
+
+def _default_specs() -> dict:
+    """The shipped node catalogue, or {} (with a warning) when it cannot be read."""
+    try:
+        from cachebench.specs import load_instance_specs
+
+        return load_instance_specs()
+    except Exception as exc:  # the report must still be written
+        log.warning("instance specs unavailable, reporting without them: %s", exc)
+        return {}
+
+
+def _reason(pdir: Path, missing: list[str]) -> str:
+    """Why a point has no result: its ``error.txt`` (shortened) or the missing files."""
+    err = pdir / "error.txt"
+    if err.is_file():
+        text = " ".join(err.read_text(errors="replace").split())
+        if text:
+            return text if len(text) <= 400 else text[:397] + "..."
+    return f"no result: missing {', '.join(missing)}"
+
+
+def _failed_row(pdir: Path, reason: str) -> dict[str, Any]:
+    row: dict[str, Any] = {"point_id": pdir.name, "status": "failed", "reason": reason}
+    try:
+        p = Point.model_validate_json((pdir / "point.json").read_text())
+        row |= {
+            "index": p.index,
+            "campaign": p.campaign,
+            "target": p.target,
+            "engine": p.engine,
+            "version": p.version,
+            "topology": p.topology.label,
+            "nodes": p.topology.nodes,
+            "node_type": p.node_type,
+            "workload": p.workload.name,
+        }
+    except (OSError, ValueError):
+        pass
+    return row
+
+
+def collect(run_dir: Path, specs: dict) -> tuple[list[dict], list[dict]]:
+    """Summary rows of finished points and rows (with reason) of the others."""
+    ok: list[dict] = []
+    failed: list[dict] = []
+    points_dir = run_dir / "points"
+    dirs = sorted(p for p in points_dir.iterdir() if p.is_dir()) if points_dir.is_dir() else []
+    for pdir in dirs:
+        missing = [f for f in REQUIRED if not (pdir / f).is_file()]
+        if missing:
+            failed.append(_failed_row(pdir, _reason(pdir, missing)))
+            continue
+        try:
+            point = Point.model_validate_json((pdir / "point.json").read_text())
+            load = LoadResult.model_validate_json((pdir / "load.json").read_text())
+            metrics = pd.read_parquet(pdir / "metrics.parquet")
+            row = point_summary(point, metrics, load, specs.get((point.target, point.node_type)))
+        except Exception as exc:  # one bad point must not sink the report
+            failed.append(_failed_row(pdir, f"unreadable result: {type(exc).__name__}: {exc}"))
+            continue
+        ok.append(row | {"status": "ok", "reason": ""})
+    ok.sort(key=lambda r: (r["index"], r["point_id"]))
+    failed.sort(key=lambda r: (r.get("index", math.inf), r["point_id"]))
+    return ok, failed
+
+
+def chart_labels(ok: pd.DataFrame) -> list[str]:
+    """Short, unique bar labels from the dimensions that vary across points."""
+    dims = [
+        c for c in ("engine", "version", "topology", "node_type", "workload") if ok[c].nunique() > 1
+    ]
+    dims = dims or ["engine", "version", "topology", "node_type"]
+    labels = ok[dims].astype(str).agg(" ".join, axis=1).tolist()
+    counts = pd.Series(labels).value_counts()
+    return [
+        f"{lab} #{idx}" if counts[lab] > 1 else lab
+        for lab, idx in zip(labels, ok["index"], strict=True)
+    ]
+
+
+def _fmt(v: Any, fmt: str) -> str:
+    if v is None or (isinstance(v, numbers.Real) and not math.isfinite(v)):
+        return "n/a"
+    if fmt == "s":
+        return str(v)
+    if fmt == "M":
+        return format(v / 1e6, ",.1f")
+    return format(v, fmt)
+
+
+def _caveats(ok: pd.DataFrame) -> list[str]:
+    out = []
+    if (ok["target"] == "local").any():
+        out.append(LOCAL_CAVEAT)
+    bad = ok[pd.to_numeric(ok["errors"], errors="coerce").fillna(0) > 0]
+    if len(bad):
+        out.append(f"{len(bad)} point(s) had request errors: {', '.join(bad['point_id'])}.")
+    above = ok[pd.to_numeric(ok["seconds_above_baseline"], errors="coerce").fillna(0) > 0]
+    if len(above):
+        out.append(
+            f"{len(above)} point(s) ran above the node type's network baseline (burst credits); "
+            f"a longer run may settle lower: {', '.join(above['point_id'])}."
+        )
+    return out
+
+
+def _point_figures(run_dir: Path, ok: pd.DataFrame) -> list[dict[str, Any]]:
+    """Per-point figure PNGs that exist, as paths relative to ``run_dir``."""
+    out = []
+    for pid in ok["point_id"]:
+        figs = sorted((run_dir / "points" / pid / "figures").glob("*.png"))
+        if figs:
+            out.append(
+                {
+                    "point_id": pid,
+                    "figures": [f.relative_to(run_dir).as_posix() for f in figs],
+                }
+            )
+    return out
+
+
+def build_report(run_dir: Path, specs: dict | None = None) -> dict[str, str]:
+    """Write summary.csv, figures/*.png|pdf, report.md and report.html; return their paths."""
+    run_dir = Path(run_dir)
+    specs = _default_specs() if specs is None else specs
+    ok_rows, failed_rows = collect(run_dir, specs)
+    cols = [*SUMMARY_COLUMNS, "status", "reason"]
+    summary = pd.DataFrame(ok_rows + failed_rows, columns=cols)
+    paths = {"summary_csv": str(run_dir / "summary.csv")}
+    summary.to_csv(paths["summary_csv"], index=False)
+
+    ok = pd.DataFrame(ok_rows, columns=cols)
+    figures: list[dict[str, str]] = []
+    if len(ok):
+        ok["label"] = ok.apply(label, axis=1)
+        bars = chart_labels(ok)
+        for name, draw in plots.CAMPAIGN_FIGURES.items():
+            paths |= plots.save(draw(ok, bars), run_dir / "figures", name)
+            figures.append(
+                {
+                    "title": FIGURE_TITLES.get(name, name.capitalize()),
+                    "name": name,
+                    "png": f"figures/{name}.png",
+                    "pdf": f"figures/{name}.pdf",
+                }
+            )
+
+    campaign = next(
+        (r["campaign"] for r in ok_rows + failed_rows if r.get("campaign")),
+        run_dir.name,
+    )
+    context = {
+        "campaign": campaign,
+        "run_dir": str(run_dir),
+        "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "n_ok": len(ok_rows),
+        "n_failed": len(failed_rows),
+        "caveats": _caveats(ok) if len(ok) else [],
+        "sections": decide(ok),
+        "figures": figures,
+        "headers": [h for _, h, _ in TABLE],
+        "rows": [[_fmt(r.get(c), f) for c, _, f in TABLE] for r in ok_rows],
+        "failed": [{"point_id": r["point_id"], "reason": r["reason"]} for r in failed_rows],
+        "point_figures": _point_figures(run_dir, ok) if len(ok) else [],
+    }
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(["html", "html.j2"]),
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["md"] = lambda s: str(s).replace("|", "\\|")
+    for name in ("report.md", "report.html"):
+        out = run_dir / name
+        out.write_text(env.get_template(f"{name}.j2").render(**context))
+        paths[name.replace(".", "_")] = str(out)
+    return paths
