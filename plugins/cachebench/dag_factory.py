@@ -1,0 +1,129 @@
+"""One DAG shape for every campaign: a mapped task group per point, destroy as its teardown.
+
+    plan -> point[...]: render_tfvars -> apply -> run_load -> watch -> collect -> export
+                        -> destroy (teardown of render_tfvars + apply) -> report
+
+Tasks are thin: each calls the step of the same name in `cachebench.steps`,
+imported inside the task so that parsing a DAG file costs no pandas or boto3.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import DAG, chain, get_current_context, task, task_group
+
+from cachebench.params import campaign_params
+from cachebench.sensors.watch import WatchLoadSensor
+
+LABEL = "{{ point_label }}"  # each mapped instance is shown by its point id
+
+
+def _label(item: dict[str, Any]) -> None:
+    get_current_context()["point_label"] = item["point"]["id"]
+
+
+def build_dag(
+    dag_id: str, defaults: dict[str, Any], *, doc_md: str | None = None, tags: list[str] = ()
+) -> DAG:
+    """The campaign DAG for `defaults` (a campaign file's fields, overridable at trigger)."""
+    target = defaults.get("target", "local")
+    with DAG(
+        dag_id=dag_id,
+        schedule=defaults.get("schedule"),
+        catchup=False,
+        max_active_runs=1,
+        # Local points share two cores: one task at a time keeps their numbers clean.
+        max_active_tasks=1 if target == "local" else 16,
+        params=campaign_params(defaults),
+        doc_md=doc_md,
+        tags=["cachebench", f"target:{target}", *tags],
+        default_args={"retries": 1, "retry_delay": timedelta(seconds=10)},
+        render_template_as_native_obj=True,
+    ) as dag:
+
+        @task(retries=0)
+        def plan() -> list[dict[str, Any]]:
+            from cachebench import steps
+            from cachebench.campaign import CampaignError
+
+            ctx = get_current_context()
+            try:
+                return steps.plan(dict(ctx["params"]), ctx["run_id"])
+            except CampaignError as exc:
+                from airflow.exceptions import AirflowFailException
+
+                raise AirflowFailException(str(exc)) from None
+
+        @task(map_index_template=LABEL)
+        def render_tfvars(item: dict[str, Any]) -> dict[str, Any]:
+            from cachebench import steps
+
+            _label(item)
+            return steps.render_tfvars(item)
+
+        @task(map_index_template=LABEL, retries=2)
+        def apply(item: dict[str, Any]) -> dict[str, Any]:
+            from cachebench import steps
+
+            _label(item)
+            return steps.apply(item)
+
+        @task(map_index_template=LABEL, retries=0)
+        def run_load(item: dict[str, Any]) -> dict[str, Any]:
+            from cachebench import steps
+
+            _label(item)
+            return steps.run_load(item)
+
+        @task(map_index_template=LABEL)
+        def collect(item: dict[str, Any]) -> dict[str, Any]:
+            from cachebench import steps
+
+            _label(item)
+            return steps.collect(item)
+
+        @task(map_index_template=LABEL)
+        def export(item: dict[str, Any]) -> dict[str, Any]:
+            from cachebench import steps
+
+            _label(item)
+            return steps.export(item)
+
+        @task(map_index_template=LABEL, retries=3, retry_delay=timedelta(seconds=5))
+        def destroy(item: dict[str, Any]) -> dict[str, Any]:
+            from cachebench import steps
+
+            _label(item)
+            return steps.destroy(item)
+
+        @task(trigger_rule="all_done", retries=0)
+        def report() -> dict[str, Any]:
+            from cachebench import steps
+
+            ctx = get_current_context()
+            return steps.report(ctx["params"]["name"], ctx["run_id"])
+
+        teardowns = []  # report waits for every destroy: a group's leaves skip teardowns
+
+        @task_group(group_id="point")
+        def point(item: dict[str, Any]) -> None:
+            rendered = render_tfvars(item)
+            applied = apply(rendered)
+            loaded = run_load(applied)
+            watched = WatchLoadSensor(
+                task_id="watch", loaded=loaded, map_index_template=LABEL, retries=0
+            )
+            collected = collect(loaded)
+            exported = export(collected)
+            destroyed = destroy(rendered)
+            chain(rendered, applied, loaded, watched, collected, exported, destroyed)
+            destroyed.as_teardown(setups=[rendered, applied])
+            teardowns.append(destroyed)
+
+        points = point.expand(item=plan())
+        reported = report()
+        chain(points, reported)
+        chain(teardowns, reported)
+    return dag

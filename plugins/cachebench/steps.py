@@ -1,0 +1,207 @@
+"""The steps of a campaign run, free of Airflow: each takes and returns plain JSON.
+
+The DAG's tasks are thin wrappers over these functions, so each step can be
+called and tested on its own. A step that fails records why in the point's
+error.txt, so the report can say what happened to every point.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from cachebench import loadgen
+from cachebench.campaign import CampaignError, CampaignSpec
+from cachebench.faults import maybe_fail
+from cachebench.loadgen import redis_benchmark
+from cachebench.models import Endpoint, LoadResult, Point
+from cachebench.report.export import export_point, read_agent_csv
+from cachebench.report.report import build_report
+from cachebench.specs import load_instance_specs
+from cachebench.targets import local
+from cachebench.terraform import Terraform
+from cachebench.workspace import PointDir, RunDir
+
+log = logging.getLogger(__name__)
+
+# Slack a point is given past its load window before the reaper may take it.
+EXPIRY_SLACK_S = 1800
+# How long past its planned end a load may run before watch gives up on it.
+WATCH_GRACE_S = 120
+
+
+class PointFailed(RuntimeError):
+    pass
+
+
+class CleanupFailed(RuntimeError):
+    """Destroy could not prove the point's resources are gone: needs a human or the reaper."""
+
+
+@contextlib.contextmanager
+def recording(step: str, item: dict[str, Any]) -> Iterator[PointDir]:
+    pdir = PointDir(Path(item["point_dir"]))
+    try:
+        maybe_fail(step, item["point"]["id"])
+        yield pdir
+    except Exception as exc:
+        pdir.record_error(step, exc)
+        raise
+
+
+def plan(params: dict[str, Any], run_id: str) -> list[dict[str, Any]]:
+    """Validate, expand and cost the campaign; refuse it before anything exists."""
+    spec = CampaignSpec.from_input(params)
+    tool = loadgen.available_tool() if spec.target == "local" else "memtier_benchmark"
+    problems = []
+    if tool == "redis-benchmark":
+        problems += [
+            f"workloads[{i}].{msg}"
+            for i, w in enumerate(spec.workloads)
+            for msg in redis_benchmark.unsupported(w)
+        ]
+    if spec.target == "aws":
+        problems.append("target: 'aws' is not available yet in this build; use 'local'")
+    estimate = spec.estimate_usd()
+    if estimate > spec.budget_usd:
+        problems.append(
+            f"budget_usd: {spec.budget_usd}: the campaign is estimated at ${estimate:.2f} "
+            f"({spec.point_count} points); raise the budget or shrink the matrix"
+        )
+    if problems:
+        raise CampaignError(problems)
+    run = RunDir.for_run(spec.name, run_id)
+    points = spec.points(load_tool=tool)
+    (run.path / "points").mkdir(parents=True, exist_ok=True)
+    (run.path / "campaign.json").write_text(spec.model_dump_json(indent=2))
+    log.info(
+        "campaign %s: %d points, estimate $%.2f, results in %s",
+        spec.name,
+        len(points),
+        estimate,
+        run.path,
+    )
+    return [
+        {
+            "point": p.model_dump(mode="json"),
+            "run_id": run_id,
+            "points": len(points),
+            "point_dir": str(run.point(p.id).path),
+        }
+        for p in points
+    ]
+
+
+def render_tfvars(item: dict[str, Any]) -> dict[str, Any]:
+    point = Point.model_validate(item["point"])
+    with recording("render_tfvars", item) as pdir:
+        pdir.write_json("point.json", item["point"])
+        w = point.workload
+        expires = int(time.time() + w.warmup_seconds + w.duration_seconds + EXPIRY_SLACK_S)
+        tfvars = local.tfvars(point, pdir, item["run_id"], expires, item["points"])
+        Terraform(pdir.terraform).prepare(local.MODULE, tfvars)
+    return {**item, "state_dir": tfvars["state_dir"]}
+
+
+def apply(item: dict[str, Any]) -> dict[str, Any]:
+    with recording("apply", item) as pdir:
+        tf = Terraform(pdir.terraform)
+        tf.init()
+        outputs = tf.apply()
+        endpoint = Endpoint.model_validate(outputs["endpoint"])
+    return {**item, "endpoint": endpoint.model_dump(mode="json")}
+
+
+def run_load(item: dict[str, Any]) -> dict[str, Any]:
+    point = Point.model_validate(item["point"])
+    with recording("run_load", item) as pdir:
+        endpoint = Endpoint.model_validate(item["endpoint"])
+        started = local.run_load(point, endpoint, pdir)
+    w = point.workload
+    deadline = started["started_at"] + w.duration_seconds * 2 + WATCH_GRACE_S
+    return {
+        **item,
+        **started,
+        "load_pids": local.load_pids(started["handles"]),
+        "server_pids": local.server_pids(Path(item["state_dir"])),
+        "deadline": deadline,
+    }
+
+
+def watch_failed(item: dict[str, Any], event: dict[str, Any]) -> None:
+    """Turn a watch event into the point's outcome; stop its load if it went wrong."""
+    if event.get("status") == "done":
+        return
+    pdir = PointDir(Path(item["point_dir"]))
+    local.stop_load(pdir)
+    exc = PointFailed(f"watch: {event.get('message', event)}")
+    pdir.record_error("watch", exc)
+    raise exc
+
+
+def collect(item: dict[str, Any]) -> dict[str, Any]:
+    with recording("collect", item) as pdir:
+        result = local.collect(item["handles"])
+        pdir.write_json("load.json", result.model_dump(mode="json"))
+    return {
+        **item,
+        "window": [result.started_at, result.started_at + result.elapsed_seconds],
+        "ops_per_sec": result.ops_per_sec,
+        "p99_ms": result.latency.p99,
+    }
+
+
+def export(item: dict[str, Any]) -> dict[str, Any]:
+    point = Point.model_validate(item["point"])
+    with recording("export", item) as pdir:
+        start, end = item["window"]
+        metrics = read_agent_csv(
+            local.metrics_file(Path(item["state_dir"])), point.id, start=start, end=end
+        )
+        load = LoadResult.model_validate_json((pdir.path / "load.json").read_text())
+        spec = load_instance_specs().get((point.target, point.node_type))
+        files = export_point(point, metrics, load, pdir.path, spec)
+    return {"point_id": point.id, "files": files}
+
+
+def destroy(item: dict[str, Any]) -> dict[str, Any]:
+    """Destroy whatever apply made, whatever failed; raise CleanupFailed if anything is left."""
+    pdir = PointDir(Path(item["point_dir"]))
+    local.stop_load(pdir)
+    problems: list[str] = []
+    tf = Terraform(pdir.terraform)
+    if (pdir.terraform / "terraform.tfstate").exists():
+        try:
+            tf.destroy()
+        except Exception as exc:
+            problems.append(f"terraform destroy: {exc}")
+    problems += local.leftovers(Path(item["state_dir"]))
+    problems += [f"still in state: {addr}" for addr in tf.resources()]
+    if problems:
+        exc = CleanupFailed(
+            f"CLEANUP FAILED for {item['point']['id']}: "
+            + "; ".join(problems)
+            + f" (state kept in {pdir.terraform} for a retry)"
+        )
+        pdir.record_error("destroy", exc)
+        raise exc
+    return {"point_id": item["point"]["id"], "destroyed": True}
+
+
+def report(campaign: str, run_id: str) -> dict[str, Any]:
+    """Write the campaign report; fail the run if any point has no result."""
+    run = RunDir.for_run(campaign, run_id)
+    files = build_report(run.path)
+    planned = CampaignSpec.model_validate_json((run.path / "campaign.json").read_text()).points()
+    missing = [p.id for p in planned if not (run.point(p.id).path / "metrics.parquet").exists()]
+    print(f"cachebench report: {files.get('report_html') or files}")
+    if missing:
+        raise PointFailed(
+            f"{len(missing)} of {len(planned)} points have no result: {', '.join(missing)} "
+            f"(see {run.path}/report.md)"
+        )
+    return {"run_dir": str(run.path), "files": files}

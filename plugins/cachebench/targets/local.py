@@ -1,0 +1,143 @@
+"""The local target: real servers on 127.0.0.1, started and stopped by Terraform.
+
+Everything target-specific about one point lives here: its tfvars, how load
+is driven, what "healthy" means while it runs, where its server metrics are,
+and the check that destroy left nothing behind.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from cachebench import engines, loadgen, specs
+from cachebench.local import procs, servers
+from cachebench.models import Endpoint, LoadResult, Point
+from cachebench.workspace import PointDir
+
+MODULE = "local"
+PORT_FIRST, PORT_LAST, PORT_BLOCK = 30000, 39990, 20  # cluster bus ports are +10000
+RESERVED_MEMORY = 0.25  # ElastiCache's default reserved-memory-percent
+PLUGINS_DIR = Path(__file__).resolve().parents[2]
+
+
+BLOCKS = (PORT_LAST - PORT_FIRST) // PORT_BLOCK
+
+
+def free_port_block(nodes: int, index: int, points: int) -> int:
+    """A block of ports (and cluster bus ports) nothing listens on, never another point's.
+
+    Point i of n only ever takes blocks i, i+n, i+2n...: all points of a run
+    render their tfvars before any applies, so probing alone would hand every
+    point the same free block.
+    """
+    for block in range(index, BLOCKS, max(points, 1)):
+        base = PORT_FIRST + block * PORT_BLOCK
+        if all(
+            procs.port_free(p) and procs.port_free(p + 10000) for p in range(base, base + nodes)
+        ):
+            return base
+    raise RuntimeError(f"no free block of {nodes} ports in {PORT_FIRST}-{PORT_LAST}")
+
+
+def tfvars(
+    point: Point, pdir: PointDir, run_id: str, expires_at: int, points: int
+) -> dict[str, Any]:
+    spec = specs.load_instance_specs()[("local", point.node_type)]
+    binary = engines.server_binary(point.engine, point.version)
+    if binary is None:
+        raise RuntimeError(f"{point.engine} {point.version} is not installed on this machine")
+    return {
+        "point_id": point.id,
+        "campaign": point.campaign,
+        "run_id": run_id,
+        "engine": point.engine,
+        "engine_version": point.version,
+        "server_binary": str(binary),
+        "cluster_mode": point.topology.cluster_mode,
+        "shards": point.topology.shards,
+        "replicas": point.topology.replicas,
+        "base_port": free_port_block(point.topology.nodes, point.index, points),
+        "maxmemory_bytes": int(spec.memory_gib * (1 - RESERVED_MEMORY) * 2**30),
+        "io_threads": spec.vcpu,
+        "state_dir": str(pdir.server),
+        "python": sys.executable,
+        "pythonpath": str(PLUGINS_DIR),
+        "metrics_interval_seconds": 1,
+        "expires_at": expires_at,
+    }
+
+
+def password(endpoint: Endpoint) -> str:
+    if not endpoint.auth_ref:
+        raise RuntimeError("the endpoint has no auth file: servers would run without a password")
+    return Path(endpoint.auth_ref).read_text().strip()
+
+
+def run_load(point: Point, endpoint: Endpoint, pdir: PointDir) -> dict[str, Any]:
+    """Warm up (blocking, results kept apart), then start the measured phase detached."""
+    w = point.workload
+    secret = password(endpoint)
+    pdir.load.mkdir(parents=True, exist_ok=True)
+    rate_hint = None
+    if w.warmup_seconds > 0:
+        warm = loadgen.run_load(
+            w,
+            endpoint,
+            password=secret,
+            out_dir=pdir.load / "warmup",
+            generators=point.load_generators,
+            tool=point.load_tool,
+            phase="warmup",
+            duration_s=w.warmup_seconds,
+        )
+        pdir.write_json("warmup.json", warm.model_dump(mode="json"))
+        rate_hint = loadgen.rate_hint_from(warm)
+    started = time.time()
+    handles = loadgen.start_load(
+        w,
+        endpoint,
+        password=secret,
+        out_dir=pdir.load / "measured",
+        generators=point.load_generators,
+        tool=point.load_tool,
+        phase="measured",
+        duration_s=w.duration_seconds,
+        rate_hint_ops=rate_hint,
+    )
+    pdir.write_json("handles.json", handles)  # so destroy can stop them without XCom
+    return {"handles": handles, "started_at": started}
+
+
+def load_pids(handles: list[dict[str, Any]]) -> list[int]:
+    return [int(h["pid"]) for h in handles]
+
+
+def server_pids(state_dir: Path) -> list[int]:
+    reg = procs.read_json(state_dir / "registry.json") or {}
+    return [int(n["pid"]) for n in reg.get("nodes", []) if n.get("pid")]
+
+
+def collect(handles: list[dict[str, Any]]) -> LoadResult:
+    return loadgen.collect_load(handles)
+
+
+def metrics_file(state_dir: Path) -> Path:
+    return state_dir / "metrics.csv"
+
+
+def stop_load(pdir: PointDir) -> None:
+    handles = procs.read_json(pdir.path / "handles.json")
+    if isinstance(handles, list) and handles:
+        loadgen.stop_load(handles)
+
+
+def leftovers(state_dir: Path) -> list[str]:
+    """Stop whatever destroy missed and say what it was; empty means clean."""
+    missed = [p for p in server_pids(state_dir) if procs.pid_alive(p)]
+    result = servers.down(state_dir)
+    left = [f"server pid {p} outlived terraform destroy" for p in missed]
+    left += [f"port {p} still in use" for p in result["busy_ports"]]
+    return left
