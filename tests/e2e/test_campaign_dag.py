@@ -57,6 +57,24 @@ def run_campaign(fields: dict):
     return dag_run, RunDir.for_run(fields["name"], dag_run.run_id)
 
 
+def deferred_watches(dag_run) -> int:
+    """LoadWatchTriggers created while the run ran: each watch handed its wait to one."""
+    from airflow.models.trigger import Trigger
+    from airflow.utils.session import create_session
+    from sqlalchemy import func, select
+
+    with create_session() as session:
+        return session.scalar(
+            select(func.count())
+            .select_from(Trigger)
+            .where(
+                Trigger.classpath == "cachebench.triggers.watch.LoadWatchTrigger",
+                Trigger.created_date >= dag_run.start_date,
+                Trigger.created_date <= dag_run.end_date,
+            )
+        )
+
+
 def registries(run: RunDir) -> list[dict]:
     return [json.loads(p.read_text()) for p in run.path.glob("points/*/server/registry.json")]
 
@@ -96,6 +114,14 @@ def test_campaign_end_to_end(airflow_db, results_dir: Path) -> None:
             assert list((pdir / "figures").glob("*.png")) and list((pdir / "figures").glob("*.pdf"))
         summary = pd.read_csv(run.path / "summary.csv")
         assert len(summary) == 4 and (summary["status"] == "ok").all()
+        # mapped instances carry their point id as label; watch went through the triggerer path
+        labels = {
+            ti.rendered_map_index
+            for ti in dag_run.get_task_instances()
+            if ti.task_id == "point.watch"
+        }
+        assert labels == {p.name for p in point_dirs}
+        assert deferred_watches(dag_run) == 4
         report = (run.path / "report.md").read_text()
         assert "redis" in report and "valkey" in report
         assert (run.path / "report.html").exists()
