@@ -14,15 +14,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from cachebench import loadgen
+from cachebench import loadgen, targets
 from cachebench.campaign import CampaignError, CampaignSpec
 from cachebench.faults import maybe_fail
 from cachebench.loadgen import redis_benchmark
 from cachebench.models import Endpoint, LoadResult, Point
-from cachebench.report.export import export_point, read_agent_csv
+from cachebench.report.export import export_point
 from cachebench.report.report import build_report
 from cachebench.specs import load_instance_specs
-from cachebench.targets import local
 from cachebench.terraform import Terraform
 from cachebench.workspace import PointDir, RunDir
 
@@ -30,8 +29,6 @@ log = logging.getLogger(__name__)
 
 # Slack a point is given past its load window before the reaper may take it.
 EXPIRY_SLACK_S = 1800
-# How long past its planned end a load may run before watch gives up on it.
-WATCH_GRACE_S = 120
 
 
 class PointFailed(RuntimeError):
@@ -102,15 +99,22 @@ def render_tfvars(item: dict[str, Any]) -> dict[str, Any]:
         pdir.write_json("point.json", item["point"])
         w = point.workload
         expires = int(time.time() + w.warmup_seconds + w.duration_seconds + EXPIRY_SLACK_S)
-        tfvars = local.tfvars(point, pdir, item["run_id"], expires, item["points"])
-        Terraform(pdir.terraform).prepare(local.MODULE, tfvars)
-    return {**item, "state_dir": tfvars["state_dir"]}
+        target = targets.get(point.target)
+        tfvars = target.tfvars(point, pdir, item["run_id"], expires, item["points"])
+        Terraform(pdir.terraform).prepare(target.MODULE, tfvars)
+    return {**item, "state_dir": tfvars.get("state_dir")}
+
+
+def _init(point: Point, pdir: PointDir, item: dict[str, Any]) -> Terraform:
+    tf = Terraform(pdir.terraform)
+    tf.init(targets.get(point.target).backend_config(point, pdir, item["run_id"]))
+    return tf
 
 
 def apply(item: dict[str, Any]) -> dict[str, Any]:
+    point = Point.model_validate(item["point"])
     with recording("apply", item) as pdir:
-        tf = Terraform(pdir.terraform)
-        tf.init()
+        tf = _init(point, pdir, item)
         outputs = tf.apply()
         endpoint = Endpoint.model_validate(outputs["endpoint"])
     return {**item, "endpoint": endpoint.model_dump(mode="json")}
@@ -120,16 +124,8 @@ def run_load(item: dict[str, Any]) -> dict[str, Any]:
     point = Point.model_validate(item["point"])
     with recording("run_load", item) as pdir:
         endpoint = Endpoint.model_validate(item["endpoint"])
-        started = local.run_load(point, endpoint, pdir)
-    w = point.workload
-    deadline = started["started_at"] + w.duration_seconds * 2 + WATCH_GRACE_S
-    return {
-        **item,
-        **started,
-        "load_pids": local.load_pids(started["handles"]),
-        "server_pids": local.server_pids(Path(item["state_dir"])),
-        "deadline": deadline,
-    }
+        started = targets.get(point.target).run_load(point, endpoint, pdir)
+    return {**item, **started}
 
 
 def watch_failed(item: dict[str, Any], event: dict[str, Any]) -> None:
@@ -137,15 +133,16 @@ def watch_failed(item: dict[str, Any], event: dict[str, Any]) -> None:
     if event.get("status") == "done":
         return
     pdir = PointDir(Path(item["point_dir"]))
-    local.stop_load(pdir)
+    targets.get(item["point"]["target"]).stop_load(pdir)
     exc = PointFailed(f"watch: {event.get('message', event)}")
     pdir.record_error("watch", exc)
     raise exc
 
 
 def collect(item: dict[str, Any]) -> dict[str, Any]:
+    point = Point.model_validate(item["point"])
     with recording("collect", item) as pdir:
-        result = local.collect(item["handles"])
+        result = targets.get(point.target).collect(point, item, pdir)
         pdir.write_json("load.json", result.model_dump(mode="json"))
     return {
         **item,
@@ -159,9 +156,7 @@ def export(item: dict[str, Any]) -> dict[str, Any]:
     point = Point.model_validate(item["point"])
     with recording("export", item) as pdir:
         start, end = item["window"]
-        metrics = read_agent_csv(
-            local.metrics_file(Path(item["state_dir"])), point.id, start=start, end=end
-        )
+        metrics = targets.get(point.target).metrics(point, item, start, end)
         load = LoadResult.model_validate_json((pdir.path / "load.json").read_text())
         spec = load_instance_specs().get((point.target, point.node_type))
         files = export_point(point, metrics, load, pdir.path, spec)
@@ -170,16 +165,18 @@ def export(item: dict[str, Any]) -> dict[str, Any]:
 
 def destroy(item: dict[str, Any]) -> dict[str, Any]:
     """Destroy whatever apply made, whatever failed; raise CleanupFailed if anything is left."""
+    point = Point.model_validate(item["point"])
+    target = targets.get(point.target)
     pdir = PointDir(Path(item["point_dir"]))
-    local.stop_load(pdir)
+    target.stop_load(pdir)
     problems: list[str] = []
     tf = Terraform(pdir.terraform)
-    if (pdir.terraform / "terraform.tfstate").exists():
-        try:
-            tf.destroy()
-        except Exception as exc:
-            problems.append(f"terraform destroy: {exc}")
-    problems += local.leftovers(Path(item["state_dir"]))
+    try:
+        tf = _init(point, pdir, item)
+        tf.destroy()
+    except Exception as exc:
+        problems.append(f"terraform destroy: {exc}")
+    problems += target.leftovers(item)
     problems += [f"still in state: {addr}" for addr in tf.resources()]
     if problems:
         exc = CleanupFailed(

@@ -1,4 +1,8 @@
-"""Sensor over a point's test duration: done when the load ends, failed early when it breaks."""
+"""Sensor over a point's test duration: done when the load ends, failed early when it breaks.
+
+The target says how to watch (`item["watch"]`: a trigger class and its
+arguments), so one sensor serves every target.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from airflow.sdk import BaseSensorOperator, Context
-
-from cachebench.triggers.watch import LoadWatchTrigger
-from cachebench.watch import check
+from airflow.sdk.module_loading import import_string
 
 
 class WatchLoadSensor(BaseSensorOperator):
@@ -22,31 +24,25 @@ class WatchLoadSensor(BaseSensorOperator):
         self.loaded = loaded
         self.deferrable = deferrable
 
+    def _trigger(self):
+        spec = self.loaded["watch"]
+        return import_string(spec["classpath"])(**spec["kwargs"], poll=float(self.poke_interval))
+
     def execute(self, context: Context) -> None:
         context["point_label"] = self.loaded["point"]["id"]
         if not self.deferrable:
             return super().execute(context)
-        self.defer(
-            trigger=LoadWatchTrigger(
-                self.loaded["load_pids"],
-                self.loaded["server_pids"],
-                self.loaded["deadline"],
-                poll=float(self.poke_interval),
-            ),
-            method_name="execute_complete",
-        )
+        self.defer(trigger=self._trigger(), method_name="execute_complete")
 
     def poke(self, context: Context) -> bool:
-        event = check(self.loaded["load_pids"], self.loaded["server_pids"], self.loaded["deadline"])
+        event = self._trigger().check_once()
         if event is None:
             return False
-        from cachebench import steps  # lazy: keeps pandas out of DAG parsing
-
-        steps.watch_failed(self.loaded, event)
+        self.execute_complete(context, event)
         return True
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> None:
-        context["point_label"] = self.loaded["point"]["id"]
         from cachebench import steps  # lazy: keeps pandas out of DAG parsing
 
+        context["point_label"] = self.loaded["point"]["id"]
         steps.watch_failed(self.loaded, event)

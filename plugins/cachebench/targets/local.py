@@ -10,16 +10,21 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cachebench import engines, loadgen, specs
 from cachebench.local import procs, servers
 from cachebench.models import Endpoint, LoadResult, Point
 from cachebench.workspace import PointDir
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 MODULE = "local"
 PORT_FIRST, PORT_LAST, PORT_BLOCK = 30000, 39990, 20  # cluster bus ports are +10000
 RESERVED_MEMORY = 0.25  # ElastiCache's default reserved-memory-percent
+WATCH_GRACE_S = 120  # how long past twice its planned length a load may run
+TRIGGER = "cachebench.triggers.watch.LoadWatchTrigger"
 PLUGINS_DIR = Path(__file__).resolve().parents[2]
 
 
@@ -108,11 +113,20 @@ def run_load(point: Point, endpoint: Endpoint, pdir: PointDir) -> dict[str, Any]
         rate_hint_ops=rate_hint,
     )
     pdir.write_json("handles.json", handles)  # so destroy can stop them without XCom
-    return {"handles": handles, "started_at": started}
+    watch = {
+        "load_pids": [int(h["pid"]) for h in handles],
+        "server_pids": server_pids(pdir.server),
+        "deadline": started + w.duration_seconds * 2 + WATCH_GRACE_S,
+    }
+    return {
+        "handles": handles,
+        "started_at": started,
+        "watch": {"classpath": TRIGGER, "kwargs": watch},
+    }
 
 
-def load_pids(handles: list[dict[str, Any]]) -> list[int]:
-    return [int(h["pid"]) for h in handles]
+def backend_config(point: Point, pdir: PointDir, run_id: str) -> None:
+    return None  # local state file in the point's terraform/ dir
 
 
 def server_pids(state_dir: Path) -> list[int]:
@@ -120,12 +134,14 @@ def server_pids(state_dir: Path) -> list[int]:
     return [int(n["pid"]) for n in reg.get("nodes", []) if n.get("pid")]
 
 
-def collect(handles: list[dict[str, Any]]) -> LoadResult:
-    return loadgen.collect_load(handles)
+def collect(point: Point, item: dict[str, Any], pdir: PointDir) -> LoadResult:
+    return loadgen.collect_load(item["handles"])
 
 
-def metrics_file(state_dir: Path) -> Path:
-    return state_dir / "metrics.csv"
+def metrics(point: Point, item: dict[str, Any], start: float, end: float) -> pd.DataFrame:
+    from cachebench.report.export import read_agent_csv
+
+    return read_agent_csv(Path(item["state_dir"]) / "metrics.csv", point.id, start=start, end=end)
 
 
 def stop_load(pdir: PointDir) -> None:
@@ -134,8 +150,9 @@ def stop_load(pdir: PointDir) -> None:
         loadgen.stop_load(handles)
 
 
-def leftovers(state_dir: Path) -> list[str]:
+def leftovers(item: dict[str, Any]) -> list[str]:
     """Stop whatever destroy missed and say what it was; empty means clean."""
+    state_dir = Path(item["state_dir"])
     missed = [p for p in server_pids(state_dir) if procs.pid_alive(p)]
     result = servers.down(state_dir)
     left = [f"server pid {p} outlived terraform destroy" for p in missed]

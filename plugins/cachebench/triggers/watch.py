@@ -30,9 +30,12 @@ class LoadWatchTrigger(BaseTrigger):
             },
         )
 
+    def check_once(self) -> dict[str, Any] | None:
+        return check(self.load_pids, self.server_pids, self.deadline)
+
     async def run(self) -> AsyncIterator[TriggerEvent]:
         while True:
-            event = check(self.load_pids, self.server_pids, self.deadline)
+            event = self.check_once()
             if event is not None:
                 yield TriggerEvent(event)
                 return
