@@ -19,7 +19,7 @@ from cachebench import engines, specs
 from cachebench.models import SLUG, Engine, Point, Strict, Target, Topology, Workload
 
 LOCAL_MAX_NODES = 12  # 2 cores: more server processes than this only measures contention
-LOCAL_MAX_POINTS = 400  # each point of a local run owns a block of loopback ports
+LOCAL_MAX_POINTS = 200  # each point of a local run owns a block of loopback ports
 AWS_MAX_NODES = 500  # ElastiCache's limit of nodes per replication group
 # Load-generator cost on AWS: one Fargate task of 4 vCPU / 8 GiB in us-east-1.
 FARGATE_TASK_USD_HOUR = 4 * 0.04048 + 8 * 0.004445

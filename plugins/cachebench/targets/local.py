@@ -7,6 +7,7 @@ and the check that destroy left nothing behind.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -21,14 +22,19 @@ if TYPE_CHECKING:
     import pandas as pd
 
 MODULE = "local"
-PORT_FIRST, PORT_LAST, PORT_BLOCK = 30000, 39990, 20  # cluster bus ports are +10000
+PORT_SPAN, PORT_BLOCK = 5000, 20  # a point's nodes take a block; cluster bus ports are +10000
 RESERVED_MEMORY = 0.25  # ElastiCache's default reserved-memory-percent
 WATCH_GRACE_S = 120  # how long past twice its planned length a load may run
 TRIGGER = "cachebench.triggers.watch.LoadWatchTrigger"
 PLUGINS_DIR = Path(__file__).resolve().parents[2]
 
 
-BLOCKS = (PORT_LAST - PORT_FIRST) // PORT_BLOCK
+BLOCKS = PORT_SPAN // PORT_BLOCK
+
+
+def port_first() -> int:
+    """Start of the local port range; CACHEBENCH_PORT_FIRST moves it (e.g. for parallel CI)."""
+    return int(os.environ.get("CACHEBENCH_PORT_FIRST", "30000"))
 
 
 def free_port_block(nodes: int, index: int, points: int) -> int:
@@ -38,13 +44,14 @@ def free_port_block(nodes: int, index: int, points: int) -> int:
     render their tfvars before any applies, so probing alone would hand every
     point the same free block.
     """
+    first = port_first()
     for block in range(index, BLOCKS, max(points, 1)):
-        base = PORT_FIRST + block * PORT_BLOCK
+        base = first + block * PORT_BLOCK
         if all(
             procs.port_free(p) and procs.port_free(p + 10000) for p in range(base, base + nodes)
         ):
             return base
-    raise RuntimeError(f"no free block of {nodes} ports in {PORT_FIRST}-{PORT_LAST}")
+    raise RuntimeError(f"no free block of {nodes} ports in {first}-{first + PORT_SPAN}")
 
 
 def tfvars(
