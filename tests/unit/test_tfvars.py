@@ -1,0 +1,92 @@
+"""tfvars rendering for the local target: matches the module's variables, carries no secret."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import hcl2
+import pytest
+
+from cachebench.campaign import CampaignSpec
+from cachebench.targets import local
+from cachebench.terraform import MODULES_DIR, Terraform
+from cachebench.workspace import RunDir
+
+SPEC = {
+    "name": "tfvars",
+    "target": "local",
+    "engines": [
+        {"engine": "redis", "versions": ["7.0"]},
+        {"engine": "valkey", "versions": ["9.1"]},
+    ],
+    "topologies": [{"cluster_mode": False}, {"cluster_mode": True, "shards": 3, "replicas": 1}],
+    "node_types": ["local.small"],
+    "workloads": [{"name": "w", "duration_seconds": 5}],
+    "budget_usd": 0,
+}
+
+
+def declared(module: str) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    for block in hcl2.load((MODULES_DIR / module / "variables.tf").open())["variable"]:
+        for name, body in block.items():
+            out[name.strip('"')] = body
+    return out
+
+
+@pytest.fixture
+def rendered(results_dir: Path) -> list[dict]:
+    points = CampaignSpec.from_input(SPEC).points(load_tool="redis-benchmark")
+    run = RunDir.for_run("tfvars", "manual__1")
+    return [
+        local.tfvars(p, run.point(p.id), "manual__1", 2_000_000_000, len(points)) for p in points
+    ]
+
+
+def test_every_rendered_variable_is_declared_and_every_required_one_rendered(rendered) -> None:
+    variables = declared("local")
+    required = {name for name, body in variables.items() if "default" not in body}
+    for tfvars in rendered:
+        assert set(tfvars) <= set(variables), set(tfvars) - set(variables)
+        assert required <= set(tfvars), required - set(tfvars)
+
+
+def test_values_follow_the_point(rendered) -> None:
+    by_id = {t["point_id"]: t for t in rendered}
+    cluster = by_id["valkey-9.1-c3r1-local.small-w"]
+    assert cluster["cluster_mode"] is True and cluster["shards"] == 3 and cluster["replicas"] == 1
+    assert cluster["engine"] == "valkey" and cluster["engine_version"] == "9.1"
+    assert Path(cluster["server_binary"]).exists()
+    # local.small is 1 GiB; ElastiCache reserves 25% by default
+    assert cluster["maxmemory_bytes"] == int(0.75 * 2**30)
+    assert Path(cluster["state_dir"]).is_absolute()
+
+
+def test_points_of_a_run_get_distinct_port_blocks(rendered) -> None:
+    ranges = [
+        set(range(t["base_port"], t["base_port"] + t["shards"] * (1 + t["replicas"])))
+        for t in rendered
+    ]
+    for i, a in enumerate(ranges):
+        for b in ranges[i + 1 :]:
+            assert not a & b
+
+
+def test_busy_port_block_is_skipped(monkeypatch) -> None:
+    monkeypatch.setenv("CACHEBENCH_PORT_FIRST", "46000")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 46000))
+        s.listen()
+        base = local.free_port_block(nodes=2, index=0, points=3)
+    assert base == 46000 + 3 * local.PORT_BLOCK  # the point's next block, never a sibling's
+
+
+def test_prepare_writes_module_and_tfvars_without_secrets(rendered, tmp_path: Path) -> None:
+    tf = Terraform(tmp_path / "tf", kind="cli")
+    path = tf.prepare("local", rendered[0])
+    assert {p.name for p in (tmp_path / "tf").glob("*.tf")} >= {"main.tf", "variables.tf"}
+    text = path.read_text()
+    assert json.loads(text) == rendered[0]
+    assert "password" not in text.lower() and "auth" not in json.loads(text)
