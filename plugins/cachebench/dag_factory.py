@@ -39,7 +39,13 @@ def build_dag(
         params=campaign_params(defaults),
         doc_md=doc_md,
         tags=["cachebench", f"target:{target}", *tags],
-        default_args={"retries": 1, "retry_delay": timedelta(seconds=10)},
+        # "upstream" weights favour the later steps of a started point over the
+        # next point's apply, so a scheduler finishes points rather than piling up servers.
+        default_args={
+            "retries": 1,
+            "retry_delay": timedelta(seconds=10),
+            "weight_rule": "upstream",
+        },
         render_template_as_native_obj=True,
     ) as dag:
 
@@ -119,7 +125,7 @@ def build_dag(
             exported = export(collected)
             destroyed = destroy(rendered)
             chain(rendered, applied, loaded, watched, collected, exported, destroyed)
-            destroyed.as_teardown(setups=[rendered, applied])
+            destroyed.as_teardown(setups=[rendered, applied], on_failure_fail_dagrun=True)
             teardowns.append(destroyed)
 
         points = point.expand(item=plan())
