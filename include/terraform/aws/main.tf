@@ -1,0 +1,211 @@
+locals {
+  port  = 6379
+  major = split(".", var.engine_version)[0]
+  # Parameter group family of the engine version (redis 6.2 -> redis6.x, 7.x -> redis7; valkey 7/8).
+  family = var.engine == "redis" ? (local.major == "6" ? "redis6.x" : "redis${local.major}") : "valkey${local.major}"
+
+  tags = {
+    "cachebench:campaign"   = var.campaign
+    "cachebench:run"        = var.run_id
+    "cachebench:point"      = var.point_id
+    "cachebench:expires-at" = formatdate("YYYY-MM-DD'T'hh:mm:ss'Z'", timeadd("1970-01-01T00:00:00Z", "${var.expires_at}s"))
+  }
+
+  host    = var.cluster_mode ? aws_elasticache_replication_group.this.configuration_endpoint_address : aws_elasticache_replication_group.this.primary_endpoint_address
+  members = sort(tolist(aws_elasticache_replication_group.this.member_clusters))
+  # Member cluster ids: <group>-<shard 4 digits>-<member 3 digits> (cluster mode on) or
+  # <group>-<member 3 digits> (off); member 001 is each shard's first primary.
+  nodes = [
+    for id in local.members : {
+      node_id = id
+      host    = local.host # node endpoints are not attributes of the group: connect via its endpoint
+      port    = local.port
+      role    = endswith(id, "-001") ? "primary" : "replica"
+      shard   = var.cluster_mode ? tonumber(split("-", id)[length(split("-", id)) - 2]) : 1
+    }
+  ]
+
+  dashboard_metrics = {
+    "CPU (%)"                    = ["CPUUtilization", "EngineCPUUtilization"]
+    "Network bytes"              = ["NetworkBytesIn", "NetworkBytesOut"]
+    "Network allowance exceeded" = ["NetworkBandwidthInAllowanceExceeded", "NetworkBandwidthOutAllowanceExceeded", "NetworkPacketsPerSecondAllowanceExceeded"]
+    "Memory"                     = ["DatabaseMemoryUsagePercentage", "Evictions"]
+    "Connections"                = ["CurrConnections", "NewConnections"]
+    "Commands"                   = ["GetTypeCmds", "SetTypeCmds", "CacheHits", "CacheMisses"]
+  }
+}
+
+# ------------------------------------------------------------------ AUTH token
+
+# ElastiCache AUTH tokens: 16-128 printable chars without '"', '/', '@' or spaces.
+resource "random_password" "auth" {
+  length           = 64
+  special          = true
+  override_special = "!&#$^<>-"
+}
+
+resource "aws_secretsmanager_secret" "auth" {
+  #checkov:skip=CKV2_AWS_57: the token lives as long as one benchmark point (about an hour) and is destroyed with it; rotation would only race the load
+  #checkov:skip=CKV_AWS_149: a customer managed key is optional (kms_key_arn); without one Secrets Manager's AWS managed key encrypts it
+  name                    = "cachebench/${var.replication_group_id}/auth"
+  description             = "AUTH token of ElastiCache replication group ${var.replication_group_id} (cachebench point ${var.point_id})"
+  kms_key_id              = var.kms_key_arn
+  recovery_window_in_days = 0 # destroyed with the point: nothing to recover
+}
+
+resource "aws_secretsmanager_secret_version" "auth" {
+  secret_id     = aws_secretsmanager_secret.auth.id
+  secret_string = random_password.auth.result
+}
+
+# ------------------------------------------------------------------ network
+
+resource "aws_elasticache_subnet_group" "this" {
+  name        = var.replication_group_id
+  description = "cachebench ${var.point_id}"
+  subnet_ids  = var.subnet_ids
+}
+
+resource "aws_security_group" "cache" {
+  name        = "${var.replication_group_id}-cache"
+  description = "cachebench ${var.point_id}: engine port from the load generators only"
+  vpc_id      = var.vpc_id
+  # No egress rule: the cache never opens connections (Terraform removes AWS's default allow-all).
+}
+
+resource "aws_vpc_security_group_ingress_rule" "from_security_groups" {
+  for_each                     = toset(var.allowed_security_group_ids)
+  security_group_id            = aws_security_group.cache.id
+  description                  = "engine port from load generators ${each.value}"
+  ip_protocol                  = "tcp"
+  from_port                    = local.port
+  to_port                      = local.port
+  referenced_security_group_id = each.value
+}
+
+resource "aws_vpc_security_group_ingress_rule" "from_cidrs" {
+  for_each          = toset(var.allowed_cidr_blocks)
+  security_group_id = aws_security_group.cache.id
+  description       = "engine port from ${each.value}"
+  ip_protocol       = "tcp"
+  from_port         = local.port
+  to_port           = local.port
+  cidr_ipv4         = each.value
+}
+
+# ------------------------------------------------------------------ engine
+
+resource "aws_elasticache_parameter_group" "this" {
+  name        = var.replication_group_id
+  family      = local.family
+  description = "cachebench ${var.point_id}"
+
+  parameter {
+    name  = "cluster-enabled"
+    value = var.cluster_mode ? "yes" : "no"
+  }
+  parameter {
+    name  = "maxmemory-policy"
+    value = var.maxmemory_policy
+  }
+}
+
+resource "aws_cloudwatch_log_group" "slow" {
+  #checkov:skip=CKV_AWS_338: benchmark logs are kept log_retention_days (default 14), not a year: they only explain one run
+  #checkov:skip=CKV_AWS_158: a customer managed key is optional (kms_key_arn); CloudWatch Logs encrypts with its own key otherwise
+  name              = "/cachebench/${var.replication_group_id}/slow-log"
+  retention_in_days = var.log_retention_days
+  kms_key_id        = var.kms_key_arn
+}
+
+resource "aws_cloudwatch_log_group" "engine" {
+  #checkov:skip=CKV_AWS_338: benchmark logs are kept log_retention_days (default 14), not a year: they only explain one run
+  #checkov:skip=CKV_AWS_158: a customer managed key is optional (kms_key_arn); CloudWatch Logs encrypts with its own key otherwise
+  name              = "/cachebench/${var.replication_group_id}/engine-log"
+  retention_in_days = var.log_retention_days
+  kms_key_id        = var.kms_key_arn
+}
+
+resource "aws_elasticache_replication_group" "this" {
+  #checkov:skip=CKV_AWS_191: a customer managed key is optional (kms_key_arn); at-rest encryption is always on, with the AWS managed key otherwise
+  #checkov:skip=CKV2_AWS_50: automatic failover is on whenever it can be (cluster mode or replicas > 0); a single-node point has nothing to fail over to
+  #checkov:skip=CKV_AWS_134: benchmark data is synthetic and lives one point: backups would cost time and money for nothing
+  replication_group_id = var.replication_group_id
+  description          = "cachebench ${var.campaign} ${var.point_id}"
+  engine               = var.engine
+  engine_version       = var.engine_version
+  node_type            = var.node_type
+  port                 = local.port
+  parameter_group_name = aws_elasticache_parameter_group.this.name
+  subnet_group_name    = aws_elasticache_subnet_group.this.name
+  security_group_ids   = [aws_security_group.cache.id]
+
+  cluster_mode               = var.cluster_mode ? "enabled" : "disabled"
+  num_node_groups            = var.shards
+  replicas_per_node_group    = var.replicas
+  automatic_failover_enabled = var.cluster_mode || var.replicas > 0
+  multi_az_enabled           = var.replicas > 0
+
+  transit_encryption_enabled = true
+  transit_encryption_mode    = "required"
+  auth_token                 = random_password.auth.result
+  at_rest_encryption_enabled = true
+  kms_key_id                 = var.kms_key_arn
+
+  auto_minor_version_upgrade = true
+  snapshot_retention_limit   = 0
+  apply_immediately          = true
+
+  log_delivery_configuration {
+    destination      = aws_cloudwatch_log_group.slow.name
+    destination_type = "cloudwatch-logs"
+    log_format       = "json"
+    log_type         = "slow-log"
+  }
+  log_delivery_configuration {
+    destination      = aws_cloudwatch_log_group.engine.name
+    destination_type = "cloudwatch-logs"
+    log_format       = "json"
+    log_type         = "engine-log"
+  }
+
+  lifecycle {
+    precondition {
+      condition     = var.cluster_mode || var.shards == 1
+      error_message = "cluster_mode = false allows exactly 1 shard (got ${var.shards})."
+    }
+    precondition {
+      condition     = length(var.allowed_security_group_ids) + length(var.allowed_cidr_blocks) > 0
+      error_message = "Name the load generators' security group (allowed_security_group_ids) or a CIDR: nothing could reach the engine port."
+    }
+  }
+}
+
+# ------------------------------------------------------------------ dashboard
+
+resource "aws_cloudwatch_dashboard" "this" {
+  dashboard_name = "cachebench-${var.replication_group_id}"
+  dashboard_body = jsonencode({
+    widgets = [
+      for i, title in keys(local.dashboard_metrics) : {
+        type   = "metric"
+        x      = (i % 2) * 12
+        y      = floor(i / 2) * 6
+        width  = 12
+        height = 6
+        properties = {
+          title  = "${var.point_id}: ${title}"
+          region = var.region
+          period = 60
+          stat   = "Average"
+          view   = "timeSeries"
+          metrics = flatten([
+            for m in local.dashboard_metrics[title] : [
+              for id in local.members : ["AWS/ElastiCache", m, "CacheClusterId", id, "CacheNodeId", "0001"]
+            ]
+          ])
+        }
+      }
+    ]
+  })
+}

@@ -1,0 +1,41 @@
+output "endpoint" {
+  description = "Where to connect (shape of cachebench.models.Endpoint); auth_ref is the Secrets Manager ARN of the AUTH token, never the token."
+  value = {
+    host         = local.host
+    port         = local.port
+    cluster_mode = var.cluster_mode
+    tls          = true
+    auth_ref     = aws_secretsmanager_secret.auth.arn
+    nodes        = local.nodes
+  }
+  # The token exists in Secrets Manager before anyone is told where to look.
+  depends_on = [aws_secretsmanager_secret_version.auth]
+}
+
+output "replication_group_id" {
+  description = "The replication group (CloudWatch nodes are its member clusters)."
+  value       = aws_elasticache_replication_group.this.id
+}
+
+output "member_clusters" {
+  description = "Member cluster ids: the CacheClusterId dimension of each node's metrics."
+  value       = local.members
+}
+
+output "auth_secret_arn" {
+  description = "Secrets Manager ARN of the AUTH token (the load tasks' `secrets` valueFrom)."
+  value       = aws_secretsmanager_secret.auth.arn
+}
+
+output "log_groups" {
+  description = "CloudWatch log groups of the slow log and the engine log."
+  value = {
+    slow_log   = aws_cloudwatch_log_group.slow.name
+    engine_log = aws_cloudwatch_log_group.engine.name
+  }
+}
+
+output "dashboard_name" {
+  description = "CloudWatch dashboard of the point's key metrics."
+  value       = aws_cloudwatch_dashboard.this.dashboard_name
+}

@@ -1,0 +1,220 @@
+"""memtier_benchmark on ECS: one task per load generator, results uploaded to S3.
+
+The AUTH token reaches memtier only through the container's ``secrets`` (ECS
+reads it from Secrets Manager into the CACHEBENCH_AUTH variable at start):
+a per-point revision of the user's task definition adds that secret, so the
+token is never in run_task overrides, XCom or our logs, only its ARN is.
+
+The container runs a short POSIX shell script we build: warm-up (kept apart),
+the measured run, a scrub of the password memtier copies into its JSON, and
+an upload of every output file to ``<results_uri>/g<N>/`` with the AWS CLI.
+The image therefore needs memtier_benchmark, /bin/sh, sed and the AWS CLI.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shlex
+from typing import Any
+
+from cachebench.loadgen.auth import AUTH_ENV
+from cachebench.loadgen.memtier import memtier_argv
+from cachebench.models import Endpoint, Point
+
+OUT_DIR = "/tmp/cachebench"
+RESULTS_ENV = "CACHEBENCH_RESULTS_URI"
+# Fields of describe_task_definition that register_task_definition accepts back.
+_TD_FIELDS = (
+    "taskRoleArn",
+    "executionRoleArn",
+    "networkMode",
+    "volumes",
+    "placementConstraints",
+    "requiresCompatibilities",
+    "cpu",
+    "memory",
+    "runtimePlatform",
+    "ephemeralStorage",
+)
+# memtier writes `"authenticate": "<token>"` unescaped; ElastiCache AUTH tokens
+# cannot contain '"', '/' or '@', so this pattern always spans the whole token.
+_SCRUB_SED = r's/"authenticate": *"[^"]*"/"authenticate": "********"/'
+
+
+def family(point: Point, run_id: str) -> str:
+    """Task definition family of a point's load (letters, digits, '-' and '_' only)."""
+    digest = hashlib.sha1(f"{point.campaign}/{run_id}/{point.id}".encode()).hexdigest()[:10]
+    return re.sub(r"[^A-Za-z0-9_-]", "_", f"cachebench-{point.id}")[:200] + f"-{digest}"
+
+
+def container_script(point: Point, endpoint: Endpoint) -> str:
+    """The shell script one load task runs (no secret in it: the token is "$CACHEBENCH_AUTH")."""
+    w = point.workload
+    auth = f' "--authenticate=${AUTH_ENV}"' if endpoint.auth_ref else ""
+    lines = ["set -u", f"mkdir -p {OUT_DIR}", "rc=0"]
+    phases = [("warmup", w.warmup_seconds), ("measured", w.duration_seconds)]
+    for phase, seconds in phases:
+        if seconds <= 0:
+            continue
+        argv = memtier_argv(
+            w, endpoint, password_env=False, test_time=seconds, out_prefix=f"{OUT_DIR}/{phase}"
+        )
+        lines.append(f"{shlex.join(argv)}{auth} > {OUT_DIR}/{phase}.stdout 2>&1 || rc=$?")
+    lines += [
+        f'for f in {OUT_DIR}/*.json; do [ -f "$f" ] && sed -i {shlex.quote(_SCRUB_SED)} "$f"; done',
+        f'aws s3 cp --recursive --only-show-errors {OUT_DIR} "${RESULTS_ENV}" || rc=$?',
+        'exit "$rc"',
+    ]
+    return "\n".join(lines)
+
+
+def register_point_task_definition(
+    ecs: Any, base: str, container: str, fam: str, auth_ref: str | None, tags: list[dict]
+) -> str:
+    """A revision of the user's task definition with the AUTH secret; returns its ARN."""
+    td = ecs.describe_task_definition(taskDefinition=base)["taskDefinition"]
+    containers = []
+    found = False
+    for c in td["containerDefinitions"]:
+        c = dict(c)
+        if c["name"] == container:
+            found = True
+            secrets = [s for s in c.get("secrets", []) if s["name"] != AUTH_ENV]
+            if auth_ref:
+                secrets.append({"name": AUTH_ENV, "valueFrom": auth_ref})
+            c["secrets"] = secrets
+        containers.append(c)
+    if not found:
+        raise ValueError(f"task definition {base} has no container named {container!r}")
+    kwargs = {k: td[k] for k in _TD_FIELDS if td.get(k)}
+    out = ecs.register_task_definition(
+        family=fam, containerDefinitions=containers, tags=tags, **kwargs
+    )
+    return out["taskDefinition"]["taskDefinitionArn"]
+
+
+def awslogs(ecs: Any, task_definition: str, container: str) -> dict[str, str] | None:
+    """The container's awslogs group and stream prefix, or None without awslogs."""
+    td = ecs.describe_task_definition(taskDefinition=task_definition)["taskDefinition"]
+    for c in td["containerDefinitions"]:
+        conf = c.get("logConfiguration") or {}
+        if c["name"] == container and conf.get("logDriver") == "awslogs":
+            opts = conf.get("options", {})
+            if opts.get("awslogs-group") and opts.get("awslogs-stream-prefix"):
+                return {"group": opts["awslogs-group"], "prefix": opts["awslogs-stream-prefix"]}
+    return None
+
+
+def log_tail(logs: Any, where: dict[str, str], container: str, task_arn: str, n: int = 20) -> str:
+    """The last n lines the task's container logged (awslogs stream prefix/container/task-id)."""
+    stream = f"{where['prefix']}/{container}/{task_arn.rsplit('/', 1)[-1]}"
+    try:
+        events = logs.get_log_events(
+            logGroupName=where["group"], logStreamName=stream, limit=n, startFromHead=False
+        )["events"]
+    except Exception as exc:  # no stream yet (never started) or no permission
+        return f"(no log stream {where['group']}/{stream}: {type(exc).__name__})"
+    return "\n".join(e["message"].rstrip() for e in events)
+
+
+def run_generators(ecs: Any, *, generators: int, **kwargs: Any) -> list[str]:
+    """Start one task per generator (the options EcsRunTaskOperator passes); task ARNs.
+
+    kwargs: cluster, task_definition, container, script, results_uri, subnets,
+    security_groups, assign_public_ip, launch_type, tags.
+    """
+    arns: list[str] = []
+    try:
+        for g in range(generators):
+            arns.append(_run_one(ecs, g, **kwargs))
+    except BaseException:
+        if arns:  # all or nothing: a point never measures with fewer generators
+            stop(ecs, kwargs["cluster"], arns, "cachebench: run_load failed")
+        raise
+    return arns
+
+
+def _run_one(
+    ecs: Any,
+    g: int,
+    *,
+    cluster: str,
+    task_definition: str,
+    container: str,
+    script: str,
+    results_uri: str,
+    subnets: list[str],
+    security_groups: list[str],
+    assign_public_ip: bool,
+    launch_type: str,
+    tags: list[dict],
+) -> str:
+    resp = ecs.run_task(
+        cluster=cluster,
+        taskDefinition=task_definition,
+        count=1,
+        launchType=launch_type,
+        startedBy="cachebench",
+        tags=tags,
+        networkConfiguration={
+            "awsvpcConfiguration": {
+                "subnets": subnets,
+                "securityGroups": security_groups,
+                "assignPublicIp": "ENABLED" if assign_public_ip else "DISABLED",
+            }
+        },
+        overrides={
+            "containerOverrides": [
+                {
+                    "name": container,
+                    "command": ["/bin/sh", "-c", script],
+                    "environment": [
+                        {"name": RESULTS_ENV, "value": f"{results_uri}/g{g}/"},
+                        {"name": "CACHEBENCH_GENERATOR", "value": str(g)},
+                    ],
+                }
+            ]
+        },
+    )
+    if resp.get("failures") or not resp.get("tasks"):
+        raise RuntimeError(f"ECS run_task for generator {g} failed: {resp.get('failures')}")
+    return resp["tasks"][0]["taskArn"]
+
+
+def describe(ecs: Any, cluster: str, arns: list[str]) -> tuple[list[dict], list[dict]]:
+    """(tasks, failures) of arns, 100 at a time."""
+    tasks, failures = [], []
+    for i in range(0, len(arns), 100):
+        resp = ecs.describe_tasks(cluster=cluster, tasks=arns[i : i + 100])
+        tasks += resp.get("tasks", [])
+        failures += resp.get("failures", [])
+    seen = {t["taskArn"] for t in tasks} | {f.get("arn") for f in failures}
+    failures += [{"arn": a, "reason": "MISSING"} for a in arns if a not in seen]
+    return tasks, failures
+
+
+def task_problem(task: dict, container: str) -> str | None:
+    """Why a STOPPED task failed, or None if it exited 0 (its memtier container)."""
+    if task.get("lastStatus") != "STOPPED":
+        return None
+    tid = task["taskArn"].rsplit("/", 1)[-1]
+    for c in task.get("containers", []):
+        if c.get("name") not in (container, None):
+            continue
+        code = c.get("exitCode")
+        if code != 0:
+            why = task.get("stoppedReason") or c.get("reason") or task.get("stopCode") or "?"
+            return f"load task {tid} stopped with exit code {code} ({why})"
+    return None
+
+
+def stop(ecs: Any, cluster: str, arns: list[str], reason: str) -> list[str]:
+    """Stop the tasks not yet STOPPED; returns the ones it stopped."""
+    tasks, _ = describe(ecs, cluster, arns)
+    stopped = []
+    for t in tasks:
+        if t.get("lastStatus") != "STOPPED":
+            ecs.stop_task(cluster=cluster, task=t["taskArn"], reason=reason[:255])
+            stopped.append(t["taskArn"])
+    return stopped

@@ -1,0 +1,141 @@
+"""Trigger that watches a point's ECS load and its ElastiCache group on the triggerer.
+
+Done when every load task stopped with exit code 0. Failed early when a load
+task stopped otherwise, the replication group is not `available`, the engine
+evicts although the workload's data set fits (evictions_allowed=False), or the
+load overruns its deadline. AWS is asked at most every `min_poll` seconds
+(CloudWatch has one-minute datapoints). The boto3 calls (and the Airflow
+connection lookup behind them) run through asgiref's sync_to_async, as the
+Amazon provider's own triggers fetch connections, so the event loop never blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+from asgiref.sync import sync_to_async
+
+MISSING_GRACE_S = 120  # how long a just-started task may be unknown to describe_tasks
+MAX_ERRORS = 5  # consecutive failed polls before the point is failed
+CLASSPATH = "cachebench.triggers.aws.EcsElastiCacheWatchTrigger"
+
+
+class EcsElastiCacheWatchTrigger(BaseTrigger):
+    def __init__(
+        self,
+        *,
+        region: str,
+        cluster: str,
+        task_arns: list[str],
+        container: str,
+        replication_group_id: str,
+        started_at: float,
+        deadline: float,
+        evictions_allowed: bool = False,
+        aws_conn_id: str | None = "aws_default",
+        awslogs: dict[str, str] | None = None,
+        min_poll: float = 60.0,
+        poll: float = 1.0,
+    ):
+        super().__init__()
+        self.region, self.cluster, self.task_arns = region, cluster, list(task_arns)
+        self.container, self.replication_group_id = container, replication_group_id
+        self.started_at, self.deadline = started_at, deadline
+        self.evictions_allowed, self.aws_conn_id = evictions_allowed, aws_conn_id
+        self.awslogs = awslogs
+        self.min_poll, self.poll = min_poll, poll
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            CLASSPATH,
+            {
+                "region": self.region,
+                "cluster": self.cluster,
+                "task_arns": self.task_arns,
+                "container": self.container,
+                "replication_group_id": self.replication_group_id,
+                "started_at": self.started_at,
+                "deadline": self.deadline,
+                "evictions_allowed": self.evictions_allowed,
+                "aws_conn_id": self.aws_conn_id,
+                "awslogs": self.awslogs,
+                "min_poll": self.min_poll,
+                "poll": self.poll,
+            },
+        )
+
+    def _client(self, service: str) -> Any:
+        from cachebench.aws.clients import client
+
+        return client(service, self.region, self.aws_conn_id)
+
+    def check_once(self) -> dict[str, Any] | None:
+        """None while the load runs and the group is healthy; else the event ending the watch."""
+        from cachebench.aws import cloudwatch, ecs
+
+        tasks, failures = ecs.describe(self._client("ecs"), self.cluster, self.task_arns)
+        if failures:
+            if time.time() - self.started_at < MISSING_GRACE_S:
+                return None  # ECS is eventually consistent: new tasks may be MISSING briefly
+            return {"status": "failed", "message": f"load tasks not found: {failures}"}
+        problems = []
+        for t in tasks:
+            problem = ecs.task_problem(t, self.container)
+            if problem and self.awslogs:  # what memtier said before it died
+                logs = self._client("logs")
+                tail = ecs.log_tail(logs, self.awslogs, self.container, t["taskArn"])
+                problem += f"; its log ends:\n{tail}"
+            if problem:
+                problems.append(problem)
+        if problems:
+            return {"status": "failed", "message": "; ".join(problems)}
+        if tasks and all(t.get("lastStatus") == "STOPPED" for t in tasks):
+            return {"status": "done", "message": f"{len(tasks)} load tasks finished (exit 0)"}
+        try:
+            status, nodes = cloudwatch.member_clusters(
+                self._client("elasticache"), self.replication_group_id
+            )
+        except Exception as exc:  # ReplicationGroupNotFound and the like
+            return {"status": "failed", "message": f"replication group: {exc}"}
+        if status != "available":
+            return {
+                "status": "failed",
+                "message": f"replication group {self.replication_group_id} is {status!r}, "
+                "not available, under load",
+            }
+        now = time.time()
+        if not self.evictions_allowed and nodes:
+            evicted = cloudwatch.evictions_since(
+                self._client("cloudwatch"), nodes, self.started_at, now
+            )
+            if evicted > 0:
+                return {
+                    "status": "failed",
+                    "message": f"the engine evicted {evicted:.0f} keys although the workload's "
+                    "data set fits in memory",
+                }
+        if now > self.deadline:
+            return {"status": "failed", "message": "load tasks overran their deadline"}
+        return None
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        interval = max(self.poll, self.min_poll)
+        errors = 0
+        while True:
+            try:
+                event = await sync_to_async(self.check_once)()
+                errors = 0
+            except Exception as exc:  # throttling is retried; a broken API fails the point
+                errors += 1
+                self.log.warning("watch: AWS call failed (%d in a row): %s", errors, exc)
+                event = None
+                if errors >= MAX_ERRORS:
+                    event = {"status": "failed", "message": f"watch could not ask AWS: {exc}"}
+            if event is not None:
+                yield TriggerEvent(event)
+                return
+            await asyncio.sleep(interval)

