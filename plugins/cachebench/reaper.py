@@ -1,0 +1,281 @@
+"""The reaper: find what campaign runs left behind and destroy it.
+
+A leftover is something a point created that still exists although nothing
+will clean it up any more:
+
+* **local**: servers and metrics agents on this machine. They are found by
+  the `registry.json` of each point under the results root (`up` writes it:
+  point, campaign, run id, expiry, pids) and, for points whose registry or
+  whole folder is gone, by scanning /proc for our server, agent and load
+  processes whose working directory lies inside the results root.
+* **other targets** (aws): a target module may offer `find_leftovers(now)`
+  (e.g. ElastiCache replication groups found by their cachebench tags) and
+  `reap_leftover(leftover) -> list[str]`; the reaper calls them when present.
+
+A found point is reaped when its registry says it expired, or when its run is
+known to be finished. When the run cannot be looked up (its Airflow metadata
+is gone, or no metadata DB is reachable), expiry alone decides. A point of a
+running run that has not expired is left alone.
+
+Destroying a local point: `terraform destroy` in the point's work dir when
+its state still holds resources, then `cachebench.local.servers.down` on its
+state dir, then a /proc sweep of the point's folder; it is reaped only when no
+process of the point is left and its ports are free.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cachebench.local import procs, servers
+from cachebench.workspace import results_root
+
+log = logging.getLogger(__name__)
+
+RUNNING = "running"
+FINISHED = "finished"
+# Targets besides local whose module may offer find_leftovers / reap_leftover.
+OTHER_TARGETS = ("aws",)
+
+RunState = Callable[[str, str], str | None]  # (campaign, run_id) -> RUNNING | FINISHED | None
+
+
+@dataclass
+class Leftover:
+    target: str
+    point_id: str
+    campaign: str
+    run_id: str
+    expires_at: float | None
+    where: str  # local: the point's folder; aws: the resource id
+    reason: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------ run state
+
+
+def dag_ids_for(campaign: str) -> list[str]:
+    """The DAGs a point of `campaign` may have come from (file DAG or ad-hoc)."""
+    return [f"cachebench__{campaign}", "cachebench_adhoc"]
+
+
+def airflow_run_state(campaign: str, run_id: str) -> str | None:
+    """RUNNING / FINISHED from Airflow's metadata, or None when it is not known there.
+
+    Inside a task it asks through the Task SDK (workers have no DB access);
+    elsewhere (CLI, tests) it reads the metadata DB. Any failure means "unknown".
+    """
+    try:
+        return _state_via_task_sdk(campaign, run_id)
+    except Exception as exc:  # not inside a task, or the API refused
+        log.debug("run state via task sdk unavailable: %s", exc)
+    try:
+        return _state_via_db(campaign, run_id)
+    except Exception as exc:
+        log.warning("run state of %s unknown (%s): relying on expiry", run_id, exc)
+        return None
+
+
+def _state_via_task_sdk(campaign: str, run_id: str) -> str | None:
+    from airflow.sdk.execution_time import task_runner
+
+    if getattr(task_runner, "SUPERVISOR_COMMS", None) is None:
+        raise RuntimeError("not inside a task")
+    ti = task_runner.RuntimeTaskInstance
+    for dag_id in dag_ids_for(campaign):
+        if ti.get_dr_count(dag_id=dag_id, run_ids=[run_id]):
+            live = ti.get_dr_count(dag_id=dag_id, run_ids=[run_id], states=["queued", "running"])
+            return RUNNING if live else FINISHED
+    return None
+
+
+def _state_via_db(campaign: str, run_id: str) -> str | None:
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.scalars(
+            select(DagRun.state).where(
+                DagRun.dag_id.in_(dag_ids_for(campaign)), DagRun.run_id == run_id
+            )
+        ).all()
+    if not rows:
+        return None
+    return RUNNING if any(str(s) in ("queued", "running") for s in rows) else FINISHED
+
+
+# ------------------------------------------------------------------ local: find
+
+
+def _point_dir_of(path: str, root: Path) -> Path | None:
+    """results/<campaign>/<run>/points/<point>/... -> the point folder (None if not so)."""
+    try:
+        parts = Path(path).relative_to(root).parts
+    except ValueError:
+        return None
+    if len(parts) >= 4 and parts[2] == "points":
+        return root.joinpath(*parts[:4])
+    return None
+
+
+def _state_has_resources(pdir: Path) -> bool:
+    state = procs.read_json_dict(pdir / "terraform" / "terraform.tfstate") or {}
+    return bool(state.get("resources"))
+
+
+def _decide(meta: dict[str, Any], now: float, run_state: RunState) -> str | None:
+    """Why this point is a leftover, or None to leave it alone."""
+    expires = meta.get("expires_at")
+    if isinstance(expires, int | float) and expires <= now:
+        return f"expired {now - expires:.0f} s ago"
+    if not meta.get("run_id"):
+        return "no run owns it (no registry or config)"
+    state = run_state(str(meta.get("campaign", "")), str(meta["run_id"]))
+    if state == FINISHED:
+        return f"its run {meta['run_id']} is no longer running"
+    return None  # running, or unknown and not yet expired
+
+
+def find_local(
+    roots: list[Path], now: float | None = None, run_state: RunState = airflow_run_state
+) -> tuple[list[Leftover], list[Leftover]]:
+    """(leftovers, spared): live local points under roots, split by _decide."""
+    now = time.time() if now is None else now
+    found: dict[Path, Leftover] = {}
+    spared: list[Leftover] = []
+    for root in (Path(r).resolve() for r in roots):
+        candidates: dict[Path, list[dict]] = {}
+        for reg_file in root.glob("*/*/points/*/server/registry.json"):
+            candidates.setdefault(reg_file.parents[1], [])
+        for proc in procs.processes_under(root):
+            pdir = _point_dir_of(proc["cwd"], root)
+            if pdir is not None:
+                candidates.setdefault(pdir, []).append(proc)
+        for pdir, running in sorted(candidates.items()):
+            if not running and not _state_has_resources(pdir):
+                continue  # already clean
+            sd = pdir / "server"
+            meta = procs.read_json_dict(sd / "registry.json") or procs.read_json_dict(
+                sd / "config.json"
+            )
+            if meta is None:
+                meta = {}
+                reason = (
+                    "its folder was removed" if not pdir.exists() else "it has no registry"
+                ) + " (orphaned processes)"
+            else:
+                reason = _decide(meta, now, run_state)
+            item = Leftover(
+                target="local",
+                point_id=str(meta.get("point_id", pdir.name)),
+                campaign=str(meta.get("campaign", pdir.parents[2].name)),
+                run_id=str(meta.get("run_id", "")),
+                expires_at=meta.get("expires_at"),
+                where=str(pdir),
+                reason=reason or "",
+                extra={"pids": [p["pid"] for p in running]},
+            )
+            if reason:
+                found[pdir] = item
+            else:
+                spared.append(item)
+    return list(found.values()), spared
+
+
+# ------------------------------------------------------------------ local: destroy
+
+
+def reap_local(leftover: Leftover) -> list[str]:
+    """Destroy a local point's resources; return what could not be removed (empty: done)."""
+    from cachebench.terraform import TFVARS, Terraform
+
+    pdir = Path(leftover.where)
+    sd = pdir / "server"
+    problems: list[str] = []
+    tf = Terraform(pdir / "terraform")
+    tf_error = ""
+    if _state_has_resources(pdir) and (tf.workdir / TFVARS).exists():
+        try:
+            tf.init()
+            tf.destroy()
+        except Exception as exc:
+            tf_error = f" (terraform destroy: {exc})"
+            log.warning("reaper: terraform destroy of %s failed: %s", pdir, exc)
+    reg = procs.read_json_dict(sd / "registry.json") or {}
+    ports = {n.get("port") for n in reg.get("nodes", []) if isinstance(n, dict)}
+    try:
+        ports.update(servers.down(sd)["busy_ports"])
+    except Exception as exc:
+        problems.append(f"down: {exc}")
+    swept = procs.kill_under(pdir)
+    for f in swept["found"]:
+        log.warning("reaper: stopped %s pid %s in %s", f["kind"], f["pid"], f["cwd"])
+    ports.update(swept["ports"])
+    if left := procs.processes_under(pdir):
+        problems.append(f"still running: {[(p['kind'], p['pid']) for p in left]}")
+    if busy := sorted(p for p in ports if p and not procs.port_free(p)):
+        problems.append(f"ports still in use: {busy}")
+    if _state_has_resources(pdir):
+        problems.append(f"terraform state in {tf.workdir} still holds resources{tf_error}")
+    if pdir.exists():
+        procs.write_json_atomic(
+            pdir / "reaped.json",
+            {"at": time.time(), "reason": leftover.reason, "problems": problems},
+        )
+    return problems
+
+
+# ------------------------------------------------------------------ all targets
+
+
+def _target_hooks(name: str):
+    try:
+        module = importlib.import_module(f"cachebench.targets.{name}")
+    except ImportError:
+        return None, None
+    return getattr(module, "find_leftovers", None), getattr(module, "reap_leftover", None)
+
+
+def reap(
+    roots: list[Path] | None = None,
+    *,
+    now: float | None = None,
+    run_state: RunState = airflow_run_state,
+    dry_run: bool = False,
+) -> dict[str, Any]:
+    """Find and (unless dry_run) destroy leftovers of every target; a JSON summary."""
+    now = time.time() if now is None else now
+    roots = roots if roots is not None else [results_root()]
+    leftovers, spared = find_local(roots, now, run_state)
+    reapers: dict[str, Callable[[Leftover], list[str]]] = {"local": reap_local}
+    for name in OTHER_TARGETS:
+        finder, reaper = _target_hooks(name)
+        if finder is None or reaper is None:
+            continue
+        for item in finder(now):  # the target decides expiry/run state by its tags
+            leftovers.append(item if isinstance(item, Leftover) else Leftover(**item))
+        reapers[name] = reaper
+    reaped, failed = [], []
+    for item in leftovers:
+        log.warning(
+            "reaper: %s point %s (%s): %s", item.target, item.point_id, item.where, item.reason
+        )
+        if dry_run:
+            continue
+        problems = reapers[item.target](item)
+        (failed if problems else reaped).append({**asdict(item), "problems": problems})
+    return {
+        "found": [asdict(i) for i in leftovers],
+        "reaped": reaped,
+        "failed": failed,
+        "spared": [asdict(i) for i in spared],
+        "dry_run": dry_run,
+    }

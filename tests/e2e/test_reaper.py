@@ -1,0 +1,165 @@
+"""The reaper on real leftovers: servers planted with `python -m cachebench.local up`
+and with Terraform, some expired, some of a running run, one whose folder is gone."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from airflow.dag_processing.dagbag import DagBag
+
+from cachebench import engines, reaper, steps
+from cachebench.campaign import CampaignSpec
+from cachebench.local import procs, servers
+from cachebench.targets import local
+from cachebench.workspace import RunDir
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_base(k: int) -> int:
+    """A port well above the fault tests' blocks, for planted servers."""
+    base = local.port_first() + 4000 + 20 * k
+    return next(p for p in range(base, base + 20) if procs.port_free(p))
+
+
+def plant(results: Path, k: int, *, run_id: str, expires_in: float) -> Path:
+    """Real servers of a fake point, started the way Terraform's local-exec starts them."""
+    run_dir = RunDir.for_run("planted", run_id)
+    pdir = run_dir.point(f"redis-7.0-single-local.micro-p{k}").path
+    sd = pdir / "server"
+    sd.mkdir(parents=True)
+    config = {
+        "point_id": pdir.name,
+        "campaign": "planted",
+        "run_id": run_id,
+        "engine": "redis",
+        "engine_version": "7.0",
+        "server_binary": str(engines.server_binary("redis", "7.0")),
+        "cluster_mode": False,
+        "shards": 1,
+        "replicas": 0,
+        "base_port": free_base(k),
+        "maxmemory_bytes": 64 * 2**20,
+        "maxmemory_policy": "allkeys-lru",
+        "io_threads": 1,
+        "state_dir": str(sd),
+        "metrics_interval_seconds": 1,
+        "expires_at": int(time.time() + expires_in),
+    }
+    (sd / "config.json").write_text(json.dumps(config))
+    subprocess.run(
+        [sys.executable, "-m", "cachebench.local", "up", "--config", str(sd / "config.json")],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "plugins")},
+    )
+    assert processes(pdir), "planting failed"
+    return pdir
+
+
+def processes(pdir: Path) -> list[dict]:
+    return [p for p in procs.processes_under(pdir) if p["kind"] == "server"]
+
+
+def assert_gone(pdir: Path, ports: list[int]) -> None:
+    assert procs.processes_under(pdir) == []
+    for port in ports:
+        assert procs.port_free(port), port
+    assert not (pdir / "server" / "auth").exists()
+
+
+def registry_ports(pdir: Path) -> list[int]:
+    return [n["port"] for n in json.loads((pdir / "server/registry.json").read_text())["nodes"]]
+
+
+def test_reaper_takes_leftovers_and_spares_a_running_run(results_dir: Path) -> None:
+    expired = plant(results_dir, 0, run_id="manual__gone", expires_in=1.5)
+    live = plant(results_dir, 1, run_id="manual__live", expires_in=3600)
+    done = plant(results_dir, 2, run_id="manual__done", expires_in=3600)
+    orphan = plant(results_dir, 3, run_id="manual__live", expires_in=3600)
+    orphan_ports = registry_ports(orphan)
+    shutil.rmtree(orphan)  # its registry, pidfiles and password file are gone with it
+    ports = {p: registry_ports(p) for p in (expired, live, done)}
+    states = {"manual__live": reaper.RUNNING, "manual__done": reaper.FINISHED}
+    try:
+        time.sleep(
+            max(
+                0.0,
+                json.loads((expired / "server/config.json").read_text())["expires_at"]
+                - time.time()
+                + 0.2,
+            )
+        )
+        summary = reaper.reap([results_dir], run_state=lambda c, r: states.get(r))
+        reasons = {Path(f["where"]).name[-2:]: f["reason"] for f in summary["found"]}
+        assert set(reasons) == {"p0", "p2", "p3"}, summary
+        assert reasons["p0"].startswith("expired")
+        assert "no longer running" in reasons["p2"]
+        assert "folder was removed" in reasons["p3"]
+        assert summary["failed"] == [] and len(summary["reaped"]) == 3
+        assert [Path(s["where"]).name[-2:] for s in summary["spared"]] == ["p1"]
+        assert_gone(expired, ports[expired])
+        assert_gone(done, ports[done])
+        assert_gone(orphan, orphan_ports)
+        assert processes(live), "a non-expired point of a running run was reaped"
+        assert json.loads((expired / "reaped.json").read_text())["problems"] == []
+        # reaping again finds nothing new
+        again = reaper.reap([results_dir], run_state=lambda c, r: states.get(r))
+        assert again["found"] == []
+    finally:
+        for pdir in (expired, live, done):
+            servers.down(pdir / "server")
+        procs.kill_under(results_dir)
+
+
+def test_reaper_dag_destroys_expired_terraform_point(airflow_db, results_dir: Path) -> None:
+    """Through the DAG, with the real run-state lookup: the run's metadata does not exist,
+    so expiry decides; the expired point is destroyed by `terraform destroy`."""
+    spec = CampaignSpec.from_input(
+        {
+            "name": "planted-tf",
+            "engines": [{"engine": "redis", "versions": ["7.0"]}],
+            "topologies": [{"cluster_mode": False}],
+            "node_types": ["local.micro"],
+            "workloads": [{"name": "w", "duration_seconds": 2, "warmup_seconds": 0}],
+            "budget_usd": 0,
+        }
+    )
+    point = spec.points(load_tool="redis-benchmark")[0]
+    run_id = "manual__metadata-gone"
+    pdir = RunDir.for_run(spec.name, run_id).point(point.id).path
+    item = {
+        "point": point.model_dump(mode="json"),
+        "run_id": run_id,
+        "points": 1,
+        "point_dir": str(pdir),
+    }
+    item = steps.render_tfvars(item)
+    steps.apply(item)
+    reg_file = pdir / "server" / "registry.json"
+    reg = json.loads(reg_file.read_text())
+    reg["expires_at"] = time.time() - 60  # planted as expired
+    reg_file.write_text(json.dumps(reg))
+    fresh = plant(results_dir, 5, run_id="manual__unknown", expires_in=3600)
+    try:
+        dag = DagBag(dag_folder=str(ROOT / "dags")).dags["cachebench_reaper"]
+        dag_run = dag.test()
+        assert str(dag_run.state) == "success"
+        assert_gone(pdir, [n["port"] for n in reg["nodes"]])
+        state = json.loads((pdir / "terraform" / "terraform.tfstate").read_text())
+        assert state["resources"] == []
+        assert "$ terraform destroy" in (pdir / "terraform" / "terraform.log").read_text()
+        # unknown run (no metadata), not expired: left alone
+        assert processes(fresh)
+    finally:
+        servers.down(pdir / "server")
+        servers.down(fresh / "server")
+        procs.kill_under(results_dir)

@@ -1,0 +1,134 @@
+"""The AUTH password of a real run is found nowhere it must not be.
+
+The password is read from the point's auth file while the servers are up (from
+another thread, as an outsider would), then searched for, after the run, in:
+everything under the results folder (tfvars, Terraform state and log, server
+and agent logs, load-tool output, reports), the task logs (the Airflow log
+folder and what the run printed), XCom values, rendered template fields,
+trigger arguments, and the raw bytes of the metadata DB file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from airflow.dag_processing.dagbag import DagBag
+
+from cachebench.workspace import RunDir
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+
+CAMPAIGN = {
+    "name": "secrets",
+    "target": "local",
+    "engines": [{"engine": "valkey", "versions": ["9.1"]}],
+    "topologies": [{"cluster_mode": True, "shards": 2, "replicas": 1}],
+    "node_types": ["local.micro"],
+    "workloads": [
+        {
+            "name": "w",
+            "ratio": "1:4",
+            "value_size": 64,
+            "key_space": 1000,
+            "pipeline": 2,
+            "clients": 2,
+            "threads": 1,
+            "warmup_seconds": 1,
+            "duration_seconds": 2,
+        }
+    ],
+    "budget_usd": 0,
+}
+
+
+def grab_password(results: Path, found: list[str], stop: threading.Event) -> None:
+    deadline = time.monotonic() + 120
+    while not stop.is_set() and time.monotonic() < deadline:
+        for auth in results.glob("secrets/*/points/*/server/auth"):
+            try:
+                secret = auth.read_text().strip()
+            except OSError:
+                continue
+            if secret:
+                found.append(secret)
+                return
+        time.sleep(0.05)
+
+
+def files_holding(root: Path, needle: bytes) -> list[str]:
+    hits = []
+    for path in root.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            try:
+                if needle in path.read_bytes():
+                    hits.append(str(path))
+            except OSError:
+                continue
+    return hits
+
+
+def test_password_leaks_nowhere(airflow_db: Path, results_dir: Path, capfd) -> None:
+    found: list[str] = []
+    stop = threading.Event()
+    grabber = threading.Thread(target=grab_password, args=(results_dir, found, stop), daemon=True)
+    grabber.start()
+    dag = DagBag(dag_folder=str(ROOT / "dags")).dags["cachebench_adhoc"]
+    try:
+        dag_run = dag.test(run_conf=CAMPAIGN)
+    finally:
+        stop.set()
+        grabber.join(5)
+    printed = "".join(capfd.readouterr())
+    run = RunDir.for_run(CAMPAIGN["name"], dag_run.run_id)
+    assert str(dag_run.state) == "success"
+    assert found, "the password file was never seen while the servers ran"
+    secret = found[0]
+    assert len(secret) >= 32
+    needle = secret.encode()
+
+    # on disk: everything under the results folder (reports, tfvars, state, logs, output)
+    assert (run.path / "report.md").exists()
+    assert list(run.path.glob("points/*/terraform/terraform.tfvars.json"))
+    assert list(run.path.glob("points/*/terraform/terraform.tfstate"))
+    assert list(run.path.glob("points/*/load/measured/*"))
+    assert files_holding(results_dir, needle) == []
+    # task logs: the Airflow log folder, and what the run printed
+    logs = airflow_db / "logs"
+    assert not logs.exists() or files_holding(logs, needle) == []
+    assert printed and secret not in printed
+
+    # metadata DB: XCom, rendered template fields, trigger kwargs, and the raw DB file
+    from airflow.models.renderedtifields import RenderedTaskInstanceFields
+    from airflow.models.trigger import Trigger
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        xcoms = session.scalars(select(XComModel).where(XComModel.run_id == dag_run.run_id)).all()
+        rtifs = session.scalars(
+            select(RenderedTaskInstanceFields).where(
+                RenderedTaskInstanceFields.run_id == dag_run.run_id
+            )
+        ).all()
+        triggers = session.scalars(
+            select(Trigger).where(Trigger.classpath.like("cachebench.%"))
+        ).all()
+        assert xcoms and rtifs, "nothing to search: the run stored no XCom or rendered fields"
+        for x in xcoms:
+            assert secret not in json.dumps(x.value, default=str), (x.task_id, x.key)
+        for r in rtifs:
+            assert secret not in json.dumps(r.rendered_fields, default=str), r.task_id
+        for t in triggers:
+            assert secret not in json.dumps(t.kwargs, default=str)
+    db_files = [p for p in airflow_db.glob("*.db*") if p.is_file()]
+    assert db_files, "no sqlite metadata DB found"
+    for db in db_files:
+        assert needle not in db.read_bytes(), db
+    assert os.environ.get("CACHEBENCH_AUTH") is None  # never set in the worker's own env

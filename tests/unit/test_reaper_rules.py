@@ -1,0 +1,85 @@
+"""The reaper's rules and the fault switch, without servers."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from cachebench import faults, reaper
+from cachebench.local import procs
+
+NOW = 1_800_000_000.0
+
+
+def decide(meta, state=None):
+    return reaper._decide(meta, NOW, lambda campaign, run_id: state)
+
+
+def test_expired_is_reaped_whatever_the_run() -> None:
+    meta = {"run_id": "r", "campaign": "c", "expires_at": NOW - 5}
+    assert decide(meta, reaper.RUNNING).startswith("expired 5 s ago")
+
+
+def test_finished_run_is_reaped_before_expiry() -> None:
+    meta = {"run_id": "r", "campaign": "c", "expires_at": NOW + 600}
+    assert "no longer running" in decide(meta, reaper.FINISHED)
+
+
+@pytest.mark.parametrize("state", [reaper.RUNNING, None])
+def test_running_or_unknown_run_is_spared_until_expiry(state) -> None:
+    assert decide({"run_id": "r", "campaign": "c", "expires_at": NOW + 600}, state) is None
+
+
+def test_run_state_unknown_without_metadata(monkeypatch) -> None:
+    """Outside a task and with no reachable metadata DB, the lookup says 'unknown'."""
+
+    def no_db(campaign, run_id):
+        raise RuntimeError("no metadata DB")
+
+    monkeypatch.setattr(reaper, "_state_via_db", no_db)
+    assert reaper.airflow_run_state("c", "manual__x") is None
+
+
+def test_point_dir_of(tmp_path: Path) -> None:
+    root = tmp_path / "results"
+    deep = root / "c" / "run" / "points" / "p1" / "server" / "nodes" / "0001-001"
+    assert reaper._point_dir_of(str(deep), root) == root / "c" / "run" / "points" / "p1"
+    assert reaper._point_dir_of(str(root / "c" / "run"), root) is None
+    assert (
+        reaper._point_dir_of(str(tmp_path / "results2" / "c" / "r" / "points" / "p"), root) is None
+    )
+
+
+def test_nothing_found_in_an_empty_root(tmp_path: Path) -> None:
+    summary = reaper.reap([tmp_path], run_state=lambda c, r: None)
+    assert summary["found"] == [] and summary["failed"] == []
+
+
+def test_fault_rules(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("CACHEBENCH_FAULTS", "export@valkey-*, after_apply@*#once")
+    assert faults.armed("export", "valkey-9.1-x")
+    assert not faults.armed("export", "redis-7.0-x")
+    assert not faults.armed("after_apply", "p", None)  # once needs somewhere to remember
+    assert faults.armed("after_apply", "p", tmp_path)
+    assert not faults.armed("after_apply", "p", tmp_path)  # only the first time
+    with pytest.raises(faults.InjectedFault, match="injected fault in export"):
+        faults.maybe_fail("export", "valkey-1")
+    monkeypatch.delenv("CACHEBENCH_FAULTS")
+    faults.maybe_fail("export", "valkey-1")
+
+
+def test_sweep_ignores_processes_that_are_not_ours(tmp_path: Path) -> None:
+    """A shell (or anything else) with its cwd in a point folder is never a match."""
+    (tmp_path / "points" / "p").mkdir(parents=True)
+    proc = subprocess.Popen(["sleep", "30"], cwd=tmp_path / "points" / "p")
+    try:
+        time.sleep(0.1)
+        assert procs.processes_under(tmp_path) == []
+        assert procs.kill_under(tmp_path)["found"] == []
+        assert proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait()
