@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v redis-benchmark >/dev/null || need_apt+=(redis-tools)
+# tests/deploy runs a real Airflow deployment on a private PostgreSQL cluster (initdb/pg_ctl)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need_apt+=(postgresql)
 if ((${#need_apt[@]})); then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
@@ -20,4 +22,15 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q -r requirements-dev.txt
   echo "$want" > "$stamp"
+fi
+
+# checkov (tests/aws scans include/terraform/aws*) lives in its own venv: it pins an
+# older boto3 than requirements.txt. Best effort: without it that one test is skipped.
+ck_want=$(sha256sum requirements-checkov.txt | cut -d' ' -f1)
+if [ "$(cat .venv-checkov/.requirements.sha 2>/dev/null)" != "$ck_want" ]; then
+  if "$PY" -m venv .venv-checkov && .venv-checkov/bin/pip install -q -r requirements-checkov.txt; then
+    echo "$ck_want" > .venv-checkov/.requirements.sha
+  else
+    echo "setup: checkov could not be installed; its test will be skipped" >&2
+  fi
 fi

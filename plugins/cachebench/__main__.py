@@ -14,13 +14,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cachebench.campaign import CampaignError, CampaignSpec, load_campaign_file
+from cachebench.campaign import CampaignError, load_campaign_file
 
 
 def run(path: Path, conf: dict | None = None) -> int:
-    fields = load_campaign_file(path)
     try:
-        CampaignSpec.from_input({**fields, **(conf or {})})
+        fields = load_campaign_file(path)
+        from cachebench.steps import validate  # the checks of plan, before anything exists
+
+        validate({**fields, **(conf or {})}, target_checks=False)
     except CampaignError as exc:
         print(f"{path}: {exc}", file=sys.stderr)
         return 2

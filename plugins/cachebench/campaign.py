@@ -13,14 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from cachebench import engines, specs
+from cachebench.aws.settings import AwsSettings
 from cachebench.models import SLUG, Engine, Point, Strict, Target, Topology, Workload
 
 LOCAL_MAX_NODES = 12  # 2 cores: more server processes than this only measures contention
 LOCAL_MAX_POINTS = 200  # each point of a local run owns a block of loopback ports
 AWS_MAX_NODES = 500  # ElastiCache's limit of nodes per replication group
+AWS_LOAD_GENERATORS = 5  # default load tasks per aws point: one task rarely saturates a node
 # Load-generator cost on AWS: one Fargate task of 4 vCPU / 8 GiB in us-east-1.
 FARGATE_TASK_USD_HOUR = 4 * 0.04048 + 8 * 0.004445
 PROVISION_HOURS = {"aws": 0.5, "local": 0.0}  # create + delete of a replication group
@@ -53,6 +55,10 @@ class CampaignSpec(Strict):
     load_generators: int = Field(1, ge=1, le=100, description="load tasks per point")
     budget_usd: float = Field(100.0, ge=0, description="refuse a campaign estimated above this")
     max_points: int = Field(50, ge=1, le=1000)
+    aws: AwsSettings | None = Field(
+        None,
+        description="target aws: VPC, subnets, ECS and buckets (over the cachebench_aws Variable)",
+    )
 
     @field_validator("name")
     @classmethod
@@ -60,6 +66,14 @@ class CampaignSpec(Strict):
         if not SLUG.match(v):
             raise ValueError(f"{v!r}: use 1-40 chars of a-z, 0-9 and '-'")
         return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _aws_generators(cls, data: Any) -> Any:
+        """On aws a point is loaded by AWS_LOAD_GENERATORS tasks unless the spec says."""
+        if isinstance(data, dict) and data.get("target") == "aws" and "load_generators" not in data:
+            return {**data, "load_generators": AWS_LOAD_GENERATORS}
+        return data
 
     @classmethod
     def from_input(cls, data: Any) -> CampaignSpec:
@@ -83,7 +97,10 @@ class CampaignSpec(Strict):
 
     def check(self, catalogue: dict | None = None) -> None:
         """Check the spec against the node type catalogue and the engine versions."""
-        catalogue = catalogue if catalogue is not None else specs.load_instance_specs()
+        try:
+            catalogue = catalogue if catalogue is not None else specs.load_instance_specs()
+        except (specs.SpecsError, OSError) as exc:  # names the file, line and column
+            raise CampaignError([f"node_types: node type catalogue unusable: {exc}"]) from None
         problems: list[str] = []
         known = sorted(nt for (t, nt) in catalogue if t == self.target)
         for i, nt in enumerate(self.node_types):
@@ -197,7 +214,7 @@ def _describe(err: dict[str, Any]) -> str:
     return f"{loc or 'campaign'}: {shown}: {msg}"
 
 
-_CRON_FIELD = re.compile(r"^[\d*/,\-A-Za-z?LW#]+$")
+_CRON_FIELD = re.compile(r"^[0-9*/,\-A-Za-z?LW#]+\Z")
 
 
 def _valid_schedule(s: str) -> bool:
@@ -209,7 +226,10 @@ def _valid_schedule(s: str) -> bool:
 
 def load_campaign_file(path: Path) -> dict[str, Any]:
     """The raw mapping of a campaign file (cheap: used at DAG parse time)."""
-    data = yaml.safe_load(path.read_text())
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise CampaignError([f"{path.name}: cannot be read as YAML: {exc}"]) from None
     if not isinstance(data, dict):
         raise CampaignError([f"{path.name}: expected a mapping of campaign fields"])
     return data

@@ -9,6 +9,7 @@ imported inside the task so that parsing a DAG file costs no pandas or boto3.
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from typing import Any
 
@@ -29,6 +30,8 @@ def build_dag(
 ) -> DAG:
     """The campaign DAG for `defaults` (a campaign file's fields, overridable at trigger)."""
     target = defaults.get("target", "local")
+    # Seconds between tries; the failure tests shorten it (CACHEBENCH_RETRY_DELAY_S=1).
+    retry_s = float(os.environ.get("CACHEBENCH_RETRY_DELAY_S", "10"))
     with DAG(
         dag_id=dag_id,
         schedule=defaults.get("schedule"),
@@ -43,7 +46,7 @@ def build_dag(
         # next point's apply, so a scheduler finishes points rather than piling up servers.
         default_args={
             "retries": 1,
-            "retry_delay": timedelta(seconds=10),
+            "retry_delay": timedelta(seconds=retry_s),
             "weight_rule": "upstream",
         },
         render_template_as_native_obj=True,
@@ -97,7 +100,7 @@ def build_dag(
             _label(item)
             return steps.export(item)
 
-        @task(map_index_template=LABEL, retries=3, retry_delay=timedelta(seconds=5))
+        @task(map_index_template=LABEL, retries=3, retry_delay=timedelta(seconds=retry_s / 2))
         def destroy(item: dict[str, Any]) -> dict[str, Any]:
             from cachebench import steps
 
@@ -109,6 +112,13 @@ def build_dag(
             from cachebench import steps
 
             ctx = get_current_context()
+            if not steps.planned(ctx["params"]["name"], ctx["run_id"]):
+                from airflow.exceptions import AirflowFailException
+
+                # Fails (a skipped leaf would make the run a success): no report to write.
+                raise AirflowFailException(
+                    "no report: plan refused the campaign (see its log); nothing was provisioned"
+                )
             return steps.report(ctx["params"]["name"], ctx["run_id"])
 
         teardowns = []  # report waits for every destroy: a group's leaves skip teardowns

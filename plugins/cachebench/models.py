@@ -16,11 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 Engine = Literal["redis", "valkey"]
 Target = Literal["local", "aws"]
 
-SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}\Z")  # \Z: "$" would allow a trailing newline
 # memtier's --key-pattern: SET pattern ':' GET pattern; R random, S sequential,
 # G gaussian, P parallel (cluster), Z zipf (memtier >= 2.1).
-KEY_PATTERN = re.compile(r"^[RSGPZ]:[RSGPZ]$")
-RATIO = re.compile(r"^\d{1,4}:\d{1,4}$")
+KEY_PATTERN = re.compile(r"^[RSGPZ]:[RSGPZ]\Z")
+RATIO = re.compile(r"^[0-9]{1,4}:[0-9]{1,4}\Z")  # ASCII digits only
 
 
 class Strict(BaseModel):

@@ -20,9 +20,9 @@ from cachebench.faults import maybe_fail
 from cachebench.loadgen import redis_benchmark
 from cachebench.models import Endpoint, LoadResult, Point
 from cachebench.report.export import export_point
-from cachebench.report.report import build_report
+from cachebench.report.report import build_report, cleanup_failures
 from cachebench.specs import load_instance_specs
-from cachebench.terraform import Terraform
+from cachebench.terraform import TFVARS, Terraform
 from cachebench.workspace import PointDir, RunDir
 
 log = logging.getLogger(__name__)
@@ -50,8 +50,14 @@ def recording(step: str, item: dict[str, Any]) -> Iterator[PointDir]:
         raise
 
 
-def plan(params: dict[str, Any], run_id: str) -> list[dict[str, Any]]:
-    """Validate, expand and cost the campaign; refuse it before anything exists."""
+def validate(
+    params: dict[str, Any], *, target_checks: bool = True
+) -> tuple[CampaignSpec, str, float]:
+    """Every check of plan, creating nothing: (spec, load tool, estimate) or CampaignError.
+
+    target_checks=False leaves out the target's own checks (aws: settings that
+    may live in an Airflow Variable), for callers without Airflow set up.
+    """
     spec = CampaignSpec.from_input(params)
     tool = loadgen.available_tool() if spec.target == "local" else "memtier_benchmark"
     problems = []
@@ -61,8 +67,8 @@ def plan(params: dict[str, Any], run_id: str) -> list[dict[str, Any]]:
             for i, w in enumerate(spec.workloads)
             for msg in redis_benchmark.unsupported(w)
         ]
-    if spec.target == "aws":
-        problems.append("target: 'aws' is not available yet in this build; use 'local'")
+    if spec.target == "aws" and target_checks:
+        problems += targets.get("aws").problems(spec)
     estimate = spec.estimate_usd()
     if estimate > spec.budget_usd:
         problems.append(
@@ -71,6 +77,12 @@ def plan(params: dict[str, Any], run_id: str) -> list[dict[str, Any]]:
         )
     if problems:
         raise CampaignError(problems)
+    return spec, tool, estimate
+
+
+def plan(params: dict[str, Any], run_id: str) -> list[dict[str, Any]]:
+    """Validate, expand and cost the campaign; refuse it before anything exists."""
+    spec, tool, estimate = validate(params)
     run = RunDir.for_run(spec.name, run_id)
     points = spec.points(load_tool=tool)
     (run.path / "points").mkdir(parents=True, exist_ok=True)
@@ -82,6 +94,11 @@ def plan(params: dict[str, Any], run_id: str) -> list[dict[str, Any]]:
         estimate,
         run.path,
     )
+    # A re-run (cleared run, retried plan) measures only the cells without a result yet:
+    # the finished points of an earlier try keep their files and the report stays complete.
+    done = [p.id for p in points if has_result(run.point(p.id).path)]
+    if done:
+        log.info("skipping %d point(s) measured by an earlier try: %s", len(done), ", ".join(done))
     return [
         {
             "point": p.model_dump(mode="json"),
@@ -90,17 +107,27 @@ def plan(params: dict[str, Any], run_id: str) -> list[dict[str, Any]]:
             "point_dir": str(run.point(p.id).path),
         }
         for p in points
+        if p.id not in done
     ]
+
+
+def has_result(point_dir: Path) -> bool:
+    """A point is measured once its load result and its server metrics are both written."""
+    return (point_dir / "metrics.parquet").is_file() and (point_dir / "load.json").is_file()
+
+
+def _expiry(point: Point) -> int:
+    """When the point's resources count as leftovers (the reaper may take them)."""
+    w = point.workload
+    return int(time.time() + w.warmup_seconds + w.duration_seconds + EXPIRY_SLACK_S)
 
 
 def render_tfvars(item: dict[str, Any]) -> dict[str, Any]:
     point = Point.model_validate(item["point"])
     with recording("render_tfvars", item) as pdir:
         pdir.write_json("point.json", item["point"])
-        w = point.workload
-        expires = int(time.time() + w.warmup_seconds + w.duration_seconds + EXPIRY_SLACK_S)
         target = targets.get(point.target)
-        tfvars = target.tfvars(point, pdir, item["run_id"], expires, item["points"])
+        tfvars = target.tfvars(point, pdir, item["run_id"], _expiry(point), item["points"])
         Terraform(pdir.terraform).prepare(target.MODULE, tfvars)
     return {**item, "state_dir": tfvars.get("state_dir")}
 
@@ -117,6 +144,7 @@ def apply(item: dict[str, Any]) -> dict[str, Any]:
         tf = _init(point, pdir, item)
         outputs = tf.apply()
         endpoint = Endpoint.model_validate(outputs["endpoint"])
+        maybe_fail("after_apply", point.id, marker_dir=pdir.path)
     return {**item, "endpoint": endpoint.model_dump(mode="json")}
 
 
@@ -130,13 +158,14 @@ def run_load(item: dict[str, Any]) -> dict[str, Any]:
 
 def watch_failed(item: dict[str, Any], event: dict[str, Any]) -> None:
     """Turn a watch event into the point's outcome; stop its load if it went wrong."""
-    if event.get("status") == "done":
-        return
-    pdir = PointDir(Path(item["point_dir"]))
-    targets.get(item["point"]["target"]).stop_load(pdir)
-    exc = PointFailed(f"watch: {event.get('message', event)}")
-    pdir.record_error("watch", exc)
-    raise exc
+    try:
+        with recording("watch", item):  # the "watch" fault: the sensor itself errors
+            if event.get("status") == "done":
+                return
+            raise PointFailed(f"watch: {event.get('message', event)}")
+    except Exception:
+        targets.get(item["point"]["target"]).stop_load(PointDir(Path(item["point_dir"])))
+        raise
 
 
 def collect(item: dict[str, Any]) -> dict[str, Any]:
@@ -164,20 +193,43 @@ def export(item: dict[str, Any]) -> dict[str, Any]:
 
 
 def destroy(item: dict[str, Any]) -> dict[str, Any]:
-    """Destroy whatever apply made, whatever failed; raise CleanupFailed if anything is left."""
+    """Destroy whatever apply made, whatever failed; raise CleanupFailed if anything is left.
+
+    The outcome is also written to the point's cleanup.json ("clean" or
+    "CLEANUP FAILED", what was found, what is left), overwritten by each try,
+    so the report and the reaper see the last word, not an earlier try's.
+    """
     point = Point.model_validate(item["point"])
     target = targets.get(point.target)
     pdir = PointDir(Path(item["point_dir"]))
+    notes: list[str] = []
+    if not (pdir.path / "point.json").exists():
+        notes.append(f"the point's folder {pdir.path} was removed during the run")
     target.stop_load(pdir)
     problems: list[str] = []
     tf = Terraform(pdir.terraform)
     try:
+        if not (pdir.terraform / TFVARS).exists():
+            # The work dir is gone: write the module and tfvars again, so a state
+            # kept elsewhere (a remote backend) can still be destroyed.
+            notes.append(f"{pdir.terraform} was missing: module and tfvars written again")
+            tf.prepare(target.MODULE, target.tfvars(point, pdir, item["run_id"], _expiry(point), 1))
+        maybe_fail("destroy", point.id)
         tf = _init(point, pdir, item)
         tf.destroy()
     except Exception as exc:
         problems.append(f"terraform destroy: {exc}")
     problems += target.leftovers(item)
+    sweep = getattr(target, "sweep", None)  # processes no registry knows (local)
+    if sweep is not None:
+        swept = sweep(item)
+        notes += swept["stopped"]
+        problems += swept["left"]
     problems += [f"still in state: {addr}" for addr in tf.resources()]
+    for note in notes:
+        log.warning("destroy %s: %s", point.id, note)
+    status = {"status": "CLEANUP FAILED" if problems else "clean", "at": time.time()}
+    pdir.write_json("cleanup.json", {**status, "problems": problems, "notes": notes})
     if problems:
         exc = CleanupFailed(
             f"CLEANUP FAILED for {item['point']['id']}: "
@@ -186,7 +238,14 @@ def destroy(item: dict[str, Any]) -> dict[str, Any]:
         )
         pdir.record_error("destroy", exc)
         raise exc
-    return {"point_id": item["point"]["id"], "destroyed": True}
+    if notes:
+        pdir.record_error("destroy", RuntimeError("cleaned up, but: " + "; ".join(notes)))
+    return {"point_id": item["point"]["id"], "destroyed": True, "notes": notes}
+
+
+def planned(campaign: str, run_id: str) -> bool:
+    """Did plan accept this run (and so write its campaign.json)?"""
+    return (RunDir.for_run(campaign, run_id).path / "campaign.json").is_file()
 
 
 def report(campaign: str, run_id: str) -> dict[str, Any]:
@@ -196,6 +255,12 @@ def report(campaign: str, run_id: str) -> dict[str, Any]:
     planned = CampaignSpec.model_validate_json((run.path / "campaign.json").read_text()).points()
     missing = [p.id for p in planned if not (run.point(p.id).path / "metrics.parquet").exists()]
     print(f"cachebench report: {files.get('report_html') or files}")
+    if failed_cleanup := cleanup_failures(run.path):
+        raise CleanupFailed(
+            f"CLEANUP FAILED for {len(failed_cleanup)} point(s), resources may be left: "
+            + " | ".join(failed_cleanup)
+            + f" (retry the point's destroy task or run the cachebench_reaper DAG; {run.path})"
+        )
     if missing:
         raise PointFailed(
             f"{len(missing)} of {len(planned)} points have no result: {', '.join(missing)} "

@@ -37,6 +37,9 @@ def test_tags_docs_and_retries(dagbag: DagBag) -> None:
         assert dag.doc_md, dag_id
         for t in dag.tasks:
             assert t.retries is not None, f"{dag_id}.{t.task_id} has no retry policy"
+        if dag_id == "cachebench_reaper":
+            assert dag.get_task("reap").retries >= 2 and dag.schedule is not None
+            continue
         retries = {t.task_id: t.retries for t in dag.tasks}
         # a retried load would measure twice; destroy must try hard
         assert retries["point.run_load"] == 0

@@ -171,3 +171,100 @@ def write_secret(path: Path, text: str) -> None:
         os.write(fd, text.encode())
     finally:
         os.close(fd)
+
+
+LOAD_NAMES = frozenset({"memtier_benchmark", "redis-benchmark"})
+
+
+def _cwd(pid: int) -> str | None:
+    """pid's working directory; a removed directory keeps its old path (sans " (deleted)")."""
+    try:
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return None
+    return cwd.removesuffix(" (deleted)")
+
+
+def kind_of(pid: int) -> str | None:
+    """'server', 'agent' or 'load' for the processes cachebench starts, else None."""
+    argv = cmdline(pid)
+    if not argv:
+        return None
+    name = os.path.basename(argv[0])
+    if name in SERVER_NAMES:
+        return "server"
+    if name in LOAD_NAMES:
+        return "load"
+    if AGENT_MODULE in argv:
+        return "agent"
+    return None
+
+
+def processes_under(root: Path | str) -> list[dict[str, Any]]:
+    """Our servers, agents and load generators whose working directory lies in root.
+
+    Every process cachebench starts for a point runs with its cwd inside the
+    point's folder (servers: their node dir; agent: server/; load: load/), and
+    that stays true when the folder is removed under them, so this finds a
+    point's processes with no registry, pidfile or Terraform state at all.
+    Only processes of this user and of those three kinds are returned: a shell
+    someone opened in the folder is never a match.
+    """
+    base = os.path.realpath(root)
+    uid = os.getuid()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        try:
+            if entry.stat().st_uid != uid:
+                continue
+        except OSError:
+            continue
+        cwd = _cwd(pid)
+        if cwd is None or not (cwd == base or cwd.startswith(base + os.sep)):
+            continue
+        kind = kind_of(pid)
+        if kind and pid_alive(pid):
+            found.append({"pid": pid, "kind": kind, "cwd": cwd, "argv0": cmdline(pid)[0]})
+    return found
+
+
+def listening_ports(pid: int) -> list[int]:
+    """TCP ports pid listens on (from /proc/<pid>/net/tcp and its socket inodes)."""
+    try:
+        inodes = {
+            os.readlink(f"/proc/{pid}/fd/{fd}")[8:-1]
+            for fd in os.listdir(f"/proc/{pid}/fd")
+            if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:[")
+        }
+    except OSError:
+        return []
+    ports = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            lines = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            if len(f) > 9 and f[3] == "0A" and f[9] in inodes:  # 0A: LISTEN
+                ports.add(int(f[1].rsplit(":", 1)[1], 16))
+    return sorted(ports)
+
+
+def kill_under(root: Path | str, grace: float = 3.0) -> dict[str, Any]:
+    """Stop every process processes_under(root) finds; say what was found and what survived.
+
+    Each signal is sent only after re-checking that the pid is still one of
+    root's processes (pids get reused).
+    """
+    found = processes_under(root)
+    ports = sorted({p for f in found for p in listening_ports(f["pid"])})
+
+    def still_ours(pid: int) -> bool:
+        return any(f["pid"] == pid for f in processes_under(root))
+
+    survivors = terminate([f["pid"] for f in found], still_ours, grace) if found else []
+    return {"found": found, "ports": ports, "survivors": survivors}

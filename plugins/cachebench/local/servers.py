@@ -38,6 +38,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from cachebench import faults
+
 from . import procs
 
 CLUSTER_SLOTS = 16384
@@ -443,6 +445,12 @@ def _start_nodes(
                     or _tail(nd / "server.log", redact=password)
                 )
             )
+        if faults.armed("up", cfg["point_id"]):
+            # Test fault: die half-way like a killed process, leaving this node up
+            # and no registry, without the all-or-nothing cleanup of `up`.
+            print(f"cachebench.local up: injected crash after node {n.node_id}", file=sys.stderr)
+            sys.stderr.flush()
+            os._exit(70)
     pids: dict[str, int] = {}
     deadline = time.monotonic() + cfg["ready_timeout_seconds"]
     for n in nodes:

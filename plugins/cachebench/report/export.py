@@ -34,6 +34,9 @@ COUNTERS = frozenset(
         "NetworkBytesOut",
         "NetworkBandwidthInAllowanceExceeded",
         "NetworkBandwidthOutAllowanceExceeded",
+        "NetworkPacketsIn",
+        "NetworkPacketsOut",
+        "NetworkPacketsPerSecondAllowanceExceeded",
         "NewConnections",
         "Evictions",
         "CacheHits",
@@ -258,6 +261,19 @@ def _node_stat(stats: pd.DataFrame, metric: str, col: str, how: str) -> float | 
     return _num(getattr(stats.loc[metric, col], how)())
 
 
+def _first_exceeded_s(m: pd.DataFrame, t0: float) -> float | None:
+    """Seconds from the load's start to the first period any node exceeded its
+    bandwidth allowance (the burst ran out; CloudWatch's *AllowanceExceeded > 0)."""
+    if m.empty:
+        return None
+    hit = m.loc[(m["metric"].isin(ALLOWANCE) & (m["value"] > 0)).to_numpy()]
+    if hit.empty:
+        return None
+    ts = hit["timestamp"].min()
+    first = ts.timestamp() if hasattr(ts, "timestamp") else float(ts)  # datetime or unix s
+    return max(0.0, round(first - t0, 1))
+
+
 def point_summary(
     point: Point,
     metrics: pd.DataFrame,
@@ -331,6 +347,7 @@ def point_summary(
     allowance = [_node_stat(stats, a, "sum", "sum") for a in ALLOWANCE]
     known = [a for a in allowance if a is not None]
     row["allowance_exceeded"] = sum(known) if known else None
+    row["allowance_first_exceeded_s"] = _first_exceeded_s(m, load.started_at)
     row["memory_peak_bytes"] = _node_stat(stats, "BytesUsedForCache", "max", "max")
     row["memory_peak_pct"] = _node_stat(stats, "DatabaseMemoryUsagePercentage", "max", "max")
     row["evictions"] = _node_stat(stats, "Evictions", "sum", "sum")
@@ -354,6 +371,7 @@ SUMMARY_COLUMNS = [
     "engine_cpu_mean", "engine_cpu_max", "net_in_gbps_mean", "net_in_gbps_peak",
     "net_out_gbps_mean", "net_out_gbps_peak", "baseline_gbps", "burst_gbps",
     "peak_pct_of_baseline", "seconds_above_baseline", "allowance_exceeded",
+    "allowance_first_exceeded_s",
     "memory_peak_bytes", "memory_peak_pct", "evictions", "vcpu", "memory_gib",
     "price_usd_hour_node", "cluster_usd_hour", "ops_per_dollar",
 ]  # fmt: skip

@@ -8,6 +8,7 @@ Reads ``<run_dir>/points/<point_id>/`` as written by
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import numbers
@@ -57,6 +58,8 @@ TABLE = [
     ("net_out_gbps_peak", "net out peak Gbps", ".3f"),
     ("peak_pct_of_baseline", "peak % of baseline", ".0f"),
     ("seconds_above_baseline", "s above baseline", ",.0f"),
+    ("burst_gbps", "burst Gbps", ".3f"),
+    ("allowance_first_exceeded_s", "allowance out after s", ",.0f"),
     ("memory_peak_pct", "memory peak %", ".1f"),
     ("evictions", "evictions", ",.0f"),
     ("cluster_usd_hour", "$/hour", ".3f"),
@@ -167,6 +170,15 @@ def _caveats(ok: pd.DataFrame) -> list[str]:
             f"{len(above)} point(s) ran above the node type's network baseline (burst credits); "
             f"a longer run may settle lower: {', '.join(above['point_id'])}."
         )
+    if "allowance_first_exceeded_s" in ok:
+        out_at = pd.to_numeric(ok["allowance_first_exceeded_s"], errors="coerce")
+        for pid, sec in zip(ok["point_id"], out_at, strict=True):
+            if pd.notna(sec):
+                out.append(
+                    f"{pid}: the network burst allowance ran out {sec:,.0f} s into the load "
+                    "(NetworkBandwidth*AllowanceExceeded > 0): from then on traffic is "
+                    "shaped toward the baseline."
+                )
     return out
 
 
@@ -182,6 +194,19 @@ def _point_figures(run_dir: Path, ok: pd.DataFrame) -> list[dict[str, Any]]:
                     "figures": [f.relative_to(run_dir).as_posix() for f in figs],
                 }
             )
+    return out
+
+
+def cleanup_failures(run_dir: Path) -> list[str]:
+    """Points whose last destroy said CLEANUP FAILED (cleanup.json, written by destroy)."""
+    out = []
+    for f in sorted(run_dir.glob("points/*/cleanup.json")):
+        try:
+            data = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        if data.get("status") != "clean":
+            out.append(f"{f.parent.name}: " + "; ".join(data.get("problems") or ["unknown"]))
     return out
 
 
@@ -228,6 +253,7 @@ def build_report(run_dir: Path, specs: dict | None = None) -> dict[str, str]:
         "rows": [[_fmt(r.get(c), f) for c, _, f in TABLE] for r in ok_rows],
         "failed": [{"point_id": r["point_id"], "reason": r["reason"]} for r in failed_rows],
         "point_figures": _point_figures(run_dir, ok) if len(ok) else [],
+        "cleanup_failed": cleanup_failures(run_dir),
     }
     env = Environment(
         loader=FileSystemLoader(TEMPLATES),

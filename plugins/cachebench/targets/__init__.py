@@ -9,6 +9,8 @@ collect(point, item, pdir) -> LoadResult
 metrics(point, item, start, end) -> DataFrame        the long metric table of the window
 stop_load(pdir) -> None                              stop the point's load, if any runs
 leftovers(item) -> list[str]                         after destroy: what is still there
+sweep(item) -> {'stopped': [...], 'left': [...]}     optional: stop what no registry knows
+problems(spec) -> list[str]                          aws: missing settings, refused in plan
 """
 
 from __future__ import annotations

@@ -88,10 +88,31 @@ def password(endpoint: Endpoint) -> str:
     return Path(endpoint.auth_ref).read_text().strip()
 
 
+def wait_for_other_loads(pdir: PointDir, poll_s: float = 0.5) -> float:
+    """Block while another point of this run still has its measured load running.
+
+    A deferred watch holds no task slot (max_active_tasks does not count it), so
+    the next point's run_load would otherwise start while this one's load still
+    runs: two loads on two cores. Waits at most until the other load's watch
+    deadline; returns the seconds waited.
+    """
+    t0 = time.monotonic()
+    for other in sorted(pdir.path.parent.glob("*/handles.json")):
+        handles = procs.read_json(other) if other.parent != pdir.path else None
+        if not isinstance(handles, list) or not handles:
+            continue
+        d = max(float(h.get("duration_s", 0)) for h in handles)
+        deadline = min(float(h.get("started_at", 0)) for h in handles) + d * 2 + WATCH_GRACE_S
+        while loadgen.load_running(handles) and time.time() < deadline:
+            time.sleep(poll_s)
+    return time.monotonic() - t0
+
+
 def run_load(point: Point, endpoint: Endpoint, pdir: PointDir) -> dict[str, Any]:
     """Warm up (blocking, results kept apart), then start the measured phase detached."""
     w = point.workload
     secret = password(endpoint)
+    wait_for_other_loads(pdir)
     pdir.load.mkdir(parents=True, exist_ok=True)
     rate_hint = None
     if w.warmup_seconds > 0:
@@ -165,3 +186,20 @@ def leftovers(item: dict[str, Any]) -> list[str]:
     left = [f"server pid {p} outlived terraform destroy" for p in missed]
     left += [f"port {p} still in use" for p in result["busy_ports"]]
     return left
+
+
+def sweep(item: dict[str, Any]) -> dict[str, list[str]]:
+    """Stop what no registry knows: processes whose cwd is in the point's folder.
+
+    Catches what `down` cannot see when the folder (registry, pidfiles,
+    handles.json) was removed under a running point. "stopped" is what was
+    found and stopped, "left" what survived it (a CLEANUP FAILED).
+    """
+    swept = procs.kill_under(item["point_dir"])
+    stopped = [
+        f"stopped {f['kind']} pid {f['pid']} ({os.path.basename(f['argv0'])}) found in {f['cwd']}"
+        for f in swept["found"]
+    ]
+    left = [f"pid {p} survived SIGKILL" for p in swept["survivors"]]
+    left += [f"port {p} still in use" for p in swept["ports"] if not procs.port_free(p)]
+    return {"stopped": stopped, "left": left}
