@@ -107,18 +107,11 @@ def build_dag(
             _label(item)
             return steps.destroy(item)
 
-        @task(trigger_rule="all_done", retries=0)
+        @task(retries=0)
         def report() -> dict[str, Any]:
             from cachebench import steps
 
             ctx = get_current_context()
-            if not steps.planned(ctx["params"]["name"], ctx["run_id"]):
-                from airflow.exceptions import AirflowFailException
-
-                # Fails (a skipped leaf would make the run a success): no report to write.
-                raise AirflowFailException(
-                    "no report: plan refused the campaign (see its log); nothing was provisioned"
-                )
             return steps.report(ctx["params"]["name"], ctx["run_id"])
 
         teardowns = []  # report waits for every destroy: a group's leaves skip teardowns
@@ -138,8 +131,12 @@ def build_dag(
             destroyed.as_teardown(setups=[rendered, applied], on_failure_fail_dagrun=True)
             teardowns.append(destroyed)
 
-        points = point.expand(item=plan())
-        reported = report()
+        planned = plan()
+        points = point.expand(item=planned)
+        # The report is a teardown too: it runs after every destroy even when the run is
+        # marked failed from the UI/API, and its failure (points without a result) fails
+        # the run; otherwise Airflow would recompute such a run as a success.
+        reported = report().as_teardown(setups=planned, on_failure_fail_dagrun=True)
         chain(points, reported)
         chain(teardowns, reported)
     return dag

@@ -243,11 +243,6 @@ def destroy(item: dict[str, Any]) -> dict[str, Any]:
     return {"point_id": item["point"]["id"], "destroyed": True, "notes": notes}
 
 
-def planned(campaign: str, run_id: str) -> bool:
-    """Did plan accept this run (and so write its campaign.json)?"""
-    return (RunDir.for_run(campaign, run_id).path / "campaign.json").is_file()
-
-
 def report(campaign: str, run_id: str) -> dict[str, Any]:
     """Write the campaign report; fail the run if any point has no result."""
     run = RunDir.for_run(campaign, run_id)

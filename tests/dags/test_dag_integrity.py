@@ -68,7 +68,11 @@ def test_shape_and_teardown(dagbag: DagBag) -> None:
     }
     for tid in ids - {"plan", "report"}:
         assert dag.get_task(tid).map_index_template, tid
-    assert dag.get_task("report").trigger_rule == "all_done"
+    report = dag.get_task("report")
+    # a teardown of plan: runs after every destroy even on a run marked failed, and fails it
+    assert report.is_teardown and report.on_failure_fail_dagrun
+    assert {t.task_id for t in report.upstream_list if t.is_setup} == {"plan"}
+    assert destroy.task_id in report.upstream_task_ids
 
 
 @pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)

@@ -214,10 +214,11 @@ def test_run_marked_failed_while_loading_still_destroys(deployment) -> None:
     assert states["point.collect"] == states["point.export"] == "skipped", states
     assert destroys(dep, ADHOC, run_id) == {0: "success"}, states
     assert_nothing_left(run, 1)
-    # Then it recomputes the run's state from its leaves (report: skipped), so the run the
-    # user marked failed ends "success" with no report. Known Airflow behaviour, see README.
-    assert states["report"] == "skipped", states
-    assert state in ("failed", "success")
+    # The report is a teardown too: it runs, lists the point without a result and fails,
+    # so the run the user marked failed stays failed (with on_failure_fail_dagrun).
+    assert states["report"] == "failed", states
+    assert state == "failed"
+    assert (run / "report.md").exists()
 
 
 def test_worker_killed_mid_load_still_destroys(deployment) -> None:
