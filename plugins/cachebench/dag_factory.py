@@ -61,7 +61,7 @@ def build_dag(
             try:
                 return steps.plan(dict(ctx["params"]), ctx["run_id"])
             except CampaignError as exc:
-                from airflow.exceptions import AirflowFailException
+                from airflow.sdk.exceptions import AirflowFailException
 
                 raise AirflowFailException(str(exc)) from None
 
