@@ -5,9 +5,12 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import time
 from collections.abc import Sequence
 from pathlib import Path
+
+# Liveness (zombies count as gone) and waiting are the same as for the servers.
+from cachebench.local.procs import pid_alive as alive
+from cachebench.local.procs import wait_gone
 
 
 def _stat_fields(pid: int) -> list[str] | None:
@@ -31,18 +34,6 @@ def cmdline(pid: int) -> list[str] | None:
     except OSError:
         return None
     return [p.decode("utf-8", "replace") for p in raw.split(b"\0")[:-1]]
-
-
-def alive(pid: int) -> bool:
-    """pid exists and is not a zombie (reaped here when it is our own child)."""
-    fields = _stat_fields(pid)
-    if not fields:
-        return False
-    if fields[0] in ("Z", "X"):
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-        return False
-    return True
 
 
 def _contains(seq: Sequence[str], sub: Sequence[str]) -> bool:
@@ -71,16 +62,6 @@ def is_ours(pid: int, ticks: int | None, argv_forms: Sequence[Sequence[str]]) ->
     return bool(argv) and any(_matches(argv, form) for form in argv_forms)
 
 
-def wait_all(pids: Sequence[int], timeout_s: float, poll_s: float = 0.2) -> list[int]:
-    """Wait until every pid is gone; return the ones still alive at the deadline."""
-    deadline = time.monotonic() + timeout_s
-    left = [p for p in pids if alive(p)]
-    while left and time.monotonic() < deadline:
-        time.sleep(poll_s)
-        left = [p for p in left if alive(p)]
-    return left
-
-
 def terminate(
     procs: Sequence[tuple[int, int | None, Sequence[Sequence[str]]]], grace_s: float
 ) -> list[int]:
@@ -96,10 +77,10 @@ def terminate(
                 signalled.append(pid)
             except ProcessLookupError:
                 pass
-    left = set(wait_all(signalled, grace_s))
+    left = set(wait_gone(signalled, grace_s))
     for pid, ticks, forms in procs:
         if pid in left and is_ours(pid, ticks, forms):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-    wait_all(list(left), 5.0)
+    wait_gone(list(left), 5.0)
     return signalled
