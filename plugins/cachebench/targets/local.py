@@ -101,11 +101,18 @@ def wait_for_other_loads(pdir: PointDir, poll_s: float = 0.5) -> float:
         handles = procs.read_json(other) if other.parent != pdir.path else None
         if not isinstance(handles, list) or not handles:
             continue
-        d = max(float(h.get("duration_s", 0)) for h in handles)
-        deadline = min(float(h.get("started_at", 0)) for h in handles) + d * 2 + WATCH_GRACE_S
+        deadline = load_deadline(
+            min(float(h.get("started_at", 0)) for h in handles),
+            max(float(h.get("duration_s", 0)) for h in handles),
+        )
         while loadgen.load_running(handles) and time.time() < deadline:
             time.sleep(poll_s)
     return time.monotonic() - t0
+
+
+def load_deadline(started_at: float, duration_s: float) -> float:
+    """When a measured load that started at started_at is overdue (watch and waiters)."""
+    return started_at + duration_s * 2 + WATCH_GRACE_S
 
 
 def run_load(point: Point, endpoint: Endpoint, pdir: PointDir) -> dict[str, Any]:
@@ -144,7 +151,7 @@ def run_load(point: Point, endpoint: Endpoint, pdir: PointDir) -> dict[str, Any]
     watch = {
         "load_pids": [int(h["pid"]) for h in handles],
         "server_pids": server_pids(pdir.server),
-        "deadline": started + w.duration_seconds * 2 + WATCH_GRACE_S,
+        "deadline": load_deadline(started, w.duration_seconds),
     }
     return {
         "handles": handles,
