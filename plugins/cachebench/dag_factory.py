@@ -3,6 +3,11 @@
     plan -> point[...]: render_tfvars -> apply -> run_load -> watch -> collect -> export
                         -> destroy (teardown of render_tfvars + apply) -> report
 
+On the aws target the load is the provider's EcsRunTaskOperator, one task per
+load generator, beside the watch:
+
+    apply -> prepare_load -> [load_g0 .. load_gN-1, watch] -> collect
+
 Tasks are thin: each calls the step of the same name in `cachebench.steps`,
 imported inside the task so that parsing a DAG file costs no pandas or boto3.
 """
@@ -15,6 +20,7 @@ from typing import Any
 
 from airflow.sdk import DAG, chain, get_current_context, task, task_group
 
+from cachebench.campaign import AWS_LOAD_GENERATORS
 from cachebench.params import campaign_params
 from cachebench.sensors.watch import WatchLoadSensor
 
@@ -30,6 +36,8 @@ def build_dag(
 ) -> DAG:
     """The campaign DAG for `defaults` (a campaign file's fields, overridable at trigger)."""
     target = defaults.get("target", "local")
+    # aws: one load task per generator, so the count is part of the DAG's shape.
+    load_tasks = defaults.get("load_generators", AWS_LOAD_GENERATORS) if target == "aws" else 0
     # Seconds between tries; the failure tests shorten it (CACHEBENCH_RETRY_DELAY_S=1).
     retry_s = float(os.environ.get("CACHEBENCH_RETRY_DELAY_S", "10"))
     with DAG(
@@ -59,7 +67,7 @@ def build_dag(
 
             ctx = get_current_context()
             try:
-                return steps.plan(dict(ctx["params"]), ctx["run_id"])
+                return steps.plan(dict(ctx["params"]), ctx["run_id"], target, load_tasks)
             except CampaignError as exc:
                 from airflow.sdk.exceptions import AirflowFailException
 
@@ -86,7 +94,15 @@ def build_dag(
             _label(item)
             return steps.run_load(item)
 
-        @task(map_index_template=LABEL)
+        @task(map_index_template=LABEL, retries=0)
+        def prepare_load(item: dict[str, Any]) -> dict[str, Any]:
+            from cachebench import steps
+
+            _label(item)
+            return steps.prepare_load(item)
+
+        # none_failed: on aws the load tasks a run does not use are skipped.
+        @task(map_index_template=LABEL, trigger_rule="none_failed")
         def collect(item: dict[str, Any]) -> dict[str, Any]:
             from cachebench import steps
 
@@ -120,14 +136,33 @@ def build_dag(
         def point(item: dict[str, Any]) -> None:
             rendered = render_tfvars(item)
             applied = apply(rendered)
-            loaded = run_load(applied)
+            loaded = prepare_load(applied) if target == "aws" else run_load(applied)
             watched = WatchLoadSensor(
-                task_id="watch", loaded=loaded, map_index_template=LABEL, retries=0
+                task_id="watch",
+                loaded=loaded,
+                map_index_template=LABEL,
+                retries=0,
+                # aws: reschedules itself until the load tasks beside it have started
+                mode="reschedule" if target == "aws" else "poke",
             )
             collected = collect(loaded)
             exported = export(collected)
             destroyed = destroy(rendered)
             chain(rendered, applied, loaded, watched, collected, exported, destroyed)
+            if target == "aws":
+                from cachebench.operators.ecs_load import EcsLoadGeneratorOperator
+
+                generators = [
+                    EcsLoadGeneratorOperator(
+                        task_id=f"load_g{g}",
+                        prepared=loaded,
+                        generator=g,
+                        map_index_template=LABEL,
+                        retries=1,  # only ever reattaches to the running task
+                    )
+                    for g in range(load_tasks)
+                ]
+                chain(loaded, generators, collected)
             destroyed.as_teardown(setups=[rendered, applied], on_failure_fail_dagrun=True)
             teardowns.append(destroyed)
 

@@ -80,8 +80,16 @@ def validate(
     return spec, tool, estimate
 
 
-def plan(params: dict[str, Any], run_id: str) -> list[dict[str, Any]]:
-    """Validate, expand and cost the campaign; refuse it before anything exists."""
+def plan(
+    params: dict[str, Any], run_id: str, dag_target: str | None = None, load_tasks: int = 0
+) -> list[dict[str, Any]]:
+    """Validate, expand and cost the campaign; refuse it before anything exists.
+
+    dag_target and load_tasks describe the DAG's shape (fixed when it was parsed):
+    the target it was built for and, for aws, its load tasks per point.
+    """
+    if shape := _shape_problems(params, dag_target, load_tasks):
+        raise CampaignError(shape)
     spec, tool, estimate = validate(params)
     run = RunDir.for_run(spec.name, run_id)
     points = spec.points(load_tool=tool)
@@ -109,6 +117,23 @@ def plan(params: dict[str, Any], run_id: str) -> list[dict[str, Any]]:
         for p in points
         if p.id not in done
     ]
+
+
+def _shape_problems(params: dict[str, Any], dag_target: str | None, load_tasks: int) -> list[str]:
+    """What this DAG cannot run whatever the rest says: another target, more load tasks."""
+    target = params.get("target", "local")
+    if dag_target and target != dag_target:
+        return [
+            f"target: {target!r}: this DAG runs the {dag_target} target "
+            f"(trigger a DAG built for it, e.g. cachebench_adhoc_{target})"
+        ]
+    wanted = params.get("load_generators")
+    if target == "aws" and load_tasks and isinstance(wanted, int) and wanted > load_tasks:
+        return [
+            f"load_generators: {wanted}: this DAG has {load_tasks} load tasks per point "
+            f"(its campaign file's load_generators); allowed 1 to {load_tasks}"
+        ]
+    return []
 
 
 def has_result(point_dir: Path) -> bool:
@@ -154,6 +179,15 @@ def run_load(item: dict[str, Any]) -> dict[str, Any]:
         endpoint = Endpoint.model_validate(item["endpoint"])
         started = targets.get(point.target).run_load(point, endpoint, pdir)
     return {**item, **started}
+
+
+def prepare_load(item: dict[str, Any]) -> dict[str, Any]:
+    """aws: the arguments of the point's load tasks (the load operators start them)."""
+    point = Point.model_validate(item["point"])
+    with recording("prepare_load", item) as pdir:
+        endpoint = Endpoint.model_validate(item["endpoint"])
+        prepared = targets.get(point.target).prepare_load(point, endpoint, pdir)
+    return {**item, **prepared}
 
 
 def watch_failed(item: dict[str, Any], event: dict[str, Any]) -> None:

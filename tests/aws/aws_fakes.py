@@ -10,6 +10,7 @@ datapoints (put_metric_data) the way ElastiCache would.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
 import threading
@@ -85,8 +86,28 @@ def put_node_metrics(
         )
 
 
+LOG_GROUP, LOG_PREFIX, CONTAINER = "/cachebench/load", "memtier", "memtier"
+
+
+def write_task_log(task_arn: str, lines: list[str]) -> None:
+    """What the awslogs driver writes for a task's container: <prefix>/<container>/<task id>."""
+    logs = boto3.client("logs", region_name=REGION)
+    with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
+        logs.create_log_group(logGroupName=LOG_GROUP)
+    stream = f"{LOG_PREFIX}/{CONTAINER}/{task_arn.rsplit('/', 1)[-1]}"
+    with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
+        logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=stream)
+    now = int(time.time() * 1000)
+    logs.put_log_events(
+        logGroupName=LOG_GROUP,
+        logStreamName=stream,
+        logEvents=[{"timestamp": now, "message": line} for line in lines],
+    )
+
+
 def set_exit_code(cluster: str, task_arn: str, code: int, reason: str) -> None:
-    """Stop a task and give its container an exit code (moto's API cannot set one)."""
+    """Stop a task and give its container an exit code (moto's API cannot set either on
+    the container: its lastStatus stays PENDING, which EcsRunTaskOperator reads as not run)."""
     from moto.ecs.models import ecs_backends
 
     ecs = boto3.client("ecs", region_name=REGION)
@@ -94,6 +115,7 @@ def set_exit_code(cluster: str, task_arn: str, code: int, reason: str) -> None:
     task = ecs_backends["123456789012"][REGION].tasks[cluster.split("/")[-1]][task_arn]
     for c in task.containers:
         c.exitCode = code
+        c.last_status = "STOPPED"
 
 
 class FakeLoadTasks(threading.Thread):
@@ -140,10 +162,12 @@ class FakeLoadTasks(threading.Thread):
                     }
                     point = tags.get("cachebench:point", "")
                     if any(fnmatch.fnmatch(point, g) for g in self.fail):
+                        write_task_log(t["taskArn"], ["Connection error: TLS handshake failed"])
                         set_exit_code(self.cluster, t["taskArn"], 1, "Essential container exited")
                         self.done[t["taskArn"]] = 1
                         continue
                     upload_results(env["CACHEBENCH_RESULTS_URI"], now - 10, self.token)
+                    write_task_log(t["taskArn"], ["ALL STATS", "Totals  ...  (fake memtier)"])
                     set_exit_code(self.cluster, t["taskArn"], 0, "Essential container exited")
                     self.done[t["taskArn"]] = 0
             self._stop_event.wait(0.2)

@@ -8,10 +8,12 @@ GetMetricData, the report. Stood in, and why:
 - the Terraform module is include/terraform/aws-standin (same variables and
   outputs, built-in resources that create the group and secret in moto):
   the AWS provider plugin cannot be downloaded here;
+- the load tasks are started by the provider's EcsRunTaskOperator (deferrable,
+  reattach, awslogs), whose TaskDoneTrigger runs inline under dag.test();
 - ECS tasks in moto never run a container: FakeLoadTasks (aws_fakes.py)
   puts the memtier result files into S3 as the container would, publishes
   the nodes' CloudWatch datapoints as ElastiCache would, and marks each task
-  STOPPED with an exit code.
+  STOPPED with an exit code, and writes the task's awslogs stream.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ def standin(aws, terraform_here, monkeypatch):
 
 
 def run_campaign(fields: dict, fail: tuple[str, ...] = ()):
-    dag = DagBag(dag_folder=str(ROOT / "dags")).dags["cachebench_adhoc"]
+    dag = DagBag(dag_folder=str(ROOT / "dags")).dags["cachebench_adhoc_aws"]
     agent = FakeLoadTasks(CLUSTER, fail=fail)
     agent.start()
     try:
@@ -76,7 +78,20 @@ def assert_destroyed(aws, run: RunDir, run_id: str) -> None:
             assert TOKEN not in f.read_text(errors="replace"), f"{f} holds the token"
 
 
-def deferred(dag_run) -> int:
+def load_states(dag_run) -> dict[str, list[str]]:
+    """State of every load generator task (point.load_gN) over the mapped points."""
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        tis = dag_run.get_task_instances(session=session)
+        out: dict[str, list[str]] = {}
+        for ti in tis:
+            if ti.task_id.startswith("point.load_g"):
+                out.setdefault(ti.task_id.removeprefix("point."), []).append(str(ti.state))
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def deferred(dag_run, classpath: str = "cachebench.triggers.aws.EcsElastiCacheWatchTrigger") -> int:
     from airflow.models.trigger import Trigger
     from airflow.utils.session import create_session
     from sqlalchemy import func, select
@@ -86,7 +101,7 @@ def deferred(dag_run) -> int:
             select(func.count())
             .select_from(Trigger)
             .where(
-                Trigger.classpath == "cachebench.triggers.aws.EcsElastiCacheWatchTrigger",
+                Trigger.classpath == classpath,
                 Trigger.created_date >= dag_run.start_date,
             )
         )
@@ -116,6 +131,17 @@ def test_aws_campaign_end_to_end(airflow_db, results_dir, standin) -> None:
         assert summary["allowance_first_exceeded_s"].notna().all()
         assert "burst allowance ran out" in (run.path / "report.md").read_text()
         assert deferred(dag_run) == 2  # each watch handed its wait to the triggerer
+        # The load ran through the provider's EcsRunTaskOperator, one task per generator,
+        # deferred to its TaskDoneTrigger; the DAG's 3 other generator tasks skipped.
+        states = load_states(dag_run)
+        assert states["load_g0"] == states["load_g1"] == ["success", "success"]
+        assert all(states[f"load_g{g}"] == ["skipped", "skipped"] for g in (2, 3, 4))
+        assert deferred(dag_run, "airflow.providers.amazon.aws.triggers.ecs.TaskDoneTrigger") == 4
+        ecs = standin.client("ecs")
+        arns = ecs.list_tasks(cluster=CLUSTER, desiredStatus="STOPPED")["taskArns"]
+        tasks = ecs.describe_tasks(cluster=CLUSTER, tasks=arns)["tasks"]
+        ours = [t for t in tasks if t["taskArn"] in agent.done]
+        assert len({t["startedBy"] for t in ours}) == 4  # reattach: one startedBy per generator
     finally:
         assert_destroyed(standin, run, dag_run.run_id)
 
@@ -133,6 +159,10 @@ def test_failed_load_task_fails_the_point_and_still_destroys(
         assert (ok / "metrics.parquet").exists() and not (bad / "load.json").exists()
         error = (bad / "error.txt").read_text()
         assert "watch" in error and "exit code 1" in error
+        assert "Connection error: TLS" in error  # the dead task's awslogs tail
+        # the valkey point's generators failed (and their retry refused to start anew)
+        states = load_states(dag_run)
+        assert sorted(states["load_g0"]) == ["failed", "success"]
         summary = pd.read_csv(run.path / "summary.csv")
         status = dict(zip(summary["point_id"], summary["status"], strict=True))
         assert status[ok.name] == "ok" and status[bad.name] != "ok"

@@ -1,5 +1,6 @@
-"""The aws target's load path against the tests' moto server: ECS tasks started with
-the AUTH token only as a container secret, the watch trigger (done and early
+"""The aws target's load path against the tests' moto server: ECS tasks started by the
+provider's EcsRunTaskOperator (our EcsLoadGeneratorOperator) with the AUTH token
+only as a container secret, the watch trigger (done and early
 failures), results collected from S3 with HDR histograms merged, and CloudWatch
 export with pagination.
 
@@ -24,6 +25,7 @@ from aws_fakes import (
     put_node_metrics,
     set_exit_code,
     upload_results,
+    write_task_log,
 )
 from botocore.stub import Stubber
 
@@ -33,6 +35,7 @@ from cachebench.campaign import CampaignError
 from cachebench.loadgen import hdr
 from cachebench.loadgen.memtier import parse_memtier_json
 from cachebench.models import Endpoint, Point
+from cachebench.operators.ecs_load import EcsLoadGeneratorOperator
 from cachebench.targets import aws as target
 from cachebench.triggers.aws import EcsElastiCacheWatchTrigger
 from cachebench.workspace import PointDir
@@ -67,6 +70,37 @@ def provisioned(run_id: str, generators: int = 3) -> tuple[dict, Point, PointDir
     return item, point, pdir, endpoint
 
 
+class FakeTI:
+    """What EcsRunTaskOperator asks of its task instance when it runs outside a DAG."""
+
+    def __init__(self, try_number: int = 1) -> None:
+        self.try_number, self.map_index, self.pushed = try_number, 0, {}
+        self.dag_id, self.task_id, self.run_id = "cachebench_adhoc_aws", "point.load_g0", "r"
+
+    def xcom_push(self, key: str, value: object) -> None:
+        self.pushed[key] = value
+
+
+def generator_op(prepared: dict, g: int, **kwargs) -> EcsLoadGeneratorOperator:
+    """The DAG's load operator, run in place: starts the task and returns (no deferral)."""
+    kwargs = {"deferrable": False, "wait_for_completion": False, "reattach": False, **kwargs}
+    return EcsLoadGeneratorOperator(task_id=f"load_g{g}", prepared=prepared, generator=g, **kwargs)
+
+
+def start_load(point: Point, endpoint: Endpoint, pdir: PointDir) -> tuple[dict, list[str]]:
+    """prepare_load, then each generator's operator: (prepared, task ARNs)."""
+    prepared = {
+        "point": point.model_dump(mode="json"),
+        **target.prepare_load(point, endpoint, pdir),
+    }
+    arns = []
+    for g in range(point.load_generators):
+        ti = FakeTI()
+        generator_op(prepared, g).execute({"ti": ti})
+        arns.append(ti.pushed["ecs_task_arn"])
+    return prepared, arns
+
+
 def trigger_for(started: dict) -> EcsElastiCacheWatchTrigger:
     return EcsElastiCacheWatchTrigger(**started["watch"]["kwargs"], poll=0.05)
 
@@ -98,13 +132,17 @@ def test_plan_estimates_and_backend_keys_differ(aws, results_dir) -> None:
     assert len(keys) == 2
 
 
-def test_run_load_starts_tasks_with_the_token_only_as_a_secret(aws, results_dir) -> None:
+def test_load_operators_start_tasks_with_the_token_only_as_a_secret(aws, results_dir) -> None:
     item, point, pdir, endpoint = provisioned("run-1")
-    started = target.run_load(point, endpoint, pdir)
+    started, arns = start_load(point, endpoint, pdir)
     ecs = aws.client("ecs")
-    arns = started["ecs"]["task_arns"]
-    assert len(arns) == 3
-    tasks = ecs.describe_tasks(cluster=CLUSTER, tasks=arns)["tasks"]
+    assert len(set(arns)) == 3
+    tasks = ecs.describe_tasks(cluster=CLUSTER, tasks=arns, include=["TAGS"])["tasks"]
+    assert {t["taskDefinitionArn"] for t in tasks} == {started["ecs"]["task_definition"]}
+    tags = {x["key"]: x["value"] for x in tasks[0]["tags"]}
+    assert tags["cachebench:point"] == point.id
+    net = tasks[0]["attachments"] or started["ecs_run"]["network_configuration"]
+    assert net
     td = ecs.describe_task_definition(taskDefinition=started["ecs"]["task_definition"])
     container = td["taskDefinition"]["containerDefinitions"][0]
     assert container["secrets"] == [{"name": "CACHEBENCH_AUTH", "valueFrom": endpoint.auth_ref}]
@@ -148,18 +186,9 @@ def test_run_load_starts_tasks_with_the_token_only_as_a_secret(aws, results_dir)
 
 def test_watch_fails_early_when_a_load_task_dies(aws, results_dir) -> None:
     _, point, pdir, endpoint = provisioned("run-2", generators=2)
-    started = target.run_load(point, endpoint, pdir)
-    arns = started["ecs"]["task_arns"]
+    started, arns = start_load(point, endpoint, pdir)
     set_exit_code(CLUSTER, arns[1], 137, "OutOfMemoryError: container killed")
-    logs = aws.client("logs")  # what awslogs would hold for the dead task
-    stream = f"memtier/memtier/{arns[1].rsplit('/', 1)[-1]}"
-    logs.create_log_group(logGroupName="/cachebench/load")
-    logs.create_log_stream(logGroupName="/cachebench/load", logStreamName=stream)
-    logs.put_log_events(
-        logGroupName="/cachebench/load",
-        logStreamName=stream,
-        logEvents=[{"timestamp": int(time.time() * 1000), "message": "Connection error: TLS"}],
-    )
+    write_task_log(arns[1], ["Connection error: TLS"])  # what awslogs holds for the dead task
     trig = trigger_for(started)
     event = trig.check_once()
     assert event["status"] == "failed" and "exit code 137" in event["message"]
@@ -177,7 +206,7 @@ def test_watch_fails_early_when_a_load_task_dies(aws, results_dir) -> None:
 
 def test_watch_fails_on_evictions_and_unavailable_group(aws, results_dir) -> None:
     _, point, pdir, endpoint = provisioned("run-3", generators=1)
-    started = target.run_load(point, endpoint, pdir)
+    started, _ = start_load(point, endpoint, pdir)
     trig = trigger_for(started)
     rg = started["ecs"]["replication_group_id"]
     _, nodes = cloudwatch.member_clusters(aws.client("elasticache"), rg)
@@ -254,19 +283,44 @@ def test_get_metric_data_follows_next_token() -> None:
     assert [v for _, v in data["n0m0"]] == [1.0, 2.0, 3.0]
 
 
-def test_watch_tolerates_a_briefly_missing_task_then_fails(aws, results_dir) -> None:
-    _, point, pdir, endpoint = provisioned("run-5", generators=1)
-    started = target.run_load(point, endpoint, pdir)
-    kwargs = started["watch"]["kwargs"]
-    ghost = kwargs["task_arns"][0].rsplit("/", 1)[0] + "/0123456789abcdef0123456789abcdef"
-    fresh = EcsElastiCacheWatchTrigger(**{**kwargs, "task_arns": [ghost]})
-    assert fresh.check_once() is None  # just started: ECS may not list it yet
-    old = EcsElastiCacheWatchTrigger(
-        **{**kwargs, "task_arns": [ghost], "started_at": kwargs["started_at"] - 600}
-    )
-    event = old.check_once()
-    assert event["status"] == "failed" and "not found" in event["message"]
+def test_watch_waits_for_every_generator_to_start_then_fails(aws, results_dir) -> None:
+    _, point, pdir, endpoint = provisioned("run-5", generators=2)
+    prepared = {
+        "point": point.model_dump(mode="json"),
+        **target.prepare_load(point, endpoint, pdir),
+    }
+    generator_op(prepared, 0).execute({"ti": FakeTI()})  # generator 1 never starts
+    kwargs = prepared["watch"]["kwargs"]
+    assert EcsElastiCacheWatchTrigger(**kwargs).check_once() is None  # may still be starting
+    late = EcsElastiCacheWatchTrigger(**{**kwargs, "started_at": kwargs["started_at"] - 700})
+    event = late.check_once()
+    assert event["status"] == "failed" and "only 1 of 2 load tasks started" in event["message"]
     target.stop_load(pdir)
+    running = aws.client("ecs").list_tasks(
+        cluster=CLUSTER, family=prepared["ecs"]["family"], desiredStatus="RUNNING"
+    )
+    assert running["taskArns"] == []
+
+
+def test_load_operator_retry_reattaches_or_refuses_a_fresh_start(aws, results_dir) -> None:
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+    _, point, pdir, endpoint = provisioned("run-6", generators=1)
+    prepared = {
+        "point": point.model_dump(mode="json"),
+        **target.prepare_load(point, endpoint, pdir),
+    }
+    first = FakeTI()
+    generator_op(prepared, 0, reattach=True).execute({"ti": first})
+    retry = FakeTI(try_number=2)  # e.g. the worker died while the task deferred
+    generator_op(prepared, 0, reattach=True).execute({"ti": retry})
+    assert retry.pushed["ecs_task_arn"] == first.pushed["ecs_task_arn"]  # reattached, not new
+    set_exit_code(CLUSTER, first.pushed["ecs_task_arn"], 0, "Essential container exited")
+    with pytest.raises(AirflowFailException, match="different window"):
+        generator_op(prepared, 0, reattach=True).execute({"ti": FakeTI(try_number=2)})
+    with pytest.raises(AirflowSkipException, match="1 load generators"):
+        generator_op(prepared, 1).execute({"ti": FakeTI()})  # the DAG has more tasks than used
+    assert len(aws.client("ecs").list_tasks(cluster=CLUSTER)["taskArns"]) >= 1
 
 
 def test_aws_points_default_to_five_load_generators() -> None:

@@ -1,5 +1,8 @@
 """memtier_benchmark on ECS: one task per load generator, results uploaded to S3.
 
+The tasks are started by the provider's EcsRunTaskOperator (one per
+generator, see cachebench.operators.ecs_load) with the arguments built here.
+
 The AUTH token reaches memtier only through the container's ``secrets`` (ECS
 reads it from Secrets Manager into the CACHEBENCH_AUTH variable at start):
 a per-point revision of the user's task definition adds that secret, so the
@@ -118,68 +121,30 @@ def log_tail(logs: Any, where: dict[str, str], container: str, task_arn: str, n:
     return "\n".join(e["message"].rstrip() for e in events)
 
 
-def run_generators(ecs: Any, *, generators: int, **kwargs: Any) -> list[str]:
-    """Start one task per generator (the options EcsRunTaskOperator passes); task ARNs.
-
-    kwargs: cluster, task_definition, container, script, results_uri, subnets,
-    security_groups, assign_public_ip, launch_type, tags.
-    """
-    arns: list[str] = []
-    try:
-        for g in range(generators):
-            arns.append(_run_one(ecs, g, **kwargs))
-    except BaseException:
-        if arns:  # all or nothing: a point never measures with fewer generators
-            stop(ecs, kwargs["cluster"], arns, "cachebench: run_load failed")
-        raise
-    return arns
-
-
-def _run_one(
-    ecs: Any,
-    g: int,
-    *,
-    cluster: str,
-    task_definition: str,
-    container: str,
-    script: str,
-    results_uri: str,
-    subnets: list[str],
-    security_groups: list[str],
-    assign_public_ip: bool,
-    launch_type: str,
-    tags: list[dict],
-) -> str:
-    resp = ecs.run_task(
-        cluster=cluster,
-        taskDefinition=task_definition,
-        count=1,
-        launchType=launch_type,
-        startedBy="cachebench",
-        tags=tags,
-        networkConfiguration={
-            "awsvpcConfiguration": {
-                "subnets": subnets,
-                "securityGroups": security_groups,
-                "assignPublicIp": "ENABLED" if assign_public_ip else "DISABLED",
+def generator_overrides(container: str, script: str, results_uri: str, g: int) -> dict:
+    """run_task overrides of generator g: the script, and where its results go."""
+    return {
+        "containerOverrides": [
+            {
+                "name": container,
+                "command": ["/bin/sh", "-c", script],
+                "environment": [
+                    {"name": RESULTS_ENV, "value": f"{results_uri}/g{g}/"},
+                    {"name": "CACHEBENCH_GENERATOR", "value": str(g)},
+                ],
             }
-        },
-        overrides={
-            "containerOverrides": [
-                {
-                    "name": container,
-                    "command": ["/bin/sh", "-c", script],
-                    "environment": [
-                        {"name": RESULTS_ENV, "value": f"{results_uri}/g{g}/"},
-                        {"name": "CACHEBENCH_GENERATOR", "value": str(g)},
-                    ],
-                }
-            ]
-        },
-    )
-    if resp.get("failures") or not resp.get("tasks"):
-        raise RuntimeError(f"ECS run_task for generator {g} failed: {resp.get('failures')}")
-    return resp["tasks"][0]["taskArn"]
+        ]
+    }
+
+
+def family_tasks(ecs: Any, cluster: str, family: str, status: str = "RUNNING") -> list[str]:
+    """ARNs of the tasks of a task definition family with desiredStatus `status`."""
+    arns: list[str] = []
+    for page in ecs.get_paginator("list_tasks").paginate(
+        cluster=cluster, family=family, desiredStatus=status
+    ):
+        arns += page.get("taskArns", [])
+    return arns
 
 
 def describe(ecs: Any, cluster: str, arns: list[str]) -> tuple[list[dict], list[dict]]:

@@ -7,9 +7,11 @@ arguments), so one sensor serves every target.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import BaseSensorOperator, Context
+from airflow.sdk.exceptions import AirflowRescheduleException
 from airflow.sdk.module_loading import import_string
 
 
@@ -32,7 +34,14 @@ class WatchLoadSensor(BaseSensorOperator):
         context["point_label"] = self.loaded["point"]["id"]
         if not self.deferrable:
             return super().execute(context)
-        self.defer(trigger=self._trigger(), method_name="execute_complete")
+        trigger = self._trigger()
+        # aws: the load tasks start beside the watch; until they all exist the watch
+        # gives its slot back and looks again (deferring now would follow nothing).
+        if not getattr(trigger, "load_started", lambda: True)():
+            every = min(float(getattr(trigger, "min_poll", 1.0)), 10.0)
+            wait = timedelta(seconds=max(float(self.poke_interval), every, 1.0))
+            raise AirflowRescheduleException(datetime.now(UTC) + wait)
+        self.defer(trigger=trigger, method_name="execute_complete")
 
     def poke(self, context: Context) -> bool:
         event = self._trigger().check_once()

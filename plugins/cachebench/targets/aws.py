@@ -1,24 +1,18 @@
 """The aws target: ElastiCache by Terraform (S3 state), memtier on ECS, CloudWatch metrics.
 
 Per point: `include/terraform/aws` makes the replication group (state under
-one S3 key per campaign/run/point, locked with use_lockfile); `run_load`
-starts `load_generators` ECS tasks and hands the watch to a deferrable
-trigger; `collect` merges the tasks' memtier results from S3 (HDR histograms
-merged); `metrics` reads the hour from CloudWatch; destroy is the shared
-teardown with the same backend key.
+one S3 key per campaign/run/point, locked with use_lockfile); `prepare_load`
+registers the point's task definition revision (the AUTH token as a container
+secret) and builds every generator's run_task arguments; the provider's
+EcsRunTaskOperator starts and waits for each generator's task (one task per
+generator in the point's group, deferrable, reattach, awslogs), while the
+watch trigger follows all of them and the group's health over the hour and
+fails the point early; `collect` merges the tasks' memtier results from S3
+(HDR histograms merged); `metrics` reads the hour from CloudWatch; destroy is
+the shared teardown with the same backend key.
 
-Why run_load is our task calling ECS run_task (the options EcsRunTaskOperator
-passes: cluster, task definition, launch type, awsvpc network, container
-overrides, tags; awslogs comes from the task definition) rather than the
-provider's EcsRunTaskOperator itself: the operator starts one task definition
-with fixed arguments and, deferred, waits for that run to end; our mapped
-point group needs N tasks per point with per-point arguments computed at run
-time, a watch that also fails early on the cache's health (evictions,
-availability), and the same task shape (run_load -> watch sensor -> collect)
-for every target, which is what keeps one DAG factory and one teardown
-wiring. Returning task ARNs and deferring to EcsElastiCacheWatchTrigger frees
-the worker slot just as the operator's deferrable mode would, and works in a
-mapped task group under dag.test().
+The watch finds the load tasks by the point's own task definition family
+(list_tasks), so it needs no task ARN from the operators that start them.
 """
 
 from __future__ import annotations
@@ -159,74 +153,96 @@ def backend_config(point: Point, pdir: PointDir, run_id: str) -> dict[str, str]:
 # ---------------------------------------------------------------- load
 
 
-def run_load(point: Point, endpoint: Endpoint, pdir: PointDir) -> dict[str, Any]:
-    """Start one ECS task per load generator; the watch goes to the deferrable trigger."""
+def prepare_load(point: Point, endpoint: Endpoint, pdir: PointDir) -> dict[str, Any]:
+    """The point's task definition revision and each generator's run_task arguments.
+
+    Returns the "ecs_run" arguments the load operators take (no secret in them:
+    the token reaches memtier through the task definition's container secret),
+    and the "watch" spec for the deferrable trigger over the load and the group.
+    """
     from cachebench.aws import ecs
     from cachebench.triggers.aws import CLASSPATH
 
     s = settings_for(pdir)
     tv = _tfvars_of(pdir)
     rg_id, run_id = tv["replication_group_id"], tv["run_id"]
-    bucket = s.bucket_for_results
-    results_uri = f"s3://{bucket}/{s.results_prefix}/{point.campaign}/{run_slug(run_id)}/{point.id}"
-    tags = [
-        {"key": "cachebench:campaign", "value": point.campaign},
-        {"key": "cachebench:run", "value": run_id[:256]},
-        {"key": "cachebench:point", "value": point.id},
-    ]
+    results_uri = (
+        f"s3://{s.bucket_for_results}/{s.results_prefix}/"
+        f"{point.campaign}/{run_slug(run_id)}/{point.id}"
+    )
+    tags = {
+        "cachebench:campaign": point.campaign,
+        "cachebench:run": run_id[:256],
+        "cachebench:point": point.id,
+    }
     client = _client(s, "ecs")
+    fam = ecs.family(point, run_id)
     td_arn = ecs.register_point_task_definition(
         client,
         s.task_definition,
         s.container_name,
-        ecs.family(point, run_id),
+        fam,
         endpoint.auth_ref,
-        tags,
+        [{"key": k, "value": v} for k, v in tags.items()],
     )
     state = {
         "region": s.region,
         "cluster": s.ecs_cluster,
+        "family": fam,
         "task_definition": td_arn,
         "container": s.container_name,
         "results_uri": results_uri,
         "replication_group_id": rg_id,
-        "aws_conn_id": s.aws_conn_id,
-        "task_arns": [],
     }
     pdir.write_json(ECS_STATE, state)
-    started = time.time()
-    arns = ecs.run_generators(
-        client,
-        cluster=s.ecs_cluster,
-        task_definition=td_arn,
-        container=s.container_name,
-        script=ecs.container_script(point, endpoint),
-        results_uri=results_uri,
-        generators=point.load_generators,
-        subnets=s.loadgen_subnet_ids,
-        security_groups=[s.loadgen_security_group_id] if s.loadgen_security_group_id else [],
-        assign_public_ip=s.assign_public_ip,
-        launch_type=s.launch_type,
-        tags=tags,
-    )
-    state["task_arns"] = arns
-    pdir.write_json(ECS_STATE, state)
+    script = ecs.container_script(point, endpoint)
     w = point.workload
+    logs = ecs.awslogs(client, td_arn, s.container_name) or {}
+    ecs_run = {
+        "aws_conn_id": s.aws_conn_id,
+        "region": s.region,
+        "cluster": s.ecs_cluster,
+        "task_definition": td_arn,
+        "launch_type": s.launch_type,
+        "network_configuration": {
+            "awsvpcConfiguration": {
+                "subnets": s.loadgen_subnet_ids,
+                "securityGroups": (
+                    [s.loadgen_security_group_id] if s.loadgen_security_group_id else []
+                ),
+                "assignPublicIp": "ENABLED" if s.assign_public_ip else "DISABLED",
+            }
+        },
+        "tags": tags,
+        "container_name": s.container_name,
+        "awslogs_group": logs.get("group"),
+        "awslogs_stream_prefix": logs.get("prefix"),
+        # how often the provider's trigger asks whether a task stopped, and for how long
+        "waiter_delay": max(1, int(s.watch_poll_seconds)),
+        "wait_seconds": int((w.warmup_seconds + w.duration_seconds) * 1.25 + START_GRACE_S),
+        "overrides": [
+            ecs.generator_overrides(s.container_name, script, results_uri, g)
+            for g in range(point.load_generators)
+        ],
+    }
+    started = time.time()
     watch = {
         "region": s.region,
         "cluster": s.ecs_cluster,
-        "task_arns": arns,
+        "family": fam,
+        "expected": point.load_generators,
         "container": s.container_name,
         "replication_group_id": rg_id,
         "started_at": started,
         "deadline": started + (w.warmup_seconds + w.duration_seconds) * 1.25 + START_GRACE_S,
         "evictions_allowed": evictions_expected(point),
         "aws_conn_id": s.aws_conn_id,
-        "awslogs": ecs.awslogs(client, td_arn, s.container_name),
+        "awslogs": logs or None,
         "min_poll": s.watch_poll_seconds,
     }
     return {
-        "ecs": {k: v for k, v in state.items() if k != "aws_conn_id"},
+        "ecs": state,
+        "ecs_run": ecs_run,
         "started_at": started,
         "watch": {"classpath": CLASSPATH, "kwargs": watch},
     }
@@ -262,16 +278,24 @@ def metrics(point: Point, item: dict[str, Any], start: float, end: float) -> pd.
     return cloudwatch.node_metrics(_client(s, "cloudwatch"), point.id, nodes, start, end)
 
 
-def stop_load(pdir: PointDir) -> None:
+def _load_tasks(pdir: PointDir, status: str = "RUNNING") -> tuple[dict, list[str], Any]:
+    """(ecs state, ARNs of the point's load tasks in `status`, ECS client); none before prepare."""
     from cachebench.aws import ecs
 
     path = pdir.path / ECS_STATE
     if not path.exists():
-        return
+        return {}, [], None
     state = json.loads(path.read_text())
-    if state.get("task_arns"):
-        s = settings_for(pdir)
-        ecs.stop(_client(s, "ecs"), state["cluster"], state["task_arns"], "cachebench: stopped")
+    client = _client(settings_for(pdir), "ecs")
+    return state, ecs.family_tasks(client, state["cluster"], state["family"], status), client
+
+
+def stop_load(pdir: PointDir) -> None:
+    from cachebench.aws import ecs
+
+    state, running, client = _load_tasks(pdir)
+    if running:
+        ecs.stop(client, state["cluster"], running, "cachebench: stopped")
 
 
 def leftovers(item: dict[str, Any]) -> list[str]:
@@ -280,19 +304,9 @@ def leftovers(item: dict[str, Any]) -> list[str]:
     point = Point.model_validate(item["point"])
     s = settings_for(pdir)
     left: list[str] = []
-    path = pdir.path / ECS_STATE
-    if path.exists():
-        from cachebench.aws import ecs
-
-        state = json.loads(path.read_text())
-        client = _client(s, "ecs")
-        if state.get("task_arns"):
-            tasks, _ = ecs.describe(client, state["cluster"], state["task_arns"])
-            left += [
-                f"load task {t['taskArn']} is {t.get('lastStatus')}"
-                for t in tasks
-                if t.get("desiredStatus") != "STOPPED"
-            ]
+    state, running, client = _load_tasks(pdir)
+    left += [f"load task {arn} is still running" for arn in running]
+    if state:
         try:
             client.deregister_task_definition(taskDefinition=state["task_definition"])
         except Exception as exc:

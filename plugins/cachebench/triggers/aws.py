@@ -1,7 +1,10 @@
 """Trigger that watches a point's ECS load and its ElastiCache group on the triggerer.
 
-Done when every load task stopped with exit code 0. Failed early when a load
-task stopped otherwise, the replication group is not `available`, the engine
+The load tasks are found by the point's task definition family (the load
+operators start them beside this watch, so it needs none of their ARNs).
+Done when all `expected` load tasks stopped with exit code 0. Failed early
+when a load task stopped otherwise, when they did not all start within
+START_GRACE_S, the replication group is not `available`, the engine
 evicts although the workload's data set fits (evictions_allowed=False), or the
 load overruns its deadline. AWS is asked at most every `min_poll` seconds
 (CloudWatch has one-minute datapoints). The boto3 calls (and the Airflow
@@ -19,7 +22,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 from asgiref.sync import sync_to_async
 
-MISSING_GRACE_S = 120  # how long a just-started task may be unknown to describe_tasks
+START_GRACE_S = 600  # how long the load operators may take to start every task
 MAX_ERRORS = 5  # consecutive failed polls before the point is failed
 CLASSPATH = "cachebench.triggers.aws.EcsElastiCacheWatchTrigger"
 
@@ -30,7 +33,8 @@ class EcsElastiCacheWatchTrigger(BaseTrigger):
         *,
         region: str,
         cluster: str,
-        task_arns: list[str],
+        family: str,
+        expected: int,
         container: str,
         replication_group_id: str,
         started_at: float,
@@ -42,7 +46,8 @@ class EcsElastiCacheWatchTrigger(BaseTrigger):
         poll: float = 1.0,
     ):
         super().__init__()
-        self.region, self.cluster, self.task_arns = region, cluster, list(task_arns)
+        self.region, self.cluster = region, cluster
+        self.family, self.expected = family, expected
         self.container, self.replication_group_id = container, replication_group_id
         self.started_at, self.deadline = started_at, deadline
         self.evictions_allowed, self.aws_conn_id = evictions_allowed, aws_conn_id
@@ -55,7 +60,8 @@ class EcsElastiCacheWatchTrigger(BaseTrigger):
             {
                 "region": self.region,
                 "cluster": self.cluster,
-                "task_arns": self.task_arns,
+                "family": self.family,
+                "expected": self.expected,
                 "container": self.container,
                 "replication_group_id": self.replication_group_id,
                 "started_at": self.started_at,
@@ -73,15 +79,31 @@ class EcsElastiCacheWatchTrigger(BaseTrigger):
 
         return client(service, self.region, self.aws_conn_id)
 
+    def _tasks(self) -> list[dict]:
+        """The point's load tasks (running or stopped), found by task definition family."""
+        from cachebench.aws import ecs
+
+        client = self._client("ecs")
+        arns = list(  # RUNNING first: a task stopping between the two calls is seen next poll
+            dict.fromkeys(
+                arn
+                for status in ("RUNNING", "STOPPED")
+                for arn in ecs.family_tasks(client, self.cluster, self.family, status)
+            )
+        )
+        return ecs.describe(client, self.cluster, arns)[0] if arns else []
+
+    def load_started(self) -> bool:
+        """Every generator's task exists, or the start grace is over (then watching fails it)."""
+        if time.time() - self.started_at > START_GRACE_S:
+            return True
+        return len(self._tasks()) >= self.expected
+
     def check_once(self) -> dict[str, Any] | None:
         """None while the load runs and the group is healthy; else the event ending the watch."""
         from cachebench.aws import cloudwatch, ecs
 
-        tasks, failures = ecs.describe(self._client("ecs"), self.cluster, self.task_arns)
-        if failures:
-            if time.time() - self.started_at < MISSING_GRACE_S:
-                return None  # ECS is eventually consistent: new tasks may be MISSING briefly
-            return {"status": "failed", "message": f"load tasks not found: {failures}"}
+        tasks = self._tasks()
         problems = []
         for t in tasks:
             problem = ecs.task_problem(t, self.container)
@@ -93,8 +115,14 @@ class EcsElastiCacheWatchTrigger(BaseTrigger):
                 problems.append(problem)
         if problems:
             return {"status": "failed", "message": "; ".join(problems)}
-        if tasks and all(t.get("lastStatus") == "STOPPED" for t in tasks):
+        if len(tasks) >= self.expected and all(t.get("lastStatus") == "STOPPED" for t in tasks):
             return {"status": "done", "message": f"{len(tasks)} load tasks finished (exit 0)"}
+        if len(tasks) < self.expected and time.time() - self.started_at > START_GRACE_S:
+            return {
+                "status": "failed",
+                "message": f"only {len(tasks)} of {self.expected} load tasks started "
+                f"within {START_GRACE_S} s (see the point's load_g* tasks)",
+            }
         try:
             status, nodes = cloudwatch.member_clusters(
                 self._client("elasticache"), self.replication_group_id

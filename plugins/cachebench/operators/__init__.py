@@ -1,0 +1,1 @@
+"""Operators of the campaign DAG beyond plain @task functions."""
