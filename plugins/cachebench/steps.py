@@ -157,8 +157,14 @@ def render_tfvars(item: dict[str, Any]) -> dict[str, Any]:
     return {**item, "state_dir": tfvars.get("state_dir")}
 
 
+def _terraform(point: Point, pdir: PointDir) -> Terraform:
+    """Terraform in the point's work dir, with the target's credentials (aws: the connection's)."""
+    env = getattr(targets.get(point.target), "terraform_env", None)
+    return Terraform(pdir.terraform, env=env(pdir) if env else None)
+
+
 def _init(point: Point, pdir: PointDir, item: dict[str, Any]) -> Terraform:
-    tf = Terraform(pdir.terraform)
+    tf = _terraform(point, pdir)
     tf.init(targets.get(point.target).backend_config(point, pdir, item["run_id"]))
     return tf
 
@@ -243,6 +249,7 @@ def destroy(item: dict[str, Any]) -> dict[str, Any]:
     problems: list[str] = []
     tf = Terraform(pdir.terraform)
     try:
+        tf = _terraform(point, pdir)
         if not (pdir.terraform / TFVARS).exists():
             # The work dir is gone: write the module and tfvars again, so a state
             # kept elsewhere (a remote backend) can still be destroyed.

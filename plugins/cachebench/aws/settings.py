@@ -38,7 +38,10 @@ class AwsSettings(Strict):
     """The account side of an aws campaign (every field optional here; plan checks)."""
 
     region: str | None = Field(None, description="AWS region, e.g. eu-west-1")
-    aws_conn_id: str = Field("aws_default", description="Airflow connection for AWS calls")
+    aws_conn_id: str | None = Field(
+        "aws_default",
+        description="Airflow connection for AWS calls and Terraform; null: worker credentials",
+    )
     vpc_id: str | None = Field(None, description="existing VPC of the cache and the load tasks")
     subnet_ids: list[str] = Field([], description="private subnets of the cache subnet group")
     allowed_cidr_blocks: list[str] = Field(

@@ -133,6 +133,32 @@ def tfvars(
     }
 
 
+def terraform_env(pdir: PointDir) -> dict[str, str | None]:
+    """The Airflow connection's credentials and the region, for Terraform and its S3 backend.
+
+    So Terraform acts in the same account as the DAG's boto3 calls. Without a
+    connection id, Terraform keeps the worker's default credential chain.
+    """
+    s = settings_for(pdir)
+    if not s.aws_conn_id:
+        return {}
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+    hook = AwsBaseHook(aws_conn_id=s.aws_conn_id, client_type="sts", region_name=s.region)
+    creds = hook.get_credentials(region_name=s.region)
+    env: dict[str, str | None] = {
+        "AWS_ACCESS_KEY_ID": creds.access_key,
+        "AWS_SECRET_ACCESS_KEY": creds.secret_key,
+        "AWS_SESSION_TOKEN": None,
+        "AWS_PROFILE": None,  # a profile would win over these keys in the AWS SDK
+    }
+    if creds.token:
+        env["AWS_SESSION_TOKEN"] = creds.token
+    if s.region:
+        env["AWS_REGION"] = env["AWS_DEFAULT_REGION"] = s.region
+    return env
+
+
 def backend_config(point: Point, pdir: PointDir, run_id: str) -> dict[str, str]:
     """terraform init -backend-config for the S3 backend: the point's own key, locked."""
     s = settings_for(pdir)
@@ -239,6 +265,7 @@ def prepare_load(point: Point, endpoint: Endpoint, pdir: PointDir) -> dict[str, 
         "aws_conn_id": s.aws_conn_id,
         "awslogs": logs or None,
         "min_poll": s.watch_poll_seconds,
+        "settle_seconds": s.metrics_delay_seconds,
     }
     return {
         "ecs": state,
@@ -270,7 +297,7 @@ def metrics(point: Point, item: dict[str, Any], start: float, end: float) -> pd.
     pdir = PointDir(Path(item["point_dir"]))
     s = settings_for(pdir)
     wait = end + s.metrics_delay_seconds - time.time()
-    if wait > 0:  # CloudWatch publishes a minute's datapoints a little after it ends
+    if wait > 0:  # the watch already waited this out on the triggerer, unless it was cleared
         time.sleep(wait)
     _, nodes = cloudwatch.member_clusters(
         _client(s, "elasticache"), item["ecs"]["replication_group_id"]

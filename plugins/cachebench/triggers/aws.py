@@ -7,9 +7,11 @@ when a load task stopped otherwise, when they did not all start within
 START_GRACE_S, the replication group is not `available`, the engine
 evicts although the workload's data set fits (evictions_allowed=False), or the
 load overruns its deadline. AWS is asked at most every `min_poll` seconds
-(CloudWatch has one-minute datapoints). The boto3 calls (and the Airflow
-connection lookup behind them) run through asgiref's sync_to_async, as the
-Amazon provider's own triggers fetch connections, so the event loop never blocks.
+(CloudWatch has one-minute datapoints). Once the load is done it waits
+`settle_seconds` more, so export finds the last minute's datapoints published.
+The boto3 calls (and the Airflow connection lookup behind them) run through
+asgiref's sync_to_async, as the Amazon provider's own triggers fetch
+connections, so the event loop never blocks.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class EcsElastiCacheWatchTrigger(BaseTrigger):
         awslogs: dict[str, str] | None = None,
         min_poll: float = 60.0,
         poll: float = 1.0,
+        settle_seconds: float = 0.0,
     ):
         super().__init__()
         self.region, self.cluster = region, cluster
@@ -53,6 +56,7 @@ class EcsElastiCacheWatchTrigger(BaseTrigger):
         self.evictions_allowed, self.aws_conn_id = evictions_allowed, aws_conn_id
         self.awslogs = awslogs
         self.min_poll, self.poll = min_poll, poll
+        self.settle_seconds = settle_seconds
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -71,6 +75,7 @@ class EcsElastiCacheWatchTrigger(BaseTrigger):
                 "awslogs": self.awslogs,
                 "min_poll": self.min_poll,
                 "poll": self.poll,
+                "settle_seconds": self.settle_seconds,
             },
         )
 
@@ -164,6 +169,10 @@ class EcsElastiCacheWatchTrigger(BaseTrigger):
                 if errors >= MAX_ERRORS:
                     event = {"status": "failed", "message": f"watch could not ask AWS: {exc}"}
             if event is not None:
+                if event["status"] == "done" and self.settle_seconds > 0:
+                    # CloudWatch publishes a minute's datapoints after it ends: wait here,
+                    # on the triggerer, rather than in export's worker slot.
+                    await asyncio.sleep(self.settle_seconds)
                 yield TriggerEvent(event)
                 return
             await asyncio.sleep(interval)
