@@ -153,6 +153,7 @@ def test_load_operators_start_tasks_with_the_token_only_as_a_secret(aws, results
     container = td["taskDefinition"]["containerDefinitions"][0]
     assert container["secrets"] == [{"name": "CACHEBENCH_AUTH", "valueFrom": endpoint.auth_ref}]
     assert container["logConfiguration"]["logDriver"] == "awslogs"
+    assert container["entryPoint"] == ["/usr/bin/env"]  # the image's ENTRYPOINT is not in front
     script = tasks[0]["overrides"]["containerOverrides"][0]["command"][2]
     for flag in ("--tls", "--ratio=1:4", "--data-size=256", "--key-maximum=100000",
                  "--pipeline=2", "--clients=25", "--threads=4", "--test-time=600",

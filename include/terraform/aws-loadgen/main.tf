@@ -117,6 +117,8 @@ resource "aws_ecs_task_definition" "memtier" {
       image                  = var.image
       essential              = true
       readonlyRootFilesystem = true
+      # cachebench sends a whole argv (/bin/sh -c <script>): no image ENTRYPOINT in front
+      entryPoint = ["/usr/bin/env"]
       # memtier writes its results (and the AWS CLI its temp files) to /tmp: task storage
       mountPoints = [{ sourceVolume = "scratch", containerPath = "/tmp", readOnly = false }]
       logConfiguration = {

@@ -87,6 +87,9 @@ def register_point_task_definition(
             if auth_ref:
                 secrets.append({"name": AUTH_ENV, "valueFrom": auth_ref})
             c["secrets"] = secrets
+            # Our command is a whole argv (/bin/sh -c script): an image ENTRYPOINT such
+            # as memtier's official image's would take it as memtier's arguments.
+            c["entryPoint"] = ["/usr/bin/env"]
         containers.append(c)
     if not found:
         raise ValueError(f"task definition {base} has no container named {container!r}")
