@@ -121,6 +121,8 @@ def plan(
 
 def _shape_problems(params: dict[str, Any], dag_target: str | None, load_tasks: int) -> list[str]:
     """What this DAG cannot run whatever the rest says: another target, more load tasks."""
+    if not isinstance(params, dict):
+        return []  # validate says what is wrong with it
     target = params.get("target", "local")
     if dag_target and target != dag_target:
         return [
