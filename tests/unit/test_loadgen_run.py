@@ -24,6 +24,7 @@ from cachebench.loadgen import (
     start_load,
     stop_load,
 )
+from cachebench.local import procs as local_procs
 from cachebench.models import Endpoint, Workload
 
 REDIS_BENCHMARK = shutil.which("redis-benchmark") or "/usr/bin/redis-benchmark"
@@ -142,13 +143,22 @@ def test_run_load_redis_benchmark_real(server, tmp_path):
     assert result.ops_per_sec == pytest.approx(result.set_ops_per_sec + result.get_ops_per_sec)
     assert 0 < result.latency.p50 <= result.latency.p99 <= result.latency.max
     assert result.histogram
-    assert 1.0 < wall < 30
+    # No rate hint: chunks sized from what the previous one did fill the 2 s window.
+    assert 1.8 <= result.elapsed_seconds <= 2.6, result.elapsed_seconds
+    assert 1.8 < wall < 30
     assert client.dbsize() > 0  # AUTH worked: SETs landed
-    # Probe then sized run; every handle JSON-able, no password anywhere, nothing left running.
-    handles = [h for f in sorted(out.glob("*-handles.json")) for h in json.loads(f.read_text())]
-    assert {h["phase"] for h in handles} == {"measured-probe", "measured"}
+    # Every handle JSON-able, no password anywhere, nothing left running.
+    handles = json.loads((out / "measured-handles.json").read_text())
+    assert {h["phase"] for h in handles} == {"measured"}
     assert {h["side"] for h in handles} == {"set", "get"}
     assert load_running(handles) == []
+    for h in handles:
+        chunks = json.loads(Path(h["chunks"]).read_text())
+        assert chunks["complete"] and len(chunks["chunks"]) >= 2
+        assert 1.8 <= chunks["ended_at"] - chunks["started_at"] <= 2.6  # each side's window
+        # Each chunk ran the side's argv plus its own -n; the password only via the env.
+        assert h["tool_argv"][h["tool_argv"].index("-t") + 1] == h["side"]
+        assert "-n" not in h["tool_argv"] and h["argv"][-len(h["tool_argv"]) :] == h["tool_argv"]
     for f in out.iterdir():
         assert password not in f.read_text(errors="replace"), f
     for h in handles:
@@ -182,8 +192,10 @@ def test_stop_load_ends_generators_and_collect_refuses(server, tmp_path):
         signalled = stop_load(handles, grace_s=3.0)
     assert sorted(signalled) == sorted(h["pid"] for h in handles)
     assert load_running(handles) == []
-    with pytest.raises(LoadError, match="gave no result"):
+    with pytest.raises(LoadError, match=r"gave no result.*stopped by signal 15"):
         collect_load(handles)
+    left = [f for f in local_procs.processes_under(tmp_path) if f["kind"] == "load"]
+    assert left == []  # no chunk outlived its driver
 
 
 def test_stop_load_leaves_processes_that_are_not_ours(tmp_path):

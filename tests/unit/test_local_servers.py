@@ -162,3 +162,43 @@ def test_read_json_tolerates_damage(tmp_path):
     assert procs.read_json_dict(p) is None
     procs.write_json_atomic(p, {"a": 1})
     assert procs.read_json_dict(p) == {"a": 1}
+
+
+class _FakeNode:
+    """Stands in for a node's client in _form_cluster: records what it was sent."""
+
+    def __init__(self, port: int, sent: list[tuple[int, tuple]]):
+        self.port, self.sent = port, sent
+
+    def execute_command(self, *args):
+        self.sent.append((self.port, args))
+        if args[:2] == ("CLUSTER", "MYID"):
+            return f"id{self.port}"
+        if args[:2] == ("CLUSTER", "NODES"):
+            return " ".join(f"id{p}" for p in range(27000, 27100))  # every primary known
+        return "OK"
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("shards", "replicas"), [(3, 0), (2, 1), (9, 1)])
+def test_form_cluster_meets_as_full_mesh_when_small(monkeypatch, shards, replicas):
+    """Every node MEETs every other one, so nobody waits for gossip to learn its peers."""
+    from cachebench.local import servers
+
+    sent: list[tuple[int, tuple]] = []
+    monkeypatch.setattr(servers, "_client", lambda port, password: _FakeNode(port, sent))
+    cfg = base_config(cluster_mode=True, shards=shards, replicas=replicas, ready_timeout_seconds=5)
+    nodes = plan_nodes(shards, replicas, 27000)
+    servers._form_cluster(cfg, nodes, "pw")
+    meets = {frozenset((src, args[3])) for src, args in sent if args[1] == "MEET"}
+    count = sum(1 for _, args in sent if args[1] == "MEET")
+    if len(nodes) <= servers.FULL_MESH_NODES:
+        assert meets == {frozenset(p) for p in itertools.combinations([n.port for n in nodes], 2)}
+        assert count == len(nodes) * (len(nodes) - 1) // 2  # each pair once
+    else:  # large clusters: a star from the first node, the rest by gossip
+        assert meets == {frozenset((27000, n.port)) for n in nodes[1:]}
+    slots = [a for _, a in sent if a[1] == "ADDSLOTSRANGE"]
+    assert len(slots) == shards
+    assert sum(1 for _, a in sent if a[1] == "REPLICATE") == shards * replicas

@@ -2,7 +2,9 @@
 
 A "generator" runs the whole workload shape (clients x threads connections):
 one memtier_benchmark process, or for redis-benchmark one process per side of
-the SET:GET ratio (see redis_benchmark.py). Processes are detached (own session,
+the SET:GET ratio (see redis_benchmark.py), each a chunked.py driver that runs
+redis-benchmark in consecutive chunks for the duration (redis-benchmark has a
+request count, no duration). Processes are detached (own session,
 output to files in out_dir) so the Airflow task that started them may exit;
 ``start_load`` returns JSON-serialisable handles for XCom, ``collect_load``
 parses and merges, ``stop_load`` ends leftovers after checking /proc.
@@ -14,10 +16,10 @@ argv we build or return; see auth.py for what the tools do with it.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,6 +37,7 @@ from cachebench.loadgen.memtier import (
 from cachebench.loadgen.redis_benchmark import (
     DEFAULT_OPS_PER_CONN,
     REDIS_BENCHMARK,
+    parse_chunks,
     parse_redis_benchmark,
     redis_benchmark_argv,
     requests_for,
@@ -46,6 +49,9 @@ from cachebench.models import Endpoint, LoadResult, Workload
 Phase = Literal["warmup", "measured"]
 RateHint = float | dict[str, float] | None
 TOOLS = (MEMTIER, REDIS_BENCHMARK)
+# The redis-benchmark driver, run as a file in isolated mode (-I -S): stdlib only,
+# so it starts in milliseconds and never imports cachebench (see chunked.py).
+CHUNKED = Path(__file__).resolve().parent / "chunked.py"
 
 __all__ = [
     "AUTH_ENV",
@@ -158,10 +164,12 @@ def start_load(
 ) -> list[dict]:
     """Launch the generator processes detached and return their handles (JSON-able).
 
-    memtier runs for duration_s (--test-time). redis-benchmark runs a request
-    count sized from rate_hint_ops: a total ops/s (e.g. warm-up ops_per_sec,
-    split by connection share) or per side {"set": ops/s, "get": ops/s} (see
-    rate_hint_from); without a hint a conservative DEFAULT_OPS_PER_CONN is used.
+    memtier runs for duration_s (--test-time). redis-benchmark runs in chunks
+    through chunked.py until duration_s is filled; rate_hint_ops sizes the
+    first chunk: a total ops/s (e.g. warm-up ops_per_sec, split by connection
+    share) or per side {"set": ops/s, "get": ops/s} (see rate_hint_from);
+    without a hint a conservative DEFAULT_OPS_PER_CONN is used (the first
+    chunk is then short, and the next ones are sized from what it achieved).
     Output files are named "<phase>-g<N>[-<side>].*" in out_dir.
     """
     return _start(
@@ -216,19 +224,21 @@ def _start(
                 conns = split_connections(workload)
                 for side, clients in conns.items():
                     rate = _side_rate(side, conns, generators, rate_hint_ops)
-                    n = requests_for(duration_s, rate)
-                    argv = redis_benchmark_argv(
+                    tool_argv = redis_benchmark_argv(
                         workload,
                         endpoint,
                         side=side,
                         clients=clients,
-                        requests=n,
+                        requests=None,
                         password_env=bool(password),
                         tls_skip_verify=tls_skip_verify,
                     )
-                    h = _launch(argv, password, out_dir / f"{name}-{side}")
-                    h.update(side=side, requests=n, expected_ops_per_sec=round(rate, 1))
-                    handles.append(h)
+                    handles.append(
+                        _start_chunked(
+                            tool_argv, out_dir / f"{name}-{side}", password, duration_s, rate
+                        )
+                        | {"side": side}
+                    )
             for h in handles:
                 if "generator" not in h:
                     h.update(
@@ -243,6 +253,22 @@ def _start(
         raise
     (out_dir / f"{label}-handles.json").write_text(json.dumps(handles, indent=2))
     return handles
+
+
+def _start_chunked(
+    tool_argv: list[str], prefix: Path, password: str, duration_s: float, rate: float
+) -> dict[str, Any]:
+    """Launch chunked.py over tool_argv (no -n) for duration_s; its handle."""
+    # Old outputs of the same name would be read as this run's.
+    for stale in prefix.parent.glob(f"{prefix.name}.c[0-9]*.stdout"):
+        stale.unlink(missing_ok=True)
+    manifest = prefix.with_name(f"{prefix.name}.chunks.json")
+    manifest.unlink(missing_ok=True)
+    argv = [sys.executable, "-I", "-S", str(CHUNKED), "--seconds", str(duration_s)]
+    argv += ["--rate", f"{rate:.1f}", "--out", str(prefix), "--", *tool_argv]
+    h = _launch(argv, password, prefix)
+    h.update(chunks=str(manifest), tool_argv=tool_argv, expected_ops_per_sec=round(rate, 1))
+    return h
 
 
 def _start_memtier(
@@ -291,7 +317,7 @@ def wait_load(handles: Sequence[dict], timeout_s: float) -> bool:
     while load_running(handles):
         if time.monotonic() >= deadline:
             return False
-        time.sleep(0.2)
+        time.sleep(0.05)  # the warm-up blocks here: notice its end at once (/proc is cheap)
     return True
 
 
@@ -323,6 +349,10 @@ def _collect_one(h: dict[str, Any]) -> LoadResult:
             return parse_memtier_json(
                 h["json_path"], hdr_prefix=h["hdr_prefix"], tool_version=h.get("tool_version", "")
             )
+        if h.get("chunks"):
+            manifest = json.loads(Path(h["chunks"]).read_text())
+            return parse_chunks(manifest, tool_version=h.get("tool_version", ""))
+        # A single redis-benchmark process (handles written before chunking).
         text = Path(h["stdout"]).read_text(errors="replace")
         elapsed = max(0.0, Path(h["stdout"]).stat().st_mtime - h["started_at"])
         return parse_redis_benchmark(
@@ -367,13 +397,15 @@ def run_load(
 ) -> LoadResult:
     """Start, wait for and collect a load (blocking; warm-up and tests).
 
-    redis-benchmark without a rate hint first runs a short probe (a fifth of
-    duration_s, 1-2 s, files "<phase>-probe-*") to measure the rate, then the
-    remainder sized from it; the returned result is the sized run's.
     Generators still running at timeout_s (default 3 x duration + 30 s) are
     stopped and LoadError is raised.
     """
-    common: dict[str, Any] = dict(
+    return _run(
+        point_workload,
+        endpoint,
+        phase,
+        duration_s,
+        rate_hint_ops,
         password=password,
         out_dir=out_dir,
         generators=generators,
@@ -381,12 +413,6 @@ def run_load(
         tls_skip_verify=tls_skip_verify,
         timeout_s=timeout_s,
     )
-    if tool == REDIS_BENCHMARK and rate_hint_ops is None and duration_s >= 2:
-        probe_s = max(1, min(2, duration_s // 5))
-        probe = _run(point_workload, endpoint, f"{phase}-probe", probe_s, None, **common)
-        rate_hint_ops = rate_hint_from(probe)
-        duration_s = max(1, math.ceil(duration_s - probe.elapsed_seconds))
-    return _run(point_workload, endpoint, phase, duration_s, rate_hint_ops, **common)
 
 
 def _run(

@@ -7,8 +7,10 @@ SET:GET mix, no duration and no key patterns. Mapping from a Workload:
   ``-t get``, with the connections (clients x threads) split in proportion to
   the weights (at least one each side with a nonzero weight). The op mix that
   results is whatever the two sides achieve: it is reported, not enforced;
-* duration -> ``-n`` from a rate estimate (``requests_for``): the warm-up
-  measures it, the measured phase uses it, so durations are approximate;
+* duration -> consecutive runs ("chunks") of the same argv, each with an ``-n``
+  sized from the rate the previous one achieved, until the window is full
+  (chunked.py drives them; ``parse_chunks`` merges them): the window is the
+  duration asked for within a fraction of a second;
 * keys -> ``-r key_space`` (uniform random keys ``key:NNNNNNNNNNNN``).
 
 Output (redis 7.0, without -q/--csv): progress lines separated by ``\\r`` every
@@ -20,7 +22,8 @@ second" and a "latency summary (msec):" table (avg min p50 p95 p99 max).
 
 Approximations: the histogram is rebuilt from the printed cumulative steps plus
 the summary's p50/p95/p99 (exact there, linear in between, so p90 and p99.9 are
-interpolated); the per-second
+interpolated; a chunked run merges its chunks' histograms, so even p99 is then
+read from the merge); the per-second
 series assumes the nominal 250 ms progress tick; KB/s is estimated from the
 RESP wire size of each request/reply (assuming GET hits). redis-benchmark exits
 on the first error reply, so a completed run has errors=0.
@@ -30,7 +33,9 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Literal
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
 
 from cachebench.loadgen import hdr
 from cachebench.loadgen.auth import wrap_with_env_auth
@@ -87,7 +92,7 @@ def redis_benchmark_argv(
     *,
     side: Side,
     clients: int,
-    requests: int,
+    requests: int | None,
     password_env: bool,
     tls_skip_verify: bool = False,
 ) -> list[str]:
@@ -95,6 +100,7 @@ def redis_benchmark_argv(
 
     password_env=True wraps the argv in /bin/sh which appends ``-a "$CACHEBENCH_AUTH"``
     at exec time (redis-benchmark 7.0 ignores REDISCLI_AUTH; see auth.py).
+    requests=None leaves out ``-n``: chunked.py appends one per chunk.
     """
     argv = [
         REDIS_BENCHMARK,
@@ -104,8 +110,7 @@ def redis_benchmark_argv(
         str(endpoint.port),
         "-t",
         side,
-        "-n",
-        str(requests),
+        *(["-n", str(requests)] if requests is not None else []),
         "-c",
         str(clients),
         "-r",
@@ -149,25 +154,34 @@ def _wire_bytes(test: str, payload: int) -> int:
     return len(b"*2\r\n$3\r\nGET\r\n") + len(key) + bulk
 
 
-def _series(progress: str) -> list[SecondSample]:
-    """Per-second ops from the \\r-separated progress lines (nominal 250 ms ticks).
-
-    The first tick fires right at the start (empty interval) and is skipped;
-    tick j covers ((j-1)/4 s, j/4 s] and belongs to second (j-1)//4.
-    """
+def _tick_rates(progress: str) -> list[float]:
+    """ops/s of each progress tick after the first (which fires at the start, empty)."""
     rates: list[float] = []
     for chunk in re.split(r"[\r\n]+", progress):
         m = _PROGRESS.match(chunk.strip())
         if m:
             rates.append(float(m.group(2)))
+    return rates[1:]
+
+
+def _bin_ticks(ticks: Sequence[tuple[float, float]]) -> list[SecondSample]:
+    """Per-second means of (tick end in seconds since the window start, ops/s) pairs.
+
+    A tick covers the TICK_S before its end and counts for the second holding
+    its middle: tick j of a run started at 0 ends at j/4 s, second (j-1)//4.
+    """
     by_second: dict[int, list[float]] = {}
-    per_second = round(1 / TICK_S)
-    for j, rate in enumerate(rates[1:], start=1):
-        by_second.setdefault((j - 1) // per_second, []).append(rate)
+    for end, rate in ticks:
+        by_second.setdefault(max(0, math.floor(end - TICK_S / 2)), []).append(rate)
     return [
         SecondSample(second=s, ops_per_sec=round(sum(v) / len(v), 1))
         for s, v in sorted(by_second.items())
     ]
+
+
+def _series(progress: str) -> list[SecondSample]:
+    """Per-second ops from the \\r-separated progress lines (nominal 250 ms ticks)."""
+    return _bin_ticks([(j * TICK_S, r) for j, r in enumerate(_tick_rates(progress), start=1)])
 
 
 def _parse_block(title: str, body: str) -> dict:
@@ -243,4 +257,89 @@ def parse_redis_benchmark(
         ),
         series=series,
         histogram=hdr.encode(hist),
+    )
+
+
+# ---------------------------------------------------------------- chunked runs
+
+
+def merge_chunks(
+    chunks: Sequence[tuple[str, float, float]],
+    *,
+    started_at: float,
+    ended_at: float,
+    tool_version: str = "",
+) -> LoadResult:
+    """One LoadResult of consecutive runs of one process, as (stdout, spawned_at, exited_at).
+
+    Requests add up and the rates are over the whole wall window
+    [started_at, ended_at] (first start to last exit: the gaps between chunks
+    count against the throughput, as time the load did not run). Latency
+    percentiles come from the chunks' histograms merged count by count; the
+    mean is request-weighted and max the max. The per-second series places each
+    chunk's ticks at the chunk's own start (its exit minus the tool's run time).
+    """
+    if not chunks:
+        raise ValueError("no chunks")
+    elapsed = ended_at - started_at
+    if elapsed <= 0:
+        raise ValueError(f"empty window: {started_at} .. {ended_at}")
+    parts: list[LoadResult] = []
+    ticks: list[tuple[float, float]] = []
+    for text, spawned, exited in chunks:
+        r = parse_redis_benchmark(
+            text, started_at=spawned, elapsed=exited - spawned, tool_version=tool_version
+        )
+        parts.append(r)
+        head = _BLOCK.search(text)
+        run_s = r.requests / r.ops_per_sec if r.ops_per_sec else r.elapsed_seconds
+        offset = exited - run_s - started_at
+        progress = text[: head.start()] if head else ""
+        ticks += [(offset + j * TICK_S, x) for j, x in enumerate(_tick_rates(progress), start=1)]
+
+    def total(rate: Any) -> float:
+        """What a chunk's per-second figure adds up to over its own run time."""
+        return sum(rate(r) * r.requests / r.ops_per_sec for r in parts if r.ops_per_sec)
+
+    requests = sum(r.requests for r in parts)
+    hist = hdr.merge(r.histogram for r in parts)
+    return LoadResult(
+        tool=REDIS_BENCHMARK,
+        tool_version=tool_version,
+        started_at=started_at,
+        elapsed_seconds=round(elapsed, 3),
+        requests=requests,
+        errors=sum(r.errors for r in parts),
+        ops_per_sec=round(requests / elapsed, 2),
+        set_ops_per_sec=round(total(lambda r: r.set_ops_per_sec) / elapsed, 2),
+        get_ops_per_sec=round(total(lambda r: r.get_ops_per_sec) / elapsed, 2),
+        kb_per_sec=round(total(lambda r: r.kb_per_sec) / elapsed, 2),
+        latency=hdr.latency_from(
+            hist,
+            mean_ms=sum(r.latency.mean * r.requests for r in parts) / requests if requests else 0,
+            max_ms=max(r.latency.max for r in parts),
+        ),
+        series=_bin_ticks(ticks),
+        histogram=hdr.encode(hist),
+    )
+
+
+def parse_chunks(manifest: dict[str, Any], *, tool_version: str = "") -> LoadResult:
+    """LoadResult of a chunked run from chunked.py's manifest (the chunks' stdout files).
+
+    Refuses (ValueError) a run that did not fill its window: a killed or
+    failed chunk, or a driver that was stopped or died, never passes for a result.
+    """
+    if not manifest.get("complete"):
+        why = manifest.get("error") or "the driver ended before its window was full"
+        raise ValueError(f"chunked redis-benchmark run incomplete: {why}")
+    chunks = [
+        (Path(c["stdout"]).read_text(errors="replace"), c["spawned_at"], c["exited_at"])
+        for c in manifest["chunks"]
+    ]
+    return merge_chunks(
+        chunks,
+        started_at=float(manifest["started_at"]),
+        ended_at=float(manifest["ended_at"]),
+        tool_version=tool_version,
     )

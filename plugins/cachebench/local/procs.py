@@ -174,6 +174,8 @@ def write_secret(path: Path, text: str) -> None:
 
 
 LOAD_NAMES = frozenset({"memtier_benchmark", "redis-benchmark"})
+# loadgen's redis-benchmark driver, a Python script: known by its path's tail.
+LOAD_DRIVER = os.path.join("cachebench", "loadgen", "chunked.py")
 
 
 def _cwd(pid: int) -> str | None:
@@ -194,6 +196,8 @@ def kind_of(pid: int) -> str | None:
     if name in SERVER_NAMES:
         return "server"
     if name in LOAD_NAMES:
+        return "load"
+    if name.startswith("python") and any(a.endswith(os.sep + LOAD_DRIVER) for a in argv[1:4]):
         return "load"
     if AGENT_MODULE in argv:
         return "agent"

@@ -46,6 +46,8 @@ CLUSTER_SLOTS = 16384
 BUS_PORT_OFFSET = 10000
 HOST = "127.0.0.1"
 READY_TIMEOUT_S = 30.0
+READY_POLL_S = 0.05  # readiness is a few commands per node: poll it often
+FULL_MESH_NODES = 16  # up to this many nodes, every node MEETs every other one
 STOP_GRACE_S = 10.0
 SLOTS_LACK_REPLICAS = "(replicas not yet in CLUSTER SLOTS)"
 MAXMEMORY_POLICIES = frozenset(
@@ -487,9 +489,12 @@ def _form_cluster(cfg: dict[str, Any], nodes: list[NodeSpec], password: str) -> 
     clients = {n.node_id: _client(n.port, password) for n in nodes}
     try:
         ids = {nid: c.execute_command("CLUSTER", "MYID") for nid, c in clients.items()}
-        first = clients[nodes[0].node_id]
-        for n in nodes[1:]:
-            first.execute_command("CLUSTER", "MEET", HOST, n.port)
+        # Small clusters meet as a full mesh: with a star (everyone meets node 1)
+        # the others learn of each other by gossip only, which took up to ~1 s more.
+        meets = nodes if len(nodes) <= FULL_MESH_NODES else nodes[:1]
+        for i, a in enumerate(meets):
+            for b in nodes[i + 1 :]:
+                clients[a.node_id].execute_command("CLUSTER", "MEET", HOST, b.port)
         primaries = [n for n in nodes if n.role == "primary"]
         for n, (lo, hi) in zip(primaries, slot_ranges(len(primaries)), strict=True):
             clients[n.node_id].execute_command("CLUSTER", "ADDSLOTSRANGE", lo, hi)
@@ -612,7 +617,7 @@ def _wait_ready(
                     + "; ".join(problems[:8])
                     + more
                 )
-            time.sleep(0.2)
+            time.sleep(READY_POLL_S)
     finally:
         for c in clients.values():
             c.close()

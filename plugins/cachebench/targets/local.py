@@ -88,7 +88,7 @@ def password(endpoint: Endpoint) -> str:
     return Path(endpoint.auth_ref).read_text().strip()
 
 
-def wait_for_other_loads(pdir: PointDir, poll_s: float = 0.5) -> float:
+def wait_for_other_loads(pdir: PointDir, poll_s: float = 0.1) -> float:
     """Block while another point of this run still has its measured load running.
 
     A deferred watch holds no task slot (max_active_tasks does not count it), so
