@@ -144,6 +144,8 @@ def build_dag(
                 retries=0,
                 # aws: reschedules itself until the load tasks beside it have started
                 mode="reschedule" if target == "aws" else "poke",
+                # local: a /proc check is cheap, so the end of the load is seen within 0.25 s
+                poke_interval=0.25 if target == "local" else 1.0,
             )
             collected = collect(loaded)
             exported = export(collected)
