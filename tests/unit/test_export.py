@@ -125,24 +125,62 @@ def test_network_gbps_without_network_rows():
     assert net.empty and {"in_gbps", "out_gbps"} <= set(net.columns)
 
 
-def _hlines(ax):
-    return {
-        line.get_label(): line.get_ydata()[0]
-        for line in ax.get_lines()
-        if line.get_label().startswith(("baseline", "burst"))
-    }
+def _panel(chart, title_start):
+    (panel,) = [p for p in chart.panels if p.title.startswith(title_start)]
+    return panel
 
 
-def test_network_figure_draws_baseline_and_burst():
-    net = network_gbps(normalize_metrics(make_metrics("p", nodes=("n1", "n2"))))
-    fig = plots.network_figure(net, make_spec(baseline=0.937, burst=12.5), T0, "t")
-    for ax in fig.axes:
-        assert _hlines(ax) == {"baseline 0.937 Gbps": 0.937, "burst 12.5 Gbps": 12.5}
-        assert {"n1", "n2"} <= {line.get_label() for line in ax.get_lines()}
-    no_spec = plots.network_figure(net, None, T0, "t")
-    assert all(_hlines(ax) == {} for ax in no_spec.axes)
-    flat = plots.network_figure(net, make_spec(baseline=10, burst=10), T0, "t")
-    assert _hlines(flat.axes[0]) == {"baseline 10 Gbps": 10}
+def _dashboard(spec, metrics=None, load=None):
+    m = normalize_metrics(metrics if metrics is not None else make_metrics("p", nodes=("n1", "n2")))
+    return plots.point_chart("t", m, network_gbps(m), load or make_load(), spec, T0)
+
+
+def test_network_panels_draw_baseline_and_burst():
+    chart = _dashboard(make_spec(baseline=0.937, burst=12.5))
+    for title in ("network in", "network out"):
+        panel = _panel(chart, title)
+        assert {(h.label, h.y) for h in panel.hlines} == {
+            ("baseline 0.937", 0.937),
+            ("burst 12.5", 12.5),
+        }
+        assert len(panel.lines) == 2  # one per node
+    no_spec = _dashboard(None)
+    assert all(_panel(no_spec, t).hlines == [] for t in ("network in", "network out"))
+    assert "no documented bandwidth" in _panel(no_spec, "network in").title
+    flat = _dashboard(make_spec(baseline=10, burst=10))
+    assert [h.label for h in _panel(flat, "network in").hlines] == ["baseline 10"]
+
+
+def test_dashboard_panels_values_and_legend():
+    metrics = make_metrics("p", nodes=("n2", "n1"), values={"CPUUtilization": 55.0})
+    chart = _dashboard(make_spec(), metrics, make_load(ops=1000))
+    assert [k.label for k in chart.keys] == ["n1", "n2"]  # one colour per node, sorted
+    cpu = _panel(chart, "CPUUtilization")
+    assert all(np.allclose(ln.y, 55.0) for ln in cpu.lines)
+    assert cpu.ymax_at_least == 100.0
+    net_out = _panel(chart, "network out")
+    assert all(np.allclose(ln.y, 1.0) for ln in net_out.lines)  # Gbps, not bytes
+    mem = _panel(chart, "BytesUsedForCache")
+    assert all(np.allclose(ln.y, 2.0) for ln in mem.lines)  # GiB
+    ops = _panel(chart, "throughput")
+    assert ops.hlines[0].y == 1000 and len(ops.lines[0].y) == 60
+    assert [k.label for k in _panel(chart, "latency").keys] == ["p50", "p99"]
+    assert chart.xlabel == "seconds since load start" and chart.note == ""
+
+
+def test_dashboard_downsamples_hour_of_seconds_and_says_so():
+    metrics = make_metrics(
+        "p",
+        nodes=("n1",),
+        seconds=3600,
+        overrides={("n1", "CPUUtilization"): np.r_[np.full(1800, 10.0), 97.0, np.full(1799, 10.0)]},
+    )
+    chart = _dashboard(make_spec(), metrics, make_load(seconds=3600))
+    (line,) = _panel(chart, "CPUUtilization").lines
+    assert len(line.y) <= plots.MAX_POINTS
+    assert line.hi.max() == 97.0 and line.lo.min() == 10.0  # the one-second spike survives
+    assert chart.xlabel == "minutes since load start" and chart.xlim == (0.0, 60.0)
+    assert "buckets" in chart.note and "min-max" in chart.note
 
 
 def _three_node_case():
@@ -240,14 +278,14 @@ def test_export_point_writes_everything(tmp_path):
         out,
         make_spec(baseline=1.0, burst=10.0),
     )
-    for key in ("metrics_parquet", "metrics_csv", "load", "point"):
+    for key in ("metrics_parquet", "metrics_csv", "load", "point", "metrics_summary"):
         assert (out / paths[key].split("/")[-1]).is_file(), key
-    for name in ("throughput", "cpu", "network", "memory"):
-        png = out / "figures" / f"{name}.png"
-        pdf = out / "figures" / f"{name}.pdf"
-        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-        assert pdf.read_bytes()[:5] == b"%PDF-"
-        assert paths[f"fig_{name}_png"] == str(png)
+    png = out / "figures" / "dashboard.png"
+    pdf = out / "figures" / "dashboard.pdf"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert pdf.read_bytes()[:5] == b"%PDF-"
+    assert paths["fig_dashboard_png"] == str(png) and paths["fig_dashboard_pdf"] == str(pdf)
+    assert sorted(p.name for p in (out / "figures").iterdir()) == ["dashboard.pdf", "dashboard.png"]
     assert LoadResult.model_validate_json((out / "load.json").read_text()) == load
     assert Point.model_validate_json((out / "point.json").read_text()) == point
     back = pd.read_parquet(paths["metrics_parquet"])

@@ -106,7 +106,7 @@ def test_files_exist_and_html_references_existing_files(tmp_path):
     refs = re.findall(r'(?:src|href)="([^"]+)"', html)
     imgs = re.findall(r'src="([^"]+)"', html)
     assert {f"figures/{n}.png" for n in FIGURES} == set(imgs)
-    assert any(r.startswith("points/") and r.endswith("/figures/network.png") for r in refs)
+    assert any(r.startswith("points/") and r.endswith("/figures/dashboard.png") for r in refs)
     for ref in refs:
         assert (tmp_path / ref).is_file(), ref
     for ref in re.findall(r"\]\(([^)]+)\)", _md(tmp_path)):

@@ -1,240 +1,270 @@
-"""Figures for one point and for the campaign, drawn without pyplot.
+"""What the figures show: one dashboard per point and the campaign's comparison bars.
 
-Every figure is a :class:`matplotlib.figure.Figure` rendered by the Agg canvas
-(PNG) or the PDF backend; nothing is registered with pyplot, so nothing leaks
-between Airflow tasks. :func:`save` writes PNG and PDF and then clears the figure.
+Figures are :class:`~cachebench.report.chart.Chart` data drawn by
+:mod:`cachebench.report.chart` (PNG and PDF, without pyplot, so nothing leaks
+between Airflow tasks). :func:`save` writes both files.
+
+Dense series are downsampled for drawing only (a panel ~500 px wide cannot
+show 3,600 samples per line): :func:`envelope` keeps each time bucket's mean as
+the line and its min and max as a shaded band, so no peak disappears; the
+figure says so. Every summary number comes from the full-resolution table.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import itertools
+import math
 from typing import TYPE_CHECKING
-
-import matplotlib
-
-matplotlib.use("Agg")
 
 import numpy as np
 import pandas as pd
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
-from matplotlib.patches import Patch
-from matplotlib.ticker import FuncFormatter
 
 from cachebench.models import LoadResult
+from cachebench.report.chart import (
+    COLOURS,
+    BarPanel,
+    Chart,
+    HLine,
+    Key,
+    Line,
+    LinePanel,
+    Mark,
+    save,
+)
 
 if TYPE_CHECKING:
     from cachebench.specs import InstanceSpec
 
 ENGINE_COLOURS = {"redis": "#d62728", "valkey": "#1f77b4"}
-BASELINE_STYLE = {"color": "black", "linestyle": "--", "linewidth": 1.2}
-BURST_STYLE = {"color": "#ff7f0e", "linestyle": ":", "linewidth": 1.5}
+BASELINE_COLOUR, BURST_COLOUR = "black", "#ff7f0e"
 GIB = 1024**3
+#: Most points drawn per line; longer series become buckets (mean line + min-max band).
+MAX_POINTS = 300
+#: Nodes named one by one in a dashboard's legend; beyond, the legend says how many.
+MAX_NODE_KEYS = 12
+#: Per-point dashboard panels: (metric, panel title, divisor, y at least).
+NODE_PANELS = (
+    ("CPUUtilization", "CPUUtilization (%)", 1.0, 100.0),
+    ("EngineCPUUtilization", "EngineCPUUtilization (%)", 1.0, 100.0),
+    ("NetworkBytesIn", "network in (Gbps)", 1.0, None),
+    ("NetworkBytesOut", "network out (Gbps)", 1.0, None),
+    ("BytesUsedForCache", "BytesUsedForCache (GiB)", GIB, None),
+    ("DatabaseMemoryUsagePercentage", "DatabaseMemoryUsagePercentage (%)", 1.0, None),
+)
+POINT_FIGURE = "dashboard"
+
+__all__ = [
+    "CAMPAIGN_FIGURES",
+    "POINT_FIGURE",
+    "envelope",
+    "node_series",
+    "point_chart",
+    "save",
+]
 
 
-def save(fig: Figure, fig_dir: Path, name: str) -> dict[str, str]:
-    """Write ``fig_dir/<name>.png`` and ``.pdf``, clear the figure, return the paths."""
-    fig_dir.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    for ext in ("png", "pdf"):
-        path = fig_dir / f"{name}.{ext}"
-        fig.savefig(path, dpi=110 if ext == "png" else None)
-        paths[f"fig_{name}_{ext}"] = str(path)
-    fig.clear()
-    return paths
+def envelope(
+    x: np.ndarray, y: np.ndarray, buckets: int = MAX_POINTS
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """(x, mean, min, max) per equal-width x bucket; the input itself when it is short.
+
+    ``x`` must be sorted. NaNs are dropped first. With at most ``buckets`` points
+    the series is returned as is and the band is None.
+    """
+    keep = np.isfinite(y) & np.isfinite(x)
+    x, y = np.asarray(x, dtype=float)[keep], np.asarray(y, dtype=float)[keep]
+    if len(x) <= buckets:
+        return x, y, None, None
+    span = x[-1] - x[0]
+    b = np.minimum(((x - x[0]) / span * buckets).astype(np.int64), buckets - 1)
+    starts = np.flatnonzero(np.r_[True, b[1:] != b[:-1]])
+    count = np.diff(np.r_[starts, len(y)])
+    return (
+        np.add.reduceat(x, starts) / count,
+        np.add.reduceat(y, starts) / count,
+        np.minimum.reduceat(y, starts),
+        np.maximum.reduceat(y, starts),
+    )
 
 
-def _elapsed(ts: pd.Series, t0: float) -> tuple[np.ndarray, str, float]:
-    """Seconds (or minutes, for spans over 10 min) since ``t0``; returns (x, label, scale)."""
-    secs = (ts - pd.Timestamp(t0, unit="s", tz="UTC")).dt.total_seconds().to_numpy()
-    if len(secs) and np.nanmax(secs) - np.nanmin(secs) > 600:
-        return secs / 60.0, "minutes since load start", 60.0
-    return secs, "seconds since load start", 1.0
+def _seconds(ts: pd.Series, t0: float) -> np.ndarray:
+    """Seconds since ``t0`` of a UTC timestamp column, vectorised."""
+    ns = ts.array.as_unit("ns").asi8 if hasattr(ts.array, "as_unit") else ts.astype("int64")
+    return np.asarray(ns, dtype=np.int64) / 1e9 - t0
 
 
-def _no_data(ax: Axes, what: str) -> None:
-    ax.text(0.5, 0.5, f"no {what} data", ha="center", va="center", transform=ax.transAxes)
+def node_series(
+    m: pd.DataFrame, metrics: tuple[str, ...], t0: float
+) -> dict[str, list[tuple[str, np.ndarray, np.ndarray]]]:
+    """``{metric: [(node, seconds since t0, values), ...]}`` sorted by node and time.
+
+    One sort over the selected rows instead of a boolean mask per metric and node.
+    """
+    out: dict[str, list[tuple[str, np.ndarray, np.ndarray]]] = {k: [] for k in metrics}
+    if m.empty:
+        return out
+    metric = m["metric"].astype("category")
+    node = m["node_id"].astype("category")
+    cats = list(metric.cat.categories)
+    wanted = [i for i, c in enumerate(cats) if c in out]
+    codes = metric.cat.codes.to_numpy()
+    sel = np.flatnonzero(np.isin(codes, wanted))
+    if not len(sel):
+        return out
+    mc, nc = codes[sel], node.cat.codes.to_numpy()[sel]
+    secs = _seconds(m["timestamp"], t0)[sel]
+    vals = m["value"].to_numpy(dtype=float)[sel]
+    order = np.lexsort((secs, nc, mc))
+    mc, nc, secs, vals = mc[order], nc[order], secs[order], vals[order]
+    cut = np.flatnonzero(np.r_[True, (mc[1:] != mc[:-1]) | (nc[1:] != nc[:-1]), True])
+    nodes = node.cat.categories
+    for a, b in itertools.pairwise(cut):
+        out[cats[mc[a]]].append((str(nodes[nc[a]]), secs[a:b], vals[a:b]))
+    return out
 
 
-def _legend(ax: Axes, **kw: object) -> None:
-    """Legend to the right of the axes, so it never hides data."""
-    handles, _ = ax.get_legend_handles_labels()
-    if handles or "handles" in kw:
-        ax.legend(
-            fontsize="small",
-            ncol=max(1, len(handles) // 16 + 1),
-            loc="upper left",
-            bbox_to_anchor=(1.01, 1.0),
-            borderaxespad=0.0,
-            **kw,
-        )
+def _net_series(
+    net: pd.DataFrame, t0: float
+) -> dict[str, list[tuple[str, np.ndarray, np.ndarray]]]:
+    """network_gbps() rows as node series for the in/out panels."""
+    out: dict[str, list[tuple[str, np.ndarray, np.ndarray]]] = {
+        "NetworkBytesIn": [],
+        "NetworkBytesOut": [],
+    }
+    if net.empty:
+        return out
+    nodes = net["node_id"].astype("str").to_numpy()
+    secs = _seconds(net["timestamp"], t0)
+    order = np.lexsort((secs, nodes))
+    nodes, secs = nodes[order], secs[order]
+    cut = np.flatnonzero(np.r_[True, nodes[1:] != nodes[:-1], True])
+    for metric, col in (("NetworkBytesIn", "in_gbps"), ("NetworkBytesOut", "out_gbps")):
+        vals = net[col].to_numpy(dtype=float)[order]
+        for a, b in itertools.pairwise(cut):
+            out[metric].append((str(nodes[a]), secs[a:b], vals[a:b]))
+    return out
 
 
-def _node_lines(
-    ax: Axes, m: pd.DataFrame, metric: str, t0: float, scale: float = 1.0
-) -> str | None:
-    """One line per node for ``metric``; returns the x label, None without data."""
-    sel = m.loc[(m["metric"] == metric).to_numpy()] if len(m) else m
-    if sel.empty:
-        _no_data(ax, metric)
-        return None
-    sel = sel.sort_values("timestamp")
-    x, xlabel, _ = _elapsed(sel["timestamp"], t0)
-    nodes = sel["node_id"].astype("str").to_numpy()
-    y = sel["value"].to_numpy() / scale
-    for node in sorted(pd.unique(nodes)):
-        k = nodes == node
-        ax.plot(x[k], y[k], label=node, linewidth=1, marker="." if k.sum() < 120 else None)
-    return xlabel
+def _line(x: np.ndarray, y: np.ndarray, colour: str, style: str = "-") -> tuple[Line, bool]:
+    """A Line, downsampled when long; the flag says whether it was."""
+    xs, mean, lo, hi = envelope(x, y)
+    return Line(xs, mean, colour, style, lo=lo, hi=hi), lo is not None
 
 
-def throughput_figure(load: LoadResult, title: str) -> Figure:
-    """Ops/s per second of the measured window, with p50/p99 below when recorded."""
-    s = load.series
-    has_lat = any(x.p99_ms is not None or x.p50_ms is not None for x in s)
-    fig = Figure(figsize=(9, 6 if has_lat else 4), layout="constrained")
-    axes = fig.subplots(2 if has_lat else 1, 1, sharex=True, squeeze=False)[:, 0]
-    ax = axes[0]
-    if s:
-        sec = np.array([x.second for x in s])
-        ax.plot(sec, [x.ops_per_sec for x in s], linewidth=1, label="ops/s")
-        ax.axhline(load.ops_per_sec, **BASELINE_STYLE, label=f"mean {load.ops_per_sec:,.0f}")
-        _legend(ax)
-    else:
-        _no_data(ax, "throughput series")
-    ax.set_ylabel("ops/s")
-    ax.set_ylim(bottom=0)
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
-    ax.set_title(f"Throughput — {title}")
-    if has_lat:
-        for key in ("p50_ms", "p99_ms"):
-            y = np.array([getattr(x, key) if getattr(x, key) is not None else np.nan for x in s])
-            axes[1].plot(sec, y, linewidth=1, label=key.replace("_ms", ""))
-        axes[1].set_ylabel("latency (ms)")
-        axes[1].set_ylim(bottom=0)
-        _legend(axes[1])
-    axes[-1].set_xlabel("seconds of measured window")
-    return fig
+def point_chart(
+    title: str,
+    m: pd.DataFrame,
+    net: pd.DataFrame,
+    load: LoadResult,
+    spec: InstanceSpec | None,
+    t0: float,
+) -> Chart:
+    """One point's dashboard: throughput, latency, CPU, network vs baseline/burst, memory.
 
+    ``m`` is the point's long table, ``net`` its :func:`~cachebench.report.export.network_gbps`.
+    """
+    series = node_series(m, tuple(k for k, *_ in NODE_PANELS if not k.startswith("Network")), t0)
+    series |= _net_series(net, t0)
+    names = sorted({node for lst in series.values() for node, *_ in lst})
+    colour = {n: COLOURS[i % len(COLOURS)] for i, n in enumerate(names)}
+    spans = [s[-1] for lst in series.values() for _, s, _ in lst if len(s)]
+    samples = load.series
+    # The whole load (a last sample falls just short of it), else whatever was sampled.
+    span = max([*spans, samples[-1].second if samples else 0.0, load.elapsed_seconds, 0.0])
+    minutes = span > 600
+    unit = 60.0 if minutes else 1.0
+    downsampled = False
 
-def cpu_figure(m: pd.DataFrame, t0: float, title: str) -> Figure:
-    """CPUUtilization and EngineCPUUtilization per node."""
-    fig = Figure(figsize=(9, 6), layout="constrained")
-    axes = fig.subplots(2, 1, sharex=True)
-    xlabel = None
-    for ax, metric in zip(axes, ("CPUUtilization", "EngineCPUUtilization"), strict=True):
-        xlabel = _node_lines(ax, m, metric, t0) or xlabel
-        ax.set_ylabel(f"{metric} (%)")
-        ax.set_ylim(0, max(105.0, ax.get_ylim()[1]))  # CPUUtilization may pass 100
-        _legend(ax)
-    axes[0].set_title(f"CPU — {title}")
-    axes[-1].set_xlabel(xlabel or "seconds since load start")
-    return fig
+    ops = LinePanel("throughput (ops/s)", empty="no throughput series")
+    lat = LinePanel("latency (ms)", empty="no per-second latency recorded")
+    if samples:
+        sec = np.array([s.second for s in samples], dtype=float) / unit
+        line, down = _line(sec, np.array([s.ops_per_sec for s in samples], dtype=float), "#333333")
+        ops.lines.append(line)
+        ops.hlines.append(HLine(load.ops_per_sec, f"mean {load.ops_per_sec:,.0f}", "#1f77b4"))
+        downsampled |= down
+        for key, col in (("p50_ms", "#2ca02c"), ("p99_ms", "#d62728")):
+            y = np.array([getattr(s, key) for s in samples], dtype=float)
+            if np.isfinite(y).any():
+                line, down = _line(sec, y, col)
+                lat.lines.append(line)
+                lat.keys.append(Key(key.removesuffix("_ms"), col))
+                downsampled |= down
+    panels: list[LinePanel] = [ops, lat]
 
-
-def network_figure(net: pd.DataFrame, spec: InstanceSpec | None, t0: float, title: str) -> Figure:
-    """In/out Gbps per node, with the node type's baseline and burst as horizontal lines."""
-    fig = Figure(figsize=(9, 6), layout="constrained")
-    axes = fig.subplots(2, 1, sharex=True)
     baseline = spec.network_baseline_gbps if spec else None
     burst = spec.network_burst_gbps if spec else None
-    xlabel = None
-    if len(net):
-        net = net.sort_values("timestamp")
-        x, xlabel, _ = _elapsed(net["timestamp"], t0)
-        nodes = net["node_id"].astype("str").to_numpy()
-    for ax, col in zip(axes, ("in_gbps", "out_gbps"), strict=True):
-        if len(net) and net[col].notna().any():
-            y = net[col].to_numpy()
-            for node in sorted(pd.unique(nodes)):
-                k = nodes == node
-                ax.plot(
-                    x[k],
-                    y[k],
-                    label=node,
-                    linewidth=1,
-                    marker="." if k.sum() < 120 else None,
-                )
-        else:
-            _no_data(ax, col.replace("_gbps", "bound network"))
-        if baseline is not None:
-            ax.axhline(baseline, **BASELINE_STYLE, label=f"baseline {baseline:g} Gbps")
-        if burst is not None and burst != baseline:
-            ax.axhline(burst, **BURST_STYLE, label=f"burst {burst:g} Gbps")
-        ax.set_ylabel(f"network {col[:-5]} (Gbps)")
-        ax.set_ylim(bottom=0)
-        _legend(ax)
-    note = "" if spec and baseline is not None else " (no documented bandwidth)"
-    axes[0].set_title(f"Network — {title}{note}")
-    axes[-1].set_xlabel(xlabel or "seconds since load start")
-    return fig
+    for metric, name, divisor, at_least in NODE_PANELS:
+        panel = LinePanel(name, ymax_at_least=at_least, empty=f"no {metric} data")
+        for node, secs, vals in series.get(metric, []):
+            line, down = _line(secs / unit, vals / divisor, colour[node])
+            panel.lines.append(line)
+            downsampled |= down
+        if metric.startswith("Network"):
+            if baseline is not None:
+                panel.hlines.append(HLine(baseline, f"baseline {baseline:g}", BASELINE_COLOUR))
+            if burst is not None and burst != baseline:
+                panel.hlines.append(HLine(burst, f"burst {burst:g}", BURST_COLOUR, ":", 1.5))
+            if baseline is None:
+                panel.title += " - no documented bandwidth"
+        panels.append(panel)
+
+    notes = []
+    if downsampled:
+        notes.append(
+            f"Dense series drawn as at most {MAX_POINTS} buckets: line = bucket mean, "
+            "band = bucket min-max (all samples are in metrics.parquet)."
+        )
+    keys = [Key(n, colour[n]) for n in names[:MAX_NODE_KEYS]]
+    if len(names) > MAX_NODE_KEYS:
+        notes.append(f"{len(names)} nodes, one colour each (first {MAX_NODE_KEYS} named).")
+    return Chart(
+        title=title,
+        panels=panels,
+        width=10.0,  # 1000 x 920 px: every PNG byte is zlib work on the critical path
+        height=9.2,
+        ncols=2,
+        xlabel="minutes since load start" if minutes else "seconds since load start",
+        xlim=(0.0, span / unit) if span > 0 else None,
+        keys=keys,
+        note=" ".join(notes),
+    )
 
 
-def memory_figure(m: pd.DataFrame, t0: float, title: str) -> Figure:
-    """BytesUsedForCache (GiB) and DatabaseMemoryUsagePercentage per node."""
-    fig = Figure(figsize=(9, 6), layout="constrained")
-    axes = fig.subplots(2, 1, sharex=True)
-    xlabel = _node_lines(axes[0], m, "BytesUsedForCache", t0, scale=GIB)
-    axes[0].set_ylabel("BytesUsedForCache (GiB)")
-    xlabel = _node_lines(axes[1], m, "DatabaseMemoryUsagePercentage", t0) or xlabel
-    axes[1].set_ylabel("DatabaseMemoryUsage (%)")
-    for ax in axes:
-        ax.set_ylim(bottom=0)
-        _legend(ax)
-    axes[0].set_title(f"Memory — {title}")
-    axes[-1].set_xlabel(xlabel or "seconds since load start")
-    return fig
-
-
-# ---- campaign figures: one horizontal bar (group) per point -----------------
-
-
-def _bars(
-    labels: list[str],
-    series: dict[str, np.ndarray],
-    xlabel: str,
-    title: str,
-    log: bool = False,
-) -> tuple[Figure, Axes, np.ndarray, float]:
-    """Grouped horizontal bars, first point on top; returns (fig, ax, y centres, bar height)."""
-    n, k = len(labels), len(series)
-    fig = Figure(figsize=(10, max(3.0, n * (0.16 + 0.1 * k) + 1.5)), layout="constrained")
-    ax = fig.subplots()
-    y = np.arange(n)[::-1].astype(float)
-    h = 0.8 / k
-    for i, (name, vals) in enumerate(series.items()):
-        ax.barh(y + (k - 1 - 2 * i) * h / 2, vals, height=h, label=name)
-    ax.set_yticks(y, labels, fontsize="small" if n > 15 else "medium")
-    ax.set_ylim(-0.6, n - 0.4)
-    ax.set_xlabel(xlabel)
-    ax.set_title(title)
-    if log:
-        ax.set_xscale("log")
-        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.6g}"))
-    ax.grid(axis="x", alpha=0.3)
-    if k > 1:
-        _legend(ax)
-    return fig, ax, y, h
+# ---- campaign figures: one horizontal bar (group) per point -------------------------
 
 
 def _col(df: pd.DataFrame, name: str) -> np.ndarray:
     return pd.to_numeric(df[name], errors="coerce").to_numpy(dtype="float64")
 
 
-def campaign_throughput(df: pd.DataFrame, labels: list[str]) -> Figure:
+def _bar_chart(title: str, panel: BarPanel) -> Chart:
+    n, k = len(panel.labels), max(1, len(panel.series))
+    keys = list(panel.keys)
+    if not keys and k > 1:
+        colours = panel.colours or [COLOURS[i % len(COLOURS)] for i in range(k)]
+        keys = [Key(name, c, "box") for name, c in zip(panel.series, colours, strict=True)]
+    keys += [Key(m.label, m.colour, m.style) for m in panel.marks]
+    height = max(3.0, n * (0.1 + 0.055 * k) + 1.4)  # 50 points x 4 bars: 17 in
+    return Chart(title, [panel], width=10.0, height=height, keys=keys)
+
+
+def campaign_throughput(df: pd.DataFrame, labels: list[str]) -> Chart:
     """Ops/s per point, coloured by engine, values printed at the bar ends."""
-    fig, ax, *_ = _bars(labels, {"ops/s": _col(df, "ops_per_sec")}, "ops/s", "Throughput")
-    for bar, engine in zip(ax.patches, df["engine"], strict=True):
-        bar.set_color(ENGINE_COLOURS.get(engine, "grey"))
-    ax.bar_label(ax.containers[0], fmt="{:,.0f}", fontsize="x-small", padding=2)
-    handles = [Patch(color=c, label=e) for e, c in ENGINE_COLOURS.items() if e in set(df["engine"])]
-    _legend(ax, handles=handles)
-    ax.margins(x=0.15)
-    return fig
+    ops = _col(df, "ops_per_sec")
+    engines = [str(e) for e in df["engine"]]
+    panel = BarPanel(
+        labels,
+        {"ops/s": ops},
+        "ops/s",
+        bar_colours=[ENGINE_COLOURS.get(e, "grey") for e in engines],
+        bar_text=[f"{v:,.0f}" if math.isfinite(v) else "" for v in ops],
+        keys=[Key(e, c, "box") for e, c in ENGINE_COLOURS.items() if e in set(engines)],
+    )
+    return _bar_chart("Throughput", panel)
 
 
-def campaign_latency(df: pd.DataFrame, labels: list[str]) -> Figure:
+def campaign_latency(df: pd.DataFrame, labels: list[str]) -> Chart:
     """p50/p90/p99/p99.9 per point, log scale."""
     series = {
         "p50": _col(df, "p50_ms"),
@@ -242,11 +272,11 @@ def campaign_latency(df: pd.DataFrame, labels: list[str]) -> Figure:
         "p99": _col(df, "p99_ms"),
         "p99.9": _col(df, "p99_9_ms"),
     }
-    fig, *_ = _bars(labels, series, "latency (ms, log scale)", "Latency percentiles", log=True)
-    return fig
+    panel = BarPanel(labels, series, "latency (ms, log scale)", log=True)
+    return _bar_chart("Latency percentiles", panel)
 
 
-def campaign_cpu(df: pd.DataFrame, labels: list[str]) -> Figure:
+def campaign_cpu(df: pd.DataFrame, labels: list[str]) -> Chart:
     """Busiest node's mean and max of host CPU and engine CPU."""
     series = {
         "CPU mean": _col(df, "cpu_mean"),
@@ -254,44 +284,37 @@ def campaign_cpu(df: pd.DataFrame, labels: list[str]) -> Figure:
         "engine CPU mean": _col(df, "engine_cpu_mean"),
         "engine CPU max": _col(df, "engine_cpu_max"),
     }
-    fig, ax, *_ = _bars(labels, series, "% (busiest node)", "CPU")
-    ax.set_xlim(0, max(105.0, ax.get_xlim()[1]))
-    return fig
+    panel = BarPanel(labels, series, "% (busiest node)", xlim=(0.0, 105.0))
+    return _bar_chart("CPU", panel)
 
 
-def campaign_network(df: pd.DataFrame, labels: list[str]) -> Figure:
+def campaign_network(df: pd.DataFrame, labels: list[str]) -> Chart:
     """Peak in/out Gbps per point with each node type's baseline (|) and burst (x)."""
     series = {
         "peak in": _col(df, "net_in_gbps_peak"),
         "peak out": _col(df, "net_out_gbps_peak"),
     }
-    fig, ax, y, _ = _bars(labels, series, "Gbps (busiest node)", "Network peak vs allowance")
     base, burst = _col(df, "baseline_gbps"), _col(df, "burst_gbps")
+    marks = []
     if np.isfinite(base).any():
-        ax.scatter(base, y, marker="|", s=400, color="black", zorder=3, label="baseline")
+        marks.append(Mark(base, "baseline", BASELINE_COLOUR, "|"))
     if np.isfinite(burst).any():
-        ax.scatter(burst, y, marker="x", s=60, color="#ff7f0e", zorder=3, label="burst")
-    _legend(ax)
-    return fig
+        marks.append(Mark(burst, "burst", BURST_COLOUR, "x"))
+    panel = BarPanel(labels, series, "Gbps (busiest node)", marks=marks)
+    return _bar_chart("Network peak vs allowance", panel)
 
 
-def campaign_memory(df: pd.DataFrame, labels: list[str]) -> Figure:
+def campaign_memory(df: pd.DataFrame, labels: list[str]) -> Chart:
     """Peak DatabaseMemoryUsagePercentage per point, peak GiB printed at the bar ends."""
-    fig, ax, *_ = _bars(
+    gib = _col(df, "memory_peak_bytes") / GIB
+    panel = BarPanel(
         labels,
         {"memory %": _col(df, "memory_peak_pct")},
         "% of maxmemory (peak)",
-        "Memory",
+        bar_text=[f"{g:.2f} GiB" if math.isfinite(g) else "" for g in gib],
+        xlim=(0.0, 115.0),
     )
-    gib = _col(df, "memory_peak_bytes") / GIB
-    ax.bar_label(
-        ax.containers[0],
-        labels=[f"{g:.2f} GiB" if np.isfinite(g) else "" for g in gib],
-        fontsize="x-small",
-        padding=2,
-    )
-    ax.set_xlim(0, 115)
-    return fig
+    return _bar_chart("Memory", panel)
 
 
 CAMPAIGN_FIGURES = {

@@ -1,7 +1,9 @@
 """The campaign report: ``summary.csv``, comparison figures, ``report.md`` and ``report.html``.
 
 Reads ``<run_dir>/points/<point_id>/`` as written by
-:func:`cachebench.report.export.export_point`. A point without ``point.json``,
+:func:`cachebench.report.export.export_point` (its metric statistics from
+``metrics_summary.json`` when that still matches ``metrics.parquet``, else from
+the parquet itself). A point without ``point.json``,
 ``load.json`` and ``metrics.parquet`` is listed as failed (reason from its
 ``error.txt``); every finished point is still reported.
 """
@@ -22,7 +24,13 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from cachebench.models import LoadResult, Point
 from cachebench.report import plots
 from cachebench.report.decision import decide, label
-from cachebench.report.export import SUMMARY_COLUMNS, point_summary
+from cachebench.report.export import (
+    SUMMARY_COLUMNS,
+    cached_summary,
+    gc_paused,
+    point_summary,
+    summary_row,
+)
 
 log = logging.getLogger(__name__)
 
@@ -121,9 +129,17 @@ def collect(run_dir: Path, specs: dict) -> tuple[list[dict], list[dict]]:
             continue
         try:
             point = Point.model_validate_json((pdir / "point.json").read_text())
-            load = LoadResult.model_validate_json((pdir / "load.json").read_text())
-            metrics = pd.read_parquet(pdir / "metrics.parquet")
-            row = point_summary(point, metrics, load, specs.get((point.target, point.node_type)))
+            spec = specs.get((point.target, point.node_type))
+            baseline = spec.network_baseline_gbps if spec else None
+            # export_point kept the statistics of these very files: reading every
+            # point's full metric table again would dominate a large campaign's report.
+            cached = cached_summary(pdir, baseline)
+            if cached is None:
+                load = LoadResult.model_validate_json((pdir / "load.json").read_text())
+                metrics = pd.read_parquet(pdir / "metrics.parquet")
+                row = point_summary(point, metrics, load, spec)
+            else:
+                row = summary_row(point, cached[0], spec, cached[1])
         except Exception as exc:  # one bad point must not sink the report
             failed.append(_failed_row(pdir, f"unreadable result: {type(exc).__name__}: {exc}"))
             continue
@@ -212,7 +228,11 @@ def cleanup_failures(run_dir: Path) -> list[str]:
 
 def build_report(run_dir: Path, specs: dict | None = None) -> dict[str, str]:
     """Write summary.csv, figures/*.png|pdf, report.md and report.html; return their paths."""
-    run_dir = Path(run_dir)
+    with gc_paused():  # see export.gc_paused: full collections would cost more than the report
+        return _build_report(Path(run_dir), specs)
+
+
+def _build_report(run_dir: Path, specs: dict | None) -> dict[str, str]:
     specs = _default_specs() if specs is None else specs
     ok_rows, failed_rows = collect(run_dir, specs)
     cols = [*SUMMARY_COLUMNS, "status", "reason"]
