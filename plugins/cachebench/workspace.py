@@ -4,7 +4,8 @@ results/<campaign>/<run>/
   campaign.json            the validated spec and the planned points
   points/<point_id>/       terraform/ (module copy, tfvars, state), server/ (pids,
                            logs, metrics agent), load/ (raw load-tool output),
-                           load.json, metrics.parquet|csv, figures/, error.txt
+                           load.json, metrics.parquet|csv, metrics_summary.json,
+                           figures/dashboard.png|pdf, error.txt
   summary.csv  figures/  report.md  report.html
 """
 
