@@ -1,6 +1,6 @@
 """Run every harness benchmark and print value, same-run baseline, ratio, target, PASS/FAIL.
 
-    bash bench/run.sh                 # set-up, then all five figures (about 20 minutes)
+    bash bench/run.sh                 # set-up, then all five figures (about 10 minutes)
     bash bench/run.sh --only 4 5      # some figures
 
 Benchmarks, not tests: the machine is shared, so each value and its baseline
