@@ -66,6 +66,21 @@ def test_split_connections_follows_the_ratio():
     assert split_connections(wl(ratio="1:0", clients=3, threads=2)) == {"set": 6}
     # At least one connection each side with a nonzero weight.
     assert split_connections(wl(ratio="1:1000", clients=10, threads=1)) == {"set": 1, "get": 9}
+
+
+def test_cluster_sides_cover_every_primary():
+    """Each connection serves one primary: a side with fewer connections than primaries
+    would leave a shard without SETs (all its GETs miss). Found in a demo run: shard 1
+    of 3 had no keys with 2 SET connections."""
+    assert split_connections(wl(ratio="1:4", clients=8, threads=1), primaries=3) == {
+        "set": 3,
+        "get": 6,
+    }
+    assert split_connections(wl(ratio="1:10", clients=50, threads=4), primaries=3) == {
+        "set": 18,
+        "get": 183,
+    }
+    assert split_connections(wl(ratio="0:1", clients=4, threads=1), primaries=3) == {"get": 6}
     assert split_connections(wl(ratio="1000:1", clients=10, threads=1)) == {"set": 9, "get": 1}
     assert split_connections(wl(ratio="1:3", clients=1, threads=1)) == {"set": 1, "get": 1}
 

@@ -221,7 +221,8 @@ def _start(
                     )
                 )
             else:
-                conns = split_connections(workload)
+                primaries = sum(n.role == "primary" for n in endpoint.nodes)
+                conns = split_connections(workload, primaries if endpoint.cluster_mode else 1)
                 for side, clients in conns.items():
                     rate = _side_rate(side, conns, generators, rate_hint_ops)
                     tool_argv = redis_benchmark_argv(

@@ -66,17 +66,28 @@ def unsupported(workload: Workload) -> list[str]:
     return problems
 
 
-def split_connections(workload: Workload) -> dict[Side, int]:
-    """Connections per side (only sides with a nonzero weight), proportional to the ratio."""
+def split_connections(workload: Workload, primaries: int = 1) -> dict[Side, int]:
+    """Connections per side (only sides with a nonzero weight), proportional to the ratio.
+
+    In cluster mode redis-benchmark gives each connection one primary, round
+    robin, and that connection's keys hash to its primary's slots. A side with
+    fewer connections than primaries would leave a shard without that command
+    (no SETs there: every GET on it misses), so each side is rounded up to a
+    multiple of the primaries: every shard gets the same mix.
+    """
     s, g = workload.set_get
     total = workload.clients * workload.threads
     if s == 0:
-        return {"get": total}
-    if g == 0:
-        return {"set": total}
-    n_set = round(total * s / (s + g))
-    n_set = min(max(n_set, 1), max(total - 1, 1))
-    return {"set": n_set, "get": max(total - n_set, 1)}
+        sides = {"get": total}
+    elif g == 0:
+        sides = {"set": total}
+    else:
+        n_set = round(total * s / (s + g))
+        n_set = min(max(n_set, 1), max(total - 1, 1))
+        sides = {"set": n_set, "get": max(total - n_set, 1)}
+    if primaries > 1:
+        sides = {k: math.ceil(v / primaries) * primaries for k, v in sides.items()}
+    return sides
 
 
 def requests_for(duration_s: float, rate_ops: float, *, minimum: int = 100) -> int:
