@@ -11,10 +11,13 @@ import socket
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import boto3
 import pytest
 from aws_fakes import CLUSTER, FAMILY, REGION, RESULTS_BUCKET, STATE_BUCKET
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _free_port() -> int:
@@ -155,3 +158,14 @@ def terraform_here(monkeypatch, tmp_path) -> str:
     monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("CACHEBENCH_TERRAFORM", "cli")
     return "embedded"
+
+
+@pytest.fixture
+def standin(aws, terraform_here, monkeypatch) -> AwsWorld:
+    """The aws world with include/terraform/aws-standin as the aws module: the same
+    variables and outputs, built-in resources that make the group and its secret in
+    moto (the AWS provider plugin cannot be downloaded here)."""
+    monkeypatch.setenv("CACHEBENCH_AWS_MODULE", "aws-standin")
+    monkeypatch.setenv("CACHEBENCH_STANDIN_PYTHON", sys.executable)
+    monkeypatch.setenv("PYTHONPATH", str(ROOT / "plugins"))
+    return aws

@@ -19,7 +19,6 @@ GetMetricData, the report. Stood in, and why:
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -35,14 +34,6 @@ from cachebench.workspace import RunDir
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "tests" / "fixtures" / "loadgen" / "memtier_2x.json"
-
-
-@pytest.fixture
-def standin(aws, terraform_here, monkeypatch):
-    monkeypatch.setenv("CACHEBENCH_AWS_MODULE", "aws-standin")
-    monkeypatch.setenv("CACHEBENCH_STANDIN_PYTHON", sys.executable)
-    monkeypatch.setenv("PYTHONPATH", str(ROOT / "plugins"))
-    return aws
 
 
 def run_campaign(fields: dict, fail: tuple[str, ...] = ()):

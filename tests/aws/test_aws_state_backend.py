@@ -24,16 +24,6 @@ from cachebench.models import Endpoint, Point
 from cachebench.targets import aws as target
 from cachebench.workspace import PointDir
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def standin(aws, terraform_here, monkeypatch):
-    monkeypatch.setenv("CACHEBENCH_AWS_MODULE", "aws-standin")
-    monkeypatch.setenv("CACHEBENCH_STANDIN_PYTHON", sys.executable)
-    monkeypatch.setenv("PYTHONPATH", str(ROOT / "plugins"))
-    return aws
-
 
 def state_of(s3, key: str) -> dict:
     return json.loads(s3.get_object(Bucket=STATE_BUCKET, Key=key)["Body"].read())
