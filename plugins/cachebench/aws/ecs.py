@@ -150,16 +150,12 @@ def family_tasks(ecs: Any, cluster: str, family: str, status: str = "RUNNING") -
     return arns
 
 
-def describe(ecs: Any, cluster: str, arns: list[str]) -> tuple[list[dict], list[dict]]:
-    """(tasks, failures) of arns, 100 at a time."""
-    tasks, failures = [], []
+def describe(ecs: Any, cluster: str, arns: list[str]) -> list[dict]:
+    """The tasks of arns that ECS knows, 100 at a time."""
+    tasks: list[dict] = []
     for i in range(0, len(arns), 100):
-        resp = ecs.describe_tasks(cluster=cluster, tasks=arns[i : i + 100])
-        tasks += resp.get("tasks", [])
-        failures += resp.get("failures", [])
-    seen = {t["taskArn"] for t in tasks} | {f.get("arn") for f in failures}
-    failures += [{"arn": a, "reason": "MISSING"} for a in arns if a not in seen]
-    return tasks, failures
+        tasks += ecs.describe_tasks(cluster=cluster, tasks=arns[i : i + 100]).get("tasks", [])
+    return tasks
 
 
 def task_problem(task: dict, container: str) -> str | None:
@@ -179,7 +175,7 @@ def task_problem(task: dict, container: str) -> str | None:
 
 def stop(ecs: Any, cluster: str, arns: list[str], reason: str) -> list[str]:
     """Stop the tasks not yet STOPPED; returns the ones it stopped."""
-    tasks, _ = describe(ecs, cluster, arns)
+    tasks = describe(ecs, cluster, arns)
     stopped = []
     for t in tasks:
         if t.get("lastStatus") != "STOPPED":

@@ -96,7 +96,7 @@ class EcsElastiCacheWatchTrigger(BaseTrigger):
                 for arn in ecs.family_tasks(client, self.cluster, self.family, status)
             )
         )
-        return ecs.describe(client, self.cluster, arns)[0] if arns else []
+        return ecs.describe(client, self.cluster, arns)
 
     def load_started(self) -> bool:
         """Every generator's task exists, or the start grace is over (then watching fails it)."""
