@@ -165,8 +165,7 @@ def _terraform(point: Point, pdir: PointDir) -> Terraform:
     return Terraform(pdir.terraform, env=env(pdir) if env else None)
 
 
-def _init(point: Point, pdir: PointDir, item: dict[str, Any]) -> Terraform:
-    tf = _terraform(point, pdir)
+def _init(tf: Terraform, point: Point, pdir: PointDir, item: dict[str, Any]) -> Terraform:
     tf.init(targets.get(point.target).backend_config(point, pdir, item["run_id"]))
     return tf
 
@@ -174,7 +173,7 @@ def _init(point: Point, pdir: PointDir, item: dict[str, Any]) -> Terraform:
 def apply(item: dict[str, Any]) -> dict[str, Any]:
     point = Point.model_validate(item["point"])
     with recording("apply", item) as pdir:
-        tf = _init(point, pdir, item)
+        tf = _init(_terraform(point, pdir), point, pdir, item)
         outputs = tf.apply()
         endpoint = Endpoint.model_validate(outputs["endpoint"])
         maybe_fail("after_apply", point.id, marker_dir=pdir.path)
@@ -258,8 +257,7 @@ def destroy(item: dict[str, Any]) -> dict[str, Any]:
             notes.append(f"{pdir.terraform} was missing: module and tfvars written again")
             tf.prepare(target.MODULE, target.tfvars(point, pdir, item["run_id"], _expiry(point), 1))
         maybe_fail("destroy", point.id)
-        tf = _init(point, pdir, item)
-        tf.destroy()
+        _init(tf, point, pdir, item).destroy()
     except Exception as exc:
         problems.append(f"terraform destroy: {exc}")
     problems += target.leftovers(item)
