@@ -67,6 +67,11 @@ class Workload(Strict):
     rate_limit: int | None = Field(
         None, ge=1, description="requests per second per connection (memtier --rate-limiting)"
     )
+    read_from: Literal["primary", "replicas"] = Field(
+        "primary",
+        description="where GETs go: the primary, or the replicas (cluster mode off: the "
+        "reader endpoint on aws, the replica nodes locally)",
+    )
 
     @field_validator("name")
     @classmethod
@@ -129,6 +134,9 @@ class Endpoint(Strict):
     # Path of a 0600 file holding the AUTH password (local) or a Secrets Manager ARN (aws).
     auth_ref: str | None = None
     nodes: list[Node] = []
+    # Cluster mode off with replicas: the endpoint that spreads reads over the replicas
+    # (ElastiCache's reader endpoint); None where there is none.
+    reader_host: str | None = None
 
 
 class Latency(Strict):
@@ -167,6 +175,8 @@ class LoadResult(Strict):
     # HdrHistogram's compressed base64 encoding (microseconds), for merging.
     histogram: str = ""
     generators: int = 1
+    # What a reader must know about these numbers (e.g. a tool's own summary found wrong).
+    notes: list[str] = []
 
 
 # The long metric table every metrics source writes (local agent and CloudWatch).
