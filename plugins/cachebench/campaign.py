@@ -17,15 +17,30 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from cachebench import engines, specs
 from cachebench.aws.settings import AwsSettings
-from cachebench.models import SLUG, Engine, Point, Strict, Target, Topology, Workload
+from cachebench.models import (
+    SLUG,
+    Deployment,
+    DeploymentPlan,
+    Engine,
+    Point,
+    RunSpec,
+    Strict,
+    Target,
+    Topology,
+    Workload,
+)
 
 LOCAL_MAX_NODES = 12  # 2 cores: more server processes than this only measures contention
-LOCAL_MAX_POINTS = 200  # each point of a local run owns a block of loopback ports
+LOCAL_MAX_DEPLOYMENTS = 200  # each deployment of a local run owns a block of loopback ports
 AWS_MAX_NODES = 500  # ElastiCache's limit of nodes per replication group
 AWS_LOAD_GENERATORS = 5  # default load tasks per aws point: one task rarely saturates a node
 # Load-generator cost on AWS: one Fargate task of 4 vCPU / 8 GiB in us-east-1.
 FARGATE_TASK_USD_HOUR = 4 * 0.04048 + 8 * 0.004445
 PROVISION_HOURS = {"aws": 0.5, "local": 0.0}  # create + delete of a replication group
+# aws: each run starts a prefill task, then its load tasks: Fargate start-up, image pull
+# and the prefill itself, billed on the cache nodes while nothing is measured.
+RUN_OVERHEAD_HOURS = {"aws": 3 / 60, "local": 0.0}
+DEFAULT_REPETITIONS = {"local": 3, "aws": 1}
 
 
 class CampaignError(ValueError):
@@ -52,7 +67,17 @@ class CampaignSpec(Strict):
     topologies: list[Topology] = Field(min_length=1)
     node_types: list[str] = Field(min_length=1)
     workloads: list[Workload] = Field(min_length=1)
-    load_generators: int = Field(1, ge=1, le=100, description="load tasks per point")
+    load_generators: int = Field(1, ge=1, le=100, description="load tasks per run")
+    repetitions: int = Field(
+        DEFAULT_REPETITIONS["local"],
+        ge=1,
+        le=20,
+        description="runs of each workload on each deployment (default 3 local, 1 aws)",
+    )
+    redeploy_per_repetition: bool = Field(
+        False,
+        description="provision a fresh deployment for every repetition (host-to-host variance)",
+    )
     budget_usd: float = Field(100.0, ge=0, description="refuse a campaign estimated above this")
     max_points: int = Field(50, ge=1, le=1000)
     aws: AwsSettings | None = Field(
@@ -69,10 +94,15 @@ class CampaignSpec(Strict):
 
     @model_validator(mode="before")
     @classmethod
-    def _aws_generators(cls, data: Any) -> Any:
-        """On aws a point is loaded by AWS_LOAD_GENERATORS tasks unless the spec says."""
-        if isinstance(data, dict) and data.get("target") == "aws" and "load_generators" not in data:
-            return {**data, "load_generators": AWS_LOAD_GENERATORS}
+    def _target_defaults(cls, data: Any) -> Any:
+        """On aws a run is loaded by AWS_LOAD_GENERATORS tasks and measured once per
+        deployment, unless the spec says otherwise."""
+        if isinstance(data, dict) and data.get("target") == "aws":
+            defaults = {
+                "load_generators": AWS_LOAD_GENERATORS,
+                "repetitions": DEFAULT_REPETITIONS["aws"],
+            }
+            return {**defaults, **data}
         return data
 
     @classmethod
@@ -140,36 +170,51 @@ class CampaignSpec(Strict):
             n = self.point_count
             if n > self.max_points:
                 problems.append(f"matrix: {n} points: over max_points={self.max_points}")
-            elif self.target == "local" and n > LOCAL_MAX_POINTS:
+            elif self.target == "local" and self.instance_count > LOCAL_MAX_DEPLOYMENTS:
                 problems.append(
-                    f"matrix: {n} points: the local target runs at most {LOCAL_MAX_POINTS}"
+                    f"matrix: {self.instance_count} deployments: the local target runs at most "
+                    f"{LOCAL_MAX_DEPLOYMENTS}"
                 )
         if problems:
             raise CampaignError(problems)
 
     @property
-    def point_count(self) -> int:
+    def deployment_count(self) -> int:
         versions = sum(len(e.versions) for e in self.engines)
-        return versions * len(self.topologies) * len(self.node_types) * len(self.workloads)
+        return versions * len(self.topologies) * len(self.node_types)
 
-    def points(self, load_tool: str = "memtier_benchmark") -> list[Point]:
-        """Expand the matrix; ids are stable and readable: engine-version-topology-node-workload."""
+    @property
+    def point_count(self) -> int:
+        return self.deployment_count * len(self.workloads)
+
+    @property
+    def run_count(self) -> int:
+        return self.point_count * self.repetitions
+
+    @property
+    def instance_count(self) -> int:
+        """Deployments provisioned by one campaign run (x repetitions when redeploying)."""
+        return self.deployment_count * (self.repetitions if self.redeploy_per_repetition else 1)
+
+    def deployments(self, load_tool: str = "memtier_benchmark") -> list[Deployment]:
+        """engine x version x topology x node type; ids: engine-version-topology-node_type."""
         cells = itertools.product(
             [(e.engine, v) for e in self.engines for v in e.versions],
             self.topologies,
             self.node_types,
-            self.workloads,
         )
-        out: list[Point] = []
+        out: list[Deployment] = []
         seen: set[str] = set()
-        for i, ((engine, version), topo, node_type, workload) in enumerate(cells):
-            pid = point_id(engine, version, topo, node_type, workload.name)
-            if pid in seen:
-                raise CampaignError([f"matrix: point {pid!r} appears twice: remove the duplicate"])
-            seen.add(pid)
+        for i, ((engine, version), topo, node_type) in enumerate(cells):
+            did = deployment_id(engine, version, topo, node_type)
+            if did in seen:
+                raise CampaignError(
+                    [f"matrix: deployment {did!r} appears twice: remove the duplicate"]
+                )
+            seen.add(did)
             out.append(
-                Point(
-                    id=pid,
+                Deployment(
+                    id=did,
                     index=i,
                     campaign=self.name,
                     target=self.target,
@@ -177,29 +222,128 @@ class CampaignSpec(Strict):
                     version=version,
                     topology=topo,
                     node_type=node_type,
-                    workload=workload,
                     load_generators=self.load_generators,
                     load_tool=load_tool,
                 )
             )
         return out
 
+    def points(self, load_tool: str = "memtier_benchmark") -> list[Point]:
+        """Deployment x workload; ids are stable and readable: <deployment id>-<workload>."""
+        out: list[Point] = []
+        for d in self.deployments(load_tool):
+            for workload in self.workloads:
+                out.append(
+                    Point(
+                        id=f"{d.id}-{workload.name}",
+                        index=len(out),
+                        campaign=self.name,
+                        target=self.target,
+                        deployment_id=d.id,
+                        engine=d.engine,
+                        version=d.version,
+                        topology=d.topology,
+                        node_type=d.node_type,
+                        workload=workload,
+                        load_generators=d.load_generators,
+                        load_tool=load_tool,
+                    )
+                )
+        return out
+
+    def plans(self, run_id: str, run_dir: str, load_tool: str) -> list[DeploymentPlan]:
+        """The mapped deployments of a campaign run, each with its runs in order.
+
+        Runs interleave on a deployment (w1 rep 1, w2 rep 1, ..., w1 rep 2, ...) so
+        that the machine's drift does not favour one workload; with
+        redeploy_per_repetition each repetition gets a deployment of its own.
+        """
+        deployments = self.deployments(load_tool)
+        by_dep: dict[str, list[Point]] = {}
+        for p in self.points(load_tool):
+            by_dep.setdefault(p.deployment_id, []).append(p)
+        groups: list[tuple[Deployment, str, list[tuple[Point, int]]]] = []
+        for d in deployments:
+            reps = range(1, self.repetitions + 1)
+            order = [(p, r) for r in reps for p in by_dep[d.id]]
+            if self.redeploy_per_repetition:
+                groups += [(d, f"{d.id}-rep{r}", [x for x in order if x[1] == r]) for r in reps]
+            else:
+                groups.append((d, d.id, order))
+        plans: list[DeploymentPlan] = []
+        position = 0
+        for i, (d, instance, runs) in enumerate(groups):
+            specs = []
+            for p, r in runs:
+                specs.append(RunSpec(point=p, repetition=r, order=position))
+                position += 1
+            plans.append(
+                DeploymentPlan(
+                    deployment=d,
+                    instance=instance,
+                    instance_index=i,
+                    instances=len(groups),
+                    run_id=run_id,
+                    run_dir=run_dir,
+                    runs=specs,
+                )
+            )
+        return plans
+
     def estimate_usd(self, catalogue: dict | None = None) -> float:
-        """Nodes x hours x price, plus the load tasks, for the whole matrix."""
+        """Nodes x hours x price, plus the load tasks, for the whole campaign run.
+
+        Each deployment is paid from its creation to its deletion (PROVISION_HOURS,
+        once per deployment, or once per repetition with redeploy_per_repetition)
+        through all its runs (warm-up + measured window + RUN_OVERHEAD_HOURS each);
+        the load tasks only while their run loads.
+        """
         catalogue = catalogue if catalogue is not None else specs.load_instance_specs()
         total = 0.0
-        for p in self.points():
-            spec = catalogue[(self.target, p.node_type)]
-            hours = (p.workload.warmup_seconds + p.workload.duration_seconds) / 3600
-            hours += PROVISION_HOURS[self.target]
-            total += p.topology.nodes * hours * (spec.price_usd_hour or 0.0)
+        for plan in self.plans("estimate", "", "memtier_benchmark"):
+            d = plan.deployment
+            spec = catalogue[(self.target, d.node_type)]
+            load_hours = sum(
+                (r.point.workload.warmup_seconds + r.point.workload.duration_seconds) / 3600
+                for r in plan.runs
+            )
+            up_hours = PROVISION_HOURS[self.target] + load_hours
+            up_hours += len(plan.runs) * RUN_OVERHEAD_HOURS[self.target]
+            total += d.topology.nodes * up_hours * (spec.price_usd_hour or 0.0)
             if self.target == "aws":
-                total += p.load_generators * hours * FARGATE_TASK_USD_HOUR
+                total += d.load_generators * load_hours * FARGATE_TASK_USD_HOUR
         return round(total, 2)
 
 
-def point_id(engine: str, version: str, topo: Topology, node_type: str, workload: str) -> str:
-    return f"{engine}-{version}-{topo.label}-{node_type}-{workload}"
+class CampaignPlan(Strict):
+    """campaign.json: what plan decided, for every later step and the report."""
+
+    spec: CampaignSpec
+    load_tool: str
+    estimate_usd: float
+    deployments: list[DeploymentPlan]
+
+    @property
+    def run_order(self) -> list[str]:
+        """Every run's key in the order the runs are measured."""
+        runs = [r for d in self.deployments for r in d.runs]
+        return [r.key for r in sorted(runs, key=lambda r: r.order)]
+
+    @property
+    def points(self) -> list[Point]:
+        seen: dict[str, Point] = {}
+        for d in self.deployments:
+            for r in d.runs:
+                seen.setdefault(r.point.id, r.point)
+        return sorted(seen.values(), key=lambda p: p.index)
+
+    @classmethod
+    def read(cls, run_dir: Path) -> CampaignPlan:
+        return cls.model_validate_json((Path(run_dir) / "campaign.json").read_text())
+
+
+def deployment_id(engine: str, version: str, topo: Topology, node_type: str) -> str:
+    return f"{engine}-{version}-{topo.label}-{node_type}"
 
 
 def _describe(err: dict[str, Any]) -> str:

@@ -9,7 +9,7 @@ ARN is passed around.
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -100,22 +100,6 @@ class Workload(Strict):
         return int(s), int(g)
 
 
-class Point(Strict):
-    """One cell of the sweep matrix: everything needed to provision and load it."""
-
-    id: str
-    index: int
-    campaign: str
-    target: Target
-    engine: Engine
-    version: str
-    topology: Topology
-    node_type: str
-    workload: Workload
-    load_generators: int = Field(1, ge=1, le=100)
-    load_tool: str = "memtier_benchmark"
-
-
 class Node(Strict):
     node_id: str
     host: str
@@ -177,6 +161,135 @@ class LoadResult(Strict):
     generators: int = 1
     # What a reader must know about these numbers (e.g. a tool's own summary found wrong).
     notes: list[str] = []
+
+
+class Deployment(Strict):
+    """The infrastructure of a sweep cell: engine x version x topology x node type.
+
+    Provisioned once per campaign run (once per repetition with
+    redeploy_per_repetition); every run of its workloads is measured on it.
+    """
+
+    id: str
+    index: int
+    campaign: str
+    target: Target
+    engine: Engine
+    version: str
+    topology: Topology
+    node_type: str
+    load_generators: int = Field(1, ge=1, le=100)
+    load_tool: str = "memtier_benchmark"
+
+
+class Point(Strict):
+    """What a result is named by: a deployment and a workload (its repetitions sit under it)."""
+
+    id: str
+    index: int
+    campaign: str
+    target: Target
+    deployment_id: str
+    engine: Engine
+    version: str
+    topology: Topology
+    node_type: str
+    workload: Workload
+    load_generators: int = Field(1, ge=1, le=100)
+    load_tool: str = "memtier_benchmark"
+
+
+class RunSpec(Strict):
+    """One measurement: a point's workload, repetition `repetition`, on its deployment."""
+
+    point: Point
+    repetition: int = Field(ge=1)
+    order: int = Field(ge=0, description="position in the campaign's run order")
+
+    @property
+    def key(self) -> str:
+        return f"{self.point.id}/rep{self.repetition}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.point.workload.name} rep {self.repetition}"
+
+
+class DeploymentPlan(Strict):
+    """What plan hands to one mapped deployment: its infrastructure and its runs, in order."""
+
+    deployment: Deployment
+    instance: str = Field(description="label and folder: the deployment id (+ '-rep<k>')")
+    instance_index: int
+    instances: int
+    run_id: str
+    run_dir: str
+    runs: list[RunSpec]
+
+
+class Provisioned(Strict):
+    """What apply hands to measure: the plan and where the servers are."""
+
+    plan: DeploymentPlan
+    endpoint: Endpoint
+
+
+class RunOutcome(Strict):
+    key: str
+    point_id: str
+    repetition: int
+    status: Literal["ok", "failed"]
+    error: str = ""
+
+
+class Measured(Strict):
+    """What measure hands on: every run of the deployment and how it ended."""
+
+    instance: str
+    outcomes: list[RunOutcome]
+
+    @property
+    def failed(self) -> list[RunOutcome]:
+        return [o for o in self.outcomes if o.status != "ok"]
+
+
+class Watch(Strict):
+    """How to wait for a run's load phase: a trigger class and its arguments."""
+
+    classpath: str
+    kwargs: dict[str, Any]
+    phase: str
+
+
+class RunRecord(Strict):
+    """A run's state on disk, so a retry or a cleared task knows what is under way."""
+
+    status: Literal["started", "done", "failed"]
+    attempt: int = 1
+    phase: str = "load"
+    try_number: int = 1
+    started_at: float
+    error: str = ""
+    detail: dict[str, Any] = {}
+
+
+class PrefillResult(Strict):
+    """The data set written before a run's warm-up (kept apart from the measured window)."""
+
+    tool: str
+    keys: int
+    value_size: int
+    seconds: float
+    started_at: float
+    notes: list[str] = []
+
+
+class RunLoads(Strict):
+    """What one run's load tools measured: the window, and apart from it the warm-up and prefill."""
+
+    measured: LoadResult
+    warmup: LoadResult | None = None
+    prefill: PrefillResult | None = None
 
 
 # The long metric table every metrics source writes (local agent and CloudWatch).

@@ -1,8 +1,18 @@
-"""The steps of a campaign run, free of Airflow: each takes and returns plain JSON.
+"""The steps of a campaign run, free of Airflow: typed models in, typed models out.
 
-The DAG's tasks are thin wrappers over these functions, so each step can be
-called and tested on its own. A step that fails records why in the point's
-error.txt, so the report can say what happened to every point.
+    plan                    -> [DeploymentPlan]   one per deployment to provision
+    render_tfvars(plan)     -> DeploymentPlan     module copy + tfvars
+    apply(plan)             -> Provisioned        terraform apply: where the servers are
+    measure_step(prov, ...) -> Watch | None       start, reattach or finish the next run
+    measured(prov)          -> Measured           every run and how it ended
+    destroy(plan)                                 terraform destroy, then prove nothing is left
+    report(campaign, run)                         the campaign report
+
+A run is a workload x repetition measured on a provisioned deployment. Its
+state lives on disk (deployments/<instance>/load/<point>/rep<k>/record.json)
+so that a retry reattaches to a load that still runs, and a cleared task
+measures only the runs without a result. A step that fails records why in an
+error.txt, so the report can say what happened to every deployment and run.
 """
 
 from __future__ import annotations
@@ -15,39 +25,58 @@ from pathlib import Path
 from typing import Any
 
 from cachebench import loadgen, targets
-from cachebench.campaign import CampaignError, CampaignSpec
-from cachebench.faults import maybe_fail
+from cachebench.campaign import CampaignError, CampaignPlan, CampaignSpec
 from cachebench.loadgen import redis_benchmark
-from cachebench.models import Endpoint, LoadResult, Point
+from cachebench.models import (
+    DeploymentPlan,
+    Endpoint,
+    LoadResult,
+    Measured,
+    Provisioned,
+    RunLoads,
+    RunOutcome,
+    RunRecord,
+    RunSpec,
+    Watch,
+)
 from cachebench.report.export import export_point
 from cachebench.report.report import build_report, cleanup_failures
 from cachebench.specs import load_instance_specs
 from cachebench.terraform import TFVARS, Terraform
-from cachebench.workspace import PointDir, RunDir
+from cachebench.testing import wrap_terraform
+from cachebench.workspace import DeploymentDir, RunDir
 
 log = logging.getLogger(__name__)
 
-# Slack a point is given past its load window before the reaper may take it.
+# Slack a deployment is given past its planned runs before the reaper may take it.
 EXPIRY_SLACK_S = 1800
+# Metrics due this soon are waited for in the worker; later ones on the triggerer.
+SHORT_WAIT_S = 5.0
+METRICS_TRIGGER = "airflow.triggers.temporal.DateTimeTrigger"
 
 
-class PointFailed(RuntimeError):
+class RunsFailed(RuntimeError):
     pass
 
 
 class CleanupFailed(RuntimeError):
-    """Destroy could not prove the point's resources are gone: needs a human or the reaper."""
+    """Destroy could not prove the deployment's resources are gone: needs a human or the reaper."""
+
+
+def deployment_dir(plan: DeploymentPlan) -> DeploymentDir:
+    return RunDir(Path(plan.run_dir)).deployment(plan.instance)
 
 
 @contextlib.contextmanager
-def recording(step: str, item: dict[str, Any]) -> Iterator[PointDir]:
-    pdir = PointDir(Path(item["point_dir"]))
+def recording(step: str, ddir: DeploymentDir) -> Iterator[None]:
     try:
-        maybe_fail(step, item["point"]["id"])
-        yield pdir
+        yield
     except Exception as exc:
-        pdir.record_error(step, exc)
+        ddir.record_error(step, exc)
         raise
+
+
+# ------------------------------------------------------------------ plan
 
 
 def validate(
@@ -67,13 +96,14 @@ def validate(
             for i, w in enumerate(spec.workloads)
             for msg in redis_benchmark.unsupported(w)
         ]
-    if spec.target == "aws" and target_checks:
-        problems += targets.get("aws").problems(spec)
+    if target_checks:
+        problems += targets.get(spec.target).problems(spec)
     estimate = spec.estimate_usd()
     if estimate > spec.budget_usd:
         problems.append(
             f"budget_usd: {spec.budget_usd}: the campaign is estimated at ${estimate:.2f} "
-            f"({spec.point_count} points); raise the budget or shrink the matrix"
+            f"({spec.instance_count} deployments, {spec.run_count} runs); "
+            "raise the budget or shrink the matrix"
         )
     if problems:
         raise CampaignError(problems)
@@ -81,46 +111,48 @@ def validate(
 
 
 def plan(
-    params: dict[str, Any], run_id: str, dag_target: str | None = None, load_tasks: int = 0
-) -> list[dict[str, Any]]:
+    params: dict[str, Any], run_id: str, dag_target: str | None = None
+) -> list[DeploymentPlan]:
     """Validate, expand and cost the campaign; refuse it before anything exists.
 
-    dag_target and load_tasks describe the DAG's shape (fixed when it was parsed):
-    the target it was built for and, for aws, its load tasks per point.
+    Returns the deployments to provision. A re-run (cleared run, retried plan)
+    leaves out the deployments whose every run has a result: the finished runs of
+    an earlier try keep their files and the report stays complete.
     """
-    if shape := _shape_problems(params, dag_target, load_tasks):
+    if shape := _shape_problems(params, dag_target):
         raise CampaignError(shape)
     spec, tool, estimate = validate(params)
     run = RunDir.for_run(spec.name, run_id)
-    points = spec.points(load_tool=tool)
+    plans = spec.plans(run_id, str(run.path), tool)
+    campaign = CampaignPlan(spec=spec, load_tool=tool, estimate_usd=estimate, deployments=plans)
     (run.path / "points").mkdir(parents=True, exist_ok=True)
-    (run.path / "campaign.json").write_text(spec.model_dump_json(indent=2))
+    run.write_json("campaign.json", campaign.model_dump(mode="json"))
+    for point in campaign.points:
+        run.point(point.id).write_json("point.json", point.model_dump(mode="json"))
     log.info(
-        "campaign %s: %d points, estimate $%.2f, results in %s",
+        "campaign %s: %d deployments, %d runs (%d points x %d repetitions), estimate $%.2f, "
+        "results in %s",
         spec.name,
-        len(points),
+        spec.instance_count,
+        spec.run_count,
+        spec.point_count,
+        spec.repetitions,
         estimate,
         run.path,
     )
-    # A re-run (cleared run, retried plan) measures only the cells without a result yet:
-    # the finished points of an earlier try keep their files and the report stays complete.
-    done = [p.id for p in points if has_result(run.point(p.id).path)]
-    if done:
-        log.info("skipping %d point(s) measured by an earlier try: %s", len(done), ", ".join(done))
-    return [
-        {
-            "point": p.model_dump(mode="json"),
-            "run_id": run_id,
-            "points": len(points),
-            "point_dir": str(run.point(p.id).path),
-        }
-        for p in points
-        if p.id not in done
-    ]
+    log.info("run order: %s", ", ".join(campaign.run_order))
+    todo = []
+    for p in plans:
+        missing = [r for r in p.runs if not _result_dir(r, p).has_result]
+        if missing:
+            todo.append(p)
+        else:
+            log.info("skipping %s: all its runs were measured by an earlier try", p.instance)
+    return todo
 
 
-def _shape_problems(params: dict[str, Any], dag_target: str | None, load_tasks: int) -> list[str]:
-    """What this DAG cannot run whatever the rest says: another target, more load tasks."""
+def _shape_problems(params: dict[str, Any], dag_target: str | None) -> list[str]:
+    """What this DAG cannot run whatever the rest says: another target."""
     if not isinstance(params, dict):
         return []  # validate says what is wrong with it
     target = params.get("target", "local")
@@ -129,177 +161,343 @@ def _shape_problems(params: dict[str, Any], dag_target: str | None, load_tasks: 
             f"target: {target!r}: this DAG runs the {dag_target} target "
             f"(trigger a DAG built for it, e.g. cachebench_adhoc_{target})"
         ]
-    wanted = params.get("load_generators")
-    if target == "aws" and load_tasks and isinstance(wanted, int) and wanted > load_tasks:
-        return [
-            f"load_generators: {wanted}: this DAG has {load_tasks} load tasks per point "
-            f"(its campaign file's load_generators); allowed 1 to {load_tasks}"
-        ]
     return []
 
 
-def has_result(point_dir: Path) -> bool:
-    """A point is measured once its load result and its server metrics are both written."""
-    return (point_dir / "metrics.parquet").is_file() and (point_dir / "load.json").is_file()
+def _result_dir(run: RunSpec, plan: DeploymentPlan):
+    return RunDir(Path(plan.run_dir)).point(run.point.id).rep(run.repetition)
 
 
-def _expiry(point: Point) -> int:
-    """When the point's resources count as leftovers (the reaper may take them)."""
-    w = point.workload
-    return int(time.time() + w.warmup_seconds + w.duration_seconds + EXPIRY_SLACK_S)
+def _expiry(plan: DeploymentPlan) -> int:
+    """When the deployment's resources count as leftovers (the reaper may take them)."""
+    load_s = sum(
+        r.point.workload.warmup_seconds + r.point.workload.duration_seconds for r in plan.runs
+    )
+    return int(time.time() + 2 * load_s + EXPIRY_SLACK_S)
 
 
-def render_tfvars(item: dict[str, Any]) -> dict[str, Any]:
-    point = Point.model_validate(item["point"])
-    with recording("render_tfvars", item) as pdir:
-        pdir.write_json("point.json", item["point"])
-        target = targets.get(point.target)
-        tfvars = target.tfvars(point, pdir, item["run_id"], _expiry(point), item["points"])
-        Terraform(pdir.terraform).prepare(target.MODULE, tfvars)
-    return {**item, "state_dir": tfvars.get("state_dir")}
+# ------------------------------------------------------------------ provision
 
 
-def _terraform(point: Point, pdir: PointDir) -> Terraform:
-    """Terraform in the point's work dir, with the target's credentials (aws: the connection's)."""
-    env = getattr(targets.get(point.target), "terraform_env", None)
-    return Terraform(pdir.terraform, env=env(pdir) if env else None)
+def _terraform(plan: DeploymentPlan, ddir: DeploymentDir) -> Terraform:
+    """Terraform in the deployment's work dir, with the target's credentials (aws: the
+    connection's)."""
+    env = targets.get(plan.deployment.target).terraform_env(plan, ddir)
+    return wrap_terraform(Terraform(ddir.terraform, env=env), plan.instance, ddir.path)
 
 
-def _init(tf: Terraform, point: Point, pdir: PointDir, item: dict[str, Any]) -> Terraform:
-    tf.init(targets.get(point.target).backend_config(point, pdir, item["run_id"]))
+def render_tfvars(plan: DeploymentPlan) -> DeploymentPlan:
+    ddir = deployment_dir(plan)
+    with recording("render_tfvars", ddir):
+        ddir.write_json("deployment.json", plan.model_dump(mode="json"))
+        target = targets.get(plan.deployment.target)
+        tfvars = target.tfvars(plan, ddir, _expiry(plan))
+        Terraform(ddir.terraform).prepare(target.module, tfvars)
+    return plan
+
+
+def _init(tf: Terraform, plan: DeploymentPlan, ddir: DeploymentDir) -> Terraform:
+    tf.init(targets.get(plan.deployment.target).backend_config(plan, ddir))
     return tf
 
 
-def apply(item: dict[str, Any]) -> dict[str, Any]:
-    point = Point.model_validate(item["point"])
-    with recording("apply", item) as pdir:
-        tf = _init(_terraform(point, pdir), point, pdir, item)
-        outputs = tf.apply()
+def apply(plan: DeploymentPlan) -> Provisioned:
+    ddir = deployment_dir(plan)
+    with recording("apply", ddir):
+        outputs = _init(_terraform(plan, ddir), plan, ddir).apply()
         endpoint = Endpoint.model_validate(outputs["endpoint"])
-        maybe_fail("after_apply", point.id, marker_dir=pdir.path)
-    return {**item, "endpoint": endpoint.model_dump(mode="json")}
+    return Provisioned(plan=plan, endpoint=endpoint)
 
 
-def run_load(item: dict[str, Any]) -> dict[str, Any]:
-    point = Point.model_validate(item["point"])
-    with recording("run_load", item) as pdir:
-        endpoint = Endpoint.model_validate(item["endpoint"])
-        started = targets.get(point.target).run_load(point, endpoint, pdir)
-    return {**item, **started}
+# ------------------------------------------------------------------ measure
 
 
-def prepare_load(item: dict[str, Any]) -> dict[str, Any]:
-    """aws: the arguments of the point's load tasks (the load operators start them)."""
-    point = Point.model_validate(item["point"])
-    with recording("prepare_load", item) as pdir:
-        endpoint = Endpoint.model_validate(item["endpoint"])
-        prepared = targets.get(point.target).prepare_load(point, endpoint, pdir)
-    return {**item, **prepared}
+def _record_path(ddir: DeploymentDir, run: RunSpec) -> Path:
+    return ddir.load(run.point.id, run.repetition) / "record.json"
 
 
-def watch_failed(item: dict[str, Any], event: dict[str, Any]) -> None:
-    """Turn a watch event into the point's outcome; stop its load if it went wrong."""
+def read_record(ddir: DeploymentDir, run: RunSpec) -> RunRecord | None:
+    path = _record_path(ddir, run)
     try:
-        with recording("watch", item):  # the "watch" fault: the sensor itself errors
-            if event.get("status") == "done":
-                return
-            raise PointFailed(f"watch: {event.get('message', event)}")
-    except Exception:
-        targets.get(item["point"]["target"]).stop_load(PointDir(Path(item["point_dir"])))
-        raise
+        return RunRecord.model_validate_json(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
-def collect(item: dict[str, Any]) -> dict[str, Any]:
-    point = Point.model_validate(item["point"])
-    with recording("collect", item) as pdir:
-        result = targets.get(point.target).collect(point, item, pdir)
-        pdir.write_json("load.json", result.model_dump(mode="json"))
-    return {
-        **item,
-        "window": [result.started_at, result.started_at + result.elapsed_seconds],
-        "ops_per_sec": result.ops_per_sec,
-        "p99_ms": result.latency.p99,
-    }
+def _save(ddir: DeploymentDir, run: RunSpec, record: RunRecord) -> None:
+    path = _record_path(ddir, run)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(".record.json.tmp")
+    tmp.write_text(record.model_dump_json(indent=2))
+    tmp.replace(path)
 
 
-def export(item: dict[str, Any]) -> dict[str, Any]:
-    point = Point.model_validate(item["point"])
-    with recording("export", item) as pdir:
-        start, end = item["window"]
-        metrics = targets.get(point.target).metrics(point, item, start, end)
-        load = LoadResult.model_validate_json((pdir.path / "load.json").read_text())
-        spec = load_instance_specs().get((point.target, point.node_type))
-        files = export_point(point, metrics, load, pdir.path, spec)
-    return {"point_id": point.id, "files": files}
+def _progress(prov: Provisioned, run: RunSpec, what: str) -> None:
+    runs = prov.plan.runs
+    done = sum(_result_dir(r, prov.plan).has_result for r in runs)
+    log.info(
+        "deployment %s: run %d of %d (%s, %s): %s [%d of %d runs have results]",
+        prov.plan.instance,
+        runs.index(run) + 1,
+        len(runs),
+        run.point.id,
+        f"rep {run.repetition}",
+        what,
+        done,
+        len(runs),
+    )
 
 
-def destroy(item: dict[str, Any]) -> dict[str, Any]:
+def _fail(record: RunRecord, step: str, exc: BaseException, try_number: int) -> RunRecord:
+    return record.model_copy(
+        update={
+            "status": "failed",
+            "error": f"{step}: {type(exc).__name__}: {exc}",
+            "try_number": try_number,
+        }
+    )
+
+
+def _collect(prov: Provisioned, run: RunSpec, record: RunRecord, try_number: int) -> RunRecord:
+    """The run's load has ended: keep what it measured (the metrics follow once ready)."""
+    target = targets.get(prov.plan.deployment.target)
+    rdir = _result_dir(run, prov.plan)
+    if record.status == "failed":
+        rdir.record_error("load", record.error)
+        return record
+    try:
+        loads: RunLoads = target.loads(prov, run, record)
+    except Exception as exc:
+        failed = _fail(record, "collect", exc, try_number)
+        rdir.record_error("collect", failed.error.removeprefix("collect: "))
+        return failed
+    rdir.write_json("load.json", loads.measured.model_dump(mode="json"))
+    if loads.warmup is not None:
+        rdir.write_json("warmup.json", loads.warmup.model_dump(mode="json"))
+    if loads.prefill is not None:
+        rdir.write_json("prefill.json", loads.prefill.model_dump(mode="json"))
+    m = loads.measured
+    window = [m.started_at, m.started_at + m.elapsed_seconds]
+    _progress(prov, run, f"measured {m.ops_per_sec:,.0f} ops/s, p99 {m.latency.p99:.3f} ms")
+    return record.model_copy(
+        update={
+            "status": "done",
+            "try_number": try_number,
+            "detail": {**record.detail, "window": window},
+        }
+    )
+
+
+def _export(prov: Provisioned, run: RunSpec, record: RunRecord, try_number: int) -> RunRecord:
+    target = targets.get(prov.plan.deployment.target)
+    rdir = _result_dir(run, prov.plan)
+    start, end = record.detail["window"]
+    try:
+        metrics = target.metrics(prov, run, start, end)
+        load = LoadResult.model_validate_json((rdir.path / "load.json").read_text())
+        spec = load_instance_specs().get((run.point.target, run.point.node_type))
+        export_point(run.point, metrics, load, rdir.path, spec)
+    except Exception as exc:
+        failed = _fail(record, "export", exc, try_number)
+        rdir.record_error("export", failed.error.removeprefix("export: "))
+        return failed
+    return record
+
+
+def _exports_due(prov: Provisioned, ddir: DeploymentDir) -> list[tuple[RunSpec, RunRecord]]:
+    out = []
+    for run in prov.plan.runs:
+        record = read_record(ddir, run)
+        if record and record.status == "done" and not _result_dir(run, prov.plan).has_result:
+            out.append((run, record))
+    return out
+
+
+def _export_ready(prov: Provisioned, ddir: DeploymentDir, try_number: int) -> float | None:
+    """Export every collected run whose metrics can be read; when the others can (or None)."""
+    target = targets.get(prov.plan.deployment.target)
+    later: list[float] = []
+    for run, record in _exports_due(prov, ddir):
+        ready = target.metrics_ready_at(prov, record.detail["window"][1])
+        wait = ready - time.time()
+        if wait > SHORT_WAIT_S:
+            later.append(ready)
+            continue
+        if wait > 0:
+            time.sleep(wait)
+        _save(ddir, run, _export(prov, run, record, try_number))
+    return min(later) if later else None
+
+
+def measure_step(prov: Provisioned, try_number: int, event: dict[str, Any] | None) -> Watch | None:
+    """Advance the deployment's runs by one wait: the Watch to defer on next, or None.
+
+    event is what the last Watch's trigger said (None at the start of a try: then
+    a run still under way is reattached, never started again). Runs go in their
+    planned order; a run that fails is recorded and the next one starts; a run
+    that failed in this try is not tried again in it. Metrics are exported as
+    soon as the target can give them (aws: CloudWatch's delay), the next run
+    need not wait for that.
+    """
+    target = targets.get(prov.plan.deployment.target)
+    ddir = deployment_dir(prov.plan)
+    for run in prov.plan.runs:
+        record = read_record(ddir, run)
+        if record is None or record.status != "started":
+            continue
+        try:
+            record, watch = target.step(prov, run, record, event)
+        except Exception as exc:
+            record, watch = _fail(record, "watch", exc, try_number), None
+        event = None
+        _save(ddir, run, record)
+        if watch is not None:
+            return watch
+        _save(ddir, run, _collect(prov, run, record, try_number))
+    _export_ready(prov, ddir, try_number)
+    while (run := _next_run(prov, ddir, try_number)) is not None:
+        previous = read_record(ddir, run)
+        try:
+            record, watch = target.step(prov, run, previous, None)
+        except Exception as exc:
+            base = previous or RunRecord(status="started", started_at=time.time())
+            record, watch = _fail(base, "load", exc, try_number), None
+        record = record.model_copy(update={"try_number": try_number})
+        _save(ddir, run, record)
+        if watch is not None:
+            _progress(prov, run, f"started (attempt {record.attempt})")
+            return watch
+        _save(ddir, run, _collect(prov, run, record, try_number))
+        _export_ready(prov, ddir, try_number)
+    ready = _export_ready(prov, ddir, try_number)
+    return _metrics_wait(ready) if ready is not None else None
+
+
+def _next_run(prov: Provisioned, ddir: DeploymentDir, try_number: int) -> RunSpec | None:
+    """The first run without a result to measure now: not collected already (its metrics
+    follow), and not failed in this very try."""
+    for run in prov.plan.runs:
+        if _result_dir(run, prov.plan).has_result:
+            continue
+        record = read_record(ddir, run)
+        if record is not None and record.status == "done":
+            continue
+        if record is not None and record.status == "failed" and record.try_number == try_number:
+            continue
+        return run
+    return None
+
+
+def _metrics_wait(ready: float) -> Watch:
+    from datetime import UTC, datetime
+
+    return Watch(
+        classpath=METRICS_TRIGGER,
+        phase="metrics",
+        kwargs={"moment": datetime.fromtimestamp(ready, UTC)},
+    )
+
+
+def measured(prov: Provisioned) -> Measured:
+    """How every run of the deployment ended (ok: it has its result)."""
+    ddir = deployment_dir(prov.plan)
+    outcomes = []
+    for run in prov.plan.runs:
+        if _result_dir(run, prov.plan).has_result:
+            outcomes.append(
+                RunOutcome(
+                    key=run.key, point_id=run.point.id, repetition=run.repetition, status="ok"
+                )
+            )
+            continue
+        record = read_record(ddir, run)
+        outcomes.append(
+            RunOutcome(
+                key=run.key,
+                point_id=run.point.id,
+                repetition=run.repetition,
+                status="failed",
+                error=(record.error if record else "") or "no result",
+            )
+        )
+    return Measured(instance=prov.plan.instance, outcomes=outcomes)
+
+
+# ------------------------------------------------------------------ destroy
+
+
+def destroy(plan: DeploymentPlan) -> dict[str, Any]:
     """Destroy whatever apply made, whatever failed; raise CleanupFailed if anything is left.
 
-    The outcome is also written to the point's cleanup.json ("clean" or
+    The outcome is also written to the deployment's cleanup.json ("clean" or
     "CLEANUP FAILED", what was found, what is left), overwritten by each try,
     so the report and the reaper see the last word, not an earlier try's.
     """
-    point = Point.model_validate(item["point"])
-    target = targets.get(point.target)
-    pdir = PointDir(Path(item["point_dir"]))
+    target = targets.get(plan.deployment.target)
+    ddir = deployment_dir(plan)
     notes: list[str] = []
-    if not (pdir.path / "point.json").exists():
-        notes.append(f"the point's folder {pdir.path} was removed during the run")
-    target.stop_load(pdir)
+    if not (ddir.path / "deployment.json").exists():
+        notes.append(f"the deployment's folder {ddir.path} was removed during the run")
+    target.stop_load(plan, ddir)
     problems: list[str] = []
-    tf = Terraform(pdir.terraform)
+    tf = Terraform(ddir.terraform)
     try:
-        tf = _terraform(point, pdir)
-        if not (pdir.terraform / TFVARS).exists():
+        tf = _terraform(plan, ddir)
+        if not (ddir.terraform / TFVARS).exists():
             # The work dir is gone: write the module and tfvars again, so a state
             # kept elsewhere (a remote backend) can still be destroyed.
-            notes.append(f"{pdir.terraform} was missing: module and tfvars written again")
-            tf.prepare(target.MODULE, target.tfvars(point, pdir, item["run_id"], _expiry(point), 1))
-        maybe_fail("destroy", point.id)
-        _init(tf, point, pdir, item).destroy()
+            notes.append(f"{ddir.terraform} was missing: module and tfvars written again")
+            tf.prepare(target.module, target.tfvars(plan, ddir, _expiry(plan)))
+        _init(tf, plan, ddir).destroy()
     except Exception as exc:
         problems.append(f"terraform destroy: {exc}")
-    problems += target.leftovers(item)
-    sweep = getattr(target, "sweep", None)  # processes no registry knows (local)
-    if sweep is not None:
-        swept = sweep(item)
-        notes += swept["stopped"]
-        problems += swept["left"]
+    problems += target.leftovers(plan, ddir)
+    stopped, left = target.sweep(plan, ddir)
+    notes += stopped
+    problems += left
     problems += [f"still in state: {addr}" for addr in tf.resources()]
     for note in notes:
-        log.warning("destroy %s: %s", point.id, note)
+        log.warning("destroy %s: %s", plan.instance, note)
     status = {"status": "CLEANUP FAILED" if problems else "clean", "at": time.time()}
-    pdir.write_json("cleanup.json", {**status, "problems": problems, "notes": notes})
+    ddir.write_json("cleanup.json", {**status, "problems": problems, "notes": notes})
     if problems:
         exc = CleanupFailed(
-            f"CLEANUP FAILED for {item['point']['id']}: "
+            f"CLEANUP FAILED for {plan.instance}: "
             + "; ".join(problems)
-            + f" (state kept in {pdir.terraform} for a retry)"
+            + f" (state kept in {ddir.terraform} for a retry)"
         )
-        pdir.record_error("destroy", exc)
+        ddir.record_error("destroy", exc)
         raise exc
     if notes:
-        pdir.record_error("destroy", RuntimeError("cleaned up, but: " + "; ".join(notes)))
-    return {"point_id": item["point"]["id"], "destroyed": True, "notes": notes}
+        ddir.record_error("destroy", "cleaned up, but: " + "; ".join(notes))
+    return {"instance": plan.instance, "destroyed": True, "notes": notes}
+
+
+# ------------------------------------------------------------------ report
 
 
 def report(campaign: str, run_id: str) -> dict[str, Any]:
-    """Write the campaign report; fail the run if any point has no result."""
+    """Write the campaign report; fail the run if any run has no result."""
     run = RunDir.for_run(campaign, run_id)
     files = build_report(run.path)
-    planned = CampaignSpec.model_validate_json((run.path / "campaign.json").read_text()).points()
-    missing = [p.id for p in planned if not (run.point(p.id).path / "metrics.parquet").exists()]
+    planned = CampaignPlan.read(run.path)
+    missing = [
+        r.key
+        for d in planned.deployments
+        for r in d.runs
+        if not run.point(r.point.id).rep(r.repetition).has_result
+    ]
     print(f"cachebench report: {files.get('report_html') or files}")
     if failed_cleanup := cleanup_failures(run.path):
         raise CleanupFailed(
-            f"CLEANUP FAILED for {len(failed_cleanup)} point(s), resources may be left: "
+            f"CLEANUP FAILED for {len(failed_cleanup)} deployment(s), resources may be left: "
             + " | ".join(failed_cleanup)
-            + f" (retry the point's destroy task or run the cachebench_reaper DAG; {run.path})"
+            + f" (retry the deployment's destroy task or run the cachebench_reaper DAG; {run.path})"
         )
     if missing:
-        raise PointFailed(
-            f"{len(missing)} of {len(planned)} points have no result: {', '.join(missing)} "
+        total = sum(len(d.runs) for d in planned.deployments)
+        raise RunsFailed(
+            f"{len(missing)} of {total} runs have no result: {', '.join(missing)} "
             f"(see {run.path}/report.md)"
         )
     return {"run_dir": str(run.path), "files": files}

@@ -1,12 +1,18 @@
-"""Where a campaign run keeps its files: one results folder per run, one folder per point.
+"""Where a campaign run keeps its files: one results folder per run.
 
 results/<campaign>/<run>/
-  campaign.json            the validated spec and the planned points
-  points/<point_id>/       terraform/ (module copy, tfvars, state), server/ (pids,
-                           logs, metrics agent), load/ (raw load-tool output),
-                           load.json, metrics.parquet|csv, metrics_summary.json,
-                           figures/dashboard.png|pdf, error.txt
-  summary.csv  figures/  report.md  report.html
+  campaign.json              the validated spec, the deployments and the run order
+  deployments/<instance>/    one provisioned deployment: deployment.json, terraform/
+                             (module copy, tfvars, state), server/ (pids, logs, metrics
+                             agent), load/<point>/rep<k>/ (raw load-tool output and the
+                             run's record.json), cleanup.json, error.txt
+  points/<point_id>/         point.json, and per repetition rep<k>/: load.json,
+                             warmup.json, prefill.json, metrics.parquet|csv,
+                             metrics_summary.json, figures/dashboard.png|pdf, error.txt
+  summary.csv  runs.csv  figures/  report.md  report.html
+
+Every process a deployment starts runs with its working directory inside the
+deployment's folder, so destroy (and the reaper) can find them all there.
 """
 
 from __future__ import annotations
@@ -31,20 +37,42 @@ def run_slug(run_id: str) -> str:
     return slug[:80] or "run"
 
 
+class _Dir:
+    path: Path
+
+    def write_json(self, name: str, data: Any) -> Path:
+        self.path.mkdir(parents=True, exist_ok=True)
+        out = self.path / name
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_text(json.dumps(data, indent=2, default=str))
+        tmp.replace(out)  # readers (the report, a watch) never see half a file
+        return out
+
+    def record_error(self, step: str, exc: BaseException | str) -> None:
+        """Leave the reason something has no result where the report looks for it."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        text = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
+        with (self.path / "error.txt").open("a") as fh:
+            fh.write(f"{step}: {text}\n")
+
+
 @dataclass(frozen=True)
-class RunDir:
+class RunDir(_Dir):
     path: Path
 
     @classmethod
     def for_run(cls, campaign: str, run_id: str) -> RunDir:
         return cls(results_root() / campaign / run_slug(run_id))
 
+    def deployment(self, instance: str) -> DeploymentDir:
+        return DeploymentDir(self.path / "deployments" / instance)
+
     def point(self, point_id: str) -> PointDir:
         return PointDir(self.path / "points" / point_id)
 
 
 @dataclass(frozen=True)
-class PointDir:
+class DeploymentDir(_Dir):
     path: Path
 
     @property
@@ -55,18 +83,26 @@ class PointDir:
     def server(self) -> Path:
         return self.path / "server"
 
+    def load(self, point_id: str, repetition: int) -> Path:
+        """Raw load-tool output of one run (and its record.json)."""
+        return self.path / "load" / point_id / f"rep{repetition}"
+
+
+@dataclass(frozen=True)
+class PointDir(_Dir):
+    path: Path
+
+    def rep(self, repetition: int) -> ResultDir:
+        return ResultDir(self.path / f"rep{repetition}")
+
+
+@dataclass(frozen=True)
+class ResultDir(_Dir):
+    """One run's results: what the report reads."""
+
+    path: Path
+
     @property
-    def load(self) -> Path:
-        return self.path / "load"
-
-    def write_json(self, name: str, data: Any) -> Path:
-        self.path.mkdir(parents=True, exist_ok=True)
-        out = self.path / name
-        out.write_text(json.dumps(data, indent=2, default=str))
-        return out
-
-    def record_error(self, step: str, exc: BaseException) -> None:
-        """Leave the reason a point has no result where the report looks for it."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        with (self.path / "error.txt").open("a") as fh:
-            fh.write(f"{step}: {type(exc).__name__}: {exc}\n")
+    def has_result(self) -> bool:
+        """Measured once its load result and its server metrics are both written."""
+        return (self.path / "metrics.parquet").is_file() and (self.path / "load.json").is_file()

@@ -57,6 +57,7 @@ __all__ = [
     "AUTH_ENV",
     "TOOLS",
     "LoadError",
+    "adopt",
     "available_tool",
     "collect_load",
     "load_running",
@@ -79,6 +80,11 @@ class LoadError(RuntimeError):
 # Popen objects of the generators this process started: polled (and so reaped)
 # instead of left to the garbage collector.
 _CHILDREN: dict[int, subprocess.Popen] = {}
+
+
+def adopt(proc: subprocess.Popen) -> None:
+    """Track a detached child this process started, so it is reaped when it ends."""
+    _CHILDREN[proc.pid] = proc
 
 
 def available_tool() -> str:

@@ -19,6 +19,7 @@ from typing import Any
 
 SERVER_NAMES = frozenset({"redis-server", "valkey-server"})
 AGENT_MODULE = "cachebench.local.agent"
+RUNNER_MODULE = "cachebench.local.runner"  # one run: prefill, warm-up, measured window
 
 
 def cmdline(pid: int) -> list[str] | None:
@@ -201,6 +202,8 @@ def kind_of(pid: int) -> str | None:
         return "load"
     if AGENT_MODULE in argv:
         return "agent"
+    if RUNNER_MODULE in argv:
+        return "load"
     return None
 
 

@@ -38,8 +38,6 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from cachebench import faults
-
 from . import procs
 
 CLUSTER_SLOTS = 16384
@@ -414,45 +412,43 @@ def _check_ports(cfg: dict[str, Any], nodes: list[NodeSpec]) -> None:
                 )
 
 
+def start_node(
+    cfg: dict[str, Any], sd: Path, n: NodeSpec, password: str, upstream: int | None
+) -> None:
+    """Write one node's config and start its server (daemonized); raise if it cannot start."""
+    nd = sd / "nodes" / n.node_id
+    nd.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _remove_data(nd)  # a fresh start never loads what an earlier run left
+    procs.write_json_atomic(nd / "node.json", {**asdict(n), "server_binary": cfg["server_binary"]})
+    conf = nd / "server.conf"
+    procs.write_secret(conf, render_server_conf(cfg, n, nd, password, upstream))
+    with open(nd / "startup.err", "wb") as err:
+        rc = subprocess.run(
+            [cfg["server_binary"], str(conf)],
+            check=False,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            cwd=nd,
+            timeout=30,
+        ).returncode
+    if rc != 0:
+        raise LocalError(
+            f"node {n.node_id} (port {n.port}) failed to start (exit {rc}):\n"
+            + (
+                _tail(nd / "startup.err", redact=password)
+                or _tail(nd / "server.log", redact=password)
+            )
+        )
+
+
 def _start_nodes(
     cfg: dict[str, Any], sd: Path, nodes: list[NodeSpec], password: str
 ) -> dict[str, int]:
     primary_port = {n.shard: n.port for n in nodes if n.role == "primary"}
     names = _names(cfg["server_binary"])
     for n in nodes:
-        nd = sd / "nodes" / n.node_id
-        nd.mkdir(parents=True, exist_ok=True, mode=0o700)
-        _remove_data(nd)  # a fresh start never loads what an earlier run left
-        procs.write_json_atomic(
-            nd / "node.json", {**asdict(n), "server_binary": cfg["server_binary"]}
-        )
-        conf = nd / "server.conf"
-        upstream = primary_port[n.shard] if n.role == "replica" else None
-        procs.write_secret(conf, render_server_conf(cfg, n, nd, password, upstream))
-        with open(nd / "startup.err", "wb") as err:
-            rc = subprocess.run(
-                [cfg["server_binary"], str(conf)],
-                check=False,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=err,
-                cwd=nd,
-                timeout=30,
-            ).returncode
-        if rc != 0:
-            raise LocalError(
-                f"node {n.node_id} (port {n.port}) failed to start (exit {rc}):\n"
-                + (
-                    _tail(nd / "startup.err", redact=password)
-                    or _tail(nd / "server.log", redact=password)
-                )
-            )
-        if faults.armed("up", cfg["point_id"]):
-            # Test fault: die half-way like a killed process, leaving this node up
-            # and no registry, without the all-or-nothing cleanup of `up`.
-            print(f"cachebench.local up: injected crash after node {n.node_id}", file=sys.stderr)
-            sys.stderr.flush()
-            os._exit(70)
+        start_node(cfg, sd, n, password, primary_port[n.shard] if n.role == "replica" else None)
     pids: dict[str, int] = {}
     deadline = time.monotonic() + cfg["ready_timeout_seconds"]
     for n in nodes:

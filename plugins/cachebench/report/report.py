@@ -21,10 +21,12 @@ from typing import Any
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from cachebench.campaign import CampaignPlan
 from cachebench.models import LoadResult, Point
 from cachebench.report import plots
 from cachebench.report.decision import decide, label
 from cachebench.report.export import (
+    METRIC_STATS,
     SUMMARY_COLUMNS,
     cached_summary,
     gc_paused,
@@ -34,7 +36,12 @@ from cachebench.report.export import (
 
 log = logging.getLogger(__name__)
 
-REQUIRED = ("point.json", "load.json", "metrics.parquet")
+RUN_REQUIRED = ("load.json", "metrics.parquet")
+#: Summary columns a point averages over its repetitions (the rest describe the point).
+MEASURED = (
+    "ops_per_sec", "kb_per_sec", "p50_ms", "p90_ms", "p99_ms", "p99_9_ms", "max_ms",
+    "requests", "errors", *METRIC_STATS, "peak_pct_of_baseline", "ops_per_dollar",
+)  # fmt: skip
 TEMPLATES = Path(__file__).parent / "templates"
 LOCAL_CAVEAT = (
     "Target is local: servers and load generator share this host's CPUs and talk over "
@@ -86,67 +93,108 @@ def _default_specs() -> dict:
         return {}
 
 
-def _reason(pdir: Path, missing: list[str]) -> str:
-    """Why a point has no result: its ``error.txt`` (shortened) or the missing files."""
-    err = pdir / "error.txt"
-    if err.is_file():
-        text = " ".join(err.read_text(errors="replace").split())
-        if text:
-            return text if len(text) <= 400 else text[:397] + "..."
-    return f"no result: missing {', '.join(missing)}"
+def _reason(rdir: Path, fallback: Path | None) -> str:
+    """Why a run has no result: its ``error.txt``, else its deployment's (shortened)."""
+    for err in (rdir / "error.txt", *([fallback / "error.txt"] if fallback else [])):
+        if err.is_file():
+            text = " ".join(err.read_text(errors="replace").split())
+            if text:
+                return text if len(text) <= 400 else text[:397] + "..."
+    return "no result (the run never finished)"
 
 
-def _failed_row(pdir: Path, reason: str) -> dict[str, Any]:
-    row: dict[str, Any] = {"point_id": pdir.name, "status": "failed", "reason": reason}
+def _point_fields(p: Point) -> dict[str, Any]:
+    return {
+        "point_id": p.id,
+        "index": p.index,
+        "campaign": p.campaign,
+        "target": p.target,
+        "engine": p.engine,
+        "version": p.version,
+        "topology": p.topology.label,
+        "nodes": p.topology.nodes,
+        "node_type": p.node_type,
+        "workload": p.workload.name,
+    }
+
+
+def _planned(run_dir: Path) -> list[tuple[Point, int, str]]:
+    """(point, repetition, deployment instance) of every planned run, in run order."""
     try:
-        p = Point.model_validate_json((pdir / "point.json").read_text())
-        row |= {
-            "index": p.index,
-            "campaign": p.campaign,
-            "target": p.target,
-            "engine": p.engine,
-            "version": p.version,
-            "topology": p.topology.label,
-            "nodes": p.topology.nodes,
-            "node_type": p.node_type,
-            "workload": p.workload.name,
-        }
+        plan = CampaignPlan.read(run_dir)
     except (OSError, ValueError):
-        pass
-    return row
+        return []
+    runs = sorted((r for d in plan.deployments for r in d.runs), key=lambda r: r.order)
+    instance = {r.key: d.instance for d in plan.deployments for r in d.runs}
+    return [(r.point, r.repetition, instance[r.key]) for r in runs]
 
 
-def collect(run_dir: Path, specs: dict) -> tuple[list[dict], list[dict]]:
-    """Summary rows of finished points and rows (with reason) of the others."""
-    ok: list[dict] = []
-    failed: list[dict] = []
-    points_dir = run_dir / "points"
-    dirs = sorted(p for p in points_dir.iterdir() if p.is_dir()) if points_dir.is_dir() else []
-    for pdir in dirs:
-        missing = [f for f in REQUIRED if not (pdir / f).is_file()]
+def _run_row(point: Point, rdir: Path, spec: Any) -> dict[str, Any]:
+    baseline = spec.network_baseline_gbps if spec else None
+    # export kept the statistics of these very files: reading every run's full
+    # metric table again would dominate a large campaign's report.
+    cached = cached_summary(rdir, baseline)
+    if cached is None:
+        load = LoadResult.model_validate_json((rdir / "load.json").read_text())
+        metrics = pd.read_parquet(rdir / "metrics.parquet")
+        return point_summary(point, metrics, load, spec)
+    return summary_row(point, cached[0], spec, cached[1])
+
+
+def collect_runs(run_dir: Path, specs: dict) -> list[dict[str, Any]]:
+    """One row per planned run: its summary statistics (status ok) or why it has none."""
+    rows = []
+    for point, rep, instance in _planned(run_dir):
+        rdir = run_dir / "points" / point.id / f"rep{rep}"
+        base = {"repetition": rep, "deployment": instance}
+        missing = [f for f in RUN_REQUIRED if not (rdir / f).is_file()]
         if missing:
-            failed.append(_failed_row(pdir, _reason(pdir, missing)))
+            reason = _reason(rdir, run_dir / "deployments" / instance)
+            rows.append(_point_fields(point) | base | {"status": "failed", "reason": reason})
             continue
         try:
-            point = Point.model_validate_json((pdir / "point.json").read_text())
-            spec = specs.get((point.target, point.node_type))
-            baseline = spec.network_baseline_gbps if spec else None
-            # export_point kept the statistics of these very files: reading every
-            # point's full metric table again would dominate a large campaign's report.
-            cached = cached_summary(pdir, baseline)
-            if cached is None:
-                load = LoadResult.model_validate_json((pdir / "load.json").read_text())
-                metrics = pd.read_parquet(pdir / "metrics.parquet")
-                row = point_summary(point, metrics, load, spec)
-            else:
-                row = summary_row(point, cached[0], spec, cached[1])
-        except Exception as exc:  # one bad point must not sink the report
-            failed.append(_failed_row(pdir, f"unreadable result: {type(exc).__name__}: {exc}"))
+            row = _run_row(point, rdir, specs.get((point.target, point.node_type)))
+        except Exception as exc:  # one bad run must not sink the report
+            reason = f"unreadable result: {type(exc).__name__}: {exc}"
+            rows.append(_point_fields(point) | base | {"status": "failed", "reason": reason})
             continue
-        ok.append(row | {"status": "ok", "reason": ""})
+        rows.append(row | base | {"status": "ok", "reason": ""})
+    return rows
+
+
+def collect(run_dir: Path, specs: dict) -> tuple[list[dict], list[dict], list[dict]]:
+    """(point rows of points with a result, point rows of the others, run rows).
+
+    A point's row holds the mean over its repetitions with a result (the runs
+    themselves are in runs.csv); a point none of whose runs finished is failed,
+    with the first run's reason.
+    """
+    runs = collect_runs(run_dir, specs)
+    by_point: dict[str, list[dict]] = {}
+    for r in runs:
+        by_point.setdefault(r["point_id"], []).append(r)
+    ok, failed = [], []
+    for rows in by_point.values():
+        good = [r for r in rows if r["status"] == "ok"]
+        if not good:
+            failed.append({**rows[0], "repetitions": len(rows), "runs_ok": 0})
+            continue
+        row = dict(good[0])
+        for col in MEASURED:
+            vals = [r.get(col) for r in good]
+            if all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in vals):
+                row[col] = sum(vals) / len(vals)
+        reasons = [f"rep {r['repetition']}: {r['reason']}" for r in rows if r["status"] != "ok"]
+        row |= {
+            "repetitions": len(rows),
+            "runs_ok": len(good),
+            "status": "ok",
+            "reason": "; ".join(reasons),
+        }
+        ok.append(row)
     ok.sort(key=lambda r: (r["index"], r["point_id"]))
     failed.sort(key=lambda r: (r.get("index", math.inf), r["point_id"]))
-    return ok, failed
+    return ok, failed, runs
 
 
 def chart_labels(ok: pd.DataFrame) -> list[str]:
@@ -202,21 +250,24 @@ def _point_figures(run_dir: Path, ok: pd.DataFrame) -> list[dict[str, Any]]:
     """Per-point figure PNGs that exist, as paths relative to ``run_dir``."""
     out = []
     for pid in ok["point_id"]:
-        figs = sorted((run_dir / "points" / pid / "figures").glob("*.png"))
+        figs = sorted((run_dir / "points" / pid).glob("rep*/figures/*.png"))
         if figs:
             out.append(
                 {
                     "point_id": pid,
-                    "figures": [f.relative_to(run_dir).as_posix() for f in figs],
+                    "figures": [
+                        {"name": f.parents[1].name, "path": f.relative_to(run_dir).as_posix()}
+                        for f in figs
+                    ],
                 }
             )
     return out
 
 
 def cleanup_failures(run_dir: Path) -> list[str]:
-    """Points whose last destroy said CLEANUP FAILED (cleanup.json, written by destroy)."""
+    """Deployments whose last destroy said CLEANUP FAILED (cleanup.json, written by destroy)."""
     out = []
-    for f in sorted(run_dir.glob("points/*/cleanup.json")):
+    for f in sorted(run_dir.glob("deployments/*/cleanup.json")):
         try:
             data = json.loads(f.read_text())
         except (OSError, ValueError):
@@ -234,11 +285,16 @@ def build_report(run_dir: Path, specs: dict | None = None) -> dict[str, str]:
 
 def _build_report(run_dir: Path, specs: dict | None) -> dict[str, str]:
     specs = _default_specs() if specs is None else specs
-    ok_rows, failed_rows = collect(run_dir, specs)
-    cols = [*SUMMARY_COLUMNS, "status", "reason"]
+    ok_rows, failed_rows, run_rows = collect(run_dir, specs)
+    cols = [*SUMMARY_COLUMNS, "repetitions", "runs_ok", "status", "reason"]
     summary = pd.DataFrame(ok_rows + failed_rows, columns=cols)
-    paths = {"summary_csv": str(run_dir / "summary.csv")}
+    paths = {
+        "summary_csv": str(run_dir / "summary.csv"),
+        "runs_csv": str(run_dir / "runs.csv"),
+    }
     summary.to_csv(paths["summary_csv"], index=False)
+    run_cols = ["deployment", "repetition", *SUMMARY_COLUMNS, "status", "reason"]
+    pd.DataFrame(run_rows, columns=run_cols).to_csv(paths["runs_csv"], index=False)
 
     ok = pd.DataFrame(ok_rows, columns=cols)
     figures: list[dict[str, str]] = []
@@ -266,13 +322,33 @@ def _build_report(run_dir: Path, specs: dict | None) -> dict[str, str]:
         "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
         "n_ok": len(ok_rows),
         "n_failed": len(failed_rows),
+        "n_runs": len(run_rows),
+        "n_runs_ok": sum(r["status"] == "ok" for r in run_rows),
         "caveats": _caveats(ok) if len(ok) else [],
         "sections": decide(ok),
         "figures": figures,
         "headers": [h for _, h, _ in TABLE],
         "rows": [[_fmt(r.get(c), f) for c, _, f in TABLE] for r in ok_rows],
-        "failed": [{"point_id": r["point_id"], "reason": r["reason"]} for r in failed_rows],
+        "failed": [{"point_id": r["point_id"], "reason": r["reason"]} for r in failed_rows]
+        + [
+            {"point_id": f"{r['point_id']} rep {r['repetition']}", "reason": r["reason"]}
+            for r in ok_rows
+            if r["reason"]
+        ],
         "point_figures": _point_figures(run_dir, ok) if len(ok) else [],
+        "runs": [
+            {
+                "order": i + 1,
+                "deployment": r["deployment"],
+                "point_id": r["point_id"],
+                "repetition": r["repetition"],
+                "status": r["status"],
+                "ops": _fmt(r.get("ops_per_sec"), ",.0f"),
+                "p99": _fmt(r.get("p99_ms"), ".3f"),
+                "reason": r["reason"],
+            }
+            for i, r in enumerate(run_rows)
+        ],
         "cleanup_failed": cleanup_failures(run_dir),
     }
     env = Environment(

@@ -1,23 +1,80 @@
-"""Back ends. Each target module offers the same functions, which steps.py calls:
+"""Back ends: one `Target` per place a campaign can run (local, aws), one shape for both.
 
-MODULE                                  root module under include/terraform/
-tfvars(point, pdir, run_id, expires_at, points) -> dict
-backend_config(point, pdir, run_id) -> dict | None   terraform init -backend-config
-run_load(point, endpoint, pdir) -> dict              started load + a "watch" spec:
-                                        {"classpath": trigger class, "kwargs": {...}}
-collect(point, item, pdir) -> LoadResult
-metrics(point, item, start, end) -> DataFrame        the long metric table of the window
-stop_load(pdir) -> None                              stop the point's load, if any runs
-leftovers(item) -> list[str]                         after destroy: what is still there
-sweep(item) -> {'stopped': [...], 'left': [...]}     optional: stop what no registry knows
-problems(spec) -> list[str]                          aws: missing settings, refused in plan
+steps.py drives a deployment through a target and never asks what it is:
+
+    tfvars / backend_config / terraform_env   provision it with Terraform
+    step(prov, run, record, event)            start (or reattach to) a run's load, or
+                                              advance it on its watch's event: the next
+                                              Watch to defer on, or None when its load ended
+    loads(prov, run, record)                  the run's measured load (+ warm-up, prefill)
+    metrics(prov, run, start, end)            the server metrics of a window
+    metrics_ready_at(end)                     when they can be read (CloudWatch lags)
+    stop_load / leftovers / sweep             destroy's checks
+    problems(spec)                            what plan refuses before anything exists
 """
 
 from __future__ import annotations
 
 import importlib
-from types import ModuleType
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from cachebench.campaign import CampaignSpec
+    from cachebench.models import (
+        DeploymentPlan,
+        Provisioned,
+        RunLoads,
+        RunRecord,
+        RunSpec,
+        Watch,
+    )
+    from cachebench.workspace import DeploymentDir
 
 
-def get(target: str) -> ModuleType:
-    return importlib.import_module(f"cachebench.targets.{target}")
+class Target(Protocol):
+    name: str
+
+    @property
+    def module(self) -> str:
+        """Root module under include/terraform/."""
+        ...
+
+    def problems(self, spec: CampaignSpec) -> list[str]: ...
+
+    def tfvars(self, plan: DeploymentPlan, ddir: DeploymentDir, expires_at: int) -> dict: ...
+
+    def backend_config(self, plan: DeploymentPlan, ddir: DeploymentDir) -> dict | None: ...
+
+    def terraform_env(self, plan: DeploymentPlan, ddir: DeploymentDir) -> dict | None: ...
+
+    def step(
+        self,
+        prov: Provisioned,
+        run: RunSpec,
+        record: RunRecord | None,
+        event: dict[str, Any] | None,
+    ) -> tuple[RunRecord, Watch | None]: ...
+
+    def loads(self, prov: Provisioned, run: RunSpec, record: RunRecord) -> RunLoads: ...
+
+    def metrics(
+        self, prov: Provisioned, run: RunSpec, start: float, end: float
+    ) -> pd.DataFrame: ...
+
+    def metrics_ready_at(self, prov: Provisioned, end: float) -> float: ...
+
+    def stop_load(self, plan: DeploymentPlan, ddir: DeploymentDir) -> None: ...
+
+    def leftovers(self, plan: DeploymentPlan, ddir: DeploymentDir) -> list[str]: ...
+
+    def sweep(self, plan: DeploymentPlan, ddir: DeploymentDir) -> tuple[list[str], list[str]]:
+        """(what was found and stopped, what survived) among processes nobody registered."""
+        ...
+
+
+def get(target: str) -> Target:
+    from cachebench.testing import wrap_target  # the tests' one seam: untouched unless armed
+
+    return wrap_target(importlib.import_module(f"cachebench.targets.{target}").TARGET)

@@ -1,35 +1,47 @@
 """The local target: real servers on 127.0.0.1, started and stopped by Terraform.
 
-Everything target-specific about one point lives here: its tfvars, how load
-is driven, what "healthy" means while it runs, where its server metrics are,
-and the check that destroy left nothing behind.
+A deployment's servers (and its metrics agent) live in deployments/<instance>/server;
+each run is one detached `cachebench.local.runner` process (lock, flush, prefill,
+warm-up, measured window) in deployments/<instance>/load/<point>/rep<k>, watched
+by LoadWatchTrigger on the triggerer.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cachebench import engines, loadgen, specs
-from cachebench.local import procs, servers
-from cachebench.models import Endpoint, LoadResult, Point
-from cachebench.workspace import PointDir
+from cachebench.loadgen import procs as genprocs
+from cachebench.local import procs, runner, servers
+from cachebench.models import (
+    DeploymentPlan,
+    LoadResult,
+    PrefillResult,
+    Provisioned,
+    RunLoads,
+    RunRecord,
+    RunSpec,
+    Watch,
+)
+from cachebench.workspace import DeploymentDir, RunDir
 
 if TYPE_CHECKING:
     import pandas as pd
 
-MODULE = "local"
-PORT_SPAN, PORT_BLOCK = 5000, 20  # a point's nodes take a block; cluster bus ports are +10000
+    from cachebench.campaign import CampaignSpec
+
+PORT_SPAN, PORT_BLOCK = 5000, 20  # a deployment's nodes take a block; cluster bus ports: +10000
+BLOCKS = PORT_SPAN // PORT_BLOCK
 RESERVED_MEMORY = 0.25  # ElastiCache's default reserved-memory-percent
-WATCH_GRACE_S = 120  # how long past twice its planned length a load may run
 TRIGGER = "cachebench.triggers.watch.LoadWatchTrigger"
 PLUGINS_DIR = Path(__file__).resolve().parents[2]
-
-
-BLOCKS = PORT_SPAN // PORT_BLOCK
+LOCK = ".load.lock"  # in the campaign run's folder: one load at a time on this machine
+AGENT_SETTLE_S = 1.5  # the agent samples every second: the window's last sample lands after it
 
 
 def port_first() -> int:
@@ -37,15 +49,15 @@ def port_first() -> int:
     return int(os.environ.get("CACHEBENCH_PORT_FIRST", "30000"))
 
 
-def free_port_block(nodes: int, index: int, points: int) -> int:
-    """A block of ports (and cluster bus ports) nothing listens on, never another point's.
+def free_port_block(nodes: int, index: int, count: int) -> int:
+    """A block of ports (and cluster bus ports) nothing listens on, never another deployment's.
 
-    Point i of n only ever takes blocks i, i+n, i+2n...: all points of a run
-    render their tfvars before any applies, so probing alone would hand every
-    point the same free block.
+    Deployment i of n only ever takes blocks i, i+n, i+2n...: all deployments of a
+    run render their tfvars before any applies, so probing alone would hand every
+    one the same free block.
     """
     first = port_first()
-    for block in range(index, BLOCKS, max(points, 1)):
+    for block in range(index, BLOCKS, max(count, 1)):
         base = first + block * PORT_BLOCK
         if all(
             procs.port_free(p) and procs.port_free(p + 10000) for p in range(base, base + nodes)
@@ -54,114 +66,8 @@ def free_port_block(nodes: int, index: int, points: int) -> int:
     raise RuntimeError(f"no free block of {nodes} ports in {first}-{first + PORT_SPAN}")
 
 
-def tfvars(
-    point: Point, pdir: PointDir, run_id: str, expires_at: int, points: int
-) -> dict[str, Any]:
-    spec = specs.load_instance_specs()[("local", point.node_type)]
-    binary = engines.server_binary(point.engine, point.version)
-    if binary is None:
-        raise RuntimeError(f"{point.engine} {point.version} is not installed on this machine")
-    return {
-        "point_id": point.id,
-        "campaign": point.campaign,
-        "run_id": run_id,
-        "engine": point.engine,
-        "engine_version": point.version,
-        "server_binary": str(binary),
-        "cluster_mode": point.topology.cluster_mode,
-        "shards": point.topology.shards,
-        "replicas": point.topology.replicas,
-        "base_port": free_port_block(point.topology.nodes, point.index, points),
-        "maxmemory_bytes": int(spec.memory_gib * (1 - RESERVED_MEMORY) * 2**30),
-        "io_threads": spec.vcpu,
-        "state_dir": str(pdir.server),
-        "python": sys.executable,
-        "pythonpath": str(PLUGINS_DIR),
-        "metrics_interval_seconds": 1,
-        "expires_at": expires_at,
-    }
-
-
-def password(endpoint: Endpoint) -> str:
-    if not endpoint.auth_ref:
-        raise RuntimeError("the endpoint has no auth file: servers would run without a password")
-    return Path(endpoint.auth_ref).read_text().strip()
-
-
-def wait_for_other_loads(pdir: PointDir, poll_s: float = 0.1) -> float:
-    """Block while another point of this run still has its measured load running.
-
-    A deferred watch holds no task slot (max_active_tasks does not count it), so
-    the next point's run_load would otherwise start while this one's load still
-    runs: two loads on two cores. Waits at most until the other load's watch
-    deadline; returns the seconds waited.
-    """
-    t0 = time.monotonic()
-    for other in sorted(pdir.path.parent.glob("*/handles.json")):
-        handles = procs.read_json(other) if other.parent != pdir.path else None
-        if not isinstance(handles, list) or not handles:
-            continue
-        deadline = load_deadline(
-            min(float(h.get("started_at", 0)) for h in handles),
-            max(float(h.get("duration_s", 0)) for h in handles),
-        )
-        while loadgen.load_running(handles) and time.time() < deadline:
-            time.sleep(poll_s)
-    return time.monotonic() - t0
-
-
-def load_deadline(started_at: float, duration_s: float) -> float:
-    """When a measured load that started at started_at is overdue (watch and waiters)."""
-    return started_at + duration_s * 2 + WATCH_GRACE_S
-
-
-def run_load(point: Point, endpoint: Endpoint, pdir: PointDir) -> dict[str, Any]:
-    """Warm up (blocking, results kept apart), then start the measured phase detached."""
-    w = point.workload
-    secret = password(endpoint)
-    wait_for_other_loads(pdir)
-    pdir.load.mkdir(parents=True, exist_ok=True)
-    rate_hint = None
-    if w.warmup_seconds > 0:
-        warm = loadgen.run_load(
-            w,
-            endpoint,
-            password=secret,
-            out_dir=pdir.load / "warmup",
-            generators=point.load_generators,
-            tool=point.load_tool,
-            phase="warmup",
-            duration_s=w.warmup_seconds,
-        )
-        pdir.write_json("warmup.json", warm.model_dump(mode="json"))
-        rate_hint = loadgen.rate_hint_from(warm)
-    started = time.time()
-    handles = loadgen.start_load(
-        w,
-        endpoint,
-        password=secret,
-        out_dir=pdir.load / "measured",
-        generators=point.load_generators,
-        tool=point.load_tool,
-        phase="measured",
-        duration_s=w.duration_seconds,
-        rate_hint_ops=rate_hint,
-    )
-    pdir.write_json("handles.json", handles)  # so destroy can stop them without XCom
-    watch = {
-        "load_pids": [int(h["pid"]) for h in handles],
-        "server_pids": server_pids(pdir.server),
-        "deadline": load_deadline(started, w.duration_seconds),
-    }
-    return {
-        "handles": handles,
-        "started_at": started,
-        "watch": {"classpath": TRIGGER, "kwargs": watch},
-    }
-
-
-def backend_config(point: Point, pdir: PointDir, run_id: str) -> None:
-    return None  # local state file in the point's terraform/ dir
+def ddir_of(plan: DeploymentPlan) -> DeploymentDir:
+    return RunDir(Path(plan.run_dir)).deployment(plan.instance)
 
 
 def server_pids(state_dir: Path) -> list[int]:
@@ -169,44 +75,208 @@ def server_pids(state_dir: Path) -> list[int]:
     return [int(n["pid"]) for n in reg.get("nodes", []) if n.get("pid")]
 
 
-def collect(point: Point, item: dict[str, Any], pdir: PointDir) -> LoadResult:
-    return loadgen.collect_load(item["handles"])
+def _runner_forms(record: RunRecord) -> list[list[str]]:
+    return [record.detail.get("argv", [])]
 
 
-def metrics(point: Point, item: dict[str, Any], start: float, end: float) -> pd.DataFrame:
-    from cachebench.report.export import read_agent_csv
-
-    return read_agent_csv(Path(item["state_dir"]) / "metrics.csv", point.id, start=start, end=end)
-
-
-def stop_load(pdir: PointDir) -> None:
-    handles = procs.read_json(pdir.path / "handles.json")
-    if isinstance(handles, list) and handles:
-        loadgen.stop_load(handles)
+def runner_alive(record: RunRecord) -> bool:
+    d = record.detail
+    return bool(d.get("pid")) and genprocs.is_ours(
+        d["pid"], d.get("start_ticks"), _runner_forms(record)
+    )
 
 
-def leftovers(item: dict[str, Any]) -> list[str]:
-    """Stop whatever destroy missed and say what it was; empty means clean."""
-    state_dir = Path(item["state_dir"])
-    missed = [p for p in server_pids(state_dir) if procs.pid_alive(p)]
-    result = servers.down(state_dir)
-    left = [f"server pid {p} outlived terraform destroy" for p in missed]
-    left += [f"port {p} still in use" for p in result["busy_ports"]]
-    return left
+class LocalTarget:
+    name = "local"
+    module = "local"
+
+    def problems(self, spec: CampaignSpec) -> list[str]:
+        return []
+
+    def tfvars(self, plan: DeploymentPlan, ddir: DeploymentDir, expires_at: int) -> dict[str, Any]:
+        d = plan.deployment
+        spec = specs.load_instance_specs()[("local", d.node_type)]
+        binary = engines.server_binary(d.engine, d.version)
+        if binary is None:
+            raise RuntimeError(f"{d.engine} {d.version} is not installed on this machine")
+        return {
+            "point_id": plan.instance,
+            "campaign": d.campaign,
+            "run_id": plan.run_id,
+            "engine": d.engine,
+            "engine_version": d.version,
+            "server_binary": str(binary),
+            "cluster_mode": d.topology.cluster_mode,
+            "shards": d.topology.shards,
+            "replicas": d.topology.replicas,
+            "base_port": free_port_block(d.topology.nodes, plan.instance_index, plan.instances),
+            "maxmemory_bytes": int(spec.memory_gib * (1 - RESERVED_MEMORY) * 2**30),
+            "io_threads": spec.vcpu,
+            "state_dir": str(ddir.server),
+            "python": sys.executable,
+            "pythonpath": str(PLUGINS_DIR),
+            "metrics_interval_seconds": 1,
+            "expires_at": expires_at,
+        }
+
+    def backend_config(self, plan: DeploymentPlan, ddir: DeploymentDir) -> None:
+        return None  # a local state file in the deployment's terraform/ dir
+
+    def terraform_env(self, plan: DeploymentPlan, ddir: DeploymentDir) -> None:
+        return None
+
+    # ------------------------------------------------------------ runs
+
+    def _watch(self, prov: Provisioned, record: RunRecord, out: Path) -> Watch:
+        ddir = ddir_of(prov.plan)
+        return Watch(
+            classpath=TRIGGER,
+            phase="load",
+            kwargs={
+                "load_pids": [record.detail["pid"]],
+                "server_pids": server_pids(ddir.server),
+                "status_file": str(out / "status.json"),
+            },
+        )
+
+    def _start(self, prov: Provisioned, run: RunSpec, attempt: int) -> RunRecord:
+        ddir = ddir_of(prov.plan)
+        out = ddir.load(run.point.id, run.repetition)
+        out.mkdir(parents=True, exist_ok=True)
+        for stale in ("error.json", "measured.json", "warmup.json", "prefill.json", "cpu.json"):
+            (out / stale).unlink(missing_ok=True)  # an earlier attempt's, never this one's
+        job = runner.RunJob(
+            key=run.key,
+            workload=run.point.workload,
+            endpoint=prov.endpoint,
+            tool=run.point.load_tool,
+            generators=run.point.load_generators,
+            out_dir=str(out),
+            lock=str(Path(prov.plan.run_dir) / LOCK),
+        )
+        job_file = out / "job.json"
+        job_file.write_text(job.model_dump_json(indent=2))
+        argv = [sys.executable, "-m", runner.MODULE, str(job_file)]
+        with (out / "runner.log").open("ab") as log:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=out,
+                env={**os.environ, "PYTHONPATH": str(PLUGINS_DIR)},
+                start_new_session=True,
+                close_fds=True,
+            )
+        loadgen.adopt(proc)  # reaped when it ends, not left a zombie
+        return RunRecord(
+            status="started",
+            attempt=attempt,
+            phase="load",
+            started_at=time.time(),
+            detail={
+                "pid": proc.pid,
+                "start_ticks": genprocs.start_ticks(proc.pid),
+                "argv": argv,
+                "out_dir": str(out),
+            },
+        )
+
+    def step(
+        self,
+        prov: Provisioned,
+        run: RunSpec,
+        record: RunRecord | None,
+        event: dict[str, Any] | None,
+    ) -> tuple[RunRecord, Watch | None]:
+        if record is None or record.status != "started":
+            attempt = record.attempt + 1 if record else 1
+            record = self._start(prov, run, attempt)
+            return record, self._watch(prov, record, Path(record.detail["out_dir"]))
+        out = Path(record.detail["out_dir"])
+        if event is None:  # a new try: reattach to the runner if it still runs
+            if runner_alive(record):
+                return record, self._watch(prov, record, out)
+            return record, None
+        if event.get("status") == "done":
+            return record, None
+        self._stop(record)
+        return record.model_copy(
+            update={"status": "failed", "error": f"watch: {event.get('message', event)}"}
+        ), None
+
+    def _stop(self, record: RunRecord) -> None:
+        d = record.detail
+        if d.get("pid"):
+            genprocs.terminate([(d["pid"], d.get("start_ticks"), _runner_forms(record))], 5.0)
+        handles = procs.read_json(Path(d.get("out_dir", "/nonexistent")) / "handles.json")
+        if isinstance(handles, list) and handles:
+            loadgen.stop_load(handles)
+
+    def loads(self, prov: Provisioned, run: RunSpec, record: RunRecord) -> RunLoads:
+        out = Path(record.detail["out_dir"])
+        error = procs.read_json(out / "error.json")
+        if isinstance(error, dict):
+            raise loadgen.LoadError(
+                f"{error.get('step')}: {error.get('type')}: {error.get('message')}"
+            )
+        measured = out / "measured.json"
+        if not measured.is_file():
+            raise loadgen.LoadError(
+                f"the run's load ended without a result (runner log: {out / 'runner.log'})"
+            )
+        warm, filled = out / "warmup.json", out / "prefill.json"
+        return RunLoads(
+            measured=LoadResult.model_validate_json(measured.read_text()),
+            warmup=LoadResult.model_validate_json(warm.read_text()) if warm.is_file() else None,
+            prefill=(
+                PrefillResult.model_validate_json(filled.read_text()) if filled.is_file() else None
+            ),
+        )
+
+    def metrics(self, prov: Provisioned, run: RunSpec, start: float, end: float) -> pd.DataFrame:
+        from cachebench.report.export import read_agent_csv
+
+        csv = ddir_of(prov.plan).server / "metrics.csv"
+        return read_agent_csv(csv, run.point.id, start=start, end=end)
+
+    def metrics_ready_at(self, prov: Provisioned, end: float) -> float:
+        return end + AGENT_SETTLE_S
+
+    # ------------------------------------------------------------ destroy
+
+    def stop_load(self, plan: DeploymentPlan, ddir: DeploymentDir) -> None:
+        for path in sorted(ddir.path.glob("load/*/*/record.json")):
+            try:
+                record = RunRecord.model_validate_json(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if record.status == "started":
+                self._stop(record)
+
+    def leftovers(self, plan: DeploymentPlan, ddir: DeploymentDir) -> list[str]:
+        """Stop whatever destroy missed and say what it was; empty means clean."""
+        missed = [p for p in server_pids(ddir.server) if procs.pid_alive(p)]
+        result = servers.down(ddir.server)
+        left = [f"server pid {p} outlived terraform destroy" for p in missed]
+        left += [f"port {p} still in use" for p in result["busy_ports"]]
+        return left
+
+    def sweep(self, plan: DeploymentPlan, ddir: DeploymentDir) -> tuple[list[str], list[str]]:
+        """Stop what no registry knows: processes whose cwd is in the deployment's folder.
+
+        Catches what `down` cannot see when the folder (registry, pidfiles, records)
+        was removed under a running deployment.
+        """
+        swept = procs.kill_under(ddir.path)
+        stopped = [
+            f"stopped {f['kind']} pid {f['pid']} ({os.path.basename(f['argv0'])}) "
+            f"found in {f['cwd']}"
+            for f in swept["found"]
+        ]
+        left = [f"pid {p} survived SIGKILL" for p in swept["survivors"]]
+        left += [f"port {p} still in use" for p in swept["ports"] if not procs.port_free(p)]
+        return stopped, left
 
 
-def sweep(item: dict[str, Any]) -> dict[str, list[str]]:
-    """Stop what no registry knows: processes whose cwd is in the point's folder.
-
-    Catches what `down` cannot see when the folder (registry, pidfiles,
-    handles.json) was removed under a running point. "stopped" is what was
-    found and stopped, "left" what survived it (a CLEANUP FAILED).
-    """
-    swept = procs.kill_under(item["point_dir"])
-    stopped = [
-        f"stopped {f['kind']} pid {f['pid']} ({os.path.basename(f['argv0'])}) found in {f['cwd']}"
-        for f in swept["found"]
-    ]
-    left = [f"pid {p} survived SIGKILL" for p in swept["survivors"]]
-    left += [f"port {p} still in use" for p in swept["ports"] if not procs.port_free(p)]
-    return {"stopped": stopped, "left": left}
+TARGET = LocalTarget()

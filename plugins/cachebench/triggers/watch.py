@@ -1,4 +1,4 @@
-"""Trigger that watches a point's load on the triggerer, holding no worker slot."""
+"""Trigger that watches a local run's load on the triggerer, holding no worker slot."""
 
 from __future__ import annotations
 
@@ -10,14 +10,20 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from cachebench.watch import check
 
+POLL_S = 0.25  # a /proc check is cheap: the end of a load is seen within a quarter second
+
 
 class LoadWatchTrigger(BaseTrigger):
     def __init__(
-        self, load_pids: list[int], server_pids: list[int], deadline: float, poll: float = 1.0
+        self,
+        load_pids: list[int],
+        server_pids: list[int],
+        status_file: str | None = None,
+        poll: float = POLL_S,
     ):
         super().__init__()
         self.load_pids, self.server_pids = load_pids, server_pids
-        self.deadline, self.poll = deadline, poll
+        self.status_file, self.poll = status_file, poll
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -25,17 +31,14 @@ class LoadWatchTrigger(BaseTrigger):
             {
                 "load_pids": self.load_pids,
                 "server_pids": self.server_pids,
-                "deadline": self.deadline,
+                "status_file": self.status_file,
                 "poll": self.poll,
             },
         )
 
-    def check_once(self) -> dict[str, Any] | None:
-        return check(self.load_pids, self.server_pids, self.deadline)
-
     async def run(self) -> AsyncIterator[TriggerEvent]:
         while True:
-            event = self.check_once()
+            event = check(self.load_pids, self.server_pids, self.status_file)
             if event is not None:
                 yield TriggerEvent(event)
                 return

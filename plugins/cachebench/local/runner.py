@@ -1,0 +1,229 @@
+"""One run on the local target, detached from the Airflow task that started it.
+
+    python -m cachebench.local.runner JOB.json
+
+A run is: wait for the run-wide load lock (one load at a time on this machine,
+whichever deployment it belongs to), flush and prefill the data set, the
+warm-up, then the measured window. The task that starts it defers while it
+runs (no worker slot is held) and reads what it leaves in the job's folder:
+
+    status.json     phase and, once loading, the deadline the watch enforces
+    prefill.json    the prefill (PrefillResult), kept apart
+    warmup.json     the warm-up (LoadResult), kept apart
+    handles.json    the measured generators (pids, outputs), while they run
+    measured.json   the measured window (LoadResult)
+    cpu.json        the load generators' CPU each second of the measured window
+    error.json      why the run failed, if it did (then exit status 1)
+
+It runs with its working directory in the job's folder, inside the
+deployment's, so destroy's sweep finds it and its generators. SIGTERM stops
+the generators and ends it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+import psutil
+from pydantic import Field
+
+from cachebench import loadgen
+from cachebench.loadgen import prefill
+from cachebench.local import procs
+from cachebench.models import Endpoint, LoadResult, Strict, Workload
+
+MODULE = procs.RUNNER_MODULE
+GRACE_S = 120  # past twice the run's load time before the watch calls it overdue
+PREFILL_KEYS_PER_S = 20_000  # a slow prefill's rate, for the deadline only
+
+
+class RunJob(Strict):
+    key: str
+    workload: Workload
+    endpoint: Endpoint
+    tool: str
+    generators: int = Field(ge=1)
+    out_dir: str
+    lock: str = Field(description="the campaign run's load lock file")
+
+
+def deadline_after(start: float, w: Workload) -> float:
+    prefill_s = max(30.0, w.key_space / PREFILL_KEYS_PER_S)
+    return start + prefill_s + 2 * (w.warmup_seconds + w.duration_seconds) + GRACE_S
+
+
+class _Stopped(Exception):
+    pass
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    raise _Stopped(f"signal {signum}")
+
+
+def _write(out: Path, name: str, data: object) -> None:
+    tmp = out / f".{name}.tmp"
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    tmp.replace(out / name)
+
+
+def _tree_cpu_s(proc: psutil.Process) -> float:
+    """CPU seconds of a process and its children, those it already waited for included
+    (a chunk driver runs redis-benchmark again and again as its child)."""
+    t = proc.cpu_times()
+    total = t.user + t.system + t.children_user + t.children_system
+    for child in proc.children(recursive=True):
+        try:
+            c = child.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += c.user + c.system
+    return total
+
+
+class CpuSampler:
+    """Each generator's CPU (% of one core) over every second of the measured window."""
+
+    def __init__(self, handles: list[dict]):
+        self.rows: list[dict] = []
+        for h in handles:
+            try:
+                proc = psutil.Process(h["pid"])
+                self.rows.append(
+                    {
+                        "handle": h,
+                        "proc": proc,
+                        "last": (time.monotonic(), _tree_cpu_s(proc)),
+                        "pct": [],
+                    }
+                )
+            except psutil.NoSuchProcess:
+                continue
+
+    def sample(self) -> None:
+        for row in self.rows:
+            try:
+                now, cpu = time.monotonic(), _tree_cpu_s(row["proc"])
+            except psutil.NoSuchProcess:
+                continue
+            t0, c0 = row["last"]
+            if now > t0:
+                row["pct"].append(round(100.0 * (cpu - c0) / (now - t0), 1))
+            row["last"] = (now, cpu)
+
+    def report(self, started_at: float, threads: int) -> dict:
+        return {
+            "started_at": started_at,
+            "interval_s": 1.0,
+            "cores": os.cpu_count(),
+            "generators": [
+                {
+                    "generator": r["handle"].get("generator"),
+                    "side": r["handle"].get("side"),
+                    "tool": r["handle"].get("tool"),
+                    "threads": threads,
+                    "cpu_pct": r["pct"],
+                }
+                for r in self.rows
+            ],
+        }
+
+
+def measure(job: RunJob, out: Path, password: str, status) -> LoadResult:
+    w = job.workload
+    common = {
+        "password": password,
+        "generators": job.generators,
+        "tool": job.tool,
+    }
+    rate_hint = None
+    if w.warmup_seconds > 0:
+        status("warmup")
+        warm = loadgen.run_load(
+            w,
+            job.endpoint,
+            out_dir=out / "warmup",
+            phase="warmup",
+            duration_s=w.warmup_seconds,
+            **common,
+        )
+        _write(out, "warmup.json", warm.model_dump(mode="json"))
+        rate_hint = loadgen.rate_hint_from(warm)
+    status("measured")
+    handles = loadgen.start_load(
+        w,
+        job.endpoint,
+        out_dir=out / "measured",
+        phase="measured",
+        duration_s=w.duration_seconds,
+        rate_hint_ops=rate_hint,
+        **common,
+    )
+    _write(out, "handles.json", handles)
+    cpu = CpuSampler(handles)
+    samples_from = time.time()
+    try:
+        limit = time.monotonic() + 3 * w.duration_seconds + 30
+        next_sample = time.monotonic() + 1.0
+        while loadgen.load_running(handles):
+            if time.monotonic() > limit:
+                raise loadgen.LoadError("the measured load overran 3 x its duration; stopped")
+            if time.monotonic() >= next_sample:
+                cpu.sample()
+                next_sample += 1.0
+            time.sleep(0.05)
+    finally:
+        loadgen.stop_load(handles, grace_s=3.0)
+    _write(out, "cpu.json", cpu.report(samples_from, w.threads))
+    return loadgen.collect_load(handles)
+
+
+def run(job: RunJob) -> int:
+    out = Path(job.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    os.chdir(out)
+    deadline: dict[str, float] = {}
+
+    def status(phase: str) -> None:
+        _write(
+            out, "status.json", {"phase": phase, "at": time.time(), "pid": os.getpid(), **deadline}
+        )
+
+    step = "lock"
+    try:
+        status("waiting")
+        lock_fd = os.open(job.lock, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)  # held until this process exits
+        deadline["deadline"] = deadline_after(time.time(), job.workload)
+        status("prefill")
+        password = Path(job.endpoint.auth_ref).read_text().strip() if job.endpoint.auth_ref else ""
+        step = "prefill"
+        filled = prefill.prefill(job.endpoint, password, job.workload, job.tool)
+        _write(out, "prefill.json", filled.model_dump(mode="json"))
+        step = "load"
+        result = measure(job, out, password, status)
+        _write(out, "measured.json", result.model_dump(mode="json"))
+    except BaseException as exc:  # every failure is the run's result: say it, then exit
+        _write(out, "error.json", {"step": step, "type": type(exc).__name__, "message": str(exc)})
+        return 1
+    status("done")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog=f"python -m {MODULE}")
+    ap.add_argument("job", type=Path)
+    args = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop)
+    return run(RunJob.model_validate_json(args.job.read_text()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

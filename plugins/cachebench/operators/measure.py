@@ -1,0 +1,54 @@
+"""Measure every run of one deployment, deferring while each run's load goes on.
+
+One operator per deployment, not one task per run: Airflow cannot map inside a
+mapped group, and a fixed number of run tasks would put the matrix into the
+DAG's shape. So the operator loops over the deployment's runs and defers once
+per wait (local: each run's load; aws: each run's prefill task, then its load
+tasks; and CloudWatch's publishing delay), holding no worker slot meanwhile.
+Where every run stands is kept on disk by `steps.measure_step`, not in the
+task: a retry after a lost worker reattaches to the load under way, and a
+cleared task measures only the runs without a result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import BaseOperator, Context
+from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.module_loading import import_string
+
+
+class MeasureOperator(BaseOperator):
+    template_fields: Sequence[str] = ("provisioned",)
+
+    def __init__(self, *, provisioned: Any, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.provisioned = provisioned
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        return self._advance(context, None)
+
+    def resume(self, context: Context, event: Any = None) -> dict[str, Any]:
+        return self._advance(context, event if isinstance(event, dict) else {"status": "done"})
+
+    def _advance(self, context: Context, event: dict[str, Any] | None) -> dict[str, Any]:
+        from cachebench import steps  # lazy: keeps pandas out of DAG parsing
+        from cachebench.models import Provisioned
+
+        prov = Provisioned.model_validate(self.provisioned)
+        context["deployment_label"] = prov.plan.instance
+        watch = steps.measure_step(prov, context["ti"].try_number, event)
+        if watch is not None:
+            self.defer(trigger=import_string(watch.classpath)(**watch.kwargs), method_name="resume")
+        measured = steps.measured(prov)
+        if measured.failed:
+            # Not retried: a retry would measure the failed runs again at once; clearing
+            # the task does that on purpose (only the runs without a result).
+            raise AirflowFailException(
+                f"{len(measured.failed)} of {len(measured.outcomes)} runs of "
+                f"{prov.plan.instance} failed: "
+                + "; ".join(f"{o.key}: {o.error}" for o in measured.failed)
+            )
+        return measured.model_dump(mode="json")
