@@ -28,6 +28,7 @@ from cachebench.models import (
     Target,
     Topology,
     Workload,
+    deployment_id,
 )
 
 LOCAL_MAX_NODES = 12  # 2 cores: more server processes than this only measures contention
@@ -239,7 +240,6 @@ class CampaignSpec(Strict):
                         index=len(out),
                         campaign=self.name,
                         target=self.target,
-                        deployment_id=d.id,
                         engine=d.engine,
                         version=d.version,
                         topology=d.topology,
@@ -340,10 +340,6 @@ class CampaignPlan(Strict):
     @classmethod
     def read(cls, run_dir: Path) -> CampaignPlan:
         return cls.model_validate_json((Path(run_dir) / "campaign.json").read_text())
-
-
-def deployment_id(engine: str, version: str, topo: Topology, node_type: str) -> str:
-    return f"{engine}-{version}-{topo.label}-{node_type}"
 
 
 def _describe(err: dict[str, Any]) -> str:

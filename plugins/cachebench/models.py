@@ -189,7 +189,6 @@ class Point(Strict):
     index: int
     campaign: str
     target: Target
-    deployment_id: str
     engine: Engine
     version: str
     topology: Topology
@@ -197,6 +196,15 @@ class Point(Strict):
     workload: Workload
     load_generators: int = Field(1, ge=1, le=100)
     load_tool: str = "memtier_benchmark"
+
+    @property
+    def deployment_id(self) -> str:
+        return deployment_id(self.engine, self.version, self.topology, self.node_type)
+
+
+def deployment_id(engine: str, version: str, topology: Topology, node_type: str) -> str:
+    """engine-version-topology-node_type, e.g. valkey-9.1-c3r0-local.small."""
+    return f"{engine}-{version}-{topology.label}-{node_type}"
 
 
 class RunSpec(Strict):

@@ -1,38 +1,38 @@
 """The reaper: find what campaign runs left behind and destroy it.
 
-A leftover is something a point created that still exists although nothing
+A leftover is something a deployment created that still exists although nothing
 will clean it up any more:
 
 * **local**: servers and metrics agents on this machine. They are found by
-  the `registry.json` of each point under the results root (`up` writes it:
-  point, campaign, run id, expiry, pids) and, for points whose registry or
+  the `registry.json` of each deployment under the results root (`up` writes it:
+  deployment, campaign, run id, expiry, pids) and, for deployments whose registry or
   whole folder is gone, by scanning /proc for our server, agent and load
   processes whose working directory lies inside the results root.
-* **other targets** (aws): a target module may offer `find_leftovers(now)`
-  (e.g. ElastiCache replication groups found by their cachebench tags) and
-  `reap_leftover(leftover) -> list[str]`; the reaper calls them when present.
+* **other targets** (aws): the target's `find_leftovers(now)` (ElastiCache
+  replication groups found by their cachebench tags) and
+  `reap_leftover(leftover) -> list[str]` (the `Reapable` protocol below).
 
-A found point is reaped when its registry says it expired, or when its run is
+A found deployment is reaped when its registry says it expired, or when its run is
 known to be finished. When the run cannot be looked up (its Airflow metadata
-is gone, or no metadata DB is reachable), expiry alone decides. A point of a
+is gone, or no metadata DB is reachable), expiry alone decides. A deployment of a
 running run that has not expired is left alone.
 
-Destroying a local point: `terraform destroy` in the point's work dir when
+Destroying a local deployment: `terraform destroy` in the deployment's work dir when
 its state still holds resources, then `cachebench.local.servers.down` on its
-state dir, then a /proc sweep of the point's folder; it is reaped only when no
-process of the point is left and its ports are free.
+state dir, then a /proc sweep of the deployment's folder; it is reaped only when no
+process of the deployment is left and its ports are free.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+from cachebench import targets
 from cachebench.local import procs, servers
 from cachebench.workspace import results_root
 
@@ -43,17 +43,27 @@ FINISHED = "finished"
 # Targets besides local whose module may offer find_leftovers / reap_leftover.
 OTHER_TARGETS = ("aws",)
 
-RunState = Callable[[str, str], str | None]  # (campaign, run_id) -> RUNNING | FINISHED | None
+RunState = Callable[[str, str], str | None]
+
+
+class Reapable(Protocol):
+    """What a target other than local offers the reaper (aws: groups found by their tags)."""
+
+    def find_leftovers(self, now: float) -> list[dict[str, Any]]: ...
+
+    def reap_leftover(
+        self, leftover: Leftover
+    ) -> list[str]: ...  # (campaign, run_id) -> RUNNING | FINISHED | None
 
 
 @dataclass
 class Leftover:
     target: str
-    point_id: str
+    deployment_id: str
     campaign: str
     run_id: str
     expires_at: float | None
-    where: str  # local: the point's folder; aws: the resource id
+    where: str  # local: the deployment's folder; aws: the resource id
     reason: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -62,8 +72,8 @@ class Leftover:
 
 
 def dag_ids_for(campaign: str) -> list[str]:
-    """The DAGs a point of `campaign` may have come from (file DAG or ad-hoc)."""
-    return [f"cachebench__{campaign}", "cachebench_adhoc"]
+    """The DAGs a deployment of `campaign` may have come from (file DAG or ad-hoc)."""
+    return [f"cachebench__{campaign}", "cachebench_adhoc", "cachebench_adhoc_aws"]
 
 
 def airflow_run_state(campaign: str, run_id: str) -> str | None:
@@ -115,13 +125,13 @@ def _state_via_db(campaign: str, run_id: str) -> str | None:
 # ------------------------------------------------------------------ local: find
 
 
-def _point_dir_of(path: str, root: Path) -> Path | None:
-    """results/<campaign>/<run>/points/<point>/... -> the point folder (None if not so)."""
+def _deployment_dir_of(path: str, root: Path) -> Path | None:
+    """results/<campaign>/<run>/deployments/<instance>/... -> that folder (None if not so)."""
     try:
         parts = Path(path).relative_to(root).parts
     except ValueError:
         return None
-    if len(parts) >= 4 and parts[2] == "points":
+    if len(parts) >= 4 and parts[2] == "deployments":
         return root.joinpath(*parts[:4])
     return None
 
@@ -132,7 +142,7 @@ def _state_has_resources(pdir: Path) -> bool:
 
 
 def _decide(meta: dict[str, Any], now: float, run_state: RunState) -> str | None:
-    """Why this point is a leftover, or None to leave it alone."""
+    """Why this deployment is a leftover, or None to leave it alone."""
     expires = meta.get("expires_at")
     if isinstance(expires, int | float) and expires <= now:
         return f"expired {now - expires:.0f} s ago"
@@ -147,16 +157,16 @@ def _decide(meta: dict[str, Any], now: float, run_state: RunState) -> str | None
 def find_local(
     roots: list[Path], now: float | None = None, run_state: RunState = airflow_run_state
 ) -> tuple[list[Leftover], list[Leftover]]:
-    """(leftovers, spared): live local points under roots, split by _decide."""
+    """(leftovers, spared): live local deployments under roots, split by _decide."""
     now = time.time() if now is None else now
     found: dict[Path, Leftover] = {}
     spared: list[Leftover] = []
     for root in (Path(r).resolve() for r in roots):
         candidates: dict[Path, list[dict]] = {}
-        for reg_file in root.glob("*/*/points/*/server/registry.json"):
+        for reg_file in root.glob("*/*/deployments/*/server/registry.json"):
             candidates.setdefault(reg_file.parents[1], [])
         for proc in procs.processes_under(root):
-            pdir = _point_dir_of(proc["cwd"], root)
+            pdir = _deployment_dir_of(proc["cwd"], root)
             if pdir is not None:
                 candidates.setdefault(pdir, []).append(proc)
         for pdir, running in sorted(candidates.items()):
@@ -175,7 +185,7 @@ def find_local(
                 reason = _decide(meta, now, run_state)
             item = Leftover(
                 target="local",
-                point_id=str(meta.get("point_id", pdir.name)),
+                deployment_id=str(meta.get("point_id", pdir.name)),
                 campaign=str(meta.get("campaign", pdir.parents[2].name)),
                 run_id=str(meta.get("run_id", "")),
                 expires_at=meta.get("expires_at"),
@@ -194,7 +204,7 @@ def find_local(
 
 
 def reap_local(leftover: Leftover) -> list[str]:
-    """Destroy a local point's resources; return what could not be removed (empty: done)."""
+    """Destroy a local deployment's resources; return what could not be removed (empty: done)."""
     from cachebench.terraform import TFVARS, Terraform
 
     pdir = Path(leftover.where)
@@ -236,14 +246,6 @@ def reap_local(leftover: Leftover) -> list[str]:
 # ------------------------------------------------------------------ all targets
 
 
-def _target_hooks(name: str):
-    try:
-        module = importlib.import_module(f"cachebench.targets.{name}")
-    except ImportError:
-        return None, None
-    return getattr(module, "find_leftovers", None), getattr(module, "reap_leftover", None)
-
-
 def reap(
     roots: list[Path] | None = None,
     *,
@@ -257,16 +259,18 @@ def reap(
     leftovers, spared = find_local(roots, now, run_state)
     reapers: dict[str, Callable[[Leftover], list[str]]] = {"local": reap_local}
     for name in OTHER_TARGETS:
-        finder, reaper = _target_hooks(name)
-        if finder is None or reaper is None:
-            continue
-        for item in finder(now):  # the target decides expiry/run state by its tags
+        target: Reapable = targets.get(name)  # type: ignore[assignment]
+        for item in target.find_leftovers(now):  # the target decides expiry by its tags
             leftovers.append(item if isinstance(item, Leftover) else Leftover(**item))
-        reapers[name] = reaper
+        reapers[name] = target.reap_leftover
     reaped, failed = [], []
     for item in leftovers:
         log.warning(
-            "reaper: %s point %s (%s): %s", item.target, item.point_id, item.where, item.reason
+            "reaper: %s deployment %s (%s): %s",
+            item.target,
+            item.deployment_id,
+            item.where,
+            item.reason,
         )
         if dry_run:
             continue

@@ -1,54 +1,66 @@
-"""Local points never load at the same time, even while another point's watch is deferred."""
+"""Local runs never load at the same time, whichever deployment they belong to: a run's
+runner waits for the campaign run's load lock before it touches the servers."""
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
-from cachebench.loadgen import procs
-from cachebench.targets import local
-from cachebench.workspace import PointDir
+from cachebench.local import runner
+from cachebench.models import Endpoint, Node, Workload
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
-def _handles(pid_dir: Path, argv: list[str], pid: int, started: float) -> None:
-    pid_dir.mkdir(parents=True)
-    handle = {
-        "pid": pid,
-        "start_ticks": procs.start_ticks(pid),
-        "argv": argv,
-        "started_at": started,
-        "duration_s": 1,
-    }
-    (pid_dir / "handles.json").write_text(json.dumps([handle]))
+def _job(tmp_path: Path, lock: Path) -> Path:
+    # Nothing listens on this port: once past the lock, the runner fails its prefill.
+    node = Node(node_id="0001-001", host="127.0.0.1", port=1, role="primary", shard=1)
+    job = runner.RunJob(
+        key="p/rep1",
+        workload=Workload(name="w", duration_seconds=1, warmup_seconds=0, key_space=10),
+        endpoint=Endpoint(host="127.0.0.1", port=1, cluster_mode=False, nodes=[node]),
+        tool="redis-benchmark",
+        generators=1,
+        out_dir=str(tmp_path / "out"),
+        lock=str(lock),
+    )
+    path = tmp_path / "job.json"
+    path.write_text(job.model_dump_json())
+    return path
 
 
-def test_waits_for_another_points_running_load(tmp_path: Path) -> None:
-    argv = ["sleep", "1.5"]
-    other = subprocess.Popen(argv)
+def _status(tmp_path: Path) -> dict:
     try:
-        _handles(tmp_path / "points" / "a", argv, other.pid, time.time())
-        me = PointDir(tmp_path / "points" / "b")
-        waited = local.wait_for_other_loads(me, poll_s=0.05)
-        assert 1.0 <= waited < 10
-        assert other.poll() is not None or not procs.alive(other.pid)
-    finally:
-        other.kill()
-        other.wait()
+        return json.loads((tmp_path / "out" / "status.json").read_text())
+    except (OSError, ValueError):
+        return {}
 
 
-def test_no_wait_for_finished_loads_or_own_or_past_deadline(tmp_path: Path) -> None:
-    done = subprocess.Popen(["true"])
-    done.wait()
-    _handles(tmp_path / "points" / "a", ["true"], done.pid, time.time())
-    stuck = subprocess.Popen(["sleep", "30"])
+def test_a_run_waits_for_the_load_lock_then_goes_on(tmp_path: Path) -> None:
+    lock = tmp_path / ".load.lock"
+    held = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(held, fcntl.LOCK_EX)  # another run is loading
+    proc = subprocess.Popen(
+        [sys.executable, "-m", runner.MODULE, str(_job(tmp_path, lock))],
+        env={**os.environ, "PYTHONPATH": str(ROOT / "plugins")},
+    )
     try:
-        # started long ago: past its watch deadline, so not waited for
-        _handles(tmp_path / "points" / "c", ["sleep", "30"], stuck.pid, time.time() - 10_000)
-        own = PointDir(tmp_path / "points" / "b")
-        _handles(own.path, ["sleep", "30"], stuck.pid, time.time())  # its own handles
-        assert local.wait_for_other_loads(own, poll_s=0.05) < 0.5
+        deadline = time.monotonic() + 30
+        while _status(tmp_path).get("phase") != "waiting" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.0)
+        assert _status(tmp_path)["phase"] == "waiting" and proc.poll() is None
+        assert "deadline" not in _status(tmp_path)  # its clock starts once it holds the lock
+        os.close(held)  # the other run ends
+        assert proc.wait(timeout=30) == 1
+        error = json.loads((tmp_path / "out" / "error.json").read_text())
+        assert error["step"] == "prefill" and "Connection" in error["type"] + error["message"]
+        assert _status(tmp_path).get("deadline", 0) > time.time() - 60
     finally:
-        stuck.kill()
-        stuck.wait()
+        proc.kill()
+        proc.wait()

@@ -1,4 +1,4 @@
-"""The reaper's rules and the fault switch, without servers."""
+"""The reaper's rules and the tests' seam (faults, stand-ins), without servers."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cachebench import faults, reaper
+from cachebench import reaper, testing
 from cachebench.local import procs
 
 NOW = 1_800_000_000.0
@@ -43,14 +43,16 @@ def test_run_state_unknown_without_metadata(monkeypatch) -> None:
     assert reaper.airflow_run_state("c", "manual__x") is None
 
 
-def test_point_dir_of(tmp_path: Path) -> None:
+def test_deployment_dir_of(tmp_path: Path) -> None:
     root = tmp_path / "results"
-    deep = root / "c" / "run" / "points" / "p1" / "server" / "nodes" / "0001-001"
-    assert reaper._point_dir_of(str(deep), root) == root / "c" / "run" / "points" / "p1"
-    assert reaper._point_dir_of(str(root / "c" / "run"), root) is None
-    assert (
-        reaper._point_dir_of(str(tmp_path / "results2" / "c" / "r" / "points" / "p"), root) is None
-    )
+    here = root / "c" / "run" / "deployments" / "d1"
+    deep = here / "server" / "nodes" / "0001-001"
+    assert reaper._deployment_dir_of(str(deep), root) == here
+    assert reaper._deployment_dir_of(str(here / "load" / "p" / "rep2"), root) == here
+    assert reaper._deployment_dir_of(str(root / "c" / "run"), root) is None
+    assert reaper._deployment_dir_of(str(root / "c" / "run" / "points" / "p1"), root) is None
+    other = tmp_path / "results2" / "c" / "r" / "deployments" / "d"
+    assert reaper._deployment_dir_of(str(other), root) is None
 
 
 def test_nothing_found_in_an_empty_root(tmp_path: Path) -> None:
@@ -60,21 +62,33 @@ def test_nothing_found_in_an_empty_root(tmp_path: Path) -> None:
 
 def test_fault_rules(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("CACHEBENCH_FAULTS", "export@valkey-*, after_apply@*#once")
-    assert faults.armed("export", "valkey-9.1-x")
-    assert not faults.armed("export", "redis-7.0-x")
-    assert not faults.armed("after_apply", "p", None)  # once needs somewhere to remember
-    assert faults.armed("after_apply", "p", tmp_path)
-    assert not faults.armed("after_apply", "p", tmp_path)  # only the first time
-    with pytest.raises(faults.InjectedFault, match="injected fault in export"):
-        faults.maybe_fail("export", "valkey-1")
+    assert testing.armed("export", "valkey-9.1-x")
+    assert not testing.armed("export", "redis-7.0-x")
+    assert not testing.armed("after_apply", "p", None)  # once needs somewhere to remember
+    assert testing.armed("after_apply", "p", tmp_path)
+    assert not testing.armed("after_apply", "p", tmp_path)  # only the first time
+    with pytest.raises(testing.InjectedFault, match="injected fault in export"):
+        testing.maybe_fail("export", "valkey-1")
     monkeypatch.delenv("CACHEBENCH_FAULTS")
-    faults.maybe_fail("export", "valkey-1")
+    testing.maybe_fail("export", "valkey-1")
+
+
+def test_the_seam_returns_production_pieces_untouched_unless_armed(monkeypatch) -> None:
+    from cachebench import targets
+    from cachebench.targets import local
+
+    monkeypatch.delenv("CACHEBENCH_FAULTS", raising=False)
+    monkeypatch.delenv("CACHEBENCH_AWS_MODULE", raising=False)
+    assert targets.get("local") is local.TARGET
+    monkeypatch.setenv("CACHEBENCH_FAULTS", "export@x")
+    wrapped = targets.get("local")
+    assert wrapped is not local.TARGET and wrapped.module == "local"
 
 
 def test_sweep_ignores_processes_that_are_not_ours(tmp_path: Path) -> None:
-    """A shell (or anything else) with its cwd in a point folder is never a match."""
-    (tmp_path / "points" / "p").mkdir(parents=True)
-    proc = subprocess.Popen(["sleep", "30"], cwd=tmp_path / "points" / "p")
+    """A shell (or anything else) with its cwd in a deployment folder is never a match."""
+    (tmp_path / "deployments" / "d").mkdir(parents=True)
+    proc = subprocess.Popen(["sleep", "30"], cwd=tmp_path / "deployments" / "d")
     try:
         time.sleep(0.1)
         assert procs.processes_under(tmp_path) == []

@@ -21,12 +21,16 @@ import re
 import shlex
 from typing import Any
 
+from cachebench.aws.settings import AwsSettings
 from cachebench.loadgen.auth import AUTH_ENV
-from cachebench.loadgen.memtier import memtier_argv
-from cachebench.models import Endpoint, Point
+from cachebench.loadgen.memtier import MEMTIER, memtier_argv, tls_args
+from cachebench.models import DeploymentPlan, Endpoint, Point
 
 OUT_DIR = "/tmp/cachebench"
 RESULTS_ENV = "CACHEBENCH_RESULTS_URI"
+GENERATOR_ENV = "CACHEBENCH_GENERATOR"
+# The prefill writes each key once: enough connections to be quick, no more.
+PREFILL_CLIENTS, PREFILL_THREADS, PREFILL_PIPELINE = 4, 4, 16
 # Fields of describe_task_definition that register_task_definition accepts back.
 _TD_FIELDS = (
     "taskRoleArn",
@@ -45,10 +49,11 @@ _TD_FIELDS = (
 _SCRUB_SED = r's/"authenticate": *"[^"]*"/"authenticate": "********"/'
 
 
-def family(point: Point, run_id: str) -> str:
-    """Task definition family of a point's load (letters, digits, '-' and '_' only)."""
-    digest = hashlib.sha1(f"{point.campaign}/{run_id}/{point.id}".encode()).hexdigest()[:10]
-    return re.sub(r"[^A-Za-z0-9_-]", "_", f"cachebench-{point.id}")[:200] + f"-{digest}"
+def family(plan: DeploymentPlan) -> str:
+    """Task definition family of a deployment's load (letters, digits, '-' and '_' only)."""
+    key = f"{plan.deployment.campaign}/{plan.run_id}/{plan.instance}"
+    digest = hashlib.sha1(key.encode()).hexdigest()[:10]
+    return re.sub(r"[^A-Za-z0-9_-]", "_", f"cachebench-{plan.instance}")[:200] + f"-{digest}"
 
 
 def container_script(point: Point, endpoint: Endpoint) -> str:
@@ -64,12 +69,17 @@ def container_script(point: Point, endpoint: Endpoint) -> str:
             w, endpoint, password_env=False, test_time=seconds, out_prefix=f"{OUT_DIR}/{phase}"
         )
         lines.append(f"{shlex.join(argv)}{auth} > {OUT_DIR}/{phase}.stdout 2>&1 || rc=$?")
-    lines += [
+    lines += _scrub_and_upload()
+    return "\n".join(lines)
+
+
+def _scrub_and_upload() -> list[str]:
+    """The script's end: mask the token memtier copies into its JSON, upload, exit."""
+    return [
         f'for f in {OUT_DIR}/*.json; do [ -f "$f" ] && sed -i {shlex.quote(_SCRUB_SED)} "$f"; done',
         f'aws s3 cp --recursive --only-show-errors {OUT_DIR} "${RESULTS_ENV}" || rc=$?',
         'exit "$rc"',
     ]
-    return "\n".join(lines)
 
 
 def register_point_task_definition(
@@ -124,20 +134,41 @@ def log_tail(logs: Any, where: dict[str, str], container: str, task_arn: str, n:
     return "\n".join(e["message"].rstrip() for e in events)
 
 
-def generator_overrides(container: str, script: str, results_uri: str, g: int) -> dict:
-    """run_task overrides of generator g: the script, and where its results go."""
+def generator_overrides(container: str, script: str, results_uri: str, name: str) -> dict:
+    """run_task overrides of one task (generator "g<N>", or "prefill"): the script, and
+    where its results go."""
     return {
         "containerOverrides": [
             {
                 "name": container,
                 "command": ["/bin/sh", "-c", script],
                 "environment": [
-                    {"name": RESULTS_ENV, "value": f"{results_uri}/g{g}/"},
-                    {"name": "CACHEBENCH_GENERATOR", "value": str(g)},
+                    {"name": RESULTS_ENV, "value": f"{results_uri}/{name}/"},
+                    {"name": GENERATOR_ENV, "value": name},
                 ],
             }
         ]
     }
+
+
+def generator_of(task: dict) -> int | None:
+    """The generator number a load task was started as (from its overrides), or None."""
+    for c in task.get("overrides", {}).get("containerOverrides", []):
+        for e in c.get("environment", []):
+            if e.get("name") == GENERATOR_ENV and str(e.get("value", "")).startswith("g"):
+                return int(e["value"][1:])
+    return None
+
+
+def started_tasks(ecs: Any, cluster: str, started_by: str) -> list[dict]:
+    """Every task (running or stopped) ECS started with this startedBy, described."""
+    arns: list[str] = []
+    for status in ("RUNNING", "STOPPED"):  # RUNNING first: one stopping meanwhile is seen next
+        for page in ecs.get_paginator("list_tasks").paginate(
+            cluster=cluster, startedBy=started_by, desiredStatus=status
+        ):
+            arns += page.get("taskArns", [])
+    return describe(ecs, cluster, list(dict.fromkeys(arns)))
 
 
 def family_tasks(ecs: Any, cluster: str, family: str, status: str = "RUNNING") -> list[str]:
@@ -182,3 +213,56 @@ def stop(ecs: Any, cluster: str, arns: list[str], reason: str) -> list[str]:
             ecs.stop_task(cluster=cluster, task=t["taskArn"], reason=reason[:255])
             stopped.append(t["taskArn"])
     return stopped
+
+
+def prefill_script(point: Point, endpoint: Endpoint, settings: AwsSettings) -> str:
+    """The script of a run's prefill task: flush every primary, then write the whole key
+    space with memtier (--key-pattern=P:P --requests=allkeys), and upload its result.
+
+    The flush needs redis-cli or valkey-cli in the image (memtier cannot send a
+    keyless command to every shard); both read the token from the environment.
+    """
+    w = point.workload
+    tls = tls_args(endpoint, settings)
+    cli_tls = " ".join(shlex.quote(a.replace("--tls-skip-verify", "--insecure")) for a in tls)
+    where = f"{shlex.quote(endpoint.host)}:{endpoint.port}"
+    if endpoint.cluster_mode:
+        flush = f'"$cli" {cli_tls} --cluster call {where} FLUSHALL --cluster-only-masters'
+    else:
+        flush = f'"$cli" {cli_tls} -h {shlex.quote(endpoint.host)} -p {endpoint.port} FLUSHALL'
+    argv = [
+        MEMTIER,
+        f"--server={endpoint.host}",
+        f"--port={endpoint.port}",
+        "--protocol=redis",
+        *(["--cluster-mode"] if endpoint.cluster_mode else []),
+        *tls,
+        "--ratio=1:0",
+        f"--data-size={w.value_size}",
+        "--key-minimum=1",
+        f"--key-maximum={w.key_space}",
+        "--key-pattern=P:P",
+        "--requests=allkeys",
+        f"--clients={PREFILL_CLIENTS}",
+        f"--threads={PREFILL_THREADS}",
+        f"--pipeline={PREFILL_PIPELINE}",
+        "--hide-histogram",
+        f"--json-out-file={OUT_DIR}/prefill.json",
+    ]
+    auth = f' "--authenticate=${AUTH_ENV}"' if endpoint.auth_ref else ""
+    return "\n".join(
+        [
+            "set -u",
+            f"mkdir -p {OUT_DIR}",
+            f"{MEMTIER} --version 2>&1 | head -n 1 > {OUT_DIR}/version.txt",
+            'cli=$(command -v valkey-cli || command -v redis-cli) || {'
+            ' echo "cachebench: the load image needs redis-cli or valkey-cli to flush the data'
+            ' set before a run" >&2; exit 4; }',
+            f'export REDISCLI_AUTH="${AUTH_ENV}" VALKEYCLI_AUTH="${AUTH_ENV}"',
+            f"{flush} > {OUT_DIR}/flush.stdout 2>&1"
+            f" || {{ cat {OUT_DIR}/flush.stdout >&2; exit 5; }}",
+            f"{shlex.join(argv)}{auth} > {OUT_DIR}/prefill.stdout 2>&1 || rc=$?",
+            "rc=${rc:-0}",
+            *_scrub_and_upload(),
+        ]
+    )

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from cachebench.loadgen import LoadError
 from cachebench.loadgen.memtier import merge_results, parse_memtier_json, scrub_memtier_json
-from cachebench.models import LoadResult
+from cachebench.models import LoadResult, PrefillResult
 
 
 def split_uri(uri: str) -> tuple[str, str]:
@@ -54,3 +55,27 @@ def merge_phase(dest: Path, generators: int, phase: str = "measured") -> LoadRes
             "(see the task's awslogs stream)"
         )
     return merge_results(results, generators=generators)
+
+
+def prefill(dest: Path) -> PrefillResult | None:
+    """The run's prefill (memtier --requests=allkeys) as uploaded by its task, if any.
+
+    Only its count and duration are kept: it is no measurement (memtier releases
+    before the upstream duration fix round its duration down to whole seconds).
+    """
+    path = dest / "prefill" / "prefill.json"
+    if not path.is_file():
+        return None
+    doc = json.loads(path.read_text())
+    stats = doc["ALL STATS"]
+    runtime = stats.get("Runtime") or {}
+    version = (dest / "prefill" / "version.txt").read_text().strip() if (
+        dest / "prefill" / "version.txt"
+    ).is_file() else "memtier_benchmark"
+    return PrefillResult(
+        tool=version,
+        keys=int(stats["Sets"]["Count"]),
+        value_size=int(doc.get("configuration", {}).get("data_size", 0)),
+        seconds=float(runtime.get("Total duration", 0)) / 1000.0,
+        started_at=float(runtime.get("Start time", 0)) / 1000.0,
+    )

@@ -1,14 +1,13 @@
-"""Trigger that watches a point's ECS load and its ElastiCache group on the triggerer.
+"""Trigger that watches one run's ECS load tasks and its ElastiCache group on the triggerer.
 
-The load tasks are found by the point's task definition family (the load
-operators start them beside this watch, so it needs none of their ARNs).
-Done when all `expected` load tasks stopped with exit code 0. Failed early
-when a load task stopped otherwise, when they did not all start within
-START_GRACE_S, the replication group is not `available`, the engine
-evicts although the workload's data set fits (evictions_allowed=False), or the
-load overruns its deadline. AWS is asked at most every `min_poll` seconds
-(CloudWatch has one-minute datapoints). Once the load is done it waits
-`settle_seconds` more, so export finds the last minute's datapoints published.
+The load tasks are found by the startedBy they share (one per run, attempt and
+phase), so the watch needs none of their ARNs and a reattached watch finds the
+same set. Done when all `expected` load tasks stopped with exit code 0. Failed
+early when a load task stopped otherwise, when they did not all start within
+START_GRACE_S, the replication group is not `available`, the engine evicts
+although the workload's data set fits (evictions_allowed=False), or the load
+overruns its deadline. AWS is asked at most every `min_poll` seconds
+(CloudWatch has one-minute datapoints).
 The boto3 calls (and the Airflow connection lookup behind them) run through
 asgiref's sync_to_async, as the Amazon provider's own triggers fetch
 connections, so the event loop never blocks.
@@ -25,7 +24,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from asgiref.sync import sync_to_async
 
 START_GRACE_S = 600  # how long the load operators may take to start every task
-MAX_ERRORS = 5  # consecutive failed polls before the point is failed
+MAX_ERRORS = 5  # consecutive failed polls before the run is failed
 CLASSPATH = "cachebench.triggers.aws.EcsElastiCacheWatchTrigger"
 
 
@@ -35,7 +34,7 @@ class EcsElastiCacheWatchTrigger(BaseTrigger):
         *,
         region: str,
         cluster: str,
-        family: str,
+        started_by: str,
         expected: int,
         container: str,
         replication_group_id: str,
@@ -46,17 +45,15 @@ class EcsElastiCacheWatchTrigger(BaseTrigger):
         awslogs: dict[str, str] | None = None,
         min_poll: float = 60.0,
         poll: float = 1.0,
-        settle_seconds: float = 0.0,
     ):
         super().__init__()
         self.region, self.cluster = region, cluster
-        self.family, self.expected = family, expected
+        self.started_by, self.expected = started_by, expected
         self.container, self.replication_group_id = container, replication_group_id
         self.started_at, self.deadline = started_at, deadline
         self.evictions_allowed, self.aws_conn_id = evictions_allowed, aws_conn_id
         self.awslogs = awslogs
         self.min_poll, self.poll = min_poll, poll
-        self.settle_seconds = settle_seconds
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -64,7 +61,7 @@ class EcsElastiCacheWatchTrigger(BaseTrigger):
             {
                 "region": self.region,
                 "cluster": self.cluster,
-                "family": self.family,
+                "started_by": self.started_by,
                 "expected": self.expected,
                 "container": self.container,
                 "replication_group_id": self.replication_group_id,
@@ -75,7 +72,6 @@ class EcsElastiCacheWatchTrigger(BaseTrigger):
                 "awslogs": self.awslogs,
                 "min_poll": self.min_poll,
                 "poll": self.poll,
-                "settle_seconds": self.settle_seconds,
             },
         )
 
@@ -85,24 +81,10 @@ class EcsElastiCacheWatchTrigger(BaseTrigger):
         return client(service, self.region, self.aws_conn_id)
 
     def _tasks(self) -> list[dict]:
-        """The point's load tasks (running or stopped), found by task definition family."""
+        """The run's load tasks (running or stopped), found by their shared startedBy."""
         from cachebench.aws import ecs
 
-        client = self._client("ecs")
-        arns = list(  # RUNNING first: a task stopping between the two calls is seen next poll
-            dict.fromkeys(
-                arn
-                for status in ("RUNNING", "STOPPED")
-                for arn in ecs.family_tasks(client, self.cluster, self.family, status)
-            )
-        )
-        return ecs.describe(client, self.cluster, arns)
-
-    def load_started(self) -> bool:
-        """Every generator's task exists, or the start grace is over (then watching fails it)."""
-        if time.time() - self.started_at > START_GRACE_S:
-            return True
-        return len(self._tasks()) >= self.expected
+        return ecs.started_tasks(self._client("ecs"), self.cluster, self.started_by)
 
     def check_once(self) -> dict[str, Any] | None:
         """None while the load runs and the group is healthy; else the event ending the watch."""
@@ -126,7 +108,7 @@ class EcsElastiCacheWatchTrigger(BaseTrigger):
             return {
                 "status": "failed",
                 "message": f"only {len(tasks)} of {self.expected} load tasks started "
-                f"within {START_GRACE_S} s (see the point's load_g* tasks)",
+                f"within {START_GRACE_S} s (see the measure task's log)",
             }
         try:
             status, nodes = cloudwatch.member_clusters(
@@ -162,17 +144,13 @@ class EcsElastiCacheWatchTrigger(BaseTrigger):
             try:
                 event = await sync_to_async(self.check_once)()
                 errors = 0
-            except Exception as exc:  # throttling is retried; a broken API fails the point
+            except Exception as exc:  # throttling is retried; a broken API fails the run
                 errors += 1
                 self.log.warning("watch: AWS call failed (%d in a row): %s", errors, exc)
                 event = None
                 if errors >= MAX_ERRORS:
                     event = {"status": "failed", "message": f"watch could not ask AWS: {exc}"}
             if event is not None:
-                if event["status"] == "done" and self.settle_seconds > 0:
-                    # CloudWatch publishes a minute's datapoints after it ends: wait here,
-                    # on the triggerer, rather than in export's worker slot.
-                    await asyncio.sleep(self.settle_seconds)
                 yield TriggerEvent(event)
                 return
             await asyncio.sleep(interval)
