@@ -15,16 +15,16 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from cachebench import engines, specs
-from cachebench.aws.settings import AwsSettings
+from cachebench import engines, pricing, specs
+from cachebench.aws.settings import VARIABLE, AwsSettings, resolve
 from cachebench.models import SLUG, Engine, Point, Strict, Target, Topology, Workload
 
 LOCAL_MAX_NODES = 12  # 2 cores: more server processes than this only measures contention
 LOCAL_MAX_POINTS = 200  # each point of a local run owns a block of loopback ports
 AWS_MAX_NODES = 500  # ElastiCache's limit of nodes per replication group
 AWS_LOAD_GENERATORS = 5  # default load tasks per aws point: one task rarely saturates a node
-# Load-generator cost on AWS: one Fargate task of 4 vCPU / 8 GiB in us-east-1.
-FARGATE_TASK_USD_HOUR = 4 * 0.04048 + 8 * 0.004445
+# Load-generator cost on AWS: one Fargate task of 4 vCPU / 8 GiB, at the campaign region's rate.
+LOAD_TASK_VCPU, LOAD_TASK_GIB = 4, 8
 PROVISION_HOURS = {"aws": 0.5, "local": 0.0}  # create + delete of a replication group
 
 
@@ -184,17 +184,64 @@ class CampaignSpec(Strict):
             )
         return out
 
-    def estimate_usd(self, catalogue: dict | None = None) -> float:
-        """Nodes x hours x price, plus the load tasks, for the whole matrix."""
-        catalogue = catalogue if catalogue is not None else specs.load_instance_specs()
+    def price_context(self) -> tuple[str, str | None]:
+        """(region, Airflow connection) the prices come from: aws, the resolved settings'."""
+        if self.target == "local":
+            return pricing.LOCAL_REGION, None
+        try:
+            settings = resolve(self.aws)
+        except ValidationError as exc:
+            raise CampaignError([f"aws.{_describe(e)}" for e in exc.errors()]) from None
+        if not settings.region:
+            raise CampaignError(
+                [
+                    "aws.region: required to price an aws campaign (node and load-task prices "
+                    "are per region): set it in the campaign's aws: block, in the Airflow "
+                    f"Variable {VARIABLE!r} or as AWS_REGION"
+                ]
+            )
+        return settings.region, settings.aws_conn_id
+
+    def node_prices(self) -> list[pricing.NodePrice]:
+        """The price of every (engine, node type) of the matrix in the campaign's region."""
+        region, conn_id = self.price_context()
+        out = []
+        for engine in dict.fromkeys(e.engine for e in self.engines):
+            for node_type in dict.fromkeys(self.node_types):
+                try:
+                    found = pricing.price(engine, region, node_type, conn_id=conn_id)
+                except pricing.PriceTableError as exc:
+                    raise CampaignError([f"prices: price table unusable: {exc}"]) from None
+                except pricing.PricingError as exc:
+                    field = "aws.region" if self.target == "aws" else "node_types"
+                    raise CampaignError([f"{field}: {region!r}: {exc}"]) from None
+                out.append(
+                    pricing.NodePrice(
+                        **found.model_dump(), engine=engine, region=region, node_type=node_type
+                    )
+                )
+        return out
+
+    def estimate_usd(self, prices: list[pricing.NodePrice] | None = None) -> float:
+        """Nodes x hours x price, plus the load tasks, for the whole matrix.
+
+        ``prices``: :meth:`node_prices` when the caller has them already.
+        """
+        prices = self.node_prices() if prices is None else prices
+        by_key = {(p.engine, p.node_type): p.usd_per_node_hour for p in prices}
+        task_usd_hour = 0.0
+        if self.target == "aws":  # every price of the list is of the campaign's one region
+            try:
+                rate = pricing.fargate_rate(prices[0].region)
+            except pricing.PricingError as exc:
+                raise CampaignError([f"aws.region: {exc}"]) from None
+            task_usd_hour = rate.task_usd_hour(LOAD_TASK_VCPU, LOAD_TASK_GIB)
         total = 0.0
         for p in self.points():
-            spec = catalogue[(self.target, p.node_type)]
             hours = (p.workload.warmup_seconds + p.workload.duration_seconds) / 3600
             hours += PROVISION_HOURS[self.target]
-            total += p.topology.nodes * hours * (spec.price_usd_hour or 0.0)
-            if self.target == "aws":
-                total += p.load_generators * hours * FARGATE_TASK_USD_HOUR
+            total += p.topology.nodes * hours * by_key[(p.engine, p.node_type)]
+            total += p.load_generators * hours * task_usd_hour
         return round(total, 2)
 
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from cachebench import loadgen, targets
+from cachebench import loadgen, pricing, targets
 from cachebench.campaign import CampaignError, CampaignSpec
 from cachebench.faults import maybe_fail
 from cachebench.loadgen import redis_benchmark
@@ -69,13 +69,18 @@ def validate(
         ]
     if spec.target == "aws" and target_checks:
         problems += targets.get("aws").problems(spec)
-    estimate = spec.estimate_usd()
-    if estimate > spec.budget_usd:
+    estimate = None
+    try:
+        estimate = spec.estimate_usd(spec.node_prices())
+    except CampaignError as exc:  # no region or no price: said once, with the field
+        named = {p.split(":", 1)[0] for p in problems}
+        problems += [p for p in exc.problems if p.split(":", 1)[0] not in named]
+    if estimate is not None and estimate > spec.budget_usd:
         problems.append(
             f"budget_usd: {spec.budget_usd}: the campaign is estimated at ${estimate:.2f} "
             f"({spec.point_count} points); raise the budget or shrink the matrix"
         )
-    if problems:
+    if problems or estimate is None:
         raise CampaignError(problems)
     return spec, tool, estimate
 
@@ -95,6 +100,7 @@ def plan(
     points = spec.points(load_tool=tool)
     (run.path / "points").mkdir(parents=True, exist_ok=True)
     (run.path / "campaign.json").write_text(spec.model_dump_json(indent=2))
+    pricing.write_run_prices(run.path, spec.node_prices())  # what the report prices ops/$ with
     log.info(
         "campaign %s: %d points, estimate $%.2f, results in %s",
         spec.name,

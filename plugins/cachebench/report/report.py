@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from cachebench import pricing
 from cachebench.models import LoadResult, Point
 from cachebench.report import plots
 from cachebench.report.decision import decide, label
@@ -116,8 +117,14 @@ def _failed_row(pdir: Path, reason: str) -> dict[str, Any]:
     return row
 
 
-def collect(run_dir: Path, specs: dict) -> tuple[list[dict], list[dict]]:
-    """Summary rows of finished points and rows (with reason) of the others."""
+def collect(
+    run_dir: Path, specs: dict, prices: dict | None = None
+) -> tuple[list[dict], list[dict]]:
+    """Summary rows of finished points and rows (with reason) of the others.
+
+    ``prices``: :class:`cachebench.pricing.Price` by (engine, node_type); none, none priced.
+    """
+    prices = prices or {}
     ok: list[dict] = []
     failed: list[dict] = []
     points_dir = run_dir / "points"
@@ -130,6 +137,7 @@ def collect(run_dir: Path, specs: dict) -> tuple[list[dict], list[dict]]:
         try:
             point = Point.model_validate_json((pdir / "point.json").read_text())
             spec = specs.get((point.target, point.node_type))
+            price = prices.get((point.engine, point.node_type))
             baseline = spec.network_baseline_gbps if spec else None
             # export_point kept the statistics of these very files: reading every
             # point's full metric table again would dominate a large campaign's report.
@@ -137,9 +145,9 @@ def collect(run_dir: Path, specs: dict) -> tuple[list[dict], list[dict]]:
             if cached is None:
                 load = LoadResult.model_validate_json((pdir / "load.json").read_text())
                 metrics = pd.read_parquet(pdir / "metrics.parquet")
-                row = point_summary(point, metrics, load, spec)
+                row = point_summary(point, metrics, load, spec, price)
             else:
-                row = summary_row(point, cached[0], spec, cached[1])
+                row = summary_row(point, cached[0], spec, cached[1], price)
         except Exception as exc:  # one bad point must not sink the report
             failed.append(_failed_row(pdir, f"unreadable result: {type(exc).__name__}: {exc}"))
             continue
@@ -226,15 +234,43 @@ def cleanup_failures(run_dir: Path) -> list[str]:
     return out
 
 
-def build_report(run_dir: Path, specs: dict | None = None) -> dict[str, str]:
-    """Write summary.csv, figures/*.png|pdf, report.md and report.html; return their paths."""
+def build_report(
+    run_dir: Path, specs: dict | None = None, prices: dict | None = None
+) -> dict[str, str]:
+    """Write summary.csv, figures/*.png|pdf, report.md and report.html; return their paths.
+
+    ``prices`` by (engine, node_type): the run's own (``prices.json``, written by plan)
+    when not given.
+    """
     with gc_paused():  # see export.gc_paused: full collections would cost more than the report
-        return _build_report(Path(run_dir), specs)
+        return _build_report(Path(run_dir), specs, prices)
 
 
-def _build_report(run_dir: Path, specs: dict | None) -> dict[str, str]:
+def _price_list(ok_rows: list[dict], prices: dict) -> list[dict[str, str]]:
+    """Each price the finished points were costed at, with its source and date."""
+    used = dict.fromkeys((r["engine"], r["node_type"]) for r in ok_rows)
+    out = []
+    for key in used:
+        p = prices.get(key)
+        if p is None:
+            continue
+        out.append(
+            {
+                "engine": key[0],
+                "node_type": key[1],
+                "region": getattr(p, "region", ""),
+                "usd": f"{p.usd_per_node_hour:g}",
+                "source": p.source,
+                "as_of": p.as_of.isoformat(),
+            }
+        )
+    return out
+
+
+def _build_report(run_dir: Path, specs: dict | None, prices: dict | None) -> dict[str, str]:
     specs = _default_specs() if specs is None else specs
-    ok_rows, failed_rows = collect(run_dir, specs)
+    prices = pricing.read_run_prices(run_dir) if prices is None else prices
+    ok_rows, failed_rows = collect(run_dir, specs, prices)
     cols = [*SUMMARY_COLUMNS, "status", "reason"]
     summary = pd.DataFrame(ok_rows + failed_rows, columns=cols)
     paths = {"summary_csv": str(run_dir / "summary.csv")}
@@ -274,6 +310,7 @@ def _build_report(run_dir: Path, specs: dict | None) -> dict[str, str]:
         "failed": [{"point_id": r["point_id"], "reason": r["reason"]} for r in failed_rows],
         "point_figures": _point_figures(run_dir, ok) if len(ok) else [],
         "cleanup_failed": cleanup_failures(run_dir),
+        "prices": _price_list(ok_rows, prices),
     }
     env = Environment(
         loader=FileSystemLoader(TEMPLATES),
