@@ -22,6 +22,9 @@ os.environ.update(
     AIRFLOW__CORE__PLUGINS_FOLDER=str(ROOT / "plugins"),
     AIRFLOW__CORE__LOAD_EXAMPLES="False",
     CACHEBENCH_RESULTS=str(_HOME / "results"),
+    # Prices from include/prices.csv: no test asks the AWS Price List API by accident
+    # (tests/unit/test_pricing.py gives that path its own stubbed client).
+    CACHEBENCH_PRICES="table",
 )
 
 

@@ -15,8 +15,8 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from cachebench import engines, specs
-from cachebench.aws.settings import AwsSettings
+from cachebench import engines, pricing, specs
+from cachebench.aws.settings import VARIABLE, AwsSettings, resolve
 from cachebench.models import (
     SLUG,
     Deployment,
@@ -35,8 +35,8 @@ LOCAL_MAX_NODES = 12  # 2 cores: more server processes than this only measures c
 LOCAL_MAX_DEPLOYMENTS = 200  # each deployment of a local run owns a block of loopback ports
 AWS_MAX_NODES = 500  # ElastiCache's limit of nodes per replication group
 AWS_LOAD_GENERATORS = 5  # default load tasks per aws point: one task rarely saturates a node
-# Load-generator cost on AWS: one Fargate task of 4 vCPU / 8 GiB in us-east-1.
-FARGATE_TASK_USD_HOUR = 4 * 0.04048 + 8 * 0.004445
+# Load-generator cost on AWS: one Fargate task of 4 vCPU / 8 GiB, at the campaign region's rate.
+LOAD_TASK_VCPU, LOAD_TASK_GIB = 4, 8
 PROVISION_HOURS = {"aws": 0.5, "local": 0.0}  # create + delete of a replication group
 # aws: each run starts a prefill task, then its load tasks: Fargate start-up, image pull
 # and the prefill itself, billed on the cache nodes while nothing is measured.
@@ -251,6 +251,44 @@ class CampaignSpec(Strict):
                 )
         return out
 
+    def price_context(self) -> tuple[str, str | None]:
+        """(region, Airflow connection) the prices come from: aws, the resolved settings'."""
+        if self.target == "local":
+            return pricing.LOCAL_REGION, None
+        try:
+            settings = resolve(self.aws)
+        except ValidationError as exc:
+            raise CampaignError([f"aws.{_describe(e)}" for e in exc.errors()]) from None
+        if not settings.region:
+            raise CampaignError(
+                [
+                    "aws.region: required to price an aws campaign (node and load-task prices "
+                    "are per region): set it in the campaign's aws: block, in the Airflow "
+                    f"Variable {VARIABLE!r} or as AWS_REGION"
+                ]
+            )
+        return settings.region, settings.aws_conn_id
+
+    def node_prices(self) -> list[pricing.NodePrice]:
+        """The price of every (engine, node type) of the matrix in the campaign's region."""
+        region, conn_id = self.price_context()
+        out = []
+        for engine in dict.fromkeys(e.engine for e in self.engines):
+            for node_type in dict.fromkeys(self.node_types):
+                try:
+                    found = pricing.price(engine, region, node_type, conn_id=conn_id)
+                except pricing.PriceTableError as exc:
+                    raise CampaignError([f"prices: price table unusable: {exc}"]) from None
+                except pricing.PricingError as exc:
+                    field = "aws.region" if self.target == "aws" else "node_types"
+                    raise CampaignError([f"{field}: {region!r}: {exc}"]) from None
+                out.append(
+                    pricing.NodePrice(
+                        **found.model_dump(), engine=engine, region=region, node_type=node_type
+                    )
+                )
+        return out
+
     def plans(self, run_id: str, run_dir: str, load_tool: str) -> list[DeploymentPlan]:
         """The mapped deployments of a campaign run, each with its runs in order.
 
@@ -290,28 +328,35 @@ class CampaignSpec(Strict):
             )
         return plans
 
-    def estimate_usd(self, catalogue: dict | None = None) -> float:
+    def estimate_usd(self, prices: list[pricing.NodePrice] | None = None) -> float:
         """Nodes x hours x price, plus the load tasks, for the whole campaign run.
 
         Each deployment is paid from its creation to its deletion (PROVISION_HOURS,
         once per deployment, or once per repetition with redeploy_per_repetition)
         through all its runs (warm-up + measured window + RUN_OVERHEAD_HOURS each);
-        the load tasks only while their run loads.
+        the load tasks only while their run loads. ``prices``: :meth:`node_prices`
+        when the caller has them already.
         """
-        catalogue = catalogue if catalogue is not None else specs.load_instance_specs()
+        prices = self.node_prices() if prices is None else prices
+        by_key = {(p.engine, p.node_type): p.usd_per_node_hour for p in prices}
+        task_usd_hour = 0.0
+        if self.target == "aws":  # every price of the list is of the campaign's one region
+            try:
+                rate = pricing.fargate_rate(prices[0].region)
+            except pricing.PricingError as exc:
+                raise CampaignError([f"aws.region: {exc}"]) from None
+            task_usd_hour = rate.task_usd_hour(LOAD_TASK_VCPU, LOAD_TASK_GIB)
         total = 0.0
         for plan in self.plans("estimate", "", "memtier_benchmark"):
             d = plan.deployment
-            spec = catalogue[(self.target, d.node_type)]
             load_hours = sum(
                 (r.point.workload.warmup_seconds + r.point.workload.duration_seconds) / 3600
                 for r in plan.runs
             )
             up_hours = PROVISION_HOURS[self.target] + load_hours
             up_hours += len(plan.runs) * RUN_OVERHEAD_HOURS[self.target]
-            total += d.topology.nodes * up_hours * (spec.price_usd_hour or 0.0)
-            if self.target == "aws":
-                total += d.load_generators * load_hours * FARGATE_TASK_USD_HOUR
+            total += d.topology.nodes * up_hours * by_key[(d.engine, d.node_type)]
+            total += d.load_generators * load_hours * task_usd_hour
         return round(total, 2)
 
 

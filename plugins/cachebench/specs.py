@@ -41,7 +41,6 @@ COLUMNS: tuple[str, ...] = (
     "memory_gib",
     "network_baseline_gbps",
     "network_burst_gbps",
-    "price_usd_hour",
     "source",
 )
 
@@ -53,11 +52,10 @@ Specs = dict[SpecKey, "InstanceSpec"]
 
 
 class InstanceSpec(pydantic.BaseModel, frozen=True):
-    """One node type: its size, network allowance and on-demand price.
+    """One node type: its size and network allowance (prices: :mod:`cachebench.pricing`).
 
-    For ``aws`` rows ``price_usd_hour`` is the us-east-1 on-demand Redis OSS
-    price; network figures are ``None`` where there is no documented limit
-    (``local`` loopback). A size without burst has burst equal to baseline.
+    Network figures are ``None`` where there is no documented limit (``local``
+    loopback). A size without burst has burst equal to baseline.
     """
 
     target: str
@@ -67,7 +65,6 @@ class InstanceSpec(pydantic.BaseModel, frozen=True):
     memory_gib: float
     network_baseline_gbps: float | None
     network_burst_gbps: float | None
-    price_usd_hour: float | None
     source: str
 
 
@@ -190,7 +187,7 @@ def _parse_row(path: Path, line: int, row: list[str]) -> InstanceSpec:
     if vcpu < 1:
         raise fail("vcpu", f"{vcpu} must be at least 1")
 
-    def number(column: str, *, optional: bool, allow_zero: bool) -> float | None:
+    def number(column: str, *, optional: bool) -> float | None:
         raw = cells[column]
         if not raw:
             if optional:
@@ -204,14 +201,13 @@ def _parse_row(path: Path, line: int, row: list[str]) -> InstanceSpec:
             raise fail(column, f"{raw!r} is not a finite number")
         if value < 0:
             raise fail(column, f"{raw} must not be negative")
-        if value == 0 and not allow_zero:
+        if value == 0:
             raise fail(column, "must be greater than 0")
         return value
 
-    memory = number("memory_gib", optional=False, allow_zero=False)
-    baseline = number("network_baseline_gbps", optional=True, allow_zero=False)
-    burst = number("network_burst_gbps", optional=True, allow_zero=False)
-    price = number("price_usd_hour", optional=True, allow_zero=True)
+    memory = number("memory_gib", optional=False)
+    baseline = number("network_baseline_gbps", optional=True)
+    burst = number("network_burst_gbps", optional=True)
     if burst is not None and baseline is None:
         raise fail("network_burst_gbps", "set without network_baseline_gbps")
     if burst is not None and baseline is not None and burst < baseline:
@@ -229,6 +225,5 @@ def _parse_row(path: Path, line: int, row: list[str]) -> InstanceSpec:
         memory_gib=memory,
         network_baseline_gbps=baseline,
         network_burst_gbps=burst,
-        price_usd_hour=price,
         source=cells["source"],
     )

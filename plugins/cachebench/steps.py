@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from cachebench import loadgen, targets
+from cachebench import loadgen, pricing, targets
 from cachebench.campaign import CampaignError, CampaignPlan, CampaignSpec
 from cachebench.loadgen import redis_benchmark
 from cachebench.models import (
@@ -98,14 +98,19 @@ def validate(
         ]
     if target_checks:
         problems += targets.get(spec.target).problems(spec)
-    estimate = spec.estimate_usd()
-    if estimate > spec.budget_usd:
+    estimate = None
+    try:
+        estimate = spec.estimate_usd(spec.node_prices())
+    except CampaignError as exc:  # no region or no price: said once, with the field
+        named = {p.split(":", 1)[0] for p in problems}
+        problems += [p for p in exc.problems if p.split(":", 1)[0] not in named]
+    if estimate is not None and estimate > spec.budget_usd:
         problems.append(
             f"budget_usd: {spec.budget_usd}: the campaign is estimated at ${estimate:.2f} "
             f"({spec.instance_count} deployments, {spec.run_count} runs); "
             "raise the budget or shrink the matrix"
         )
-    if problems:
+    if problems or estimate is None:
         raise CampaignError(problems)
     return spec, tool, estimate
 
@@ -129,6 +134,7 @@ def plan(
     run.write_json("campaign.json", campaign.model_dump(mode="json"))
     for point in campaign.points:
         run.point(point.id).write_json("point.json", point.model_dump(mode="json"))
+    pricing.write_run_prices(run.path, spec.node_prices())  # what the report prices ops/$ with
     log.info(
         "campaign %s: %d deployments, %d runs (%d points x %d repetitions), estimate $%.2f, "
         "results in %s",

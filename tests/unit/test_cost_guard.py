@@ -1,5 +1,12 @@
 """Cost guard: plan refuses a campaign over its budget or its max_points, naming the
-estimate, before anything is provisioned (no run, point or terraform folder)."""
+estimate, before anything is provisioned (no run, point or terraform folder).
+
+Expected estimates are worked out by hand below from include/prices.csv and
+include/fargate_prices.csv (on-demand, Linux/x86 Fargate): the engine's node
+price in the campaign's region, for 4 nodes, over warm-up + duration + the
+0.5 h a replication group takes to create and delete, plus 5 load tasks of
+4 vCPU / 8 GiB over the same hours.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +15,25 @@ from pathlib import Path
 import pytest
 
 from cachebench import steps
-from cachebench.campaign import FARGATE_TASK_USD_HOUR, PROVISION_HOURS, CampaignError
-from cachebench.specs import load_instance_specs
+from cachebench.campaign import CampaignError
+
+HOURS = (60 + 3600) / 3600 + 0.5  # warm-up + duration, + create and delete
+# region: (redis and valkey cache.m6g.large $/node-hour, Fargate $/vCPU-hour and $/GB-hour)
+RATES = {
+    "eu-west-1": (0.164, 0.1312, 0.04048, 0.004445),
+    "eu-central-1": (0.177, 0.1416, 0.04656, 0.00511),
+}
+# 4 nodes x HOURS x (redis + valkey) + 2 points x 5 tasks x HOURS x (4 vCPU + 8 GB rates):
+#   eu-west-1:    6.06667 x 0.2952 + 15.16667 x 0.19748 = 1.79088 + 2.99511 = 4.78599
+#   eu-central-1: 6.06667 x 0.3186 + 15.16667 x 0.22712 = 1.93284 + 3.44465 = 5.37749
+BY_HAND = {
+    region: round(4 * HOURS * (redis + valkey) + 2 * 5 * HOURS * (4 * vcpu + 8 * gb), 2)
+    for region, (redis, valkey, vcpu, gb) in RATES.items()
+}
+assert BY_HAND == {"eu-west-1": 4.79, "eu-central-1": 5.38}  # the sums above
 
 
-def aws_campaign(**over) -> dict:
+def aws_campaign(region: str | None = "eu-west-1", **over) -> dict:
     return {
         "name": "costly",
         "target": "aws",
@@ -26,40 +47,55 @@ def aws_campaign(**over) -> dict:
         "load_generators": 5,
         "budget_usd": 1,
         "max_points": 10,
+        **({"aws": {"region": region}} if region else {}),
         **over,
     }
 
 
-def by_hand(fields: dict) -> float:
-    """4 nodes x hours x node price + 5 load tasks x hours x Fargate, per point."""
-    price = load_instance_specs()[("aws", "cache.m6g.large")].price_usd_hour
-    w = fields["workloads"][0]
-    hours = (w["warmup_seconds"] + w["duration_seconds"]) / 3600 + PROVISION_HOURS["aws"]
-    per_point = 4 * hours * price + fields["load_generators"] * hours * FARGATE_TASK_USD_HOUR
-    return round(2 * per_point, 2)
+@pytest.fixture(autouse=True)
+def no_ambient_region(monkeypatch) -> None:
+    """The region comes from the campaign here, not from this machine's environment."""
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AIRFLOW_VAR_CACHEBENCH_AWS"):
+        monkeypatch.delenv(name, raising=False)
 
 
 def assert_nothing_created(results: Path) -> None:
     assert not results.exists() or not any(results.rglob("*")), sorted(results.rglob("*"))
 
 
-def test_over_budget_is_refused_with_the_estimate(results_dir: Path) -> None:
-    fields = aws_campaign()
-    estimate = by_hand(fields)
-    assert estimate > 1
+@pytest.mark.parametrize("region", sorted(RATES))
+def test_over_budget_is_refused_with_the_estimate(results_dir: Path, region: str) -> None:
     with pytest.raises(CampaignError) as err:
-        steps.plan(fields, "manual__cost")
+        steps.plan(aws_campaign(region), "manual__cost")
     text = str(err.value)
+    estimate = BY_HAND[region]
     assert f"budget_usd: 1.0: the campaign is estimated at ${estimate:.2f} (2 points)" in text
     assert_nothing_created(results_dir)
 
 
 def test_within_budget_is_not_refused_for_cost(results_dir: Path) -> None:
-    fields = aws_campaign(budget_usd=by_hand(aws_campaign()) + 0.01)
+    fields = aws_campaign(budget_usd=BY_HAND["eu-west-1"] + 0.01)
     try:
-        steps.validate(fields, target_checks=False)
+        _, _, estimate = steps.validate(fields, target_checks=False)
     except CampaignError as exc:  # pragma: no cover - shows which check refused
         pytest.fail(f"refused: {exc}")
+    assert estimate == BY_HAND["eu-west-1"]
+    assert_nothing_created(results_dir)
+
+
+def test_an_aws_campaign_without_a_region_is_refused_naming_the_field(results_dir: Path) -> None:
+    with pytest.raises(CampaignError) as err:
+        steps.validate(aws_campaign(region=None, budget_usd=1000), target_checks=False)
+    assert "aws.region: required to price an aws campaign" in str(err.value)
+    assert_nothing_created(results_dir)
+
+
+def test_a_region_without_prices_is_refused_naming_the_field(results_dir: Path) -> None:
+    with pytest.raises(CampaignError) as err:
+        steps.validate(aws_campaign("ap-southeast-7", budget_usd=1000), target_checks=False)
+    text = str(err.value)
+    assert "aws.region: 'ap-southeast-7': no redis cache.m6g.large price" in text
+    assert "eu-central-1, eu-west-1, us-east-1, us-west-2" in text
     assert_nothing_created(results_dir)
 
 
@@ -73,7 +109,7 @@ def test_over_max_points_is_refused_before_anything(results_dir: Path) -> None:
 
 def test_local_points_cost_nothing(results_dir: Path) -> None:
     fields = {
-        **aws_campaign(),
+        **aws_campaign(region=None),
         "target": "local",
         "engines": [{"engine": "redis", "versions": ["7.0"]}],
         "topologies": [{"cluster_mode": False}],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 
 import numpy as np
 import pandas as pd
@@ -13,6 +14,7 @@ from test_export_support import (
     make_load,
     make_metrics,
     make_point,
+    make_price,
     make_spec,
 )
 
@@ -210,8 +212,9 @@ def _three_node_case():
 
 def test_point_summary_values():
     point, metrics = _three_node_case()
-    spec = make_spec(baseline=1.0, burst=10.0, price=0.5)
-    row = point_summary(point, metrics, make_load(ops=100_000, p99=1.2), spec)
+    spec = make_spec(baseline=1.0, burst=10.0)
+    price = make_price(0.5, source="a test's price", as_of=date(2025, 3, 14))
+    row = point_summary(point, metrics, make_load(ops=100_000, p99=1.2), spec, price)
     assert list(row) == SUMMARY_COLUMNS
     assert row["topology"] == "c1r2" and row["nodes"] == 3
     assert row["ops_per_sec"] == 100_000 and row["p99_ms"] == 1.2
@@ -229,6 +232,8 @@ def test_point_summary_values():
     assert row["memory_peak_bytes"] == 3.0 * GIB
     assert row["memory_peak_pct"] == 45.0
     assert row["evictions"] == 3 * 60
+    assert row["price_usd_hour_node"] == 0.5
+    assert row["price_source"] == "a test's price" and row["price_as_of"] == "2025-03-14"
     assert row["cluster_usd_hour"] == pytest.approx(1.5)
     assert row["ops_per_dollar"] == pytest.approx(100_000 * 3600 / 1.5)
 
@@ -264,6 +269,7 @@ def test_point_summary_without_spec_or_metrics():
     ):
         assert row[key] is None, key
     assert row["cluster_usd_hour"] is None and row["ops_per_dollar"] is None
+    assert row["price_source"] is None and row["price_as_of"] is None
 
 
 def test_export_point_writes_everything(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from cachebench.models import (
     Topology,
     Workload,
 )
+from cachebench.pricing import Price
 from cachebench.report.export import export_point, write_metrics
 from cachebench.specs import InstanceSpec
 
@@ -143,7 +145,6 @@ def make_spec(
     target: str = "aws",
     baseline: float | None = 0.937,
     burst: float | None = 12.5,
-    price: float | None = 0.252,
     vcpu: int = 2,
     memory_gib: float = 13.07,
 ) -> InstanceSpec:
@@ -155,9 +156,12 @@ def make_spec(
         memory_gib=memory_gib,
         network_baseline_gbps=baseline,
         network_burst_gbps=burst,
-        price_usd_hour=price,
         source="test",
     )
+
+
+def make_price(usd: float, source: str = "test price", as_of: date = date(2025, 3, 14)) -> Price:
+    return Price(usd_per_node_hour=usd, source=source, as_of=as_of)
 
 
 def write_point_dir(

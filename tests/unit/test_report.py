@@ -11,6 +11,7 @@ from test_export_support import (
     CLUSTER3,
     make_load,
     make_point,
+    make_price,
     make_spec,
     write_failed_dir,
     write_point_dir,
@@ -18,16 +19,15 @@ from test_export_support import (
 
 from cachebench.report.report import LOCAL_CAVEAT, build_report
 
-LARGE = make_spec("cache.r7g.large", baseline=0.937, burst=12.5, price=0.252, vcpu=2)
-XLARGE = make_spec(
-    "cache.r7g.xlarge",
-    baseline=1.876,
-    burst=12.5,
-    price=0.504,
-    vcpu=4,
-    memory_gib=26.32,
-)
+LARGE = make_spec("cache.r7g.large", baseline=0.937, burst=12.5, vcpu=2)
+XLARGE = make_spec("cache.r7g.xlarge", baseline=1.876, burst=12.5, vcpu=4, memory_gib=26.32)
 SPECS = {(s.target, s.node_type): s for s in (LARGE, XLARGE)}
+# One price for both engines, so these tests see only the measured differences.
+PRICES = {
+    (engine, node_type): make_price(usd)
+    for engine in ("redis", "valkey")
+    for node_type, usd in (("cache.r7g.large", 0.252), ("cache.r7g.xlarge", 0.504))
+}
 FIGURES = ("throughput", "latency", "cpu", "network", "memory")
 
 
@@ -55,7 +55,7 @@ def _md(run_dir):
 
 def test_decision_picks_the_right_winners(tmp_path):
     _campaign(tmp_path)
-    paths = build_report(tmp_path, SPECS)
+    paths = build_report(tmp_path, SPECS, PRICES)
     md = _md(tmp_path)
     assert re.search(
         r"Best throughput: valkey 8\.0, c3r1, cache\.r7g\.large, mixed with 300,000 ops/s, "
@@ -79,7 +79,7 @@ def test_decision_picks_the_right_winners(tmp_path):
 
 def test_summary_lists_results_and_failed_points(tmp_path):
     _campaign(tmp_path)
-    build_report(tmp_path, SPECS)
+    build_report(tmp_path, SPECS, PRICES)
     summary = pd.read_csv(tmp_path / "summary.csv")
     assert list(summary["status"]) == ["ok"] * 4 + ["failed"]
     failed = summary[summary["status"] == "failed"].iloc[0]
@@ -96,7 +96,7 @@ def test_summary_lists_results_and_failed_points(tmp_path):
 
 def test_files_exist_and_html_references_existing_files(tmp_path):
     _campaign(tmp_path, figures=True)
-    paths = build_report(tmp_path, SPECS)
+    paths = build_report(tmp_path, SPECS, PRICES)
     for key in ("summary_csv", "report_md", "report_html"):
         assert (tmp_path / paths[key].split("/")[-1]).is_file()
     for name in FIGURES:
@@ -115,7 +115,7 @@ def test_files_exist_and_html_references_existing_files(tmp_path):
 
 def test_one_point(tmp_path):
     write_point_dir(tmp_path, make_point(0, "valkey"), make_load(50_000), spec=LARGE)
-    build_report(tmp_path, SPECS)
+    build_report(tmp_path, SPECS, PRICES)
     md = _md(tmp_path)
     assert "1 point(s) finished, 0 failed" in md
     assert "with 50,000 ops/s (no other point to compare)" in md
@@ -148,14 +148,14 @@ def test_unreadable_result_is_a_failed_point(tmp_path):
     write_point_dir(tmp_path, make_point(0, "redis"), make_load(), spec=LARGE)
     bad = write_point_dir(tmp_path, make_point(1, "valkey"), make_load(), spec=LARGE)
     (bad / "metrics.parquet").write_bytes(b"not parquet")
-    build_report(tmp_path, SPECS)
+    build_report(tmp_path, SPECS, PRICES)
     md = _md(tmp_path)
     assert "1 point(s) finished, 1 failed" in md
     assert "| p01-valkey-single-large-mixed | unreadable result:" in md
 
 
 def test_local_target_caveat(tmp_path):
-    local = make_spec("local-2cpu", target="local", baseline=None, burst=None, price=None)
+    local = make_spec("local-2cpu", target="local", baseline=None, burst=None)
     for i, engine in enumerate(("redis", "valkey")):
         point = make_point(i, engine, node_type="local-2cpu", target="local")
         write_point_dir(tmp_path, point, make_load(90_000 + i * 10_000), spec=local)
@@ -195,7 +195,7 @@ def test_fifty_points(tmp_path):
                     write_point_dir(tmp_path, point, make_load(ops + i), spec=SPECS[("aws", nt)])
                     i += 1
     started = time.perf_counter()
-    build_report(tmp_path, SPECS)
+    build_report(tmp_path, SPECS, PRICES)
     assert time.perf_counter() - started < 60
     summary = pd.read_csv(tmp_path / "summary.csv")
     assert len(summary) == 50 and (summary["status"] == "ok").all()

@@ -20,8 +20,8 @@ from cachebench.specs import (
 )
 
 HEADER = ",".join(COLUMNS)
-GOOD_AWS = "aws,cache.r7g.large,r7g,2,13.07,0.937,12.5,0.219,doc"
-GOOD_LOCAL = "local,local.micro,local,1,0.25,,,0,local process on 127.0.0.1"
+GOOD_AWS = "aws,cache.r7g.large,r7g,2,13.07,0.937,12.5,doc"
+GOOD_LOCAL = "local,local.micro,local,1,0.25,,,local process on 127.0.0.1"
 REQUIRED_FAMILIES = {"t4g", "m6g", "m7g", "r6g", "r7g"}
 
 
@@ -97,7 +97,6 @@ def test_shipped_local_rows(shipped: dict[tuple[str, str], InstanceSpec]) -> Non
         assert (spec.vcpu, spec.memory_gib) == (vcpu, memory)
         assert spec.network_baseline_gbps is None
         assert spec.network_burst_gbps is None
-        assert spec.price_usd_hour == 0
         assert spec.source == "local process on 127.0.0.1"
 
 
@@ -110,7 +109,6 @@ def test_shipped_aws_rows_are_complete(
         assert spec.network_baseline_gbps is not None and spec.network_baseline_gbps > 0
         assert spec.network_burst_gbps is not None
         assert spec.network_burst_gbps >= spec.network_baseline_gbps, spec.node_type
-        assert spec.price_usd_hour is not None and spec.price_usd_hour > 0, spec.node_type
         assert spec.vcpu >= 2
         assert spec.memory_gib > 0
 
@@ -148,7 +146,7 @@ def test_minimal_file_loads(tmp_path: Path) -> None:
 
 
 def test_quoted_source_with_commas(tmp_path: Path) -> None:
-    row = 'aws,cache.t4g.micro,t4g,2,0.5,0.064,5,0.016,"page A, page B"'
+    row = 'aws,cache.t4g.micro,t4g,2,0.5,0.064,5,"page A, page B"'
     specs = load_instance_specs(write_csv(tmp_path, row))
     assert specs[("aws", "cache.t4g.micro")].source == "page A, page B"
 
@@ -175,24 +173,22 @@ def test_node_types_for_unknown_target() -> None:
 @pytest.mark.parametrize(
     ("row", "column"),
     [
-        ("aws,cache.r7g.large,r7g,2,13.07,0.937,12.5,0.219", "row"),
-        ("aws,cache.r7g.large,r7g,2,13.07,0.937,12.5,0.219,doc,extra", "row"),
-        ("aws,cache.r7g.large,r7g,two,13.07,0.937,12.5,0.219,doc", "vcpu"),
-        ("aws,cache.r7g.large,r7g,2.5,13.07,0.937,12.5,0.219,doc", "vcpu"),
-        ("aws,cache.r7g.large,r7g,0,13.07,0.937,12.5,0.219,doc", "vcpu"),
-        ("aws,cache.r7g.large,r7g,-2,13.07,0.937,12.5,0.219,doc", "vcpu"),
-        ("aws,cache.r7g.large,r7g,2,-13.07,0.937,12.5,0.219,doc", "memory_gib"),
-        ("aws,cache.r7g.large,r7g,2,,0.937,12.5,0.219,doc", "memory_gib"),
-        ("aws,cache.r7g.large,r7g,2,lots,0.937,12.5,0.219,doc", "memory_gib"),
-        ("aws,cache.r7g.large,r7g,2,13.07,-1,12.5,0.219,doc", "network_baseline_gbps"),
-        ("aws,cache.r7g.large,r7g,2,13.07,nan,12.5,0.219,doc", "network_baseline_gbps"),
-        ("aws,cache.r7g.large,r7g,2,13.07,0.937,0.5,0.219,doc", "network_burst_gbps"),
-        ("aws,cache.r7g.large,r7g,2,13.07,,12.5,0.219,doc", "network_burst_gbps"),
-        ("aws,cache.r7g.large,r7g,2,13.07,0.937,12.5,-0.2,doc", "price_usd_hour"),
-        ("aws,cache.r7g.large,r7g,2,13.07,0.937,12.5,cheap,doc", "price_usd_hour"),
-        ("gcp,cache.r7g.large,r7g,2,13.07,0.937,12.5,0.219,doc", "target"),
-        ("aws,,r7g,2,13.07,0.937,12.5,0.219,doc", "node_type"),
-        ("aws,cache.r7g.large,r7g,2,13.07,0.937,12.5,0.219,", "source"),
+        ("aws,cache.r7g.large,r7g,2,13.07,0.937,12.5", "row"),
+        ("aws,cache.r7g.large,r7g,2,13.07,0.937,12.5,doc,extra", "row"),
+        ("aws,cache.r7g.large,r7g,two,13.07,0.937,12.5,doc", "vcpu"),
+        ("aws,cache.r7g.large,r7g,2.5,13.07,0.937,12.5,doc", "vcpu"),
+        ("aws,cache.r7g.large,r7g,0,13.07,0.937,12.5,doc", "vcpu"),
+        ("aws,cache.r7g.large,r7g,-2,13.07,0.937,12.5,doc", "vcpu"),
+        ("aws,cache.r7g.large,r7g,2,-13.07,0.937,12.5,doc", "memory_gib"),
+        ("aws,cache.r7g.large,r7g,2,,0.937,12.5,doc", "memory_gib"),
+        ("aws,cache.r7g.large,r7g,2,lots,0.937,12.5,doc", "memory_gib"),
+        ("aws,cache.r7g.large,r7g,2,13.07,-1,12.5,doc", "network_baseline_gbps"),
+        ("aws,cache.r7g.large,r7g,2,13.07,nan,12.5,doc", "network_baseline_gbps"),
+        ("aws,cache.r7g.large,r7g,2,13.07,0.937,0.5,doc", "network_burst_gbps"),
+        ("aws,cache.r7g.large,r7g,2,13.07,,12.5,doc", "network_burst_gbps"),
+        ("gcp,cache.r7g.large,r7g,2,13.07,0.937,12.5,doc", "target"),
+        ("aws,,r7g,2,13.07,0.937,12.5,doc", "node_type"),
+        ("aws,cache.r7g.large,r7g,2,13.07,0.937,12.5,", "source"),
     ],
 )
 def test_malformed_row_names_line_and_column(tmp_path: Path, row: str, column: str) -> None:
@@ -208,7 +204,7 @@ def test_malformed_row_names_line_and_column(tmp_path: Path, row: str, column: s
 
 
 def test_malformed_line_number_counts_blank_lines(tmp_path: Path) -> None:
-    bad = "aws,cache.r7g.large,r7g,x,13.07,0.937,12.5,0.219,doc"
+    bad = "aws,cache.r7g.large,r7g,x,13.07,0.937,12.5,doc"
     path = write_csv(tmp_path, GOOD_LOCAL, "", "", bad)  # header, good, blank, blank, bad
     with pytest.raises(SpecsError, match=r"line 5: column 'vcpu'"):
         load_instance_specs(path)

@@ -10,11 +10,16 @@ from __future__ import annotations
 from typing import Any
 
 
-def client(service: str, region: str | None, conn_id: str | None = "aws_default") -> Any:
+def client(
+    service: str, region: str | None, conn_id: str | None = "aws_default", config: Any = None
+) -> Any:
+    """``config``: a botocore Config (timeouts, retries) for this client, else the defaults."""
     if conn_id:
         from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
-        return AwsBaseHook(aws_conn_id=conn_id, client_type=service, region_name=region).get_conn()
+        return AwsBaseHook(
+            aws_conn_id=conn_id, client_type=service, region_name=region, config=config
+        ).get_conn()
     import boto3
 
-    return boto3.client(service, region_name=region)
+    return boto3.client(service, region_name=region, config=config)

@@ -255,7 +255,7 @@ def prefill_script(point: Point, endpoint: Endpoint, settings: AwsSettings) -> s
             "set -u",
             f"mkdir -p {OUT_DIR}",
             f"{MEMTIER} --version 2>&1 | head -n 1 > {OUT_DIR}/version.txt",
-            'cli=$(command -v valkey-cli || command -v redis-cli) || {'
+            "cli=$(command -v valkey-cli || command -v redis-cli) || {"
             ' echo "cachebench: the load image needs redis-cli or valkey-cli to flush the data'
             ' set before a run" >&2; exit 4; }',
             f'export REDISCLI_AUTH="${AUTH_ENV}" VALKEYCLI_AUTH="${AUTH_ENV}"',

@@ -69,9 +69,11 @@ def prefill(dest: Path) -> PrefillResult | None:
     doc = json.loads(path.read_text())
     stats = doc["ALL STATS"]
     runtime = stats.get("Runtime") or {}
-    version = (dest / "prefill" / "version.txt").read_text().strip() if (
-        dest / "prefill" / "version.txt"
-    ).is_file() else "memtier_benchmark"
+    version = (
+        (dest / "prefill" / "version.txt").read_text().strip()
+        if (dest / "prefill" / "version.txt").is_file()
+        else "memtier_benchmark"
+    )
     return PrefillResult(
         tool=version,
         keys=int(stats["Sets"]["Count"]),

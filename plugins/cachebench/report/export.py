@@ -34,6 +34,7 @@ from cachebench.models import METRIC_COLUMNS, LoadResult, Point
 from cachebench.report import plots
 
 if TYPE_CHECKING:
+    from cachebench.pricing import Price
     from cachebench.specs import InstanceSpec
 
 CATEGORICAL = ("point_id", "node_id", "metric", "unit")
@@ -597,8 +598,10 @@ def summary_row(
     load: LoadResult,
     spec: InstanceSpec | None,
     stats: dict[str, float | None],
+    price: Price | None = None,
 ) -> dict[str, Any]:
-    """One summary row from the point, its load, its node type and its metric statistics."""
+    """One summary row from the point, its load, its node type, its metric statistics
+    and the price of its engine and node type in the campaign's region."""
     lat = load.latency
     row: dict[str, Any] = {
         "point_id": point.id,
@@ -632,11 +635,13 @@ def summary_row(
     peak = max(peaks) if peaks else None
     row["baseline_gbps"], row["burst_gbps"] = baseline, burst
     row["peak_pct_of_baseline"] = 100.0 * peak / baseline if peak is not None and baseline else None
-    price = spec.price_usd_hour if spec else None
     row["vcpu"] = spec.vcpu if spec else None
     row["memory_gib"] = spec.memory_gib if spec else None
-    row["price_usd_hour_node"] = price
-    row["cluster_usd_hour"] = price * point.topology.nodes if price is not None else None
+    node_usd = price.usd_per_node_hour if price else None
+    row["price_usd_hour_node"] = node_usd
+    row["price_source"] = price.source if price else None
+    row["price_as_of"] = price.as_of.isoformat() if price else None
+    row["cluster_usd_hour"] = node_usd * point.topology.nodes if node_usd is not None else None
     cost = row["cluster_usd_hour"]
     row["ops_per_dollar"] = load.ops_per_sec * 3600.0 / cost if cost else None
     return {k: row[k] for k in SUMMARY_COLUMNS}
@@ -647,14 +652,15 @@ def point_summary(
     metrics: pd.DataFrame,
     load: LoadResult,
     spec: InstanceSpec | None = None,
+    price: Price | None = None,
 ) -> dict[str, Any]:
     """One summary row for a point (see :func:`metric_stats` for the metric columns).
 
-    ``ops_per_dollar`` = ops_per_sec * 3600 / cluster_usd_hour.
+    ``ops_per_dollar`` = ops_per_sec * 3600 / cluster_usd_hour, at ``price``.
     """
     m = _for_point(metrics, point.id)
     baseline = spec.network_baseline_gbps if spec else None
-    return summary_row(point, load, spec, metric_stats(m, load.started_at, baseline))
+    return summary_row(point, load, spec, metric_stats(m, load.started_at, baseline), price)
 
 
 #: Column order of :func:`point_summary` rows (and of ``summary.csv``).
@@ -668,5 +674,5 @@ SUMMARY_COLUMNS = [
     "peak_pct_of_baseline", "seconds_above_baseline", "allowance_exceeded",
     "allowance_first_exceeded_s",
     "memory_peak_bytes", "memory_peak_pct", "evictions", "vcpu", "memory_gib",
-    "price_usd_hour_node", "cluster_usd_hour", "ops_per_dollar",
+    "price_usd_hour_node", "price_source", "price_as_of", "cluster_usd_hour", "ops_per_dollar",
 ]  # fmt: skip

@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from cachebench import pricing
 from cachebench.campaign import CampaignPlan
 from cachebench.models import LoadResult, Point
 from cachebench.report import plots
@@ -129,7 +130,7 @@ def _planned(run_dir: Path) -> list[tuple[Point, int, str]]:
     return [(r.point, r.repetition, instance[r.key]) for r in runs]
 
 
-def _run_row(point: Point, rdir: Path, spec: Any) -> dict[str, Any]:
+def _run_row(point: Point, rdir: Path, spec: Any, price: Any) -> dict[str, Any]:
     baseline = spec.network_baseline_gbps if spec else None
     # export kept the statistics of these very files: reading every run's full
     # metric table again would dominate a large campaign's report.
@@ -137,12 +138,15 @@ def _run_row(point: Point, rdir: Path, spec: Any) -> dict[str, Any]:
     if cached is None:
         load = LoadResult.model_validate_json((rdir / "load.json").read_text())
         metrics = pd.read_parquet(rdir / "metrics.parquet")
-        return point_summary(point, metrics, load, spec)
-    return summary_row(point, cached[0], spec, cached[1])
+        return point_summary(point, metrics, load, spec, price)
+    return summary_row(point, cached[0], spec, cached[1], price)
 
 
-def collect_runs(run_dir: Path, specs: dict) -> list[dict[str, Any]]:
-    """One row per planned run: its summary statistics (status ok) or why it has none."""
+def collect_runs(run_dir: Path, specs: dict, prices: dict) -> list[dict[str, Any]]:
+    """One row per planned run: its summary statistics (status ok) or why it has none.
+
+    ``prices``: :class:`cachebench.pricing.Price` by (engine, node_type); none, none priced.
+    """
     rows = []
     for point, rep, instance in _planned(run_dir):
         rdir = run_dir / "points" / point.id / f"rep{rep}"
@@ -153,7 +157,8 @@ def collect_runs(run_dir: Path, specs: dict) -> list[dict[str, Any]]:
             rows.append(_point_fields(point) | base | {"status": "failed", "reason": reason})
             continue
         try:
-            row = _run_row(point, rdir, specs.get((point.target, point.node_type)))
+            spec = specs.get((point.target, point.node_type))
+            row = _run_row(point, rdir, spec, prices.get((point.engine, point.node_type)))
         except Exception as exc:  # one bad run must not sink the report
             reason = f"unreadable result: {type(exc).__name__}: {exc}"
             rows.append(_point_fields(point) | base | {"status": "failed", "reason": reason})
@@ -162,14 +167,16 @@ def collect_runs(run_dir: Path, specs: dict) -> list[dict[str, Any]]:
     return rows
 
 
-def collect(run_dir: Path, specs: dict) -> tuple[list[dict], list[dict], list[dict]]:
+def collect(
+    run_dir: Path, specs: dict, prices: dict | None = None
+) -> tuple[list[dict], list[dict], list[dict]]:
     """(point rows of points with a result, point rows of the others, run rows).
 
     A point's row holds the mean over its repetitions with a result (the runs
     themselves are in runs.csv); a point none of whose runs finished is failed,
     with the first run's reason.
     """
-    runs = collect_runs(run_dir, specs)
+    runs = collect_runs(run_dir, specs, prices or {})
     by_point: dict[str, list[dict]] = {}
     for r in runs:
         by_point.setdefault(r["point_id"], []).append(r)
@@ -277,15 +284,43 @@ def cleanup_failures(run_dir: Path) -> list[str]:
     return out
 
 
-def build_report(run_dir: Path, specs: dict | None = None) -> dict[str, str]:
-    """Write summary.csv, figures/*.png|pdf, report.md and report.html; return their paths."""
+def build_report(
+    run_dir: Path, specs: dict | None = None, prices: dict | None = None
+) -> dict[str, str]:
+    """Write summary.csv, figures/*.png|pdf, report.md and report.html; return their paths.
+
+    ``prices`` by (engine, node_type): the run's own (``prices.json``, written by plan)
+    when not given.
+    """
     with gc_paused():  # see export.gc_paused: full collections would cost more than the report
-        return _build_report(Path(run_dir), specs)
+        return _build_report(Path(run_dir), specs, prices)
 
 
-def _build_report(run_dir: Path, specs: dict | None) -> dict[str, str]:
+def _price_list(ok_rows: list[dict], prices: dict) -> list[dict[str, str]]:
+    """Each price the finished points were costed at, with its source and date."""
+    used = dict.fromkeys((r["engine"], r["node_type"]) for r in ok_rows)
+    out = []
+    for key in used:
+        p = prices.get(key)
+        if p is None:
+            continue
+        out.append(
+            {
+                "engine": key[0],
+                "node_type": key[1],
+                "region": getattr(p, "region", ""),
+                "usd": f"{p.usd_per_node_hour:g}",
+                "source": p.source,
+                "as_of": p.as_of.isoformat(),
+            }
+        )
+    return out
+
+
+def _build_report(run_dir: Path, specs: dict | None, prices: dict | None) -> dict[str, str]:
     specs = _default_specs() if specs is None else specs
-    ok_rows, failed_rows, run_rows = collect(run_dir, specs)
+    prices = pricing.read_run_prices(run_dir) if prices is None else prices
+    ok_rows, failed_rows, run_rows = collect(run_dir, specs, prices)
     cols = [*SUMMARY_COLUMNS, "repetitions", "runs_ok", "status", "reason"]
     summary = pd.DataFrame(ok_rows + failed_rows, columns=cols)
     paths = {
@@ -350,6 +385,7 @@ def _build_report(run_dir: Path, specs: dict | None) -> dict[str, str]:
             for i, r in enumerate(run_rows)
         ],
         "cleanup_failed": cleanup_failures(run_dir),
+        "prices": _price_list(ok_rows, prices),
     }
     env = Environment(
         loader=FileSystemLoader(TEMPLATES),
