@@ -139,10 +139,11 @@ def test_cost_estimate_of_the_example_campaigns(monkeypatch) -> None:
     for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AIRFLOW_VAR_CACHEBENCH_AWS"):
         monkeypatch.delenv(name, raising=False)  # its region is the file's: eu-west-1
     spec = CampaignSpec.from_yaml(ROOT / "include" / "campaigns" / "redis-vs-valkey-aws.yaml")
-    hours = (300 + 3600) / 3600 + 0.5  # warm-up + duration, + create and delete
+    load = (300 + 3600) / 3600  # one run per deployment: warm-up + duration
+    up = load + 0.5 + 3 / 60  # + create and delete, + the run's prefill and task start-up
     # eu-west-1 cache.r7g.large per node-hour (include/prices.csv): redis $0.243, valkey
-    # $0.1944; 2 + 6 nodes per engine; 4 points x 5 load tasks of 4 vCPU x $0.04048 +
-    # 8 GB x $0.004445 per hour (include/fargate_prices.csv)
-    by_hand = 8 * hours * (0.243 + 0.1944) + 4 * 5 * hours * (4 * 0.04048 + 8 * 0.004445)
-    assert spec.estimate_usd() == round(by_hand, 2) == 11.79
+    # $0.1944; 2 + 6 nodes per engine; 4 deployments x 5 load tasks of 4 vCPU x $0.04048
+    # + 8 GB x $0.004445 per hour (include/fargate_prices.csv), only while they load
+    by_hand = 8 * up * (0.243 + 0.1944) + 4 * 5 * load * (4 * 0.04048 + 8 * 0.004445)
+    assert spec.estimate_usd() == round(by_hand, 2) == 9.99
     assert CampaignSpec.from_yaml(EXAMPLE).estimate_usd() == 0.0

@@ -4,8 +4,9 @@ estimate, before anything is provisioned (no run, point or terraform folder).
 Expected estimates are worked out by hand below from include/prices.csv and
 include/fargate_prices.csv (on-demand, Linux/x86 Fargate): the engine's node
 price in the campaign's region, for 4 nodes, over warm-up + duration + the
-0.5 h a replication group takes to create and delete, plus 5 load tasks of
-4 vCPU / 8 GiB over the same hours.
+0.5 h a replication group takes to create and delete + 3 minutes of the run's
+prefill and task start-up, plus 5 load tasks of 4 vCPU / 8 GiB while they load
+(warm-up + duration).
 """
 
 from __future__ import annotations
@@ -17,20 +18,21 @@ import pytest
 from cachebench import steps
 from cachebench.campaign import CampaignError
 
-HOURS = (60 + 3600) / 3600 + 0.5  # warm-up + duration, + create and delete
+LOAD = (60 + 3600) / 3600  # one run per deployment on aws: warm-up + duration
+HOURS = LOAD + 0.5 + 3 / 60  # + create and delete, + the run's prefill and task start-up
 # region: (redis and valkey cache.m6g.large $/node-hour, Fargate $/vCPU-hour and $/GB-hour)
 RATES = {
     "eu-west-1": (0.164, 0.1312, 0.04048, 0.004445),
     "eu-central-1": (0.177, 0.1416, 0.04656, 0.00511),
 }
-# 4 nodes x HOURS x (redis + valkey) + 2 points x 5 tasks x HOURS x (4 vCPU + 8 GB rates):
-#   eu-west-1:    6.06667 x 0.2952 + 15.16667 x 0.19748 = 1.79088 + 2.99511 = 4.78599
-#   eu-central-1: 6.06667 x 0.3186 + 15.16667 x 0.22712 = 1.93284 + 3.44465 = 5.37749
+# 4 nodes x HOURS x (redis + valkey) + 2 deployments x 5 tasks x LOAD x (4 vCPU + 8 GB):
+#   eu-west-1:    6.26667 x 0.2952 + 10.16667 x 0.19748 = 1.84992 + 2.00771 = 3.85763
+#   eu-central-1: 6.26667 x 0.3186 + 10.16667 x 0.22712 = 1.99656 + 2.30905 = 4.30561
 BY_HAND = {
-    region: round(4 * HOURS * (redis + valkey) + 2 * 5 * HOURS * (4 * vcpu + 8 * gb), 2)
+    region: round(4 * HOURS * (redis + valkey) + 2 * 5 * LOAD * (4 * vcpu + 8 * gb), 2)
     for region, (redis, valkey, vcpu, gb) in RATES.items()
 }
-assert BY_HAND == {"eu-west-1": 4.79, "eu-central-1": 5.38}  # the sums above
+assert BY_HAND == {"eu-west-1": 3.86, "eu-central-1": 4.31}  # the sums above
 
 
 def aws_campaign(region: str | None = "eu-west-1", **over) -> dict:
@@ -69,7 +71,10 @@ def test_over_budget_is_refused_with_the_estimate(results_dir: Path, region: str
         steps.plan(aws_campaign(region), "manual__cost")
     text = str(err.value)
     estimate = BY_HAND[region]
-    assert f"budget_usd: 1.0: the campaign is estimated at ${estimate:.2f} (2 points)" in text
+    assert (
+        f"budget_usd: 1.0: the campaign is estimated at ${estimate:.2f} (2 deployments, 2 runs)"
+        in text
+    )
     assert_nothing_created(results_dir)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from pathlib import Path
 
@@ -10,9 +11,12 @@ import pandas as pd
 
 from cachebench.models import (
     METRIC_COLUMNS,
+    Deployment,
+    DeploymentPlan,
     Latency,
     LoadResult,
     Point,
+    RunSpec,
     SecondSample,
     Topology,
     Workload,
@@ -164,6 +168,52 @@ def make_price(usd: float, source: str = "test price", as_of: date = date(2025, 
     return Price(usd_per_node_hour=usd, source=source, as_of=as_of)
 
 
+def register_run(run_dir: Path, point: Point, rep: int = 1) -> None:
+    """Add a run of point to run_dir's campaign.json, as plan would have planned it."""
+    path = run_dir / "campaign.json"
+    if path.is_file():
+        doc = json.loads(path.read_text())
+    else:
+        spec = {
+            "name": point.campaign,
+            "target": point.target,
+            "engines": [{"engine": point.engine, "versions": [point.version]}],
+            "topologies": [{}],
+            "node_types": [point.node_type],
+            "workloads": [point.workload.model_dump()],
+        }
+        doc = {"spec": spec, "load_tool": "memtier_benchmark", "estimate_usd": 0, "deployments": []}
+    deployments = {d["instance"]: d for d in doc["deployments"]}
+    instance = point.deployment_id
+    if instance not in deployments:
+        d = Deployment(
+            id=instance,
+            index=len(deployments),
+            campaign=point.campaign,
+            target=point.target,
+            engine=point.engine,
+            version=point.version,
+            topology=point.topology,
+            node_type=point.node_type,
+        )
+        plan = DeploymentPlan(
+            deployment=d,
+            instance=instance,
+            instance_index=len(deployments),
+            instances=len(deployments) + 1,
+            run_id="manual__test",
+            run_dir=str(run_dir),
+            runs=[],
+        )
+        deployments[instance] = plan.model_dump(mode="json")
+        doc["deployments"].append(deployments[instance])
+    order = sum(len(d["runs"]) for d in doc["deployments"])
+    run = RunSpec(point=point, repetition=rep, order=order)
+    deployments[instance]["runs"].append(run.model_dump(mode="json"))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1))
+
+
 def write_point_dir(
     run_dir: Path,
     point: Point,
@@ -171,9 +221,14 @@ def write_point_dir(
     metrics: pd.DataFrame | None = None,
     spec: InstanceSpec | None = None,
     figures: bool = False,
+    rep: int = 1,
 ) -> Path:
-    """A finished point's directory, with figures via export_point or just the data files."""
-    out = run_dir / "points" / point.id
+    """A finished run's directory (points/<id>/rep<k>), with figures via export_point or
+    just the data files, and the run planned in campaign.json."""
+    register_run(run_dir, point, rep)
+    (run_dir / "points" / point.id).mkdir(parents=True, exist_ok=True)
+    (run_dir / "points" / point.id / "point.json").write_text(point.model_dump_json())
+    out = run_dir / "points" / point.id / f"rep{rep}"
     if metrics is None:
         nodes = tuple(f"n{i}" for i in range(point.topology.nodes))
         metrics = make_metrics(point.id, nodes=nodes, seconds=30)
@@ -182,15 +237,16 @@ def write_point_dir(
     else:
         write_metrics(metrics, out)
         (out / "load.json").write_text(load.model_dump_json())
-        (out / "point.json").write_text(point.model_dump_json())
     return out
 
 
-def write_failed_dir(run_dir: Path, point: Point, error: str | None) -> Path:
-    """A point that never finished: point.json and optionally error.txt."""
-    out = run_dir / "points" / point.id
+def write_failed_dir(run_dir: Path, point: Point, error: str | None, rep: int = 1) -> Path:
+    """A planned run that never finished: point.json and optionally the run's error.txt."""
+    register_run(run_dir, point, rep)
+    (run_dir / "points" / point.id).mkdir(parents=True, exist_ok=True)
+    (run_dir / "points" / point.id / "point.json").write_text(point.model_dump_json())
+    out = run_dir / "points" / point.id / f"rep{rep}"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "point.json").write_text(point.model_dump_json())
     if error is not None:
         (out / "error.txt").write_text(error)
     return out

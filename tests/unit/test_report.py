@@ -88,7 +88,7 @@ def test_summary_lists_results_and_failed_points(tmp_path):
     assert ok.loc[2, "nodes"] == 6 and ok.loc[2, "cluster_usd_hour"] == pytest.approx(6 * 0.252)
     assert ok.loc[1, "ops_per_dollar"] == pytest.approx(120_000 * 3600 / 0.252)
     md = _md(tmp_path)
-    assert "4 point(s) finished, 1 failed" in md
+    assert "4 point(s) with a result, 1 without" in md
     assert "| p04-redis-c3r1-large-mixed | apply: quota <exceeded> |" in md
     html = (tmp_path / "report.html").read_text()
     assert "apply: quota &lt;exceeded&gt;" in html
@@ -117,7 +117,7 @@ def test_one_point(tmp_path):
     write_point_dir(tmp_path, make_point(0, "valkey"), make_load(50_000), spec=LARGE)
     build_report(tmp_path, SPECS, PRICES)
     md = _md(tmp_path)
-    assert "1 point(s) finished, 0 failed" in md
+    assert "1 point(s) with a result, 0 without" in md
     assert "with 50,000 ops/s (no other point to compare)" in md
     assert "No pair of points differs only by engine." in md
     assert (tmp_path / "figures" / "throughput.png").is_file()
@@ -131,7 +131,7 @@ def test_nothing_finished(tmp_path):
     assert "No point finished, so there is nothing to compare." in md
     assert "Nothing finished: no point produced a result." in md
     assert "load: connection refused Traceback..." in md
-    assert "no result: missing load.json, metrics.parquet" in md
+    assert "no result (the run never finished)" in md
     assert not any(k.startswith("fig_") for k in paths)
     assert "<img" not in (tmp_path / "report.html").read_text()
     assert list(pd.read_csv(tmp_path / "summary.csv")["status"]) == ["failed", "failed"]
@@ -139,9 +139,9 @@ def test_nothing_finished(tmp_path):
 
 def test_no_points_directory(tmp_path):
     paths = build_report(tmp_path, {})
-    assert "0 point(s) finished, 0 failed" in _md(tmp_path)
+    assert "0 point(s) with a result, 0 without" in _md(tmp_path)
     assert (tmp_path / "report.html").is_file() and (tmp_path / "summary.csv").is_file()
-    assert set(paths) == {"summary_csv", "report_md", "report_html"}
+    assert set(paths) == {"summary_csv", "runs_csv", "report_md", "report_html"}
 
 
 def test_unreadable_result_is_a_failed_point(tmp_path):
@@ -150,7 +150,7 @@ def test_unreadable_result_is_a_failed_point(tmp_path):
     (bad / "metrics.parquet").write_bytes(b"not parquet")
     build_report(tmp_path, SPECS, PRICES)
     md = _md(tmp_path)
-    assert "1 point(s) finished, 1 failed" in md
+    assert "1 point(s) with a result, 1 without" in md
     assert "| p01-valkey-single-large-mixed | unreadable result:" in md
 
 

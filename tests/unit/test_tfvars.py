@@ -38,11 +38,9 @@ def declared(module: str) -> dict[str, dict]:
 
 @pytest.fixture
 def rendered(results_dir: Path) -> list[dict]:
-    points = CampaignSpec.from_input(SPEC).points(load_tool="redis-benchmark")
     run = RunDir.for_run("tfvars", "manual__1")
-    return [
-        local.tfvars(p, run.point(p.id), "manual__1", 2_000_000_000, len(points)) for p in points
-    ]
+    plans = CampaignSpec.from_input(SPEC).plans("manual__1", str(run.path), "redis-benchmark")
+    return [local.TARGET.tfvars(p, run.deployment(p.instance), 2_000_000_000) for p in plans]
 
 
 def test_every_rendered_variable_is_declared_and_every_required_one_rendered(rendered) -> None:
@@ -55,7 +53,7 @@ def test_every_rendered_variable_is_declared_and_every_required_one_rendered(ren
 
 def test_values_follow_the_point(rendered) -> None:
     by_id = {t["point_id"]: t for t in rendered}
-    cluster = by_id["valkey-9.1-c3r1-local.small-w"]
+    cluster = by_id["valkey-9.1-c3r1-local.small"]  # the deployment's id names its servers
     assert cluster["cluster_mode"] is True and cluster["shards"] == 3 and cluster["replicas"] == 1
     assert cluster["engine"] == "valkey" and cluster["engine_version"] == "9.1"
     assert Path(cluster["server_binary"]).exists()
@@ -64,7 +62,7 @@ def test_values_follow_the_point(rendered) -> None:
     assert Path(cluster["state_dir"]).is_absolute()
 
 
-def test_points_of_a_run_get_distinct_port_blocks(rendered) -> None:
+def test_deployments_of_a_run_get_distinct_port_blocks(rendered) -> None:
     ranges = [
         set(range(t["base_port"], t["base_port"] + t["shards"] * (1 + t["replicas"])))
         for t in rendered
@@ -79,8 +77,8 @@ def test_busy_port_block_is_skipped(monkeypatch) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 46000))
         s.listen()
-        base = local.free_port_block(nodes=2, index=0, points=3)
-    assert base == 46000 + 3 * local.PORT_BLOCK  # the point's next block, never a sibling's
+        base = local.free_port_block(nodes=2, index=0, count=3)
+    assert base == 46000 + 3 * local.PORT_BLOCK  # the deployment's next block, never a sibling's
 
 
 def test_prepare_writes_module_and_tfvars_without_secrets(rendered, tmp_path: Path) -> None:
