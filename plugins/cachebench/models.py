@@ -275,7 +275,7 @@ class RunRecord(Strict):
     status: Literal["started", "done", "failed"]
     attempt: int = 1
     phase: str = "load"
-    try_number: int = 1
+    try_id: str = Field("", description="the try of measure that last started or ended it")
     started_at: float
     error: str = ""
     detail: dict[str, Any] = {}

@@ -18,6 +18,7 @@ error.txt, so the report can say what happened to every deployment and run.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Iterator
@@ -53,6 +54,7 @@ EXPIRY_SLACK_S = 1800
 # Metrics due this soon are waited for in the worker; later ones on the triggerer.
 SHORT_WAIT_S = 5.0
 METRICS_TRIGGER = "airflow.triggers.temporal.DateTimeTrigger"
+TRY_FILE = "measure-try.json"
 
 
 class RunsFailed(RuntimeError):
@@ -254,17 +256,17 @@ def _progress(prov: Provisioned, run: RunSpec, what: str) -> None:
     )
 
 
-def _fail(record: RunRecord, step: str, exc: BaseException, try_number: int) -> RunRecord:
+def _fail(record: RunRecord, step: str, exc: BaseException, try_id: str) -> RunRecord:
     return record.model_copy(
         update={
             "status": "failed",
             "error": f"{step}: {type(exc).__name__}: {exc}",
-            "try_number": try_number,
+            "try_id": try_id,
         }
     )
 
 
-def _collect(prov: Provisioned, run: RunSpec, record: RunRecord, try_number: int) -> RunRecord:
+def _collect(prov: Provisioned, run: RunSpec, record: RunRecord, try_id: str) -> RunRecord:
     """The run's load has ended: keep what it measured (the metrics follow once ready)."""
     target = targets.get(prov.plan.deployment.target)
     rdir = _result_dir(run, prov.plan)
@@ -274,7 +276,7 @@ def _collect(prov: Provisioned, run: RunSpec, record: RunRecord, try_number: int
     try:
         loads: RunLoads = target.loads(prov, run, record)
     except Exception as exc:
-        failed = _fail(record, "collect", exc, try_number)
+        failed = _fail(record, "collect", exc, try_id)
         rdir.record_error("collect", failed.error.removeprefix("collect: "))
         return failed
     rdir.write_json("load.json", loads.measured.model_dump(mode="json"))
@@ -288,13 +290,13 @@ def _collect(prov: Provisioned, run: RunSpec, record: RunRecord, try_number: int
     return record.model_copy(
         update={
             "status": "done",
-            "try_number": try_number,
+            "try_id": try_id,
             "detail": {**record.detail, "window": window},
         }
     )
 
 
-def _export(prov: Provisioned, run: RunSpec, record: RunRecord, try_number: int) -> RunRecord:
+def _export(prov: Provisioned, run: RunSpec, record: RunRecord, try_id: str) -> RunRecord:
     target = targets.get(prov.plan.deployment.target)
     rdir = _result_dir(run, prov.plan)
     start, end = record.detail["window"]
@@ -304,7 +306,7 @@ def _export(prov: Provisioned, run: RunSpec, record: RunRecord, try_number: int)
         spec = load_instance_specs().get((run.point.target, run.point.node_type))
         export_point(run.point, metrics, load, rdir.path, spec)
     except Exception as exc:
-        failed = _fail(record, "export", exc, try_number)
+        failed = _fail(record, "export", exc, try_id)
         rdir.record_error("export", failed.error.removeprefix("export: "))
         return failed
     return record
@@ -319,7 +321,7 @@ def _exports_due(prov: Provisioned, ddir: DeploymentDir) -> list[tuple[RunSpec, 
     return out
 
 
-def _export_ready(prov: Provisioned, ddir: DeploymentDir, try_number: int) -> float | None:
+def _export_ready(prov: Provisioned, ddir: DeploymentDir, try_id: str) -> float | None:
     """Export every collected run whose metrics can be read; when the others can (or None)."""
     target = targets.get(prov.plan.deployment.target)
     later: list[float] = []
@@ -331,11 +333,26 @@ def _export_ready(prov: Provisioned, ddir: DeploymentDir, try_number: int) -> fl
             continue
         if wait > 0:
             time.sleep(wait)
-        _save(ddir, run, _export(prov, run, record, try_number))
+        _save(ddir, run, _export(prov, run, record, try_id))
     return min(later) if later else None
 
 
-def measure_step(prov: Provisioned, try_number: int, event: dict[str, Any] | None) -> Watch | None:
+def begin_try(prov: Provisioned) -> str:
+    """A new try of measure (a first try, a retry or a cleared task): its id, kept on disk
+    so that the try's resumes after each wait know it (Airflow's try number is no help:
+    the same try resumes, and a test run re-run from scratch may count from 1 again)."""
+    ddir = deployment_dir(prov.plan)
+    try_id = f"{time.time():.6f}"
+    ddir.write_json(TRY_FILE, {"try_id": try_id})
+    return try_id
+
+
+def current_try(prov: Provisioned) -> str:
+    """The id begin_try gave the try that is resuming now."""
+    return json.loads((deployment_dir(prov.plan).path / TRY_FILE).read_text())["try_id"]
+
+
+def measure_step(prov: Provisioned, try_id: str, event: dict[str, Any] | None) -> Watch | None:
     """Advance the deployment's runs by one wait: the Watch to defer on next, or None.
 
     event is what the last Watch's trigger said (None at the start of a try: then
@@ -354,32 +371,32 @@ def measure_step(prov: Provisioned, try_number: int, event: dict[str, Any] | Non
         try:
             record, watch = target.step(prov, run, record, event)
         except Exception as exc:
-            record, watch = _fail(record, "watch", exc, try_number), None
+            record, watch = _fail(record, "watch", exc, try_id), None
         event = None
         _save(ddir, run, record)
         if watch is not None:
             return watch
-        _save(ddir, run, _collect(prov, run, record, try_number))
-    _export_ready(prov, ddir, try_number)
-    while (run := _next_run(prov, ddir, try_number)) is not None:
+        _save(ddir, run, _collect(prov, run, record, try_id))
+    _export_ready(prov, ddir, try_id)
+    while (run := _next_run(prov, ddir, try_id)) is not None:
         previous = read_record(ddir, run)
         try:
             record, watch = target.step(prov, run, previous, None)
         except Exception as exc:
             base = previous or RunRecord(status="started", started_at=time.time())
-            record, watch = _fail(base, "load", exc, try_number), None
-        record = record.model_copy(update={"try_number": try_number})
+            record, watch = _fail(base, "load", exc, try_id), None
+        record = record.model_copy(update={"try_id": try_id})
         _save(ddir, run, record)
         if watch is not None:
             _progress(prov, run, f"started (attempt {record.attempt})")
             return watch
-        _save(ddir, run, _collect(prov, run, record, try_number))
-        _export_ready(prov, ddir, try_number)
-    ready = _export_ready(prov, ddir, try_number)
+        _save(ddir, run, _collect(prov, run, record, try_id))
+        _export_ready(prov, ddir, try_id)
+    ready = _export_ready(prov, ddir, try_id)
     return _metrics_wait(ready) if ready is not None else None
 
 
-def _next_run(prov: Provisioned, ddir: DeploymentDir, try_number: int) -> RunSpec | None:
+def _next_run(prov: Provisioned, ddir: DeploymentDir, try_id: str) -> RunSpec | None:
     """The first run without a result to measure now: not collected already (its metrics
     follow), and not failed in this very try."""
     for run in prov.plan.runs:
@@ -388,7 +405,7 @@ def _next_run(prov: Provisioned, ddir: DeploymentDir, try_number: int) -> RunSpe
         record = read_record(ddir, run)
         if record is not None and record.status == "done":
             continue
-        if record is not None and record.status == "failed" and record.try_number == try_number:
+        if record is not None and record.status == "failed" and record.try_id == try_id:
             continue
         return run
     return None

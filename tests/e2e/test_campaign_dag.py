@@ -1,25 +1,43 @@
 """End to end: the campaign DAG through `dag.test()` on real servers with real Terraform.
 
-Both engines, single node and cluster, a few seconds of load each. Afterwards
-no server process may be left and no port held, whatever happened.
+A deployment is provisioned once and measures every run (workload x repetition)
+on it. Afterwards nothing the run created may be left, whatever happened (the
+tests' own psutil view, see leftovers.py).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
+import signal
+import threading
+import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from airflow.dag_processing.dagbag import DagBag
+from leftovers import assert_nothing_left
 
-from cachebench.local import procs
 from cachebench.workspace import RunDir
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def workload(name: str, **kw) -> dict:
+    return {
+        "name": name,
+        "ratio": "1:4",
+        "value_size": 128,
+        "key_space": 5000,
+        "pipeline": 2,
+        "clients": 4,
+        "threads": 1,
+        "warmup_seconds": 1,
+        "duration_seconds": 3,
+    } | kw
+
 
 CAMPAIGN = {
     "name": "e2e",
@@ -28,125 +46,179 @@ CAMPAIGN = {
         {"engine": "redis", "versions": ["7.0"]},
         {"engine": "valkey", "versions": ["9.1"]},
     ],
-    "topologies": [
-        {"cluster_mode": False},
-        {"cluster_mode": True, "shards": 3, "replicas": 0},
-    ],
+    "topologies": [{"cluster_mode": False}],
     "node_types": ["local.micro"],
-    "workloads": [
-        {
-            "name": "mixed",
-            "ratio": "1:4",
-            "value_size": 128,
-            "key_space": 5000,
-            "pipeline": 2,
-            "clients": 4,
-            "threads": 1,
-            "warmup_seconds": 1,
-            "duration_seconds": 3,
-        }
-    ],
+    "workloads": [workload("mix"), workload("reads", ratio="1:9", key_space=3000, value_size=64)],
+    "repetitions": 2,
     "budget_usd": 0,
 }
 
 
+def dag():
+    return DagBag(dag_folder=str(ROOT / "dags")).dags["cachebench_adhoc"]
+
+
 def run_campaign(fields: dict):
     """Trigger the ad-hoc DAG with the campaign as params, as the UI trigger form does."""
-    dag = DagBag(dag_folder=str(ROOT / "dags")).dags["cachebench_adhoc"]
-    dag_run = dag.test(run_conf=fields)
+    dag_run = dag().test(run_conf=fields)
     return dag_run, RunDir.for_run(fields["name"], dag_run.run_id)
 
 
-def deferred_watches(dag_run) -> int:
-    """LoadWatchTriggers created while the run ran: each watch handed its wait to one."""
-    from airflow.models.trigger import Trigger
-    from airflow.utils.session import create_session
-    from sqlalchemy import func, select
-
-    with create_session() as session:
-        return session.scalar(
-            select(func.count())
-            .select_from(Trigger)
-            .where(
-                Trigger.classpath == "cachebench.triggers.watch.LoadWatchTrigger",
-                Trigger.created_date >= dag_run.start_date,
-                Trigger.created_date <= dag_run.end_date,
-            )
-        )
+def task_tries(dag_run, task_id: str) -> dict[str, list[tuple[str, int]]]:
+    """(state, try number) of a mapped task by deployment label, from Airflow's metadata."""
+    out: dict[str, list[tuple[str, int]]] = {}
+    for ti in dag_run.get_task_instances():
+        if ti.task_id == task_id:
+            out.setdefault(ti.rendered_map_index, []).append((str(ti.state), ti.try_number))
+    return out
 
 
-def registries(run: RunDir) -> list[dict]:
-    return [json.loads(p.read_text()) for p in run.path.glob("points/*/server/registry.json")]
+def hit_ratio_first_second(rdir: Path) -> float:
+    """GET hits over all GETs in the first whole second of a run's measured window."""
+    m = pd.read_parquet(rdir / "metrics.parquet")
+    m = m[m["metric"].astype(str).isin(["CacheHits", "CacheMisses"])]
+    first = m["timestamp"].min() + pd.Timedelta(seconds=1)  # the first sample ends a period
+    at = m[m["timestamp"] == m.loc[m["timestamp"] >= first, "timestamp"].min()]
+    hits = at.loc[at["metric"].astype(str) == "CacheHits", "value"].sum()
+    misses = at.loc[at["metric"].astype(str) == "CacheMisses", "value"].sum()
+    assert hits + misses > 0, "no GET in the first second"
+    return hits / (hits + misses)
 
 
-def assert_nothing_left(run: RunDir) -> None:
-    regs = registries(run)
-    assert regs, "no point ever registered servers"
-    for reg in regs:
-        for node in reg["nodes"]:
-            assert not procs.pid_alive(node["pid"]), f"server {node} still running"
-            assert procs.port_free(node["port"]), f"port {node['port']} still held"
-            if reg.get("cluster_mode"):
-                assert procs.port_free(node["port"] + 10000)
-        assert not procs.pid_alive(reg.get("agent_pid")), "metrics agent still running"
-    assert not list(run.path.glob("points/*/server/auth")), "a password file outlived destroy"
-    for state in run.path.glob("points/*/terraform/terraform.tfstate"):
-        assert json.loads(state.read_text()).get("resources") == [], f"{state} not empty"
-
-
-def test_campaign_end_to_end(airflow_db, results_dir: Path) -> None:
+def test_deployments_are_provisioned_once_and_measure_every_run_in_order(
+    airflow_db, results_dir: Path
+) -> None:
     dag_run, run = run_campaign(CAMPAIGN)
     try:
         assert str(dag_run.state) == "success"
-        point_dirs = sorted((run.path / "points").iterdir())
-        assert len(point_dirs) == 4
-        for pdir in point_dirs:
-            load = json.loads((pdir / "load.json").read_text())
-            assert load["ops_per_sec"] > 0 and load["requests"] > 0, pdir.name
+        deployments = ["redis-7.0-single-local.micro", "valkey-9.1-single-local.micro"]
+        # exactly one apply and one destroy per deployment, each in a single try
+        for task in ("deployment.apply", "deployment.destroy", "deployment.measure"):
+            tries = task_tries(dag_run, task)
+            assert tries == {d: [("success", 1)] for d in deployments}, (task, tries)
+        for d in deployments:
+            log = (run.deployment(d).terraform / "terraform.log").read_text()
+            assert log.count("$ terraform apply") == 1 and log.count("$ terraform destroy") == 1
+        # 8 runs, each with its result, measured in the documented (interleaved) order
+        expected = [
+            f"{d}-{w}/rep{r}" for d in deployments for r in (1, 2) for w in ("mix", "reads")
+        ]
+        campaign = json.loads((run.path / "campaign.json").read_text())
+        planned = sorted(
+            (r for d in campaign["deployments"] for r in d["runs"]), key=lambda r: r["order"]
+        )
+        assert [f"{r['point']['id']}/rep{r['repetition']}" for r in planned] == expected
+        started = []
+        for key in expected:
+            point, rep = key.split("/")
+            rdir = run.point(point).rep(int(rep[3:])).path
+            load = json.loads((rdir / "load.json").read_text())
+            assert load["ops_per_sec"] > 0 and load["requests"] > 0, key
             assert 0 < load["latency"]["p50"] <= load["latency"]["p99"] <= load["latency"]["max"]
-            metrics = pd.read_parquet(pdir / "metrics.parquet")
-            assert {"CPUUtilization", "NetworkBytesIn", "BytesUsedForCache"} <= set(
-                metrics["metric"].astype(str)
-            )
-            nodes = metrics["node_id"].nunique()
-            assert nodes == (3 if "-c3r0-" in pdir.name else 1), pdir.name
-            assert (pdir / "metrics.csv").exists()
-            assert list((pdir / "figures").glob("*.png")) and list((pdir / "figures").glob("*.pdf"))
+            assert (rdir / "warmup.json").is_file() and (rdir / "prefill.json").is_file()
+            prefill = json.loads((rdir / "prefill.json").read_text())
+            keys = 5000 if point.endswith("-mix") else 3000
+            assert prefill["keys"] == keys, key
+            # the data set was there from the first second: GETs hit
+            assert hit_ratio_first_second(rdir) >= 0.99, key
+            assert list((rdir / "figures").glob("*.png")), key
+            started.append(load["started_at"])
+        assert started == sorted(started), "runs were not measured in the documented order"
+        runs = pd.read_csv(run.path / "runs.csv")
+        assert len(runs) == 8 and (runs["status"] == "ok").all()
         summary = pd.read_csv(run.path / "summary.csv")
-        assert len(summary) == 4 and (summary["status"] == "ok").all()
-        # mapped instances carry their point id as label; watch went through the triggerer path
-        labels = {
-            ti.rendered_map_index
-            for ti in dag_run.get_task_instances()
-            if ti.task_id == "point.watch"
-        }
-        assert labels == {p.name for p in point_dirs}
-        assert deferred_watches(dag_run) == 4
+        assert len(summary) == 4 and (summary["runs_ok"] == 2).all()
         report = (run.path / "report.md").read_text()
-        assert "redis" in report and "valkey" in report
-        assert (run.path / "report.html").exists()
-        assert list((run.path / "figures").glob("*.pdf"))
+        assert "Runs, in the order they were measured" in report
+        order_in_report = [
+            line.split("|")[3].strip()
+            for line in report.splitlines()
+            if line.startswith("| ") and "-single-local.micro-" in line.split("|")[3]
+        ]
+        assert order_in_report == [k.split("/")[0] for k in expected]
     finally:
-        assert_nothing_left(run)
+        assert_nothing_left(run.path)
 
 
-def test_load_failure_still_destroys_and_keeps_finished_points(
-    airflow_db, results_dir: Path, monkeypatch
+def test_a_crashed_run_keeps_the_others_and_a_new_try_measures_only_it(
+    airflow_db, results_dir: Path
 ) -> None:
-    fields = {**CAMPAIGN, "name": "e2e-fail", "topologies": [{"cluster_mode": False}]}
-    monkeypatch.setenv("CACHEBENCH_FAULTS", "run_load@valkey-*")
+    """The load of the third of four runs of a deployment is killed (SIGKILL of its load
+    generators): the other runs keep their results, destroy runs once, the run fails;
+    running the Airflow run again (as Clear does; dag.test re-runs it from plan) provisions
+    the deployment once more and measures only the missing run."""
+    fields = {
+        **CAMPAIGN,
+        "name": "e2e-crash",
+        "engines": [{"engine": "redis", "versions": ["7.0"]}],
+    }
+    third = "redis-7.0-single-local.micro-mix"  # order: mix 1, reads 1, mix 2, reads 2
+    killed: list[int] = []
+
+    def kill_third_run() -> None:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            hits = list(
+                results_dir.glob(f"e2e-crash/*/deployments/*/load/{third}/rep2/handles.json")
+            )
+            if hits:
+                time.sleep(0.5)
+                for h in json.loads(hits[0].read_text()):
+                    os.kill(h["pid"], signal.SIGKILL)
+                    killed.append(h["pid"])
+                return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_third_run, daemon=True)
+    killer.start()
     dag_run, run = run_campaign(fields)
+    killer.join(10)
     try:
+        assert killed, "the third run's load was never seen"
         assert str(dag_run.state) == "failed"
-        ok = run.point("redis-7.0-single-local.micro-mixed").path
-        bad = run.point("valkey-9.1-single-local.micro-mixed").path
-        assert (ok / "load.json").exists() and (ok / "metrics.parquet").exists()
-        assert not (bad / "load.json").exists()
-        assert "run_load" in (bad / "error.txt").read_text()
-        summary = pd.read_csv(run.path / "summary.csv")
-        status = dict(zip(summary["point_id"], summary["status"], strict=True))
-        assert status[ok.name] == "ok" and status[bad.name] != "ok"
-        assert re.search(r"valkey-9\.1-single", (run.path / "report.md").read_text())
+        measure = task_tries(dag_run, "deployment.measure")
+        assert list(measure.values()) == [[("failed", 1)]]  # not retried: failed runs end it
+        assert list(task_tries(dag_run, "deployment.destroy").values()) == [[("success", 1)]]
+        pdir = run.point(third)
+        assert not pdir.rep(2).has_result
+        error = (pdir.rep(2).path / "error.txt").read_text()
+        assert "collect" in error and "gave no result" in error, error
+        for point, rep in (
+            (third, 1),
+            ("redis-7.0-single-local.micro-reads", 1),
+            ("redis-7.0-single-local.micro-reads", 2),
+        ):
+            assert run.point(point).rep(rep).has_result, (point, rep)
+        before = {
+            p: (p / "load.json").stat().st_mtime_ns
+            for p in run.path.glob("points/*/rep*")
+            if (p / "load.json").is_file()
+        }
+        assert_nothing_left(run.path)
+
+        # The same Airflow run again: dag.test clears its task instances and runs them.
+        from airflow.models.dagrun import DagRun
+        from airflow.utils.session import create_session
+        from airflow.utils.state import DagRunState
+        from sqlalchemy import select
+
+        with create_session() as session:
+            dr = session.scalar(select(DagRun).where(DagRun.run_id == dag_run.run_id))
+            dr.state = DagRunState.RUNNING
+        again = dag().test(
+            run_after=dag_run.run_after, logical_date=dag_run.logical_date, run_conf=fields
+        )
+        assert again.run_id == dag_run.run_id and str(again.state) == "success"
+        assert pdir.rep(2).has_result
+        after = {p: (p / "load.json").stat().st_mtime_ns for p in before}
+        assert after == before, "a run that had its result was measured again"
+        log = run.deployment("redis-7.0-single-local.micro").terraform / "terraform.log"
+        assert log.read_text().count("$ terraform apply") == 2  # once per try of the deployment
+        record = json.loads(
+            (
+                run.deployment("redis-7.0-single-local.micro").load(third, 2) / "record.json"
+            ).read_text()
+        )
+        assert record["status"] == "done" and record["attempt"] == 2
     finally:
-        assert_nothing_left(run)
-    assert os.environ["CACHEBENCH_FAULTS"]  # the fault was really armed
+        assert_nothing_left(run.path)

@@ -28,18 +28,27 @@ class MeasureOperator(BaseOperator):
         self.provisioned = provisioned
 
     def execute(self, context: Context) -> dict[str, Any]:
-        return self._advance(context, None)
+        from cachebench import steps  # lazy: keeps pandas out of DAG parsing
+
+        return self._advance(context, None, steps.begin_try(self._prov()))
 
     def resume(self, context: Context, event: Any = None) -> dict[str, Any]:
-        return self._advance(context, event if isinstance(event, dict) else {"status": "done"})
+        from cachebench import steps
 
-    def _advance(self, context: Context, event: dict[str, Any] | None) -> dict[str, Any]:
-        from cachebench import steps  # lazy: keeps pandas out of DAG parsing
+        event = event if isinstance(event, dict) else {"status": "done"}  # a timer's event
+        return self._advance(context, event, steps.current_try(self._prov()))
+
+    def _prov(self) -> Any:
         from cachebench.models import Provisioned
 
-        prov = Provisioned.model_validate(self.provisioned)
+        return Provisioned.model_validate(self.provisioned)
+
+    def _advance(self, context: Context, event: dict[str, Any] | None, try_id: str) -> dict:
+        from cachebench import steps
+
+        prov = self._prov()
         context["deployment_label"] = prov.plan.instance
-        watch = steps.measure_step(prov, context["ti"].try_number, event)
+        watch = steps.measure_step(prov, try_id, event)
         if watch is not None:
             self.defer(trigger=import_string(watch.classpath)(**watch.kwargs), method_name="resume")
         measured = steps.measured(prov)

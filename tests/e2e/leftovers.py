@@ -1,0 +1,68 @@
+"""The tests' own view of "nothing left": psutil over this machine, not the code under test.
+
+Every process cachebench starts for a deployment runs with its working directory
+inside the deployment's folder; the ports are those its tfvars gave its nodes
+(and the cluster bus ports). These checks look at the whole machine through
+psutil, so a leftover that our own sweep (`local.procs`) would miss is caught.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import psutil
+
+BUS_PORT_OFFSET = 10000
+
+
+def processes_in(root: Path) -> list[dict]:
+    """Every process of this user whose cwd is root or below (a removed dir included)."""
+    base = os.path.realpath(root)
+    found = []
+    for proc in psutil.process_iter(["pid", "name", "cmdline", "uids", "status"]):
+        try:
+            if proc.info["uids"].real != os.getuid() or proc.info["status"] == "zombie":
+                continue
+            cwd = proc.cwd().removesuffix(" (deleted)")
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+        if cwd == base or cwd.startswith(base + os.sep):
+            found.append({"pid": proc.pid, "name": proc.info["name"], "cwd": cwd})
+    return found
+
+
+def node_ports(run_dir: Path) -> set[int]:
+    """The ports every deployment's tfvars gave its nodes (and bus ports in cluster mode)."""
+    ports: set[int] = set()
+    for tfvars in run_dir.glob("deployments/*/terraform/terraform.tfvars.json"):
+        v = json.loads(tfvars.read_text())
+        nodes = range(v["base_port"], v["base_port"] + v["shards"] * (v["replicas"] + 1))
+        ports.update(nodes)
+        if v["cluster_mode"]:
+            ports.update(p + BUS_PORT_OFFSET for p in nodes)
+    return ports
+
+
+def listening(ports: set[int]) -> set[int]:
+    held = set()
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port in ports:
+            held.add(conn.laddr.port)
+    return held
+
+
+def assert_nothing_left(run_dir: Path, ports: set[int] | None = None) -> None:
+    """No process in the run's folder, no node port held, no password file, every
+    Terraform state empty and every cleanup verdict clean."""
+    left = processes_in(run_dir)
+    assert left == [], f"processes left: {left}"
+    ports = node_ports(run_dir) | (ports or set())
+    assert ports, "the run gave no deployment a port: nothing was checked"
+    assert listening(ports) == set(), f"ports still held: {sorted(listening(ports))}"
+    assert not list(run_dir.glob("deployments/*/server/auth")), "a password file outlived destroy"
+    for state in run_dir.glob("deployments/*/terraform/terraform.tfstate"):
+        assert json.loads(state.read_text()).get("resources") == [], f"{state} not empty"
+    for cleanup in run_dir.glob("deployments/*/cleanup.json"):
+        assert json.loads(cleanup.read_text())["status"] == "clean", cleanup
