@@ -106,6 +106,10 @@ def test_series_mean_edge_cases():
     assert short.interval is None and "at least 16" in short.no_interval
     flat = st.series_mean([800.0] * 30)
     assert flat.mean == 800.0 and flat.interval is None and "same value" in flat.no_interval
+    even = st.series_mean([10.0, 12.0] * 8)  # varies, but every batch of 4 has mean 11
+    assert (
+        even.mean == 11.0 and even.interval is None and "batch means are equal" in even.no_interval
+    )
     ramp = st.series_mean([float(i) for i in range(100)])  # autocorrelation never dies out
     assert ramp.interval is None and "not died out" in ramp.no_interval
     gaps = st.series_mean([10, 12, None, 10, 12, float("nan")] + [11, 13, 11, 13] * 3)

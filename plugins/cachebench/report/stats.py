@@ -324,7 +324,11 @@ def series_mean(values: Sequence[float | None], what: str = "series") -> SeriesM
     sizes = np.full(a, n // a)
     sizes[: n % a] += 1  # as np.array_split: lengths differ by at most one second
     batch_means = np.add.reduceat(x, np.cumsum(sizes) - sizes) / sizes
-    half = _t(a - 1) * batch_means.std(ddof=1) / math.sqrt(a)
+    spread = float(batch_means.std(ddof=1))
+    if spread == 0:
+        why = f"the {a} batch means are equal: no variation to form an interval from"
+        return base.model_copy(update={"no_interval": why})
+    half = _t(a - 1) * spread / math.sqrt(a)
     return base.model_copy(update={"interval": Interval(low=mean - half, high=mean + half)})
 
 
