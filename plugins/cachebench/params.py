@@ -88,16 +88,17 @@ def _widget(prop: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _describe_items(prop: dict[str, Any], defs: dict[str, Any]) -> str:
-    """Markdown listing an object list's item fields and their defaults."""
+    """Markdown: an object list's required item fields, and the others' defaults."""
     ref = prop.get("items", {}).get("$ref", "")
-    item = defs.get(ref.rsplit("/", 1)[-1], {})
-    parts = []
-    for key, sub in item.get("properties", {}).items():
-        if key in item.get("required", []):
-            parts.append(f"`{key}` (required)")
-        else:
-            parts.append(f"`{key}` = `{json.dumps(sub.get('default'))}`")
-    return ", ".join(parts)
+    fields = defs.get(ref.rsplit("/", 1)[-1], {})
+    required = fields.get("required", [])
+    need = ", ".join(f"**{k}**" for k in required)
+    rest = ", ".join(
+        f"{k} {json.dumps(sub.get('default'))}"
+        for k, sub in fields.get("properties", {}).items()
+        if k not in required
+    )
+    return f"Each item needs {need}; the others default to: {rest}."
 
 
 def _compact(value: Any, to_labels: Any) -> Any:
@@ -187,9 +188,9 @@ def _fields() -> dict[str, tuple[dict[str, Any], str | None, Any]]:
         description: str | None = HELP.get(name, prop.get("description", ""))
         if field.get("items", {}).get("type") == "object":
             # a JSON editor: say what an item holds (markdown is shown only without description)
-            md = f"{description}\n\nEach item: {_describe_items(prop, defs)}.".strip()
+            md = f"{description}\n\n{_describe_items(prop, defs)}".strip()
             if name == "workloads":
-                md += f"\n\nThe smallest: `{json.dumps(WORKLOAD_EXAMPLE)}`"
+                md += f"\n\nThe smallest, for example: `{json.dumps(WORKLOAD_EXAMPLE)}`"
             field["description_md"] = md
             description = None
         out[name] = (field, description, prop.get("default"))

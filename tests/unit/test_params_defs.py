@@ -137,8 +137,8 @@ def test_form_values_are_compact() -> None:
 def test_workloads_help_lists_the_fields_and_a_valid_example() -> None:
     md = campaign_params(load_campaign_file(EXAMPLE))["workloads"].schema["description_md"]
     for name in Workload.model_fields:
-        assert f"`{name}`" in md
-    assert "`name` (required)" in md and '`ratio` = `"1:10"`' in md
+        assert re.search(rf"\b{name}\b", md), name
+    assert "needs **name**;" in md and 'ratio "1:10"' in md and "rate_limit null" in md
     assert TypeAdapter(list[Workload]).validate_python(WORKLOAD_EXAMPLE)
     assert json.dumps(WORKLOAD_EXAMPLE) in md
 
