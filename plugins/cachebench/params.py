@@ -29,7 +29,7 @@ from cachebench.campaign import (
 from cachebench.models import Engine, Target, Topology
 
 TOPOLOGY_PRESETS = ("single", "single-r1", "single-r2", "c3r0", "c3r1", "c3r2", "c6r0", "c6r1")
-# Shown under the workloads editor: the smallest valid workload (test_params checks it).
+# Shown under the workloads editor: a minimal valid workload (tests/unit/test_params_defs.py).
 WORKLOAD_EXAMPLE = [{"name": "quick", "ratio": "1:4", "warmup_seconds": 1, "duration_seconds": 10}]
 
 HELP = {
@@ -135,8 +135,9 @@ def _topology_display(label: str) -> str:
 
 def _node_type_display(spec: specs.InstanceSpec) -> str:
     text = f"{spec.node_type}: {spec.vcpu} vCPU, {spec.memory_gib:g} GiB"
-    if spec.network_baseline_gbps:
-        text += f", {spec.network_baseline_gbps:g}-{spec.network_burst_gbps:g} Gbps"
+    base, burst = spec.network_baseline_gbps, spec.network_burst_gbps
+    if base:
+        text += f", {base:g}-{burst:g} Gbps" if burst and burst != base else f", {base:g} Gbps"
     if spec.price_usd_hour:
         text += f", ${spec.price_usd_hour:g}/h"
     return text
