@@ -138,9 +138,7 @@ def _node_type_display(spec: specs.InstanceSpec) -> str:
     base, burst = spec.network_baseline_gbps, spec.network_burst_gbps
     if base:
         text += f", {base:g}-{burst:g} Gbps" if burst and burst != base else f", {base:g} Gbps"
-    if spec.price_usd_hour:
-        text += f", ${spec.price_usd_hour:g}/h"
-    return text
+    return text  # no price: it depends on the engine and the region (see pricing.py)
 
 
 def _options(values: list[str], defaults: Any) -> list[str]:
