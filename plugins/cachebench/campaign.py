@@ -10,10 +10,17 @@ from __future__ import annotations
 import itertools
 import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, get_args
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from cachebench import engines, pricing, specs
 from cachebench.aws.settings import VARIABLE, AwsSettings, resolve
@@ -57,6 +64,82 @@ class EngineSweep(Strict):
     versions: list[str] = Field(min_length=1)
 
 
+# Compact forms, as the trigger form's multi-selects send them and a YAML file may write
+# them: "redis 7.0" for an engine version, a Topology.label ("single", "single-r1", "c3r1").
+ENGINE_LABEL_PATTERN = rf"^\s*({'|'.join(get_args(Engine))})\s+\S+\s*$"
+TOPOLOGY_LABEL = re.compile(r"^(?:single(?:-r([0-9]{1,3}))?|c([0-9]{1,3})r([0-9]{1,3}))\Z")
+TOPOLOGY_LABEL_PATTERN = r"^\s*(single(-r[0-9]{1,3})?|c[0-9]{1,3}r[0-9]{1,3})\s*$"
+TOPOLOGY_LINE_PATTERN = r"^\s*(single(-r[0-9]{1,3})?|c[0-9]{1,3}r[0-9]{1,3})?\s*$"  # or blank
+TOPOLOGY_LABEL_HELP = "use a label: single, single-r<replicas>, c<shards>r<replicas> (e.g. c3r1)"
+
+
+def engine_labels(sweep: EngineSweep) -> list[str]:
+    return [f"{sweep.engine} {v}" for v in sweep.versions]
+
+
+def _engine_input(value: Any) -> Any:
+    """'redis 7.0' -> {engine: redis, versions: [7.0]}; EngineSweep then checks both parts."""
+    if not isinstance(value, str):
+        return value
+    parts = value.split()
+    if len(parts) != 2:
+        raise ValueError(
+            "use '<engine> <version>', e.g. 'redis 7.0', or a mapping {engine, versions}"
+        )
+    return {"engine": parts[0], "versions": [parts[1]]}
+
+
+def _topology_fields(label: str, problem: str) -> dict[str, Any]:
+    """A Topology.label -> its fields; Topology then checks their bounds."""
+    m = TOPOLOGY_LABEL.match(label.strip())
+    if m is None:
+        raise ValueError(problem)
+    replicas, shards, cluster_replicas = m.groups()
+    if shards is None:
+        return {"cluster_mode": False, "replicas": int(replicas or 0)}
+    return {"cluster_mode": True, "shards": int(shards), "replicas": int(cluster_replicas)}
+
+
+def topology_from_label(label: str) -> Topology:
+    return Topology(**_topology_fields(label, TOPOLOGY_LABEL_HELP))
+
+
+def _topology_input(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    return _topology_fields(
+        value, f"{TOPOLOGY_LABEL_HELP}, or a mapping {{cluster_mode, shards, replicas}}"
+    )
+
+
+def _label_only(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a label; {TOPOLOGY_LABEL_HELP}")
+    return _topology_fields(value, TOPOLOGY_LABEL_HELP)
+
+
+def _label(pattern: str) -> Any:
+    return Annotated[str, WithJsonSchema({"type": "string", "pattern": pattern})]
+
+
+EngineItem = Annotated[
+    EngineSweep,
+    BeforeValidator(
+        _engine_input, json_schema_input_type=_label(ENGINE_LABEL_PATTERN) | EngineSweep
+    ),
+]
+TopologyItem = Annotated[
+    Topology,
+    BeforeValidator(
+        _topology_input, json_schema_input_type=_label(TOPOLOGY_LABEL_PATTERN) | Topology
+    ),
+]
+TopologyLabel = Annotated[
+    Topology,
+    BeforeValidator(_label_only, json_schema_input_type=_label(TOPOLOGY_LINE_PATTERN)),
+]
+
+
 class CampaignSpec(Strict):
     """What a user writes: the axes of the sweep and the guard rails."""
 
@@ -64,8 +147,18 @@ class CampaignSpec(Strict):
     description: str = ""
     target: Target = "local"
     schedule: str | None = None
-    engines: list[EngineSweep] = Field(min_length=1)
-    topologies: list[Topology] = Field(min_length=1)
+    engines: list[EngineItem] = Field(
+        min_length=1, description="engine versions: 'redis 7.0' or {engine, versions: [...]}"
+    )
+    topologies: list[TopologyItem] = Field(
+        description="labels (single, single-r1, c3r0, c3r1, ...) or "
+        "{cluster_mode, shards, replicas}",
+    )
+    custom_topologies: list[TopologyLabel] = Field(
+        [],
+        exclude=True,  # folded into topologies
+        description="more topologies by label, added to topologies (the form's free text field)",
+    )
     node_types: list[str] = Field(min_length=1)
     workloads: list[Workload] = Field(min_length=1)
     load_generators: int = Field(1, ge=1, le=100, description="load tasks per run")
@@ -92,6 +185,29 @@ class CampaignSpec(Strict):
         if not SLUG.match(v):
             raise ValueError(f"{v!r}: use 1-40 chars of a-z, 0-9 and '-'")
         return v
+
+    @field_validator("topologies", "custom_topologies", mode="before")
+    @classmethod
+    def _emptied(cls, v: Any) -> Any:
+        """The form sends null for an emptied field, and a text area's blank lines as ''."""
+        if v is None:
+            return []
+        if isinstance(v, list):
+            return [x for x in v if not (isinstance(x, str) and not x.strip())]
+        return v
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _fold_custom_topologies(cls, data: Any, handler: Any) -> CampaignSpec:
+        spec = handler(data)
+        if not spec.custom_topologies:
+            return spec
+        return spec.model_copy(
+            update={
+                "topologies": [*spec.topologies, *spec.custom_topologies],
+                "custom_topologies": [],
+            }
+        )
 
     @model_validator(mode="before")
     @classmethod
@@ -153,6 +269,8 @@ class CampaignSpec(Strict):
                         f"engines[{i}].versions[{j}]: {sweep.engine} {v} is not installed here "
                         "(see README: set-up)"
                     )
+        if not self.topologies:
+            problems.append("topologies: none chosen: pick a preset or add custom_topologies")
         limit = LOCAL_MAX_NODES if self.target == "local" else AWS_MAX_NODES
         for i, topo in enumerate(self.topologies):
             if topo.nodes > limit:

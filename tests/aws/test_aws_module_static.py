@@ -3,6 +3,14 @@ downloaded here, so the module is never planned. Checked: formatting
 (terraform fmt, CLI or embedded), that the DAG's tfvars and the module's
 variables agree (python-hcl2), pinned providers and the S3 backend, the
 stand-in's interface, and a checkov scan (every skip carries its reason).
+
+The API rules (transit encryption mode, num_cache_clusters, the reader endpoint,
+aws-loadgen's kms:Decrypt) are evaluated by real Terraform: `terraform init` and
+`console` need the provider for the whole module, but expressions that read only
+variables evaluate in a directory of the module's variables.tf and the file that
+holds them, with an output per expression (`apply` of a configuration with no
+resources needs no provider). The wiring of those values into the resources is
+checked on the parse tree.
 """
 
 from __future__ import annotations
@@ -19,7 +27,9 @@ import pytest
 from aws_fakes import campaign
 
 from cachebench import steps
-from cachebench.terraform import MODULES_DIR, Terraform
+from cachebench.engines import AWS_VERSIONS
+from cachebench.models import Endpoint
+from cachebench.terraform import MODULES_DIR, TFVARS, Terraform
 
 AWS = MODULES_DIR / "aws"
 STANDIN = MODULES_DIR / "aws-standin"
@@ -145,3 +155,236 @@ def test_checkov_no_failed_check_and_every_skip_justified(module: Path) -> None:
     for skip in re.findall(r"#checkov:skip=(.*)", (module / "main.tf").read_text()):
         check, _, reason = skip.partition(":")
         assert re.match(r"^CKV2?_AWS_\d+$", check) and len(reason.strip()) > 20, skip
+
+
+# ---------------------------------------------------------------- rules, evaluated
+
+BASE_TFVARS = {
+    "region": "eu-west-1",
+    "campaign": "static",
+    "run_id": "run-static",
+    "point_id": "p1",
+    "replication_group_id": "cb-0123456789abcdef0123",
+    "engine": "valkey",
+    "engine_version": "8.0",
+    "node_type": "cache.r7g.large",
+    "vpc_id": "vpc-0123456789abcdef0",
+    "subnet_ids": ["subnet-0123456789abcdef0"],
+    "allowed_security_group_ids": ["sg-0123456789abcdef0"],
+    "expires_at": 1900000000,
+}
+
+
+def hcl_expr(value) -> str:
+    """python-hcl2's form of an attribute back as HCL expression text."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    value = str(value)
+    return value[2:-1] if value.startswith("${") and value.endswith("}") else value
+
+
+def evaluate(workdir: Path, sources: list[Path], tfvars: dict, exprs: dict[str, str]) -> dict:
+    """Each expression's value as Terraform computes it over `sources` and `tfvars`.
+
+    Outputs are wrapped in an object: Terraform drops a root output whose value is null.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    for src in sources:
+        (workdir / src.name).write_text(src.read_text())
+    probe = "".join(f'output "{k}" {{\n  value = {{ v = {e} }}\n}}\n' for k, e in exprs.items())
+    (workdir / "probe.tf").write_text(probe)
+    (workdir / TFVARS).write_text(json.dumps(tfvars))
+    return {k: v["v"] for k, v in Terraform(workdir).apply().items()}
+
+
+def rules(workdir: Path, **tfvars) -> dict:
+    names = [k for k in parse(AWS / "rules.tf")["locals"][0] if not k.startswith("__")]
+    sources = [AWS / "variables.tf", AWS / "rules.tf"]
+    return evaluate(workdir, sources, {**BASE_TFVARS, **tfvars}, {n: f"local.{n}" for n in names})
+
+
+def replication_group() -> dict:
+    for block in parse(AWS / "main.tf")["resource"]:
+        if '"aws_elasticache_replication_group"' in block:
+            return block['"aws_elasticache_replication_group"']['"this"']
+    raise AssertionError("no aws_elasticache_replication_group.this")
+
+
+# ElastiCache refuses TransitEncryptionMode below Redis OSS 7.0.5 ("Transit encryption
+# mode is not supported for engine version 6.2.6. Please use engine version 7.0.5 or
+# higher."); online TLS migration, which the mode is for, exists from Redis OSS 7.0 and
+# Valkey 7.2 on (ElastiCache user guide, in-transit-encryption-enable-python), and
+# "7.0" resolves to the newest 7.0.x.
+EXPECTED_MODE = {
+    ("redis", "6.2"): None,
+    ("redis", "7.0"): "required",
+    ("redis", "7.1"): "required",
+    ("valkey", "7.2"): "required",
+    ("valkey", "8.0"): "required",
+    ("valkey", "8.1"): "required",
+    ("valkey", "8.2"): "required",
+}
+
+
+def test_transit_encryption_mode_is_sent_only_where_the_api_takes_it(tmp_path: Path) -> None:
+    offered = {(e, v) for e, versions in AWS_VERSIONS.items() for v in versions}
+    assert offered <= EXPECTED_MODE.keys(), offered - EXPECTED_MODE.keys()
+    for engine, version in sorted(offered):
+        got = rules(tmp_path / f"{engine}-{version}", engine=engine, engine_version=version)
+        assert got["transit_encryption_mode"] == EXPECTED_MODE[engine, version], (engine, version)
+    rg = replication_group()
+    assert rg["transit_encryption_mode"] == "${local.transit_encryption_mode}"
+    assert rg["transit_encryption_enabled"] is True  # TLS stays on, mode or not
+
+
+# (cluster_mode, shards, replicas) -> what the provider must get: num_cache_clusters
+# (primary + replicas) with cluster mode off, node groups x replicas with it on, never
+# both (they conflict), and failover / Multi-AZ only where a replica can take over.
+TOPOLOGIES = {
+    (False, 1, 0): dict(
+        num_cache_clusters=1,
+        num_node_groups=None,
+        replicas_per_node_group=None,
+        automatic_failover_enabled=False,
+        multi_az_enabled=False,
+    ),
+    (False, 1, 2): dict(
+        num_cache_clusters=3,
+        num_node_groups=None,
+        replicas_per_node_group=None,
+        automatic_failover_enabled=True,
+        multi_az_enabled=True,
+    ),
+    (True, 3, 0): dict(
+        num_cache_clusters=None,
+        num_node_groups=3,
+        replicas_per_node_group=0,
+        automatic_failover_enabled=True,
+        multi_az_enabled=False,
+    ),
+    (True, 2, 1): dict(
+        num_cache_clusters=None,
+        num_node_groups=2,
+        replicas_per_node_group=1,
+        automatic_failover_enabled=True,
+        multi_az_enabled=True,
+    ),
+}
+
+
+@pytest.mark.parametrize("topology", list(TOPOLOGIES), ids=str)
+def test_cluster_mode_off_uses_num_cache_clusters(topology, tmp_path: Path) -> None:
+    cluster_mode, shards, replicas = topology
+    got = rules(tmp_path, cluster_mode=cluster_mode, shards=shards, replicas=replicas)
+    assert {k: got[k] for k in TOPOLOGIES[topology]} == TOPOLOGIES[topology]
+    rg = replication_group()
+    for name in TOPOLOGIES[topology]:
+        assert rg[name] == f"${{local.{name}}}", name
+
+
+def test_standin_sends_the_module_rules() -> None:
+    assert (STANDIN / "rules.tf").read_text() == (AWS / "rules.tf").read_text()
+    config = parse(STANDIN / "main.tf")["locals"][0]["config"]
+    for name in (
+        "num_cache_clusters",
+        "num_node_groups",
+        "replicas_per_node_group",
+        "transit_encryption_mode",
+    ):
+        assert config[name] == f"${{local.{name}}}", name
+
+
+def _endpoint_exprs(module: Path) -> dict[str, str]:
+    block = next(b for b in parse(module / "outputs.tf")["output"] if '"endpoint"' in b)
+    return {k: hcl_expr(v) for k, v in block['"endpoint"']["value"].items()}
+
+
+@pytest.mark.parametrize("cluster_mode", [False, True])
+def test_endpoint_output_has_the_reader_host(cluster_mode: bool, tmp_path: Path) -> None:
+    """reader_host: the group's reader endpoint with cluster mode off, null with it on
+    (the provider documents reader_endpoint_address for cluster mode disabled only)."""
+    fields = set(Endpoint.model_fields)
+    for module in (AWS, STANDIN):
+        assert set(_endpoint_exprs(module)) == fields, module.name
+    # main.tf's host and reader_host over a group with the provider's attribute names
+    main_locals = parse(AWS / "main.tf")["locals"][0]
+    group = "aws_elasticache_replication_group.this."
+    exprs = {
+        k: hcl_expr(main_locals[k]).replace(group, "local.rg.") for k in ("host", "reader_host")
+    }
+    fake = tmp_path / "group.tf"
+    fake.write_text(
+        "locals {\n  rg = {\n"
+        '    primary_endpoint_address       = "master.example"\n'
+        '    reader_endpoint_address        = "replica.example"\n'
+        '    configuration_endpoint_address = "clustercfg.example"\n'
+        "  }\n}\n"
+    )
+    tfvars = {**BASE_TFVARS, "cluster_mode": cluster_mode, "shards": 2 if cluster_mode else 1}
+    got = evaluate(tmp_path / "aws", [AWS / "variables.tf", fake], tfvars, exprs)
+    if cluster_mode:
+        assert got == {"host": "clustercfg.example", "reader_host": None}
+    else:
+        assert got == {"host": "master.example", "reader_host": "replica.example"}
+    assert _endpoint_exprs(AWS)["reader_host"] == "local.reader_host"
+    # the stand-in names its reader host itself (moto 5.2.5 returns no reader endpoint)
+    standin_locals = parse(STANDIN / "main.tf")["locals"][0]
+    got = evaluate(
+        tmp_path / "standin",
+        [AWS / "variables.tf"],
+        tfvars,
+        {"reader_host": hcl_expr(standin_locals["reader_host"])},
+    )
+    assert (got["reader_host"] is None) == cluster_mode
+
+
+def _secrets_policy_document() -> dict:
+    for block in parse(LOADGEN / "main.tf")["data"]:
+        if (
+            '"aws_iam_policy_document"' in block
+            and '"secrets"' in block['"aws_iam_policy_document"']
+        ):
+            return block['"aws_iam_policy_document"']['"secrets"']
+    raise AssertionError("aws-loadgen has no aws_iam_policy_document.secrets")
+
+
+LOADGEN_TFVARS = {
+    "region": "eu-west-1",
+    "vpc_id": "vpc-0123456789abcdef0",
+    "vpc_cidr": "10.0.0.0/16",
+    "image": "example/memtier-awscli:2.1",
+    "results_bucket": "my-bench-results",
+}
+KEY = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+
+def test_loadgen_grants_kms_decrypt_on_the_secrets_key_when_set(tmp_path: Path) -> None:
+    """A secret under a customer managed key needs kms:Decrypt on it by the execution role
+    (ECS developer guide, task execution IAM role: Secrets Manager permissions)."""
+    doc = _secrets_policy_document()
+    (dynamic,) = [d['"statement"'] for d in doc["dynamic"]]
+    (content,) = dynamic["content"]
+    assert [unq(a) for a in content["actions"]] == ["kms:Decrypt"]
+    assert content["resources"] == ["${statement.value}"]
+    (cond,) = content["condition"]
+    assert unq(cond["variable"]) == "kms:ViaService"
+    assert [unq(v) for v in cond["values"]] == ["secretsmanager.${var.region}.amazonaws.com"]
+    for_each = hcl_expr(dynamic["for_each"])
+    for key, expected in ((KEY, [KEY]), (None, [])):
+        got = evaluate(
+            tmp_path / str(bool(key)),
+            [LOADGEN / "variables.tf"],
+            {**LOADGEN_TFVARS, "secrets_kms_key_arn": key},
+            {"keys": for_each},
+        )
+        assert got["keys"] == expected, key
+    # the document is the execution role's: ECS reads the secret with that role
+    roles = {
+        k: v
+        for b in parse(LOADGEN / "main.tf")["resource"]
+        if '"aws_iam_role_policy"' in b
+        for k, v in b['"aws_iam_role_policy"'].items()
+    }
+    attached = roles['"secrets"']
+    assert attached["role"] == "${aws_iam_role.execution.id}"
+    assert attached["policy"] == "${data.aws_iam_policy_document.secrets.json}"

@@ -147,3 +147,75 @@ def test_cost_estimate_of_the_example_campaigns(monkeypatch) -> None:
     by_hand = 8 * up * (0.243 + 0.1944) + 4 * 5 * load * (4 * 0.04048 + 8 * 0.004445)
     assert spec.estimate_usd() == round(by_hand, 2) == 9.99
     assert CampaignSpec.from_yaml(EXAMPLE).estimate_usd() == 0.0
+
+
+# ------------------------------------------------------------------ compact forms
+
+COMPACT = {
+    **AWS,
+    "engines": ["redis 7.1", "valkey 8.1"],
+    "topologies": ["single-r1", "c3r1"],
+}
+
+
+def test_compact_engines_and_topologies_mean_the_object_form() -> None:
+    assert CampaignSpec.from_input(COMPACT) == CampaignSpec.from_input(AWS)
+    mixed = {
+        **AWS,
+        "engines": ["redis 7.1", AWS["engines"][1]],
+        "topologies": ["single-r1", AWS["topologies"][1]],
+    }
+    assert CampaignSpec.from_input(mixed) == CampaignSpec.from_input(AWS)
+
+
+@pytest.mark.parametrize(
+    ("label", "cluster_mode", "shards", "replicas"),
+    [
+        ("single", False, 1, 0),
+        ("single-r2", False, 1, 2),
+        ("c3r0", True, 3, 0),
+        ("c12r5", True, 12, 5),
+        (" c3r1 ", True, 3, 1),  # as a text area line may carry it
+    ],
+)
+def test_topology_labels(label: str, cluster_mode: bool, shards: int, replicas: int) -> None:
+    (topo,) = CampaignSpec.from_input({**AWS, "topologies": [label]}).topologies
+    assert (topo.cluster_mode, topo.shards, topo.replicas) == (cluster_mode, shards, replicas)
+
+
+def test_custom_topologies_are_added_and_not_kept_apart() -> None:
+    spec = CampaignSpec.from_input(
+        {**COMPACT, "topologies": ["single-r1"], "custom_topologies": ["c3r1", "", "  "]}
+    )
+    assert spec == CampaignSpec.from_input(AWS)
+    assert "custom_topologies" not in spec.model_dump()
+    # the form sends null for an emptied multi-select: the custom field alone is enough
+    alone = CampaignSpec.from_input({**COMPACT, "topologies": None, "custom_topologies": ["c3r1"]})
+    assert [t.label for t in alone.topologies] == ["c3r1"]
+    # what plan writes to campaign.json reads back as the same spec (steps.report does)
+    assert CampaignSpec.model_validate_json(spec.model_dump_json()) == spec
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        ({"engines": ["redis 7.1", "valkey"]}, "engines[1]: 'valkey': use '<engine> <version>'"),
+        ({"engines": ["memcached 1.6"]}, "engines[0].engine: 'memcached'"),
+        ({"engines": ["valkey 6.0"]}, "engines[0].versions[0]: '6.0': not a aws valkey version"),
+        ({"topologies": ["c3"]}, "topologies[0]: 'c3': use a label: single, single-r<replicas>"),
+        ({"topologies": ["c3r6"]}, "topologies[0].replicas: 6"),
+        ({"topologies": ["single", 3]}, "topologies[1]"),
+        ({"custom_topologies": ["big"]}, "custom_topologies[0]: 'big': use a label"),
+        (
+            {"custom_topologies": [{"cluster_mode": True}]},
+            "custom_topologies[0]: dict: expected a label",
+        ),
+        ({"topologies": [], "custom_topologies": None}, "topologies: none chosen"),
+        ({"topologies": ["single-r1", "single-r1"]}, "appears twice"),
+    ],
+)
+def test_bad_compact_forms_name_the_field(change: dict, needle: str) -> None:
+    data = {**COMPACT, **change}
+    with pytest.raises(CampaignError) as err:
+        CampaignSpec.from_input(data).points()
+    assert needle in str(err.value)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -74,6 +75,16 @@ def _intlike(v) -> bool:
         return False
 
 
+# A topology label (README: single, single-r1, c3r0), written here apart from the code.
+TOPOLOGY_LABEL = re.compile(r"^\s*(single(-r[0-9]+)?|c[0-9]+r[0-9]+)\s*$")
+LOCAL_ENGINES = (["redis", "7.0"], ["valkey", "8.1"], ["valkey", "9.1"])
+not_a_label = bad_text.filter(lambda s: s.strip() and not TOPOLOGY_LABEL.match(s))
+# labels of topologies the local target refuses: more than 12 nodes, or more than 5 replicas
+too_big = st.builds("c{}r0".format, st.integers(13, 999)) | st.builds(
+    "single-r{}".format, st.integers(6, 999)
+)
+
+
 def _non_slug(s: str) -> bool:
     from cachebench.models import SLUG
 
@@ -87,6 +98,7 @@ MUTATIONS = [
     (("target",), bad_text.filter(lambda s: s not in ("local", "aws")), "target"),
     (("engines",), st.just([]), "engines"),
     (("engines", 0, "engine"), bad_text.filter(lambda s: s not in ("redis", "valkey")), "engine"),
+    (("engines", 0), bad_text.filter(lambda s: s.split() not in LOCAL_ENGINES), "engines"),
     (("engines", 0, "versions"), st.just([]), "versions"),
     (("engines", 0, "versions", 0), bad_text.filter(lambda s: s != "7.0"), "versions"),
     (("topologies", 0, "shards"), st.integers(max_value=0) | st.integers(min_value=501), "shards"),
@@ -105,6 +117,8 @@ MUTATIONS = [
         ),
         "cluster_mode",
     ),
+    (("topologies", 0), not_a_label | too_big, "topologies"),
+    (("custom_topologies",), st.lists(not_a_label | too_big, min_size=1, max_size=3), "topologies"),
     (
         ("node_types", 0),
         bad_text.filter(lambda s: s not in ("local.micro", "local.small")),

@@ -43,6 +43,22 @@ data "aws_iam_policy_document" "secrets" {
     actions   = ["secretsmanager:GetSecretValue"]
     resources = ["arn:${data.aws_partition.this.partition}:secretsmanager:${var.region}:${data.aws_caller_identity.this.account_id}:secret:cachebench/*/auth-*"]
   }
+  # A secret encrypted with a customer managed key is read only with kms:Decrypt on
+  # that key, and only through Secrets Manager here.
+  # https://docs.aws.amazon.com/AmazonECS/latest/developerguide/task_execution_IAM_role.html#task-execution-secrets
+  # https://docs.aws.amazon.com/secretsmanager/latest/userguide/security-encryption.html#security-encryption-authz
+  dynamic "statement" {
+    for_each = var.secrets_kms_key_arn == null ? [] : [var.secrets_kms_key_arn]
+    content {
+      actions   = ["kms:Decrypt"]
+      resources = [statement.value]
+      condition {
+        test     = "StringEquals"
+        variable = "kms:ViaService"
+        values   = ["secretsmanager.${var.region}.amazonaws.com"]
+      }
+    }
+  }
 }
 
 resource "aws_iam_role_policy" "secrets" {
@@ -87,9 +103,9 @@ resource "aws_vpc_security_group_egress_rule" "engine" {
 }
 
 resource "aws_vpc_security_group_egress_rule" "https" {
-  #checkov:skip=CKV_AWS_382: S3, ECR and CloudWatch Logs are reached over HTTPS on public endpoints unless the VPC has endpoints for all three
+  #checkov:skip=CKV_AWS_382: S3, ECR, CloudWatch Logs and Secrets Manager are reached over HTTPS on public endpoints (through NAT) unless the VPC has endpoints for all of them
   security_group_id = aws_security_group.load.id
-  description       = "HTTPS to S3, ECR and CloudWatch Logs"
+  description       = "HTTPS to S3, ECR, CloudWatch Logs and Secrets Manager"
   ip_protocol       = "tcp"
   from_port         = 443
   to_port           = 443

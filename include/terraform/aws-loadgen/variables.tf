@@ -65,8 +65,22 @@ variable "results_prefix" {
 
 variable "kms_key_arn" {
   type        = string
-  description = "Customer managed KMS key for the log group (null: the service's key)."
+  description = "Customer managed KMS key for the load tasks' log group (null: the service's key); its key policy must admit CloudWatch Logs."
   default     = null
+  validation {
+    condition     = var.kms_key_arn == null || can(regex("^arn:aws[a-z-]*:kms:", var.kms_key_arn))
+    error_message = "kms_key_arn must be a KMS key ARN or null."
+  }
+}
+
+variable "secrets_kms_key_arn" {
+  type        = string
+  description = "The kms_key_arn of the cachebench_aws Variable, the key the points' AUTH secrets are encrypted with: the execution role gets kms:Decrypt on it (null: the secrets use Secrets Manager's AWS managed key)."
+  default     = null
+  validation {
+    condition     = var.secrets_kms_key_arn == null || can(regex("^arn:aws[a-z-]*:kms:", var.secrets_kms_key_arn))
+    error_message = "secrets_kms_key_arn must be a KMS key ARN or null."
+  }
 }
 
 variable "log_retention_days" {

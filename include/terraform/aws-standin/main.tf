@@ -1,5 +1,6 @@
+# port and the topology and TLS settings come from rules.tf (a link to the aws
+# module's), so the stand-in sends moto what the real module sends ElastiCache.
 locals {
-  port = 6379
   members = flatten([
     for s in range(var.shards) : [
       for m in range(var.replicas + 1) :
@@ -7,6 +8,9 @@ locals {
     ]
   ])
   host = var.cluster_mode ? "clustercfg.${var.replication_group_id}.standin.invalid" : "master.${var.replication_group_id}.standin.invalid"
+  # moto (5.2.5) returns no reader endpoint, so the stand-in names one the way it names
+  # the host: with cluster mode off only, like ElastiCache.
+  reader_host = var.cluster_mode ? null : "replica.${var.replication_group_id}.standin.invalid"
   nodes = [
     for id in local.members : {
       node_id = id
@@ -18,15 +22,19 @@ locals {
   ]
   secret_name = "cachebench/${var.replication_group_id}/auth"
   config = {
-    region               = var.region
-    replication_group_id = var.replication_group_id
-    engine               = var.engine
-    engine_version       = var.engine_version
-    node_type            = var.node_type
-    cluster_mode         = var.cluster_mode
-    shards               = var.shards
-    replicas             = var.replicas
-    secret_name          = local.secret_name
+    region                  = var.region
+    replication_group_id    = var.replication_group_id
+    engine                  = var.engine
+    engine_version          = var.engine_version
+    node_type               = var.node_type
+    cluster_mode            = var.cluster_mode
+    shards                  = var.shards
+    replicas                = var.replicas
+    num_cache_clusters      = local.num_cache_clusters
+    num_node_groups         = local.num_node_groups
+    replicas_per_node_group = local.replicas_per_node_group
+    transit_encryption_mode = local.transit_encryption_mode
+    secret_name             = local.secret_name
     tags = {
       "cachebench:campaign" = var.campaign
       "cachebench:run"      = var.run_id

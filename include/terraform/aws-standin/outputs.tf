@@ -9,6 +9,7 @@ output "endpoint" {
     tls          = true
     auth_ref     = local.secret_name
     nodes        = local.nodes
+    reader_host  = local.reader_host
   }
   depends_on = [terraform_data.replication_group]
 }

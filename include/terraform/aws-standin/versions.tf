@@ -1,5 +1,5 @@
-# STAND-IN for include/terraform/aws, for tests only: same variables (variables.tf
-# is a copy, a test keeps them identical), same outputs, same S3 backend, but
+# STAND-IN for include/terraform/aws, for tests only: same variables and rules
+# (variables.tf and rules.tf link to the aws module's), same outputs, same S3 backend, but
 # built-in resources only (terraform_data + local-exec), because the AWS
 # provider plugin cannot be downloaded where the tests run. The local-exec
 # calls `python -m cachebench.aws.standin`, which makes the replication group

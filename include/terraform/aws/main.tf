@@ -1,9 +1,5 @@
+# port, family and the topology and TLS settings come from rules.tf.
 locals {
-  port  = 6379
-  major = split(".", var.engine_version)[0]
-  # Parameter group family of the engine version (redis 6.2 -> redis6.x, 7.x -> redis7; valkey 7/8).
-  family = var.engine == "redis" ? (local.major == "6" ? "redis6.x" : "redis${local.major}") : "valkey${local.major}"
-
   tags = {
     "cachebench:campaign"   = var.campaign
     "cachebench:run"        = var.run_id
@@ -11,8 +7,11 @@ locals {
     "cachebench:expires-at" = formatdate("YYYY-MM-DD'T'hh:mm:ss'Z'", timeadd("1970-01-01T00:00:00Z", "${var.expires_at}s"))
   }
 
-  host    = var.cluster_mode ? aws_elasticache_replication_group.this.configuration_endpoint_address : aws_elasticache_replication_group.this.primary_endpoint_address
-  members = sort(tolist(aws_elasticache_replication_group.this.member_clusters))
+  host = var.cluster_mode ? aws_elasticache_replication_group.this.configuration_endpoint_address : aws_elasticache_replication_group.this.primary_endpoint_address
+  # The reader endpoint spreads connections over the replicas (the primary when there
+  # are none); the provider sets it with cluster mode off only.
+  reader_host = var.cluster_mode ? null : aws_elasticache_replication_group.this.reader_endpoint_address
+  members     = sort(tolist(aws_elasticache_replication_group.this.member_clusters))
   # Member cluster ids: <group>-<shard 4 digits>-<member 3 digits> (cluster mode on) or
   # <group>-<member 3 digits> (off); member 001 is each shard's first primary.
   nodes = [
@@ -141,13 +140,14 @@ resource "aws_elasticache_replication_group" "this" {
   security_group_ids   = [aws_security_group.cache.id]
 
   cluster_mode               = var.cluster_mode ? "enabled" : "disabled"
-  num_node_groups            = var.shards
-  replicas_per_node_group    = var.replicas
-  automatic_failover_enabled = var.cluster_mode || var.replicas > 0
-  multi_az_enabled           = var.replicas > 0
+  num_cache_clusters         = local.num_cache_clusters
+  num_node_groups            = local.num_node_groups
+  replicas_per_node_group    = local.replicas_per_node_group
+  automatic_failover_enabled = local.automatic_failover_enabled
+  multi_az_enabled           = local.multi_az_enabled
 
   transit_encryption_enabled = true
-  transit_encryption_mode    = "required"
+  transit_encryption_mode    = local.transit_encryption_mode
   auth_token                 = random_password.auth.result
   at_rest_encryption_enabled = true
   kms_key_id                 = var.kms_key_arn

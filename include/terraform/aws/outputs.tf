@@ -1,5 +1,5 @@
 output "endpoint" {
-  description = "Where to connect (shape of cachebench.models.Endpoint); auth_ref is the Secrets Manager ARN of the AUTH token, never the token."
+  description = "Where to connect (shape of cachebench.models.Endpoint); auth_ref is the Secrets Manager ARN of the AUTH token, never the token; reader_host is the reader endpoint (cluster mode off), else null."
   value = {
     host         = local.host
     port         = local.port
@@ -7,6 +7,7 @@ output "endpoint" {
     tls          = true
     auth_ref     = aws_secretsmanager_secret.auth.arn
     nodes        = local.nodes
+    reader_host  = local.reader_host
   }
   # The token exists in Secrets Manager before anyone is told where to look.
   depends_on = [aws_secretsmanager_secret_version.auth]

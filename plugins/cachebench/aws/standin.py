@@ -49,14 +49,23 @@ def _create(ec, cfg: dict, token: str, tags: list) -> None:
         AuthToken=token,
         Tags=tags,
     )
+    # The topology and TLS mode the aws module sends (its rules.tf, linked here).
+    if cfg["transit_encryption_mode"] is not None:
+        kwargs["TransitEncryptionMode"] = cfg["transit_encryption_mode"]
     if cfg["cluster_mode"]:
         kwargs.update(
             ClusterMode="enabled",
-            NumNodeGroups=cfg["shards"],
-            ReplicasPerNodeGroup=cfg["replicas"],
+            NumNodeGroups=cfg["num_node_groups"],
+            ReplicasPerNodeGroup=cfg["replicas_per_node_group"],
         )
     else:
-        kwargs.update(ClusterMode="disabled", ReplicasPerNodeGroup=cfg["replicas"])
+        # moto 5.2.5 ignores NumCacheClusters with cluster mode disabled and counts
+        # members from ReplicasPerNodeGroup alone, so the stand-in sends both.
+        kwargs.update(
+            ClusterMode="disabled",
+            NumCacheClusters=cfg["num_cache_clusters"],
+            ReplicasPerNodeGroup=cfg["num_cache_clusters"] - 1,
+        )
     ec.create_replication_group(**kwargs)
 
 
