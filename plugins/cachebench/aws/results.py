@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
+from cachebench.aws import ecs
 from cachebench.loadgen import LoadError
 from cachebench.loadgen.memtier import merge_results, parse_memtier_json, scrub_memtier_json
 from cachebench.models import LoadResult
@@ -39,15 +41,57 @@ def fetch(s3: Any, results_uri: str, dest: Path) -> list[Path]:
     return files
 
 
+def read_started(path: Path) -> float | None:
+    """The unix time the container script recorded (``date +%s.%N``), None if absent.
+
+    A date without %N (e.g. a BusyBox built without it) prints "<seconds>.N" or
+    "<seconds>.%N": the whole seconds are kept.
+    """
+    try:
+        m = re.match(r"\s*(\d+)(\.\d+)?", path.read_text())
+    except OSError:
+        return None
+    return float(m.group(1) + (m.group(2) or "")) if m else None
+
+
+def _first_line(path: Path) -> str:
+    try:
+        lines = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return lines[0].strip() if lines else ""
+
+
+def _generator(folder: Path, phase: str) -> LoadResult | None:
+    """One task's `phase` result (its writers and readers merged), None if missing."""
+    single = folder / f"{phase}.json"
+    sides = [single] if single.is_file() else sorted(folder.glob(f"{phase}-[sg]et.json"))
+    if not sides:
+        return None
+    version = _first_line(folder / ecs.VERSION_FILE) or "memtier_benchmark (version not recorded)"
+    started = read_started(folder / ecs.STARTED.format(phase=phase))
+    parts = [parse_memtier_json(p, tool_version=version, started_at=started) for p in sides]
+    merged = merge_results(parts, generators=1)
+    return merged.model_copy(
+        update={"reads_from": _first_line(folder / ecs.READS_FILE) or "primary"}
+    )
+
+
 def merge_phase(dest: Path, generators: int, phase: str = "measured") -> LoadResult:
-    """Parse and merge every generator's `phase` result (HDR histograms merged)."""
+    """Parse and merge every generator's `phase` result (HDR histograms merged).
+
+    Each generator's folder holds what its container script wrote: the
+    memtier JSON (or the writers' and readers' with read_from "replicas"),
+    version.txt (memtier's version line), <phase>.started (when memtier was
+    started) and, with replicas, reads_from.txt.
+    """
     results, missing = [], []
     for g in range(generators):
-        path = dest / f"g{g}" / f"{phase}.json"
-        if not path.is_file():
+        result = _generator(dest / f"g{g}", phase)
+        if result is None:
             missing.append(g)
-            continue
-        results.append(parse_memtier_json(path, tool_version="memtier_benchmark (ECS)"))
+        else:
+            results.append(result)
     if missing:
         raise LoadError(
             f"no {phase} result from load generator(s) {missing} in {dest} "

@@ -12,7 +12,7 @@ Latency", "p50.00", ...}}) and ``Percentile Latencies`` ({"p50.000": ms, ...,
 "Histogram log format": {"Compressed Histogram": "HISTF..."}}).
 
 What is read, and why (the summary figures are wrong in releases before the
-upstream fixes, at least up to the 2.2.0-28 source of the captures):
+upstream fixes: the captures' source, a build reporting v=255.255.255, predates them):
 
 * Totals ``Latency``/``Average Latency`` are written as 0.000: the mean is
   always the HDR histogram's (memtier's printed Avg. Latency is hdr_mean too);
