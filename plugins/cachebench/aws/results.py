@@ -62,6 +62,16 @@ def _first_line(path: Path) -> str:
     return lines[0].strip() if lines else ""
 
 
+def _said(path: Path, lines: int = 5) -> str:
+    """memtier's error lines in its output (else its last lines), joined on one line."""
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    errors = [s.strip() for s in text if "error" in s.lower() or "fail" in s.lower()]
+    return " | ".join(list(dict.fromkeys(errors))[:lines] or text[-lines:])
+
+
 def _generator(folder: Path, phase: str) -> LoadResult | None:
     """One task's `phase` result (its writers and readers merged), None if missing."""
     single = folder / f"{phase}.json"
@@ -70,7 +80,17 @@ def _generator(folder: Path, phase: str) -> LoadResult | None:
         return None
     version = _first_line(folder / ecs.VERSION_FILE) or "memtier_benchmark (version not recorded)"
     started = read_started(folder / ecs.STARTED.format(phase=phase))
-    parts = [parse_memtier_json(p, tool_version=version, started_at=started) for p in sides]
+    parts = []
+    for path in sides:
+        try:
+            parts.append(parse_memtier_json(path, tool_version=version, started_at=started))
+        except (ValueError, KeyError) as exc:
+            # memtier exits 0 even when no connection got through (a TLS or AUTH failure):
+            # what it printed says why
+            said = _said(path.with_suffix(".stdout")) or "(no output)"
+            raise LoadError(
+                f"{folder.name}/{path.name} holds no result: {exc}; memtier: {said}"
+            ) from exc
     merged = merge_results(parts, generators=1)
     return merged.model_copy(
         update={"reads_from": _first_line(folder / ecs.READS_FILE) or "primary"}

@@ -370,7 +370,10 @@ def _window(rows: dict[int, dict[str, Any]], test_time: int) -> tuple[range, str
     if last >= test_time:
         return range(test_time), ""
     if last < 1:
-        raise ValueError("memtier's per-second series holds no complete second")
+        raise ValueError(
+            "memtier's per-second series holds no complete second (with Totals Count 0: "
+            "no connection got through, e.g. a TLS or AUTH failure, which memtier exits 0 on)"
+        )
     return range(last), (
         f"memtier's per-second series ends in second {last} of --test-time={test_time}: "
         f"the window is the {last} complete seconds before it"
