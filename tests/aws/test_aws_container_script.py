@@ -248,6 +248,8 @@ def test_a_failed_side_fails_the_task(task):
     )
     assert done.returncode == 1
     assert (task.s3 / "measured-set.json").exists()  # what ran is still uploaded
+    with pytest.raises(LoadError, match=r"g0/measured-get\.json holds no result"):
+        merge_phase(task.s3.parent, 1, "measured")  # never half a result
 
 
 def test_reads_from_replicas_needs_the_reader_endpoint():

@@ -73,10 +73,14 @@ def _said(path: Path, lines: int = 5) -> str:
 
 
 def _generator(folder: Path, phase: str) -> LoadResult | None:
-    """One task's `phase` result (its writers and readers merged), None if missing."""
-    single = folder / f"{phase}.json"
-    sides = [single] if single.is_file() else sorted(folder.glob(f"{phase}-[sg]et.json"))
-    if not sides:
+    """One task's `phase` result (its writers and readers merged), None if it left nothing.
+
+    Each memtier process the script started left its <name>.stdout; every one
+    of them must have its JSON (a side missing is an error, never half a result).
+    """
+    outputs = sorted(folder.glob(f"{phase}-[sg]et.stdout")) or [folder / f"{phase}.stdout"]
+    sides = [o.with_suffix(".json") for o in outputs]
+    if not any(p.exists() for p in (*outputs, *sides)):
         return None
     version = _first_line(folder / ecs.VERSION_FILE) or "memtier_benchmark (version not recorded)"
     started = read_started(folder / ecs.STARTED.format(phase=phase))
@@ -84,7 +88,7 @@ def _generator(folder: Path, phase: str) -> LoadResult | None:
     for path in sides:
         try:
             parts.append(parse_memtier_json(path, tool_version=version, started_at=started))
-        except (ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError) as exc:
             # memtier exits 0 even when no connection got through (a TLS or AUTH failure):
             # what it printed says why
             said = _said(path.with_suffix(".stdout")) or "(no output)"
