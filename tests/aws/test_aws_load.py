@@ -236,6 +236,7 @@ def test_watch_fails_on_evictions_and_unavailable_group(aws, results_dir) -> Non
     aws.client("elasticache").delete_replication_group(ReplicationGroupId=rg)
     event = allowed.check_once()
     assert event["status"] == "failed" and "not available" in event["message"]
+    target.stop_load(pdir)  # as watch_failed does; a RUNNING task would outlive the test
 
 
 def test_export_reads_every_node_with_pagination(aws, results_dir) -> None:
