@@ -247,6 +247,7 @@ class CampaignSpec(Strict):
                     f"topologies[{i}]: shards={topo.shards} x (1 + replicas={topo.replicas}) = "
                     f"{topo.nodes} nodes: the {self.target} target allows at most {limit}"
                 )
+        problems += _read_from_problems(self.workloads, self.topologies)
         names = [w.name for w in self.workloads]
         for dup in sorted({n for n in names if names.count(n) > 1}):
             problems.append(f"workloads: name {dup!r} is used twice; names must be unique")
@@ -361,6 +362,27 @@ class CampaignSpec(Strict):
             total += p.topology.nodes * hours * by_key[(p.engine, p.node_type)]
             total += p.load_generators * hours * task_usd_hour
         return round(total, 2)
+
+
+def _read_from_problems(workloads: list[Workload], topologies: list[Topology]) -> list[str]:
+    """read_from "replicas" where no replica can serve the reads (see loadgen/reads.py)."""
+    problems = []
+    for i, w in enumerate(workloads):
+        if w.read_from != "replicas":
+            continue
+        for j, topo in enumerate(topologies):
+            if topo.cluster_mode:
+                problems.append(
+                    f"workloads[{i}].read_from: 'replicas' with topologies[{j}] cluster_mode "
+                    "on: memtier sends every command to the slot's primary (it has no "
+                    "READONLY replica reads); allowed there: 'primary'"
+                )
+            elif topo.replicas == 0:
+                problems.append(
+                    f"workloads[{i}].read_from: 'replicas' with topologies[{j}] replicas=0: "
+                    "no replica to read from; allowed there: 'primary' (or replicas >= 1)"
+                )
+    return problems
 
 
 def point_id(engine: str, version: str, topo: Topology, node_type: str, workload: str) -> str:

@@ -67,6 +67,8 @@ def validate(
             for i, w in enumerate(spec.workloads)
             for msg in redis_benchmark.unsupported(w)
         ]
+    if spec.target == "local":  # on aws the load image checks itself (ecs.container_script)
+        problems += loadgen.rate_limit_problems(spec.workloads, tool)
     if spec.target == "aws" and target_checks:
         problems += targets.get("aws").problems(spec)
     estimate = None

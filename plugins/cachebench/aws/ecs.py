@@ -8,10 +8,18 @@ reads it from Secrets Manager into the CACHEBENCH_AUTH variable at start):
 a per-point revision of the user's task definition adds that secret, so the
 token is never in run_task overrides, XCom or our logs, only its ARN is.
 
-The container runs a short POSIX shell script we build: warm-up (kept apart),
-the measured run, a scrub of the password memtier copies into its JSON, and
-an upload of every output file to ``<results_uri>/g<N>/`` with the AWS CLI.
-The image therefore needs memtier_benchmark, /bin/sh, sed and the AWS CLI.
+The container runs a short POSIX shell script we build: the memtier version
+line to version.txt (and, for a rate-limited workload, a check that it is 2.1
+or later before any load: exit 78), with TLS a check that the CA bundle is
+there (exit 79), warm-up (kept apart), the measured run (each phase's start
+time, ``date +%s.%N``, to <phase>.started just before memtier starts), a scrub
+of the password memtier copies into its JSON, and an upload of every output
+file to ``<results_uri>/g<N>/`` with the AWS CLI. With read_from "replicas" each
+phase runs two memtier processes at once (writers to the primary endpoint,
+readers to the reader endpoint: <phase>-set.* and <phase>-get.*) and
+reads_from.txt says where reads went. The image therefore needs
+memtier_benchmark, /bin/sh, sed, date, the AWS CLI and, with TLS, the CA bundle
+at aws.tls_cacert.
 """
 
 from __future__ import annotations
@@ -21,12 +29,20 @@ import re
 import shlex
 from typing import Any
 
+from cachebench.aws.settings import AwsSettings
+from cachebench.loadgen import reads
 from cachebench.loadgen.auth import AUTH_ENV
-from cachebench.loadgen.memtier import memtier_argv
-from cachebench.models import Endpoint, Point
+from cachebench.loadgen.memtier import RATE_LIMIT_MIN, memtier_argv, side_workloads
+from cachebench.models import Endpoint, Point, Workload
 
 OUT_DIR = "/tmp/cachebench"
 RESULTS_ENV = "CACHEBENCH_RESULTS_URI"
+VERSION_FILE = "version.txt"  # first line of `memtier_benchmark --version`
+READS_FILE = "reads_from.txt"  # where the GETs went, when not to the primary
+STARTED = "{phase}.started"  # unix time (date +%s.%N) just before the phase's memtier started
+# Exit codes of the script's own checks (memtier's are 0/1, a signal's 128+n).
+EXIT_OLD_MEMTIER = 78  # rate_limit, but memtier older than 2.1
+EXIT_NO_CACERT = 79  # TLS, but no CA bundle at aws.tls_cacert
 # Fields of describe_task_definition that register_task_definition accepts back.
 _TD_FIELDS = (
     "taskRoleArn",
@@ -51,19 +67,83 @@ def family(point: Point, run_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", f"cachebench-{point.id}")[:200] + f"-{digest}"
 
 
-def container_script(point: Point, endpoint: Endpoint) -> str:
+def _checks(point: Point, endpoint: Endpoint, settings: AwsSettings) -> list[str]:
+    """Lines that record memtier's version and stop the task, before any load, when
+    the image cannot run the point."""
+    version = f"{OUT_DIR}/{VERSION_FILE}"
+    lines = [f"memtier_benchmark --version 2>&1 | sed -n 1p > {version}", f"cat {version}"]
+    if point.workload.rate_limit:
+        # "memtier_benchmark 2.1.0" (up to 2.2.0) or "memtier_benchmark v=2.2.1 sha=...";
+        # a source build's 255.255.255 passes; no version found reads as 0.0.
+        major, minor = RATE_LIMIT_MIN
+        sed = r"s/^memtier_benchmark  *\(v=\)\{0,1\}\([0-9][0-9]*\)\.\([0-9][0-9]*\).*/\2 \3/p"
+        lines += [
+            f"set -- $(sed -n {shlex.quote(sed)} {version}) 0 0",
+            f'if [ "$(($1 * 1000 + $2))" -lt {major * 1000 + minor} ]; then',
+            f'  echo "cachebench: rate_limit needs memtier_benchmark {major}.{minor} or later '
+            f'(--rate-limiting); this image has: $(cat {version})" >&2',
+            f"  exit {EXIT_OLD_MEMTIER}",
+            "fi",
+        ]
+    if endpoint.tls and not settings.tls_skip_verify:
+        why = (
+            f"cachebench: no CA bundle at {settings.tls_cacert} in this image "
+            "(aws.tls_cacert): memtier could not verify the cache's TLS certificate"
+        )
+        lines += [
+            f"if [ ! -r {shlex.quote(settings.tls_cacert)} ]; then",
+            f"  echo {shlex.quote(why)} >&2",
+            f"  exit {EXIT_NO_CACERT}",
+            "fi",
+        ]
+    return lines
+
+
+Process = tuple[str, Workload, Endpoint]  # output name suffix, workload, where it connects
+
+
+def _processes(point: Point, endpoint: Endpoint) -> tuple[list[Process], str]:
+    """The memtier processes of a phase, and where reads go: one process, or with
+    read_from "replicas" writers (to the primary) and readers (to the reader endpoint)."""
+    w = point.workload
+    if w.read_from != "replicas":
+        return [("", w, endpoint)], ""
+    if not endpoint.reader_host:
+        raise ValueError(
+            "read_from 'replicas': the endpoint has no reader_host (the Terraform "
+            "module's endpoint output must name the group's reader endpoint)"
+        )
+    (reader,), label = reads.reader_endpoints(endpoint, 1)
+    ends = {"set": endpoint, "get": reader}
+    return [(f"-{side}", wl, ends[side]) for side, wl in side_workloads(w).items()], label
+
+
+def container_script(point: Point, endpoint: Endpoint, settings: AwsSettings) -> str:
     """The shell script one load task runs (no secret in it: the token is "$CACHEBENCH_AUTH")."""
     w = point.workload
     auth = f' "--authenticate=${AUTH_ENV}"' if endpoint.auth_ref else ""
-    lines = ["set -u", f"mkdir -p {OUT_DIR}", "rc=0"]
+    tls = {"tls_cacert": settings.tls_cacert, "tls_skip_verify": settings.tls_skip_verify}
+    lines = ["set -u", f"mkdir -p {OUT_DIR}", "rc=0", *_checks(point, endpoint, settings)]
+    processes, reads_label = _processes(point, endpoint)
+    if reads_label:
+        lines.append(f"echo {shlex.quote(reads_label)} > {OUT_DIR}/{READS_FILE}")
     phases = [("warmup", w.warmup_seconds), ("measured", w.duration_seconds)]
     for phase, seconds in phases:
         if seconds <= 0:
             continue
-        argv = memtier_argv(
-            w, endpoint, password_env=False, test_time=seconds, out_prefix=f"{OUT_DIR}/{phase}"
-        )
-        lines.append(f"{shlex.join(argv)}{auth} > {OUT_DIR}/{phase}.stdout 2>&1 || rc=$?")
+        commands = []
+        for suffix, wl, ep in processes:
+            out = f"{OUT_DIR}/{phase}{suffix}"
+            argv = memtier_argv(
+                wl, ep, password_env=False, test_time=seconds, out_prefix=out, **tls
+            )
+            commands.append(f"{shlex.join(argv)}{auth} > {out}.stdout 2>&1")
+        lines.append(f"date +%s.%N > {OUT_DIR}/{STARTED.format(phase=phase)}")
+        # writers and readers run at once: all but the last in the background
+        for i, cmd in enumerate(commands[:-1]):
+            lines += [f"{cmd} &", f"pid{i}=$!"]
+        lines.append(f"{commands[-1]} || rc=$?")
+        lines += [f'wait "$pid{i}" || rc=$?' for i in range(len(commands) - 1)]
     lines += [
         f'for f in {OUT_DIR}/*.json; do [ -f "$f" ] && sed -i {shlex.quote(_SCRUB_SED)} "$f"; done',
         f'aws s3 cp --recursive --only-show-errors {OUT_DIR} "${RESULTS_ENV}" || rc=$?',

@@ -221,7 +221,7 @@ def prepare_load(point: Point, endpoint: Endpoint, pdir: PointDir) -> dict[str, 
         "replication_group_id": rg_id,
     }
     pdir.write_json(ECS_STATE, state)
-    script = ecs.container_script(point, endpoint)
+    script = ecs.container_script(point, endpoint, s)
     w = point.workload
     logs = ecs.awslogs(client, td_arn, s.container_name) or {}
     ecs_run = {
