@@ -60,6 +60,11 @@ def provisioned(run_id: str, generators: int = 3) -> tuple[dict, Point, PointDir
             "cluster_mode": tv["cluster_mode"],
             "shards": tv["shards"],
             "replicas": tv["replicas"],
+            # what the module's rules.tf sends for cluster mode off with one replica
+            "num_cache_clusters": 1 + tv["replicas"],
+            "num_node_groups": None,
+            "replicas_per_node_group": None,
+            "transit_encryption_mode": "required",
             "secret_name": secret,
             "tags": {"cachebench:point": point.id},
         }
@@ -357,6 +362,10 @@ def test_reaper_hooks_find_and_delete_expired_groups(aws) -> None:
         "cluster_mode": True,
         "shards": 2,
         "replicas": 0,
+        "num_cache_clusters": None,
+        "num_node_groups": 2,
+        "replicas_per_node_group": 0,
+        "transit_encryption_mode": "required",
     }
     for rg, expires in (
         ("cb-expired", "2020-01-01T00:00:00Z"),
