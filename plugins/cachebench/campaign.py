@@ -278,6 +278,7 @@ class CampaignSpec(Strict):
                     f"topologies[{i}]: shards={topo.shards} x (1 + replicas={topo.replicas}) = "
                     f"{topo.nodes} nodes: the {self.target} target allows at most {limit}"
                 )
+        problems += _read_from_problems(self.workloads, self.topologies)
         names = [w.name for w in self.workloads]
         for dup in sorted({n for n in names if names.count(n) > 1}):
             problems.append(f"workloads: name {dup!r} is used twice; names must be unique")
@@ -503,6 +504,27 @@ class CampaignPlan(Strict):
     @classmethod
     def read(cls, run_dir: Path) -> CampaignPlan:
         return cls.model_validate_json((Path(run_dir) / "campaign.json").read_text())
+
+
+def _read_from_problems(workloads: list[Workload], topologies: list[Topology]) -> list[str]:
+    """read_from "replicas" where no replica can serve the reads (see loadgen/reads.py)."""
+    problems = []
+    for i, w in enumerate(workloads):
+        if w.read_from != "replicas":
+            continue
+        for j, topo in enumerate(topologies):
+            if topo.cluster_mode:
+                problems.append(
+                    f"workloads[{i}].read_from: 'replicas' with topologies[{j}] cluster_mode "
+                    "on: memtier sends every command to the slot's primary (it has no "
+                    "READONLY replica reads); allowed there: 'primary'"
+                )
+            elif topo.replicas == 0:
+                problems.append(
+                    f"workloads[{i}].read_from: 'replicas' with topologies[{j}] replicas=0: "
+                    "no replica to read from; allowed there: 'primary' (or replicas >= 1)"
+                )
+    return problems
 
 
 def _describe(err: dict[str, Any]) -> str:

@@ -161,6 +161,8 @@ class LoadResult(Strict):
     generators: int = 1
     # What a reader must know about these numbers (e.g. a tool's own summary found wrong).
     notes: list[str] = []
+    # Where the GETs went: "primary", "reader endpoint <host>", "replica nodes 0001-002".
+    reads_from: str = "primary"
 
 
 class Deployment(Strict):

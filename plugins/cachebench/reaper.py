@@ -185,7 +185,7 @@ def find_local(
                 reason = _decide(meta, now, run_state)
             item = Leftover(
                 target="local",
-                deployment_id=str(meta.get("point_id", pdir.name)),
+                deployment_id=str(meta.get("deployment_id", pdir.name)),
                 campaign=str(meta.get("campaign", pdir.parents[2].name)),
                 run_id=str(meta.get("run_id", "")),
                 expires_at=meta.get("expires_at"),

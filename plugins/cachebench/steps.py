@@ -98,6 +98,8 @@ def validate(
             for i, w in enumerate(spec.workloads)
             for msg in redis_benchmark.unsupported(w)
         ]
+    if spec.target == "local":  # on aws the load image checks itself (ecs.container_script)
+        problems += loadgen.rate_limit_problems(spec.workloads, tool)
     if target_checks:
         problems += targets.get(spec.target).problems(spec)
     estimate = None

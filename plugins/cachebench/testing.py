@@ -145,7 +145,7 @@ def install_server_faults() -> None:
 
     def start_node(cfg: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
         result = started(cfg, *args, **kwargs)
-        if armed("up", cfg["point_id"]):
+        if armed("up", cfg["deployment_id"]):
             node = kwargs.get("node", args[1] if len(args) > 1 else "?")
             print(
                 f"cachebench.local up: injected crash after node {getattr(node, 'node_id', node)}",

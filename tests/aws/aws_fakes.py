@@ -2,7 +2,7 @@
 
 moto's ECS never starts a container: FakeLoadTasks plays the memtier
 container of every RUNNING task (it uploads the result files the real
-container's script would upload, built from the memtier fixture, with fresh
+container's script would upload, built from a real memtier capture, with fresh
 timestamps) and then marks the task STOPPED with an exit code. moto has no
 ElastiCache engine either, so it also publishes the group's CloudWatch
 datapoints (put_metric_data) the way ElastiCache would.
@@ -25,18 +25,20 @@ CLUSTER = "cachebench-load"
 FAMILY = "memtier"
 STATE_BUCKET = "cachebench-state"
 RESULTS_BUCKET = "cachebench-results"
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "loadgen"
-MEMTIER_JSON = FIXTURES / "memtier_2x.json"
-MEMTIER_HGRM = FIXTURES / "memtier_2x_FULL_RUN_1.hgrm"
+REAL = Path(__file__).resolve().parents[1] / "fixtures" / "memtier-real"
+MEMTIER_JSON = REAL / "memtier_real_single.json"  # a real capture (see its README)
+MEMTIER_HGRM = REAL / "memtier_real_single_FULL_RUN_1.hgrm"
+# What `memtier_benchmark --version` prints first in the fake image (2.2.1 and later form).
+IMAGE_VERSION = "memtier_benchmark v=2.2.1 sha=3347cb90:0 bits=64 libevent=2.1.12-stable"
 TOKEN = "S3cr3t-T0ken-never-kept"
 
 
-def memtier_json(start: float, token: str | None = None, seconds: int | None = None) -> str:
-    """The fixture's memtier JSON with its run starting at `start` (and a token in it,
+def memtier_json(start: float, token: str | None = None) -> str:
+    """The capture's memtier JSON with its run starting at `start` (and a token in it,
     as memtier writes one when it was given --authenticate)."""
     doc = json.loads(MEMTIER_JSON.read_text())
     rt = doc["ALL STATS"]["Runtime"]
-    dur = rt["Finish time"] - rt["Start time"] if seconds is None else seconds * 1000
+    dur = rt["Finish time"] - rt["Start time"]
     rt["Start time"] = int(start * 1000)
     rt["Finish time"] = int(start * 1000) + dur
     if token:
@@ -45,11 +47,14 @@ def memtier_json(start: float, token: str | None = None, seconds: int | None = N
 
 
 def upload_results(results_uri: str, start: float, token: str | None = None) -> None:
-    """What one load task's container uploads: warm-up and measured JSON + HDR log."""
+    """What one load task's container script uploads (cachebench.aws.ecs): the version
+    line, and per phase its start time, memtier's JSON and HDR log."""
     bucket, _, prefix = results_uri[5:].partition("/")
     prefix = prefix.rstrip("/")
     s3 = boto3.client("s3", region_name=REGION)
+    s3.put_object(Bucket=bucket, Key=f"{prefix}/version.txt", Body=f"{IMAGE_VERSION}\n")
     for phase, t in (("warmup", start - 60), ("measured", start)):
+        s3.put_object(Bucket=bucket, Key=f"{prefix}/{phase}.started", Body=f"{t:.9f}\n")
         s3.put_object(Bucket=bucket, Key=f"{prefix}/{phase}.json", Body=memtier_json(t, token))
         s3.put_object(
             Bucket=bucket, Key=f"{prefix}/{phase}_FULL_RUN_1.hgrm", Body=MEMTIER_HGRM.read_bytes()

@@ -24,7 +24,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from airflow.dag_processing.dagbag import DagBag
-from aws_fakes import CLUSTER, STATE_BUCKET, TOKEN, FakeLoadTasks, campaign
+from aws_fakes import (
+    CLUSTER,
+    IMAGE_VERSION,
+    MEMTIER_JSON,
+    STATE_BUCKET,
+    TOKEN,
+    FakeLoadTasks,
+    campaign,
+)
 
 from cachebench.loadgen.memtier import parse_memtier_json
 from cachebench.models import Point
@@ -33,7 +41,6 @@ from cachebench.workspace import RunDir
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
-FIXTURE = ROOT / "tests" / "fixtures" / "loadgen" / "memtier_2x.json"
 
 
 def run_campaign(fields: dict, fail: tuple[str, ...] = ()):
@@ -104,10 +111,11 @@ def test_aws_campaign_end_to_end(airflow_db, results_dir, standin) -> None:
     try:
         assert str(dag_run.state) == "success"
         assert sorted(agent.done.values()) == [0, 0, 0, 0]  # 2 points x 2 load tasks
-        single = parse_memtier_json(FIXTURE)
+        single = parse_memtier_json(MEMTIER_JSON, started_at=0.0)
         for pdir in sorted((run.path / "points").iterdir()):
             load = json.loads((pdir / "load.json").read_text())
             assert load["generators"] == 2 and load["requests"] == 2 * single.requests
+            assert load["tool_version"] == IMAGE_VERSION  # the container's version line
             assert load["latency"]["p99"] == pytest.approx(single.latency.p99, rel=1e-3)
             assert (pdir / "warmup.json").exists()
             metrics = pd.read_parquet(pdir / "metrics.parquet")

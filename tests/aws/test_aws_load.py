@@ -20,6 +20,8 @@ import boto3
 import pytest
 from aws_fakes import (
     CLUSTER,
+    IMAGE_VERSION,
+    MEMTIER_JSON,
     TOKEN,
     campaign,
     put_node_metrics,
@@ -40,8 +42,6 @@ from cachebench.targets import aws as target
 from cachebench.triggers.aws import EcsElastiCacheWatchTrigger
 from cachebench.workspace import PointDir
 
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "loadgen" / "memtier_2x.json"
-
 
 def provisioned(run_id: str, generators: int = 3) -> tuple[dict, Point, PointDir, Endpoint]:
     """plan + render_tfvars for real; the stand-in makes the group and its secret."""
@@ -60,6 +60,11 @@ def provisioned(run_id: str, generators: int = 3) -> tuple[dict, Point, PointDir
             "cluster_mode": tv["cluster_mode"],
             "shards": tv["shards"],
             "replicas": tv["replicas"],
+            # what the module's rules.tf sends for cluster mode off with one replica
+            "num_cache_clusters": 1 + tv["replicas"],
+            "num_node_groups": None,
+            "replicas_per_node_group": None,
+            "transit_encryption_mode": "required",
             "secret_name": secret,
             "tags": {"cachebench:point": point.id},
         }
@@ -159,8 +164,10 @@ def test_load_operators_start_tasks_with_the_token_only_as_a_secret(aws, results
                  "--pipeline=2", "--clients=25", "--threads=4", "--test-time=600",
                  "--test-time=60", "--json-out-file=/tmp/cachebench/measured.json",
                  "--hdr-file-prefix=/tmp/cachebench/measured", '"--authenticate=$CACHEBENCH_AUTH"',
-                 "--print-percentiles=50,90,99,99.9", "aws s3 cp"):  # fmt: skip
+                 "--print-percentiles=50,90,99,99.9", "aws s3 cp",
+                 "--cacert=/etc/ssl/certs/ca-certificates.crt"):  # fmt: skip
         assert flag in script, flag
+    assert "--tls-skip-verify" not in script  # verified against the image's CA bundle
     secret = aws.client("secretsmanager").get_secret_value(SecretId=endpoint.auth_ref)
     token = secret["SecretString"]
     assert token not in json.dumps(tasks) and token not in json.dumps(started)
@@ -170,8 +177,9 @@ def test_load_operators_start_tasks_with_the_token_only_as_a_secret(aws, results
 
     trig = trigger_for(started)
     assert trig.check_once() is None  # running, group available, no evictions
-    for arn in arns:
-        upload_results(f"{started['ecs']['results_uri']}/g{arns.index(arn)}/", 1.7e9, TOKEN)
+    starts = [1.7e9 + 0.25 * g for g in range(len(arns))]  # each task's recorded start
+    for g, arn in enumerate(arns):
+        upload_results(f"{started['ecs']['results_uri']}/g{g}/", starts[g], TOKEN)
         set_exit_code(CLUSTER, arn, 0, "Essential container exited")
     assert trig.check_once()["status"] == "done"
     # the watch waits CloudWatch's publishing delay out on the triggerer, not in export
@@ -181,10 +189,13 @@ def test_load_operators_start_tasks_with_the_token_only_as_a_secret(aws, results
     assert time.monotonic() - t0 >= 0.5
 
     merged = target.collect(point, {**item, **started}, pdir)
-    single = parse_memtier_json(FIXTURE)
+    single = parse_memtier_json(MEMTIER_JSON, started_at=0.0)
     assert merged.generators == 3
-    assert merged.requests == 3 * single.requests
+    assert merged.requests == 3 * single.requests == 3 * (3_358_132 - 32)
     assert merged.ops_per_sec == pytest.approx(3 * single.ops_per_sec, rel=1e-6)
+    # each generator's version line from its container, its start from <phase>.started
+    assert merged.tool_version == IMAGE_VERSION
+    assert merged.started_at == starts[0] and merged.reads_from == "primary"
     # the same histogram three times: percentiles of the merge are the single run's
     assert merged.latency.p99 == pytest.approx(single.latency.p99, rel=1e-3)
     assert (
@@ -230,6 +241,7 @@ def test_watch_fails_on_evictions_and_unavailable_group(aws, results_dir) -> Non
     aws.client("elasticache").delete_replication_group(ReplicationGroupId=rg)
     event = allowed.check_once()
     assert event["status"] == "failed" and "not available" in event["message"]
+    target.stop_load(pdir)  # as watch_failed does; a RUNNING task would outlive the test
 
 
 def test_export_reads_every_node_with_pagination(aws, results_dir) -> None:
@@ -350,6 +362,10 @@ def test_reaper_hooks_find_and_delete_expired_groups(aws) -> None:
         "cluster_mode": True,
         "shards": 2,
         "replicas": 0,
+        "num_cache_clusters": None,
+        "num_node_groups": 2,
+        "replicas_per_node_group": 0,
+        "transit_encryption_mode": "required",
     }
     for rg, expires in (
         ("cb-expired", "2020-01-01T00:00:00Z"),

@@ -163,7 +163,7 @@ BASE_TFVARS = {
     "region": "eu-west-1",
     "campaign": "static",
     "run_id": "run-static",
-    "point_id": "p1",
+    "deployment_id": "p1",
     "replication_group_id": "cb-0123456789abcdef0123",
     "engine": "valkey",
     "engine_version": "8.0",

@@ -1,10 +1,12 @@
 """Fault matrix, end to end: the ad-hoc DAG through `dag.test()` on real servers.
 
-Each test breaks one thing in a one- or two-point run, for real (a SIGKILL, an
-rm -rf from another thread while the load runs) or through CACHEBENCH_FAULTS,
-then checks the same things: nothing the run created is left (no process of
-the run's folders, no port, no password file, empty Terraform state), results
-of finished points are kept, and the run's state and files say what happened.
+Each test breaks one thing in a run of one or two deployments (one run each),
+for real (a SIGKILL, an rm -rf from another thread while the load runs) or
+through CACHEBENCH_FAULTS (cachebench.testing), then checks the same things:
+nothing the run created is left (the tests' own psutil view, leftovers.py: no
+process in the run's folders, no port, no password file, empty Terraform
+state), results of finished runs are kept, and the run's state and files say
+what happened.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import psutil
 import pytest
 from airflow.dag_processing.dagbag import DagBag
+from leftovers import assert_nothing_left, processes_in
 
 from cachebench import steps
-from cachebench.local import procs
+from cachebench.models import DeploymentPlan
 from cachebench.workspace import RunDir
 
 pytestmark = pytest.mark.e2e
@@ -49,12 +53,14 @@ def campaign(name: str, *, engines=None, topology=None, duration: int = 3) -> di
         "topologies": [topology or {"cluster_mode": False}],
         "node_types": ["local.micro"],
         "workloads": [{**WORKLOAD, "duration_seconds": duration}],
+        "repetitions": 1,
         "budget_usd": 0,
         "max_points": 2,
     }
 
 
-REDIS = "redis-7.0-single-local.micro-w"
+REDIS_DEP = "redis-7.0-single-local.micro"
+REDIS = f"{REDIS_DEP}-w"
 
 
 @pytest.fixture(autouse=True)
@@ -64,6 +70,10 @@ def short_retries(monkeypatch) -> None:
 
 
 VALKEY = "valkey-9.1-single-local.micro-w"
+
+
+def rep1(run: RunDir, point: str) -> Path:
+    return run.point(point).rep(1).path
 
 
 def run_campaign(fields: dict):
@@ -104,45 +114,30 @@ class Actor(threading.Thread):
 
 
 def loading(results: Path, name: str) -> Callable[[], Path | None]:
-    """The point folder whose measured load has started (handles.json exists)."""
+    """The run's load folder once its measured load has started (handles.json exists)."""
 
     def ready() -> Path | None:
-        hits = list(results.glob(f"{name}/*/points/*/handles.json"))
+        hits = list(results.glob(f"{name}/*/deployments/*/load/*/rep1/handles.json"))
         return hits[0].parent if hits else None
 
     return ready
+
+
+def deployment_of(load_dir: Path) -> Path:
+    """deployments/<instance>/load/<point>/rep<k> -> deployments/<instance>."""
+    return load_dir.parents[2]
 
 
 def states(dag_run) -> dict[str, str]:
     return {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
 
 
-def assert_nothing_left(run: RunDir, known_ports: list[int] = ()) -> None:
-    """No process of the run's folders, no port, no secret, empty state."""
-    left = procs.processes_under(run.path)
-    assert left == [], f"processes left: {left}"
-    ports = set(known_ports)
-    for reg_file in run.path.glob("points/*/server/registry.json"):
-        reg = json.loads(reg_file.read_text())
-        for node in reg["nodes"]:
-            assert not procs.pid_alive(node["pid"]), f"server {node} still running"
-            ports.add(node["port"])
-        assert not procs.pid_alive(reg.get("agent_pid")), "metrics agent still running"
-    for port in ports:
-        assert procs.port_free(port), f"port {port} still held"
-    assert not list(run.path.glob("points/*/server/auth")), "a password file outlived destroy"
-    for state in run.path.glob("points/*/terraform/terraform.tfstate"):
-        assert json.loads(state.read_text()).get("resources") == [], f"{state} not empty"
-    for cleanup in run.path.glob("points/*/cleanup.json"):
-        assert json.loads(cleanup.read_text())["status"] == "clean", cleanup
-
-
 def test_load_generator_killed_mid_load(airflow_db, results_dir: Path) -> None:
     """SIGKILL the real load generator processes while they load."""
 
-    def kill_load(pdir: Path) -> list[int]:
+    def kill_load(load_dir: Path) -> list[int]:
         time.sleep(0.5)
-        pids = [h["pid"] for h in json.loads((pdir / "handles.json").read_text())]
+        pids = [h["pid"] for h in json.loads((load_dir / "handles.json").read_text())]
         for pid in pids:
             os.kill(pid, signal.SIGKILL)
         return pids
@@ -151,29 +146,29 @@ def test_load_generator_killed_mid_load(airflow_db, results_dir: Path) -> None:
     actor.start()
     dag_run, run = run_campaign(campaign("f-loadkill", duration=4))
     try:
-        killed = actor.check()
-        assert killed
+        assert actor.check()
         assert str(dag_run.state) == "failed"
-        pdir = run.point(REDIS).path
-        error = (pdir / "error.txt").read_text()
+        rdir = rep1(run, REDIS)
+        error = (rdir / "error.txt").read_text()
         assert "collect" in error and "gave no result" in error, error
-        assert (pdir / "warmup.json").exists()  # what finished before the crash is kept
-        assert not (pdir / "load.json").exists()
-        assert states(dag_run)["point.destroy"] == "success"
+        assert (rdir / "warmup.json").exists()  # what finished before the crash is kept
+        assert not (rdir / "load.json").exists()
+        st = states(dag_run)
+        assert st["deployment.measure"] == "failed" and st["deployment.destroy"] == "success"
         assert REDIS in (run.path / "report.md").read_text()
     finally:
-        assert_nothing_left(run)
+        assert_nothing_left(run.path)
 
 
 def test_server_killed_mid_load_fails_the_watch_early(airflow_db, results_dir: Path) -> None:
     """SIGKILL a real server (pid from the registry) under load: the watch fails at once."""
 
-    def kill_server(pdir: Path) -> dict:
+    def kill_server(load_dir: Path) -> dict:
         time.sleep(0.5)
-        reg = json.loads((pdir / "server" / "registry.json").read_text())
+        reg = json.loads((deployment_of(load_dir) / "server" / "registry.json").read_text())
         pid = reg["nodes"][0]["pid"]
         os.kill(pid, signal.SIGKILL)
-        return {"pid": pid, "at": time.time(), "port": reg["nodes"][0]["port"]}
+        return {"pid": pid, "at": time.time()}
 
     actor = Actor(loading(results_dir, "f-srvkill"), kill_server)
     actor.start()
@@ -181,29 +176,30 @@ def test_server_killed_mid_load_fails_the_watch_early(airflow_db, results_dir: P
     try:
         killed = actor.check()
         assert str(dag_run.state) == "failed"
-        watch = next(ti for ti in dag_run.get_task_instances() if ti.task_id == "point.watch")
-        assert str(watch.state) == "failed"
+        measure = next(
+            ti for ti in dag_run.get_task_instances() if ti.task_id == "deployment.measure"
+        )
+        assert str(measure.state) == "failed"
         # failed early: well before the 30 s load would have ended
-        assert watch.end_date.timestamp() - killed["at"] < 10
-        error = (run.point(REDIS).path / "error.txt").read_text()
-        assert f"watch: PointFailed: watch: server process(es) [{killed['pid']}] died" in error
-        assert states(dag_run)["point.destroy"] == "success"
+        assert measure.end_date.timestamp() - killed["at"] < 10
+        error = (rep1(run, REDIS) / "error.txt").read_text()
+        assert f"load: watch: server process(es) [{killed['pid']}] died under load" in error
+        assert states(dag_run)["deployment.destroy"] == "success"
     finally:
-        assert_nothing_left(run)
+        assert_nothing_left(run.path)
 
 
-def test_sensor_error(airflow_db, results_dir: Path, monkeypatch) -> None:
+def test_watch_error(airflow_db, results_dir: Path, monkeypatch) -> None:
     monkeypatch.setenv("CACHEBENCH_FAULTS", "watch@*")
-    dag_run, run = run_campaign(campaign("f-sensor"))
+    dag_run, run = run_campaign(campaign("f-watch"))
     try:
         assert str(dag_run.state) == "failed"
         st = states(dag_run)
-        assert st["point.watch"] == "failed" and st["point.destroy"] == "success"
-        assert st["point.collect"] == "upstream_failed"
-        error = (run.point(REDIS).path / "error.txt").read_text()
+        assert st["deployment.measure"] == "failed" and st["deployment.destroy"] == "success"
+        error = (rep1(run, REDIS) / "error.txt").read_text()
         assert "watch: InjectedFault: injected fault in watch" in error
     finally:
-        assert_nothing_left(run)
+        assert_nothing_left(run.path)
 
 
 def test_apply_dies_half_way(airflow_db, results_dir: Path, monkeypatch) -> None:
@@ -214,30 +210,23 @@ def test_apply_dies_half_way(airflow_db, results_dir: Path, monkeypatch) -> None
     try:
         assert str(dag_run.state) == "failed"
         st = states(dag_run)
-        assert st["point.apply"] == "failed" and st["point.destroy"] == "success"
-        pdir = run.point("redis-7.0-single-r1-local.micro-w").path
-        error = (pdir / "error.txt").read_text()
+        assert st["deployment.apply"] == "failed" and st["deployment.destroy"] == "success"
+        assert st["deployment.measure"] == "upstream_failed"
+        ddir = run.deployment("redis-7.0-single-r1-local.micro").path
+        error = (ddir / "error.txt").read_text()
         assert "apply: TerraformError" in error and "injected crash after node 0001-001" in error
-        log = (pdir / "terraform" / "terraform.log").read_text()
+        log = (ddir / "terraform" / "terraform.log").read_text()
         assert log.count("$ terraform apply") == 3  # apply was retried twice
         assert "destroy" in log
-        assert not (pdir / "server" / "registry.json").exists()  # up never got that far
+        assert not (ddir / "server" / "registry.json").exists()  # up never got that far
+        # the report says why the run has no result: its deployment's error
+        assert "injected crash after node 0001-001" in (run.path / "report.md").read_text()
     finally:
-        assert_nothing_left(run, known_ports=ports_of(run))
-
-
-def ports_of(run: RunDir) -> list[int]:
-    """Ports the run's tfvars gave its nodes (also when no registry was written)."""
-    out = []
-    for tfvars in run.path.glob("points/*/terraform/terraform.tfvars.json"):
-        v = json.loads(tfvars.read_text())
-        nodes = v["shards"] * (v["replicas"] + 1)
-        out += list(range(v["base_port"], v["base_port"] + nodes))
-    return out
+        assert_nothing_left(run.path)
 
 
 def server_count(root: Path) -> int:
-    return sum(1 for p in procs.processes_under(root) if p["kind"] == "server")
+    return sum(1 for p in processes_in(root) if p["name"] == "redis-server")
 
 
 def test_apply_retry_is_idempotent(airflow_db, results_dir: Path, monkeypatch) -> None:
@@ -261,21 +250,21 @@ def test_apply_retry_is_idempotent(airflow_db, results_dir: Path, monkeypatch) -
         sampler.join(5)
     try:
         assert str(dag_run.state) == "success"
-        pdir = run.point("redis-7.0-single-r1-local.micro-w").path
+        ddir = run.deployment("redis-7.0-single-r1-local.micro").path
         assert (
             "apply: InjectedFault: injected fault in after_apply"
-            in (pdir / "error.txt").read_text()
+            in (ddir / "error.txt").read_text()
         )
-        log = (pdir / "terraform" / "terraform.log").read_text()
+        log = (ddir / "terraform" / "terraform.log").read_text()
         assert log.count("$ terraform apply") == 2
         assert "No changes." in log.split("$ terraform apply")[2]  # the retry changed nothing
         assert max(seen) == 2, f"server processes seen: {sorted(set(seen))}"  # 2 nodes, never 3+
-        assert (pdir / "metrics.parquet").exists()
+        assert run.point("redis-7.0-single-r1-local.micro-w").rep(1).has_result
     finally:
-        assert_nothing_left(run)
+        assert_nothing_left(run.path)
 
 
-def test_export_fails_keeps_the_other_points(airflow_db, results_dir: Path, monkeypatch) -> None:
+def test_export_fails_keeps_the_other_runs(airflow_db, results_dir: Path, monkeypatch) -> None:
     monkeypatch.setenv("CACHEBENCH_FAULTS", "export@valkey-*")
     engines = [
         {"engine": "redis", "versions": ["7.0"]},
@@ -284,25 +273,27 @@ def test_export_fails_keeps_the_other_points(airflow_db, results_dir: Path, monk
     dag_run, run = run_campaign(campaign("f-export", engines=engines))
     try:
         assert str(dag_run.state) == "failed"
-        ok, bad = run.point(REDIS).path, run.point(VALKEY).path
+        ok, bad = rep1(run, REDIS), rep1(run, VALKEY)
         assert (ok / "metrics.parquet").exists() and (ok / "load.json").exists()
         assert (bad / "load.json").exists() and not (bad / "metrics.parquet").exists()
         assert "export: InjectedFault" in (bad / "error.txt").read_text()
         summary = (run.path / "summary.csv").read_text()
         assert f"{REDIS}," in summary and "export: InjectedFault" in summary
     finally:
-        assert_nothing_left(run)
+        assert_nothing_left(run.path)
 
 
-def test_point_folder_removed_mid_load(airflow_db, results_dir: Path) -> None:
-    """rm -rf of the point's folder while it loads: registry, state and pidfiles are gone,
-    destroy still stops every server, the agent and the load (found by their cwd)."""
+def test_deployment_folder_removed_mid_load(airflow_db, results_dir: Path) -> None:
+    """rm -rf of the deployment's folder while it loads: registry, state, pidfiles and run
+    records are gone, destroy still stops every server, the agent and the load (found by
+    their cwd)."""
 
-    def remove(pdir: Path) -> dict:
+    def remove(load_dir: Path) -> dict:
         time.sleep(0.3)
-        reg = json.loads((pdir / "server" / "registry.json").read_text())
-        running = procs.processes_under(pdir)
-        shutil.rmtree(pdir)
+        ddir = deployment_of(load_dir)
+        reg = json.loads((ddir / "server" / "registry.json").read_text())
+        running = processes_in(ddir)
+        shutil.rmtree(ddir)
         return {"reg": reg, "running": running}
 
     actor = Actor(loading(results_dir, "f-rmrf"), remove)
@@ -310,25 +301,26 @@ def test_point_folder_removed_mid_load(airflow_db, results_dir: Path) -> None:
     dag_run, run = run_campaign(campaign("f-rmrf"))
     try:
         seen = actor.check()
-        kinds = {p["kind"] for p in seen["running"]}
-        assert {"server", "agent", "load"} <= kinds, seen["running"]
+        names = {p["name"] for p in seen["running"]}
+        assert {"redis-server", "redis-benchmark"} <= names, seen["running"]
+        assert any(n.startswith("python") for n in names)  # the agent and the run's runner
         assert str(dag_run.state) == "failed"
-        assert states(dag_run)["point.destroy"] == "success"
-        pdir = run.point(REDIS).path
-        cleanup = json.loads((pdir / "cleanup.json").read_text())
+        assert states(dag_run)["deployment.destroy"] == "success"
+        ddir = run.deployment(REDIS_DEP).path
+        cleanup = json.loads((ddir / "cleanup.json").read_text())
         assert cleanup["status"] == "clean"
         assert any("was removed during the run" in n for n in cleanup["notes"])
         # only the folder knew the servers: destroy found them by their cwd and stopped them
         stopped = " ".join(cleanup["notes"])
         for p in seen["running"]:
-            if p["kind"] == "server":
+            if p["name"] == "redis-server":
                 assert f"stopped server pid {p['pid']}" in stopped, (p, cleanup["notes"])
-        assert "was removed during the run" in (pdir / "error.txt").read_text()
+        assert "was removed during the run" in (ddir / "error.txt").read_text()
     finally:
-        ports = [n["port"] for n in seen["reg"]["nodes"]] if actor.result else []
+        ports = {n["port"] for n in seen["reg"]["nodes"]} if actor.result else set()
         for p in (actor.result or {}).get("running", []):
-            assert not procs.pid_alive(p["pid"]), f"{p} still running"
-        assert_nothing_left(run, known_ports=ports)
+            assert not psutil.pid_exists(p["pid"]) or psutil.Process(p["pid"]).status() == "zombie"
+        assert_nothing_left(run.path, ports)
 
 
 def test_destroy_fails_says_cleanup_failed_and_keeps_state(
@@ -336,28 +328,27 @@ def test_destroy_fails_says_cleanup_failed_and_keeps_state(
 ) -> None:
     monkeypatch.setenv("CACHEBENCH_FAULTS", "destroy@*")
     dag_run, run = run_campaign(campaign("f-destroy"))
-    pdir = run.point(REDIS).path
-    assert str(dag_run.state) == "failed"
-    st = states(dag_run)
-    assert st["point.destroy"] == "failed" and st["report"] == "failed"
-    cleanup = json.loads((pdir / "cleanup.json").read_text())
-    assert cleanup["status"] == "CLEANUP FAILED"
-    assert "still in state: terraform_data.servers" in cleanup["problems"]
-    assert "CLEANUP FAILED for " + REDIS in (pdir / "error.txt").read_text()
-    for report in ("report.md", "report.html"):
-        text = (run.path / report).read_text()
-        assert "CLEANUP FAILED" in text and REDIS in text, report
-    assert (pdir / "metrics.parquet").exists()  # the point itself finished: result kept
-    # the state needed for a retry is kept; the retry (fault gone) cleans up
-    state = json.loads((pdir / "terraform" / "terraform.tfstate").read_text())
-    assert state["resources"], "state was lost: nothing to retry with"
-    monkeypatch.delenv("CACHEBENCH_FAULTS")
-    item = {
-        "point": json.loads((pdir / "point.json").read_text()),
-        "point_dir": str(pdir),
-        "run_id": dag_run.run_id,
-        "points": 1,
-        "state_dir": str(pdir / "server"),
-    }
-    assert steps.destroy(item)["destroyed"] is True
-    assert_nothing_left(run)
+    ddir = run.deployment(REDIS_DEP).path
+    try:
+        assert str(dag_run.state) == "failed"
+        st = states(dag_run)
+        assert st["deployment.destroy"] == "failed" and st["report"] == "failed"
+        cleanup = json.loads((ddir / "cleanup.json").read_text())
+        assert cleanup["status"] == "CLEANUP FAILED"
+        assert "still in state: terraform_data.servers" in cleanup["problems"]
+        assert "CLEANUP FAILED for " + REDIS_DEP in (ddir / "error.txt").read_text()
+        for report in ("report.md", "report.html"):
+            text = (run.path / report).read_text()
+            assert "CLEANUP FAILED" in text and REDIS_DEP in text, report
+        assert rep1(run, REDIS).joinpath("metrics.parquet").exists()  # the run's result is kept
+        # processes and ports are gone (down still ran), before our own second destroy
+        assert processes_in(run.path) == []
+        # the state needed for a retry is kept; the retry (fault gone) cleans up
+        state = json.loads((ddir / "terraform" / "terraform.tfstate").read_text())
+        assert state["resources"], "state was lost: nothing to retry with"
+        monkeypatch.delenv("CACHEBENCH_FAULTS")
+        plan = DeploymentPlan.model_validate_json((ddir / "deployment.json").read_text())
+        assert steps.destroy(plan)["destroyed"] is True
+    finally:
+        monkeypatch.delenv("CACHEBENCH_FAULTS", raising=False)
+        assert_nothing_left(run.path)

@@ -119,10 +119,10 @@ def make_workdir(tmp_path: Path, tfvars: dict) -> Path:
     return work
 
 
-def tfvars_for(tmp_path, engine, version, cluster, shards, replicas, point_id) -> dict:
+def tfvars_for(tmp_path, engine, version, cluster, shards, replicas, deployment_id) -> dict:
     count = shards * (replicas + 1)
     return {
-        "point_id": point_id,
+        "deployment_id": deployment_id,
         "campaign": "e2e",
         "run_id": "manual__2026-01-01T00:00:00+00:00",
         "engine": engine,
@@ -539,7 +539,7 @@ def test_module_is_formatted_valid_and_rejects_bad_variables(tmp_path):
     terraform(work, "validate", "-no-color")
     bad_cases = [
         ({"engine": "memcached"}, "engine must be"),
-        ({"point_id": "bad id/with slash"}, "point_id must be"),
+        ({"deployment_id": "bad id/with slash"}, "deployment_id must be"),
         ({"replicas": 6}, "replicas must be"),
         ({"shards": 501, "cluster_mode": True}, "shards must be"),
         ({"shards": 2}, "allows exactly 1 shard"),

@@ -31,13 +31,13 @@ def free_base(k: int) -> int:
 
 
 def plant(results: Path, k: int, *, run_id: str, expires_in: float) -> Path:
-    """Real servers of a fake point, started the way Terraform's local-exec starts them."""
+    """Real servers of a fake deployment, started the way Terraform's local-exec starts them."""
     run_dir = RunDir.for_run("planted", run_id)
-    pdir = run_dir.point(f"redis-7.0-single-local.micro-p{k}").path
+    pdir = run_dir.deployment(f"redis-7.0-single-local.micro-p{k}").path
     sd = pdir / "server"
     sd.mkdir(parents=True)
     config = {
-        "point_id": pdir.name,
+        "deployment_id": pdir.name,
         "campaign": "planted",
         "run_id": run_id,
         "engine": "redis",
@@ -109,7 +109,7 @@ def test_reaper_takes_leftovers_and_spares_a_running_run(results_dir: Path) -> N
         assert_gone(expired, ports[expired])
         assert_gone(done, ports[done])
         assert_gone(orphan, orphan_ports)
-        assert processes(live), "a non-expired point of a running run was reaped"
+        assert processes(live), "a non-expired deployment of a running run was reaped"
         assert json.loads((expired / "reaped.json").read_text())["problems"] == []
         # reaping again finds nothing new
         again = reaper.reap([results_dir], run_state=lambda c, r: states.get(r))
@@ -120,9 +120,9 @@ def test_reaper_takes_leftovers_and_spares_a_running_run(results_dir: Path) -> N
         procs.kill_under(results_dir)
 
 
-def test_reaper_dag_destroys_expired_terraform_point(airflow_db, results_dir: Path) -> None:
+def test_reaper_dag_destroys_expired_terraform_deployment(airflow_db, results_dir: Path) -> None:
     """Through the DAG, with the real run-state lookup: the run's metadata does not exist,
-    so expiry decides; the expired point is destroyed by `terraform destroy`."""
+    so expiry decides; the expired deployment is destroyed by `terraform destroy`."""
     spec = CampaignSpec.from_input(
         {
             "name": "planted-tf",
@@ -133,17 +133,11 @@ def test_reaper_dag_destroys_expired_terraform_point(airflow_db, results_dir: Pa
             "budget_usd": 0,
         }
     )
-    point = spec.points(load_tool="redis-benchmark")[0]
     run_id = "manual__metadata-gone"
-    pdir = RunDir.for_run(spec.name, run_id).point(point.id).path
-    item = {
-        "point": point.model_dump(mode="json"),
-        "run_id": run_id,
-        "points": 1,
-        "point_dir": str(pdir),
-    }
-    item = steps.render_tfvars(item)
-    steps.apply(item)
+    run = RunDir.for_run(spec.name, run_id)
+    (plan,) = spec.plans(run_id, str(run.path), "redis-benchmark")
+    pdir = run.deployment(plan.instance).path
+    steps.apply(steps.render_tfvars(plan))
     reg_file = pdir / "server" / "registry.json"
     reg = json.loads(reg_file.read_text())
     reg["expires_at"] = time.time() - 60  # planted as expired

@@ -110,6 +110,21 @@ def test_bad_workloads(workload: dict, field: str) -> None:
     assert field in refused({**AWS, "workloads": [workload]})
 
 
+def test_reads_from_replicas_only_where_a_replica_can_serve() -> None:
+    replicas = [{"name": "w", "read_from": "replicas"}]
+    msg = refused({**AWS, "workloads": replicas})  # AWS sweeps single-r1 and c3r1
+    assert "workloads[0].read_from: 'replicas' with topologies[1] cluster_mode on" in msg
+    assert "no READONLY replica reads" in msg and "allowed there: 'primary'" in msg
+    assert "topologies[0]" not in msg  # single-r1 has a replica to read from
+    none = {**AWS, "workloads": replicas, "topologies": [{"cluster_mode": False}]}
+    assert "'replicas' with topologies[0] replicas=0: no replica to read from" in refused(none)
+    ok = {**AWS, "workloads": replicas, "topologies": [{"cluster_mode": False, "replicas": 2}]}
+    assert {p.workload.read_from for p in CampaignSpec.from_input(ok).points()} == {"replicas"}
+    assert "workloads[0].read_from" in refused(
+        {**AWS, "workloads": [{"name": "w", "read_from": "secondary"}]}
+    )
+
+
 def test_unknown_field_and_missing_field() -> None:
     assert "nodetypes: unknown field" in refused({**AWS, "nodetypes": []})
     data = dict(AWS)

@@ -236,6 +236,11 @@ def test_point_summary_values():
     assert row["price_source"] == "a test's price" and row["price_as_of"] == "2025-03-14"
     assert row["cluster_usd_hour"] == pytest.approx(1.5)
     assert row["ops_per_dollar"] == pytest.approx(100_000 * 3600 / 1.5)
+    assert row["reads_from"] == "primary"  # the default of a load that names no replica
+    replica_load = make_load(ops=1).model_copy(update={"reads_from": "replica nodes 0001-002"})
+    assert point_summary(point, metrics, replica_load, spec)["reads_from"] == (
+        "replica nodes 0001-002"
+    )
 
 
 def test_point_summary_cloudwatch_period_and_allowance():

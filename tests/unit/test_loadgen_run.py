@@ -25,7 +25,7 @@ from cachebench.loadgen import (
     stop_load,
 )
 from cachebench.local import procs as local_procs
-from cachebench.models import Endpoint, Workload
+from cachebench.models import Endpoint, Node, Workload
 
 REDIS_BENCHMARK = shutil.which("redis-benchmark") or "/usr/bin/redis-benchmark"
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -238,31 +238,61 @@ def test_collect_load_merges_generators_from_files(tmp_path):
     assert r.get_ops_per_sec == pytest.approx(2 * 57061.34)
 
 
+REAL = Path(__file__).resolve().parents[1] / "fixtures" / "memtier-real"
+CAPTURE = REAL / "memtier_real_single.json"  # window: (3_358_132 - 32) requests over 10 s
+WINDOW = 3_358_100
+SOURCE_BUILD_LINE = "memtier_benchmark v=255.255.255 sha=2f74d611:0 bits=64 libevent=2.1.12"
+
+# A stand-in memtier_benchmark (memtier is not installable here): prints
+# $FAKE_MEMTIER_VERSION for --version, else logs its argv to $FAKE_MEMTIER_LOG and
+# writes a real capture as its --json-out-file (with the --authenticate value
+# copied in, unescaped, as memtier does).
 FAKE_MEMTIER = """#!{python}
-import sys
+import json, os, sys, time
 args = sys.argv[1:]
 if "--version" in args:
-    print("memtier_benchmark 2.1.1 (fake)")
+    print(os.environ.get("FAKE_MEMTIER_VERSION", {version!r}))
+    print("Copyright (C) 2011-2026 Redis Ltd.")
     sys.exit(0)
+if os.environ.get("FAKE_MEMTIER_LOG"):
+    with open(os.environ["FAKE_MEMTIER_LOG"], "a") as log:
+        log.write(json.dumps({{"argv": args, "at": time.time()}}) + "\\n")
 opts = dict(a[2:].split("=", 1) for a in args if a.startswith("--") and "=" in a)
 text = open({fixture!r}).read()
-# memtier copies --authenticate into its JSON, unescaped.
-text = text.replace('"authenticate": ""', '"authenticate": "%s"' % opts.get("authenticate", ""))
+auth = '"authenticate": "%s"' % opts.get("authenticate", "")
+text = text.replace('"authenticate": "********"', auth)
+time.sleep(float(os.environ.get("FAKE_MEMTIER_SECONDS", "0")))
 open(opts["json-out-file"], "w").write(text)
 """
 
 
-def test_memtier_start_collect_with_a_stand_in_binary(tmp_path, monkeypatch):
-    """memtier is not installable here: a stand-in writes the fixture JSON."""
+@pytest.fixture
+def fake_memtier(tmp_path, monkeypatch) -> Path:
+    """The stand-in first on PATH; returns the file its runs are logged to."""
     import sys
 
-    fix = Path(__file__).resolve().parents[1] / "fixtures" / "loadgen" / "memtier_2x.json"
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     fake = bin_dir / "memtier_benchmark"
-    fake.write_text(FAKE_MEMTIER.format(python=sys.executable, fixture=str(fix)))
+    fake.write_text(
+        FAKE_MEMTIER.format(python=sys.executable, fixture=str(CAPTURE), version=SOURCE_BUILD_LINE)
+    )
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    log = tmp_path / "memtier-runs.jsonl"
+    monkeypatch.setenv("FAKE_MEMTIER_LOG", str(log))
+    return log
+
+
+def runs(log: Path) -> list[dict]:
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def opt(argv: list[str], name: str) -> str:
+    return next(a.split("=", 1)[1] for a in argv if a.startswith(f"--{name}="))
+
+
+def test_memtier_start_collect_with_a_stand_in_binary(tmp_path, fake_memtier):
     password = "pw-" + secrets.token_hex(6)
     out = tmp_path / "load"
     result = run_load(
@@ -276,19 +306,162 @@ def test_memtier_start_collect_with_a_stand_in_binary(tmp_path, monkeypatch):
         duration_s=1,
     )
     assert result.tool == "memtier_benchmark" and result.generators == 2
-    assert "memtier_benchmark 2.1.1 (fake)" in result.tool_version
-    assert result.requests == 2 * 416_590
+    assert result.tool_version == SOURCE_BUILD_LINE  # `--version`'s first line
+    assert result.requests == 2 * WINDOW
+    assert result.reads_from == "primary"
     handles = json.loads((out / "warmup-handles.json").read_text())
     assert [h["json_path"] for h in handles] == [
         str(out / "warmup-g0.json"),
         str(out / "warmup-g1.json"),
     ]
+    # started_at is the processes' own start, not memtier's Start time
+    assert result.started_at == min(h["started_at"] for h in handles)
+    assert not any("Start time" in n for n in result.notes)
     for f in out.iterdir():  # the password reached memtier, and was scrubbed from its JSON
         assert password not in f.read_text(errors="replace"), f
     assert (
         json.loads((out / "warmup-g0.json").read_text())["configuration"]["authenticate"]
         == "********"
     )
+
+
+def replicated_endpoint(port: int, replicas: int) -> Endpoint:
+    nodes = [Node(node_id="0001-001", host="127.0.0.1", port=port, role="primary")]
+    nodes += [
+        Node(node_id=f"0001-{r + 2:03d}", host="127.0.0.1", port=port + r + 1, role="replica")
+        for r in range(replicas)
+    ]
+    return endpoint(port).model_copy(update={"nodes": nodes})
+
+
+def test_memtier_reads_from_replica_nodes_with_a_stand_in(tmp_path, fake_memtier, monkeypatch):
+    monkeypatch.setenv("FAKE_MEMTIER_SECONDS", "0.5")
+    result = run_load(
+        workload(ratio="1:4", clients=5, threads=2, read_from="replicas"),
+        replicated_endpoint(7000, replicas=2),
+        password="pw",
+        out_dir=tmp_path / "load",
+        generators=2,
+        tool="memtier_benchmark",
+        phase="measured",
+        duration_s=1,
+    )
+    logged = runs(fake_memtier)
+    assert len(logged) == 4  # writers and readers of each generator
+    by = {(opt(r["argv"], "json-out-file").rsplit("/", 1)[-1]): r for r in logged}
+    # 1:4 over 5 x 2 = 10 connections: 2 writers (2 threads x 1), 8 readers (2 x 4)
+    for g, replica_port in ((0, 7001), (1, 7002)):  # generator g reads from replica g
+        writers, readers = by[f"measured-g{g}-set.json"], by[f"measured-g{g}-get.json"]
+        assert opt(writers["argv"], "port") == "7000" and opt(writers["argv"], "ratio") == "1:0"
+        assert opt(readers["argv"], "port") == str(replica_port)
+        assert opt(readers["argv"], "ratio") == "0:1"
+        assert (opt(writers["argv"], "threads"), opt(writers["argv"], "clients")) == ("2", "1")
+        assert (opt(readers["argv"], "threads"), opt(readers["argv"], "clients")) == ("2", "4")
+        # at once: each side started before the other ended (each runs 0.5 s)
+        assert abs(writers["at"] - readers["at"]) < 0.5
+    assert result.reads_from == "replica nodes 0001-002, 0001-003"
+    assert result.generators == 2 and result.requests == 4 * WINDOW
+
+
+def test_reads_from_replicas_needs_a_replica(tmp_path, fake_memtier):
+    with pytest.raises(ValueError, match="no reader_host and no replica node"):
+        start_load(
+            workload(read_from="replicas"),
+            replicated_endpoint(7000, replicas=0),
+            password="",
+            out_dir=tmp_path,
+            generators=1,
+            tool="memtier_benchmark",
+            phase="measured",
+            duration_s=1,
+        )
+    assert not fake_memtier.exists()  # nothing was started
+
+
+def test_rate_limit_needs_memtier_2_1_on_path(fake_memtier, monkeypatch, caplog):
+    workloads = [workload(), workload(rate_limit=100)]
+    monkeypatch.setenv("FAKE_MEMTIER_VERSION", "memtier_benchmark 2.0.0")
+    (problem,) = loadgen.rate_limit_problems(workloads, "memtier_benchmark")
+    assert problem.startswith("workloads[1].rate_limit: memtier_benchmark 2.0.0 has no")
+    assert "2.1 or later" in problem
+    monkeypatch.setenv("FAKE_MEMTIER_VERSION", "memtier_benchmark 2.1.0")
+    assert loadgen.rate_limit_problems(workloads, "memtier_benchmark") == []
+    monkeypatch.setenv("FAKE_MEMTIER_VERSION", SOURCE_BUILD_LINE)
+    with caplog.at_level("WARNING", logger="cachebench.loadgen"):
+        assert loadgen.rate_limit_problems(workloads, "memtier_benchmark") == []
+    assert "255.255.255" in caplog.text and "source archive" in caplog.text
+    # no rate_limit, or redis-benchmark (refused apart, see unsupported): nothing asked
+    monkeypatch.setenv("FAKE_MEMTIER_VERSION", "memtier_benchmark 1.4.0")
+    assert loadgen.rate_limit_problems(workloads[:1], "memtier_benchmark") == []
+    assert loadgen.rate_limit_problems(workloads, "redis-benchmark") == []
+
+
+@pytest.fixture
+def replica(server, tmp_path):
+    """A replica of `server` (same password), in sync; always stopped afterwards."""
+    port, password, _ = server
+    rport = free_port()
+    data = tmp_path / "replica"
+    data.mkdir()
+    argv = [REDIS_SERVER, "--port", str(rport), "--bind", "127.0.0.1", "--requirepass", password]
+    argv += ["--masterauth", password, "--replicaof", "127.0.0.1", str(port)]
+    argv += ["--save", "", "--appendonly", "no", "--daemonize", "no", "--dir", str(data)]
+    with (data / "log").open("wb") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    client = redis.Redis(host="127.0.0.1", port=rport, password=password)
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                if client.info("replication").get("master_link_status") == "up":
+                    break
+            except redis.ConnectionError:
+                if proc.poll() is not None:
+                    raise
+            if time.monotonic() > deadline:
+                raise TimeoutError("the replica never synced")
+            time.sleep(0.05)
+        yield rport, client
+    finally:
+        client.close()
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+@needs_redis
+def test_redis_benchmark_reads_from_a_real_replica(server, replica, tmp_path):
+    port, password, primary = server
+    rport, rclient = replica
+    ep = endpoint(port).model_copy(
+        update={
+            "nodes": [
+                Node(node_id="0001-001", host="127.0.0.1", port=port, role="primary"),
+                Node(node_id="0001-002", host="127.0.0.1", port=rport, role="replica"),
+            ]
+        }
+    )
+    primary.config_resetstat()
+    rclient.config_resetstat()
+    result = run_load(
+        workload(read_from="replicas"),
+        ep,
+        password=password,
+        out_dir=tmp_path / "load",
+        generators=1,
+        tool="redis-benchmark",
+        phase="measured",
+        duration_s=1,
+    )
+    assert result.reads_from == "replica nodes 0001-002"
+    on_primary = primary.info("commandstats")
+    on_replica = rclient.info("commandstats")
+    assert on_replica["cmdstat_get"]["calls"] > 1000  # the GETs went to the replica
+    assert "cmdstat_get" not in on_primary
+    assert on_primary["cmdstat_set"]["calls"] > 100  # (the replica applies them too)
 
 
 def test_process_identity_matching():

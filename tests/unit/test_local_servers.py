@@ -21,7 +21,7 @@ from cachebench.local.servers import (
 
 def base_config(**over):
     cfg = {
-        "point_id": "p",
+        "deployment_id": "p",
         "campaign": "c",
         "run_id": "r",
         "engine": "redis",

@@ -87,7 +87,9 @@ def test_summary_lists_results_and_failed_points(tmp_path):
     ok = summary[summary["status"] == "ok"].set_index("index")
     assert ok.loc[2, "nodes"] == 6 and ok.loc[2, "cluster_usd_hour"] == pytest.approx(6 * 0.252)
     assert ok.loc[1, "ops_per_dollar"] == pytest.approx(120_000 * 3600 / 0.252)
+    assert list(ok["reads_from"]) == ["primary"] * 4
     md = _md(tmp_path)
+    assert "| reads from |" in md and "| primary |" in md
     assert "4 point(s) with a result, 1 without" in md
     assert "| p04-redis-c3r1-large-mixed | apply: quota <exceeded> |" in md
     html = (tmp_path / "report.html").read_text()

@@ -52,7 +52,7 @@ def test_every_rendered_variable_is_declared_and_every_required_one_rendered(ren
 
 
 def test_values_follow_the_point(rendered) -> None:
-    by_id = {t["point_id"]: t for t in rendered}
+    by_id = {t["deployment_id"]: t for t in rendered}
     cluster = by_id["valkey-9.1-c3r1-local.small"]  # the deployment's id names its servers
     assert cluster["cluster_mode"] is True and cluster["shards"] == 3 and cluster["replicas"] == 1
     assert cluster["engine"] == "valkey" and cluster["engine_version"] == "9.1"

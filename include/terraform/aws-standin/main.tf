@@ -38,7 +38,7 @@ locals {
     tags = {
       "cachebench:campaign" = var.campaign
       "cachebench:run"      = var.run_id
-      "cachebench:point"    = var.point_id
+      "cachebench:deployment"    = var.deployment_id
     }
   }
 }

@@ -3,7 +3,7 @@ locals {
   tags = {
     "cachebench:campaign"   = var.campaign
     "cachebench:run"        = var.run_id
-    "cachebench:point"      = var.point_id
+    "cachebench:deployment"      = var.deployment_id
     "cachebench:expires-at" = formatdate("YYYY-MM-DD'T'hh:mm:ss'Z'", timeadd("1970-01-01T00:00:00Z", "${var.expires_at}s"))
   }
 
@@ -47,7 +47,7 @@ resource "aws_secretsmanager_secret" "auth" {
   #checkov:skip=CKV2_AWS_57: the token lives as long as one benchmark point (about an hour) and is destroyed with it; rotation would only race the load
   #checkov:skip=CKV_AWS_149: a customer managed key is optional (kms_key_arn); without one Secrets Manager's AWS managed key encrypts it
   name                    = "cachebench/${var.replication_group_id}/auth"
-  description             = "AUTH token of ElastiCache replication group ${var.replication_group_id} (cachebench point ${var.point_id})"
+  description             = "AUTH token of ElastiCache replication group ${var.replication_group_id} (cachebench deployment ${var.deployment_id})"
   kms_key_id              = var.kms_key_arn
   recovery_window_in_days = 0 # destroyed with the point: nothing to recover
 }
@@ -61,13 +61,13 @@ resource "aws_secretsmanager_secret_version" "auth" {
 
 resource "aws_elasticache_subnet_group" "this" {
   name        = var.replication_group_id
-  description = "cachebench ${var.point_id}"
+  description = "cachebench ${var.deployment_id}"
   subnet_ids  = var.subnet_ids
 }
 
 resource "aws_security_group" "cache" {
   name        = "${var.replication_group_id}-cache"
-  description = "cachebench ${var.point_id}: engine port from the load generators only"
+  description = "cachebench ${var.deployment_id}: engine port from the load generators only"
   vpc_id      = var.vpc_id
   # No egress rule: the cache never opens connections (Terraform removes AWS's default allow-all).
 }
@@ -97,7 +97,7 @@ resource "aws_vpc_security_group_ingress_rule" "from_cidrs" {
 resource "aws_elasticache_parameter_group" "this" {
   name        = var.replication_group_id
   family      = local.family
-  description = "cachebench ${var.point_id}"
+  description = "cachebench ${var.deployment_id}"
 
   parameter {
     name  = "cluster-enabled"
@@ -130,7 +130,7 @@ resource "aws_elasticache_replication_group" "this" {
   #checkov:skip=CKV2_AWS_50: automatic failover is on whenever it can be (cluster mode or replicas > 0); a single-node point has nothing to fail over to
   #checkov:skip=CKV_AWS_134: benchmark data is synthetic and lives one point: backups would cost time and money for nothing
   replication_group_id = var.replication_group_id
-  description          = "cachebench ${var.campaign} ${var.point_id}"
+  description          = "cachebench ${var.campaign} ${var.deployment_id}"
   engine               = var.engine
   engine_version       = var.engine_version
   node_type            = var.node_type
@@ -194,7 +194,7 @@ resource "aws_cloudwatch_dashboard" "this" {
         width  = 12
         height = 6
         properties = {
-          title  = "${var.point_id}: ${title}"
+          title  = "${var.deployment_id}: ${title}"
           region = var.region
           period = 60
           stat   = "Average"

@@ -29,12 +29,12 @@ variable "run_id" {
   }
 }
 
-variable "point_id" {
+variable "deployment_id" {
   type        = string
-  description = "Sweep point id (tag cachebench:point)."
+  description = "Deployment id (tag cachebench:deployment): engine-version-topology-node_type."
   validation {
-    condition     = can(regex("^[a-z0-9][a-z0-9.-]{0,159}$", var.point_id))
-    error_message = "point_id must be 1-160 chars of a-z, 0-9, '.' and '-'."
+    condition     = can(regex("^[a-z0-9][a-z0-9.-]{0,159}$", var.deployment_id))
+    error_message = "deployment_id must be 1-160 chars of a-z, 0-9, '.' and '-'."
   }
 }
 

@@ -19,7 +19,7 @@ locals {
   # Everything `up` needs. No secret: `up` makes the password itself and keeps
   # it in <state_dir>/auth (0600), so neither tfvars nor state ever hold it.
   config = {
-    point_id                 = var.point_id
+    deployment_id            = var.deployment_id
     campaign                 = var.campaign
     run_id                   = var.run_id
     engine                   = var.engine

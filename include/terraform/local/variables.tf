@@ -2,12 +2,12 @@
 # are lifecycle preconditions in main.tf: validation blocks may only refer to
 # other variables from Terraform 1.9 on, and this module supports 1.5.
 
-variable "point_id" {
+variable "deployment_id" {
   type        = string
-  description = "Id of the sweep point these servers belong to (a slug)."
+  description = "Id of the deployment these servers belong to (a slug)."
   validation {
-    condition     = can(regex("^[a-z0-9][a-z0-9.-]{0,159}$", var.point_id))
-    error_message = "point_id must be 1-160 chars of a-z, 0-9, '.' and '-', starting with a letter or digit."
+    condition     = can(regex("^[a-z0-9][a-z0-9.-]{0,159}$", var.deployment_id))
+    error_message = "deployment_id must be 1-160 chars of a-z, 0-9, '.' and '-', starting with a letter or digit."
   }
 }
 
@@ -127,7 +127,7 @@ variable "io_threads" {
 
 variable "state_dir" {
   type        = string
-  description = "Absolute path of the point's state directory (auth file, registry, logs, metrics)."
+  description = "Absolute path of the deployment's state directory (auth file, registry, logs, metrics)."
   validation {
     condition     = startswith(var.state_dir, "/") && length(trimspace(var.state_dir)) > 1
     error_message = "state_dir must be an absolute path other than /."

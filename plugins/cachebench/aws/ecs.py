@@ -8,10 +8,18 @@ reads it from Secrets Manager into the CACHEBENCH_AUTH variable at start):
 a per-point revision of the user's task definition adds that secret, so the
 token is never in run_task overrides, XCom or our logs, only its ARN is.
 
-The container runs a short POSIX shell script we build: warm-up (kept apart),
-the measured run, a scrub of the password memtier copies into its JSON, and
-an upload of every output file to ``<results_uri>/g<N>/`` with the AWS CLI.
-The image therefore needs memtier_benchmark, /bin/sh, sed and the AWS CLI.
+The container runs a short POSIX shell script we build: the memtier version
+line to version.txt (and, for a rate-limited workload, a check that it is 2.1
+or later before any load: exit 78), with TLS a check that the CA bundle is
+there (exit 79), warm-up (kept apart), the measured run (each phase's start
+time, ``date +%s.%N``, to <phase>.started just before memtier starts), a scrub
+of the password memtier copies into its JSON, and an upload of every output
+file to ``<results_uri>/g<N>/`` with the AWS CLI. With read_from "replicas" each
+phase runs two memtier processes at once (writers to the primary endpoint,
+readers to the reader endpoint: <phase>-set.* and <phase>-get.*) and
+reads_from.txt says where reads went. The image therefore needs
+memtier_benchmark, /bin/sh, sed, date, the AWS CLI and, with TLS, the CA bundle
+at aws.tls_cacert.
 """
 
 from __future__ import annotations
@@ -22,15 +30,24 @@ import shlex
 from typing import Any
 
 from cachebench.aws.settings import AwsSettings
+from cachebench.loadgen import reads
 from cachebench.loadgen.auth import AUTH_ENV
-from cachebench.loadgen.memtier import MEMTIER, memtier_argv, tls_args
-from cachebench.models import DeploymentPlan, Endpoint, Point
+from cachebench.loadgen.memtier import MEMTIER, RATE_LIMIT_MIN, memtier_argv, side_workloads
+from cachebench.models import DeploymentPlan, Endpoint, Point, Workload
 
 OUT_DIR = "/tmp/cachebench"
 RESULTS_ENV = "CACHEBENCH_RESULTS_URI"
 GENERATOR_ENV = "CACHEBENCH_GENERATOR"
 # The prefill writes each key once: enough connections to be quick, no more.
 PREFILL_CLIENTS, PREFILL_THREADS, PREFILL_PIPELINE = 4, 4, 16
+VERSION_FILE = "version.txt"  # first line of `memtier_benchmark --version`
+READS_FILE = "reads_from.txt"  # where the GETs went, when not to the primary
+STARTED = "{phase}.started"  # unix time (date +%s.%N) just before the phase's memtier started
+# Exit codes of the script's own checks (memtier's are 0/1, a signal's 128+n).
+EXIT_OLD_MEMTIER = 78  # rate_limit, but memtier older than 2.1
+EXIT_NO_CACERT = 79  # TLS, but no CA bundle at aws.tls_cacert
+EXIT_NO_CLI = 80  # prefill: neither redis-cli nor valkey-cli to flush with
+EXIT_FLUSH = 81  # prefill: FLUSHALL refused
 # Fields of describe_task_definition that register_task_definition accepts back.
 _TD_FIELDS = (
     "taskRoleArn",
@@ -56,19 +73,83 @@ def family(plan: DeploymentPlan) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", f"cachebench-{plan.instance}")[:200] + f"-{digest}"
 
 
-def container_script(point: Point, endpoint: Endpoint) -> str:
+def _checks(point: Point, endpoint: Endpoint, settings: AwsSettings) -> list[str]:
+    """Lines that record memtier's version and stop the task, before any load, when
+    the image cannot run the point."""
+    version = f"{OUT_DIR}/{VERSION_FILE}"
+    lines = [f"memtier_benchmark --version 2>&1 | sed -n 1p > {version}", f"cat {version}"]
+    if point.workload.rate_limit:
+        # "memtier_benchmark 2.1.0" (up to 2.2.0) or "memtier_benchmark v=2.2.1 sha=...";
+        # a source build's 255.255.255 passes; no version found reads as 0.0.
+        major, minor = RATE_LIMIT_MIN
+        sed = r"s/^memtier_benchmark  *\(v=\)\{0,1\}\([0-9][0-9]*\)\.\([0-9][0-9]*\).*/\2 \3/p"
+        lines += [
+            f"set -- $(sed -n {shlex.quote(sed)} {version}) 0 0",
+            f'if [ "$(($1 * 1000 + $2))" -lt {major * 1000 + minor} ]; then',
+            f'  echo "cachebench: rate_limit needs memtier_benchmark {major}.{minor} or later '
+            f'(--rate-limiting); this image has: $(cat {version})" >&2',
+            f"  exit {EXIT_OLD_MEMTIER}",
+            "fi",
+        ]
+    if endpoint.tls and not settings.tls_skip_verify:
+        why = (
+            f"cachebench: no CA bundle at {settings.tls_cacert} in this image "
+            "(aws.tls_cacert): memtier could not verify the cache's TLS certificate"
+        )
+        lines += [
+            f"if [ ! -r {shlex.quote(settings.tls_cacert)} ]; then",
+            f"  echo {shlex.quote(why)} >&2",
+            f"  exit {EXIT_NO_CACERT}",
+            "fi",
+        ]
+    return lines
+
+
+Process = tuple[str, Workload, Endpoint]  # output name suffix, workload, where it connects
+
+
+def _processes(point: Point, endpoint: Endpoint) -> tuple[list[Process], str]:
+    """The memtier processes of a phase, and where reads go: one process, or with
+    read_from "replicas" writers (to the primary) and readers (to the reader endpoint)."""
+    w = point.workload
+    if w.read_from != "replicas":
+        return [("", w, endpoint)], ""
+    if not endpoint.reader_host:
+        raise ValueError(
+            "read_from 'replicas': the endpoint has no reader_host (the Terraform "
+            "module's endpoint output must name the group's reader endpoint)"
+        )
+    (reader,), label = reads.reader_endpoints(endpoint, 1)
+    ends = {"set": endpoint, "get": reader}
+    return [(f"-{side}", wl, ends[side]) for side, wl in side_workloads(w).items()], label
+
+
+def container_script(point: Point, endpoint: Endpoint, settings: AwsSettings) -> str:
     """The shell script one load task runs (no secret in it: the token is "$CACHEBENCH_AUTH")."""
     w = point.workload
     auth = f' "--authenticate=${AUTH_ENV}"' if endpoint.auth_ref else ""
-    lines = ["set -u", f"mkdir -p {OUT_DIR}", "rc=0"]
+    tls = {"tls_cacert": settings.tls_cacert, "tls_skip_verify": settings.tls_skip_verify}
+    lines = ["set -u", f"mkdir -p {OUT_DIR}", "rc=0", *_checks(point, endpoint, settings)]
+    processes, reads_label = _processes(point, endpoint)
+    if reads_label:
+        lines.append(f"echo {shlex.quote(reads_label)} > {OUT_DIR}/{READS_FILE}")
     phases = [("warmup", w.warmup_seconds), ("measured", w.duration_seconds)]
     for phase, seconds in phases:
         if seconds <= 0:
             continue
-        argv = memtier_argv(
-            w, endpoint, password_env=False, test_time=seconds, out_prefix=f"{OUT_DIR}/{phase}"
-        )
-        lines.append(f"{shlex.join(argv)}{auth} > {OUT_DIR}/{phase}.stdout 2>&1 || rc=$?")
+        commands = []
+        for suffix, wl, ep in processes:
+            out = f"{OUT_DIR}/{phase}{suffix}"
+            argv = memtier_argv(
+                wl, ep, password_env=False, test_time=seconds, out_prefix=out, **tls
+            )
+            commands.append(f"{shlex.join(argv)}{auth} > {out}.stdout 2>&1")
+        lines.append(f"date +%s.%N > {OUT_DIR}/{STARTED.format(phase=phase)}")
+        # writers and readers run at once: all but the last in the background
+        for i, cmd in enumerate(commands[:-1]):
+            lines += [f"{cmd} &", f"pid{i}=$!"]
+        lines.append(f"{commands[-1]} || rc=$?")
+        lines += [f'wait "$pid{i}" || rc=$?' for i in range(len(commands) - 1)]
     lines += _scrub_and_upload()
     return "\n".join(lines)
 
@@ -223,13 +304,17 @@ def prefill_script(point: Point, endpoint: Endpoint, settings: AwsSettings) -> s
     keyless command to every shard); both read the token from the environment.
     """
     w = point.workload
-    tls = tls_args(endpoint, settings)
+    tls: list[str] = []
+    if endpoint.tls:
+        tls = ["--tls", "--tls-skip-verify" if settings.tls_skip_verify else ""]
+        tls[1] = tls[1] or f"--cacert={settings.tls_cacert}"
     cli_tls = " ".join(shlex.quote(a.replace("--tls-skip-verify", "--insecure")) for a in tls)
-    where = f"{shlex.quote(endpoint.host)}:{endpoint.port}"
+    host = shlex.quote(endpoint.host)
     if endpoint.cluster_mode:
+        where = f"{host}:{endpoint.port}"
         flush = f'"$cli" {cli_tls} --cluster call {where} FLUSHALL --cluster-only-masters'
     else:
-        flush = f'"$cli" {cli_tls} -h {shlex.quote(endpoint.host)} -p {endpoint.port} FLUSHALL'
+        flush = f'"$cli" {cli_tls} -h {host} -p {endpoint.port} FLUSHALL'
     argv = [
         MEMTIER,
         f"--server={endpoint.host}",
@@ -250,19 +335,22 @@ def prefill_script(point: Point, endpoint: Endpoint, settings: AwsSettings) -> s
         f"--json-out-file={OUT_DIR}/prefill.json",
     ]
     auth = f' "--authenticate=${AUTH_ENV}"' if endpoint.auth_ref else ""
+    no_cli = (
+        "cachebench: the load image needs redis-cli or valkey-cli to flush the data set "
+        "before a run"
+    )
     return "\n".join(
         [
             "set -u",
             f"mkdir -p {OUT_DIR}",
-            f"{MEMTIER} --version 2>&1 | head -n 1 > {OUT_DIR}/version.txt",
+            "rc=0",
+            *_checks(point, endpoint, settings),
             "cli=$(command -v valkey-cli || command -v redis-cli) || {"
-            ' echo "cachebench: the load image needs redis-cli or valkey-cli to flush the data'
-            ' set before a run" >&2; exit 4; }',
+            f" echo {shlex.quote(no_cli)} >&2; exit {EXIT_NO_CLI}; }}",
             f'export REDISCLI_AUTH="${AUTH_ENV}" VALKEYCLI_AUTH="${AUTH_ENV}"',
             f"{flush} > {OUT_DIR}/flush.stdout 2>&1"
-            f" || {{ cat {OUT_DIR}/flush.stdout >&2; exit 5; }}",
+            f" || {{ cat {OUT_DIR}/flush.stdout >&2; exit {EXIT_FLUSH}; }}",
             f"{shlex.join(argv)}{auth} > {OUT_DIR}/prefill.stdout 2>&1 || rc=$?",
-            "rc=${rc:-0}",
             *_scrub_and_upload(),
         ]
     )

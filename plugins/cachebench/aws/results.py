@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
+from cachebench.aws import ecs
 from cachebench.loadgen import LoadError
 from cachebench.loadgen.memtier import merge_results, parse_memtier_json, scrub_memtier_json
 from cachebench.models import LoadResult, PrefillResult
@@ -40,15 +42,81 @@ def fetch(s3: Any, results_uri: str, dest: Path) -> list[Path]:
     return files
 
 
+def read_started(path: Path) -> float | None:
+    """The unix time the container script recorded (``date +%s.%N``), None if absent.
+
+    A date without %N (e.g. a BusyBox built without it) prints "<seconds>.N" or
+    "<seconds>.%N": the whole seconds are kept.
+    """
+    try:
+        m = re.match(r"\s*(\d+)(\.\d+)?", path.read_text())
+    except OSError:
+        return None
+    return float(m.group(1) + (m.group(2) or "")) if m else None
+
+
+def _first_line(path: Path) -> str:
+    try:
+        lines = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return lines[0].strip() if lines else ""
+
+
+def _said(path: Path, lines: int = 5) -> str:
+    """memtier's error lines in its output (else its last lines), joined on one line."""
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    errors = [s.strip() for s in text if "error" in s.lower() or "fail" in s.lower()]
+    return " | ".join(list(dict.fromkeys(errors))[:lines] or text[-lines:])
+
+
+def _generator(folder: Path, phase: str) -> LoadResult | None:
+    """One task's `phase` result (its writers and readers merged), None if it left nothing.
+
+    Each memtier process the script started left its <name>.stdout; every one
+    of them must have its JSON (a side missing is an error, never half a result).
+    """
+    outputs = sorted(folder.glob(f"{phase}-[sg]et.stdout")) or [folder / f"{phase}.stdout"]
+    sides = [o.with_suffix(".json") for o in outputs]
+    if not any(p.exists() for p in (*outputs, *sides)):
+        return None
+    version = _first_line(folder / ecs.VERSION_FILE) or "memtier_benchmark (version not recorded)"
+    started = read_started(folder / ecs.STARTED.format(phase=phase))
+    parts = []
+    for path in sides:
+        try:
+            parts.append(parse_memtier_json(path, tool_version=version, started_at=started))
+        except (OSError, ValueError, KeyError) as exc:
+            # memtier exits 0 even when no connection got through (a TLS or AUTH failure):
+            # what it printed says why
+            said = _said(path.with_suffix(".stdout")) or "(no output)"
+            raise LoadError(
+                f"{folder.name}/{path.name} holds no result: {exc}; memtier: {said}"
+            ) from exc
+    merged = merge_results(parts, generators=1)
+    return merged.model_copy(
+        update={"reads_from": _first_line(folder / ecs.READS_FILE) or "primary"}
+    )
+
+
 def merge_phase(dest: Path, generators: int, phase: str = "measured") -> LoadResult:
-    """Parse and merge every generator's `phase` result (HDR histograms merged)."""
+    """Parse and merge every generator's `phase` result (HDR histograms merged).
+
+    Each generator's folder holds what its container script wrote: the
+    memtier JSON (or the writers' and readers' with read_from "replicas"),
+    version.txt (memtier's version line), <phase>.started (when memtier was
+    started) and, with replicas, reads_from.txt.
+    """
     results, missing = [], []
     for g in range(generators):
-        path = dest / f"g{g}" / f"{phase}.json"
-        if not path.is_file():
+        result = _generator(dest / f"g{g}", phase)
+        if result is None:
             missing.append(g)
-            continue
-        results.append(parse_memtier_json(path, tool_version="memtier_benchmark (ECS)"))
+        else:
+            results.append(result)
     if missing:
         raise LoadError(
             f"no {phase} result from load generator(s) {missing} in {dest} "

@@ -64,6 +64,14 @@ class AwsSettings(Strict):
     launch_type: Literal["FARGATE", "EC2"] = "FARGATE"
     log_retention_days: int = Field(14, ge=1, le=3653)
     kms_key_arn: str | None = Field(None, description="CMK for at-rest, logs and the secret")
+    tls_cacert: str = Field(
+        "/etc/ssl/certs/ca-certificates.crt",
+        description="CA bundle in the load image that memtier checks the cache's TLS "
+        "certificate against (--cacert; memtier loads no system trust store)",
+    )
+    tls_skip_verify: bool = Field(
+        False, description="explicit opt-out: memtier --tls-skip-verify, no certificate check"
+    )
     watch_poll_seconds: float = Field(60.0, gt=0, description="how often the watch asks AWS")
     metrics_delay_seconds: float = Field(
         180.0, ge=0, description="wait after the load before reading CloudWatch"
@@ -95,6 +103,11 @@ class AwsSettings(Strict):
             for i, s in enumerate(getattr(self, field)):
                 if not _ID["subnet"].match(s):
                     out.append(f"aws.{field}[{i}]: {s!r}: expected subnet-<hex>")
+        if not self.tls_skip_verify and not self.tls_cacert.startswith("/"):
+            out.append(
+                f"aws.tls_cacert: {self.tls_cacert!r}: expected the absolute path of a CA "
+                "bundle in the load image (or set aws.tls_skip_verify: true)"
+            )
         sg = self.loadgen_security_group_id
         if sg and not _ID["sg"].match(sg):
             out.append(f"aws.loadgen_security_group_id: {sg!r}: expected sg-<hex>")

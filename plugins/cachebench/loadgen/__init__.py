@@ -4,10 +4,12 @@ A "generator" runs the whole workload shape (clients x threads connections):
 one memtier_benchmark process, or for redis-benchmark one process per side of
 the SET:GET ratio (see redis_benchmark.py), each a chunked.py driver that runs
 redis-benchmark in consecutive chunks for the duration (redis-benchmark has a
-request count, no duration). Processes are detached (own session,
-output to files in out_dir) so the Airflow task that started them may exit;
-``start_load`` returns JSON-serialisable handles for XCom, ``collect_load``
-parses and merges, ``stop_load`` ends leftovers after checking /proc.
+request count, no duration). With read_from "replicas" memtier too runs one
+process per side, the GET side against a replica (see reads.py). Processes are
+detached (own session, output to files in out_dir) so the Airflow task that
+started them may exit; ``start_load`` returns JSON-serialisable handles for
+XCom, ``collect_load`` parses and merges, ``stop_load`` ends leftovers after
+checking /proc.
 
 The password goes to the process in the environment (AUTH_ENV), never in the
 argv we build or return; see auth.py for what the tools do with it.
@@ -16,6 +18,7 @@ argv we build or return; see auth.py for what the tools do with it.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -25,14 +28,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from cachebench.loadgen import procs
+from cachebench.loadgen import procs, reads
 from cachebench.loadgen.auth import AUTH_ENV, mask_argv, unwrap
 from cachebench.loadgen.memtier import (
     MEMTIER,
+    SOURCE_BUILD,
     memtier_argv,
+    memtier_version,
     merge_results,
     parse_memtier_json,
+    rate_limit_problem,
     scrub_memtier_json,
+    side_workloads,
 )
 from cachebench.loadgen.redis_benchmark import (
     DEFAULT_OPS_PER_CONN,
@@ -49,6 +56,7 @@ from cachebench.models import Endpoint, LoadResult, Workload
 Phase = Literal["warmup", "measured"]
 RateHint = float | dict[str, float] | None
 TOOLS = (MEMTIER, REDIS_BENCHMARK)
+log = logging.getLogger(__name__)
 # The redis-benchmark driver, run as a file in isolated mode (-I -S): stdlib only,
 # so it starts in milliseconds and never imports cachebench (see chunked.py).
 CHUNKED = Path(__file__).resolve().parent / "chunked.py"
@@ -64,6 +72,7 @@ __all__ = [
     "mask_argv",
     "merge_results",
     "rate_hint_from",
+    "rate_limit_problems",
     "requests_for",
     "run_load",
     "start_load",
@@ -108,6 +117,28 @@ def tool_version(tool: str) -> str:
         return ""
     lines = (out.stdout or out.stderr).strip().splitlines()
     return lines[0].strip() if lines else ""
+
+
+def rate_limit_problems(workloads: Sequence[Workload], tool: str) -> list[str]:
+    """Plan check: workloads with rate_limit need memtier 2.1 or later on PATH.
+
+    A memtier built from a source archive reports v=255.255.255: accepted, and
+    logged as such (its real version is whatever source it was built from).
+    """
+    limited = [i for i, w in enumerate(workloads) if w.rate_limit]
+    if tool != MEMTIER or not limited:
+        return []
+    line = tool_version(MEMTIER)
+    problem = rate_limit_problem(line)
+    if problem:
+        return [f"workloads[{i}].rate_limit: {problem}" for i in limited]
+    if memtier_version(line) == SOURCE_BUILD:
+        log.warning(
+            "memtier_benchmark reports %r, the version of a build from a source archive: "
+            "taken as recent enough for --rate-limiting (needs 2.1 or later)",
+            line,
+        )
+    return []
 
 
 def rate_hint_from(result: LoadResult) -> dict[str, float]:
@@ -166,6 +197,7 @@ def start_load(
     phase: Phase,
     duration_s: int,
     rate_hint_ops: RateHint = None,
+    tls_cacert: str | None = None,
     tls_skip_verify: bool = False,
 ) -> list[dict]:
     """Launch the generator processes detached and return their handles (JSON-able).
@@ -176,7 +208,8 @@ def start_load(
     share) or per side {"set": ops/s, "get": ops/s} (see rate_hint_from);
     without a hint a conservative DEFAULT_OPS_PER_CONN is used (the first
     chunk is then short, and the next ones are sized from what it achieved).
-    Output files are named "<phase>-g<N>[-<side>].*" in out_dir.
+    tls_cacert / tls_skip_verify: how memtier checks a TLS endpoint's certificate
+    (see memtier_argv). Output files are named "<phase>-g<N>[-<side>].*" in out_dir.
     """
     return _start(
         point_workload,
@@ -188,6 +221,7 @@ def start_load(
         label=phase,
         duration_s=duration_s,
         rate_hint_ops=rate_hint_ops,
+        tls_cacert=tls_cacert,
         tls_skip_verify=tls_skip_verify,
     )
 
@@ -203,6 +237,7 @@ def _start(
     label: str,
     duration_s: int,
     rate_hint_ops: RateHint,
+    tls_cacert: str | None,
     tls_skip_verify: bool,
 ) -> list[dict]:
     if tool not in TOOLS:
@@ -216,15 +251,25 @@ def _start(
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     version = tool_version(tool)
+    if workload.read_from == "replicas":
+        readers, reads_from = reads.reader_endpoints(endpoint, generators)
+    else:
+        readers, reads_from = [endpoint] * generators, "primary"
+    tls = {"tls_cacert": tls_cacert, "tls_skip_verify": tls_skip_verify}
     handles: list[dict] = []
     try:
         for g in range(generators):
             name = f"{label}-g{g}"
-            if tool == MEMTIER:
-                handles.append(
-                    _start_memtier(
-                        workload, endpoint, out_dir / name, password, duration_s, tls_skip_verify
+            ends = {"set": endpoint, "get": readers[g]}
+            if tool == MEMTIER and workload.read_from == "replicas":
+                for side, side_wl in side_workloads(workload).items():
+                    h = _start_memtier(
+                        side_wl, ends[side], out_dir / f"{name}-{side}", password, duration_s, tls
                     )
+                    handles.append(h | {"side": side})
+            elif tool == MEMTIER:
+                handles.append(
+                    _start_memtier(workload, endpoint, out_dir / name, password, duration_s, tls)
                 )
             else:
                 primaries = sum(n.role == "primary" for n in endpoint.nodes)
@@ -233,7 +278,7 @@ def _start(
                     rate = _side_rate(side, conns, generators, rate_hint_ops)
                     tool_argv = redis_benchmark_argv(
                         workload,
-                        endpoint,
+                        ends[side],
                         side=side,
                         clients=clients,
                         requests=None,
@@ -254,6 +299,7 @@ def _start(
                         phase=label,
                         generator=g,
                         duration_s=duration_s,
+                        reads_from=reads_from,
                     )
     except BaseException:
         stop_load(handles, grace_s=2.0)
@@ -284,7 +330,7 @@ def _start_memtier(
     prefix: Path,
     password: str,
     duration_s: int,
-    tls_skip_verify: bool,
+    tls: dict[str, Any],
 ) -> dict[str, Any]:
     # Old outputs of the same name would be read as this run's.
     for stale in [prefix.with_name(f"{prefix.name}.json"), *prefix.parent.glob(f"{prefix.name}_*")]:
@@ -295,7 +341,7 @@ def _start_memtier(
         password_env=bool(password),
         test_time=duration_s,
         out_prefix=str(prefix),
-        tls_skip_verify=tls_skip_verify,
+        **tls,
     )
     h = _launch(argv, password, prefix)
     h.update(side="mixed", json_path=f"{prefix}.json", hdr_prefix=str(prefix))
@@ -354,7 +400,10 @@ def _collect_one(h: dict[str, Any]) -> LoadResult:
         if h["tool"] == MEMTIER:
             scrub_memtier_json(h["json_path"])
             return parse_memtier_json(
-                h["json_path"], hdr_prefix=h["hdr_prefix"], tool_version=h.get("tool_version", "")
+                h["json_path"],
+                hdr_prefix=h["hdr_prefix"],
+                tool_version=h.get("tool_version", ""),
+                started_at=h["started_at"],
             )
         if h.get("chunks"):
             manifest = json.loads(Path(h["chunks"]).read_text())
@@ -385,7 +434,8 @@ def collect_load(handles: Sequence[dict]) -> LoadResult:
     for h in handles:
         per_gen.setdefault(h["generator"], []).append(_collect_one(h))
     merged = [merge_results(rs, generators=1) for _, rs in sorted(per_gen.items())]
-    return merge_results(merged)
+    reads_from = handles[0].get("reads_from", "primary")
+    return merge_results(merged).model_copy(update={"reads_from": reads_from})
 
 
 def run_load(
@@ -399,6 +449,7 @@ def run_load(
     phase: Phase,
     duration_s: int,
     rate_hint_ops: RateHint = None,
+    tls_cacert: str | None = None,
     tls_skip_verify: bool = False,
     timeout_s: float | None = None,
 ) -> LoadResult:
@@ -417,6 +468,7 @@ def run_load(
         out_dir=out_dir,
         generators=generators,
         tool=tool,
+        tls_cacert=tls_cacert,
         tls_skip_verify=tls_skip_verify,
         timeout_s=timeout_s,
     )

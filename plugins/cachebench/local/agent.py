@@ -226,7 +226,7 @@ def run(state_dir: Path) -> int:
     interval = float(reg.get("metrics_interval_seconds", 1))
     expires_at = float(reg["expires_at"])
     maxmemory = int(reg.get("maxmemory_bytes", 0))
-    point_id = reg["point_id"]
+    point_id = reg["deployment_id"]  # the CSV column; export labels each run by its point
     host = reg.get("host", "127.0.0.1")
     nodes = reg["nodes"]
     conns: dict[str, Any] = {}

@@ -61,7 +61,7 @@ MAXMEMORY_POLICIES = frozenset(
     }
 )
 REQUIRED = {
-    "point_id": str,
+    "deployment_id": str,
     "engine": str,
     "engine_version": str,
     "server_binary": str,
@@ -80,7 +80,7 @@ REQUIRED = {
 }
 # Fields that define what runs; a change means "different servers".
 IDENTITY = (
-    "point_id",
+    "deployment_id",
     "engine",
     "engine_version",
     "server_binary",
@@ -352,7 +352,7 @@ def _up_locked(cfg: dict[str, Any], sd: Path, version: str) -> dict[str, Any]:
         _wait_ready(cfg, nodes, password, deadline=deadline, nudge=True)
         reused = False
     registry = {
-        "point_id": cfg["point_id"],
+        "deployment_id": cfg["deployment_id"],
         "campaign": cfg["campaign"],
         "run_id": cfg["run_id"],
         "expires_at": cfg["expires_at"],
@@ -382,7 +382,7 @@ def _up_locked(cfg: dict[str, Any], sd: Path, version: str) -> dict[str, Any]:
         "reused": reused,
     }
     procs.write_json_atomic(sd / "registry.json", registry)
-    agent_reads = ("point_id", "expires_at", "metrics_interval_seconds", "maxmemory_bytes")
+    agent_reads = ("deployment_id", "expires_at", "metrics_interval_seconds", "maxmemory_bytes")
     if procs.is_agent(registry["agent_pid"], sd) and any(
         reg.get(k) != registry[k] for k in agent_reads
     ):

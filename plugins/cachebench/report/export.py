@@ -618,6 +618,7 @@ def summary_row(
         "node_type": point.node_type,
         "workload": point.workload.name,
         "load_generators": point.load_generators,
+        "reads_from": load.reads_from,
         "ops_per_sec": load.ops_per_sec,
         "kb_per_sec": load.kb_per_sec,
         "p50_ms": lat.p50,
@@ -667,7 +668,7 @@ def point_summary(
 SUMMARY_COLUMNS = [
     "point_id", "index", "campaign", "target", "engine", "version", "topology",
     "cluster_mode", "shards", "replicas", "nodes", "node_type", "workload",
-    "load_generators", "ops_per_sec", "kb_per_sec", "p50_ms", "p90_ms", "p99_ms",
+    "load_generators", "reads_from", "ops_per_sec", "kb_per_sec", "p50_ms", "p90_ms", "p99_ms",
     "p99_9_ms", "max_ms", "requests", "errors", "cpu_mean", "cpu_max",
     "engine_cpu_mean", "engine_cpu_max", "net_in_gbps_mean", "net_in_gbps_peak",
     "net_out_gbps_mean", "net_out_gbps_peak", "baseline_gbps", "burst_gbps",

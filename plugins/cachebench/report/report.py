@@ -63,6 +63,7 @@ TABLE = [
     ("topology", "topology", "s"),
     ("node_type", "node type", "s"),
     ("workload", "workload", "s"),
+    ("reads_from", "reads from", "s"),
     ("ops_per_sec", "ops/s", ",.0f"),
     ("p50_ms", "p50 ms", ".3f"),
     ("p99_ms", "p99 ms", ".3f"),

@@ -133,7 +133,7 @@ class AwsTarget:
             "region": s.region,
             "campaign": d.campaign,
             "run_id": plan.run_id,
-            "point_id": plan.instance,
+            "deployment_id": plan.instance,
             "replication_group_id": replication_group_id(plan),
             "engine": d.engine,
             "engine_version": d.version,

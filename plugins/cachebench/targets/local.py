@@ -100,7 +100,7 @@ class LocalTarget:
         if binary is None:
             raise RuntimeError(f"{d.engine} {d.version} is not installed on this machine")
         return {
-            "point_id": plan.instance,
+            "deployment_id": plan.instance,
             "campaign": d.campaign,
             "run_id": plan.run_id,
             "engine": d.engine,
