@@ -295,11 +295,14 @@ class PrefillResult(Strict):
 
 
 class RunLoads(Strict):
-    """What one run's load tools measured: the window, and apart from it the warm-up and prefill."""
+    """What one run's load tools measured: the window, and apart from it the warm-up and
+    prefill. A run whose measured window gave no result says why in `error` (what did
+    finish before it, such as the warm-up, is still here)."""
 
-    measured: LoadResult
+    measured: LoadResult | None
     warmup: LoadResult | None = None
     prefill: PrefillResult | None = None
+    error: str = ""
 
 
 # The long metric table every metrics source writes (local agent and CloudWatch).

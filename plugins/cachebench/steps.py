@@ -281,11 +281,16 @@ def _collect(prov: Provisioned, run: RunSpec, record: RunRecord, try_id: str) ->
         failed = _fail(record, "collect", exc, try_id)
         rdir.record_error("collect", failed.error.removeprefix("collect: "))
         return failed
-    rdir.write_json("load.json", loads.measured.model_dump(mode="json"))
+    # what finished before a failure is kept, apart from the measured window
     if loads.warmup is not None:
         rdir.write_json("warmup.json", loads.warmup.model_dump(mode="json"))
     if loads.prefill is not None:
         rdir.write_json("prefill.json", loads.prefill.model_dump(mode="json"))
+    if loads.measured is None:
+        failed = _fail(record, "collect", loadgen.LoadError(loads.error), try_id)
+        rdir.record_error("collect", failed.error.removeprefix("collect: "))
+        return failed
+    rdir.write_json("load.json", loads.measured.model_dump(mode="json"))
     m = loads.measured
     window = [m.started_at, m.started_at + m.elapsed_seconds]
     _progress(prov, run, f"measured {m.ops_per_sec:,.0f} ops/s, p99 {m.latency.p99:.3f} ms")

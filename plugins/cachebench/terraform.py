@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -26,7 +27,23 @@ class TerraformError(RuntimeError):
     def __init__(self, command: str, workdir: Path, rc: int, output: str):
         self.command, self.workdir, self.rc, self.output = command, workdir, rc, output
         tail = "\n".join(output.strip().splitlines()[-25:])
-        super().__init__(f"terraform {command} failed (exit {rc}) in {workdir}:\n{tail}")
+        super().__init__(
+            f"terraform {command} failed (exit {rc}): {summary(output)}\n"
+            f"(in {workdir}; its output ends:)\n{tail}"
+        )
+
+
+def summary(output: str) -> str:
+    """The cause in one line: Terraform's "Error:" lines and what a failed command printed
+    (the first thing a reader needs; the output's tail holds the plan and the command)."""
+    errors = [
+        line.strip(" │") for line in output.splitlines() if line.strip(" │").startswith("Error")
+    ]
+    said = re.search(r"Output: (.*)", output, re.S)
+    text = "; ".join(dict.fromkeys(e for e in errors if not e.startswith("Error running command")))
+    if said:
+        text += ": " + " ".join(said.group(1).split())[:300]
+    return text or "see its output below"
 
 
 def flavour() -> str:

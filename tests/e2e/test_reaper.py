@@ -81,7 +81,7 @@ def registry_ports(pdir: Path) -> list[int]:
 
 
 def test_reaper_takes_leftovers_and_spares_a_running_run(results_dir: Path) -> None:
-    expired = plant(results_dir, 0, run_id="manual__gone", expires_in=1.5)
+    expired = plant(results_dir, 0, run_id="manual__gone", expires_in=4)
     live = plant(results_dir, 1, run_id="manual__live", expires_in=3600)
     done = plant(results_dir, 2, run_id="manual__done", expires_in=3600)
     orphan = plant(results_dir, 3, run_id="manual__live", expires_in=3600)

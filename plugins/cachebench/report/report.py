@@ -95,13 +95,18 @@ def _default_specs() -> dict:
         return {}
 
 
-def _reason(rdir: Path, fallback: Path | None) -> str:
-    """Why a run has no result: its ``error.txt``, else its deployment's (shortened)."""
-    for err in (rdir / "error.txt", *([fallback / "error.txt"] if fallback else [])):
+REASON_CHARS = 600
+
+
+def _reason(run_dir: Path, rdir: Path, deployment: Path) -> str:
+    """Why a run has no result: its ``error.txt``, else its deployment's; the run's folder
+    is written as <run> (it is in every path and says nothing), and long texts shortened."""
+    for err, prefix in ((rdir / "error.txt", ""), (deployment / "error.txt", "its deployment: ")):
         if err.is_file():
-            text = " ".join(err.read_text(errors="replace").split())
+            text = " ".join(err.read_text(errors="replace").split()).replace(str(run_dir), "<run>")
             if text:
-                return text if len(text) <= 400 else text[:397] + "..."
+                text = prefix + text
+                return text if len(text) <= REASON_CHARS else text[: REASON_CHARS - 3] + "..."
     return "no result (the run never finished)"
 
 
@@ -154,7 +159,7 @@ def collect_runs(run_dir: Path, specs: dict, prices: dict) -> list[dict[str, Any
         base = {"repetition": rep, "deployment": instance}
         missing = [f for f in RUN_REQUIRED if not (rdir / f).is_file()]
         if missing:
-            reason = _reason(rdir, run_dir / "deployments" / instance)
+            reason = _reason(run_dir, rdir, run_dir / "deployments" / instance)
             rows.append(_point_fields(point) | base | {"status": "failed", "reason": reason})
             continue
         try:

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from cachebench import specs
 from cachebench.aws.settings import AwsSettings, resolve
+from cachebench.loadgen import LoadError
 from cachebench.models import (
     DeploymentPlan,
     Provisioned,
@@ -413,9 +414,17 @@ class AwsTarget:
         dest = ddir.load(run.point.id, run.repetition) / f"attempt{record.attempt}"
         results.fetch(_client(s, "s3"), record.detail["results_uri"], dest)
         g = run.point.load_generators
-        measured = results.merge_phase(dest, g, "measured")
-        warm = results.merge_phase(dest, g, "warmup") if run.point.workload.warmup_seconds else None
-        return RunLoads(measured=measured, warmup=warm, prefill=results.prefill(dest))
+        warm = None
+        if run.point.workload.warmup_seconds:
+            try:
+                warm = results.merge_phase(dest, g, "warmup")
+            except LoadError as exc:  # the measured result stands; say why warm-up is missing
+                log.warning("no warm-up result for %s: %s", run.key, exc)
+        try:
+            measured, error = results.merge_phase(dest, g, "measured"), ""
+        except LoadError as exc:
+            measured, error = None, str(exc)
+        return RunLoads(measured=measured, warmup=warm, prefill=results.prefill(dest), error=error)
 
     def metrics(self, prov: Provisioned, run: RunSpec, start: float, end: float) -> pd.DataFrame:
         from cachebench.aws import cloudwatch

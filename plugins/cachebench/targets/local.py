@@ -215,23 +215,27 @@ class LocalTarget:
 
     def loads(self, prov: Provisioned, run: RunSpec, record: RunRecord) -> RunLoads:
         out = Path(record.detail["out_dir"])
-        error = procs.read_json(out / "error.json")
-        if isinstance(error, dict):
-            raise loadgen.LoadError(
-                f"{error.get('step')}: {error.get('type')}: {error.get('message')}"
-            )
-        measured = out / "measured.json"
-        if not measured.is_file():
-            raise loadgen.LoadError(
-                f"the run's load ended without a result (runner log: {out / 'runner.log'})"
-            )
-        warm, filled = out / "warmup.json", out / "prefill.json"
+        warm, filled, measured = out / "warmup.json", out / "prefill.json", out / "measured.json"
+        error = ""
+        failure = procs.read_json(out / "error.json")
+        if isinstance(failure, dict):
+            what = failure.get("message")
+            if failure.get("type") != "LoadError":
+                what = f"{failure.get('type')}: {what}"
+            error = f"its {failure.get('step')} failed: {what}"
+        elif not measured.is_file():
+            error = f"the run's load ended without a result (runner log: {out / 'runner.log'})"
         return RunLoads(
-            measured=LoadResult.model_validate_json(measured.read_text()),
+            measured=(
+                LoadResult.model_validate_json(measured.read_text())
+                if measured.is_file() and not error
+                else None
+            ),
             warmup=LoadResult.model_validate_json(warm.read_text()) if warm.is_file() else None,
             prefill=(
                 PrefillResult.model_validate_json(filled.read_text()) if filled.is_file() else None
             ),
+            error=error,
         )
 
     def metrics(self, prov: Provisioned, run: RunSpec, start: float, end: float) -> pd.DataFrame:
