@@ -1,6 +1,6 @@
 """The AUTH password of a real run is found nowhere it must not be.
 
-The password is read from the point's auth file while the servers are up (from
+The password is read from the deployment's auth file while the servers are up (from
 another thread, as an outsider would), then searched for, after the run, in:
 everything under the results folder (tfvars, Terraform state and log, server
 and agent logs, load-tool output, reports), the task logs (the Airflow log
@@ -50,7 +50,7 @@ CAMPAIGN = {
 def grab_password(results: Path, found: list[str], stop: threading.Event) -> None:
     deadline = time.monotonic() + 120
     while not stop.is_set() and time.monotonic() < deadline:
-        for auth in results.glob("secrets/*/points/*/server/auth"):
+        for auth in results.glob("secrets/*/deployments/*/server/auth"):
             try:
                 secret = auth.read_text().strip()
             except OSError:
@@ -94,14 +94,18 @@ def test_password_leaks_nowhere(airflow_db: Path, results_dir: Path, capfd) -> N
 
     # on disk: everything under the results folder (reports, tfvars, state, logs, output)
     assert (run.path / "report.md").exists()
-    assert list(run.path.glob("points/*/terraform/terraform.tfvars.json"))
-    assert list(run.path.glob("points/*/terraform/terraform.tfstate"))
-    assert list(run.path.glob("points/*/load/measured/*"))
+    assert list(run.path.glob("deployments/*/terraform/terraform.tfvars.json"))
+    assert list(run.path.glob("deployments/*/terraform/terraform.tfstate"))
+    assert list(run.path.glob("deployments/*/load/*/rep1/measured/*"))
+    assert list(run.path.glob("deployments/*/load/*/rep1/job.json"))  # the runner's job
     assert files_holding(results_dir, needle) == []
-    # task logs: the Airflow log folder, and what the run printed
+    # task logs: what the run printed (dag.test logs every task there) and the Airflow log
+    # folder where it has one
+    assert "cachebench report:" in printed and "DagRun Finished" in printed
+    assert secret not in printed
     logs = airflow_db / "logs"
-    assert not logs.exists() or files_holding(logs, needle) == []
-    assert printed and secret not in printed
+    if logs.exists():
+        assert files_holding(logs, needle) == []
 
     # metadata DB: XCom, rendered template fields, trigger kwargs, and the raw DB file
     from airflow.models.renderedtifields import RenderedTaskInstanceFields
@@ -121,6 +125,7 @@ def test_password_leaks_nowhere(airflow_db: Path, results_dir: Path, capfd) -> N
             select(Trigger).where(Trigger.classpath.like("cachebench.%"))
         ).all()
         assert xcoms and rtifs, "nothing to search: the run stored no XCom or rendered fields"
+        assert any("LoadWatchTrigger" in t.classpath for t in triggers), "no trigger to search"
         for x in xcoms:
             assert secret not in json.dumps(x.value, default=str), (x.task_id, x.key)
         for r in rtifs:
