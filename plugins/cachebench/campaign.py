@@ -37,6 +37,7 @@ from cachebench.models import (
     Workload,
     deployment_id,
 )
+from cachebench.provenance import Provenance
 
 LOCAL_MAX_NODES = 12  # 2 cores: more server processes than this only measures contention
 LOCAL_MAX_DEPLOYMENTS = 200  # each deployment of a local run owns a block of loopback ports
@@ -171,6 +172,19 @@ class CampaignSpec(Strict):
     redeploy_per_repetition: bool = Field(
         False,
         description="provision a fresh deployment for every repetition (host-to-host variance)",
+    )
+    min_effect_pct: float = Field(
+        2.0,
+        ge=0,
+        le=50,
+        description="smallest difference (percent) a verdict names: a smaller one, even a "
+        "certain one, reads 'no significant difference'",
+    )
+    slo_p99_ms: float | None = Field(
+        None,
+        gt=0,
+        description="latency objective (ms): which points' p99 meets it (95% interval below "
+        "it); ops per dollar is ranked among those alone",
     )
     budget_usd: float = Field(100.0, ge=0, description="refuse a campaign estimated above this")
     max_points: int = Field(50, ge=1, le=1000)
@@ -486,6 +500,7 @@ class CampaignPlan(Strict):
     load_tool: str
     estimate_usd: float
     deployments: list[DeploymentPlan]
+    provenance: Provenance | None = None
 
     @property
     def run_order(self) -> list[str]:

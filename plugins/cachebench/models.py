@@ -294,6 +294,30 @@ class PrefillResult(Strict):
     notes: list[str] = []
 
 
+class GeneratorCpu(Strict):
+    """One load generator's CPU over the measured window, a sample a second."""
+
+    generator: int | None = None
+    side: str | None = None
+    tool: str | None = None
+    capacity_cores: float = Field(gt=0, description="cores it can use (its threads)")
+    cpu_pct: list[float] = Field(description="% of one core, each second")
+
+    @property
+    def utilisation_pct(self) -> list[float]:
+        """% of what this generator can use (100: all of its cores busy)."""
+        return [v / self.capacity_cores for v in self.cpu_pct]
+
+
+class LoadCpu(Strict):
+    """The load generators' CPU during a run's measured window (saturation evidence)."""
+
+    started_at: float
+    interval_s: float = 1.0
+    host_cores: int | None = Field(None, description="cores of the machine they ran on")
+    generators: list[GeneratorCpu]
+
+
 class RunLoads(Strict):
     """What one run's load tools measured: the window, and apart from it the warm-up and
     prefill. A run whose measured window gave no result says why in `error` (what did
@@ -302,6 +326,7 @@ class RunLoads(Strict):
     measured: LoadResult | None
     warmup: LoadResult | None = None
     prefill: PrefillResult | None = None
+    cpu: LoadCpu | None = None
     error: str = ""
 
 

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from cachebench import loadgen, pricing, targets
+from cachebench import loadgen, pricing, provenance, targets
 from cachebench.campaign import CampaignError, CampaignPlan, CampaignSpec
 from cachebench.loadgen import redis_benchmark
 from cachebench.models import (
@@ -55,6 +55,7 @@ EXPIRY_SLACK_S = 1800
 SHORT_WAIT_S = 5.0
 METRICS_TRIGGER = "airflow.triggers.temporal.DateTimeTrigger"
 TRY_FILE = "measure-try.json"
+SERVERS_FILE = "servers.json"  # each node's engine version, as it reports it
 
 
 class RunsFailed(RuntimeError):
@@ -133,7 +134,13 @@ def plan(
     spec, tool, estimate = validate(params)
     run = RunDir.for_run(spec.name, run_id)
     plans = spec.plans(run_id, str(run.path), tool)
-    campaign = CampaignPlan(spec=spec, load_tool=tool, estimate_usd=estimate, deployments=plans)
+    campaign = CampaignPlan(
+        spec=spec,
+        load_tool=tool,
+        estimate_usd=estimate,
+        deployments=plans,
+        provenance=provenance.collect(spec.target, tool),
+    )
     (run.path / "points").mkdir(parents=True, exist_ok=True)
     run.write_json("campaign.json", campaign.model_dump(mode="json"))
     for point in campaign.points:
@@ -216,7 +223,14 @@ def apply(plan: DeploymentPlan) -> Provisioned:
     with recording("apply", ddir):
         outputs = _init(_terraform(plan, ddir), plan, ddir).apply()
         endpoint = Endpoint.model_validate(outputs["endpoint"])
-    return Provisioned(plan=plan, endpoint=endpoint)
+    prov = Provisioned(plan=plan, endpoint=endpoint)
+    try:  # provenance: what the servers say they run, not only what was asked for
+        versions = targets.get(plan.deployment.target).server_versions(prov)
+    except Exception as exc:
+        log.warning("%s: the servers' versions could not be read: %s", plan.instance, exc)
+        versions = {}
+    ddir.write_json(SERVERS_FILE, {"asked": plan.deployment.version, "reported": versions})
+    return prov
 
 
 # ------------------------------------------------------------------ measure
@@ -286,6 +300,8 @@ def _collect(prov: Provisioned, run: RunSpec, record: RunRecord, try_id: str) ->
         rdir.write_json("warmup.json", loads.warmup.model_dump(mode="json"))
     if loads.prefill is not None:
         rdir.write_json("prefill.json", loads.prefill.model_dump(mode="json"))
+    if loads.cpu is not None:
+        rdir.write_json("cpu.json", loads.cpu.model_dump(mode="json"))
     if loads.measured is None:
         failed = _fail(record, "collect", loadgen.LoadError(loads.error), try_id)
         rdir.record_error("collect", failed.error.removeprefix("collect: "))

@@ -154,3 +154,21 @@ def _embedded(argv: list[str], workdir: Path, extra: dict[str, str | None]) -> t
         os.environ.clear()
         os.environ.update(saved)
     return rc, out or "", err or ""
+
+
+def version() -> str:
+    """The version of the Terraform this machine runs, and which one ("1.15.0 (cli)")."""
+    kind = flavour()
+    if kind == "cli":
+        out = subprocess.run(
+            ["terraform", "version", "-json"],
+            capture_output=True,
+            text=True,
+            env=_env(),
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+            check=True,
+        ).stdout
+    else:
+        _, out, _ = _embedded(["version", "-json"], Path.cwd(), {})
+    return f"{json.loads(out)['terraform_version']} ({kind})"

@@ -38,7 +38,7 @@ from pydantic import Field
 from cachebench import loadgen
 from cachebench.loadgen import prefill
 from cachebench.local import procs
-from cachebench.models import Endpoint, LoadResult, Strict, Workload
+from cachebench.models import Endpoint, GeneratorCpu, LoadCpu, LoadResult, Strict, Workload
 
 MODULE = procs.RUNNER_MODULE
 GRACE_S = 120  # past twice the run's load time before the watch calls it overdue
@@ -118,22 +118,30 @@ class CpuSampler:
                 row["pct"].append(round(100.0 * (cpu - c0) / (now - t0), 1))
             row["last"] = (now, cpu)
 
-    def report(self, started_at: float, threads: int) -> dict:
-        return {
-            "started_at": started_at,
-            "interval_s": 1.0,
-            "cores": os.cpu_count(),
-            "generators": [
-                {
-                    "generator": r["handle"].get("generator"),
-                    "side": r["handle"].get("side"),
-                    "tool": r["handle"].get("tool"),
-                    "threads": threads,
-                    "cpu_pct": r["pct"],
-                }
+    def report(self, started_at: float, workload: Workload) -> LoadCpu:
+        return LoadCpu(
+            started_at=started_at,
+            interval_s=1.0,
+            host_cores=os.cpu_count(),
+            generators=[
+                GeneratorCpu(
+                    generator=r["handle"].get("generator"),
+                    side=r["handle"].get("side"),
+                    tool=r["handle"].get("tool"),
+                    capacity_cores=_cores(r["handle"], workload),
+                    cpu_pct=r["pct"],
+                )
                 for r in self.rows
             ],
-        }
+        )
+
+
+def _cores(handle: dict, workload: Workload) -> float:
+    """Cores a generator can keep busy: its tool's threads (redis-benchmark: --threads)."""
+    argv = handle.get("tool_argv") or []
+    if "--threads" in argv:
+        return float(argv[argv.index("--threads") + 1])
+    return float(workload.threads)
 
 
 def measure(job: RunJob, out: Path, password: str, status) -> LoadResult:
@@ -181,7 +189,7 @@ def measure(job: RunJob, out: Path, password: str, status) -> LoadResult:
             time.sleep(0.05)
     finally:
         loadgen.stop_load(handles, grace_s=3.0)
-    _write(out, "cpu.json", cpu.report(samples_from, w.threads))
+    _write(out, "cpu.json", cpu.report(samples_from, w).model_dump(mode="json"))
     return loadgen.collect_load(handles)
 
 

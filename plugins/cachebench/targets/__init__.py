@@ -3,6 +3,7 @@
 steps.py drives a deployment through a target and never asks what it is:
 
     tfvars / backend_config / terraform_env   provision it with Terraform
+    server_versions(prov)                     what its servers say they run (provenance)
     step(prov, run, record, event)            start (or reattach to) a run's load, or
                                               advance it on its watch's event: the next
                                               Watch to defer on, or None when its load ended
@@ -48,6 +49,10 @@ class Target(Protocol):
     def backend_config(self, plan: DeploymentPlan, ddir: DeploymentDir) -> dict | None: ...
 
     def terraform_env(self, plan: DeploymentPlan, ddir: DeploymentDir) -> dict | None: ...
+
+    def server_versions(self, prov: Provisioned) -> dict[str, str]:
+        """Each node's engine and version as it reports them, e.g. {"0001-001": "valkey 9.1.2"}."""
+        ...
 
     def step(
         self,

@@ -196,6 +196,22 @@ class AwsTarget:
             cfg["use_path_style"] = "true"  # an S3-compatible endpoint (tests: moto) has no DNS
         return cfg
 
+    def server_versions(self, prov: Provisioned) -> dict[str, str]:
+        """Each member cluster's engine and version, as ElastiCache reports them (the
+        engine's own INFO is not reachable from the worker: the cache is inside the VPC)."""
+        from cachebench.aws import cloudwatch
+
+        s = settings_for(prov.plan)
+        ec = _client(s, "elasticache")
+        _, members = cloudwatch.member_clusters(ec, replication_group_id(prov.plan))
+        out = {}
+        for member in members:
+            c = ec.describe_cache_clusters(CacheClusterId=member)["CacheClusters"][0]
+            out[member] = (
+                f"{c.get('Engine', prov.plan.deployment.engine)} {c.get('EngineVersion', '?')}"
+            )
+        return out
+
     # ------------------------------------------------------------ runs
 
     def _task_definition(self, prov: Provisioned, s: AwsSettings, ecs: Any) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from cachebench.loadgen import procs as genprocs
 from cachebench.local import procs, runner, servers
 from cachebench.models import (
     DeploymentPlan,
+    LoadCpu,
     LoadResult,
     PrefillResult,
     Provisioned,
@@ -125,6 +126,23 @@ class LocalTarget:
     def terraform_env(self, plan: DeploymentPlan, ddir: DeploymentDir) -> None:
         return None
 
+    def server_versions(self, prov: Provisioned) -> dict[str, str]:
+        """INFO server of every node: its engine and version."""
+        import redis
+
+        password = (
+            Path(prov.endpoint.auth_ref).read_text().strip() if prov.endpoint.auth_ref else None
+        )
+        out = {}
+        for node in prov.endpoint.nodes:
+            with redis.Redis(
+                host=node.host, port=node.port, password=password, socket_timeout=5
+            ) as c:
+                info = c.info("server")
+            engine = "valkey" if "valkey_version" in info else "redis"
+            out[node.node_id] = f"{engine} {info.get('valkey_version') or info['redis_version']}"
+        return out
+
     # ------------------------------------------------------------ runs
 
     def _watch(self, prov: Provisioned, record: RunRecord, out: Path) -> Watch:
@@ -216,6 +234,7 @@ class LocalTarget:
     def loads(self, prov: Provisioned, run: RunSpec, record: RunRecord) -> RunLoads:
         out = Path(record.detail["out_dir"])
         warm, filled, measured = out / "warmup.json", out / "prefill.json", out / "measured.json"
+        cpu = out / "cpu.json"
         error = ""
         failure = procs.read_json(out / "error.json")
         if isinstance(failure, dict):
@@ -235,6 +254,7 @@ class LocalTarget:
             prefill=(
                 PrefillResult.model_validate_json(filled.read_text()) if filled.is_file() else None
             ),
+            cpu=LoadCpu.model_validate_json(cpu.read_text()) if cpu.is_file() else None,
             error=error,
         )
 
