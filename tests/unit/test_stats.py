@@ -141,11 +141,20 @@ def test_run_stats_keeps_the_series_apart():
 
 def test_point_stats_by_hand():
     p = st.point_stats([100.0, 110.0, 120.0])
-    # mean 110, sd 10, CV 9.09%, half = 4.303 * 10 / sqrt(3) = 24.84
+    # mean 110, sd 10, CV 9.09%
     assert (p.mean, p.stdev) == (pytest.approx(110), pytest.approx(10))
     assert p.cv_pct == pytest.approx(100 / 11)
-    assert p.interval.low == pytest.approx(110 - T975[2] * 10 / math.sqrt(3), abs=1e-2)
-    assert p.interval.high == pytest.approx(110 + T975[2] * 10 / math.sqrt(3), abs=1e-2)
+    # on the logs, by hand: ln 100, ln 110, ln 120 -> mean 4.697714, sd 0.091192
+    logs = [math.log(v) for v in (100.0, 110.0, 120.0)]
+    m = sum(logs) / 3
+    sd = math.sqrt(sum((v - m) ** 2 for v in logs) / 2)
+    assert (m, sd) == (pytest.approx(4.697714, abs=1e-6), pytest.approx(0.091192, abs=1e-6))
+    assert p.interval.low == pytest.approx(math.exp(m - T975[2] * sd / math.sqrt(3)), abs=1e-2)
+    assert p.interval.high == pytest.approx(math.exp(m + T975[2] * sd / math.sqrt(3)), abs=1e-2)
+    assert (p.interval.low, p.interval.high) == (
+        pytest.approx(87.46, abs=0.01),
+        pytest.approx(137.59, abs=0.01),
+    )
     assert not p.unstable and p.reasons == () and p.outliers == ()
 
 
@@ -403,14 +412,18 @@ def test_power_reaches_90_percent_with_4_repetitions():
 
 def test_slo_meets_misses_undecided_by_hand():
     p99 = st.point_stats([0.80, 0.82, 0.84])
-    # mean .82, sd .02, half = 4.303 * .02 / sqrt(3) = .0497: .770 to .870
-    assert p99.interval.low == pytest.approx(0.82 - T975[2] * 0.02 / math.sqrt(3), abs=1e-3)
+    # on the logs: mean ln -0.198596, sd 0.024394, half = 4.303 * sd / sqrt(3) = .0606:
+    # exp(-0.2592) = .772 to exp(-0.1380) = .871
+    assert (p99.interval.low, p99.interval.high) == (
+        pytest.approx(0.7717, abs=1e-3),
+        pytest.approx(0.8711, abs=1e-3),
+    )
     assert st.slo_check(p99, 1.0).status == "meets"
     assert st.slo_check(p99, 0.75).status == "misses"
     undecided = st.slo_check(p99, 0.85)
     assert undecided.status == "undecided"
     assert undecided.sentence == (
-        "p99 0.820 ms (0.770 to 0.870, 95% interval): undecided on the 0.85 ms objective."
+        "p99 0.820 ms (0.772 to 0.871, 95% interval): undecided on the 0.85 ms objective."
     )
     one = st.slo_check(st.point_stats([0.5]), 1.0)
     assert one.status == "not_enough_data" and "one run" in one.sentence

@@ -1,29 +1,45 @@
-"""The "Decision" section: who wins, and by how much, in plain sentences.
+"""The "Decision" section: who wins, by how much, and how sure that is.
 
-Works on the successful rows of ``summary.csv`` (one per point). Pairwise
-comparisons only match points that are equal on every other dimension.
+Works on the points that have results (``summary.csv`` rows) and their runs
+(``runs.csv`` rows: one value per repetition). Every claim rests on the runs'
+values through :mod:`cachebench.report.stats`: a point is compared with another
+by the ratio of their runs' (geometric) means with its 95% interval, and a
+winner is named only when that interval excludes no change and the effect is
+larger than ``min_effect_pct``; otherwise the sentence says "no significant
+difference" with the interval, or "not enough data for a verdict". Runs that
+measured their load generator rather than the server (client-bound) keep any
+comparison they are part of from naming a winner. Pairwise comparisons only
+match points that are equal on every other dimension.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+from collections import Counter
 from dataclasses import dataclass, field
 from itertools import pairwise, product
 
 import pandas as pd
 
+from cachebench.report import stats
+
 #: What identifies a point's configuration (version follows engine).
-DIMENSIONS = [
-    "target",
-    "engine",
-    "version",
-    "topology",
-    "node_type",
-    "workload",
-    "load_generators",
-]
+DIMENSIONS = ["target", "engine", "version", "topology", "node_type", "workload", "load_generators"]
 ENGINE_NAMES = {"redis": "Redis", "valkey": "Valkey"}
+#: (stats metric, runs.csv column, unit, format) of every comparison.
+METRICS = (
+    ("throughput", "ops_per_sec", "ops/s", ",.0f"),
+    ("p99", "p99_ms", "ms", ".3f"),
+    ("ops_per_dollar", "ops_per_dollar", "ops/$", ",.0f"),
+)
+VERDICT_WORDS = {
+    "a_better": "{a} better",
+    "b_better": "{b} better",
+    "no_significant_difference": "no significant difference",
+    "not_enough_data": "not enough data",
+    "client_bound": "no verdict (client-bound runs)",
+}
 
 
 @dataclass
@@ -33,6 +49,14 @@ class Section:
     title: str
     headline: str
     details: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Decision:
+    sections: list[Section]
+    comparisons: list[stats.Comparison]
+    multiplicity: stats.Multiplicity
+    slo: dict[str, stats.SloCheck]
 
 
 def label(row: pd.Series | dict) -> str:
@@ -45,65 +69,25 @@ def _finite(x: object) -> bool:
     return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def more(a: float, b: float) -> str:
-    """How much larger ``a`` is than ``b``: '+12.3%' or '2.50x'."""
-    if not b:
-        return "n/a"
-    r = a / b
-    return f"{r:.2f}x" if r >= 2 else f"+{(r - 1) * 100:.1f}%"
+class Evidence:
+    """Each point's per-run values of a metric, and which of its runs were client-bound."""
 
+    def __init__(self, runs: pd.DataFrame):
+        ok = runs[runs["status"] == "ok"].sort_values(["point_id", "repetition"])
+        self._by_point = {pid: g for pid, g in ok.groupby("point_id", sort=False)}
 
-def less(a: float, b: float) -> str:
-    """How much smaller ``a`` is than ``b``, as '12.3% lower'."""
-    return f"{(1 - a / b) * 100:.1f}% lower" if b else "n/a"
+    def side(self, point_id: str, column: str, name: str) -> stats.Side:
+        g = self._by_point.get(point_id)
+        if g is None:
+            return stats.Side(name=name, values=())
+        values = tuple(float(v) if _finite(v) else None for v in g[column])
+        bound = tuple(bool(b) for b in g.get("client_bound", pd.Series(False, index=g.index)))
+        return stats.Side(name=name, values=values, client_bound=bound)
 
-
-def _runner_up(
-    df: pd.DataFrame, col: str, high: bool, what: str, unit: str, fmt: str, prefix: str
-) -> str | None:
-    d = df[df[col].map(_finite)].sort_values(col, ascending=not high, kind="stable")
-    if d.empty:
-        return None
-    best = d.iloc[0]
-    head = f"{prefix}Best {what}: {best['label']} with {best[col]:{fmt}} {unit}"
-    if len(d) == 1:
-        return head + " (no other point to compare)."
-    nxt = d.iloc[1]
-    if best[col] == nxt[col]:
-        return f"{head}, tied with {nxt['label']}."
-    gap = more(best[col], nxt[col]).lstrip("+") + " more" if high else less(best[col], nxt[col])
-    return f"{head}, {gap} than the runner-up {nxt['label']} ({nxt[col]:{fmt}} {unit})."
-
-
-def best_section(ok: pd.DataFrame) -> Section:
-    """Best throughput, p99 and ops per dollar (per workload when there are several)."""
-    details: list[str] = []
-    winners: list[str] = []
-    workloads = list(dict.fromkeys(ok["workload"]))
-    for wl in workloads:
-        d = ok[ok["workload"] == wl]
-        prefix = f"[{wl}] " if len(workloads) > 1 else ""
-        for col, high, what, unit, fmt in (
-            ("ops_per_sec", True, "throughput", "ops/s", ",.0f"),
-            ("p99_ms", False, "p99 latency", "ms", ".3f"),
-            ("mops_per_dollar", True, "ops per dollar", "M ops/$", ",.1f"),
-        ):
-            s = _runner_up(d, col, high, what, unit, fmt, prefix)
-            if s is None and col == "mops_per_dollar":
-                s = f"{prefix}Ops per dollar: no price known for these node types."
-            elif s is not None:
-                top = d.loc[d[col].map(_finite)].sort_values(col, ascending=not high).iloc[0]
-                winners.append(f"{what}: {top['label']} ({top[col]:{fmt}} {unit})")
-            if s:
-                details.append(s)
-    if len(workloads) > 1:
-        head = (
-            f"{len(workloads)} workloads: winners are given per workload below "
-            "(absolute numbers are not comparable across workloads)."
-        )
-    else:
-        head = "Winners by " + "; ".join(winners) + "."
-    return Section("Best overall", head, details)
+    def point(self, point_id: str, column: str) -> stats.PointStats:
+        side = self.side(point_id, column, point_id)
+        values = [v for v in side.values if v is not None and v > 0]
+        return stats.point_stats(values, column)
 
 
 def _groups(ok: pd.DataFrame, vary: str, ignore: tuple[str, ...] = ()) -> list[pd.DataFrame]:
@@ -122,78 +106,140 @@ def _context(row: pd.Series, vary: tuple[str, ...]) -> str:
     return ", ".join(str(p) for p in parts if p is not None)
 
 
-def compare(a: pd.Series, b: pd.Series, name_a: str, name_b: str, ctx: str) -> str:
-    """One sentence: ``a`` vs ``b`` on throughput, p99 and (when priced) ops per dollar."""
-    oa, ob = a["ops_per_sec"], b["ops_per_sec"]
-    win = name_a if oa >= ob else name_b
-    s = (
-        f"[{ctx}] {name_a} vs {name_b}: {win} wins throughput by "
-        f"{more(max(oa, ob), min(oa, ob))} ({oa:,.0f} vs {ob:,.0f} ops/s)"
+class _Comparer:
+    def __init__(self, ev: Evidence, min_effect_pct: float, priced: bool):
+        self.ev, self.min_effect, self.priced = ev, min_effect_pct, priced
+        self.made: list[stats.Comparison] = []
+
+    def metrics(self) -> tuple[tuple[str, str, str, str], ...]:
+        return METRICS if self.priced else METRICS[:2]
+
+    def compare(self, a: pd.Series, b: pd.Series, name_a: str, name_b: str, metric: str,
+                column: str) -> stats.Comparison:  # fmt: skip
+        c = stats.compare(
+            self.ev.side(a["point_id"], column, name_a),
+            self.ev.side(b["point_id"], column, name_b),
+            metric,  # type: ignore[arg-type]
+            self.min_effect,
+        )
+        self.made.append(c)
+        return c
+
+    def pair(self, a: pd.Series, b: pd.Series, name_a: str, name_b: str, ctx: str) -> tuple:
+        """One sentence over every metric of a vs b, and the comparisons made."""
+        found = [self.compare(a, b, name_a, name_b, m, col) for m, col, _, _ in self.metrics()]
+        parts = [c.sentence.split(": ", 1)[1].rstrip(".") for c in found]
+        words = [f"{stats.METRIC_LABELS[c.metric]}: {p}" for c, p in zip(found, parts, strict=True)]
+        return f"[{ctx}] {name_a} vs {name_b}: " + "; ".join(words) + ".", found
+
+
+def _tally(found: list[stats.Comparison], name_a: str, name_b: str, what: str, pairs: int) -> str:
+    counts = Counter(VERDICT_WORDS[c.verdict].format(a=name_a, b=name_b) for c in found)
+    order = [f"{name_a} better", f"{name_b} better", "no significant difference",
+             "not enough data", "no verdict (client-bound runs)"]  # fmt: skip
+    said = ", ".join(f"{k} in {counts[k]}" for k in order if counts[k])
+    n = len(found)
+    return (
+        f"{what} ({pairs} matched pair{'s' if pairs != 1 else ''}, {n} comparison"
+        f"{'s' if n != 1 else ''}): {said}."
     )
-    pa_, pb = a["p99_ms"], b["p99_ms"]
-    if _finite(pa_) and _finite(pb):
-        low = name_a if pa_ <= pb else name_b
-        s += f"; p99 {pa_:.3f} vs {pb:.3f} ms ({low} {less(min(pa_, pb), max(pa_, pb))})"
-    da, db = a.get("mops_per_dollar"), b.get("mops_per_dollar")
-    if _finite(da) and _finite(db):
-        cheap = name_a if da >= db else name_b
-        s += f"; ops per dollar {da:,.1f} vs {db:,.1f} M ({cheap} {more(max(da, db), min(da, db))})"
-    return s + "."
 
 
-def _tally(pairs: list[tuple[pd.Series, pd.Series]], name_a: str, name_b: str, what: str) -> str:
-    """Headline over pairs (a, b): who wins on throughput, how often and by how much."""
-    n = len(pairs)
-    gains = pd.Series(
-        [a["ops_per_sec"] / b["ops_per_sec"] - 1 for a, b in pairs if b["ops_per_sec"]]
-    )
-    med = gains.median() * 100 if len(gains) else float("nan")
-    leader = name_a if med >= 0 else name_b
-    s = (
-        f"{what} ({n} matched pair{'s' if n != 1 else ''}): {leader} wins on throughput; "
-        f"{name_a} is higher in {int((gains > 0).sum())} of {n} (median {med:+.1f}%), "
-        f"has lower p99 in {sum(a['p99_ms'] < b['p99_ms'] for a, b in pairs)} of {n}"
-    )
-    priced = [
-        (a, b) for a, b in pairs if _finite(a["mops_per_dollar"]) and _finite(b["mops_per_dollar"])
-    ]
-    if priced:
-        better = sum(a["mops_per_dollar"] > b["mops_per_dollar"] for a, b in priced)
-        s += f" and better ops per dollar in {better} of {len(priced)}"
-    return s + "."
+def best_section(ok: pd.DataFrame, cmp: _Comparer, slo: dict[str, stats.SloCheck]) -> Section:
+    """Best throughput, p99 and ops per dollar per workload, each against its runner-up."""
+    details: list[str] = []
+    heads: list[str] = []
+    workloads = list(dict.fromkeys(ok["workload"]))
+    for wl in workloads:
+        d = ok[ok["workload"] == wl]
+        prefix = f"[{wl}] " if len(workloads) > 1 else ""
+        for metric, col, unit, fmt in cmp.metrics():
+            pool = d
+            among = ""
+            if metric == "ops_per_dollar" and slo:
+                pool = d[
+                    d["point_id"].map(lambda p: slo.get(p) is not None and slo[p].status == "meets")
+                ]
+                among = " among the points that meet the p99 objective"
+                if pool.empty:
+                    details.append(f"{prefix}Ops per dollar: no point meets the p99 objective.")
+                    continue
+            ranked = _ranked(pool, col, metric, cmp.ev)
+            if not ranked:
+                continue
+            best, mean, ps = ranked[0]
+            what = stats.METRIC_LABELS[metric]
+            head = f"{prefix}Best {what}{among}: {best['label']}, {_value(mean, ps, unit, fmt)}"
+            if len(ranked) == 1:
+                details.append(head + " (no other point to compare).")
+                heads.append(f"{what}: {best['label']} (alone)")
+                continue
+            runner = ranked[1][0]
+            c = cmp.compare(best, runner, best["label"], runner["label"], metric, col)
+            details.append(f"{head}. Against the runner-up: {c.sentence}")
+            verdict = "a clear winner" if c.winner else VERDICT_WORDS[c.verdict].format(a="", b="")
+            heads.append(f"{what}: {best['label']} ({verdict})")
+    if len(workloads) > 1:
+        head = (
+            f"{len(workloads)} workloads: winners are given per workload below "
+            "(absolute numbers are not comparable across workloads)."
+        )
+    else:
+        head = "Highest mean " + "; ".join(heads) + "." if heads else "Nothing to rank."
+    return Section("Best overall", head, details)
 
 
-def engine_section(ok: pd.DataFrame) -> Section:
+def _ranked(d: pd.DataFrame, col: str, metric: str, ev: Evidence) -> list:
+    out = []
+    for _, row in d.iterrows():
+        ps = ev.point(row["point_id"], col)
+        if ps.mean is not None:
+            out.append((row, ps.mean, ps))
+    return sorted(out, key=lambda t: t[1], reverse=stats.HIGHER_IS_BETTER[metric])
+
+
+def _value(mean: float, ps: stats.PointStats, unit: str, fmt: str) -> str:
+    text = f"{mean:{fmt}} {unit}"
+    if ps.interval is not None:
+        text += f" (95% interval {ps.interval.low:{fmt}} to {ps.interval.high:{fmt}})"
+    return text + f", {ps.n} run{'s' if ps.n != 1 else ''}"
+
+
+def engine_section(ok: pd.DataFrame, cmp: _Comparer) -> Section:
     """Valkey vs Redis on points that differ only by engine (and its version)."""
-    pairs, details = [], []
+    found, details, pairs = [], [], 0
     for g in _groups(ok, "engine", ignore=("version",)):
         for (_, v), (_, r) in product(
             g[g["engine"] == "valkey"].iterrows(), g[g["engine"] == "redis"].iterrows()
         ):
-            pairs.append((v, r))
-            ctx = _context(v, ("engine",))
-            details.append(compare(v, r, f"Valkey {v['version']}", f"Redis {r['version']}", ctx))
+            pairs += 1
+            line, made = cmp.pair(
+                v, r, f"Valkey {v['version']}", f"Redis {r['version']}", _context(v, ("engine",))
+            )
+            details.append(line)
+            found += made
     if not pairs:
         return Section("Redis vs Valkey", "No pair of points differs only by engine.")
-    return Section("Redis vs Valkey", _tally(pairs, "Valkey", "Redis", "Valkey vs Redis"), details)
+    return Section("Redis vs Valkey", _tally(found, "Valkey", "Redis", "Valkey vs Redis", pairs),
+                   details)  # fmt: skip
 
 
-def topology_section(ok: pd.DataFrame) -> Section:
+def topology_section(ok: pd.DataFrame, cmp: _Comparer) -> Section:
     """Cluster vs cluster-mode-off on points that differ only by topology."""
-    pairs, details = [], []
+    found, details, pairs = [], [], 0
     for g in _groups(ok, "topology"):
-        clusters, singles = (
-            g[g["cluster_mode"].astype(bool)],
-            g[~g["cluster_mode"].astype(bool)],
-        )
+        clusters = g[g["cluster_mode"].astype(bool)]
+        singles = g[~g["cluster_mode"].astype(bool)]
         for (_, c), (_, s) in product(clusters.iterrows(), singles.iterrows()):
-            pairs.append((c, s))
-            name_c = f"{c['topology']} ({c['nodes']} nodes)"
-            name_s = f"{s['topology']} ({s['nodes']} node{'s' if s['nodes'] != 1 else ''})"
-            details.append(compare(c, s, name_c, name_s, _context(c, ("topology",))))
+            pairs += 1
+            name_c = f"{c['topology']} ({int(c['nodes'])} nodes)"
+            name_s = f"{s['topology']} ({int(s['nodes'])} node{'s' if s['nodes'] != 1 else ''})"
+            line, made = cmp.pair(c, s, name_c, name_s, _context(c, ("topology",)))
+            details.append(line)
+            found += made
     if not pairs:
         return Section("Single node vs cluster", "No pair of points differs only by topology.")
-    head = _tally(pairs, "cluster", "single node", "Cluster vs single node")
+    head = _tally(found, "cluster", "single node", "Cluster vs single node", pairs)
     return Section("Single node vs cluster", head, details)
 
 
@@ -202,43 +248,108 @@ def _size_key(row: pd.Series) -> tuple:
     return (*[(0, v) if _finite(v) else (1, 0) for v in vals], row["node_type"])
 
 
-def node_size_section(ok: pd.DataFrame) -> Section:
+def node_size_section(ok: pd.DataFrame, cmp: _Comparer) -> Section:
     """Each node type vs the next smaller one, on points that differ only by node type."""
-    pairs, details = [], []
+    found, details, pairs = [], [], 0
     for g in _groups(ok, "node_type"):
         rows = sorted((r for _, r in g.iterrows()), key=_size_key)
         for small, big in pairwise(rows):
             if small["node_type"] == big["node_type"]:
                 continue
-            pairs.append((big, small))
-            line = compare(
-                big,
-                small,
-                big["node_type"],
-                small["node_type"],
-                _context(big, ("node_type",)),
+            pairs += 1
+            line, made = cmp.pair(
+                big, small, big["node_type"], small["node_type"], _context(big, ("node_type",))
             )
             cb, cs = big.get("cluster_usd_hour"), small.get("cluster_usd_hour")
             if _finite(cb) and _finite(cs) and cs:
-                line = line[:-1] + f"; price {more(cb, cs)} (${cb:.3f} vs ${cs:.3f}/h)."
+                line = line[:-1] + f"; price {cb / cs:.2f}x (${cb:.3f} vs ${cs:.3f}/h)."
             details.append(line)
+            found += made
     if not pairs:
         return Section("Node size", "No pair of points differs only by node type.")
-    head = _tally(pairs, "the larger node type", "the smaller node type", "Node size")
+    head = _tally(found, "the larger node type", "the smaller node type", "Node size", pairs)
     return Section("Node size", head, details)
 
 
-def decide(ok: pd.DataFrame) -> list[Section]:
-    """All decision sections for the successful points (``label`` column added if absent)."""
+def slo_checks(ok: pd.DataFrame, ev: Evidence, slo_p99_ms: float | None) -> dict:
+    if slo_p99_ms is None:
+        return {}
+    return {pid: stats.slo_check(ev.point(pid, "p99_ms"), slo_p99_ms) for pid in ok["point_id"]}
+
+
+def slo_section(ok: pd.DataFrame, checks: dict[str, stats.SloCheck], ev: Evidence) -> Section:
+    slo = next(iter(checks.values())).slo_p99_ms
+    details = [f"{row['label']}: {checks[row['point_id']].sentence}" for _, row in ok.iterrows()]
+    counts = Counter(c.status for c in checks.values())
+    ranked = stats.rank_within_slo({p: ev.point(p, "ops_per_dollar") for p in checks}, checks)
+    names = dict(zip(ok["point_id"], ok["label"], strict=True))
+    head = (
+        f"p99 objective {slo:g} ms: {counts['meets']} point(s) meet it, {counts['misses']} miss "
+        f"it, {counts['undecided'] + counts['not_enough_data']} undecided or without enough "
+        "data."
+    )
+    if ranked:
+        head += (
+            " By ops per dollar among those that meet it: "
+            + ", ".join(names[p] for p in ranked)
+            + "."
+        )
+    return Section("Latency objective", head, details)
+
+
+def stability_section(ok: pd.DataFrame, runs: pd.DataFrame, ev: Evidence) -> Section | None:
+    """Points whose repetitions disagree, and runs that measured their load generator."""
+    details = []
+    for _, row in ok.iterrows():
+        ps = ev.point(row["point_id"], "ops_per_sec")
+        if ps.unstable:
+            details.append(f"{row['label']}: {'; '.join(ps.reasons)}.")
+    bound = runs[(runs["status"] == "ok") & runs.get("client_bound", False).astype(bool)]
+    for _, r in bound.iterrows():
+        details.append(
+            f"{label(r)} rep {int(r['repetition'])}: {r['client_bound_reason']}; kept out of "
+            "winner claims."
+        )
+    if not details:
+        return None
+    n_unstable = sum("unstable" in d for d in details)
+    head = (
+        f"{n_unstable} point(s) unstable, {len(bound)} client-bound run(s): their comparisons "
+        "carry wide intervals or no verdict."
+    )
+    return Section("Stability", head, details)
+
+
+def decide(
+    ok: pd.DataFrame,
+    runs: pd.DataFrame,
+    min_effect_pct: float = 2.0,
+    slo_p99_ms: float | None = None,
+) -> Decision:
+    """All decision sections for the points with results (``label`` column added if absent)."""
     if ok.empty:
-        return [Section("Nothing finished", "No point finished, so there is nothing to compare.")]
+        empty = stats.multiplicity([])
+        return Decision(
+            [Section("Nothing finished", "No point finished, so there is nothing to compare.")],
+            [],
+            empty,
+            {},
+        )
     ok = ok.copy()
     if "label" not in ok:
         ok["label"] = ok.apply(label, axis=1)
-    ok["mops_per_dollar"] = pd.to_numeric(ok["ops_per_dollar"], errors="coerce") / 1e6
-    return [
-        best_section(ok),
-        engine_section(ok),
-        topology_section(ok),
-        node_size_section(ok),
+    ev = Evidence(runs)
+    priced = bool(pd.to_numeric(ok["ops_per_dollar"], errors="coerce").notna().any())
+    cmp = _Comparer(ev, min_effect_pct, priced)
+    checks = slo_checks(ok, ev, slo_p99_ms)
+    sections = [
+        best_section(ok, cmp, checks),
+        engine_section(ok, cmp),
+        topology_section(ok, cmp),
+        node_size_section(ok, cmp),
     ]
+    if checks:
+        sections.append(slo_section(ok, checks, ev))
+    if (stab := stability_section(ok, runs, ev)) is not None:
+        sections.append(stab)
+    return Decision(sections, cmp.made, stats.multiplicity(cmp.made), checks)

@@ -23,8 +23,8 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from cachebench import pricing
 from cachebench.campaign import CampaignPlan
-from cachebench.models import LoadResult, Point
-from cachebench.report import plots
+from cachebench.models import LoadCpu, LoadResult, Point
+from cachebench.report import plots, stats
 from cachebench.report.decision import decide, label
 from cachebench.report.export import (
     METRIC_STATS,
@@ -64,9 +64,14 @@ TABLE = [
     ("node_type", "node type", "s"),
     ("workload", "workload", "s"),
     ("reads_from", "reads from", "s"),
-    ("ops_per_sec", "ops/s", ",.0f"),
+    ("runs_ok", "runs", "d"),
+    ("ops_per_sec", "ops/s (mean of runs)", ",.0f"),
+    ("ops_interval", "ops/s 95% interval", "s"),
+    ("ops_cv_pct", "ops/s CV %", ".1f"),
+    ("flags", "flags", "s"),
     ("p50_ms", "p50 ms", ".3f"),
     ("p99_ms", "p99 ms", ".3f"),
+    ("p99_interval", "p99 95% interval", "s"),
     ("p99_9_ms", "p99.9 ms", ".3f"),
     ("errors", "errors", ",.0f"),
     ("cpu_max", "CPU max %", ".1f"),
@@ -148,6 +153,42 @@ def _run_row(point: Point, rdir: Path, spec: Any, price: Any) -> dict[str, Any]:
     return summary_row(point, cached[0], spec, cached[1], price)
 
 
+def run_evidence(point: Point, rdir: Path, row: dict[str, Any]) -> dict[str, Any]:
+    """What the report needs beyond a run's summary: its throughput's interval (batch means
+    over its per-second series) and whether it measured its load generator (client-bound)."""
+    load = LoadResult.model_validate_json((rdir / "load.json").read_text())
+    series = stats.series_mean([s.ops_per_sec for s in load.series], "ops/s")
+    out: dict[str, Any] = {
+        "ops_ci_low": series.interval.low if series.interval else None,
+        "ops_ci_high": series.interval.high if series.interval else None,
+        "notes": " ".join(load.notes),
+    }
+    cpu_file = rdir / "cpu.json"
+    cpu = LoadCpu.model_validate_json(cpu_file.read_text()) if cpu_file.is_file() else None
+    sat = stats.saturation(
+        [g.utilisation_pct for g in cpu.generators] if cpu else (),
+        achieved_ops_per_sec=load.ops_per_sec if point.workload.rate_limit else None,
+        requested_ops_per_sec=requested_rate(point),
+    )
+    return out | {
+        "cpu_p95_pct": sat.cpu_p95_pct,
+        "rate_shortfall_pct": sat.shortfall_pct,
+        "client_bound": sat.client_bound,
+        "client_bound_reason": "; ".join(sat.reasons),
+        "load_cpu_known": cpu is not None,
+    }
+
+
+def requested_rate(point: Point) -> float | None:
+    """ops/s a rate-limited workload asks for: memtier limits each connection, and in
+    cluster mode each client holds one connection per primary; None without a limit."""
+    w = point.workload
+    if not w.rate_limit:
+        return None
+    per_client = point.topology.shards if point.topology.cluster_mode else 1
+    return float(w.rate_limit * w.clients * w.threads * point.load_generators * per_client)
+
+
 def collect_runs(run_dir: Path, specs: dict, prices: dict) -> list[dict[str, Any]]:
     """One row per planned run: its summary statistics (status ok) or why it has none.
 
@@ -165,6 +206,7 @@ def collect_runs(run_dir: Path, specs: dict, prices: dict) -> list[dict[str, Any
         try:
             spec = specs.get((point.target, point.node_type))
             row = _run_row(point, rdir, spec, prices.get((point.engine, point.node_type)))
+            row |= run_evidence(point, rdir, row)
         except Exception as exc:  # one bad run must not sink the report
             reason = f"unreadable result: {type(exc).__name__}: {exc}"
             rows.append(_point_fields(point) | base | {"status": "failed", "reason": reason})
@@ -203,11 +245,38 @@ def collect(
             "runs_ok": len(good),
             "status": "ok",
             "reason": "; ".join(reasons),
-        }
+        } | _spread(good)
         ok.append(row)
     ok.sort(key=lambda r: (r["index"], r["point_id"]))
     failed.sort(key=lambda r: (r.get("index", math.inf), r["point_id"]))
     return ok, failed, runs
+
+
+#: (summary column prefix, runs column) of the per-point statistics across repetitions.
+SPREAD = (("ops", "ops_per_sec"), ("p99", "p99_ms"), ("opd", "ops_per_dollar"))
+SPREAD_COLUMNS = [
+    f"{prefix}_{what}" for prefix, _ in SPREAD for what in ("ci_low", "ci_high", "cv_pct")
+] + ["unstable", "unstable_reasons", "client_bound_runs"]
+
+
+def _spread(good: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each metric's 95% interval and CV across a point's runs, and its flags."""
+    out: dict[str, Any] = {}
+    flags: list[str] = []
+    for prefix, col in SPREAD:
+        values = [r[col] for r in good if isinstance(r.get(col), numbers.Real) and r[col] > 0]
+        ps = stats.point_stats(values, col)
+        out[f"{prefix}_ci_low"] = ps.interval.low if ps.interval else None
+        out[f"{prefix}_ci_high"] = ps.interval.high if ps.interval else None
+        out[f"{prefix}_cv_pct"] = ps.cv_pct
+        if prefix == "ops" and ps.unstable:
+            flags += list(ps.reasons)
+    bound = sum(bool(r.get("client_bound")) for r in good)
+    return out | {
+        "unstable": bool(flags),
+        "unstable_reasons": "; ".join(flags),
+        "client_bound_runs": bound,
+    }
 
 
 def chart_labels(ok: pd.DataFrame) -> list[str]:
@@ -231,6 +300,8 @@ def _fmt(v: Any, fmt: str) -> str:
         return str(v)
     if fmt == "M":
         return format(v / 1e6, ",.1f")
+    if fmt == "d":
+        return str(int(v))
     return format(v, fmt)
 
 
@@ -323,21 +394,116 @@ def _price_list(ok_rows: list[dict], prices: dict) -> list[dict[str, str]]:
     return out
 
 
+#: runs.csv columns besides the summary's.
+RUN_EVIDENCE = [
+    "ops_ci_low", "ops_ci_high", "cpu_p95_pct", "rate_shortfall_pct", "client_bound",
+    "client_bound_reason", "load_cpu_known", "notes",
+]  # fmt: skip
+HOW_TO_READ = (
+    "How to read this: every number of a point is the mean of its runs (repetitions on "
+    "its deployment); its 95% interval (a t interval over the runs) says how far the "
+    "mean could be from the configuration's true one. Comparisons use the ratio of two "
+    "points' runs with its 95% interval (Welch's t on the logs of the runs' values): a "
+    "winner is named only when that interval excludes no change and the difference is "
+    "above {min_effect:g}%; otherwise the report says 'no significant difference' and "
+    "gives the interval, or 'not enough data for a verdict' with fewer than 2 runs a side. "
+    "A point is 'unstable' when its runs' CV exceeds 10% or one run is an outlier (more "
+    "than 3 scaled MADs and 10% from the median); a run is 'client-bound' when its load "
+    "generators used 85% or more of their CPU (p95) or fell more than 5% short of a "
+    "rate_limit: it measured the load generator, not the server, and names no winner. "
+    "{multiplicity}"
+)
+
+
+def _interval(low: Any, high: Any, fmt: str) -> str:
+    if not (isinstance(low, numbers.Real) and isinstance(high, numbers.Real)):
+        return "n/a"
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return "n/a"
+    return f"{low:{fmt}} to {high:{fmt}}"
+
+
+def _flags(row: dict[str, Any], slo: dict) -> str:
+    flags = []
+    if row.get("unstable"):
+        flags.append(f"unstable ({row['unstable_reasons']})")
+    if row.get("client_bound_runs"):
+        flags.append(f"client-bound runs: {row['client_bound_runs']}")
+    if row.get("runs_ok", 0) < 2:
+        flags.append("one run: no interval")
+    if row["point_id"] in slo:
+        flags.append(f"p99 objective: {slo[row['point_id']].status}")
+    return "; ".join(flags)
+
+
+def _provenance(run_dir: Path, plan: CampaignPlan | None) -> list[str]:
+    """Lines saying what made the numbers: software, host, servers, load tools."""
+    lines = []
+    if plan is not None and plan.provenance is not None:
+        pv = plan.provenance
+        lines += [
+            f"cachebench {pv.cachebench}",
+            f"Terraform {pv.terraform}",
+            f"load tool: {pv.load_tool}",
+        ]
+        if pv.host is not None:
+            h = pv.host
+            la = ", ".join(f"{x:.2f}" for x in h.load_average)
+            lines.append(
+                f"host: {h.cpu_model}, {h.cores} cores, {h.kernel}, load average {la} at the start"
+            )
+    for f in sorted(run_dir.glob("deployments/*/servers.json")):
+        try:
+            data = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        reported = sorted(set(data.get("reported", {}).values())) or ["(not read)"]
+        lines.append(
+            f"{f.parent.name}: asked {data.get('asked')}, servers report {', '.join(reported)}"
+        )
+    tools = sorted({r for r in _tool_versions(run_dir)})
+    if tools:
+        lines.append("load tools of the runs: " + "; ".join(tools))
+    return lines
+
+
+def _tool_versions(run_dir: Path) -> list[str]:
+    out = []
+    for f in run_dir.glob("points/*/rep*/load.json"):
+        try:
+            out.append(json.loads(f.read_text()).get("tool_version") or "?")
+        except (OSError, ValueError):
+            continue
+    return out
+
+
 def _build_report(run_dir: Path, specs: dict | None, prices: dict | None) -> dict[str, str]:
     specs = _default_specs() if specs is None else specs
     prices = pricing.read_run_prices(run_dir) if prices is None else prices
+    try:
+        plan: CampaignPlan | None = CampaignPlan.read(run_dir)
+    except (OSError, ValueError):
+        plan = None
+    min_effect = plan.spec.min_effect_pct if plan else 2.0
+    slo_ms = plan.spec.slo_p99_ms if plan else None
     ok_rows, failed_rows, run_rows = collect(run_dir, specs, prices)
-    cols = [*SUMMARY_COLUMNS, "repetitions", "runs_ok", "status", "reason"]
+    cols = [*SUMMARY_COLUMNS, "repetitions", "runs_ok", *SPREAD_COLUMNS, "status", "reason"]
     summary = pd.DataFrame(ok_rows + failed_rows, columns=cols)
     paths = {
         "summary_csv": str(run_dir / "summary.csv"),
         "runs_csv": str(run_dir / "runs.csv"),
     }
     summary.to_csv(paths["summary_csv"], index=False)
-    run_cols = ["deployment", "repetition", *SUMMARY_COLUMNS, "status", "reason"]
-    pd.DataFrame(run_rows, columns=run_cols).to_csv(paths["runs_csv"], index=False)
+    run_cols = ["deployment", "repetition", *SUMMARY_COLUMNS, *RUN_EVIDENCE, "status", "reason"]
+    runs = pd.DataFrame(run_rows, columns=run_cols)
+    runs.to_csv(paths["runs_csv"], index=False)
 
     ok = pd.DataFrame(ok_rows, columns=cols)
+    decision = decide(ok, runs, min_effect, slo_ms)
+    for r in ok_rows:
+        r["ops_interval"] = _interval(r.get("ops_ci_low"), r.get("ops_ci_high"), ",.0f")
+        r["p99_interval"] = _interval(r.get("p99_ci_low"), r.get("p99_ci_high"), ".3f")
+        r["flags"] = _flags(r, decision.slo)
     figures: list[dict[str, str]] = []
     if len(ok):
         ok["label"] = ok.apply(label, axis=1)
@@ -366,16 +532,16 @@ def _build_report(run_dir: Path, specs: dict | None, prices: dict | None) -> dic
         "n_runs": len(run_rows),
         "n_runs_ok": sum(r["status"] == "ok" for r in run_rows),
         "caveats": _caveats(ok) if len(ok) else [],
-        "sections": decide(ok),
+        "sections": decision.sections,
+        "how_to_read": HOW_TO_READ.format(
+            min_effect=min_effect, multiplicity=decision.multiplicity.sentence
+        ),
+        "provenance": _provenance(run_dir, plan),
         "figures": figures,
         "headers": [h for _, h, _ in TABLE],
         "rows": [[_fmt(r.get(c), f) for c, _, f in TABLE] for r in ok_rows],
         "failed": [{"point_id": r["point_id"], "reason": r["reason"]} for r in failed_rows]
-        + [
-            {"point_id": f"{r['point_id']} rep {r['repetition']}", "reason": r["reason"]}
-            for r in ok_rows
-            if r["reason"]
-        ],
+        + [{"point_id": r["point_id"], "reason": r["reason"]} for r in ok_rows if r["reason"]],
         "point_figures": _point_figures(run_dir, ok) if len(ok) else [],
         "runs": [
             {
