@@ -24,7 +24,6 @@ from botocore.stub import Stubber
 from test_export_support import make_load, make_spec, write_point_dir
 
 from cachebench import pricing, steps
-from cachebench.models import Point
 from cachebench.report.report import build_report
 from cachebench.specs import load_instance_specs
 
@@ -321,11 +320,12 @@ def test_valkey_and_redis_of_equal_throughput_get_their_engines_ops_per_dollar(
             "task_definition": "memtier:1",
         },
     }
-    items = steps.plan(campaign, "manual__fair")
-    run_dir = Path(items[0]["point_dir"]).parents[1]
-    for item in items:
-        point = Point.model_validate(item["point"])
-        write_point_dir(run_dir, point, make_load(100_000), spec=make_spec())
+    plans = steps.plan(campaign, "manual__fair")
+    run_dir = Path(plans[0].run_dir)
+    (run_dir / "campaign.json").unlink()  # write_point_dir plans the runs it writes
+    for plan in plans:
+        for run in plan.runs:
+            write_point_dir(run_dir, run.point, make_load(100_000), spec=make_spec())
     build_report(run_dir, {("aws", "cache.r7g.large"): make_spec()})
 
     summary = pd.read_csv(run_dir / "summary.csv").set_index("engine")

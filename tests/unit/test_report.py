@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import time
 
@@ -29,22 +30,39 @@ PRICES = {
     for node_type, usd in (("cache.r7g.large", 0.252), ("cache.r7g.xlarge", 0.504))
 }
 FIGURES = ("throughput", "latency", "cpu", "network", "memory")
+# Every point's three runs: its value x 0.99, x 1 and x 1.01. Two points then differ by
+# exactly their ratio, and the ratio's 95% interval is, by hand (Welch on the logs, equal
+# spreads, 3 + 3 runs: df 4): ratio x exp(+-t(0.975, 4) x s x sqrt(2 / 3)), s the sd of
+# ln 0.99, ln 1, ln 1.01.
+SPREAD = (0.99, 1.0, 1.01)
+T4 = 2.7764451051977987  # t(0.975, 4), from a table
+_LN = [math.log(f) for f in SPREAD]
+_S = math.sqrt(sum((x - sum(_LN) / 3) ** 2 for x in _LN) / 2)
+HALF = T4 * _S * math.sqrt(2 / 3)
+
+
+def span(ratio: float) -> str:
+    """'+17.3% to +22.7%' for a ratio of two such points."""
+    lo, hi = ratio * math.exp(-HALF), ratio * math.exp(HALF)
+    return f"{100 * (lo - 1):+.1f}% to {100 * (hi - 1):+.1f}%"
+
+
+def write_runs(run_dir, point, ops, p99, spec, figures=False):
+    for rep, f in enumerate(SPREAD, start=1):
+        load = make_load(ops * f, p99=p99 * f)
+        write_point_dir(run_dir, point, load, spec=spec, figures=figures, rep=rep)
 
 
 def _campaign(run_dir, figures=False):
-    """Valkey vs Redis, single vs c3r1, large vs xlarge; one failed point."""
+    """Valkey vs Redis, single vs c3r1, large vs xlarge, 3 runs each; one failed point."""
     cases = [
-        (make_point(0, "redis"), make_load(100_000, p99=1.0)),
-        (make_point(1, "valkey"), make_load(120_000, p99=0.8)),
-        (make_point(2, "valkey", topology=CLUSTER3), make_load(300_000, p99=0.9)),
-        (
-            make_point(3, "valkey", node_type="cache.r7g.xlarge"),
-            make_load(180_000, p99=0.7),
-        ),
+        (make_point(0, "redis"), 100_000, 1.0),
+        (make_point(1, "valkey"), 120_000, 0.8),
+        (make_point(2, "valkey", topology=CLUSTER3), 300_000, 0.9),
+        (make_point(3, "valkey", node_type="cache.r7g.xlarge"), 180_000, 0.7),
     ]
-    for point, load in cases:
-        spec = SPECS[(point.target, point.node_type)]
-        write_point_dir(run_dir, point, load, spec=spec, figures=figures)
+    for point, ops, p99 in cases:
+        write_runs(run_dir, point, ops, p99, SPECS[(point.target, point.node_type)], figures)
     write_failed_dir(run_dir, make_point(4, "redis", topology=CLUSTER3), "apply: quota <exceeded>")
     return cases
 
@@ -53,28 +71,63 @@ def _md(run_dir):
     return (run_dir / "report.md").read_text()
 
 
-def test_decision_picks_the_right_winners(tmp_path):
+def test_decision_names_winners_with_their_intervals(tmp_path):
     _campaign(tmp_path)
     paths = build_report(tmp_path, SPECS, PRICES)
     md = _md(tmp_path)
-    assert re.search(
-        r"Best throughput: valkey 8\.0, c3r1, cache\.r7g\.large, mixed with 300,000 ops/s, "
-        r"66\.7% more than the runner-up valkey 8\.0, single, cache\.r7g\.xlarge",
-        md,
+    assert abs(HALF - 0.02267) < 1e-4  # the hand calculation above, as a number
+    large, xlarge = (
+        "valkey 8.0, single, cache.r7g.large, mixed",
+        "valkey 8.0, single, cache.r7g.xlarge, mixed",
     )
-    assert "Best p99 latency: valkey 8.0, single, cache.r7g.xlarge, mixed with 0.700 ms" in md
-    assert "12.5% lower than the runner-up valkey 8.0, single, cache.r7g.large" in md
-    # ops/$: large valkey 120k / $0.252 beats xlarge 180k / $0.504 and c3r1 300k / $1.512
-    assert "Best ops per dollar: valkey 8.0, single, cache.r7g.large, mixed" in md
-    assert "Valkey 8.0 vs Redis 7.1: Valkey 8.0 wins throughput by +20.0%" in md
-    assert "(120,000 vs 100,000 ops/s); p99 0.800 vs 1.000 ms (Valkey 8.0 20.0% lower)" in md
-    assert "Valkey vs Redis (1 matched pair): Valkey wins" in md
-    assert "c3r1 (6 nodes) vs single (1 node): c3r1 (6 nodes) wins throughput by 2.50x" in md
-    assert "cache.r7g.xlarge vs cache.r7g.large: cache.r7g.xlarge wins throughput by +50.0%" in md
+    cluster, redis = (
+        "valkey 8.0, c3r1, cache.r7g.large, mixed",
+        "redis 7.1, single, cache.r7g.large, mixed",
+    )
+    assert f"Best throughput: {cluster}, 300,000 ops/s" in md
+    assert f"{cluster} vs {xlarge}, throughput: {cluster} wins, +66.7% ({span(300 / 180)}" in md
+    assert f"Best p99 latency: {xlarge}, 0.700 ms" in md
+    assert f"{xlarge} vs {large}, p99 latency: {xlarge} wins, -12.5% ({span(0.7 / 0.8)}" in md
+    # ops/$: large valkey 120k / $0.252 beats large redis 100k / $0.252, xlarge 180k / $0.504
+    # and c3r1 300k / (6 x $0.252)
+    assert f"{large} vs {redis}, ops per dollar: {large} wins, +20.0% ({span(1.2)}" in md
+    assert (
+        f"Valkey 8.0 vs Redis 7.1: throughput: Valkey 8.0 wins, +20.0% ({span(1.2)}, 95% "
+        f"interval); p99 latency: Valkey 8.0 wins, -20.0% ({span(0.8)}, 95% interval)"
+    ) in md
+    assert "Valkey vs Redis (1 matched pair, 3 comparisons): Valkey better in 3." in md
+    assert f"c3r1 (6 nodes) wins, +150.0% ({span(2.5)}" in md
+    assert f"cache.r7g.xlarge wins, +50.0% ({span(1.5)}" in md
     assert "price 2.00x ($0.504 vs $0.252/h)" in md
-    assert "ops per dollar" in md and "cache.r7g.large +33.3%" in md
+    assert "How to read this:" in md and "Welch" in md
+    assert "comparisons with an interval" in md
     assert LOCAL_CAVEAT not in md
     assert {f"fig_{n}_{e}" for n in FIGURES for e in ("png", "pdf")} <= set(paths)
+    runs = pd.read_csv(tmp_path / "runs.csv")
+    assert len(runs) == 13 and (runs["status"] == "ok").sum() == 12
+
+
+def test_the_same_configuration_twice_is_no_significant_difference(tmp_path):
+    """An A/A pair: two points whose runs are the same values in another order."""
+    for i, engine, order in ((0, "redis", SPREAD), (1, "valkey", SPREAD[::-1])):
+        point = make_point(i, engine)
+        for rep, f in enumerate(order, start=1):
+            load = make_load(100_000 * f, p99=1.0 * f)
+            write_point_dir(tmp_path, point, load, spec=LARGE, rep=rep)
+    build_report(tmp_path, SPECS, PRICES)
+    md = _md(tmp_path)
+    assert f"throughput: no significant difference ({span(1.0)})" in md
+    assert "Valkey vs Redis (1 matched pair, 3 comparisons): no significant difference in 3." in md
+    assert " wins" not in md
+
+
+def test_a_point_with_one_run_gets_no_verdict(tmp_path):
+    write_runs(tmp_path, make_point(0, "redis"), 100_000, 1.0, LARGE)
+    write_point_dir(tmp_path, make_point(1, "valkey"), make_load(150_000), spec=LARGE)
+    build_report(tmp_path, SPECS, PRICES)
+    md = _md(tmp_path)
+    assert "not enough data for a verdict (Valkey 8.0 has 1 run; need 2)" in md
+    assert " wins" not in md and "one run: no interval" in md
 
 
 def test_summary_lists_results_and_failed_points(tmp_path):
@@ -120,7 +173,7 @@ def test_one_point(tmp_path):
     build_report(tmp_path, SPECS, PRICES)
     md = _md(tmp_path)
     assert "1 point(s) with a result, 0 without" in md
-    assert "with 50,000 ops/s (no other point to compare)" in md
+    assert "50,000 ops/s, 1 run (no other point to compare)" in md
     assert "No pair of points differs only by engine." in md
     assert (tmp_path / "figures" / "throughput.png").is_file()
 
@@ -160,12 +213,12 @@ def test_local_target_caveat(tmp_path):
     local = make_spec("local-2cpu", target="local", baseline=None, burst=None)
     for i, engine in enumerate(("redis", "valkey")):
         point = make_point(i, engine, node_type="local-2cpu", target="local")
-        write_point_dir(tmp_path, point, make_load(90_000 + i * 10_000), spec=local)
+        write_runs(tmp_path, point, 90_000 + i * 10_000, 1.0, local)
     build_report(tmp_path, {("local", "local-2cpu"): local})
     md = _md(tmp_path)
     assert LOCAL_CAVEAT in md
-    assert "Ops per dollar: no price known for these node types." in md
-    assert "Valkey 8.0 vs Redis 7.1: Valkey 8.0 wins throughput by +11.1%" in md
+    assert "ops per dollar" not in md.split("## Decision")[1].split("## Figures")[0]  # no price
+    assert f"throughput: Valkey 8.0 wins, +11.1% ({span(100 / 90)}" in md
 
 
 def test_fifty_points(tmp_path):
@@ -202,6 +255,6 @@ def test_fifty_points(tmp_path):
     summary = pd.read_csv(tmp_path / "summary.csv")
     assert len(summary) == 50 and (summary["status"] == "ok").all()
     md = _md(tmp_path)
-    assert "Valkey vs Redis (24 matched pairs): Valkey wins" in md
-    assert "Valkey is higher in 24 of 24" in md
-    assert "[zipf] Best throughput:" in md
+    # one run each: nothing can be told apart, and the report says so for every pair
+    assert "Valkey vs Redis (24 matched pairs, 72 comparisons): not enough data in 72." in md
+    assert "[zipf] Best throughput:" in md and " wins" not in md
