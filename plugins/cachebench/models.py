@@ -301,12 +301,16 @@ class GeneratorCpu(Strict):
     side: str | None = None
     tool: str | None = None
     capacity_cores: float = Field(gt=0, description="cores it can use (its threads)")
-    cpu_pct: list[float] = Field(description="% of one core, each second")
+    cpu_pct: list[float] = Field(description="% of one core it ran, each second")
+    demand_pct: list[float] = Field(
+        [], description="% of one core it ran or waited to run (run queue), each second"
+    )
 
     @property
     def utilisation_pct(self) -> list[float]:
-        """% of what this generator can use (100: all of its cores busy)."""
-        return [v / self.capacity_cores for v in self.cpu_pct]
+        """% of what this generator can use that it wanted (its demand where measured,
+        else its use): 100 means all of its threads running or waiting to run."""
+        return [v / self.capacity_cores for v in (self.demand_pct or self.cpu_pct)]
 
 
 class LoadCpu(Strict):

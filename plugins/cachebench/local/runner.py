@@ -32,13 +32,13 @@ import time
 from pathlib import Path
 from types import FrameType
 
-import psutil
 from pydantic import Field
 
 from cachebench import loadgen
 from cachebench.loadgen import prefill
+from cachebench.loadgen.cpu import CpuSampler
 from cachebench.local import procs
-from cachebench.models import Endpoint, GeneratorCpu, LoadCpu, LoadResult, Strict, Workload
+from cachebench.models import Endpoint, LoadResult, Strict, Workload
 
 MODULE = procs.RUNNER_MODULE
 GRACE_S = 120  # past twice the run's load time before the watch calls it overdue
@@ -74,76 +74,6 @@ def _write(out: Path, name: str, data: object) -> None:
     tmp.replace(out / name)
 
 
-def _tree_cpu_s(proc: psutil.Process) -> float:
-    """CPU seconds of a process and its children, those it already waited for included
-    (a chunk driver runs redis-benchmark again and again as its child)."""
-    t = proc.cpu_times()
-    total = t.user + t.system + t.children_user + t.children_system
-    for child in proc.children(recursive=True):
-        try:
-            c = child.cpu_times()
-        except psutil.NoSuchProcess:
-            continue
-        total += c.user + c.system
-    return total
-
-
-class CpuSampler:
-    """Each generator's CPU (% of one core) over every second of the measured window."""
-
-    def __init__(self, handles: list[dict]):
-        self.rows: list[dict] = []
-        for h in handles:
-            try:
-                proc = psutil.Process(h["pid"])
-                self.rows.append(
-                    {
-                        "handle": h,
-                        "proc": proc,
-                        "last": (time.monotonic(), _tree_cpu_s(proc)),
-                        "pct": [],
-                    }
-                )
-            except psutil.NoSuchProcess:
-                continue
-
-    def sample(self) -> None:
-        for row in self.rows:
-            try:
-                now, cpu = time.monotonic(), _tree_cpu_s(row["proc"])
-            except psutil.NoSuchProcess:
-                continue
-            t0, c0 = row["last"]
-            if now > t0:
-                row["pct"].append(round(100.0 * (cpu - c0) / (now - t0), 1))
-            row["last"] = (now, cpu)
-
-    def report(self, started_at: float, workload: Workload) -> LoadCpu:
-        return LoadCpu(
-            started_at=started_at,
-            interval_s=1.0,
-            host_cores=os.cpu_count(),
-            generators=[
-                GeneratorCpu(
-                    generator=r["handle"].get("generator"),
-                    side=r["handle"].get("side"),
-                    tool=r["handle"].get("tool"),
-                    capacity_cores=_cores(r["handle"], workload),
-                    cpu_pct=r["pct"],
-                )
-                for r in self.rows
-            ],
-        )
-
-
-def _cores(handle: dict, workload: Workload) -> float:
-    """Cores a generator can keep busy: its tool's threads (redis-benchmark: --threads)."""
-    argv = handle.get("tool_argv") or []
-    if "--threads" in argv:
-        return float(argv[argv.index("--threads") + 1])
-    return float(workload.threads)
-
-
 def measure(job: RunJob, out: Path, password: str, status) -> LoadResult:
     w = job.workload
     common = {
@@ -175,8 +105,7 @@ def measure(job: RunJob, out: Path, password: str, status) -> LoadResult:
         **common,
     )
     _write(out, "handles.json", handles)
-    cpu = CpuSampler(handles)
-    samples_from = time.time()
+    cpu = CpuSampler(handles, w)
     try:
         limit = time.monotonic() + 3 * w.duration_seconds + 30
         next_sample = time.monotonic() + 1.0
@@ -189,7 +118,7 @@ def measure(job: RunJob, out: Path, password: str, status) -> LoadResult:
             time.sleep(0.05)
     finally:
         loadgen.stop_load(handles, grace_s=3.0)
-    _write(out, "cpu.json", cpu.report(samples_from, w).model_dump(mode="json"))
+    _write(out, "cpu.json", cpu.report().model_dump(mode="json"))
     return loadgen.collect_load(handles)
 
 
