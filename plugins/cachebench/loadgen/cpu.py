@@ -21,6 +21,7 @@ demand's p95 (>= 85%).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -130,10 +131,8 @@ def quota_cores(pid: int, root: Path = Path("/sys/fs/cgroup")) -> float | None:
 def capacity_cores(handle: dict, workload: Workload) -> float:
     """What a generator can use: its threads, its CPU affinity's cores, its cgroup's quota."""
     limits = [threads_of(handle, workload)]
-    try:
+    with contextlib.suppress(OSError):  # the process may be gone already
         limits.append(float(len(os.sched_getaffinity(handle["pid"]))))
-    except OSError:
-        pass
     if (quota := quota_cores(handle["pid"])) is not None:
         limits.append(quota)
     return min(limits)
