@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -130,6 +131,21 @@ def test_deployments_are_provisioned_once_and_measure_every_run_in_order(
         assert len(summary) == 4 and (summary["runs_ok"] == 2).all()
         report = (run.path / "report.md").read_text()
         assert "Runs, in the order they were measured" in report
+        # every verdict carries its interval (local: no price, so throughput and p99 only)
+        assert "How to read this:" in report and "95% interval" in report
+        engines = report.split("### Redis vs Valkey")[1].split("###")[0]
+        assert "Valkey vs Redis (2 matched pairs, 4 comparisons)" in engines
+        sentences = [ln for ln in engines.splitlines() if ln.startswith("- [")]
+        assert len(sentences) == 2
+        for line in sentences:
+            for part in line.split(": ", 1)[1].split("; "):
+                assert re.search(
+                    r"wins, [+-]\d+\.\d% \([+-]\d+\.\d% to [+-]\d+\.\d%, 95% "
+                    r"interval\)|no significant difference \([+-]",
+                    part,
+                ), part
+        assert "comparisons with an interval" in report
+        assert "## Provenance" in report and "servers report redis 7.0" in report
         order_in_report = [
             line.split("|")[3].strip()
             for line in report.splitlines()
@@ -194,6 +210,8 @@ def test_a_crashed_run_keeps_the_others_and_a_new_try_measures_only_it(
             for p in run.path.glob("points/*/rep*")
             if (p / "load.json").is_file()
         }
+        report = (run.path / "report.md").read_text()
+        assert "one run: no interval" in report  # mix has 1 of its 2 runs: no spread known
         assert_nothing_left(run.path)
 
         # The same Airflow run again: dag.test clears its task instances and runs them.

@@ -305,10 +305,37 @@ def _fmt(v: Any, fmt: str) -> str:
     return format(v, fmt)
 
 
-def _caveats(ok: pd.DataFrame) -> list[str]:
+def oversubscribed(plan: CampaignPlan | None, specs: dict) -> list[str]:
+    """Local deployments whose servers and load generators want more cores than the host
+    has: each node's io-threads (its node type's vCPUs) plus every generator's threads
+    (redis-benchmark runs a SET and a GET process, each with its threads)."""
+    if plan is None or plan.spec.target != "local" or plan.provenance is None:
+        return []
+    host = plan.provenance.host.cores if plan.provenance.host else 0
+    out = []
+    for d in plan.deployments:
+        spec = specs.get(("local", d.deployment.node_type))
+        server = d.deployment.topology.nodes * (spec.vcpu if spec else 1)
+        load = 0
+        for r in d.runs:
+            w = r.point.workload
+            sides = 2 if plan.load_tool == "redis-benchmark" and all(w.set_get) else 1
+            load = max(load, w.threads * sides * r.point.load_generators)
+        if host and server + load > host:
+            out.append(
+                f"{d.instance}: its servers ({d.deployment.topology.nodes} node(s) x "
+                f"{server // d.deployment.topology.nodes} thread(s)) and load generators (up to "
+                f"{load} thread(s)) want {server + load} cores, this machine has {host}: they "
+                "compete for CPU, so its numbers partly measure that contention."
+            )
+    return out
+
+
+def _caveats(ok: pd.DataFrame, extra: list[str] = ()) -> list[str]:
     out = []
     if (ok["target"] == "local").any():
         out.append(LOCAL_CAVEAT)
+    out += extra
     bad = ok[pd.to_numeric(ok["errors"], errors="coerce").fillna(0) > 0]
     if len(bad):
         out.append(f"{len(bad)} point(s) had request errors: {', '.join(bad['point_id'])}.")
@@ -531,7 +558,7 @@ def _build_report(run_dir: Path, specs: dict | None, prices: dict | None) -> dic
         "n_failed": len(failed_rows),
         "n_runs": len(run_rows),
         "n_runs_ok": sum(r["status"] == "ok" for r in run_rows),
-        "caveats": _caveats(ok) if len(ok) else [],
+        "caveats": _caveats(ok, oversubscribed(plan, specs)) if len(ok) else [],
         "sections": decision.sections,
         "how_to_read": HOW_TO_READ.format(
             min_effect=min_effect, multiplicity=decision.multiplicity.sentence
