@@ -14,7 +14,9 @@ imported inside the task so that parsing a DAG file costs no pandas or boto3.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -28,6 +30,19 @@ LABEL = "{{ deployment_label }}"  # each mapped instance is shown by its deploym
 
 def _label(item: dict[str, Any]) -> None:
     get_current_context()["deployment_label"] = item["instance"]
+
+
+@contextlib.contextmanager
+def _skip_when_interrupted() -> Iterator[None]:
+    """A deployment not provisioned yet when the campaign run is interrupted is skipped."""
+    from cachebench.steps import Interrupted
+
+    try:
+        yield
+    except Interrupted as exc:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        raise AirflowSkipException(str(exc)) from None
 
 
 def build_dag(
@@ -78,7 +93,9 @@ def build_dag(
             from cachebench.models import DeploymentPlan
 
             _label(item)
-            return steps.render_tfvars(DeploymentPlan.model_validate(item)).model_dump(mode="json")
+            with _skip_when_interrupted():
+                plan = steps.render_tfvars(DeploymentPlan.model_validate(item))
+            return plan.model_dump(mode="json")
 
         @task(map_index_template=LABEL, retries=2)
         def apply(item: dict[str, Any]) -> dict[str, Any]:
@@ -86,7 +103,8 @@ def build_dag(
             from cachebench.models import DeploymentPlan
 
             _label(item)
-            return steps.apply(DeploymentPlan.model_validate(item)).model_dump(mode="json")
+            with _skip_when_interrupted():
+                return steps.apply(DeploymentPlan.model_validate(item)).model_dump(mode="json")
 
         @task(map_index_template=LABEL, retries=3, retry_delay=timedelta(seconds=retry_s / 2))
         def destroy(item: dict[str, Any]) -> dict[str, Any]:

@@ -45,7 +45,7 @@ from cachebench.report.report import build_report, cleanup_failures
 from cachebench.specs import load_instance_specs
 from cachebench.terraform import TFVARS, Terraform
 from cachebench.testing import wrap_terraform
-from cachebench.workspace import DeploymentDir, RunDir
+from cachebench.workspace import INTERRUPT_FILE, DeploymentDir, RunDir
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,36 @@ SERVERS_FILE = "servers.json"  # each node's engine version, as it reports it
 
 class RunsFailed(RuntimeError):
     pass
+
+
+class Interrupted(RuntimeError):
+    """The user stopped the campaign run (Ctrl-C or SIGTERM of `python -m cachebench run`)."""
+
+
+def interrupt(run_dir: Path, why: str) -> None:
+    """Stop a campaign run: mark it, then stop every load under way.
+
+    Each deployment's measure sees the mark at its next step, records its run under
+    way as interrupted and starts no other; deployments not yet provisioned are
+    skipped; destroy and the report run as after any failure.
+    """
+    RunDir(Path(run_dir)).write_json(INTERRUPT_FILE, {"at": time.time(), "why": why})
+    for path in sorted(Path(run_dir).glob("deployments/*/deployment.json")):
+        try:
+            plan = DeploymentPlan.model_validate_json(path.read_text())
+            targets.get(plan.deployment.target).stop_load(plan, deployment_dir(plan))
+        except Exception as exc:  # every other deployment still gets its stop
+            log.warning("interrupt: could not stop the load of %s: %s", path.parent.name, exc)
+
+
+def interruption(run_dir: str | Path) -> dict[str, Any] | None:
+    """The mark interrupt() left, or None."""
+    return RunDir(Path(run_dir)).interruption()
+
+
+def _refuse_if_interrupted(plan: DeploymentPlan) -> None:
+    if (mark := interruption(plan.run_dir)) is not None:
+        raise Interrupted(f"the campaign run was interrupted ({mark.get('why')}): not provisioned")
 
 
 class CleanupFailed(RuntimeError):
@@ -204,6 +234,7 @@ def _terraform(plan: DeploymentPlan, ddir: DeploymentDir) -> Terraform:
 
 
 def render_tfvars(plan: DeploymentPlan) -> DeploymentPlan:
+    _refuse_if_interrupted(plan)
     ddir = deployment_dir(plan)
     with recording("render_tfvars", ddir):
         ddir.write_json("deployment.json", plan.model_dump(mode="json"))
@@ -219,6 +250,7 @@ def _init(tf: Terraform, plan: DeploymentPlan, ddir: DeploymentDir) -> Terraform
 
 
 def apply(plan: DeploymentPlan) -> Provisioned:
+    _refuse_if_interrupted(plan)
     ddir = deployment_dir(plan)
     with recording("apply", ddir):
         outputs = _init(_terraform(plan, ddir), plan, ddir).apply()
@@ -387,6 +419,15 @@ def measure_step(prov: Provisioned, try_id: str, event: dict[str, Any] | None) -
     """
     target = targets.get(prov.plan.deployment.target)
     ddir = deployment_dir(prov.plan)
+    if (mark := interruption(prov.plan.run_dir)) is not None:
+        target.stop_load(prov.plan, ddir)
+        for run in prov.plan.runs:
+            record = read_record(ddir, run)
+            if record is not None and record.status == "started":
+                why = f"interrupted by the user ({mark.get('why')}): its load was stopped"
+                _save(ddir, run, record.model_copy(update={"status": "failed", "error": why}))
+                _result_dir(run, prov.plan).record_error("load", why)
+        return None
     for run in prov.plan.runs:
         record = read_record(ddir, run)
         if record is None or record.status != "started":
@@ -457,13 +498,16 @@ def measured(prov: Provisioned) -> Measured:
             )
             continue
         record = read_record(ddir, run)
+        skipped = (
+            "skipped: the campaign run was interrupted" if interruption(prov.plan.run_dir) else ""
+        )
         outcomes.append(
             RunOutcome(
                 key=run.key,
                 point_id=run.point.id,
                 repetition=run.repetition,
                 status="failed",
-                error=(record.error if record else "") or "no result",
+                error=(record.error if record else "") or skipped or "no result",
             )
         )
     return Measured(instance=prov.plan.instance, outcomes=outcomes)
@@ -534,6 +578,11 @@ def report(campaign: str, run_id: str) -> dict[str, Any]:
         if not run.point(r.point.id).rep(r.repetition).has_result
     ]
     print(f"cachebench report: {files.get('report_html') or files}")
+    if (mark := interruption(run.path)) is not None:
+        raise Interrupted(
+            f"the campaign run was interrupted ({mark.get('why')}): {len(missing)} run(s) "
+            f"without a result; the report says so ({run.path}/report.md)"
+        )
     if failed_cleanup := cleanup_failures(run.path):
         raise CleanupFailed(
             f"CLEANUP FAILED for {len(failed_cleanup)} deployment(s), resources may be left: "

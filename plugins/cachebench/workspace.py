@@ -10,6 +10,7 @@ results/<campaign>/<run>/
                              warmup.json, prefill.json, metrics.parquet|csv,
                              metrics_summary.json, figures/dashboard.png|pdf, error.txt
   summary.csv  runs.csv  figures/  report.md  report.html
+  interrupted.json           when the user stopped the run (Ctrl-C), and why
 
 Every process a deployment starts runs with its working directory inside the
 deployment's folder, so destroy (and the reaper) can find them all there.
@@ -56,6 +57,9 @@ class _Dir:
             fh.write(f"{step}: {text}\n")
 
 
+INTERRUPT_FILE = "interrupted.json"  # the user stopped the run (see steps.interrupt)
+
+
 @dataclass(frozen=True)
 class RunDir(_Dir):
     path: Path
@@ -63,6 +67,13 @@ class RunDir(_Dir):
     @classmethod
     def for_run(cls, campaign: str, run_id: str) -> RunDir:
         return cls(results_root() / campaign / run_slug(run_id))
+
+    def interruption(self) -> dict[str, Any] | None:
+        """When and why the run was interrupted, or None."""
+        try:
+            return json.loads((self.path / INTERRUPT_FILE).read_text())
+        except (OSError, ValueError):
+            return None
 
     def deployment(self, instance: str) -> DeploymentDir:
         return DeploymentDir(self.path / "deployments" / instance)

@@ -34,6 +34,7 @@ from cachebench.report.export import (
     point_summary,
     summary_row,
 )
+from cachebench.workspace import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -463,6 +464,18 @@ def _flags(row: dict[str, Any], slo: dict) -> str:
     return "; ".join(flags)
 
 
+def _interrupted(run_dir: Path) -> str:
+    mark = RunDir(run_dir).interruption()
+    if mark is None:
+        return ""
+    at = datetime.fromtimestamp(float(mark.get("at", 0)), UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return (
+        f"This campaign run was interrupted at {at} ({mark.get('why')}): the load under way "
+        "was stopped, the runs after it were skipped, every deployment was destroyed. What "
+        "finished is reported; the runs without a result are listed below."
+    )
+
+
 def _provenance(run_dir: Path, plan: CampaignPlan | None) -> list[str]:
     """Lines saying what made the numbers: software, host, servers, load tools."""
     lines = []
@@ -584,6 +597,7 @@ def _build_report(run_dir: Path, specs: dict | None, prices: dict | None) -> dic
             for i, r in enumerate(run_rows)
         ],
         "cleanup_failed": cleanup_failures(run_dir),
+        "interrupted": _interrupted(run_dir),
         "prices": _price_list(ok_rows, prices),
     }
     env = Environment(
