@@ -429,8 +429,8 @@ RUN_EVIDENCE = [
 ]  # fmt: skip
 HOW_TO_READ = (
     "How to read this: every number of a point is the mean of its runs (repetitions on "
-    "its deployment); its 95% interval (a t interval over the runs) says how far the "
-    "mean could be from the configuration's true one. Comparisons use the ratio of two "
+    "its deployment); its 95% interval (a t interval on the logs of the runs' values) says "
+    "where the configuration's true value most likely is. Comparisons use the ratio of two "
     "points' runs with its 95% interval (Welch's t on the logs of the runs' values): a "
     "winner is named only when that interval excludes no change and the difference is "
     "above {min_effect:g}%; otherwise the report says 'no significant difference' and "
