@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import re
+import signal
 import struct
+import time
 import zlib
+from concurrent.futures import Future
 
 import numpy as np
 import pandas as pd
@@ -16,6 +21,7 @@ from test_export_support import T0, make_load, make_metrics, make_spec
 from cachebench.report import chart, plots
 from cachebench.report.chart import BarPanel, Chart, HLine, Line, LinePanel, Mark
 from cachebench.report.export import network_gbps, normalize_metrics
+from cachebench.report.worker import Helper
 
 BLUE = (0x1F, 0x77, 0xB4)  # tab10's first colour, as drawn
 
@@ -429,3 +435,75 @@ def test_pdf_embeds_truetype_fonts_and_keeps_non_ascii_text(tmp_path):
         texts.append(text)
     assert title in texts
     assert "cpu (%)" in texts and "nothing here" in texts
+
+
+# ---- the helper process --------------------------------------------------------------
+
+
+def _wait_until_up(helper: Helper) -> Future:
+    """Ask until the helper takes a job (it starts in the background)."""
+    deadline = time.monotonic() + 120
+    while (job := helper.submit(os.getpid)) is None:
+        assert time.monotonic() < deadline, "the helper process never came up"
+        time.sleep(0.05)
+    return job
+
+
+def test_no_airflow_task_draws_enough_figures_to_start_a_helper(tmp_path, monkeypatch):
+    # An export task draws one figure (its dashboard), the report task one per campaign figure.
+    assert len(plots.CAMPAIGN_FIGURES) < chart.HELPER_FROM
+    helper = Helper(preload=chart.__name__, start_at=chart.HELPER_FROM)
+    monkeypatch.setattr(chart, "_HELPER", helper)
+    small = Chart("small", [LinePanel("x", [Line(np.arange(3.0), np.ones(3), "#1f77b4")])], 3, 2)
+    try:
+        for i in range(len(plots.CAMPAIGN_FIGURES)):
+            chart.save(small, tmp_path, f"f{i}")
+        assert helper._pool is None
+        chart.save(small, tmp_path, "one more")  # a whole campaign in one process
+        assert helper._pool is not None
+    finally:
+        helper.close()
+
+
+def test_helper_draws_the_pdfs_once_up(tmp_path, monkeypatch):
+    helper = Helper(preload=chart.__name__, start_at=2)
+    monkeypatch.setattr(chart, "_HELPER", helper)
+    submitted = []
+    submit = helper.submit
+    monkeypatch.setattr(helper, "submit", lambda *a: submitted.append(submit(*a)) or submitted[-1])
+    try:
+        chart.save(_line_chart(), tmp_path, "first")  # one figure: no helper at all
+        assert submitted == [None] and helper._pool is None
+        chart.save(_line_chart(), tmp_path, "second")  # starts it, not waited for
+        assert submitted[-1] is None and helper._pool is not None
+        worker = _wait_until_up(helper).result()
+        assert worker != os.getpid()
+        chart.save(_line_chart("drawn by the helper"), tmp_path, "third")
+        assert submitted[-1] is not None  # the PDF was the helper's job
+        objs = _pdf_objects((tmp_path / "third.pdf").read_bytes())
+        assert any(b"/FontFile2" in head for head, _ in objs.values())
+    finally:
+        helper.close()
+
+
+def test_save_draws_in_process_when_the_helper_dies(tmp_path, monkeypatch, caplog):
+    helper = Helper(preload=chart.__name__, start_at=2)
+    monkeypatch.setattr(chart, "_HELPER", helper)
+    try:
+        helper.submit(os.getpid)
+        worker = _wait_until_up(helper).result()
+        os.kill(worker, signal.SIGKILL)  # the helper process this test started
+        with caplog.at_level(logging.WARNING, logger="cachebench.report.worker"):
+            chart.save(_line_chart(), tmp_path, "a")
+            deadline = time.monotonic() + 30
+            while helper.submit(os.getpid) is not None:  # until the pool sees it died
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        assert "figure helper process unavailable" in caplog.text
+        assert helper.submit(os.getpid) is None  # this process draws alone from now on
+        chart.save(_line_chart(), tmp_path, "b")
+        for name in ("a", "b"):
+            assert (tmp_path / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+            assert (tmp_path / f"{name}.pdf").read_bytes()[:5] == b"%PDF-"
+    finally:
+        helper.close()

@@ -42,6 +42,8 @@ from matplotlib.ticker import (
     NullFormatter,
 )
 
+from cachebench.report.worker import Helper
+
 # fontTools, which subsets the PDF fonts, logs a hundred INFO lines per PDF: in an
 # Airflow task log (where INFO is shown) that would bury everything else.
 logging.getLogger("fontTools.subset").setLevel(logging.WARNING)
@@ -523,19 +525,36 @@ def _figure(chart: Chart) -> Figure:
     return fig
 
 
+def _save_pdf(fig: Figure, path: Path) -> None:
+    fig.savefig(path, format="pdf", metadata={"Creator": "cachebench"})
+
+
+def _write_pdf(chart: Chart, path: Path) -> None:
+    """Draw ``chart`` and save it as a PDF (the helper process's job)."""
+    with matplotlib.rc_context(RC):
+        _save_pdf(_figure(chart), path)
+
+
+#: A process's figures before a helper process starts: one more than the report
+#: task draws (its five campaign figures), so no Airflow task starts one.
+HELPER_FROM = 6
+_HELPER = Helper(preload=__name__, start_at=HELPER_FROM)
+
+
 def save(chart: Chart, fig_dir: Path, name: str) -> dict[str, str]:
     """Write ``fig_dir/<name>.png`` and ``.pdf``; returns {"fig_<name>_png": path, ...}.
 
-    Drawn in this process: an export task draws one figure, and a worker process
-    would cost more to start (matplotlib and the task's ``__main__`` imported
-    again, seconds) than it could save (under a second).
+    In a process that draws many figures, once the helper process is up (see
+    :mod:`cachebench.report.worker`), it draws the PDF while this one draws the PNG.
     """
     fig_dir.mkdir(parents=True, exist_ok=True)
     png, pdf = fig_dir / f"{name}.png", fig_dir / f"{name}.pdf"
+    pending = _HELPER.submit(_write_pdf, chart, pdf)
     with matplotlib.rc_context(RC):
         fig = _figure(chart)
         fig.savefig(png, format="png", dpi=PNG_DPI)
-        fig.savefig(pdf, format="pdf", metadata={"Creator": "cachebench"})
+        if pending is None or not _HELPER.done(pending):
+            _save_pdf(fig, pdf)
     return {f"fig_{name}_png": str(png), f"fig_{name}_pdf": str(pdf)}
 
 
