@@ -1,15 +1,15 @@
 """A helper process for a process that draws many figures.
 
 ``python -m cachebench run`` runs a whole campaign in one process (``dag.test()``),
-and so does the export benchmark: there, a second process drawing each PDF while
-the first draws the PNG takes a figure's wall time down by about a third on two
-cores. In an Airflow deployment every task is its own process, and none draws
-many figures (an export task one, the report task five): a helper would cost
-more to start than it saves, since a spawned or forkserver child imports the
-task's ``__main__`` again (for Airflow's workers the ``airflow`` script, and
-with it Airflow: seconds of CPU). So the helper starts, in the background, only
-when a process asks for more jobs than any task has (``start_at``), and takes
-jobs once it is up: nobody waits for it to start.
+and so does the export benchmark: there, a second process draws each PDF while
+the first draws the PNG (each is about half of a figure's CPU time), when a
+second core is free. In an Airflow deployment every task is its own process,
+and none draws many figures (an export task one, the report task five): a
+helper would cost more to start than it saves, since a spawned or forkserver
+child imports the task's ``__main__`` again (for Airflow's workers the
+``airflow`` script, and with it Airflow: seconds of CPU). So the helper starts,
+in the background, only when a process asks for more jobs than any task has
+(``start_at``), and takes jobs once it is up: nobody waits for it to start.
 
 ``concurrent.futures.ProcessPoolExecutor`` with a forkserver context, not fork:
 the callers (Airflow tasks, ``dag.test()``, the export's metrics thread) have
