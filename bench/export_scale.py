@@ -7,7 +7,9 @@ child RUN_DIR`): per point what the DAG's export step does (read_agent_csv of
 the measured window + export_point), then build_report. Its peak RSS comes
 from os.wait4 (the child's own ru_maxrss). Baseline, in the same run and
 alternated with it: a child that only reads each CSV with pyarrow and writes
-it as parquet (the I/O floor).
+it as parquet (the I/O floor). Target at 1 s: under 60 s and 2 GiB (an export
+must never hold up a campaign; it need not win a race); the 60 s period is
+information.
 """
 
 from __future__ import annotations
@@ -213,7 +215,7 @@ def measure(repeats: int = 2) -> list:
     from common import Row, median
 
     rows = []
-    for period, limit in ((1, 60.0), (60, 5.0)):
+    for period, limit in ((1, 60.0), (60, None)):
         with tempfile.TemporaryDirectory(prefix=f"cb-export-{period}s-") as tmp:
             run_dir = Path(tmp) / "run"
             t = time.perf_counter()
@@ -239,17 +241,18 @@ def measure(repeats: int = 2) -> list:
                           flush=True)  # fmt: skip
         skip = ("total", "without figures")
         breakdown = "; ".join(f"{k.strip()} {v:.2f}s" for k, v in last.items() if k not in skip)
-        ok = median(full) < limit and max(peaks) < 2.0
+        target = f"< {limit:g} s, < 2 GiB" if limit else "(info)"
+        ok = (median(full) < limit and max(peaks) < 2.0) if limit else None
         rows.append(
             Row("5 export", f"{POINTS} points x 1 h @ {period}s: export + report", median(full),
-                median(floor), "s", f"< {limit:g} s, < 2 GiB", ok,
+                median(floor), "s", target, ok,
                 f"{n:,} rows; peak RSS {max(peaks):.2f} GiB; child CPU (user+sys) median "
                 f"{median(cpu):.2f}s; baseline = pyarrow read CSV + "
                 f"write parquet; {repeats} A/B runs; {breakdown}", full + floor)
         )  # fmt: skip
         rows.append(
             Row("5 export", "  same, without drawing/saving figures", median(nofig),
-                median(floor), "s", f"(< {limit:g} s)", None,
+                median(floor), "s", f"(< {limit:g} s)" if limit else "(info)", None,
                 "total minus per-point and campaign figures (PNG + PDF); write_metrics runs "
                 "in a thread beside the figures, so the breakdown's parts overlap", nofig)
         )  # fmt: skip

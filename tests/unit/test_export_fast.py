@@ -1,7 +1,7 @@
 """The export's fast paths give what the straightforward versions gave.
 
-CSV bytes as pyarrow's writer, Gbps as a pandas groupby, statistics kept by
-export_point as the ones computed again from metrics.parquet.
+metrics.csv read back by pandas and pyarrow, Gbps as a pandas groupby,
+statistics kept by export_point as the ones computed again from metrics.parquet.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import json
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
 from test_export_support import (
@@ -35,29 +34,9 @@ from cachebench.report.export import (
     network_gbps,
     normalize_metrics,
     point_summary,
-    write_csv,
     write_metrics,
 )
 from cachebench.report.report import build_report
-
-
-def _reference_csv(df: pd.DataFrame, path) -> None:
-    """metrics.csv as write_metrics wrote it before: pyarrow's CSV writer."""
-    table = pa.Table.from_pandas(normalize_metrics(df), preserve_index=False)
-    plain = pa.schema(
-        [
-            pa.field("timestamp", pa.timestamp("us", tz="UTC"))
-            if name == "timestamp"
-            else pa.field(name, pa.string())
-            if name in CATEGORICAL
-            else table.schema.field(name).remove_metadata()
-            for name in METRIC_COLUMNS
-        ]
-    )
-    with pacsv.CSVWriter(path, plain) as writer:
-        for batch in table.to_batches(max_chunksize=7):  # several batches
-            cols = [batch.column(n).cast(plain.field(n).type, safe=False) for n in METRIC_COLUMNS]
-            writer.write_batch(pa.record_batch(cols, schema=plain))
 
 
 def _awkward_metrics() -> pd.DataFrame:
@@ -69,28 +48,48 @@ def _awkward_metrics() -> pd.DataFrame:
     return df
 
 
-def test_metrics_csv_is_byte_for_byte_pyarrows(tmp_path, monkeypatch):
-    monkeypatch.setattr(export, "_CSV_BATCH", 5)  # several batches
+def test_metrics_csv_reads_back_as_the_table(tmp_path):
     df = _awkward_metrics()
-    _reference_csv(df, tmp_path / "reference.csv")
     write_metrics(df, tmp_path)
-    assert (tmp_path / "metrics.csv").read_bytes() == (tmp_path / "reference.csv").read_bytes()
+    want = normalize_metrics(df)
+    for back in (
+        pd.read_csv(tmp_path / "metrics.csv", keep_default_na=False, na_values=[""]),
+        pacsv.read_csv(tmp_path / "metrics.csv").to_pandas(),
+    ):
+        assert list(back.columns) == METRIC_COLUMNS
+        ts = pd.to_datetime(back["timestamp"], utc=True)
+        assert (ts == want["timestamp"].dt.floor("us")).all()  # microseconds, UTC
+        for col in CATEGORICAL:  # quotes, commas and newlines survive the quoting
+            assert back[col].astype(str).tolist() == want[col].astype(str).tolist()
+        # Floats round-trip exactly; NaN is an empty cell (read back as missing).
+        np.testing.assert_array_equal(back["value"].to_numpy(float), want["value"].to_numpy())
+        assert back["period_s"].tolist() == want["period_s"].tolist()
 
 
-def test_write_csv_other_types_and_nulls(tmp_path):
-    table = pa.table(
+def test_metrics_csv_bytes(tmp_path):
+    """The text, as written by hand from pyarrow.csv's documented defaults: quoted
+    header and strings, the timestamp as quoted ISO text, numbers bare, NaN empty."""
+    df = pd.DataFrame(
         {
-            "s": pa.array(['a"b', None, "plain"]),
-            "n": pa.array([1, None, 3], type=pa.int64()),
-            "d": pa.array(["x", None, "x"]).dictionary_encode(),
-            "f": pa.array([0.1, None, 2.5]),
+            "timestamp": [T0, T0 + 1.5],
+            "point_id": ["p", "p"],
+            "node_id": ["n1", 'n"2'],
+            "metric": ["CPUUtilization", "NetworkBytesIn"],
+            "value": [40.0, np.nan],
+            "unit": ["Percent", "Bytes"],
+            "period_s": [1, 1],
         }
     )
-    write_csv(table, tmp_path / "mine.csv")
-    pacsv.write_csv(table, tmp_path / "arrow.csv")
-    assert (tmp_path / "mine.csv").read_bytes() == (tmp_path / "arrow.csv").read_bytes()
-    write_csv(table.slice(0, 0), tmp_path / "empty.csv")
-    assert (tmp_path / "empty.csv").read_text() == '"s","n","d","f"\n'
+    write_metrics(df, tmp_path)
+    assert (tmp_path / "metrics.csv").read_text() == (
+        '"timestamp","point_id","node_id","metric","value","unit","period_s"\n'
+        '"2023-11-14 22:13:20.000000Z","p","n1","CPUUtilization",40,"Percent",1\n'
+        '"2023-11-14 22:13:21.500000Z","p","n""2","NetworkBytesIn",,"Bytes",1\n'
+    )
+    write_metrics(df.iloc[0:0], tmp_path)
+    assert (tmp_path / "metrics.csv").read_text() == (
+        '"timestamp","point_id","node_id","metric","value","unit","period_s"\n'
+    )
 
 
 def _reference_gbps(df: pd.DataFrame) -> pd.DataFrame:

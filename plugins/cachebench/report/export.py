@@ -64,7 +64,6 @@ ALLOWANCE = (
     "NetworkBandwidthOutAllowanceExceeded",
 )
 _DICT = pa.dictionary(pa.int32(), pa.string())
-_CSV_BATCH = 500_000
 _CSV_THREADS_FROM = 4 * 2**20  # bytes
 _AGENT_TYPES = {
     "timestamp": pa.float64(),
@@ -217,64 +216,38 @@ def _categorical(col: pa.ChunkedArray) -> pd.Categorical:
     return values
 
 
-def _quoted(values: pa.Array) -> pa.Array:
-    """CSV-quoted strings, as Arrow's writer quotes string cells: "a""b"."""
-    inner = pc.replace_substring(values, '"', '""')
-    return pc.binary_join_element_wise('"', inner, '"', "")
+def _csv_table(table: pa.Table) -> pa.Table:
+    """``table`` as ``metrics.csv`` holds it: the timestamp as text, the rest as is.
 
-
-def _csv_cells(col: pa.Array) -> pa.Array:
-    """One column as CSV cell text, byte for byte what ``pyarrow.csv`` writes.
-
-    Timestamps: Arrow formats tz-aware values through the time zone database, one
-    value at a time (~1 s per million); the UTC wall time of a naive cast plus "Z"
-    is the same text for a fraction of that. Strings are quoted (dictionaries:
-    the few distinct values once). Nulls are empty cells.
+    The timestamp becomes ISO 8601 UTC with microseconds and a "Z"
+    (``2023-11-14 22:13:20.000000Z``), formatted from the naive UTC wall time:
+    Arrow's CSV writer formats a zoned timestamp through the time zone
+    database, value by value (~7 s per million rows here), a naive one ~10x
+    faster. As text it is quoted like every other string cell.
     """
-    if pa.types.is_timestamp(col.type) and col.type.tz in ("UTC", "utc", "+00:00"):
-        naive = col.cast(pa.timestamp(col.type.unit), safe=False)
+    i = table.schema.get_field_index("timestamp")
+    ts = table.column(i)
+    if pa.types.is_timestamp(ts.type):
+        naive = ts.cast(pa.timestamp("us", tz=ts.type.tz), safe=False).cast(pa.timestamp("us"))
         text = pc.binary_join_element_wise(naive.cast(pa.string()), "Z", "")
-    elif pa.types.is_dictionary(col.type):
-        quoted = _quoted(col.dictionary.cast(pa.string()))
-        text = quoted.take(col.indices)
-    elif pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
-        text = _quoted(col.cast(pa.string()))
-    else:
-        text = col.cast(pa.string())
-    return pc.fill_null(text, "")
-
-
-def write_csv(table: pa.Table, path: str | Path) -> None:
-    """Write ``table`` as ``pyarrow.csv.write_csv`` would (quoted header and strings, "\\n").
-
-    Each batch of rows becomes one string array of whole lines whose data buffer
-    is written as is, so formatting stays vectorised in Arrow.
-    """
-    header = ",".join('"' + n.replace('"', '""') + '"' for n in table.column_names) + "\n"
-    with open(path, "wb") as fh:
-        fh.write(header.encode())
-        for batch in table.to_batches(max_chunksize=_CSV_BATCH):
-            if not batch.num_rows:
-                continue
-            cells = [_csv_cells(batch.column(i)) for i in range(batch.num_columns)]
-            cells[-1] = pc.binary_join_element_wise(cells[-1], "\n", "")  # short cells: cheap
-            lines = pc.binary_join_element_wise(*cells, ",")
-            offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32)
-            start, end = offsets[lines.offset], offsets[lines.offset + len(lines)]
-            fh.write(memoryview(lines.buffers()[2])[start:end])
+        table = table.set_column(i, "timestamp", text)
+    return table
 
 
 def write_metrics(df: pd.DataFrame, out_dir: str | Path) -> dict[str, str]:
-    """Write ``metrics.parquet`` (zstd) and ``metrics.csv`` (ISO UTC timestamps) to ``out_dir``."""
+    """Write ``metrics.parquet`` (zstd) and ``metrics.csv`` (pyarrow's CSV writer) to ``out_dir``.
+
+    The CSV has a quoted header, quoted strings (node, metric, unit, the
+    timestamp: see :func:`_csv_table`), numbers as Arrow formats them
+    (shortest round-trip floats, ``nan``, ``inf``) and "\\n" line ends.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pandas(normalize_metrics(df), preserve_index=False)
     parquet, csv = out / "metrics.parquet", out / "metrics.csv"
     pq.write_table(table, parquet, compression="zstd")
-    # Microsecond timestamps in the CSV (as before; the parquet keeps nanoseconds).
-    us = table.column("timestamp").cast(pa.timestamp("us", tz="UTC"), safe=False)
-    i = table.schema.get_field_index("timestamp")
-    write_csv(table.set_column(i, "timestamp", us), csv)
+    # Formatting 64k rows per batch (default 1k) costs a quarter less.
+    pacsv.write_csv(_csv_table(table), csv, pacsv.WriteOptions(batch_size=65_536))
     return {"metrics_parquet": str(parquet), "metrics_csv": str(csv)}
 
 

@@ -1,8 +1,8 @@
 """What the figures show: one dashboard per point and the campaign's comparison bars.
 
 Figures are :class:`~cachebench.report.chart.Chart` data drawn by
-:mod:`cachebench.report.chart` (PNG and PDF, without pyplot, so nothing leaks
-between Airflow tasks). :func:`save` writes both files.
+:mod:`cachebench.report.chart` (matplotlib Figures, without pyplot, so nothing
+leaks between Airflow tasks). :func:`save` writes the PNG and the PDF.
 
 Dense series are downsampled for drawing only (a panel ~500 px wide cannot
 show 3,600 samples per line): :func:`envelope` keeps each time bucket's mean as
@@ -40,6 +40,9 @@ BASELINE_COLOUR, BURST_COLOUR = "black", "#ff7f0e"
 GIB = 1024**3
 #: Most points drawn per line; longer series become buckets (mean line + min-max band).
 MAX_POINTS = 300
+#: A step between samples (or bucket means) over this many times the median step
+#: is a hole in the data: the line breaks there.
+GAP = 1.5
 #: Nodes named one by one in a dashboard's legend; beyond, the legend says how many.
 MAX_NODE_KEYS = 12
 #: Per-point dashboard panels: (metric, panel title, divisor, y at least).
@@ -68,23 +71,44 @@ def envelope(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
     """(x, mean, min, max) per equal-width x bucket; the input itself when it is short.
 
-    ``x`` must be sorted. NaNs are dropped first. With at most ``buckets`` points
-    the series is returned as is and the band is None.
+    ``x`` must be sorted. With at most ``buckets`` samples the series is returned
+    as is (a NaN value stays NaN: a gap in the line) and the band is None; longer
+    series drop NaN values, then are bucketed. Either way a hole in time (a step
+    over :data:`GAP` times the usual one, e.g. samples missing while a node was
+    down, or a bucket without samples) gets a NaN row, so the line breaks there
+    instead of bridging it.
     """
-    keep = np.isfinite(y) & np.isfinite(x)
-    x, y = np.asarray(x, dtype=float)[keep], np.asarray(y, dtype=float)[keep]
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    keep = np.isfinite(x)
+    x, y = x[keep], y[keep]
     if len(x) <= buckets:
-        return x, y, None, None
+        xs, ys = _gaps(x, y)
+        return xs, ys, None, None
+    keep = np.isfinite(y)
+    x, y = x[keep], y[keep]
+    if not len(x) or x[-1] == x[0]:  # nothing left, or every sample at one instant
+        return x[:1], np.array([y.mean()]) if len(y) else y, None, None
     span = x[-1] - x[0]
     b = np.minimum(((x - x[0]) / span * buckets).astype(np.int64), buckets - 1)
     starts = np.flatnonzero(np.r_[True, b[1:] != b[:-1]])
     count = np.diff(np.r_[starts, len(y)])
-    return (
+    return _gaps(
         np.add.reduceat(x, starts) / count,
         np.add.reduceat(y, starts) / count,
         np.minimum.reduceat(y, starts),
         np.maximum.reduceat(y, starts),
     )
+
+
+def _gaps(x: np.ndarray, *ys: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``x`` and ``ys`` with a NaN row (at the middle x) in every step over GAP x the median."""
+    steps = np.diff(x)
+    usual = np.median(steps[steps > 0]) if (steps > 0).any() else 0.0
+    cut = np.flatnonzero(steps > GAP * usual) + 1 if usual > 0 and len(x) > 2 else []
+    if not len(cut):
+        return (x, *ys)
+    mid = (x[cut - 1] + x[cut]) / 2
+    return (np.insert(x, cut, mid), *(np.insert(y, cut, np.nan) for y in ys))
 
 
 def _seconds(ts: pd.Series, t0: float) -> np.ndarray:
