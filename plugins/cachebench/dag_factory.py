@@ -23,6 +23,7 @@ from typing import Any
 from airflow.sdk import DAG, chain, get_current_context, task, task_group
 
 from cachebench.operators.measure import MeasureOperator
+from cachebench.operators.report import ReportOperator, report_asset
 from cachebench.params import campaign_params
 
 LABEL = "{{ deployment_label }}"  # each mapped instance is shown by its deployment id
@@ -114,13 +115,6 @@ def build_dag(
             _label(item)
             return steps.destroy(DeploymentPlan.model_validate(item))
 
-        @task(retries=0)
-        def report() -> dict[str, Any]:
-            from cachebench import steps
-
-            ctx = get_current_context()
-            return steps.report(ctx["params"]["name"], ctx["run_id"])
-
         teardowns = []  # report waits for every destroy: a group's leaves skip teardowns
 
         @task_group(group_id="deployment")
@@ -144,7 +138,12 @@ def build_dag(
         # The report is a teardown too: it runs after every destroy even when the run is
         # marked failed from the UI/API, and its failure (runs without a result) fails
         # the run; otherwise Airflow would recompute such a run as a success.
-        reported = report().as_teardown(setups=planned, on_failure_fail_dagrun=True)
+        reported = ReportOperator(
+            task_id="report",
+            campaign=defaults.get("name", dag_id),
+            outlets=[report_asset(dag_id)],
+            retries=0,
+        ).as_teardown(setups=planned, on_failure_fail_dagrun=True)
         chain(deployments, reported)
         chain(teardowns, reported)
     return dag

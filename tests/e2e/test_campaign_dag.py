@@ -74,6 +74,33 @@ def task_tries(dag_run, task_id: str) -> dict[str, list[tuple[str, int]]]:
     return out
 
 
+def report_link_and_asset_event(dag_run) -> tuple[str, dict]:
+    """The report task's extra link (its XCom) and the extra of its Asset's event."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        link = session.scalar(
+            select(XComModel.value).where(
+                XComModel.run_id == dag_run.run_id,
+                XComModel.task_id == "report",
+                XComModel.key == "_link_ReportLink",
+            )
+        )
+        events = session.scalars(
+            select(AssetEvent)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .where(
+                AssetModel.name == "cachebench_adhoc.report",
+                AssetEvent.source_run_id == dag_run.run_id,
+            )
+        ).all()
+        assert len(events) == 1, events
+        return (link if isinstance(link, str) else str(link)).strip('"'), dict(events[0].extra)
+
+
 def hit_ratio_first_second(rdir: Path) -> float:
     """GET hits over all GETs in the first whole second of a run's measured window."""
     m = pd.read_parquet(rdir / "metrics.parquet")
@@ -146,6 +173,11 @@ def test_deployments_are_provisioned_once_and_measure_every_run_in_order(
                 ), part
         assert "comparisons with an interval" in report
         assert "## Provenance" in report and "servers report redis 7.0" in report
+        # the report task: its extra link opens this run's report; its Asset was updated
+        link, event = report_link_and_asset_event(dag_run)
+        rel = (run.path / "report.html").relative_to(results_dir).as_posix()
+        assert link.endswith(f"/cachebench/reports/{rel}")
+        assert event["report_html"] == str(run.path / "report.html")
         order_in_report = [
             line.split("|")[3].strip()
             for line in report.splitlines()
