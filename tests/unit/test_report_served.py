@@ -40,7 +40,7 @@ def test_the_link_points_at_the_runs_report_under_the_mount() -> None:
         .endswith("/cachebench/reports/c/manual-1/report.html")
     )
     assert ReportLink().name == "Campaign report"
-    assert report_asset("cachebench__x").uri == "cachebench://cachebench__x/report"
+    assert report_asset("cachebench__x").name == "cachebench__x.report"
 
 
 def test_the_plugin_registers_the_link_and_the_served_folder() -> None:
