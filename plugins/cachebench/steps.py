@@ -55,6 +55,7 @@ EXPIRY_SLACK_S = 1800
 SHORT_WAIT_S = 5.0
 METRICS_TRIGGER = "airflow.triggers.temporal.DateTimeTrigger"
 TRY_FILE = "measure-try.json"
+BUSY_S = 2.0  # how soon to look again when another deployment's load holds the machine
 SERVERS_FILE = "servers.json"  # each node's engine version, as it reports it
 
 
@@ -359,7 +360,7 @@ def _export(prov: Provisioned, run: RunSpec, record: RunRecord, try_id: str) -> 
         metrics = target.metrics(prov, run, start, end)
         load = LoadResult.model_validate_json((rdir.path / "load.json").read_text())
         spec = load_instance_specs().get((run.point.target, run.point.node_type))
-        export_point(run.point, metrics, load, rdir.path, spec)
+        export_point(run.point, metrics, load, rdir.path, spec, figures=False)  # the report draws
     except Exception as exc:
         failed = _fail(record, "export", exc, try_id)
         rdir.record_error("export", failed.error.removeprefix("export: "))
@@ -441,8 +442,28 @@ def measure_step(prov: Provisioned, try_id: str, event: dict[str, Any] | None) -
         if watch is not None:
             return watch
         _save(ddir, run, _collect(prov, run, record, try_id))
-    _export_ready(prov, ddir, try_id)
-    while (run := _next_run(prov, ddir, try_id)) is not None:
+    # The next run is started before the last one's export, inside the target's quiet
+    # section (local: the load lock), so its start-up overlaps the export while its
+    # load waits for it: no export ever runs beside a load.
+    try:
+        with target.quiet(prov):
+            watch, ready = _start_next_and_export(prov, ddir, try_id)
+    except targets.Busy as busy:  # back once the other load is over: no slot held meanwhile
+        log.info("deployment %s: %s; looking again in %.0f s", prov.plan.instance, busy, BUSY_S)
+        return _timer(time.time() + BUSY_S, "waiting for another deployment's load")
+    if watch is not None:
+        return watch
+    return _timer(ready) if ready is not None else None
+
+
+def _start_next_and_export(
+    prov: Provisioned, ddir: DeploymentDir, try_id: str
+) -> tuple[Watch | None, float | None]:
+    """Start the next run that starts (one whose start fails is recorded and passed), then
+    export what can be: (the started run's Watch, when the rest can be exported)."""
+    target = targets.get(prov.plan.deployment.target)
+    watch = None
+    while watch is None and (run := _next_run(prov, ddir, try_id)) is not None:
         previous = read_record(ddir, run)
         try:
             record, watch = target.step(prov, run, previous, None)
@@ -453,11 +474,9 @@ def measure_step(prov: Provisioned, try_id: str, event: dict[str, Any] | None) -
         _save(ddir, run, record)
         if watch is not None:
             _progress(prov, run, f"started (attempt {record.attempt})")
-            return watch
-        _save(ddir, run, _collect(prov, run, record, try_id))
-        _export_ready(prov, ddir, try_id)
-    ready = _export_ready(prov, ddir, try_id)
-    return _metrics_wait(ready) if ready is not None else None
+        else:
+            _save(ddir, run, _collect(prov, run, record, try_id))
+    return watch, _export_ready(prov, ddir, try_id)
 
 
 def _next_run(prov: Provisioned, ddir: DeploymentDir, try_id: str) -> RunSpec | None:
@@ -475,12 +494,13 @@ def _next_run(prov: Provisioned, ddir: DeploymentDir, try_id: str) -> RunSpec | 
     return None
 
 
-def _metrics_wait(ready: float) -> Watch:
+def _timer(ready: float, phase: str = "metrics") -> Watch:
+    """A timer's Watch: the run's metrics become readable, or the load lock frees."""
     from datetime import UTC, datetime
 
     return Watch(
         classpath=METRICS_TRIGGER,
-        phase="metrics",
+        phase=phase,
         kwargs={"moment": datetime.fromtimestamp(ready, UTC)},
     )
 

@@ -24,6 +24,7 @@ from cachebench.loadgen import (
     start_load,
     stop_load,
 )
+from cachebench.loadgen.chunked import STOP_S
 from cachebench.local import procs as local_procs
 from cachebench.models import Endpoint, Node, Workload
 
@@ -143,8 +144,9 @@ def test_run_load_redis_benchmark_real(server, tmp_path):
     assert result.ops_per_sec == pytest.approx(result.set_ops_per_sec + result.get_ops_per_sec)
     assert 0 < result.latency.p50 <= result.latency.p99 <= result.latency.max
     assert result.histogram
-    # No rate hint: chunks sized from what the previous one did fill the 2 s window.
-    assert 1.8 <= result.elapsed_seconds <= 2.6, result.elapsed_seconds
+    # No rate hint: chunks sized from what the previous one did fill the 2 s window (how
+    # close to 2 s it ends depends on the machine's load: bench figure 1 measures it).
+    assert result.elapsed_seconds >= 1.8, result.elapsed_seconds
     assert 1.8 < wall < 30
     assert client.dbsize() > 0  # AUTH worked: SETs landed
     # Every handle JSON-able, no password anywhere, nothing left running.
@@ -155,7 +157,11 @@ def test_run_load_redis_benchmark_real(server, tmp_path):
     for h in handles:
         chunks = json.loads(Path(h["chunks"]).read_text())
         assert chunks["complete"] and len(chunks["chunks"]) >= 2
-        assert 1.8 <= chunks["ended_at"] - chunks["started_at"] <= 2.6  # each side's window
+        assert chunks["ended_at"] - chunks["started_at"] >= 1.8  # each side's window is full
+        for c in chunks["chunks"]:  # the driver's own decisions, whatever the machine's speed:
+            into = c["spawned_at"] - chunks["started_at"]
+            assert into <= 2 - STOP_S + 0.01  # no chunk starts once the window is full
+            assert c["planned_seconds"] <= 2 - into + 0.01  # none is planned past its end
         # Each chunk ran the side's argv plus its own -n; the password only via the env.
         assert h["tool_argv"][h["tool_argv"].index("-t") + 1] == h["side"]
         assert "-n" not in h["tool_argv"] and h["argv"][-len(h["tool_argv"]) :] == h["tool_argv"]

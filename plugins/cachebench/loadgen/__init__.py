@@ -17,6 +17,7 @@ argv we build or return; see auth.py for what the tools do with it.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -109,6 +110,25 @@ def available_tool() -> str:
 
 def tool_version(tool: str) -> str:
     """First line of `tool --version` ('' if it cannot be run)."""
+    return _version_line(tool)
+
+
+def _start_version(tool: str) -> str:
+    """tool_version, asked once per binary in this process: a run starts its tool twice
+    (warm-up, measured window) and a runner lives for one run."""
+    path = shutil.which(tool)
+    try:
+        return _cached_version(path, os.stat(path).st_mtime_ns) if path else ""
+    except OSError:
+        return ""
+
+
+@functools.cache
+def _cached_version(path: str, stamp: int) -> str:
+    return _version_line(path)
+
+
+def _version_line(tool: str) -> str:
     try:
         out = subprocess.run(
             [tool, "--version"], capture_output=True, text=True, timeout=10, check=False
@@ -250,7 +270,7 @@ def _start(
         raise LoadError(f"{tool} is not on PATH")
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    version = tool_version(tool)
+    version = _start_version(tool)
     if workload.read_from == "replicas":
         readers, reads_from = reads.reader_endpoints(endpoint, generators)
     else:

@@ -327,8 +327,12 @@ def export_point(
     load: LoadResult,
     out_dir: Path,
     spec: InstanceSpec | None = None,
+    figures: bool = True,
 ) -> dict[str, str]:
     """Write one point's results: metrics, ``load.json``, ``point.json``, the figure.
+
+    ``figures=False`` leaves the figure for later (:func:`draw_dashboard`): a run's
+    export happens between two runs, where every second counts against the campaign.
 
     The figure is one dashboard (``figures/dashboard.png|pdf``): throughput,
     latency, CPU, network in/out against the node type's baseline and burst,
@@ -337,7 +341,16 @@ def export_point(
     every point's metrics again. Returns ``{key: path}`` of every file written.
     """
     with gc_paused():
-        return _export_point(point, metrics, load, Path(out_dir), spec)
+        return _export_point(point, metrics, load, Path(out_dir), spec, figures)
+
+
+def draw_dashboard(point: Point, out_dir: Path, spec: InstanceSpec | None) -> dict[str, str]:
+    """The dashboard of an exported run (its metrics.parquet and load.json), drawn now."""
+    out = Path(out_dir)
+    m = normalize_metrics(pd.read_parquet(out / "metrics.parquet"))
+    load = LoadResult.model_validate_json((out / "load.json").read_text())
+    chart = plots.point_chart(point_title(point), m, network_gbps(m), load, spec, load.started_at)
+    return plots.save(chart, out / "figures", plots.POINT_FIGURE)
 
 
 @contextmanager
@@ -365,6 +378,7 @@ def _export_point(
     load: LoadResult,
     out: Path,
     spec: InstanceSpec | None,
+    figures: bool,
 ) -> dict[str, str]:
     out.mkdir(parents=True, exist_ok=True)
     m = normalize_metrics(_for_point(metrics, point.id))
@@ -378,13 +392,15 @@ def _export_point(
         net = network_gbps(m)
         baseline = spec.network_baseline_gbps if spec else None
         stats = metric_stats(m, load.started_at, baseline, net)
-        chart = plots.point_chart(point_title(point), m, net, load, spec, load.started_at)
-        figures = plots.save(chart, out / "figures", plots.POINT_FIGURE)
+        drawn: dict[str, str] = {}
+        if figures:
+            chart = plots.point_chart(point_title(point), m, net, load, spec, load.started_at)
+            drawn = plots.save(chart, out / "figures", plots.POINT_FIGURE)
         paths = written.result()
     paths |= {"load": str(out / "load.json"), "point": str(out / "point.json")}
     # After the parquet exists: the cache records which file it describes.
     paths["metrics_summary"] = str(write_stats_cache(out, stats, load, baseline))
-    return paths | figures
+    return paths | drawn
 
 
 def point_title(point: Point) -> str:

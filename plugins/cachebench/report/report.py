@@ -30,6 +30,7 @@ from cachebench.report.export import (
     METRIC_STATS,
     SUMMARY_COLUMNS,
     cached_summary,
+    draw_dashboard,
     gc_paused,
     point_summary,
     summary_row,
@@ -188,6 +189,19 @@ def requested_rate(point: Point) -> float | None:
         return None
     per_client = point.topology.shards if point.topology.cluster_mode else 1
     return float(w.rate_limit * w.clients * w.threads * point.load_generators * per_client)
+
+
+def draw_missing_dashboards(run_dir: Path, specs: dict) -> None:
+    """Each exported run's dashboard (PNG + PDF), where its export left it for later."""
+    for point, rep, _ in _planned(run_dir):
+        rdir = run_dir / "points" / point.id / f"rep{rep}"
+        done = (rdir / "figures" / f"{plots.POINT_FIGURE}.png").is_file()
+        if done or not all((rdir / f).is_file() for f in RUN_REQUIRED):
+            continue
+        try:
+            draw_dashboard(point, rdir, specs.get((point.target, point.node_type)))
+        except Exception as exc:  # a figure must not sink the report
+            log.warning("no dashboard for %s rep %d: %s", point.id, rep, exc)
 
 
 def collect_runs(run_dir: Path, specs: dict, prices: dict) -> list[dict[str, Any]]:
@@ -526,6 +540,7 @@ def _build_report(run_dir: Path, specs: dict | None, prices: dict | None) -> dic
         plan = None
     min_effect = plan.spec.min_effect_pct if plan else 2.0
     slo_ms = plan.spec.slo_p99_ms if plan else None
+    draw_missing_dashboards(run_dir, specs)
     ok_rows, failed_rows, run_rows = collect(run_dir, specs, prices)
     cols = [*SUMMARY_COLUMNS, "repetitions", "runs_ok", *SPREAD_COLUMNS, "status", "reason"]
     summary = pd.DataFrame(ok_rows + failed_rows, columns=cols)

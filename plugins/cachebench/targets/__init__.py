@@ -10,6 +10,7 @@ steps.py drives a deployment through a target and never asks what it is:
     loads(prov, run, record)                  the run's measured load (+ warm-up, prefill)
     metrics(prov, run, start, end)            the server metrics of a window
     metrics_ready_at(end)                     when they can be read (CloudWatch lags)
+    quiet(prov)                               no load beside the block (the export)
     stop_load / leftovers / sweep             destroy's checks
     problems(spec)                            what plan refuses before anything exists
 """
@@ -17,6 +18,7 @@ steps.py drives a deployment through a target and never asks what it is:
 from __future__ import annotations
 
 import importlib
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -70,6 +72,12 @@ class Target(Protocol):
 
     def metrics_ready_at(self, prov: Provisioned, end: float) -> float: ...
 
+    def quiet(self, prov: Provisioned) -> AbstractContextManager[None]:
+        """A section in which no load runs beside the caller's work (local: the load lock;
+        aws: nothing shares the cache's or the load tasks' CPUs with the worker). Raises
+        Busy at once, rather than waiting in a worker slot, while another load runs."""
+        ...
+
     def stop_load(self, plan: DeploymentPlan, ddir: DeploymentDir) -> None: ...
 
     def leftovers(self, plan: DeploymentPlan, ddir: DeploymentDir) -> list[str]: ...
@@ -77,6 +85,10 @@ class Target(Protocol):
     def sweep(self, plan: DeploymentPlan, ddir: DeploymentDir) -> tuple[list[str], list[str]]:
         """(what was found and stopped, what survived) among processes nobody registered."""
         ...
+
+
+class Busy(RuntimeError):
+    """Another deployment's load runs now: come back later (do not wait in a worker slot)."""
 
 
 def get(target: str) -> Target:

@@ -22,6 +22,7 @@ from CloudWatch once its publishing delay has passed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -453,6 +454,9 @@ class AwsTarget:
 
     def metrics_ready_at(self, prov: Provisioned, end: float) -> float:
         return end + settings_for(prov.plan).metrics_delay_seconds
+
+    def quiet(self, prov: Provisioned) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()  # the worker shares no CPU with the cache or the load
 
     # ------------------------------------------------------------ destroy
 

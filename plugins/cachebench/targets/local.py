@@ -8,10 +8,13 @@ by LoadWatchTrigger on the triggerer.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +32,7 @@ from cachebench.models import (
     RunSpec,
     Watch,
 )
+from cachebench.targets import Busy
 from cachebench.workspace import DeploymentDir, RunDir
 
 if TYPE_CHECKING:
@@ -42,7 +46,7 @@ RESERVED_MEMORY = 0.25  # ElastiCache's default reserved-memory-percent
 TRIGGER = "cachebench.triggers.watch.LoadWatchTrigger"
 PLUGINS_DIR = Path(__file__).resolve().parents[2]
 LOCK = ".load.lock"  # in the campaign run's folder: one load at a time on this machine
-AGENT_SETTLE_S = 1.5  # the agent samples every second: the window's last sample lands after it
+AGENT_SETTLE_S = 0.25  # a sample the agent took before the window's end is on disk by then
 
 
 def port_first() -> int:
@@ -266,6 +270,20 @@ class LocalTarget:
 
     def metrics_ready_at(self, prov: Provisioned, end: float) -> float:
         return end + AGENT_SETTLE_S
+
+    @contextlib.contextmanager
+    def quiet(self, prov: Provisioned) -> Iterator[None]:
+        """Hold the campaign run's load lock (every runner waits for it before it loads);
+        Busy when another deployment's load holds it."""
+        fd = os.open(Path(prov.plan.run_dir) / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise Busy("another deployment's load runs") from None
+            yield
+        finally:
+            os.close(fd)
 
     # ------------------------------------------------------------ destroy
 
