@@ -27,6 +27,7 @@ import contextlib
 import fnmatch
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -205,38 +206,49 @@ def install_image(bin_dir: Path) -> None:
         (bin_dir / name).chmod(0o755)
 
 
-class FakeCgroup(threading.Thread):
+CGROUP_WRITER = r"""
+import sys, time
+from pathlib import Path
+path, pct, version = Path(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+t0 = time.time()
+while True:
+    usec = int((time.time() - t0) * pct / 100 * 1e6)
+    if version == 2:
+        target = path / "cpu.stat"
+        text = f"usage_usec {usec}\nuser_usec {usec * 9 // 10}\nsystem_usec {usec // 10}\n"
+    else:
+        target = path / "cpuacct" / "cpuacct.usage"
+        text = f"{usec * 1000}\n"
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(target)
+    time.sleep(0.005)
+"""
+
+
+class FakeCgroup:
     """A cgroup folder whose CPU counter grows at `pct` % of one core (v2 cpu.stat
-    usage_usec, or v1 cpuacct/cpuacct.usage in nanoseconds), rewritten every 20 ms."""
+    usage_usec, or v1 cpuacct/cpuacct.usage in nanoseconds), rewritten every 5 ms by a
+    process of its own (a thread of the busy test process would fall behind)."""
 
     def __init__(self, path: Path, pct: float, version: int = 2):
-        super().__init__(daemon=True)
         self.path, self.pct, self.version = path, pct, version
-        self._stop_event = threading.Event()
-        path.mkdir(parents=True, exist_ok=True)
-        self._t0 = time.time()
-        self._write()
+        (path / "cpuacct").mkdir(parents=True, exist_ok=True)
+        self._proc: subprocess.Popen | None = None
 
-    def _write(self) -> None:
-        usec = int((time.time() - self._t0) * self.pct / 100 * 1e6)
-        if self.version == 2:
-            target = self.path / "cpu.stat"
-            text = f"usage_usec {usec}\nuser_usec {usec * 9 // 10}\nsystem_usec {usec // 10}\n"
-        else:
-            target = self.path / "cpuacct" / "cpuacct.usage"
-            target.parent.mkdir(exist_ok=True)
-            text = f"{usec * 1000}\n"
-        tmp = target.with_name(target.name + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(target)
-
-    def run(self) -> None:
-        while not self._stop_event.wait(0.02):
-            self._write()
+    def start(self) -> None:
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", CGROUP_WRITER, str(self.path), str(self.pct), str(self.version)]
+        )
+        target = self.path / ("cpu.stat" if self.version == 2 else "cpuacct/cpuacct.usage")
+        deadline = time.monotonic() + 10
+        while not target.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     def stop(self) -> None:
-        self._stop_event.set()
-        self.join(timeout=5)
+        if self._proc is not None:
+            self._proc.terminate()
+            self._proc.wait(timeout=10)
 
 
 def container_env(root: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -273,10 +285,14 @@ def recorded(root: Path, name: str = "memtier.jsonl") -> list[dict]:
 
 
 def put_node_metrics(
-    node_ids: list[str], at: float, evictions: float = 0.0, allowance_out: float = 0.0
+    node_ids: list[str],
+    at: float,
+    evictions: float = 0.0,
+    allowance_out: float = 0.0,
+    cw=None,
 ) -> None:
     """One datapoint per node and metric at `at`, as ElastiCache publishes them."""
-    cw = boto3.client("cloudwatch", region_name=REGION)
+    cw = cw or boto3.client("cloudwatch", region_name=REGION)
     ts = datetime.fromtimestamp(at, UTC)
     values = {
         "CPUUtilization": ("Percent", 35.0),
@@ -302,9 +318,9 @@ def put_node_metrics(
         )
 
 
-def write_task_log(task_arn: str, lines: list[str]) -> None:
+def write_task_log(task_arn: str, lines: list[str], logs=None) -> None:
     """What the awslogs driver writes for a task's container: <prefix>/<container>/<task id>."""
-    logs = boto3.client("logs", region_name=REGION)
+    logs = logs or boto3.client("logs", region_name=REGION)
     with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
         logs.create_log_group(logGroupName=LOG_GROUP)
     stream = f"{LOG_PREFIX}/{CONTAINER}/{task_arn.rsplit('/', 1)[-1]}"
@@ -319,12 +335,12 @@ def write_task_log(task_arn: str, lines: list[str]) -> None:
         )
 
 
-def set_exit_code(cluster: str, task_arn: str, code: int, reason: str) -> None:
+def set_exit_code(cluster: str, task_arn: str, code: int, reason: str, ecs=None) -> None:
     """Stop a task and give its container an exit code (moto's API cannot set either on
     the container: its lastStatus stays PENDING)."""
     from moto.ecs.models import ecs_backends
 
-    ecs = boto3.client("ecs", region_name=REGION)
+    ecs = ecs or boto3.client("ecs", region_name=REGION)
     ecs.stop_task(cluster=cluster, task=task_arn, reason=reason)
     task = ecs_backends["123456789012"][REGION].tasks[cluster.split("/")[-1]][task_arn]
     for c in task.containers:
@@ -339,8 +355,9 @@ def _tags(tags: list[dict]) -> dict[str, str]:
 class FakeEcs(threading.Thread):
     """Plays every RUNNING task of `cluster`: runs its command, then STOPPED with its exit code.
 
-    `fail`: deployment id globs whose LOAD tasks' memtier fails (exit 1, "Connection
-    error: TLS handshake failed" on stderr, as memtier prints it); their prefill runs.
+    `fail`: globs over "<deployment id>/<task name>" (g0, g1, ...) of the LOAD tasks
+    whose memtier fails (exit 1, "Connection error: TLS handshake failed" on stderr);
+    prefill tasks always run. A task stopped with stop_task has its container ended.
     `cpu_pct`: how busy each task's cgroup reports the container (% of one core).
     `time_scale`: the memtier stand-in sleeps --test-time x this.
     `campaign`: play only the tasks tagged with this campaign (the moto server is shared
@@ -363,12 +380,19 @@ class FakeEcs(threading.Thread):
         self.output: dict[str, str] = {}  # task ARN -> what its container printed
         self.tasks: dict[str, dict] = {}  # task ARN -> the task as ECS described it at start
         self.errors: list[str] = []
+        self.secrets: set[str] = set()  # every secret value handed to a container
         self._seen: set[str] = set()
         self._workers: list[threading.Thread] = []
         self._published: set[tuple[str, int]] = set()  # (node, minute)
         self._lock = threading.Lock()
         self._stop_event = threading.Event()
         self.env = container_env(root)
+        # clients made here, once: the task runner of dag.test edits os.environ while it
+        # runs a task, and botocore reads it when a client is made (a thread would race it)
+        self.aws = {
+            svc: boto3.client(svc, region_name=REGION)
+            for svc in ("ecs", "secretsmanager", "logs", "elasticache", "cloudwatch")
+        }
 
     def __enter__(self) -> FakeEcs:
         self.start()
@@ -384,7 +408,7 @@ class FakeEcs(threading.Thread):
             w.join(timeout=60)
 
     def run(self) -> None:
-        ecs = boto3.client("ecs", region_name=REGION)
+        ecs = self.aws["ecs"]
         while not self._stop_event.is_set():
             try:
                 arns = ecs.list_tasks(cluster=self.cluster, desiredStatus="RUNNING")["taskArns"]
@@ -407,14 +431,14 @@ class FakeEcs(threading.Thread):
 
     def _secrets(self, task: dict, container: str) -> dict[str, str]:
         """The container's secrets, resolved as ECS does at start (valueFrom: name or ARN)."""
-        ecs = boto3.client("ecs", region_name=REGION)
-        sm = boto3.client("secretsmanager", region_name=REGION)
+        ecs, sm = self.aws["ecs"], self.aws["secretsmanager"]
         td = ecs.describe_task_definition(taskDefinition=task["taskDefinitionArn"])
         out = {}
         for c in td["taskDefinition"]["containerDefinitions"]:
             if c["name"] == container:
                 for s in c.get("secrets", []):
                     out[s["name"]] = sm.get_secret_value(SecretId=s["valueFrom"])["SecretString"]
+                    self.secrets.add(out[s["name"]])
         return out
 
     def _play(self, task: dict) -> None:
@@ -425,8 +449,8 @@ class FakeEcs(threading.Thread):
             self.errors.append(f"{arn}: {type(exc).__name__}: {exc}")
             rc, output = 1, f"fake ECS could not run the task: {exc}"
         self.output[arn] = output
-        write_task_log(arn, output.splitlines())
-        set_exit_code(self.cluster, arn, rc, "Essential container exited")
+        write_task_log(arn, output.splitlines(), self.aws["logs"])
+        set_exit_code(self.cluster, arn, rc, "Essential container exited", self.aws["ecs"])
         self.done[arn] = rc
 
     def _run_container(self, task: dict) -> tuple[int, str]:
@@ -441,27 +465,45 @@ class FakeEcs(threading.Thread):
             "CACHEBENCH_CGROUP_DIR": str(home / "cgroup"),
             "FAKE_TIME_SCALE": str(self.time_scale),
         }
-        deployment = tags.get("cachebench:deployment", "")
-        if env.get("CACHEBENCH_GENERATOR", "").startswith("g") and any(
-            fnmatch.fnmatchcase(deployment, g) for g in self.fail
-        ):
+        name = env.get("CACHEBENCH_GENERATOR", "")
+        where = f"{tags.get('cachebench:deployment', '')}/{name}"
+        if name.startswith("g") and any(fnmatch.fnmatchcase(where, g) for g in self.fail):
             extra["FAKE_FAIL_ARG"] = "--protocol=redis"  # every load memtier fails
         cgroup = FakeCgroup(home / "cgroup", self.cpu_pct)
         cgroup.start()
+        proc = subprocess.Popen(
+            override["command"],
+            env={**self.env, **extra, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=home,
+            start_new_session=True,
+        )
         try:
-            done = subprocess.run(
-                override["command"],
-                env={**self.env, **extra, **env},
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                timeout=600,
-                cwd=home,
-            )
+            output = self._wait(task["taskArn"], proc)
         finally:
             cgroup.stop()
         self._publish(tags, home / "out" / "measured.started")
-        return done.returncode, done.stdout
+        rc = proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
+        return rc, output
+
+    def _wait(self, arn: str, proc: subprocess.Popen) -> str:
+        """The container's output once it exits; SIGTERM to it when its task is stopped
+        (stop_task), as ECS does."""
+        from moto.ecs.models import ecs_backends
+
+        task = ecs_backends["123456789012"][REGION].tasks[self.cluster][arn]
+        reader = threading.Thread(target=lambda: setattr(proc, "out", proc.stdout.read()))
+        reader.start()
+        deadline = time.monotonic() + 600
+        while proc.poll() is None:
+            if task.desired_status == "STOPPED" or time.monotonic() > deadline:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+            time.sleep(0.1)
+        reader.join(timeout=10)
+        return getattr(proc, "out", "")
 
     def _publish(self, tags: dict[str, str], started: Path) -> None:
         """The group's datapoints for the minute of the measured window (once per minute:
@@ -469,7 +511,7 @@ class FakeEcs(threading.Thread):
         if not started.is_file():
             return
         at = float(started.read_text().split()[0]) + 1
-        ec = boto3.client("elasticache", region_name=REGION)
+        ec = self.aws["elasticache"]
         mine = ("cachebench:campaign", "cachebench:run", "cachebench:deployment")
         for g in ec.describe_replication_groups()["ReplicationGroups"]:
             if g["Status"] != "available":
@@ -482,7 +524,7 @@ class FakeEcs(threading.Thread):
                     ]
                     self._published.update((m, int(at // 60)) for m in nodes)
                 if nodes:
-                    put_node_metrics(nodes, at, allowance_out=4.0)
+                    put_node_metrics(nodes, at, allowance_out=4.0, cw=self.aws["cloudwatch"])
 
     def started_by(self) -> dict[str, list[str]]:
         """Task ARNs by the startedBy they were started with."""

@@ -205,7 +205,9 @@ def test_cpu_is_sampled_from_cgroup_v2_while_the_measured_memtier_runs(task):
     (gen,) = report["generators"]
     # 5 s x 0.6 = 3 s of measured memtier: about 3 one-second intervals
     assert 2 <= len(gen["cpu_pct"]) <= 4, gen
-    assert gen["cpu_pct"] == pytest.approx([175.0] * len(gen["cpu_pct"]), rel=0.1)
+    # the fake counter is rewritten by a thread of this process (a late second, then an
+    # early one): their mean is the container's 175%
+    assert sum(gen["cpu_pct"]) / len(gen["cpu_pct"]) == pytest.approx(175.0, rel=0.1)
     assert report["cores"] == 4.0 and gen["threads"] == 2 and gen["generator"] == 0
 
 
@@ -220,7 +222,7 @@ def test_cpu_falls_back_to_cgroup_v1_cpuacct(task):
         cgroup.stop()
     assert done.returncode == 0, done.stderr
     (gen,) = results.cpu_report(task.download(), 1, threads=2, vcpus=None)["generators"]
-    assert gen["cpu_pct"] and gen["cpu_pct"] == pytest.approx([60.0] * len(gen["cpu_pct"]), rel=0.1)
+    assert sum(gen["cpu_pct"]) / len(gen["cpu_pct"]) == pytest.approx(60.0, rel=0.1)
 
 
 def test_no_cgroup_files_no_cpu_report(task):
