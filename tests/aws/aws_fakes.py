@@ -355,9 +355,10 @@ def _tags(tags: list[dict]) -> dict[str, str]:
 class FakeEcs(threading.Thread):
     """Plays every RUNNING task of `cluster`: runs its command, then STOPPED with its exit code.
 
-    `fail`: globs over "<deployment id>/<task name>" (g0, g1, ...) of the LOAD tasks
-    whose memtier fails (exit 1, "Connection error: TLS handshake failed" on stderr);
-    prefill tasks always run. A task stopped with stop_task has its container ended.
+    `fail`: globs over "<deployment id>/<task name>" (g0, g1, ..., prefill) of the tasks
+    whose memtier fails (exit 1, "Connection error: TLS handshake failed" on stderr); a
+    prefill task fails only for a glob ending in "/prefill". A task stopped with
+    stop_task has its container ended.
     `cpu_pct`: how busy each task's cgroup reports the container (% of one core).
     `time_scale`: the memtier stand-in sleeps --test-time x this.
     `campaign`: play only the tasks tagged with this campaign (the moto server is shared
@@ -467,8 +468,11 @@ class FakeEcs(threading.Thread):
         }
         name = env.get("CACHEBENCH_GENERATOR", "")
         where = f"{tags.get('cachebench:deployment', '')}/{name}"
-        if name.startswith("g") and any(fnmatch.fnmatchcase(where, g) for g in self.fail):
-            extra["FAKE_FAIL_ARG"] = "--protocol=redis"  # every load memtier fails
+        if any(
+            fnmatch.fnmatchcase(where, g) and (name.startswith("g") or g.endswith("/prefill"))
+            for g in self.fail
+        ):
+            extra["FAKE_FAIL_ARG"] = "--protocol=redis"  # every memtier of the task fails
         cgroup = FakeCgroup(home / "cgroup", self.cpu_pct)
         cgroup.start()
         proc = subprocess.Popen(

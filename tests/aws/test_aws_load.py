@@ -392,6 +392,24 @@ def test_watch_fails_early_when_a_load_task_dies_and_the_others_are_stopped(
         TARGET.stop_load(prov.plan, ddir)
 
 
+def test_a_failed_prefill_fails_the_run_with_its_log_and_starts_no_load(
+    aws, results_dir, tmp_path
+) -> None:
+    prov = provisioned("prefillfails", generators=2)
+    with FakeEcs(tmp_path / "ecs", "prefillfails", fail=("*/prefill",)) as fake:
+        try_id = steps.begin_try(prov)
+        assert wait_on(steps.measure_step(prov, try_id, None))["status"] == "success"
+        assert steps.measure_step(prov, try_id, {"status": "success"}) is None
+    assert list(fake.done.values()) == [1]  # the prefill task alone, exit 1
+    record = record_of(prov)
+    assert record.status == "failed" and record.error.startswith("prefill: ")
+    assert "exit code 1" in record.error
+    assert "Connection error: TLS handshake failed" in record.error  # its awslogs tail
+    assert "load" not in record.detail["started_by"]
+    sb = target.started_by(prov.plan, prov.plan.runs[0], 1, "load")
+    assert tasks_of(sb) == []  # no load on a data set that was not written
+
+
 def test_watch_fails_on_evictions_and_unavailable_group(aws, results_dir) -> None:
     prov = provisioned("evict", generators=1)
     rg = target.replication_group_id(prov.plan)

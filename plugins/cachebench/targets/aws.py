@@ -200,7 +200,7 @@ class AwsTarget:
 
     # ------------------------------------------------------------ runs
 
-    def _task_definition(self, prov: Provisioned, s: AwsSettings, ecs: Any) -> dict[str, Any]:
+    def _task_definition(self, prov: Provisioned, s: AwsSettings) -> dict[str, Any]:
         """The deployment's task definition revision (registered once), its awslogs and vCPUs."""
         from cachebench.aws import ecs as ecs_mod
 
@@ -208,6 +208,7 @@ class AwsTarget:
         path = ddir.path / ECS_STATE
         if path.is_file():
             return json.loads(path.read_text())
+        ecs = self._hook(s).conn
         fam = ecs_mod.family(prov.plan)
         tags = [{"key": k, "value": v} for k, v in _tags(prov.plan).items()]
         arn = ecs_mod.register_task_definition(
@@ -323,7 +324,7 @@ class AwsTarget:
         from cachebench.aws import ecs as ecs_mod
 
         s = settings_for(prov.plan)
-        state = self._task_definition(prov, s, self._hook(s).conn)
+        state = self._task_definition(prov, s)
         uri = results_uri(s, prov.plan, run, attempt)
         sb = started_by(prov.plan, run, attempt, "prefill")
         script = ecs_mod.prefill_script(run.point, prov.endpoint, s)
@@ -345,7 +346,7 @@ class AwsTarget:
         from cachebench.aws import ecs as ecs_mod
 
         s = settings_for(prov.plan)
-        state = self._task_definition(prov, s, self._hook(s).conn)
+        state = self._task_definition(prov, s)
         sb = started_by(prov.plan, run, record.attempt, "load")
         script = ecs_mod.container_script(run.point, prov.endpoint, s)
         uri = record.detail["results_uri"]
@@ -389,16 +390,22 @@ class AwsTarget:
         record: RunRecord | None,
         event: dict[str, Any] | None,
     ) -> tuple[RunRecord, Watch | None]:
+        from cachebench.aws import ecs as ecs_mod
+
         if record is None or record.status != "started":
             return self._start_prefill(prov, run, record.attempt + 1 if record else 1)
         s = settings_for(prov.plan)
-        state = self._task_definition(prov, s, self._hook(s).conn)
+        state = self._task_definition(prov, s)
         if record.phase == "prefill":
             stopped, problem = self._prefill_outcome(prov, record)
             if not stopped:  # a new try while it still runs: follow it again
                 arn = record.detail["prefill_task"]
                 return record, self._prefill_watch(s, state, run, arn)
             if problem:
+                if logs := state.get("awslogs"):  # what the flush or memtier said
+                    arn = record.detail["prefill_task"]
+                    tail = ecs_mod.log_tail(_client(s, "logs"), logs, state["container"], arn)
+                    problem += f"; its log ends:\n{tail}"
                 return self._failed(record, f"prefill: {problem}"), None
             return self._start_load(prov, run, record)
         if event is None:  # a new try: reattach to the load tasks (start any never started)
