@@ -208,7 +208,7 @@ def test_cpu_is_sampled_from_cgroup_v2_while_the_measured_memtier_runs(task):
     # the fake counter is rewritten by a thread of this process (a late second, then an
     # early one): their mean is the container's 175%
     assert sum(gen["cpu_pct"]) / len(gen["cpu_pct"]) == pytest.approx(175.0, rel=0.1)
-    assert report["cores"] == 4.0 and gen["threads"] == 2 and gen["generator"] == 0
+    assert gen["capacity_cores"] == 4.0 and gen["generator"] == 0  # the task's vCPUs
 
 
 def test_cpu_falls_back_to_cgroup_v1_cpuacct(task):
@@ -222,6 +222,7 @@ def test_cpu_falls_back_to_cgroup_v1_cpuacct(task):
         cgroup.stop()
     assert done.returncode == 0, done.stderr
     (gen,) = results.cpu_report(task.download(), 1, threads=2, vcpus=None)["generators"]
+    assert gen["capacity_cores"] == 2.0  # no vCPUs in the task definition: its threads
     assert sum(gen["cpu_pct"]) / len(gen["cpu_pct"]) == pytest.approx(60.0, rel=0.1)
 
 

@@ -255,9 +255,9 @@ def test_a_run_prefills_then_measures_with_n_tasks_and_the_token_only_as_a_secre
     cpu = json.loads(
         (steps.deployment_dir(prov.plan).load(run.point.id, 1) / "cpu.json").read_text()
     )
-    assert cpu["cores"] == 4.0  # the task definition's 4096 CPU units
     assert [g["generator"] for g in cpu["generators"]] == [0, 1, 2]
     for g in cpu["generators"]:
+        assert g["capacity_cores"] == 4.0  # the task definition's 4096 CPU units
         assert 3 <= len(g["cpu_pct"]) <= 6, g  # one a second of the 5 s window
         # the fake cgroup's counter is rewritten by a thread of this busy process: a second
         # can read it late and the next early, their mean is the container's 140%

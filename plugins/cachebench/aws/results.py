@@ -167,9 +167,11 @@ def _cpu_samples(path: Path) -> list[tuple[float, int]]:
 
 
 def cpu_report(dest: Path, generators: int, threads: int, vcpus: float | None) -> dict | None:
-    """The load tasks' CPU over the measured window, in the local runner's cpu.json shape
-    (per generator: % of one core each second; `cores`: the task's vCPUs, its capacity).
-    None when no task left samples (an image without the cgroup files)."""
+    """The load tasks' CPU over the measured window, in the shape of the local runner's
+    cpu.json (models.LoadCpu on the runs branch): per generator the % of one core it ran
+    each second, and as its capacity the task's vCPUs (what its cgroup may use; its
+    memtier threads when the task definition names none). None when no task left samples
+    (an image without the cgroup files)."""
     rows, starts = [], []
     for g in range(generators):
         samples = _cpu_samples(dest / f"g{g}" / ecs.CPU_FILE)
@@ -185,10 +187,12 @@ def cpu_report(dest: Path, generators: int, threads: int, vcpus: float | None) -
                 "generator": g,
                 "side": None,  # the whole task: writers and readers alike
                 "tool": "memtier_benchmark",
-                "threads": threads,
+                "capacity_cores": vcpus or float(threads),
                 "cpu_pct": pct,
+                "demand_pct": [],  # a cgroup's usage says nothing of the run queue
             }
         )
     if not starts:
         return None
-    return {"started_at": min(starts), "interval_s": 1.0, "cores": vcpus, "generators": rows}
+    # host_cores: a Fargate task's machine is not known, only its share (capacity_cores)
+    return {"started_at": min(starts), "interval_s": 1.0, "host_cores": None, "generators": rows}
