@@ -254,6 +254,11 @@ class FakeCgroup:
 def container_env(root: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
     """What the container's processes see besides what ECS sets: the image's PATH, the
     task role's credentials for the moto server, the stand-ins' logs."""
+    if not (Path(VENV_BIN) / "aws").exists():
+        raise RuntimeError(
+            f"no AWS CLI in {VENV_BIN}: pip install -r requirements-dev.txt (awscli), "
+            "the load task's upload runs the real one"
+        )
     bin_dir = root / "bin"
     if not (bin_dir / "memtier_benchmark").exists():
         install_image(bin_dir)
