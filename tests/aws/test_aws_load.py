@@ -472,6 +472,9 @@ def test_export_reads_every_node_with_pagination(aws, results_dir) -> None:
                       requests=1, ops_per_sec=1, kb_per_sec=1, latency=lat)  # fmt: skip
     row = point_summary(point, table, load, load_instance_specs()[("aws", point.node_type)])
     assert row["net_out_gbps_peak"] == pytest.approx(9e9 * 8 / 60 / 1e9)
+    # cache.r7g.large: baseline 0.937 Gbps, burst up to 12.5 Gbps (AWS ElastiCache
+    # "Supported node types", docs.aws.amazon.com/AmazonElastiCache/latest/dg/
+    # CacheNodes.SupportedTypes.html)
     assert row["baseline_gbps"] == 0.937 and row["burst_gbps"] == 12.5
     assert row["seconds_above_baseline"] == 300
     assert row["allowance_first_exceeded_s"] == 180  # the burst ran out in minute 3
