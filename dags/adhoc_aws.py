@@ -2,13 +2,12 @@
 ### Ad-hoc benchmark campaign on AWS (ElastiCache, memtier on ECS)
 
 Trigger from the Airflow UI with params, like `cachebench_adhoc`, but every
-point is a real ElastiCache replication group and its load runs as ECS tasks:
-this costs money. `plan` prints the estimate and refuses the run above
-`budget_usd`. Account settings (region, VPC, subnets, state bucket, ECS
-cluster and task definition) come from the `cachebench_aws` Variable; the
-`aws` param overrides them for one run. Each point has one load task per
-generator (`load_g0`, `load_g1`, ...): a run may use fewer, not more.
-Every point is destroyed whatever fails.
+deployment is a real ElastiCache replication group and each run's load runs as
+ECS tasks (a prefill task, then `load_generators` memtier tasks): this costs
+money. `plan` prints the estimate and refuses the run above `budget_usd`.
+Account settings (region, VPC, subnets, state bucket, ECS cluster and task
+definition) come from the `cachebench_aws` Variable; the `aws` param overrides
+them for one run. Every deployment is destroyed whatever fails.
 """
 
 from __future__ import annotations

@@ -59,19 +59,14 @@ CLIENT_NAMES = {
     "cw": "cloudwatch",
     "s3": "s3",
 }
-# The provider classes the load operators run (EcsLoadGeneratorOperator subclasses the
-# first), with how each names its clients.
+# The provider classes a run drives with the connection, with how each names its
+# clients: TaskDoneTrigger waits for a run's prefill task (targets/aws.TASK_DONE) and
+# streams its awslogs; the tasks themselves are started with EcsHook(...).conn, whose
+# calls are the package's own (targets/aws.py).
 PROVIDER_CLASSES = {
-    ("airflow.providers.amazon.aws.operators.ecs", "EcsRunTaskOperator"): {
-        "self.client": "ecs",
-        "logs_client": "logs",
-    },
     ("airflow.providers.amazon.aws.triggers.ecs", "TaskDoneTrigger"): {
         "ecs_client": "ecs",
         "logs_client": "logs",
-    },
-    ("airflow.providers.amazon.aws.utils.task_log_fetcher", "AwsTaskLogFetcher"): {
-        "self.hook.conn": "logs",
     },
 }
 # Authorized on top of the calls themselves.
@@ -195,7 +190,7 @@ TF_ACTIONS: dict[str, tuple[str, ...]] = {
 # ElastiCache at rest).
 KMS_ACTIONS = ("kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey")
 # https://developer.hashicorp.com/terraform/language/backend/s3#s3-bucket-permissions
-STATE_KEY = "cachebench/c/run/point/terraform.tfstate"
+STATE_KEY = "cachebench/c/run/deployment/terraform.tfstate"
 
 _BOTO = botocore.session.get_session()
 
@@ -340,8 +335,11 @@ def test_the_scan_finds_the_calls_it_must() -> None:
     calls = package_calls()
     # spot checks of what the source visibly does, so the scan cannot pass by finding nothing
     assert calls.keys() >= {
-        "ecs:RegisterTaskDefinition",  # aws/ecs.register_point_task_definition
-        "ecs:ListTasks",  # get_paginator("list_tasks")
+        "ecs:RegisterTaskDefinition",  # aws/ecs.register_task_definition
+        "ecs:RunTask",  # targets/aws._run_tasks: EcsHook(...).conn.run_task
+        "ecs:ListTasks",  # get_paginator("list_tasks"), by startedBy (reattach, watch)
+        "ecs:DescribeTasks",
+        "ecs:StopTask",
         "s3:ListBucket",  # get_paginator("list_objects_v2")
         "s3:GetObject",  # download_file, get_object
         "cloudwatch:GetMetricData",
@@ -350,10 +348,8 @@ def test_the_scan_finds_the_calls_it_must() -> None:
     }, calls
     assert "ecs:ExecuteCommand" not in calls, calls  # redis-py's execute_command is no boto3 call
     assert provider_calls().keys() >= {
-        "ecs:RunTask",
-        "ecs:DescribeTasks",
-        "ecs:StopTask",
-        "logs:GetLogEvents",
+        "ecs:DescribeTasks",  # the tasks_stopped waiter
+        "logs:GetLogEvents",  # the prefill's awslogs into the task log
     }
 
 
@@ -395,7 +391,7 @@ def test_every_terraform_resource_type_is_mapped_and_granted() -> None:
 def test_state_bucket_grants_follow_the_s3_backend_docs() -> None:
     bucket = "arn:aws:s3:::<state_bucket>"
     prefix = AwsSettings().state_prefix
-    key = f"{bucket}/{prefix}/c/run/point/terraform.tfstate"
+    key = f"{bucket}/{prefix}/c/run/deployment/terraform.tfstate"
     assert key.endswith(STATE_KEY)
     assert allowed("s3:ListBucket", bucket)
     for action in ("s3:GetObject", "s3:PutObject"):
@@ -409,8 +405,9 @@ def test_state_bucket_grants_follow_the_s3_backend_docs() -> None:
 
 
 def test_grants_are_scoped_to_cachebench_names() -> None:
-    point, run = SimpleNamespace(campaign="camp", id="valkey-8.0-1x0-r7g.large-w1"), "run-1"
-    rg = replication_group_id(point, run)
+    deployment = SimpleNamespace(campaign="camp")
+    plan = SimpleNamespace(deployment=deployment, run_id="run-1", instance="valkey-8.0-c1r0-x")
+    rg = replication_group_id(plan)
     ec = "arn:aws:elasticache:eu-west-1:123456789012:"
     for action in ("elasticache:CreateReplicationGroup", "elasticache:DeleteReplicationGroup"):
         assert allowed(action, f"{ec}replicationgroup:{rg}"), action
@@ -422,7 +419,7 @@ def test_grants_are_scoped_to_cachebench_names() -> None:
     assert allowed("secretsmanager:CreateSecret", secret)
     assert allowed("secretsmanager:DeleteSecret", secret)
     assert not allowed("secretsmanager:DeleteSecret", secret.replace("cachebench/", "prod/"))
-    family = cb_ecs.family(point, run)
+    family = cb_ecs.family(plan)
     td = f"arn:aws:ecs:eu-west-1:123456789012:task-definition/{family}:1"
     assert allowed("ecs:RegisterTaskDefinition", td) and allowed("ecs:RunTask", td)
     assert not allowed("ecs:RunTask", "arn:aws:ecs:eu-west-1:123456789012:task-definition/x:1")

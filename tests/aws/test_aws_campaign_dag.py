@@ -1,19 +1,19 @@
-"""End to end: a two-point aws campaign through the DAG's `dag.test()` against the
-tests' moto server.
+"""End to end: aws campaigns through the DAG's `dag.test()` against the tests' moto server.
 
-Real here: the DAG and every step of it, Terraform with its S3 backend (one
-state key per point, use_lockfile), ECS run_task / describe_tasks /
-stop_task, the deferrable watch trigger, S3 results, CloudWatch
-GetMetricData, the report. Stood in, and why:
+Real here: the DAG and every step of it, Terraform with its S3 backend (one state key
+per deployment, use_lockfile), the MeasureOperator deferring once per wait: each
+run's prefill task on the provider's TaskDoneTrigger, its load tasks on our
+EcsElastiCacheWatchTrigger (dag.test runs triggers inline), ECS run_task through
+the provider's EcsHook, S3 results, CloudWatch GetMetricData, the report. Stood in,
+and why:
 - the Terraform module is include/terraform/aws-standin (same variables and
   outputs, built-in resources that create the group and secret in moto):
   the AWS provider plugin cannot be downloaded here;
-- the load tasks are started by the provider's EcsRunTaskOperator (deferrable,
-  reattach, awslogs), whose TaskDoneTrigger runs inline under dag.test();
-- ECS tasks in moto never run a container: FakeLoadTasks (aws_fakes.py)
-  puts the memtier result files into S3 as the container would, publishes
-  the nodes' CloudWatch datapoints as ElastiCache would, and marks each task
-  STOPPED with an exit code, and writes the task's awslogs stream.
+- moto's ECS runs no container: aws_fakes.FakeEcs runs each task's own command
+  under sh (stand-in memtier and redis-cli, the real AWS CLI against moto's S3,
+  the AUTH token read from moto's Secrets Manager), and publishes the nodes'
+  CloudWatch datapoints as ElastiCache would.
+Counts of moto objects are this run's own (its tags, its startedBy values).
 """
 
 from __future__ import annotations
@@ -21,149 +21,237 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import boto3
 import pandas as pd
 import pytest
 from airflow.dag_processing.dagbag import DagBag
-from aws_fakes import (
-    CLUSTER,
-    IMAGE_VERSION,
-    MEMTIER_JSON,
-    STATE_BUCKET,
-    TOKEN,
-    FakeLoadTasks,
-    campaign,
-)
+from aws_fakes import CLUSTER, IMAGE_VERSION, STATE_BUCKET, FakeEcs, campaign, window_requests
 
-from cachebench.loadgen.memtier import parse_memtier_json
-from cachebench.models import Point
+from cachebench.aws import ecs
+from cachebench.models import DeploymentPlan, RunRecord
+from cachebench.operators.measure import MeasureOperator
 from cachebench.targets import aws as target
+from cachebench.triggers.aws import EcsElastiCacheWatchTrigger
 from cachebench.workspace import RunDir
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
+MEASURED = {
+    5: window_requests("memtier_real_rate800_t5"),  # what the stand-in writes for 5 s
+}
+WORKLOADS = [
+    campaign("x")["workloads"][0],
+    {
+        "name": "reads",
+        "ratio": "1:9",
+        "value_size": 64,
+        "key_space": 5000,
+        "pipeline": 1,
+        "clients": 10,
+        "threads": 2,
+        "warmup_seconds": 2,
+        "duration_seconds": 5,
+    },
+]
 
 
-def run_campaign(fields: dict, fail: tuple[str, ...] = ()):
+def run_campaign(fields: dict, root: Path, **fake):
     dag = DagBag(dag_folder=str(ROOT / "dags")).dags["cachebench_adhoc_aws"]
-    agent = FakeLoadTasks(CLUSTER, fail=fail)
-    agent.start()
-    try:
+    with FakeEcs(root, fields["name"], **fake) as agent:
         dag_run = dag.test(run_conf=fields)
-    finally:
-        agent.stop()
     return dag_run, RunDir.for_run(fields["name"], dag_run.run_id), agent
 
 
-def assert_destroyed(aws, run: RunDir, run_id: str) -> None:
-    """Every point: its state object is empty, its group deleting, its tasks stopped."""
-    s3, ec, ecs = aws.client("s3"), aws.client("elasticache"), aws.client("ecs")
+def plans_of(run: RunDir) -> list[DeploymentPlan]:
+    return [
+        DeploymentPlan.model_validate(d)
+        for d in json.loads((run.path / "campaign.json").read_text())["deployments"]
+    ]
+
+
+def groups_of(run_id: str, name: str) -> list[dict]:
+    """This run's replication groups in moto (by their tags), whatever their status."""
+    ec = boto3.client("elasticache")
+    out = []
+    for g in ec.describe_replication_groups()["ReplicationGroups"]:
+        tags = {
+            t["Key"]: t["Value"]
+            for t in ec.list_tags_for_resource(ResourceName=g["ARN"])["TagList"]
+        }
+        if tags.get("cachebench:run") == run_id and tags.get("cachebench:campaign") == name:
+            out.append({**g, "tags": tags})
+    return out
+
+
+def assert_destroyed(run: RunDir, run_id: str, tokens: set[str]) -> None:
+    """Every deployment: its state object is empty, its group deleting, its tasks stopped,
+    and no file of the run holds a token."""
+    s3, ec, ecs_client = boto3.client("s3"), boto3.client("elasticache"), boto3.client("ecs")
     settings = target.resolve(None)
-    found = run.path.glob("points/*/point.json")
-    points = [Point.model_validate_json(p.read_text()) for p in found]
-    assert len(points) == 2
-    for point in points:
-        key = target.state_key(settings, point, run_id)
+    plans = plans_of(run)
+    assert len(plans) == 2
+    for plan in plans:
+        key = target.state_key(settings, plan)
         state = json.loads(s3.get_object(Bucket=STATE_BUCKET, Key=key)["Body"].read())
         assert state["resources"] == [], f"{key} not empty"
-        rg = target.replication_group_id(point, run_id)
+        rg = target.replication_group_id(plan)
         group = ec.describe_replication_groups(ReplicationGroupId=rg)["ReplicationGroups"][0]
-        assert group["Status"] == "deleting", point.id
-        cleanup = json.loads((run.point(point.id).path / "cleanup.json").read_text())
+        assert group["Status"] == "deleting", plan.instance
+        cleanup = json.loads((run.deployment(plan.instance).path / "cleanup.json").read_text())
         assert cleanup["status"] == "clean", cleanup
-    assert ecs.list_tasks(cluster=CLUSTER, desiredStatus="RUNNING")["taskArns"] == []
+        family = ecs.family(plan)
+        assert ecs.family_tasks(ecs_client, CLUSTER, family) == [], plan.instance
+    assert tokens, "no token was ever read for a task"
     for f in run.path.rglob("*"):
-        if f.is_file() and f.suffix in (".json", ".csv", ".md", ".html", ".txt", ".log"):
-            assert TOKEN not in f.read_text(errors="replace"), f"{f} holds the token"
+        if f.is_file():
+            for token in tokens:
+                assert token.encode() not in f.read_bytes(), f"{f} holds the token"
 
 
-def load_states(dag_run) -> dict[str, list[str]]:
-    """State of every load generator task (point.load_gN) over the mapped points."""
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        tis = dag_run.get_task_instances(session=session)
-        out: dict[str, list[str]] = {}
-        for ti in tis:
-            if ti.task_id.startswith("point.load_g"):
-                out.setdefault(ti.task_id.removeprefix("point."), []).append(str(ti.state))
-    return {k: sorted(v) for k, v in out.items()}
+def task_tries(dag_run, task_id: str) -> dict[str, list[tuple[str, int]]]:
+    out: dict[str, list[tuple[str, int]]] = {}
+    for ti in dag_run.get_task_instances():
+        if ti.task_id == task_id:
+            out.setdefault(ti.rendered_map_index, []).append((str(ti.state), ti.try_number))
+    return out
 
 
-def deferred(dag_run, classpath: str = "cachebench.triggers.aws.EcsElastiCacheWatchTrigger") -> int:
+def assert_secret_nowhere_in_airflow(dag_run, airflow_db: Path, tokens: set[str]) -> None:
+    """The AUTH tokens the tasks got from Secrets Manager: not in XCom, rendered fields,
+    trigger kwargs or the metadata DB's file."""
+    from airflow.models.renderedtifields import RenderedTaskInstanceFields
     from airflow.models.trigger import Trigger
+    from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
-    from sqlalchemy import func, select
+    from sqlalchemy import select
 
     with create_session() as session:
-        return session.scalar(
-            select(func.count())
-            .select_from(Trigger)
-            .where(
-                Trigger.classpath == classpath,
-                Trigger.created_date >= dag_run.start_date,
+        xcoms = session.scalars(select(XComModel).where(XComModel.run_id == dag_run.run_id)).all()
+        rtifs = session.scalars(
+            select(RenderedTaskInstanceFields).where(
+                RenderedTaskInstanceFields.run_id == dag_run.run_id
             )
-        )
+        ).all()
+        triggers = session.scalars(
+            select(Trigger).where(Trigger.created_date >= dag_run.start_date)
+        ).all()
+        assert xcoms and rtifs, "nothing to search: the run stored no XCom or rendered fields"
+        assert any(t.classpath == target.WATCH for t in triggers), "no load watch to search"
+        assert any(t.classpath == target.TASK_DONE for t in triggers), "no prefill wait"
+        for token in tokens:
+            for x in xcoms:
+                assert token not in json.dumps(x.value, default=str), (x.task_id, x.key)
+            for r in rtifs:
+                assert token not in json.dumps(r.rendered_fields, default=str), r.task_id
+            for t in triggers:
+                assert token not in json.dumps(t.kwargs, default=str), t.classpath
+    db_files = [p for p in airflow_db.glob("*.db*") if p.is_file()]
+    assert db_files, "no sqlite metadata DB found"
+    for db in db_files:
+        for token in tokens:
+            assert token.encode() not in db.read_bytes(), db
 
 
-def test_aws_campaign_end_to_end(airflow_db, results_dir, standin) -> None:
-    fields = campaign("e2e-aws", generators=2)
-    dag_run, run, agent = run_campaign(fields)
+def test_one_group_per_deployment_measures_every_run_with_n_tasks_and_a_retry_reattaches(
+    airflow_db, results_dir, standin, monkeypatch, tmp_path
+) -> None:
+    name = "e2e-aws"
+    fields = {**campaign(name, generators=2), "workloads": WORKLOADS}
+    monkeypatch.setenv("CACHEBENCH_RETRY_DELAY_S", "1")
+    # The worker is lost once, right after the first load tasks of the run were started and
+    # the run's record says "started" in phase load: the try ends, Airflow retries measure.
+    lost: list[dict] = []
+    defer = MeasureOperator.defer
+
+    def lose_the_worker_once(self, *, trigger, **kwargs):
+        if isinstance(trigger, EcsElastiCacheWatchTrigger) and not lost:
+            lost.append({"started_by": trigger.started_by, "tasks": tasks_now(trigger)})
+            raise RuntimeError("worker lost (test)")
+        return defer(self, trigger=trigger, **kwargs)
+
+    def tasks_now(trigger) -> list[str]:
+        return [t["taskArn"] for t in trigger._tasks()]
+
+    monkeypatch.setattr(MeasureOperator, "defer", lose_the_worker_once)
+    dag_run, run, agent = run_campaign(fields, tmp_path / "ecs", time_scale=0.4)
+    tokens = set(agent.secrets)
     try:
+        assert not agent.errors, agent.errors
         assert str(dag_run.state) == "success"
-        assert sorted(agent.done.values()) == [0, 0, 0, 0]  # 2 points x 2 load tasks
-        single = parse_memtier_json(MEMTIER_JSON, started_at=0.0)
-        for pdir in sorted((run.path / "points").iterdir()):
-            load = json.loads((pdir / "load.json").read_text())
-            assert load["generators"] == 2 and load["requests"] == 2 * single.requests
-            assert load["tool_version"] == IMAGE_VERSION  # the container's version line
-            assert load["latency"]["p99"] == pytest.approx(single.latency.p99, rel=1e-3)
-            assert (pdir / "warmup.json").exists()
-            metrics = pd.read_parquet(pdir / "metrics.parquet")
-            assert metrics["node_id"].nunique() == 2  # primary + replica
-            assert (metrics["period_s"] == 60).all()
-            assert {"CPUUtilization", "NetworkBytesOut", "Evictions"} <= set(
-                metrics["metric"].astype(str)
-            )
+        plans = plans_of(run)
+        assert [len(p.runs) for p in plans] == [2, 2]
+        # one replication group per deployment, made once and measured on for both workloads
+        groups = groups_of(dag_run.run_id, name)
+        assert sorted(g["tags"]["cachebench:deployment"] for g in groups) == sorted(
+            p.instance for p in plans
+        )
+        for plan in plans:
+            log = (run.deployment(plan.instance).terraform / "terraform.log").read_text()
+            assert log.count("$ terraform apply") == 1, plan.instance
+        # per run: one prefill task and N=2 load tasks, each phase under its own startedBy
+        by = agent.started_by()
+        assert len(by) == 4 * 2 and sum(map(len, by.values())) == 4 * (1 + 2)
+        for plan in plans:
+            for r in plan.runs:
+                path = run.deployment(plan.instance).load(r.point.id, r.repetition)
+                record = RunRecord.model_validate_json((path / "record.json").read_text())
+                assert record.status == "done" and record.attempt == 1, r.key
+                sbs = record.detail["started_by"]
+                assert len(by[sbs["prefill"]]) == 1, r.key
+                assert len(by[sbs["load"]]) == 2, r.key
+                names = sorted(ecs.task_name(agent.tasks[a]) for a in by[sbs["load"]])
+                assert names == ["g0", "g1"], r.key
+                assert all(agent.done[a] == 0 for a in by[sbs["load"]] + by[sbs["prefill"]])
+        # the retried measure reattached: the lost try's tasks are the run's only ones
+        (gone,) = lost
+        assert sorted(by[gone["started_by"]]) == sorted(gone["tasks"]) and len(gone["tasks"]) == 2
+        measure = task_tries(dag_run, "deployment.measure")
+        assert sorted(measure.values()) == [[("success", 1)], [("success", 2)]], measure
+        # results: N x the capture's window, from the measured files
+        for plan in plans:
+            for r in plan.runs:
+                rdir = run.point(r.point.id).rep(r.repetition).path
+                load = json.loads((rdir / "load.json").read_text())
+                assert load["generators"] == 2 and load["requests"] == 2 * MEASURED[5]
+                assert load["tool_version"] == IMAGE_VERSION
+                assert (rdir / "warmup.json").is_file() and (rdir / "prefill.json").is_file()
+                prefill = json.loads((rdir / "prefill.json").read_text())
+                assert prefill["keys"] == r.point.workload.key_space
+                metrics = pd.read_parquet(rdir / "metrics.parquet")
+                assert metrics["node_id"].nunique() == 2  # primary + replica
+                assert (metrics["period_s"] == 60).all()
+                cpu = run.deployment(plan.instance).load(r.point.id, r.repetition) / "cpu.json"
+                assert len(json.loads(cpu.read_text())["generators"]) == 2
+        runs = pd.read_csv(run.path / "runs.csv")
+        assert len(runs) == 4 and (runs["status"] == "ok").all()
         summary = pd.read_csv(run.path / "summary.csv")
-        assert len(summary) == 2 and (summary["status"] == "ok").all()
-        assert summary["net_out_gbps_peak"].tolist() == pytest.approx([1.2, 1.2])
-        assert summary["allowance_first_exceeded_s"].notna().all()
-        assert "burst allowance ran out" in (run.path / "report.md").read_text()
-        assert deferred(dag_run) == 2  # each watch handed its wait to the triggerer
-        # The load ran through the provider's EcsRunTaskOperator, one task per generator,
-        # deferred to its TaskDoneTrigger; the DAG's 3 other generator tasks skipped.
-        states = load_states(dag_run)
-        assert states["load_g0"] == states["load_g1"] == ["success", "success"]
-        assert all(states[f"load_g{g}"] == ["skipped", "skipped"] for g in (2, 3, 4))
-        assert deferred(dag_run, "airflow.providers.amazon.aws.triggers.ecs.TaskDoneTrigger") == 4
-        ecs = standin.client("ecs")
-        arns = ecs.list_tasks(cluster=CLUSTER, desiredStatus="STOPPED")["taskArns"]
-        tasks = ecs.describe_tasks(cluster=CLUSTER, tasks=arns)["tasks"]
-        ours = [t for t in tasks if t["taskArn"] in agent.done]
-        assert len({t["startedBy"] for t in ours}) == 4  # reattach: one startedBy per generator
+        assert len(summary) == 4
+        assert summary["net_out_gbps_peak"].tolist() == pytest.approx([1.2] * 4)
+        assert_secret_nowhere_in_airflow(dag_run, airflow_db, tokens)
     finally:
-        assert_destroyed(standin, run, dag_run.run_id)
+        assert_destroyed(run, dag_run.run_id, tokens)
 
 
-def test_failed_load_task_fails_the_point_and_still_destroys(
-    airflow_db, results_dir, standin
+def test_failed_load_task_fails_the_run_and_still_destroys(
+    airflow_db, results_dir, standin, tmp_path
 ) -> None:
     fields = campaign("e2e-aws-fail", generators=2)
-    dag_run, run, agent = run_campaign(fields, fail=("valkey-*",))
-    assert 1 in agent.done.values()
+    dag_run, run, agent = run_campaign(fields, tmp_path / "ecs", fail=("valkey-*",), time_scale=0.4)
+    tokens = set(agent.secrets)
     try:
+        assert 1 in agent.done.values()
         assert str(dag_run.state) == "failed"
-        ok = run.point("redis-7.1-single-r1-cache.r7g.large-mixed").path
-        bad = run.point("valkey-8.0-single-r1-cache.r7g.large-mixed").path
+        ok = run.point("redis-7.1-single-r1-cache.r7g.large-mixed").rep(1).path
+        bad = run.point("valkey-8.0-single-r1-cache.r7g.large-mixed").rep(1).path
         assert (ok / "metrics.parquet").exists() and not (bad / "load.json").exists()
         error = (bad / "error.txt").read_text()
         assert "watch" in error and "exit code 1" in error
-        assert "Connection error: TLS" in error  # the dead task's awslogs tail
-        # the valkey point's generators failed (and their retry refused to start anew)
-        states = load_states(dag_run)
-        assert sorted(states["load_g0"]) == ["failed", "success"]
-        summary = pd.read_csv(run.path / "summary.csv")
-        status = dict(zip(summary["point_id"], summary["status"], strict=True))
-        assert status[ok.name] == "ok" and status[bad.name] != "ok"
+        assert "Connection error: TLS handshake failed" in error  # the dead task's awslogs
+        measure = task_tries(dag_run, "deployment.measure")
+        assert measure["valkey-8.0-single-r1-cache.r7g.large"] == [("failed", 1)]
+        assert measure["redis-7.1-single-r1-cache.r7g.large"] == [("success", 1)]
+        runs = pd.read_csv(run.path / "runs.csv")
+        status = dict(zip(runs["point_id"], runs["status"], strict=True))
+        assert status[ok.parent.name] == "ok" and status[bad.parent.name] != "ok"
     finally:
-        assert_destroyed(standin, run, dag_run.run_id)
+        assert_destroyed(run, dag_run.run_id, tokens)

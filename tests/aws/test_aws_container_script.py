@@ -1,75 +1,63 @@
-"""The load task's shell script (aws/ecs.container_script), run for real by /bin/sh.
+"""The load and prefill tasks' shell scripts (aws/ecs.py), run for real by /bin/sh.
 
-Stand-ins on PATH play the image's tools: memtier_benchmark (prints a version
-line, logs its argv and start, writes a real capture as its JSON and HDR log)
-and the AWS CLI (copies the output folder where "S3" is). What the script
-uploads is then read back by aws/results.merge_phase, as collect does.
+The image's tools are aws_fakes' stand-ins (memtier_benchmark: memtier's options,
+its argv recorded, a real capture per --test-time; redis-cli: redis-cli's
+argument rules) and the REAL AWS CLI, which uploads to the tests' moto S3. What
+the script uploaded is downloaded as it is (no scrub on the way) and read by
+aws/results, as collect does.
 """
 
 from __future__ import annotations
 
-import json
-import os
+import hashlib
+import shutil
 import subprocess
-import sys
+import uuid
 from pathlib import Path
 
+import boto3
 import pytest
+from aws_fakes import (
+    IMAGE_VERSION,
+    REGION,
+    RESULTS_BUCKET,
+    FakeCgroup,
+    container_env,
+    recorded,
+    window_requests,
+)
 
-from cachebench.aws import ecs
+from cachebench.aws import ecs, results
 from cachebench.aws.results import merge_phase
 from cachebench.aws.settings import AwsSettings
 from cachebench.loadgen import LoadError
 from cachebench.models import Endpoint, Point, Topology, Workload
 
-REAL = Path(__file__).resolve().parents[1] / "fixtures" / "memtier-real"
-CAPTURE = "memtier_real_single"  # window: 3_358_132 - 32 requests over its 10 s
-WINDOW = 3_358_100
 TOKEN = "tok-never-kept"
 VERSIONS = {
     "2.1.0": "memtier_benchmark 2.1.0",  # 2.0.0 - 2.2.0: puts(PACKAGE_STRING)
-    "2.2.1": "memtier_benchmark v=2.2.1 sha=3347cb90:0 bits=64 libevent=2.1.12-stable",
+    "2.2.1": IMAGE_VERSION,
     "source": "memtier_benchmark v=255.255.255 sha=2f74d611:0 bits=64 libevent=2.1.12",
 }
-
-FAKE_MEMTIER = """#!{python}
-import json, os, shutil, sys, time
-args = sys.argv[1:]
-if "--version" in args:
-    if os.environ["FAKE_VERSION"]:
-        print(os.environ["FAKE_VERSION"])
-        print("Copyright (C) 2011-2026 Redis Ltd.")
-    sys.exit(0)
-with open(os.environ["FAKE_LOG"], "a") as log:
-    log.write(json.dumps({{"argv": args, "at": time.time()}}) + "\\n")
-if os.environ.get("FAKE_FAIL_ARG") in args:
-    sys.exit(1)
-opts = dict(a[2:].split("=", 1) for a in args if a.startswith("--") and "=" in a)
-auth = '"authenticate": "%s"' % opts.get("authenticate", "")
-text = open({capture!r} + ".json").read().replace('"authenticate": "********"', auth)
-if os.environ.get("FAKE_NO_CONNECTION"):
-    # what a real memtier (a local build) did on a TLS verify failure: exit 0, say
-    # so on stderr, write Totals Count 0, every Time-Serie empty, Runtime all zeros
-    doc = json.loads(text)
-    for block in doc["ALL STATS"].values():
-        if "Time-Serie" in block:
-            block.update({{"Count": 0, "Time-Serie": {{}}}})
-    doc["ALL STATS"]["Runtime"].update({{"Start time": 0, "Finish time": 0, "Total duration": 0}})
-    print("TLS connection error: certificate verify failed", file=sys.stderr)
-    text = json.dumps(doc)
-open(opts["json-out-file"], "w").write(text)
-shutil.copy({capture!r} + "_FULL_RUN_1.hgrm", opts["hdr-file-prefix"] + "_FULL_RUN_1.hgrm")
-time.sleep(float(os.environ.get("FAKE_SECONDS", "0")))
-"""
-FAKE_AWS = """#!/bin/sh
-# aws s3 cp --recursive --only-show-errors SRC DEST
-[ "$1 $2 $3" = "s3 cp --recursive" ] || exit 2
-mkdir -p "$FAKE_S3" && cp -R "$5"/. "$FAKE_S3"/ && echo "$6" > "$FAKE_S3.dest"
-"""
+# the stand-in's captures for the workload's 2 s warm-up and 5 s window (hand-read counts)
+WARM, MEASURED = (
+    window_requests("memtier_real_rate800_t2"),
+    window_requests("memtier_real_rate800_t5"),
+)
 
 
 def point(**workload) -> Point:
-    w = Workload(name="w", ratio="1:4", clients=5, threads=2, warmup_seconds=1, duration_seconds=2)
+    w = Workload(
+        name="w",
+        ratio="1:4",
+        value_size=512,
+        key_space=7000,
+        pipeline=3,
+        clients=5,
+        threads=2,
+        warmup_seconds=2,
+        duration_seconds=5,
+    )
     return Point(
         id="p",
         index=0,
@@ -94,93 +82,170 @@ ENDPOINT = Endpoint(
 
 
 class Task:
-    """One container: its script run by /bin/sh with the stand-ins, and what it left."""
+    """One container: a script run by /bin/sh with the image's tools, and what it left."""
 
-    def __init__(self, tmp: Path, monkeypatch) -> None:
-        self.tmp, self.out = tmp, tmp / "out"
-        self.s3 = tmp / "s3" / "g0"  # where "S3" keeps generator 0's files
-        self.log = tmp / "memtier.jsonl"
-        monkeypatch.setattr(ecs, "OUT_DIR", str(self.out))
-        bin_dir = tmp / "bin"
-        bin_dir.mkdir()
-        for name, text in (
-            (
-                "memtier_benchmark",
-                FAKE_MEMTIER.format(python=sys.executable, capture=str(REAL / CAPTURE)),
-            ),
-            ("aws", FAKE_AWS),
-        ):
-            (bin_dir / name).write_text(text)
-            (bin_dir / name).chmod(0o755)
-        self.env = {
-            "PATH": f"{bin_dir}:{os.environ['PATH']}",
-            "CACHEBENCH_AUTH": TOKEN,
-            ecs.RESULTS_ENV: "s3://results/c/r/p/g0/",
-            "FAKE_LOG": str(self.log),
-            "FAKE_S3": str(self.s3),
-            "FAKE_VERSION": VERSIONS["2.2.1"],
-        }
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.prefix = f"script-{uuid.uuid4().hex}"  # this test's own place in the shared S3
+        self.s3 = boto3.client("s3", region_name=REGION)
+        self.env = container_env(
+            tmp,
+            {
+                ecs.OUT_ENV: str(tmp / "out"),
+                ecs.CGROUP_ENV: str(tmp / "cgroup"),
+                "CACHEBENCH_AUTH": TOKEN,
+                ecs.RESULTS_ENV: f"s3://{RESULTS_BUCKET}/{self.prefix}/g0/",
+                "FAKE_TIME_SCALE": "0.1",
+            },
+        )
 
-    def run(self, pt: Point, endpoint: Endpoint, settings: AwsSettings, **env: str):
-        script = ecs.container_script(pt, endpoint, settings)
+    def run(self, script: str, **env: str) -> subprocess.CompletedProcess:
         return subprocess.run(
             ["/bin/sh", "-c", script],
             env={**self.env, **env},
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=120,
+            cwd=self.tmp,
         )
 
+    def load(self, pt: Point, endpoint: Endpoint, settings: AwsSettings, **env: str):
+        return self.run(ecs.container_script(pt, endpoint, settings), **env)
+
+    def uploaded(self) -> dict[str, bytes]:
+        """Every object the script uploaded, by its path under the generator's folder."""
+        objs = self.s3.list_objects_v2(Bucket=RESULTS_BUCKET, Prefix=f"{self.prefix}/")
+        return {
+            o["Key"].removeprefix(f"{self.prefix}/"): self.s3.get_object(
+                Bucket=RESULTS_BUCKET, Key=o["Key"]
+            )["Body"].read()
+            for o in objs.get("Contents", [])
+        }
+
+    def download(self) -> Path:
+        """The uploaded files as they are in S3 (collect's layout: dest/g0/...)."""
+        dest = self.tmp / "collected"
+        for rel, body in self.uploaded().items():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            (dest / rel).write_bytes(body)
+        return dest
+
     def runs(self) -> list[dict]:
-        if not self.log.exists():
-            return []
-        return [json.loads(line) for line in self.log.read_text().splitlines()]
+        return recorded(self.tmp)
 
 
 @pytest.fixture
-def task(tmp_path, monkeypatch) -> Task:
-    return Task(tmp_path, monkeypatch)
+def task(aws, tmp_path) -> Task:
+    return Task(tmp_path)
 
 
 def opt(argv: list[str], name: str) -> str:
     return next(a.split("=", 1)[1] for a in argv if a.startswith(f"--{name}="))
 
 
-def test_script_uploads_the_version_line_and_start_and_results_parse(task):
+def test_script_runs_the_workload_and_uploads_scrubbed_results_collect_reads(task):
     cacert = task.tmp / "ca.pem"
     cacert.write_text("-----BEGIN CERTIFICATE-----\n")
-    done = task.run(point(), ENDPOINT, AwsSettings(tls_cacert=str(cacert)))
+    done = task.load(point(), ENDPOINT, AwsSettings(tls_cacert=str(cacert)))
     assert done.returncode == 0, done.stderr
-    assert VERSIONS["2.2.1"] in done.stdout  # in the task's log too
-    assert (task.s3 / "version.txt").read_text() == VERSIONS["2.2.1"] + "\n"  # first line only
-    assert (task.s3.parent / "g0.dest").read_text().strip() == "s3://results/c/r/p/g0/"
+    assert IMAGE_VERSION in done.stdout  # in the task's log too
+    files = task.uploaded()
+    assert files["g0/version.txt"].decode() == IMAGE_VERSION + "\n"  # first line only
+    assert {"g0/warmup.json", "g0/measured.json", "g0/measured_FULL_RUN_1.hgrm"} <= set(files)
     warm, measured = task.runs()
-    assert opt(measured["argv"], "test-time") == "2" and opt(warm["argv"], "test-time") == "1"
-    for run in (warm, measured):
-        assert "--tls" in run["argv"] and f"--cacert={cacert}" in run["argv"]
-        assert f"--authenticate={TOKEN}" in run["argv"]  # from the container's secret
-    started = float((task.s3 / "measured.started").read_text())
+    # the argv is the workload's (Workload above, by hand)
+    for run, seconds in ((warm, "2"), (measured, "5")):
+        argv = run["argv"]
+        assert [opt(argv, k) for k in ("server", "port", "ratio", "data-size")] == [
+            "master.example",
+            "6379",
+            "1:4",
+            "512",
+        ]
+        assert [opt(argv, k) for k in ("key-minimum", "key-maximum", "key-pattern")] == [
+            "1",
+            "7000",
+            "R:R",
+        ]
+        assert [opt(argv, k) for k in ("pipeline", "clients", "threads", "test-time")] == [
+            "3",
+            "5",
+            "2",
+            seconds,
+        ]
+        assert "--tls" in argv and f"--cacert={cacert}" in argv
+        assert "--tls-skip-verify" not in argv
+        assert f"--authenticate={TOKEN}" in argv  # from the container's secret
+    started = float(files["g0/measured.started"])
     assert started <= measured["at"] < started + 5  # recorded right before memtier
-    for f in task.s3.iterdir():
-        assert TOKEN not in f.read_text(errors="replace"), f  # scrubbed before upload
-    result = merge_phase(task.s3.parent, 1, "measured")
-    assert result.tool_version == VERSIONS["2.2.1"]
+    for name, body in files.items():
+        assert TOKEN.encode() not in body, f"{name} was uploaded with the token"
+    result = merge_phase(task.download(), 1, "measured")
+    assert result.tool_version == IMAGE_VERSION
     assert result.started_at == started and not any("Start time" in n for n in result.notes)
-    assert result.requests == WINDOW and result.reads_from == "primary"
+    assert result.requests == MEASURED != WARM and result.reads_from == "primary"
+    assert merge_phase(task.download(), 1, "warmup").requests == WARM
+
+
+def test_cpu_is_sampled_from_cgroup_v2_while_the_measured_memtier_runs(task):
+    cgroup = FakeCgroup(task.tmp / "cgroup", pct=175.0)
+    cgroup.start()
+    try:
+        done = task.load(
+            point(), ENDPOINT, AwsSettings(tls_skip_verify=True), FAKE_TIME_SCALE="0.6"
+        )
+    finally:
+        cgroup.stop()
+    assert done.returncode == 0, done.stderr
+    samples = task.uploaded()["g0/" + ecs.CPU_FILE].decode().splitlines()
+    first = float(samples[0].split()[0])
+    measured_at = float(task.uploaded()["g0/measured.started"])
+    assert measured_at <= first < measured_at + 1  # the measured window, not the warm-up
+    report = results.cpu_report(task.download(), 1, threads=2, vcpus=4.0)
+    (gen,) = report["generators"]
+    # 5 s x 0.6 = 3 s of measured memtier: about 3 one-second intervals
+    assert 2 <= len(gen["cpu_pct"]) <= 4, gen
+    # the fake counter is rewritten by a thread of this process (a late second, then an
+    # early one): their mean is the container's 175%
+    assert sum(gen["cpu_pct"]) / len(gen["cpu_pct"]) == pytest.approx(175.0, rel=0.1)
+    assert gen["capacity_cores"] == 4.0 and gen["generator"] == 0  # the task's vCPUs
+
+
+def test_cpu_falls_back_to_cgroup_v1_cpuacct(task):
+    cgroup = FakeCgroup(task.tmp / "cgroup", pct=60.0, version=1)
+    cgroup.start()
+    try:
+        done = task.load(
+            point(), ENDPOINT, AwsSettings(tls_skip_verify=True), FAKE_TIME_SCALE="0.5"
+        )
+    finally:
+        cgroup.stop()
+    assert done.returncode == 0, done.stderr
+    (gen,) = results.cpu_report(task.download(), 1, threads=2, vcpus=None)["generators"]
+    assert gen["capacity_cores"] == 2.0  # no vCPUs in the task definition: its threads
+    assert sum(gen["cpu_pct"]) / len(gen["cpu_pct"]) == pytest.approx(60.0, rel=0.1)
+
+
+def test_no_cgroup_files_no_cpu_report(task):
+    done = task.load(point(), ENDPOINT, AwsSettings(tls_skip_verify=True))
+    assert done.returncode == 0, done.stderr
+    assert "g0/" + ecs.CPU_FILE not in task.uploaded()
+    assert results.cpu_report(task.download(), 1, threads=2, vcpus=4.0) is None
 
 
 @pytest.mark.parametrize("version", ["", "memtier_benchmark 2.0.0", "memtier_benchmark 1.4.0"])
 def test_rate_limit_stops_an_old_memtier_before_any_load(task, version):
-    done = task.run(point(rate_limit=100), ENDPOINT, AwsSettings(), FAKE_VERSION=version)
+    done = task.load(point(rate_limit=100), ENDPOINT, AwsSettings(), FAKE_VERSION=version)
     assert done.returncode == ecs.EXIT_OLD_MEMTIER == 78
     assert "rate_limit needs memtier_benchmark 2.1 or later" in done.stderr
     assert f"this image has: {version}" in done.stderr
-    assert task.runs() == [] and not task.s3.exists()  # no load, nothing uploaded
+    assert task.runs() == [] and task.uploaded() == {}  # no load, nothing uploaded
 
 
 @pytest.mark.parametrize("version", sorted(VERSIONS))
 def test_rate_limit_runs_on_memtier_2_1_and_later(task, version):
-    done = task.run(point(rate_limit=100), ENDPOINT, AwsSettings(), FAKE_VERSION=VERSIONS[version])
+    settings = AwsSettings(tls_skip_verify=True)
+    done = task.load(point(rate_limit=100), ENDPOINT, settings, FAKE_VERSION=VERSIONS[version])
     assert done.returncode == 0, done.stderr
     assert all(opt(r["argv"], "rate-limiting") == "100" for r in task.runs())
     assert len(task.runs()) == 2
@@ -188,7 +253,7 @@ def test_rate_limit_runs_on_memtier_2_1_and_later(task, version):
 
 def test_tls_without_the_ca_bundle_stops_before_any_load(task):
     missing = str(task.tmp / "no-such-bundle.crt")
-    done = task.run(point(), ENDPOINT, AwsSettings(tls_cacert=missing))
+    done = task.load(point(), ENDPOINT, AwsSettings(tls_cacert=missing))
     assert done.returncode == ecs.EXIT_NO_CACERT == 79
     assert f"no CA bundle at {missing}" in done.stderr and "aws.tls_cacert" in done.stderr
     assert task.runs() == []
@@ -196,7 +261,7 @@ def test_tls_without_the_ca_bundle_stops_before_any_load(task):
 
 def test_tls_skip_verify_needs_no_bundle(task):
     settings = AwsSettings(tls_cacert=str(task.tmp / "none.crt"), tls_skip_verify=True)
-    done = task.run(point(), ENDPOINT, settings)
+    done = task.load(point(), ENDPOINT, settings)
     assert done.returncode == 0, done.stderr
     for run in task.runs():
         assert "--tls-skip-verify" in run["argv"]
@@ -210,9 +275,9 @@ def test_no_tls_no_bundle_check(task):
 
 
 def test_reads_from_replicas_run_writers_and_readers_at_once(task):
-    done = task.run(point(read_from="replicas"), ENDPOINT, AwsSettings(), FAKE_SECONDS="0.5")
+    done = task.load(point(read_from="replicas"), ENDPOINT, AwsSettings(tls_skip_verify=True))
     assert done.returncode == 0, done.stderr
-    by = {opt(r["argv"], "json-out-file").rsplit("/", 1)[-1]: r for r in task.runs()}
+    by = {opt(r["argv"], "json-out-file"): r for r in task.runs()}
     assert sorted(by) == [
         "measured-get.json",
         "measured-set.json",
@@ -234,22 +299,26 @@ def test_reads_from_replicas_run_writers_and_readers_at_once(task):
             "2",
             "4",
         ]
-        assert abs(writers["at"] - readers["at"]) < 0.5  # each runs 0.5 s: they overlap
-    assert (task.s3 / "reads_from.txt").read_text() == "reader endpoint replica.example\n"
-    result = merge_phase(task.s3.parent, 1, "measured")
+        assert abs(writers["at"] - readers["at"]) < 0.2  # each sleeps 0.2-0.5 s: they overlap
+    assert task.uploaded()["g0/reads_from.txt"] == b"reader endpoint replica.example\n"
+    result = merge_phase(task.download(), 1, "measured")
     assert result.reads_from == "reader endpoint replica.example"
-    assert result.requests == 2 * WINDOW and result.generators == 1
+    assert result.requests == 2 * MEASURED and result.generators == 1
 
 
-def test_a_failed_side_fails_the_task(task):
+def test_a_failed_side_fails_the_task_and_says_why_in_its_log(task):
     # the readers' memtier exits 1 (e.g. the reader endpoint refused the connection)
-    done = task.run(
-        point(read_from="replicas"), ENDPOINT, AwsSettings(), FAKE_FAIL_ARG="--ratio=0:1"
+    done = task.load(
+        point(read_from="replicas"),
+        ENDPOINT,
+        AwsSettings(tls_skip_verify=True),
+        FAKE_FAIL_ARG="--ratio=0:1",
     )
     assert done.returncode == 1
-    assert (task.s3 / "measured-set.json").exists()  # what ran is still uploaded
+    assert "Connection error: TLS handshake failed" in done.stderr  # the task's awslogs
+    assert "g0/measured-set.json" in task.uploaded()  # what ran is still uploaded
     with pytest.raises(LoadError, match=r"g0/measured-get\.json holds no result"):
-        merge_phase(task.s3.parent, 1, "measured")  # never half a result
+        merge_phase(task.download(), 1, "measured")  # never half a result
 
 
 def test_reads_from_replicas_needs_the_reader_endpoint():
@@ -271,10 +340,84 @@ def test_settings_want_an_absolute_ca_bundle_path():
 
 
 def test_memtier_that_never_connected_fails_collect_with_what_it_said(task):
-    done = task.run(point(), ENDPOINT, AwsSettings(), FAKE_NO_CONNECTION="1")
+    done = task.load(point(), ENDPOINT, AwsSettings(tls_skip_verify=True), FAKE_NO_CONNECTION="1")
     assert done.returncode == 0  # memtier's exit code says nothing here
     with pytest.raises(LoadError) as err:
-        merge_phase(task.s3.parent, 1, "measured")
+        merge_phase(task.download(), 1, "measured")
     text = str(err.value)
     assert "g0/measured.json holds no result" in text and "no complete second" in text
     assert "TLS connection error: certificate verify failed" in text  # from measured.stdout
+
+
+# ---------------------------------------------------------------- the prefill task
+
+
+@pytest.mark.parametrize("cluster_mode", [False, True], ids=["single", "cluster"])
+def test_prefill_flushes_every_primary_then_writes_the_key_space(task, cluster_mode):
+    cacert = task.tmp / "ca.pem"
+    cacert.write_text("-----BEGIN CERTIFICATE-----\n")
+    endpoint = ENDPOINT.model_copy(update={"cluster_mode": cluster_mode})
+    script = ecs.prefill_script(point(), endpoint, AwsSettings(tls_cacert=str(cacert)))
+    # the prefill task's results folder, as targets/aws names it
+    done = task.run(script, **{ecs.RESULTS_ENV: f"s3://{RESULTS_BUCKET}/{task.prefix}/prefill/"})
+    assert done.returncode == 0, done.stderr
+    (flush,) = recorded(task.tmp, "cli.jsonl")
+    assert flush["tool"] == "valkey-cli"  # valkey-cli first, else redis-cli
+    assert flush["options"]["--tls"] is True and flush["options"]["--cacert"] == str(cacert)
+    assert flush["auth_sha256"] == hashlib.sha256(TOKEN.encode()).hexdigest()  # from the env
+    if cluster_mode:
+        assert flush["options"]["--cluster"] == "call"
+        assert flush["command"] == ["master.example:6379", "FLUSHALL", "--cluster-only-masters"]
+    else:
+        assert flush["options"]["-h"] == "master.example" and flush["options"]["-p"] == "6379"
+        assert flush["command"] == ["FLUSHALL"]
+    (fill,) = task.runs()
+    argv = fill["argv"]
+    assert [opt(argv, k) for k in ("ratio", "key-pattern", "requests", "data-size")] == [
+        "1:0",
+        "P:P",
+        "allkeys",
+        "512",
+    ]
+    assert opt(argv, "key-minimum") == "1" and opt(argv, "key-maximum") == "7000"
+    assert ("--cluster-mode" in argv) is cluster_mode
+    assert f"--authenticate={TOKEN}" in argv
+    assert "prefill/prefill.json" in task.uploaded()
+    for name, body in task.uploaded().items():
+        assert TOKEN.encode() not in body, name
+    filled = results.prefill(task.download())
+    assert filled.keys == 7000 and filled.value_size == 512  # each key of 1-7000 once
+    assert filled.tool == IMAGE_VERSION
+
+
+def test_prefill_without_a_cli_stops_before_writing(task):
+    bare = task.tmp / "bare"
+    bare.mkdir()
+    for tool in ("memtier_benchmark", "sed", "cat", "date", "mkdir"):
+        src = shutil.which(tool, path=task.env["PATH"])
+        (bare / tool).symlink_to(src)
+    done = task.run(
+        ecs.prefill_script(point(), ENDPOINT, AwsSettings(tls_skip_verify=True)), PATH=str(bare)
+    )
+    assert done.returncode == ecs.EXIT_NO_CLI == 80
+    assert "needs redis-cli or valkey-cli" in done.stderr
+    assert task.runs() == []
+
+
+@pytest.mark.skipif(shutil.which("redis-cli") is None, reason="needs Debian's redis-tools")
+@pytest.mark.parametrize("skip_verify", [False, True], ids=["cacert", "insecure"])
+def test_the_real_redis_cli_accepts_the_flush_arguments(tmp_path, skip_verify):
+    """The flush line of the prefill script, run with the machine's real redis-cli against a
+    port nothing listens on: it must get as far as connecting (an unknown option, such as
+    `--cacert=<file>`, stops it before that)."""
+    endpoint = ENDPOINT.model_copy(update={"host": "127.0.0.1", "port": 1})
+    settings = AwsSettings(tls_cacert=str(tmp_path / "ca.pem"), tls_skip_verify=skip_verify)
+    script = ecs.prefill_script(point(), endpoint, settings)
+    (line,) = [x for x in script.splitlines() if x.startswith('"$cli"')]
+    args = line.split(" > ")[0].removeprefix('"$cli" ')
+    done = subprocess.run(
+        f"redis-cli {args}", shell=True, capture_output=True, text=True, timeout=30
+    )
+    said = done.stdout + done.stderr
+    assert "Unrecognized option" not in said, said
+    assert "Could not connect" in said, said

@@ -1,11 +1,13 @@
-"""The aws target's load path against the tests' moto server: ECS tasks started by the
-provider's EcsRunTaskOperator (our EcsLoadGeneratorOperator) with the AUTH token
-only as a container secret, the watch trigger (done and early
-failures), results collected from S3 with HDR histograms merged, and CloudWatch
-export with pagination.
+"""The aws target's runs against the tests' moto server, step by step as MeasureOperator
+drives them (steps.begin_try / measure_step): a prefill task, then N load tasks, each
+phase started through the provider's EcsHook with a startedBy of its own and waited
+for by its trigger (the provider's TaskDoneTrigger, our EcsElastiCacheWatchTrigger),
+run here for real; results collected from S3, metrics from CloudWatch.
 
-moto runs no containers and has no engine: the tests put the result files and
-the CloudWatch datapoints there themselves (see aws_fakes.py).
+moto runs no containers: aws_fakes.FakeEcs runs each task's own command under sh
+(stand-in memtier and redis-cli, the real AWS CLI against moto's S3, the AUTH token
+from moto's Secrets Manager) and publishes the nodes' CloudWatch datapoints.
+Every count of moto objects here is of this test's own (its startedBy, its run id).
 """
 
 from __future__ import annotations
@@ -13,47 +15,55 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import boto3
 import pytest
+from airflow.sdk.module_loading import import_string
 from aws_fakes import (
     CLUSTER,
     IMAGE_VERSION,
-    MEMTIER_JSON,
-    TOKEN,
+    RESULTS_BUCKET,
+    FakeEcs,
     campaign,
     put_node_metrics,
-    set_exit_code,
-    upload_results,
-    write_task_log,
+    recorded,
+    window_requests,
 )
 from botocore.stub import Stubber
 
 from cachebench import steps
-from cachebench.aws import cloudwatch, standin
+from cachebench.aws import cloudwatch, ecs, standin
+from cachebench.aws.results import split_uri
 from cachebench.campaign import CampaignError
-from cachebench.loadgen import hdr
-from cachebench.loadgen.memtier import parse_memtier_json
-from cachebench.models import Endpoint, Point
-from cachebench.operators.ecs_load import EcsLoadGeneratorOperator
+from cachebench.models import Endpoint, Node, Provisioned, RunRecord
 from cachebench.targets import aws as target
 from cachebench.triggers.aws import EcsElastiCacheWatchTrigger
-from cachebench.workspace import PointDir
+
+TARGET = target.TARGET
+# the stand-in memtier's captures for the campaign's 2 s warm-up and 5 s window
+WARM, MEASURED = (
+    window_requests("memtier_real_rate800_t2"),
+    window_requests("memtier_real_rate800_t5"),
+)
+assert WARM != MEASURED  # a collect that took the warm-up's numbers would be seen
 
 
-def provisioned(run_id: str, generators: int = 3) -> tuple[dict, Point, PointDir, Endpoint]:
-    """plan + render_tfvars for real; the stand-in makes the group and its secret."""
-    item = steps.plan(campaign("load", generators=generators), run_id)[0]
-    item = steps.render_tfvars(item)
-    point, pdir = Point.model_validate(item["point"]), PointDir(Path(item["point_dir"]))
-    tv = json.loads((pdir.terraform / "terraform.tfvars.json").read_text())
-    secret = f"cachebench/{tv['replication_group_id']}/auth"
+def provisioned(name: str, generators: int = 3, engine: int = 0) -> Provisioned:
+    """plan + render_tfvars for real; the stand-in makes the group and its secret as the
+    aws-standin module would (with the tags the aws module puts on them)."""
+    plan = steps.plan(campaign(name, generators=generators), f"run-{name}")[engine]
+    plan = steps.render_tfvars(plan)
+    ddir = steps.deployment_dir(plan)
+    tv = json.loads((ddir.terraform / "terraform.tfvars.json").read_text())
+    rg = tv["replication_group_id"]
+    secret = f"cachebench/{rg}/auth"
     standin.up(
         {
             "region": tv["region"],
-            "replication_group_id": tv["replication_group_id"],
+            "replication_group_id": rg,
             "engine": tv["engine"],
             "engine_version": tv["engine_version"],
             "node_type": tv["node_type"],
@@ -66,54 +76,63 @@ def provisioned(run_id: str, generators: int = 3) -> tuple[dict, Point, PointDir
             "replicas_per_node_group": None,
             "transit_encryption_mode": "required",
             "secret_name": secret,
-            "tags": {"cachebench:point": point.id},
+            "tags": {
+                "cachebench:campaign": tv["campaign"],
+                "cachebench:run": tv["run_id"],
+                "cachebench:deployment": tv["deployment_id"],
+            },
         }
     )
+    host = f"master.{rg}.standin.invalid"
+    nodes = [
+        Node(node_id=f"{rg}-00{i}", host=host, port=6379, role=role)
+        for i, role in ((1, "primary"), (2, "replica"))
+    ]
     endpoint = Endpoint(
-        host="master.example", port=6379, cluster_mode=False, tls=True, auth_ref=secret
+        host=host, port=6379, cluster_mode=False, tls=True, auth_ref=secret, nodes=nodes
     )
-    return item, point, pdir, endpoint
+    return Provisioned(plan=plan, endpoint=endpoint)
 
 
-class FakeTI:
-    """What EcsRunTaskOperator asks of its task instance when it runs outside a DAG."""
-
-    def __init__(self, try_number: int = 1) -> None:
-        self.try_number, self.map_index, self.pushed = try_number, 0, {}
-        self.dag_id, self.task_id, self.run_id = "cachebench_adhoc_aws", "point.load_g0", "r"
-
-    def xcom_push(self, key: str, value: object) -> None:
-        self.pushed[key] = value
+def token_of(prov: Provisioned) -> str:
+    sm = boto3.client("secretsmanager")
+    return sm.get_secret_value(SecretId=prov.endpoint.auth_ref)["SecretString"]
 
 
-def generator_op(prepared: dict, g: int, **kwargs) -> EcsLoadGeneratorOperator:
-    """The DAG's load operator, run in place: starts the task and returns (no deferral)."""
-    kwargs = {"deferrable": False, "wait_for_completion": False, "reattach": False, **kwargs}
-    return EcsLoadGeneratorOperator(task_id=f"load_g{g}", prepared=prepared, generator=g, **kwargs)
+def record_of(prov: Provisioned, i: int = 0) -> RunRecord:
+    return steps.read_record(steps.deployment_dir(prov.plan), prov.plan.runs[i])
 
 
-def start_load(point: Point, endpoint: Endpoint, pdir: PointDir) -> tuple[dict, list[str]]:
-    """prepare_load, then each generator's operator: (prepared, task ARNs)."""
-    prepared = {
-        "point": point.model_dump(mode="json"),
-        **target.prepare_load(point, endpoint, pdir),
-    }
-    arns = []
-    for g in range(point.load_generators):
-        ti = FakeTI()
-        generator_op(prepared, g).execute({"ti": ti})
-        arns.append(ti.pushed["ecs_task_arn"])
-    return prepared, arns
-
-
-async def first_event(trigger: EcsElastiCacheWatchTrigger) -> dict:
+async def _first(trigger) -> dict:
     async for ev in trigger.run():
         return ev.payload
     raise AssertionError("the trigger ended without an event")
 
 
-def trigger_for(started: dict) -> EcsElastiCacheWatchTrigger:
-    return EcsElastiCacheWatchTrigger(**started["watch"]["kwargs"], poll=0.05)
+def wait_on(watch) -> dict:
+    """What the triggerer does with a Watch: build its trigger, run it to its event."""
+    kwargs = dict(watch.kwargs)
+    if watch.classpath == target.WATCH:
+        kwargs["poll"] = 0.05
+    return asyncio.run(asyncio.wait_for(_first(import_string(watch.classpath)(**kwargs)), 120))
+
+
+def tasks_of(started_by: str) -> list[dict]:
+    return ecs.started_tasks(boto3.client("ecs"), CLUSTER, started_by)
+
+
+def s3_objects(uri: str) -> dict[str, bytes]:
+    s3 = boto3.client("s3")
+    bucket, prefix = split_uri(uri)
+    out = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/"):
+        for o in page.get("Contents", []):
+            out[o["Key"]] = s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
+    return out
+
+
+def opt(argv: list[str], name: str) -> str:
+    return next(a.split("=", 1)[1] for a in argv if a.startswith(f"--{name}="))
 
 
 def test_plan_refuses_aws_without_settings(aws, results_dir, monkeypatch) -> None:
@@ -128,132 +147,315 @@ def test_plan_refuses_aws_without_settings(aws, results_dir, monkeypatch) -> Non
 
 
 def test_plan_estimates_and_backend_keys_differ(aws, results_dir) -> None:
-    items = steps.plan(campaign("keys"), "manual__2026-11-26T05:00:00+00:00")
-    assert len(items) == 2
+    plans = steps.plan(campaign("keys"), "manual__2026-11-26T05:00:00+00:00")
+    assert len(plans) == 2
     keys = set()
-    for item in items:
-        item = steps.render_tfvars(item)
-        point, pdir = Point.model_validate(item["point"]), PointDir(Path(item["point_dir"]))
-        cfg = target.backend_config(point, pdir, item["run_id"])
+    for plan in plans:
+        plan = steps.render_tfvars(plan)
+        cfg = TARGET.backend_config(plan, steps.deployment_dir(plan))
         assert cfg["use_lockfile"] == "true" and cfg["bucket"] == "cachebench-state"
         assert cfg["key"].endswith(
-            f"/keys/manual-2026-11-26T05-00-00-00-00/{point.id}/terraform.tfstate"
+            f"/keys/manual-2026-11-26T05-00-00-00-00/{plan.instance}/terraform.tfstate"
         )
         keys.add(cfg["key"])
     assert len(keys) == 2
 
 
-def test_load_operators_start_tasks_with_the_token_only_as_a_secret(aws, results_dir) -> None:
-    item, point, pdir, endpoint = provisioned("run-1")
-    started, arns = start_load(point, endpoint, pdir)
-    ecs = aws.client("ecs")
-    assert len(set(arns)) == 3
-    tasks = ecs.describe_tasks(cluster=CLUSTER, tasks=arns, include=["TAGS"])["tasks"]
-    assert {t["taskDefinitionArn"] for t in tasks} == {started["ecs"]["task_definition"]}
-    tags = {x["key"]: x["value"] for x in tasks[0]["tags"]}
-    assert tags["cachebench:point"] == point.id
-    net = tasks[0]["attachments"] or started["ecs_run"]["network_configuration"]
-    assert net
-    td = ecs.describe_task_definition(taskDefinition=started["ecs"]["task_definition"])
-    container = td["taskDefinition"]["containerDefinitions"][0]
-    assert container["secrets"] == [{"name": "CACHEBENCH_AUTH", "valueFrom": endpoint.auth_ref}]
-    assert container["logConfiguration"]["logDriver"] == "awslogs"
+def test_a_run_prefills_then_measures_with_n_tasks_and_the_token_only_as_a_secret(
+    aws, results_dir, tmp_path
+) -> None:
+    prov = provisioned("runs", generators=3)
+    token = token_of(prov)
+    run = prov.plan.runs[0]
+    w = run.point.workload
+    with FakeEcs(tmp_path / "ecs", "runs", cpu_pct=140.0) as fake:
+        try_id = steps.begin_try(prov)
+        watch = steps.measure_step(prov, try_id, None)
+        # phase 1: one prefill task, followed by the provider's TaskDoneTrigger
+        assert watch.phase == "prefill" and watch.classpath == target.TASK_DONE
+        record = record_of(prov)
+        assert record.status == "started" and record.phase == "prefill" and record.attempt == 1
+        (prefill,) = tasks_of(record.detail["started_by"]["prefill"])
+        assert watch.kwargs["task_arn"] == prefill["taskArn"] == record.detail["prefill_task"]
+        assert watch.kwargs["log_group"] == "/cachebench/load"  # awslogs into the task log
+        assert wait_on(watch)["status"] == "success"
+        # phase 2: N load tasks under a startedBy of their own, followed by our watch
+        watch = steps.measure_step(prov, try_id, {"status": "success"})
+        assert watch.phase == "load" and watch.classpath == target.WATCH
+        record = record_of(prov)
+        sb = record.detail["started_by"]["load"]
+        assert watch.kwargs["started_by"] == sb != record.detail["started_by"]["prefill"]
+        loads = tasks_of(sb)
+        assert sorted(ecs.task_name(t) for t in loads) == ["g0", "g1", "g2"]
+        assert wait_on(watch)["status"] == "done"
+        assert steps.measure_step(prov, try_id, {"status": "done"}) is None  # collected, exported
+    assert not fake.errors, fake.errors
+    assert sorted(fake.done[t["taskArn"]] for t in [prefill, *loads]) == [0, 0, 0, 0]
+
+    # the token: only the task definition's secret (its ARN), never in overrides or XCom
+    described = boto3.client("ecs").describe_tasks(
+        cluster=CLUSTER, tasks=[t["taskArn"] for t in [prefill, *loads]], include=["TAGS"]
+    )["tasks"]
+    assert {t["taskDefinitionArn"] for t in described} == {
+        json.loads((steps.deployment_dir(prov.plan).path / "ecs.json").read_text())[
+            "task_definition"
+        ]
+    }
+    td = boto3.client("ecs").describe_task_definition(
+        taskDefinition=described[0]["taskDefinitionArn"]
+    )["taskDefinition"]
+    (container,) = td["containerDefinitions"]
+    assert container["secrets"] == [
+        {"name": "CACHEBENCH_AUTH", "valueFrom": prov.endpoint.auth_ref}
+    ]
     assert container["entryPoint"] == ["/usr/bin/env"]  # the image's ENTRYPOINT is not in front
-    script = tasks[0]["overrides"]["containerOverrides"][0]["command"][2]
-    for flag in ("--tls", "--ratio=1:4", "--data-size=256", "--key-maximum=100000",
-                 "--pipeline=2", "--clients=25", "--threads=4", "--test-time=600",
-                 "--test-time=60", "--json-out-file=/tmp/cachebench/measured.json",
-                 "--hdr-file-prefix=/tmp/cachebench/measured", '"--authenticate=$CACHEBENCH_AUTH"',
-                 "--print-percentiles=50,90,99,99.9", "aws s3 cp",
-                 "--cacert=/etc/ssl/certs/ca-certificates.crt"):  # fmt: skip
-        assert flag in script, flag
-    assert "--tls-skip-verify" not in script  # verified against the image's CA bundle
-    secret = aws.client("secretsmanager").get_secret_value(SecretId=endpoint.auth_ref)
-    token = secret["SecretString"]
-    assert token not in json.dumps(tasks) and token not in json.dumps(started)
-    envs = [t["overrides"]["containerOverrides"][0]["environment"] for t in tasks]
-    uris = {e["value"] for env in envs for e in env if e["name"] == "CACHEBENCH_RESULTS_URI"}
-    assert len(uris) == 3  # one result folder per generator
+    tags = {x["key"]: x["value"] for x in described[0]["tags"]}
+    assert tags["cachebench:deployment"] == prov.plan.instance
+    assert tags["cachebench:run"] == "run-runs"
+    for text in (json.dumps(described), json.dumps(watch.model_dump(mode="json"))):
+        assert token not in text
 
-    trig = trigger_for(started)
-    assert trig.check_once() is None  # running, group available, no evictions
-    starts = [1.7e9 + 0.25 * g for g in range(len(arns))]  # each task's recorded start
-    for g, arn in enumerate(arns):
-        upload_results(f"{started['ecs']['results_uri']}/g{g}/", starts[g], TOKEN)
-        set_exit_code(CLUSTER, arn, 0, "Essential container exited")
-    assert trig.check_once()["status"] == "done"
-    # the watch waits CloudWatch's publishing delay out on the triggerer, not in export
-    settle = {**started["watch"]["kwargs"], "settle_seconds": 0.5, "min_poll": 0.05}
-    t0 = time.monotonic()
-    assert asyncio.run(first_event(EcsElastiCacheWatchTrigger(**settle)))["status"] == "done"
-    assert time.monotonic() - t0 >= 0.5
+    # what each memtier ran is the workload (campaign() by hand), the token from the secret
+    runs = recorded(tmp_path / "ecs")
+    fills = [r for r in runs if "--requests=allkeys" in r["argv"]]
+    loads_argv = [r["argv"] for r in runs if "--requests=allkeys" not in r["argv"]]
+    assert len(fills) == 1 and len(loads_argv) == 2 * 3  # warm-up + measured per generator
+    for argv in loads_argv:
+        assert [opt(argv, k) for k in ("ratio", "data-size", "key-maximum", "pipeline")] == [
+            "1:4",
+            "256",
+            "100000",
+            "2",
+        ]
+        assert [opt(argv, k) for k in ("clients", "threads")] == ["25", "4"]
+        assert opt(argv, "server") == prov.endpoint.host and "--tls" in argv
+        assert "--cacert=/etc/ssl/certs/ca-certificates.crt" in argv
+        assert f"--authenticate={token}" in argv
+    assert sorted(opt(a, "test-time") for a in loads_argv) == ["2"] * 3 + ["5"] * 3
+    (flush,) = recorded(tmp_path / "ecs", "cli.jsonl")
+    assert flush["command"] == ["FLUSHALL"] and flush["options"]["-h"] == prov.endpoint.host
 
-    merged = target.collect(point, {**item, **started}, pdir)
-    single = parse_memtier_json(MEMTIER_JSON, started_at=0.0)
-    assert merged.generators == 3
-    assert merged.requests == 3 * single.requests == 3 * (3_358_132 - 32)
-    assert merged.ops_per_sec == pytest.approx(3 * single.ops_per_sec, rel=1e-6)
-    # each generator's version line from its container, its start from <phase>.started
-    assert merged.tool_version == IMAGE_VERSION
-    assert merged.started_at == starts[0] and merged.reads_from == "primary"
-    # the same histogram three times: percentiles of the merge are the single run's
-    assert merged.latency.p99 == pytest.approx(single.latency.p99, rel=1e-3)
-    assert (
-        hdr.decode(merged.histogram).get_total_count()
-        == 3 * hdr.decode(single.histogram).get_total_count()
+    # collect read the measured files, not the warm-up's: N x the capture's window
+    rdir = steps._result_dir(run, prov.plan).path
+    load = json.loads((rdir / "load.json").read_text())
+    assert load["generators"] == 3 and load["requests"] == 3 * MEASURED
+    # the merged window spans the generators' 5 s windows, started moments apart
+    assert w.duration_seconds <= load["elapsed_seconds"] < w.duration_seconds + 3
+    assert load["tool_version"] == IMAGE_VERSION  # each container's version line
+    warmup = json.loads((rdir / "warmup.json").read_text())
+    assert warmup["requests"] == 3 * WARM
+    measured_starts = [
+        float(p.read_text()) for p in (tmp_path / "ecs" / "tasks").glob("*/out/measured.started")
+    ]
+    assert load["started_at"] == pytest.approx(min(measured_starts))
+    assert json.loads((rdir / "prefill.json").read_text())["keys"] == w.key_space
+    assert (rdir / "metrics.parquet").is_file() and rdir.joinpath("metrics_summary.json").is_file()
+
+    # each load task's CPU, in the local runner's cpu.json shape, in the run's load folder
+    cpu = json.loads(
+        (steps.deployment_dir(prov.plan).load(run.point.id, 1) / "cpu.json").read_text()
     )
-    assert (pdir.path / "warmup.json").exists()
-    for f in pdir.load.rglob("*.json"):
-        assert TOKEN not in f.read_text(), f"{f} kept the token"
+    assert [g["generator"] for g in cpu["generators"]] == [0, 1, 2]
+    for g in cpu["generators"]:
+        assert g["capacity_cores"] == 4.0  # the task definition's 4096 CPU units
+        assert 3 <= len(g["cpu_pct"]) <= 6, g  # one a second of the 5 s window
+        # the fake cgroup's counter is rewritten by a thread of this busy process: a second
+        # can read it late and the next early, their mean is the container's 140%
+        assert sum(g["cpu_pct"]) / len(g["cpu_pct"]) == pytest.approx(140.0, rel=0.1)
+        assert min(g["cpu_pct"]) > 0
+
+    # nothing kept or uploaded holds the token
+    uploaded = s3_objects(record.detail["results_uri"])
+    assert len(uploaded) > 3 * 6
+    for key, body in uploaded.items():
+        assert token.encode() not in body, f"s3 {key} holds the token"
+    run_dir = Path(prov.plan.run_dir)
+    for f in run_dir.rglob("*"):
+        if f.is_file():
+            assert token.encode() not in f.read_bytes(), f"{f} holds the token"
 
 
-def test_watch_fails_early_when_a_load_task_dies(aws, results_dir) -> None:
-    _, point, pdir, endpoint = provisioned("run-2", generators=2)
-    started, arns = start_load(point, endpoint, pdir)
-    set_exit_code(CLUSTER, arns[1], 137, "OutOfMemoryError: container killed")
-    write_task_log(arns[1], ["Connection error: TLS"])  # what awslogs holds for the dead task
-    trig = trigger_for(started)
-    event = trig.check_once()
-    assert event["status"] == "failed" and "exit code 137" in event["message"]
-    assert "Connection error: TLS" in event["message"]  # the task's log tail, from CloudWatch Logs
+def test_a_new_try_reattaches_to_the_load_tasks_and_starts_none(aws, results_dir, tmp_path):
+    prov = provisioned("reattach", generators=2)
+    # the load sleeps long enough to still run when the worker is "lost"
+    with FakeEcs(tmp_path / "ecs", "reattach", time_scale=3.0) as fake:
+        first = steps.begin_try(prov)
+        assert wait_on(steps.measure_step(prov, first, None))["status"] == "success"
+        watch = steps.measure_step(prov, first, {"status": "success"})
+        sb = record_of(prov).detail["started_by"]["load"]
+        before = sorted(t["taskArn"] for t in tasks_of(sb))
+        assert len(before) == 2
+        assert {t["lastStatus"] for t in tasks_of(sb)} == {"RUNNING"}
+        family = json.loads((steps.deployment_dir(prov.plan).path / "ecs.json").read_text())
+        every = ecs.family_tasks(boto3.client("ecs"), CLUSTER, family["family"])
+        # the worker is lost while the load runs; a new try of measure starts
+        second = steps.begin_try(prov)
+        assert second != first and record_of(prov).status == "started"
+        again = steps.measure_step(prov, second, None)
+        assert again.phase == "load" and again.kwargs["started_by"] == sb
+        assert again.kwargs["started_at"] == watch.kwargs["started_at"]  # its clock is kept
+        assert sorted(t["taskArn"] for t in tasks_of(sb)) == before  # none started
+        assert ecs.family_tasks(boto3.client("ecs"), CLUSTER, family["family"]) == every
+        assert wait_on(again)["status"] == "done"
+        assert steps.measure_step(prov, second, {"status": "done"}) is None
+    assert not fake.errors, fake.errors
+    assert record_of(prov).status == "done" and record_of(prov).attempt == 1
+    load = json.loads(
+        (steps._result_dir(prov.plan.runs[0], prov.plan).path / "load.json").read_text()
+    )
+    assert load["requests"] == 2 * MEASURED
 
-    assert asyncio.run(first_event(trig))["status"] == "failed"
-    target.stop_load(pdir)  # what steps.watch_failed does: the other task is stopped too
-    tasks = aws.client("ecs").describe_tasks(cluster=CLUSTER, tasks=arns)["tasks"]
-    assert {t["lastStatus"] for t in tasks} == {"STOPPED"}
+
+def test_a_lost_worker_mid_start_leaves_no_duplicate_prefill_or_load(aws, results_dir, tmp_path):
+    """The worker dies right after run_task, before the run's record is saved (prefill), or
+    after starting g0 of 2 (load): the new try starts only what ECS does not have."""
+    prov = provisioned("midstart", generators=2)
+    ddir = steps.deployment_dir(prov.plan)
+    run = prov.plan.runs[0]
+    with FakeEcs(tmp_path / "ecs", "midstart", time_scale=3.0):
+        watch = steps.measure_step(prov, steps.begin_try(prov), None)
+        prefill_sb = record_of(prov).detail["started_by"]["prefill"]
+        steps._record_path(ddir, run).unlink()  # the record was never saved
+        again = steps.measure_step(prov, steps.begin_try(prov), None)
+        assert again.kwargs["task_arn"] == watch.kwargs["task_arn"]
+        assert len(tasks_of(prefill_sb)) == 1
+        assert wait_on(again)["status"] == "success"
+
+        # the load: only g0 got started (by this very code path) before the worker died
+        s = target.settings_for(prov.plan)
+        state = json.loads((ddir.path / "ecs.json").read_text())
+        record = record_of(prov)
+        sb = target.started_by(prov.plan, run, record.attempt, "load")
+        script = ecs.container_script(run.point, prov.endpoint, s)
+        g0 = ecs.generator_overrides("memtier", script, record.detail["results_uri"], "g0")
+        (arn0,) = TARGET._run_tasks(s, state, sb, {"g0": g0}, prov)
+        half = EcsElastiCacheWatchTrigger(
+            **{
+                **TARGET._load_watch(
+                    prov,
+                    run,
+                    s,
+                    state,
+                    record.model_copy(
+                        update={
+                            "detail": {
+                                **record.detail,
+                                "started_by": {**record.detail["started_by"], "load": sb},
+                                "load_started_at": time.time() - 700,
+                            }
+                        }
+                    ),
+                ).kwargs
+            }
+        )
+        event = half.check_once()  # the watch would not wait for g1 forever
+        assert event["status"] == "failed" and "only 1 of 2 load tasks started" in event["message"]
+        load = steps.measure_step(prov, steps.begin_try(prov), None)
+        names = {ecs.task_name(t): t["taskArn"] for t in tasks_of(sb)}
+        assert sorted(names) == ["g0", "g1"] and names["g0"] == arn0  # g1 alone was started
+        assert wait_on(load)["status"] == "done"
+        TARGET.stop_load(prov.plan, ddir)
+
+
+def test_watch_fails_early_when_a_load_task_dies_and_the_others_are_stopped(
+    aws, results_dir, tmp_path
+) -> None:
+    prov = provisioned("dies", generators=2)
+    ddir = steps.deployment_dir(prov.plan)
+    # g1's memtier cannot connect; g0 would run for minutes
+    with FakeEcs(tmp_path / "ecs", "dies", fail=("*/g1",), time_scale=20.0) as fake:
+        try_id = steps.begin_try(prov)
+        assert wait_on(steps.measure_step(prov, try_id, None))["status"] == "success"
+        watch = steps.measure_step(prov, try_id, {"status": "success"})
+        event = wait_on(watch)
+        assert event["status"] == "failed" and "exit code 1" in event["message"]
+        # the dead task's awslogs tail: what its script printed when memtier failed
+        assert "Connection error: TLS handshake failed" in event["message"]
+        assert steps.measure_step(prov, try_id, event) is None
+        record = record_of(prov)
+        assert record.status == "failed" and "exit code 1" in record.error
+        sb = record.detail["started_by"]["load"]
+        tasks = {ecs.task_name(t): t for t in tasks_of(sb)}
+        assert {n: t["lastStatus"] for n, t in tasks.items()} == {"g0": "STOPPED", "g1": "STOPPED"}
+        assert tasks["g0"]["stoppedReason"] == "cachebench: run failed"
+        error = (steps._result_dir(prov.plan.runs[0], prov.plan).path / "error.txt").read_text()
+        assert "exit code 1" in error
+        # a failed run is measured again only by a new try, as attempt 2 (a new startedBy)
+        fake.fail = ()
+        fake.time_scale = 0.3
+        retry = steps.measure_step(prov, steps.begin_try(prov), None)
+        assert retry.phase == "prefill" and record_of(prov).attempt == 2
+        assert (
+            record_of(prov).detail["started_by"]["prefill"]
+            != record.detail["started_by"]["prefill"]
+        )
+        TARGET.stop_load(prov.plan, ddir)
+
+
+def test_a_failed_prefill_fails_the_run_with_its_log_and_starts_no_load(
+    aws, results_dir, tmp_path
+) -> None:
+    prov = provisioned("prefillfails", generators=2)
+    with FakeEcs(tmp_path / "ecs", "prefillfails", fail=("*/prefill",)) as fake:
+        try_id = steps.begin_try(prov)
+        assert wait_on(steps.measure_step(prov, try_id, None))["status"] == "success"
+        assert steps.measure_step(prov, try_id, {"status": "success"}) is None
+    assert list(fake.done.values()) == [1]  # the prefill task alone, exit 1
+    record = record_of(prov)
+    assert record.status == "failed" and record.error.startswith("prefill: ")
+    assert "exit code 1" in record.error
+    assert "Connection error: TLS handshake failed" in record.error  # its awslogs tail
+    assert "load" not in record.detail["started_by"]
+    sb = target.started_by(prov.plan, prov.plan.runs[0], 1, "load")
+    assert tasks_of(sb) == []  # no load on a data set that was not written
 
 
 def test_watch_fails_on_evictions_and_unavailable_group(aws, results_dir) -> None:
-    _, point, pdir, endpoint = provisioned("run-3", generators=1)
-    started, _ = start_load(point, endpoint, pdir)
-    trig = trigger_for(started)
-    rg = started["ecs"]["replication_group_id"]
-    _, nodes = cloudwatch.member_clusters(aws.client("elasticache"), rg)
+    prov = provisioned("evict", generators=1)
+    rg = target.replication_group_id(prov.plan)
+    _, nodes = cloudwatch.member_clusters(boto3.client("elasticache"), rg)
     assert len(nodes) == 2  # primary + 1 replica, from describe_replication_groups
+    now = time.time()
+    kwargs = {
+        "region": "us-east-1",
+        "cluster": CLUSTER,
+        "started_by": f"cb-test-{uuid.uuid4().hex[:20]}",  # none of its tasks yet: starting
+        "expected": 1,
+        "container": "memtier",
+        "replication_group_id": rg,
+        "started_at": now,
+        "deadline": now + 600,
+        "min_poll": 0.05,
+    }
+    trig = EcsElastiCacheWatchTrigger(**kwargs)
     assert trig.check_once() is None
-    put_node_metrics(nodes[1:], trig.started_at + 1, evictions=42)
+    put_node_metrics(nodes[1:], now + 1, evictions=42)
     event = trig.check_once()
     assert event["status"] == "failed" and "evicted 42 keys" in event["message"]
-    allowed = EcsElastiCacheWatchTrigger(
-        **{**started["watch"]["kwargs"], "evictions_allowed": True}
-    )
+    allowed = EcsElastiCacheWatchTrigger(**{**kwargs, "evictions_allowed": True})
     assert allowed.check_once() is None  # a data set larger than memory evicts by design
-    aws.client("elasticache").delete_replication_group(ReplicationGroupId=rg)
+    boto3.client("elasticache").delete_replication_group(ReplicationGroupId=rg)
     event = allowed.check_once()
     assert event["status"] == "failed" and "not available" in event["message"]
-    target.stop_load(pdir)  # as watch_failed does; a RUNNING task would outlive the test
 
 
 def test_export_reads_every_node_with_pagination(aws, results_dir) -> None:
-    _, point, pdir, _ = provisioned("run-4", generators=1)
-    rg = json.loads((pdir.terraform / "terraform.tfvars.json").read_text())["replication_group_id"]
-    _, nodes = cloudwatch.member_clusters(aws.client("elasticache"), rg)
+    prov = provisioned("export", generators=1)
+    rg = target.replication_group_id(prov.plan)
+    _, nodes = cloudwatch.member_clusters(boto3.client("elasticache"), rg)
     t0 = 1_790_000_040.0  # a whole minute
     for minute in range(5):
         put_node_metrics(nodes, t0 + 60 * minute + 5, allowance_out=3.0 if minute >= 3 else 0.0)
-    cw = aws.client("cloudwatch")
+    cw = boto3.client("cloudwatch")
+    requests = []
+    cw.meta.events.register(
+        "provide-client-params.cloudwatch.GetMetricData",
+        lambda params, **_: requests.append(len(params["MetricDataQueries"])),
+    )
     # 2 nodes x 19 metrics = 38 queries in batches of 7: six requests to moto
+    point = prov.plan.runs[0].point
     table = cloudwatch.node_metrics(cw, point.id, nodes, t0, t0 + 299, batch=7)
+    assert requests == [7, 7, 7, 7, 7, 3]
     assert set(table["node_id"].astype(str)) == set(nodes)
     assert (table["period_s"] == 60).all()
     per = table.groupby(["node_id", "metric"], observed=True).size()
@@ -269,7 +471,10 @@ def test_export_reads_every_node_with_pagination(aws, results_dir) -> None:
     load = LoadResult(tool="memtier_benchmark", started_at=t0, elapsed_seconds=300,
                       requests=1, ops_per_sec=1, kb_per_sec=1, latency=lat)  # fmt: skip
     row = point_summary(point, table, load, load_instance_specs()[("aws", point.node_type)])
-    assert row["net_out_gbps_peak"] == pytest.approx(1.2)
+    assert row["net_out_gbps_peak"] == pytest.approx(9e9 * 8 / 60 / 1e9)
+    # cache.r7g.large: baseline 0.937 Gbps, burst up to 12.5 Gbps (AWS ElastiCache
+    # "Supported node types", docs.aws.amazon.com/AmazonElastiCache/latest/dg/
+    # CacheNodes.SupportedTypes.html)
     assert row["baseline_gbps"] == 0.937 and row["burst_gbps"] == 12.5
     assert row["seconds_above_baseline"] == 300
     assert row["allowance_first_exceeded_s"] == 180  # the burst ran out in minute 3
@@ -303,46 +508,6 @@ def test_get_metric_data_follows_next_token() -> None:
     assert [v for _, v in data["n0m0"]] == [1.0, 2.0, 3.0]
 
 
-def test_watch_waits_for_every_generator_to_start_then_fails(aws, results_dir) -> None:
-    _, point, pdir, endpoint = provisioned("run-5", generators=2)
-    prepared = {
-        "point": point.model_dump(mode="json"),
-        **target.prepare_load(point, endpoint, pdir),
-    }
-    generator_op(prepared, 0).execute({"ti": FakeTI()})  # generator 1 never starts
-    kwargs = prepared["watch"]["kwargs"]
-    assert EcsElastiCacheWatchTrigger(**kwargs).check_once() is None  # may still be starting
-    late = EcsElastiCacheWatchTrigger(**{**kwargs, "started_at": kwargs["started_at"] - 700})
-    event = late.check_once()
-    assert event["status"] == "failed" and "only 1 of 2 load tasks started" in event["message"]
-    target.stop_load(pdir)
-    running = aws.client("ecs").list_tasks(
-        cluster=CLUSTER, family=prepared["ecs"]["family"], desiredStatus="RUNNING"
-    )
-    assert running["taskArns"] == []
-
-
-def test_load_operator_retry_reattaches_or_refuses_a_fresh_start(aws, results_dir) -> None:
-    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
-
-    _, point, pdir, endpoint = provisioned("run-6", generators=1)
-    prepared = {
-        "point": point.model_dump(mode="json"),
-        **target.prepare_load(point, endpoint, pdir),
-    }
-    first = FakeTI()
-    generator_op(prepared, 0, reattach=True).execute({"ti": first})
-    retry = FakeTI(try_number=2)  # e.g. the worker died while the task deferred
-    generator_op(prepared, 0, reattach=True).execute({"ti": retry})
-    assert retry.pushed["ecs_task_arn"] == first.pushed["ecs_task_arn"]  # reattached, not new
-    set_exit_code(CLUSTER, first.pushed["ecs_task_arn"], 0, "Essential container exited")
-    with pytest.raises(AirflowFailException, match="different window"):
-        generator_op(prepared, 0, reattach=True).execute({"ti": FakeTI(try_number=2)})
-    with pytest.raises(AirflowSkipException, match="1 load generators"):
-        generator_op(prepared, 1).execute({"ti": FakeTI()})  # the DAG has more tasks than used
-    assert len(aws.client("ecs").list_tasks(cluster=CLUSTER)["taskArns"]) >= 1
-
-
 def test_aws_points_default_to_five_load_generators() -> None:
     from cachebench.campaign import CampaignSpec
 
@@ -367,11 +532,10 @@ def test_reaper_hooks_find_and_delete_expired_groups(aws) -> None:
         "replicas_per_node_group": 0,
         "transit_encryption_mode": "required",
     }
-    for rg, expires in (
-        ("cb-expired", "2020-01-01T00:00:00Z"),
-        ("cb-alive", "2999-01-01T00:00:00Z"),
-    ):
-        tags = {"cachebench:point": rg, "cachebench:campaign": "c", "cachebench:run": "r",
+    tag = uuid.uuid4().hex[:8]
+    expired, alive = f"cb-expired-{tag}", f"cb-alive-{tag}"
+    for rg, expires in ((expired, "2020-01-01T00:00:00Z"), (alive, "2999-01-01T00:00:00Z")):
+        tags = {"cachebench:deployment": rg, "cachebench:campaign": "c", "cachebench:run": "r",
                 "cachebench:expires-at": expires}  # fmt: skip
         standin.up(
             {
@@ -381,12 +545,28 @@ def test_reaper_hooks_find_and_delete_expired_groups(aws) -> None:
                 "tags": tags,
             }
         )
-    found = {f["where"]: f for f in target.find_leftovers(time.time())}
-    assert "cb-expired" in found and "cb-alive" not in found
-    assert target.reap_leftover(Leftover(**found["cb-expired"])) == []
-    ec = aws.client("elasticache")
-    status = ec.describe_replication_groups(ReplicationGroupId="cb-expired")["ReplicationGroups"]
+    found = {f["where"]: f for f in TARGET.find_leftovers(time.time())}
+    assert expired in found and alive not in found
+    assert found[expired]["deployment_id"] == expired
+    assert TARGET.reap_leftover(Leftover(**found[expired])) == []
+    ec = boto3.client("elasticache")
+    status = ec.describe_replication_groups(ReplicationGroupId=expired)["ReplicationGroups"]
     assert status[0]["Status"] == "deleting"
-    with pytest.raises(aws.client("secretsmanager").exceptions.ResourceNotFoundException):
-        aws.client("secretsmanager").describe_secret(SecretId="cachebench/cb-expired/auth")
-    ec.delete_replication_group(ReplicationGroupId="cb-alive")
+    sm = boto3.client("secretsmanager")
+    with pytest.raises(sm.exceptions.ResourceNotFoundException):
+        sm.describe_secret(SecretId=f"cachebench/{expired}/auth")
+    ec.delete_replication_group(ReplicationGroupId=alive)
+
+
+def test_results_land_under_the_runs_own_prefix(aws, results_dir) -> None:
+    """Attempts and repetitions never share a results folder (a retry reads its own)."""
+    prov = provisioned("prefix", generators=1)
+    s = target.settings_for(prov.plan)
+    run = prov.plan.runs[0]
+    uris = {target.results_uri(s, prov.plan, run, a) for a in (1, 2)}
+    assert len(uris) == 2
+    assert all(u.startswith(f"s3://{RESULTS_BUCKET}/cachebench-results/prefix/") for u in uris)
+    assert target.started_by(prov.plan, run, 1, "load") != target.started_by(
+        prov.plan, run, 1, "prefill"
+    )
+    assert all(len(target.started_by(prov.plan, run, a, "prefill")) <= 36 for a in (1, 99))

@@ -67,9 +67,9 @@ def test_fmt(module: Path, tmp_path: Path) -> None:
 
 
 def test_rendered_tfvars_match_the_declared_variables(aws, results_dir) -> None:
-    item = steps.render_tfvars(steps.plan(campaign("static"), "run-static")[0])
+    plan = steps.render_tfvars(steps.plan(campaign("static"), "run-static")[0])
     rendered = json.loads(
-        (Path(item["point_dir"]) / "terraform" / "terraform.tfvars.json").read_text()
+        (steps.deployment_dir(plan).terraform / "terraform.tfvars.json").read_text()
     )
     variables = declared(AWS)
     assert set(rendered) <= set(variables), set(rendered) - set(variables)

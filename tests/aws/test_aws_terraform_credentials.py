@@ -9,13 +9,10 @@ from __future__ import annotations
 import json
 import os
 import sys
-from pathlib import Path
 
 from aws_fakes import campaign
 
 from cachebench import steps
-from cachebench.models import Point
-from cachebench.workspace import PointDir
 
 RECORDER = """#!{python}
 import json, os, sys
@@ -45,14 +42,14 @@ def test_terraform_gets_the_connections_credentials(
     settings = {**aws.settings, "aws_conn_id": "cachebench_bench"}
     monkeypatch.setenv("AIRFLOW_VAR_CACHEBENCH_AWS", json.dumps(settings))
 
-    item = steps.render_tfvars(steps.plan(campaign("creds", generators=1), "r-creds")[0])
-    point, pdir = Point.model_validate(item["point"]), PointDir(Path(item["point_dir"]))
-    steps._terraform(point, pdir).run("version")
+    plan = steps.render_tfvars(steps.plan(campaign("creds", generators=1), "r-creds")[0])
+    ddir = steps.deployment_dir(plan)
+    steps._terraform(plan, ddir).run("version")
 
     env = json.loads(out.read_text())
     assert env["AWS_ACCESS_KEY_ID"] == "AKIACONNECTION"
     assert env["AWS_SECRET_ACCESS_KEY"] == "conn-secret-key"
     assert "AWS_PROFILE" not in env and "AWS_SESSION_TOKEN" not in env
     assert env["AWS_REGION"] == aws.settings["region"]
-    log = (pdir.terraform / "terraform.log").read_text()
+    log = (ddir.terraform / "terraform.log").read_text()
     assert "conn-secret-key" not in log and "AKIACONNECTION" not in log

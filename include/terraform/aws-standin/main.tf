@@ -36,9 +36,9 @@ locals {
     transit_encryption_mode = local.transit_encryption_mode
     secret_name             = local.secret_name
     tags = {
-      "cachebench:campaign" = var.campaign
-      "cachebench:run"      = var.run_id
-      "cachebench:deployment"    = var.deployment_id
+      "cachebench:campaign"   = var.campaign
+      "cachebench:run"        = var.run_id
+      "cachebench:deployment" = var.deployment_id
     }
   }
 }

@@ -3,7 +3,7 @@ locals {
   tags = {
     "cachebench:campaign"   = var.campaign
     "cachebench:run"        = var.run_id
-    "cachebench:deployment"      = var.deployment_id
+    "cachebench:deployment" = var.deployment_id
     "cachebench:expires-at" = formatdate("YYYY-MM-DD'T'hh:mm:ss'Z'", timeadd("1970-01-01T00:00:00Z", "${var.expires_at}s"))
   }
 

@@ -1,25 +1,35 @@
-"""memtier_benchmark on ECS: one task per load generator, results uploaded to S3.
+"""memtier_benchmark on ECS: the scripts a run's tasks run, and the ECS calls around them.
 
-The tasks are started by the provider's EcsRunTaskOperator (one per
-generator, see cachebench.operators.ecs_load) with the arguments built here.
+A run's tasks are started by targets/aws.py through the Amazon provider's
+EcsHook: one prefill task (prefill_script), then `load_generators` load tasks
+(container_script), each phase's tasks sharing a startedBy of their own.
 
 The AUTH token reaches memtier only through the container's ``secrets`` (ECS
 reads it from Secrets Manager into the CACHEBENCH_AUTH variable at start):
-a per-point revision of the user's task definition adds that secret, so the
-token is never in run_task overrides, XCom or our logs, only its ARN is.
+a per-deployment revision of the user's task definition adds that secret, so
+the token is never in run_task overrides, XCom or our logs, only its ARN is.
 
-The container runs a short POSIX shell script we build: the memtier version
-line to version.txt (and, for a rate-limited workload, a check that it is 2.1
-or later before any load: exit 78), with TLS a check that the CA bundle is
-there (exit 79), warm-up (kept apart), the measured run (each phase's start
-time, ``date +%s.%N``, to <phase>.started just before memtier starts), a scrub
-of the password memtier copies into its JSON, and an upload of every output
-file to ``<results_uri>/g<N>/`` with the AWS CLI. With read_from "replicas" each
-phase runs two memtier processes at once (writers to the primary endpoint,
-readers to the reader endpoint: <phase>-set.* and <phase>-get.*) and
-reads_from.txt says where reads went. The image therefore needs
-memtier_benchmark, /bin/sh, sed, date, the AWS CLI and, with TLS, the CA bundle
-at aws.tls_cacert.
+A load task runs a short POSIX shell script we build, in its own folder
+(``$CACHEBENCH_OUT_DIR``, default /tmp/cachebench): the memtier version line
+to version.txt (and, for a rate-limited workload, a check that it is 2.1 or
+later before any load: exit 78), with TLS a check that the CA bundle is there
+(exit 79), warm-up (kept apart), the measured run (each phase's start time,
+``date +%s.%N``, to <phase>.started just before memtier starts), a scrub of
+the password memtier copies into its JSON, and an upload of every output file
+to ``<results_uri>/g<N>/`` with the AWS CLI. A memtier that fails has its
+output copied to the task's log (awslogs), so the watch can say why. While the
+measured memtier runs, the script samples the container's CPU once a second
+into cpu.samples (``<unix time> <CPU microseconds used>``) from its cgroup
+(``$CACHEBENCH_CGROUP_DIR``, default /sys/fs/cgroup: cgroup v2 cpu.stat
+usage_usec, else v1 cpuacct/cpuacct.usage); the cgroup files need nothing in
+the image, where the task metadata endpoint's stats would need curl. With
+read_from "replicas" each phase runs two memtier processes at once (writers to
+the primary endpoint, readers to the reader endpoint: <phase>-set.* and
+<phase>-get.*) and reads_from.txt says where reads went. The image therefore
+needs memtier_benchmark, /bin/sh, sed, date, sleep, cat, the AWS CLI, for the
+prefill redis-cli or valkey-cli and, with TLS, the CA bundle at aws.tls_cacert.
+The two folder variables exist so that tests can run the script on a shared
+machine; ECS never sets them.
 """
 
 from __future__ import annotations
@@ -35,7 +45,11 @@ from cachebench.loadgen.auth import AUTH_ENV
 from cachebench.loadgen.memtier import MEMTIER, RATE_LIMIT_MIN, memtier_argv, side_workloads
 from cachebench.models import DeploymentPlan, Endpoint, Point, Workload
 
-OUT_DIR = "/tmp/cachebench"
+OUT_DIR = "/tmp/cachebench"  # the script's folder in the container
+OUT_ENV = "CACHEBENCH_OUT_DIR"  # ... unless this names another (tests)
+CGROUP_DIR = "/sys/fs/cgroup"  # where the container's cgroup files are
+CGROUP_ENV = "CACHEBENCH_CGROUP_DIR"  # ... unless this names another (tests)
+CPU_FILE = "cpu.samples"  # "<unix time> <CPU microseconds>" once a second, measured window
 RESULTS_ENV = "CACHEBENCH_RESULTS_URI"
 GENERATOR_ENV = "CACHEBENCH_GENERATOR"
 # The prefill writes each key once: enough connections to be quick, no more.
@@ -76,7 +90,7 @@ def family(plan: DeploymentPlan) -> str:
 def _checks(point: Point, endpoint: Endpoint, settings: AwsSettings) -> list[str]:
     """Lines that record memtier's version and stop the task, before any load, when
     the image cannot run the point."""
-    version = f"{OUT_DIR}/{VERSION_FILE}"
+    version = VERSION_FILE  # in the script's folder (see _header)
     lines = [f"memtier_benchmark --version 2>&1 | sed -n 1p > {version}", f"cat {version}"]
     if point.workload.rate_limit:
         # "memtier_benchmark 2.1.0" (up to 2.2.0) or "memtier_benchmark v=2.2.1 sha=...";
@@ -124,32 +138,71 @@ def _processes(point: Point, endpoint: Endpoint) -> tuple[list[Process], str]:
     return [(f"-{side}", wl, ends[side]) for side, wl in side_workloads(w).items()], label
 
 
+def _header() -> list[str]:
+    """The script's start: its folder (the task's by default), entered, and rc."""
+    return [
+        "set -u",
+        f'out="${{{OUT_ENV}:-{OUT_DIR}}}"',
+        f'cg="${{{CGROUP_ENV}:-{CGROUP_DIR}}}"',
+        'mkdir -p "$out" && cd "$out" || exit 1',
+        "rc=0",
+    ]
+
+
+# The container's CPU so far in microseconds (cgroup v2 cpu.stat, else v1 cpuacct), and a
+# loop writing it with the time once a second: the sampler of the measured window.
+_CPU_SAMPLER = f"""cpu_now() {{
+  if [ -r "$cg/cpu.stat" ]; then
+    sed -n 's/^usage_usec \\([0-9][0-9]*\\).*/\\1/p' "$cg/cpu.stat"
+  elif [ -r "$cg/cpuacct/cpuacct.usage" ]; then
+    read -r ns < "$cg/cpuacct/cpuacct.usage" && echo $((ns / 1000))
+  fi
+}}
+sample_cpu() {{
+  while :; do
+    u=$(cpu_now)
+    [ -n "$u" ] && echo "$(date +%s.%N) $u" >> {CPU_FILE}
+    sleep 1
+  done
+}}"""
+
+
+def _failed(name: str) -> str:
+    """What a failed memtier leaves: its exit code in rc, its output in the task's log."""
+    return f"{{ rc=$?; cat {name}.stdout >&2; }}"
+
+
 def container_script(point: Point, endpoint: Endpoint, settings: AwsSettings) -> str:
     """The shell script one load task runs (no secret in it: the token is "$CACHEBENCH_AUTH")."""
     w = point.workload
     auth = f' "--authenticate=${AUTH_ENV}"' if endpoint.auth_ref else ""
     tls = {"tls_cacert": settings.tls_cacert, "tls_skip_verify": settings.tls_skip_verify}
-    lines = ["set -u", f"mkdir -p {OUT_DIR}", "rc=0", *_checks(point, endpoint, settings)]
+    lines = [*_header(), _CPU_SAMPLER, *_checks(point, endpoint, settings)]
     processes, reads_label = _processes(point, endpoint)
     if reads_label:
-        lines.append(f"echo {shlex.quote(reads_label)} > {OUT_DIR}/{READS_FILE}")
+        lines.append(f"echo {shlex.quote(reads_label)} > {READS_FILE}")
     phases = [("warmup", w.warmup_seconds), ("measured", w.duration_seconds)]
     for phase, seconds in phases:
         if seconds <= 0:
             continue
         commands = []
         for suffix, wl, ep in processes:
-            out = f"{OUT_DIR}/{phase}{suffix}"
+            name = f"{phase}{suffix}"
             argv = memtier_argv(
-                wl, ep, password_env=False, test_time=seconds, out_prefix=out, **tls
+                wl, ep, password_env=False, test_time=seconds, out_prefix=name, **tls
             )
-            commands.append(f"{shlex.join(argv)}{auth} > {out}.stdout 2>&1")
-        lines.append(f"date +%s.%N > {OUT_DIR}/{STARTED.format(phase=phase)}")
+            commands.append((name, f"{shlex.join(argv)}{auth} > {name}.stdout 2>&1"))
+        lines.append(f"date +%s.%N > {STARTED.format(phase=phase)}")
+        if phase == "measured":
+            lines.append("sample_cpu & sampler=$!")
         # writers and readers run at once: all but the last in the background
-        for i, cmd in enumerate(commands[:-1]):
+        for i, (_, cmd) in enumerate(commands[:-1]):
             lines += [f"{cmd} &", f"pid{i}=$!"]
-        lines.append(f"{commands[-1]} || rc=$?")
-        lines += [f'wait "$pid{i}" || rc=$?' for i in range(len(commands) - 1)]
+        name, cmd = commands[-1]
+        lines.append(f"{cmd} || {_failed(name)}")
+        lines += [f'wait "$pid{i}" || {_failed(n)}' for i, (n, _) in enumerate(commands[:-1])]
+        if phase == "measured":
+            lines.append('kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null')
     lines += _scrub_and_upload()
     return "\n".join(lines)
 
@@ -157,16 +210,16 @@ def container_script(point: Point, endpoint: Endpoint, settings: AwsSettings) ->
 def _scrub_and_upload() -> list[str]:
     """The script's end: mask the token memtier copies into its JSON, upload, exit."""
     return [
-        f'for f in {OUT_DIR}/*.json; do [ -f "$f" ] && sed -i {shlex.quote(_SCRUB_SED)} "$f"; done',
-        f'aws s3 cp --recursive --only-show-errors {OUT_DIR} "${RESULTS_ENV}" || rc=$?',
+        f'for f in *.json; do [ -f "$f" ] && sed -i {shlex.quote(_SCRUB_SED)} "$f"; done',
+        f'aws s3 cp --recursive --only-show-errors . "${RESULTS_ENV}" || rc=$?',
         'exit "$rc"',
     ]
 
 
-def register_point_task_definition(
+def register_task_definition(
     ecs: Any, base: str, container: str, fam: str, auth_ref: str | None, tags: list[dict]
 ) -> str:
-    """A revision of the user's task definition with the AUTH secret; returns its ARN."""
+    """A revision of the user's task definition with the deployment's AUTH secret; its ARN."""
     td = ecs.describe_task_definition(taskDefinition=base)["taskDefinition"]
     containers = []
     found = False
@@ -191,9 +244,21 @@ def register_point_task_definition(
     return out["taskDefinition"]["taskDefinitionArn"]
 
 
-def awslogs(ecs: Any, task_definition: str, container: str) -> dict[str, str] | None:
+def describe_task_definition(ecs: Any, task_definition: str) -> dict[str, Any]:
+    return ecs.describe_task_definition(taskDefinition=task_definition)["taskDefinition"]
+
+
+def vcpus(td: dict[str, Any]) -> float | None:
+    """A task definition's vCPUs (task-level cpu units / 1024; Fargate requires them)."""
+    units = td.get("cpu")
+    try:
+        return int(units) / 1024 if units else None
+    except ValueError:  # "1 vCPU" is accepted on registration and stored as units
+        return None
+
+
+def awslogs(td: dict[str, Any], container: str) -> dict[str, str] | None:
     """The container's awslogs group and stream prefix, or None without awslogs."""
-    td = ecs.describe_task_definition(taskDefinition=task_definition)["taskDefinition"]
     for c in td["containerDefinitions"]:
         conf = c.get("logConfiguration") or {}
         if c["name"] == container and conf.get("logDriver") == "awslogs":
@@ -232,12 +297,12 @@ def generator_overrides(container: str, script: str, results_uri: str, name: str
     }
 
 
-def generator_of(task: dict) -> int | None:
-    """The generator number a load task was started as (from its overrides), or None."""
+def task_name(task: dict) -> str | None:
+    """The name a task was started as ("g<N>" or "prefill", from its overrides), or None."""
     for c in task.get("overrides", {}).get("containerOverrides", []):
         for e in c.get("environment", []):
-            if e.get("name") == GENERATOR_ENV and str(e.get("value", "")).startswith("g"):
-                return int(e["value"][1:])
+            if e.get("name") == GENERATOR_ENV:
+                return str(e.get("value", ""))
     return None
 
 
@@ -301,20 +366,24 @@ def prefill_script(point: Point, endpoint: Endpoint, settings: AwsSettings) -> s
     space with memtier (--key-pattern=P:P --requests=allkeys), and upload its result.
 
     The flush needs redis-cli or valkey-cli in the image (memtier cannot send a
-    keyless command to every shard); both read the token from the environment.
+    keyless command to every shard); both read the token from the environment,
+    and take their CA bundle as ``--cacert <file>`` (no ``=`` form) or skip the
+    check with ``--insecure``.
     """
     w = point.workload
     tls: list[str] = []
+    cli_tls: list[str] = []
     if endpoint.tls:
-        tls = ["--tls", "--tls-skip-verify" if settings.tls_skip_verify else ""]
-        tls[1] = tls[1] or f"--cacert={settings.tls_cacert}"
-    cli_tls = " ".join(shlex.quote(a.replace("--tls-skip-verify", "--insecure")) for a in tls)
-    host = shlex.quote(endpoint.host)
+        if settings.tls_skip_verify:
+            tls, cli_tls = ["--tls", "--tls-skip-verify"], ["--tls", "--insecure"]
+        else:
+            tls = ["--tls", f"--cacert={settings.tls_cacert}"]
+            cli_tls = ["--tls", "--cacert", settings.tls_cacert]
     if endpoint.cluster_mode:
-        where = f"{host}:{endpoint.port}"
-        flush = f'"$cli" {cli_tls} --cluster call {where} FLUSHALL --cluster-only-masters'
+        where = [f"{endpoint.host}:{endpoint.port}"]
+        flush = ["--cluster", "call", *where, "FLUSHALL", "--cluster-only-masters"]
     else:
-        flush = f'"$cli" {cli_tls} -h {host} -p {endpoint.port} FLUSHALL'
+        flush = ["-h", endpoint.host, "-p", str(endpoint.port), "FLUSHALL"]
     argv = [
         MEMTIER,
         f"--server={endpoint.host}",
@@ -332,7 +401,7 @@ def prefill_script(point: Point, endpoint: Endpoint, settings: AwsSettings) -> s
         f"--threads={PREFILL_THREADS}",
         f"--pipeline={PREFILL_PIPELINE}",
         "--hide-histogram",
-        f"--json-out-file={OUT_DIR}/prefill.json",
+        "--json-out-file=prefill.json",
     ]
     auth = f' "--authenticate=${AUTH_ENV}"' if endpoint.auth_ref else ""
     no_cli = (
@@ -341,16 +410,14 @@ def prefill_script(point: Point, endpoint: Endpoint, settings: AwsSettings) -> s
     )
     return "\n".join(
         [
-            "set -u",
-            f"mkdir -p {OUT_DIR}",
-            "rc=0",
+            *_header(),
             *_checks(point, endpoint, settings),
             "cli=$(command -v valkey-cli || command -v redis-cli) || {"
             f" echo {shlex.quote(no_cli)} >&2; exit {EXIT_NO_CLI}; }}",
             f'export REDISCLI_AUTH="${AUTH_ENV}" VALKEYCLI_AUTH="${AUTH_ENV}"',
-            f"{flush} > {OUT_DIR}/flush.stdout 2>&1"
-            f" || {{ cat {OUT_DIR}/flush.stdout >&2; exit {EXIT_FLUSH}; }}",
-            f"{shlex.join(argv)}{auth} > {OUT_DIR}/prefill.stdout 2>&1 || rc=$?",
+            f'"$cli" {shlex.join([*cli_tls, *flush])} > flush.stdout 2>&1'
+            f" || {{ cat flush.stdout >&2; exit {EXIT_FLUSH}; }}",
+            f"{shlex.join(argv)}{auth} > prefill.stdout 2>&1 || {_failed('prefill')}",
             *_scrub_and_upload(),
         ]
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from pathlib import Path
@@ -149,3 +150,49 @@ def prefill(dest: Path) -> PrefillResult | None:
         seconds=float(runtime.get("Total duration", 0)) / 1000.0,
         started_at=float(runtime.get("Start time", 0)) / 1000.0,
     )
+
+
+def _cpu_samples(path: Path) -> list[tuple[float, int]]:
+    """(unix time, CPU microseconds) lines the container script's sampler wrote."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        m = re.match(r"\s*(\d+(?:\.\d+)?)\S*\s+(\d+)\s*$", line)
+        if m:
+            out.append((float(m.group(1)), int(m.group(2))))
+    return out
+
+
+def cpu_report(dest: Path, generators: int, threads: int, vcpus: float | None) -> dict | None:
+    """The load tasks' CPU over the measured window, in the shape of the local runner's
+    cpu.json (models.LoadCpu on the runs branch): per generator the % of one core it ran
+    each second, and as its capacity the task's vCPUs (what its cgroup may use; its
+    memtier threads when the task definition names none). None when no task left samples
+    (an image without the cgroup files)."""
+    rows, starts = [], []
+    for g in range(generators):
+        samples = _cpu_samples(dest / f"g{g}" / ecs.CPU_FILE)
+        pct = [
+            round(100.0 * (u1 - u0) / ((t1 - t0) * 1e6), 1)
+            for (t0, u0), (t1, u1) in itertools.pairwise(samples)
+            if t1 > t0 and u1 >= u0
+        ]
+        if samples:
+            starts.append(samples[0][0])
+        rows.append(
+            {
+                "generator": g,
+                "side": None,  # the whole task: writers and readers alike
+                "tool": "memtier_benchmark",
+                "capacity_cores": vcpus or float(threads),
+                "cpu_pct": pct,
+                "demand_pct": [],  # a cgroup's usage says nothing of the run queue
+            }
+        )
+    if not starts:
+        return None
+    # host_cores: a Fargate task's machine is not known, only its share (capacity_cores)
+    return {"started_at": min(starts), "interval_s": 1.0, "host_cores": None, "generators": rows}

@@ -54,6 +54,8 @@ ENGINE_PORT = 6379
 RESERVED_MEMORY = 0.25  # ElastiCache's default reserved-memory-percent
 KEY_OVERHEAD_BYTES = 100  # per-key bookkeeping in the engine, on top of the value
 START_GRACE_S = 900  # Fargate image pull and start, result upload
+PREFILL_KEYS_PER_S = 20_000  # a slow prefill's rate, for its wait's limit only
+PREFILL = "prefill"  # the prefill task's name (its results folder; load tasks are g<N>)
 ECS_STATE = "ecs.json"
 WATCH = "cachebench.triggers.aws.EcsElastiCacheWatchTrigger"
 TASK_DONE = "airflow.providers.amazon.aws.triggers.ecs.TaskDoneTrigger"
@@ -215,19 +217,21 @@ class AwsTarget:
 
     # ------------------------------------------------------------ runs
 
-    def _task_definition(self, prov: Provisioned, s: AwsSettings, ecs: Any) -> dict[str, Any]:
-        """The deployment's task definition revision (registered once) and its awslogs."""
+    def _task_definition(self, prov: Provisioned, s: AwsSettings) -> dict[str, Any]:
+        """The deployment's task definition revision (registered once), its awslogs and vCPUs."""
         from cachebench.aws import ecs as ecs_mod
 
         ddir = RunDir(Path(prov.plan.run_dir)).deployment(prov.plan.instance)
         path = ddir.path / ECS_STATE
         if path.is_file():
             return json.loads(path.read_text())
+        ecs = self._hook(s).conn
         fam = ecs_mod.family(prov.plan)
         tags = [{"key": k, "value": v} for k, v in _tags(prov.plan).items()]
-        arn = ecs_mod.register_point_task_definition(
+        arn = ecs_mod.register_task_definition(
             ecs, s.task_definition, s.container_name, fam, prov.endpoint.auth_ref, tags
         )
+        td = ecs_mod.describe_task_definition(ecs, arn)
         state = {
             "region": s.region,
             "cluster": s.ecs_cluster,
@@ -235,7 +239,8 @@ class AwsTarget:
             "task_definition": arn,
             "container": s.container_name,
             "replication_group_id": replication_group_id(prov.plan),
-            "awslogs": ecs_mod.awslogs(ecs, arn, s.container_name),
+            "awslogs": ecs_mod.awslogs(td, s.container_name),
+            "vcpus": ecs_mod.vcpus(td),
         }
         ddir.write_json(ECS_STATE, state)
         return state
@@ -246,17 +251,17 @@ class AwsTarget:
         return EcsHook(aws_conn_id=s.aws_conn_id, region_name=s.region)
 
     def _run_tasks(
-        self, s: AwsSettings, state: dict, sb: str, overrides: list[dict], prov: Provisioned
+        self, s: AwsSettings, state: dict, sb: str, overrides: dict[str, dict], prov: Provisioned
     ) -> list[str]:
-        """Start one task per overrides entry with startedBy sb (those not started yet)."""
+        """Start one task per name in overrides with startedBy sb, but only those ECS does
+        not already have under sb (a retry reattaches, it never starts a second set)."""
         from cachebench.aws import ecs as ecs_mod
 
         client = self._hook(s).conn
         have = ecs_mod.started_tasks(client, state["cluster"], sb)
-        running_generators = {ecs_mod.generator_of(t) for t in have}
-        arns = [t["taskArn"] for t in have]
-        for g, override in enumerate(overrides):
-            if g in running_generators:
+        started = {ecs_mod.task_name(t): t["taskArn"] for t in have}
+        for name, override in overrides.items():
+            if name in started:
                 continue
             resp = client.run_task(
                 cluster=state["cluster"],
@@ -277,24 +282,26 @@ class AwsTarget:
                 tags=[{"key": k, "value": v} for k, v in _tags(prov.plan).items()],
                 propagateTags="TASK_DEFINITION",
             )
-            if resp.get("failures"):
-                raise RuntimeError(f"ECS could not start a load task: {resp['failures']}")
-            arns += [t["taskArn"] for t in resp["tasks"]]
-        return arns
+            if resp.get("failures") or not resp.get("tasks"):
+                raise RuntimeError(
+                    f"ECS could not start {name} ({sb}): {resp.get('failures') or 'no task'}"
+                )
+            started[name] = resp["tasks"][0]["taskArn"]
+        return [started[name] for name in overrides]
 
-    def _prefill_watch(self, s: AwsSettings, state: dict, arn: str) -> Watch:
+    def _prefill_watch(self, s: AwsSettings, state: dict, run: RunSpec, arn: str) -> Watch:
         logs = state.get("awslogs") or {}
         stream = f"{logs['prefix']}/{state['container']}/{arn.rsplit('/', 1)[-1]}" if logs else None
+        delay = max(1, int(s.watch_poll_seconds))
+        allowed = START_GRACE_S + run.point.workload.key_space / PREFILL_KEYS_PER_S
         return Watch(
             classpath=TASK_DONE,
             phase="prefill",
             kwargs={
                 "cluster": state["cluster"],
                 "task_arn": arn,
-                "waiter_delay": max(1, int(s.watch_poll_seconds)),
-                "waiter_max_attempts": max(
-                    1, int(START_GRACE_S * 2 / max(1, s.watch_poll_seconds))
-                ),
+                "waiter_delay": delay,
+                "waiter_max_attempts": max(1, int(allowed / delay)),
                 "aws_conn_id": s.aws_conn_id,
                 "region_name": s.region,
                 "log_group": logs.get("group"),
@@ -303,17 +310,17 @@ class AwsTarget:
         )
 
     def _load_watch(
-        self, prov: Provisioned, run: RunSpec, s: AwsSettings, state: dict, sb: str
+        self, prov: Provisioned, run: RunSpec, s: AwsSettings, state: dict, record: RunRecord
     ) -> Watch:
         w = run.point.workload
-        started = time.time()
+        started = record.detail["load_started_at"]  # kept: a reattached watch keeps its clock
         return Watch(
             classpath=WATCH,
             phase="load",
             kwargs={
                 "region": s.region,
                 "cluster": state["cluster"],
-                "started_by": sb,
+                "started_by": record.detail["started_by"]["load"],
                 "expected": run.point.load_generators,
                 "container": state["container"],
                 "replication_group_id": state["replication_group_id"],
@@ -334,12 +341,12 @@ class AwsTarget:
         from cachebench.aws import ecs as ecs_mod
 
         s = settings_for(prov.plan)
-        state = self._task_definition(prov, s, self._hook(s).conn)
+        state = self._task_definition(prov, s)
         uri = results_uri(s, prov.plan, run, attempt)
         sb = started_by(prov.plan, run, attempt, "prefill")
         script = ecs_mod.prefill_script(run.point, prov.endpoint, s)
-        override = ecs_mod.generator_overrides(state["container"], script, uri, "prefill")
-        (arn,) = self._run_tasks(s, state, sb, [override], prov)
+        override = ecs_mod.generator_overrides(state["container"], script, uri, PREFILL)
+        (arn,) = self._run_tasks(s, state, sb, {PREFILL: override}, prov)
         record = RunRecord(
             status="started",
             attempt=attempt,
@@ -347,22 +354,25 @@ class AwsTarget:
             started_at=time.time(),
             detail={"results_uri": uri, "started_by": {"prefill": sb}, "prefill_task": arn},
         )
-        return record, self._prefill_watch(s, state, arn)
+        return record, self._prefill_watch(s, state, run, arn)
 
     def _start_load(
         self, prov: Provisioned, run: RunSpec, record: RunRecord
     ) -> tuple[RunRecord, Watch]:
+        """Start the run's load tasks, or those of them not started yet (a reattach)."""
         from cachebench.aws import ecs as ecs_mod
 
         s = settings_for(prov.plan)
-        state = self._task_definition(prov, s, self._hook(s).conn)
+        state = self._task_definition(prov, s)
         sb = started_by(prov.plan, run, record.attempt, "load")
         script = ecs_mod.container_script(run.point, prov.endpoint, s)
         uri = record.detail["results_uri"]
-        overrides = [
-            ecs_mod.generator_overrides(state["container"], script, uri, f"g{g}")
+        overrides = {
+            f"g{g}": ecs_mod.generator_overrides(state["container"], script, uri, f"g{g}")
             for g in range(run.point.load_generators)
-        ]
+        }
+        first = "load_started_at" not in record.detail
+        started_at = record.detail.get("load_started_at", time.time())
         self._run_tasks(s, state, sb, overrides, prov)
         record = record.model_copy(
             update={
@@ -370,10 +380,13 @@ class AwsTarget:
                 "detail": {
                     **record.detail,
                     "started_by": {**record.detail["started_by"], "load": sb},
+                    "load_started_at": started_at,
                 },
             }
         )
-        return record, self._load_watch(prov, run, s, state, sb)
+        if first:
+            log.info("%s: %d load tasks started (startedBy %s)", run.key, len(overrides), sb)
+        return record, self._load_watch(prov, run, s, state, record)
 
     def _prefill_outcome(self, prov: Provisioned, record: RunRecord) -> tuple[bool, str | None]:
         """(stopped, why it failed) of the run's prefill task."""
@@ -394,20 +407,26 @@ class AwsTarget:
         record: RunRecord | None,
         event: dict[str, Any] | None,
     ) -> tuple[RunRecord, Watch | None]:
+        from cachebench.aws import ecs as ecs_mod
+
         if record is None or record.status != "started":
             return self._start_prefill(prov, run, record.attempt + 1 if record else 1)
         s = settings_for(prov.plan)
-        state = self._task_definition(prov, s, self._hook(s).conn)
+        state = self._task_definition(prov, s)
         if record.phase == "prefill":
             stopped, problem = self._prefill_outcome(prov, record)
             if not stopped:  # a new try while it still runs: follow it again
-                return record, self._prefill_watch(s, state, record.detail["prefill_task"])
+                arn = record.detail["prefill_task"]
+                return record, self._prefill_watch(s, state, run, arn)
             if problem:
+                if logs := state.get("awslogs"):  # what the flush or memtier said
+                    arn = record.detail["prefill_task"]
+                    tail = ecs_mod.log_tail(_client(s, "logs"), logs, state["container"], arn)
+                    problem += f"; its log ends:\n{tail}"
                 return self._failed(record, f"prefill: {problem}"), None
             return self._start_load(prov, run, record)
         if event is None:  # a new try: reattach to the load tasks (start any never started)
-            _, watch = self._start_load(prov, run, record)
-            return record, watch
+            return self._start_load(prov, run, record)
         if event.get("status") == "done":
             return record, None
         self._stop(s, state, record.detail["started_by"]["load"])
@@ -441,7 +460,27 @@ class AwsTarget:
             measured, error = results.merge_phase(dest, g, "measured"), ""
         except LoadError as exc:
             measured, error = None, str(exc)
+        self._write_cpu(ddir, run, dest)
         return RunLoads(measured=measured, warmup=warm, prefill=results.prefill(dest), error=error)
+
+    def _write_cpu(self, ddir: DeploymentDir, run: RunSpec, dest: Path) -> None:
+        """The load tasks' CPU as the run's cpu.json (the local runner's shape), if sampled."""
+        from cachebench.aws import results
+        from cachebench.loadgen.memtier import side_workloads
+
+        w = run.point.workload
+        threads = (
+            sum(side.threads for side in side_workloads(w).values())
+            if w.read_from == "replicas"
+            else w.threads
+        )
+        state = json.loads((ddir.path / ECS_STATE).read_text())
+        report = results.cpu_report(dest, run.point.load_generators, threads, state.get("vcpus"))
+        out = dest.parent / "cpu.json"
+        if report is None:
+            out.unlink(missing_ok=True)  # never an earlier attempt's
+            return
+        out.write_text(json.dumps(report, indent=2))
 
     def metrics(self, prov: Provisioned, run: RunSpec, start: float, end: float) -> pd.DataFrame:
         from cachebench.aws import cloudwatch
