@@ -371,6 +371,7 @@ def measure_step(prov: Provisioned, try_id: str, event: dict[str, Any] | None) -
     """
     target = targets.get(prov.plan.deployment.target)
     ddir = deployment_dir(prov.plan)
+    new_try = event is None
     for run in prov.plan.runs:
         record = read_record(ddir, run)
         if record is None or record.status != "started":
@@ -382,6 +383,8 @@ def measure_step(prov: Provisioned, try_id: str, event: dict[str, Any] | None) -
         event = None
         _save(ddir, run, record)
         if watch is not None:
+            if new_try:  # a retry or a cleared task found the run under way: it says so
+                _progress(prov, run, f"reattached (attempt {record.attempt})")
             return watch
         _save(ddir, run, _collect(prov, run, record, try_id))
     _export_ready(prov, ddir, try_id)
