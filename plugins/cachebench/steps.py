@@ -429,6 +429,7 @@ def measure_step(prov: Provisioned, try_id: str, event: dict[str, Any] | None) -
                 _save(ddir, run, record.model_copy(update={"status": "failed", "error": why}))
                 _result_dir(run, prov.plan).record_error("load", why)
         return None
+    new_try = event is None
     for run in prov.plan.runs:
         record = read_record(ddir, run)
         if record is None or record.status != "started":
@@ -440,6 +441,8 @@ def measure_step(prov: Provisioned, try_id: str, event: dict[str, Any] | None) -
         event = None
         _save(ddir, run, record)
         if watch is not None:
+            if new_try:  # a retry or a cleared task found the run under way: it says so
+                _progress(prov, run, f"reattached (attempt {record.attempt})")
             return watch
         _save(ddir, run, _collect(prov, run, record, try_id))
     # The next run is started before the last one's export, inside the target's quiet

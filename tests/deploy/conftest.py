@@ -6,7 +6,8 @@ Airflow's components as separate processes, each in its own process group:
 api-server, scheduler, dag-processor, triggerer and a Celery worker
 (CeleryExecutor). Campaigns are triggered through the REST API with a JWT from
 /auth/token, as the UI does. Every process the fixture starts is stopped by its
-finalizer; any server a failed test left behind is taken down there too.
+finalizer; any server or run a failed test left behind is taken down there too.
+"Nothing left" is judged by tests/e2e/leftovers.py (the tests' own psutil view).
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "e2e"))  # leftovers.py, shared with the e2e tests
 PORT_FIRST = os.environ.get("CACHEBENCH_DEPLOY_PORT_FIRST", "15000")
 ADMIN_PASSWORD = "cachebench-deploy-test"
 TINY = "cachebench__tiny-hourly"
@@ -167,6 +170,8 @@ class Deployment:
             AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES="1",
             CACHEBENCH_RESULTS=str(self.results),
             CACHEBENCH_PORT_FIRST=PORT_FIRST,
+            # Retries keep their number, only the wait between tries shrinks (read at parse).
+            CACHEBENCH_RETRY_DELAY_S="2",
             PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
         )
         return env
@@ -291,9 +296,21 @@ class Deployment:
         del self.procs[name]
 
     def kill(self, name: str) -> None:
-        """SIGKILL the component and every process of its group, at once."""
-        self.signal(name, signal.SIGKILL)
-        self.procs.pop(name).wait(10)
+        """SIGKILL the component as a lost machine would: its process group and, at once,
+        the groups its task processes run in (Airflow 3.3 gives each task a group of its
+        own). What a task started in a session of its own (servers, a run's runner) lives
+        on, as cachebench's design expects of a lost worker."""
+        proc = self.procs.pop(name)
+        session = os.getsid(proc.pid)
+        groups = {proc.pid}
+        for child in psutil.Process(proc.pid).children(recursive=True):
+            with contextlib.suppress(psutil.Error, OSError):
+                if os.getsid(child.pid) == session:
+                    groups.add(os.getpgid(child.pid))
+        for group in groups:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
+        proc.wait(10)
 
     def stop_all(self, timeout: float = 15) -> None:
         """SIGTERM every group at once, SIGKILL what is left after `timeout`."""
@@ -316,12 +333,26 @@ class Deployment:
     def log_tail(self, name: str, lines: int = 40) -> str:
         return "\n".join(self.log_text(name).splitlines()[-lines:])
 
+    def task_log_dir(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> Path:
+        base = self.base / "airflow" / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}"
+        return base / (f"task_id={task_id}" + (f"/map_index={map_index}" if map_index >= 0 else ""))
+
     def task_log(
         self, dag_id: str, run_id: str, task_id: str, map_index: int = -1, files: str = "*"
     ) -> str:
-        base = self.base / "airflow" / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}"
-        sub = f"task_id={task_id}" + (f"/map_index={map_index}" if map_index >= 0 else "")
-        return "\n".join(p.read_text(errors="replace") for p in sorted((base / sub).glob(files)))
+        logs = self.task_log_dir(dag_id, run_id, task_id, map_index)
+        return "\n".join(p.read_text(errors="replace") for p in sorted(logs.glob(files)))
+
+    def log_events(
+        self, dag_id: str, run_id: str, task_id: str, map_index: int = -1, attempt: int = 1
+    ) -> list[str]:
+        """The `event` of every line of one try's task log (the worker's part), in order."""
+        path = self.task_log_dir(dag_id, run_id, task_id, map_index) / f"attempt={attempt}.log"
+        events = []
+        for line in path.read_text(errors="replace").splitlines() if path.exists() else []:
+            with contextlib.suppress(ValueError, AttributeError):
+                events.append(str(json.loads(line).get("event", "")))
+        return events
 
     # -- REST API -------------------------------------------------------------------------
 
@@ -388,6 +419,13 @@ class Deployment:
             "GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/{map_index}"
         )
 
+    def tries(
+        self, dag_id: str, run_id: str, task_id: str, map_index: int = 0
+    ) -> list[tuple[int, str]]:
+        """(try number, state) of every try of a task instance, from Airflow's history."""
+        path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/{map_index}/tries"
+        return sorted((t["try_number"], t["state"]) for t in self.ok("GET", path)["task_instances"])
+
     def wait_ti(
         self,
         dag_id: str,
@@ -413,13 +451,23 @@ class Deployment:
         self.wait(check, f"{task_id} to be {states}", timeout)
         return seen
 
-    def wait_run(self, dag_id: str, run_id: str, timeout: float = 300) -> tuple[str, dict]:
-        """Wait for the run to end; returns its state and every TI state seen on the way."""
+    def wait_run(
+        self,
+        dag_id: str,
+        run_id: str,
+        timeout: float = 300,
+        each: Callable[[list[dict[str, Any]]], None] | None = None,
+    ) -> tuple[str, dict]:
+        """Wait for the run to end; returns its state and every TI state seen on the way
+        (`each` is given the task instances at every poll)."""
         seen: dict[tuple[str, int], set[str]] = {}
 
         def check() -> bool:
-            for ti in self.tis(dag_id, run_id):
+            tis = self.tis(dag_id, run_id)
+            for ti in tis:
                 seen.setdefault((ti["task_id"], ti["map_index"]), set()).add(ti["state"])
+            if each is not None:
+                each(tis)
             return self.run(dag_id, run_id)["state"] in ("success", "failed")
 
         self.wait(check, f"run {run_id} of {dag_id} to end", timeout, poll=0.5)
@@ -446,8 +494,14 @@ class Deployment:
 
 
 def take_down_leftovers(results: Path) -> None:
-    """Safety net for a failed test: stop any server a point registered (tests assert first)."""
-    for reg in results.glob("*/*/points/*/server/registry.json"):
+    """Safety net for a failed test (tests assert first): stop every run's processes and
+    any server a deployment registered."""
+    from leftovers import processes_in
+
+    for found in processes_in(results):
+        with contextlib.suppress(psutil.Error):
+            psutil.Process(found["pid"]).kill()
+    for reg in results.glob("*/*/deployments/*/server/registry.json"):
         subprocess.run(
             [sys.executable, "-m", "cachebench.local", "down", "--state-dir", str(reg.parent)],
             env={**os.environ, "PYTHONPATH": str(ROOT / "plugins")},
@@ -477,7 +531,8 @@ topologies: [{{cluster_mode: false}}]
 node_types: [local.micro]
 workloads:
   - {{name: tiny, ratio: "1:1", value_size: 64, key_space: 1000, pipeline: 1, clients: 2,
-     threads: 1, warmup_seconds: 0, duration_seconds: 8}}
+     threads: 1, warmup_seconds: 1, duration_seconds: 3}}
+repetitions: 1
 budget_usd: 0
 """
 

@@ -1,24 +1,35 @@
 """Campaigns in a real Airflow deployment: CeleryExecutor, Postgres, Redis, every component.
 
-Triggered through the REST API with the params the UI trigger form sends;
-faults a `dag.test()` cannot have (a run marked failed, a worker SIGKILLed, a
-scheduler restarted mid-run) must each end with every point destroyed and
-nothing left; a scheduled campaign runs on its schedule and backfills.
+Triggered through the REST API with the params the UI trigger form sends. A
+deployment is provisioned once and one `measure` task measures every run on
+it, deferring to the triggerer while each run loads. Faults a `dag.test()`
+cannot have (a run marked failed, a worker SIGKILLed while measure runs and
+while it is deferred, a scheduler restarted mid-run, a failed task cleared
+through the API) must each end with every deployment destroyed and nothing
+left (tests/e2e/leftovers.py); a scheduled campaign runs on its schedule and
+backfills.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
+import psutil
 import pytest
+from leftovers import assert_nothing_left
 
-from cachebench.local import procs
 from cachebench.workspace import run_slug
 
 pytestmark = [pytest.mark.deploy, pytest.mark.e2e]
@@ -26,6 +37,11 @@ pytestmark = [pytest.mark.deploy, pytest.mark.e2e]
 EXAMPLE = "cachebench__redis-vs-valkey-local"
 ADHOC = "cachebench_adhoc"
 TINY = "cachebench__tiny-hourly"
+MEASURE, DESTROY = "deployment.measure", "deployment.destroy"
+REDIS = "redis-7.0-single-local.micro"  # README: engine-version-topology-node_type
+TRIGGER = "cachebench.triggers.watch.LoadWatchTrigger"
+RUNNER = "cachebench.local.runner"  # `python -m` module of a run's detached runner
+LOCK = ".load.lock"  # the campaign run's load lock (one load at a time on the machine)
 
 
 def workload(warmup: int, duration: int, name: str = "short") -> dict:
@@ -44,7 +60,8 @@ def workload(warmup: int, duration: int, name: str = "short") -> dict:
     }
 
 
-def one_point(dep, name: str, warmup: int, duration: int) -> dict:
+def one_deployment(dep, name: str, warmup: int, duration: int, repetitions: int) -> dict:
+    """The UI form's params for one Redis deployment measuring one workload."""
     return dep.ui_conf(
         ADHOC,
         name=name,
@@ -52,6 +69,7 @@ def one_point(dep, name: str, warmup: int, duration: int) -> dict:
         topologies=[{"cluster_mode": False}],
         node_types=["local.micro"],
         workloads=[workload(warmup, duration)],
+        repetitions=repetitions,
     )
 
 
@@ -59,40 +77,111 @@ def run_dir(dep, campaign: str, run_id: str) -> Path:
     return dep.results / campaign / run_slug(run_id)
 
 
-def assert_nothing_left(run: Path, points: int) -> None:
-    regs = [json.loads(p.read_text()) for p in run.glob("points/*/server/registry.json")]
-    assert len(regs) == points, f"{len(regs)} registries in {run}, expected {points}"
-    for reg in regs:
-        for node in reg["nodes"]:
-            assert not procs.pid_alive(node["pid"]), f"server {node} still running"
-            assert procs.port_free(node["port"]), f"port {node['port']} still held"
-            if reg.get("cluster_mode"):
-                assert procs.port_free(node["port"] + 10000)
-        assert not procs.pid_alive(reg.get("agent_pid")), "metrics agent still running"
-    for handles in run.glob("points/*/handles.json"):
-        for h in json.loads(handles.read_text()):
-            assert not procs.pid_alive(int(h["pid"])), f"load generator {h} still running"
-    assert not list(run.glob("points/*/server/auth")), "a password file outlived destroy"
-    for state in run.glob("points/*/terraform/terraform.tfstate"):
-        assert json.loads(state.read_text()).get("resources") == [], f"{state} not empty"
+def run_files(run: Path, deployment: str, point: str, rep: int) -> tuple[Path, Path]:
+    """A run's load folder (record.json, job.json, runner files) and its results folder."""
+    load = run / "deployments" / deployment / "load" / point / f"rep{rep}"
+    return load, run / "points" / point / f"rep{rep}"
 
 
-def destroys(dep, dag_id: str, run_id: str) -> dict[int, str]:
+def has_result(results: Path) -> bool:
+    return (results / "load.json").is_file() and (results / "metrics.parquet").is_file()
+
+
+def record(load: Path) -> dict:
+    return json.loads((load / "record.json").read_text())
+
+
+def nothing_left(run: Path, deployments: int) -> None:
+    """Every deployment destroyed ("clean" cleanup) and nothing of the run left."""
+    cleanups = sorted(run.glob("deployments/*/cleanup.json"))
+    assert len(cleanups) == deployments, f"{len(cleanups)} destroyed, expected {deployments}"
+    assert_nothing_left(run)
+
+
+def by_label(dep, dag_id: str, run_id: str, task_id: str) -> dict[str, str]:
+    """A mapped task's state by its label (the deployment id)."""
     return {
-        ti["map_index"]: ti["state"]
+        ti["rendered_map_index"]: ti["state"]
         for ti in dep.tis(dag_id, run_id)
-        if ti["task_id"] == "point.destroy"
+        if ti["task_id"] == task_id
     }
+
+
+def task_process(ti_id: str) -> psutil.Process | None:
+    """The process running a task instance on the worker (Airflow titles it with the id)."""
+    for proc in psutil.process_iter(["cmdline"]):
+        if " ".join(proc.info["cmdline"] or []).startswith(f"airflow worker -- {ti_id}"):
+            return proc
+    return None
+
+
+def gone(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def task_states(dep, dag_id: str, run_id: str) -> dict[str, str]:
+    """Task id -> state, for a run of one deployment (mapped tasks by their instance)."""
+    return {
+        t["task_id"]: t["state"]
+        for t in dep.tis(dag_id, run_id)
+        if t["map_index"] >= 0 or not t["task_id"].startswith("deployment.")
+    }
+
+
+def runners(load: Path) -> list[int]:
+    """Pids of every runner process of one run (its job file is in its argv)."""
+    job = str(load / "job.json")
+    return [
+        p.pid
+        for p in psutil.process_iter(["cmdline"])
+        if RUNNER in (p.info["cmdline"] or []) and job in (p.info["cmdline"] or [])
+    ]
+
+
+def phase(load: Path) -> str:
+    with contextlib.suppress(OSError, ValueError):
+        return json.loads((load / "status.json").read_text())["phase"]
+    return ""
+
+
+@contextlib.contextmanager
+def load_lock(run: Path, timeout: float = 90) -> Iterator[None]:
+    """Hold the run's load lock: the next runner waits for it as for another run's load."""
+    fd = os.open(run / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    end = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                assert time.monotonic() < end, "the load lock was never free"
+                time.sleep(0.02)
+        yield
+    finally:
+        os.close(fd)
+
+
+def utc(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
 
 def test_invalid_params_are_refused_before_any_task_runs(deployment) -> None:
     dep = deployment
     dep.wait_dag(ADHOC)
     before = dep.ok("GET", f"/dags/{ADHOC}/dagRuns")["total_entries"]
-    bad = dep.ui_conf(ADHOC, load_generators=0, node_types="local.micro")
-    r = dep.trigger(ADHOC, bad)
-    assert r.status_code == 400, r.text
-    assert "load_generators" in r.text or "node_types" in r.text, r.text
+    for bad, field in (
+        ({"load_generators": 0, "node_types": "local.micro"}, "node_types"),
+        ({"repetitions": 0}, "repetitions"),
+        ({"repetitions": 21}, "repetitions"),
+        ({"redeploy_per_repetition": "yes"}, "redeploy_per_repetition"),
+    ):
+        r = dep.trigger(ADHOC, dep.ui_conf(ADHOC, **bad))
+        assert r.status_code == 400, (bad, r.text)
+        assert f"Invalid input for param {field}" in r.text, r.text
     assert dep.ok("GET", f"/dags/{ADHOC}/dagRuns")["total_entries"] == before
 
 
@@ -102,8 +191,9 @@ def test_scheduled_campaign_runs_on_schedule_survives_a_scheduler_restart_and_ba
     """An hourly campaign, due about a minute after start-up, runs on its schedule.
 
     Airflow 3 runs a cron at its ticks (not at the end of a past interval), so the
-    fixture writes it due soon. The scheduler is restarted while that run's point is
-    under load; the run must still succeed. Then a backfill of 2 logical dates.
+    fixture writes it due soon. The scheduler is restarted while that run's measure
+    task is deferred on its load; the run must still succeed. Then a backfill of 2
+    logical dates.
     """
     dep = deployment
     due = dep.ensure_tiny_due()
@@ -118,15 +208,16 @@ def test_scheduled_campaign_runs_on_schedule_survives_a_scheduler_restart_and_ba
     run_id = scheduled["dag_run_id"]
     assert scheduled["run_after"].startswith(due.strftime("%Y-%m-%dT%H:%M")), scheduled
 
-    dep.wait_ti(TINY, run_id, "point.watch", {"deferred"})
+    dep.wait_ti(TINY, run_id, MEASURE, {"deferred"})
     dep.stop("scheduler")  # SIGTERM, as a rolling restart does
     dep.start("scheduler", ["scheduler"])
     state, _ = dep.wait_run(TINY, run_id, timeout=240)
     assert state == "success", dep.tis(TINY, run_id)
-    assert destroys(dep, TINY, run_id) == {0: "success"}
+    tiny = "redis-7.0-single-local.micro"
+    assert by_label(dep, TINY, run_id, DESTROY) == {tiny: "success"}
     run = run_dir(dep, "tiny-hourly", run_id)
-    assert (next((run / "points").iterdir()) / "metrics.parquet").exists()
-    assert_nothing_left(run, 1)
+    assert has_result(run / "points" / f"{tiny}-tiny" / "rep1")
+    nothing_left(run, 1)
     assert dep.log_text("scheduler").count("Starting the scheduler") >= 2
 
     out = subprocess.run(
@@ -145,96 +236,266 @@ def test_scheduled_campaign_runs_on_schedule_survives_a_scheduler_restart_and_ba
     for r in backfill:
         state, _ = dep.wait_run(TINY, r["dag_run_id"], timeout=240)
         assert state == "success", r
-        assert_nothing_left(run_dir(dep, "tiny-hourly", r["dag_run_id"]), 1)
+        nothing_left(run_dir(dep, "tiny-hourly", r["dag_run_id"]), 1)
 
 
 def test_example_campaign_through_the_rest_api(deployment) -> None:
+    """The example campaign as the form sends it (a short workload, one repetition): every
+    deployment measured by one task deferred to the triggerer, every task on the worker."""
     dep = deployment
     dep.wait_dag(EXAMPLE)
-    conf = dep.ui_conf(EXAMPLE, workloads=[workload(1, 3, "mixed-1to4")])
+    conf = dep.ui_conf(EXAMPLE, workloads=[workload(1, 3, "mixed-1to4")], repetitions=1)
     r = dep.trigger(EXAMPLE, conf)
     assert r.status_code == 200, r.text
     run_id = r.json()["dag_run_id"]
+    # include/campaigns/redis-vs-valkey-local.yaml, named as the README says
+    deployments = {
+        f"{engine}-{topology}-local.small"
+        for engine in ("redis-7.0", "valkey-9.1")
+        for topology in ("single", "c3r0")
+    }
+    # label shown while deferred -> trigger id -> (classpath, triggerer ids seen)
+    deferred: dict[str, dict[int, tuple[str, set[int | None]]]] = {}
+    held: list[str] = []
+
+    def watch_deferrals(tis: list[dict]) -> None:
+        now = datetime.now(UTC)
+        for t in tis:
+            if t["task_id"] != MEASURE or t["state"] != "deferred" or not t["trigger"]:
+                continue
+            trig = t["trigger"]
+            triggers = deferred.setdefault(t["rendered_map_index"], {})
+            triggers.setdefault(trig["id"], (trig["classpath"], set()))[1].add(trig["triggerer_id"])
+            # a deferred task holds no worker slot: its task process is gone
+            if (now - utc(trig["created_date"])).total_seconds() > 3 and task_process(t["id"]):
+                held.append(f"{t['rendered_map_index']} deferred but its process runs")
+
     started = time.monotonic()
-    state, seen = dep.wait_run(EXAMPLE, run_id, timeout=420)
+    state, seen = dep.wait_run(EXAMPLE, run_id, timeout=420, each=watch_deferrals)
     print(f"example campaign: {state} in {time.monotonic() - started:.0f}s")
     run = run_dir(dep, "redis-vs-valkey-local", run_id)
     try:
         assert state == "success", (seen, dep.log_tail("scheduler"))
+        runs = pd.read_csv(run / "runs.csv")
+        assert len(runs) == 4 and (runs["status"] == "ok").all(), runs
         summary = pd.read_csv(run / "summary.csv")
-        assert len(summary) == 4 and (summary["status"] == "ok").all(), summary
-        for pdir in sorted((run / "points").iterdir()):
-            load = json.loads((pdir / "load.json").read_text())
-            assert load["ops_per_sec"] > 0, pdir.name
-            assert (pdir / "metrics.parquet").exists()
+        assert len(summary) == 4 and (summary["runs_ok"] == 1).all(), summary
+        for d in deployments:
+            rdir = run / "points" / f"{d}-mixed-1to4" / "rep1"
+            load = json.loads((rdir / "load.json").read_text())
+            assert load["ops_per_sec"] > 0, d
+            assert (rdir / "metrics.parquet").exists(), d
         report = (run / "report.md").read_text()
         assert "redis" in report and "valkey" in report
         assert (run / "report.html").exists()
 
         tis = dep.tis(EXAMPLE, run_id)
-        watches = [t for t in tis if t["task_id"] == "point.watch"]
-        assert len(watches) == 4
-        # the watch was handed to the triggerer: seen deferred, and the triggerer ran it
-        assert all("deferred" in seen[("point.watch", t["map_index"])] for t in watches), seen
-        for t in watches:  # the triggerer writes its part of the task log next to the worker's
-            trigger_log = dep.task_log(
-                EXAMPLE, run_id, "point.watch", t["map_index"], "*.trigger.*"
-            )
-            assert "Trigger fired event" in trigger_log and "'status': 'done'" in trigger_log
-        # mapped points ran on the Celery worker: its queue, its log names each of them
+        measures = [t for t in tis if t["task_id"] == MEASURE]
+        assert {t["rendered_map_index"] for t in measures} == deployments
+        # Each measure was handed to the triggerer (a Trigger row the triggerer picked up,
+        # one per run: one here), showed its deployment's label meanwhile and held no
+        # worker process.
+        assert set(deferred) == deployments, deferred
+        for label, triggers in deferred.items():
+            assert len(triggers) == 1, (label, triggers)
+            ((classpath, triggerers),) = triggers.values()
+            assert classpath == TRIGGER and triggerers - {None}, (label, triggers)
+        assert held == []
         worker = dep.log_text("worker")
-        for t in tis:
-            if t["task_id"].startswith("point.") and t["task_id"] != "point.watch":
-                assert t["queue"] == "default", t
-                assert t["hostname"], t
-        for t in (t for t in tis if t["task_id"] == "point.run_load"):
-            pat = (
-                rf"Executing workload in Celery: .*task_id='point\.run_load'.*"
-                rf"run_id='{re.escape(run_id)}'.*map_index={t['map_index']},"
-            )
-            assert re.search(pat, worker), f"{t['rendered_map_index']} not in the worker log"
+        for t in measures:
+            events = dep.log_events(EXAMPLE, run_id, MEASURE, t["map_index"])
+            assert events.count("Pausing task as DEFERRED. ") == 1, t["rendered_map_index"]
+            trigger_log = dep.task_log(EXAMPLE, run_id, MEASURE, t["map_index"], "*.trigger.*")
+            assert "Trigger fired event" in trigger_log and "'status': 'done'" in trigger_log
+            # started, then resumed after the load: both on the Celery worker
+            executions = len(re.findall(rf"Executing workload in Celery: .*{t['id']}", worker))
+            assert executions == 2, (t["rendered_map_index"], executions)
+        for t in tis:  # every task ran on the Celery worker's queue
+            assert t["queue"] == "default" and t["hostname"], t
+            assert re.search(rf"Executing workload in Celery: .*{t['id']}", worker), t["task_id"]
     finally:
-        assert_nothing_left(run, 4)
+        nothing_left(run, 4)
 
 
 def test_run_marked_failed_while_loading_still_destroys(deployment) -> None:
     dep = deployment
     dep.wait_dag(ADHOC)
-    r = dep.trigger(ADHOC, one_point(dep, "deploy-markfailed", warmup=1, duration=40))
+    r = dep.trigger(
+        ADHOC, one_deployment(dep, "deploy-markfailed", warmup=1, duration=40, repetitions=2)
+    )
     assert r.status_code == 200, r.text
     run_id = r.json()["dag_run_id"]
-    dep.wait_ti(ADHOC, run_id, "point.watch", {"deferred"})
-    dep.ok("PATCH", f"/dags/{ADHOC}/dagRuns/{run_id}", json={"state": "failed"})
-    state, _ = dep.wait_run(ADHOC, run_id, timeout=180)
     run = run_dir(dep, "deploy-markfailed", run_id)
-    states = {t["task_id"]: t["state"] for t in dep.tis(ADHOC, run_id)}
-    # Airflow 3.3 kills the running watch, skips the pending non-teardown tasks, and keeps
-    # the run going until its teardowns are done: destroy runs.
-    assert states["point.watch"] == "failed", states
-    assert states["point.collect"] == states["point.export"] == "skipped", states
-    assert destroys(dep, ADHOC, run_id) == {0: "success"}, states
-    assert_nothing_left(run, 1)
-    # The report is a teardown too: it runs, lists the point without a result and fails,
+    first, _ = run_files(run, REDIS, f"{REDIS}-short", 1)
+    second, _ = run_files(run, REDIS, f"{REDIS}-short", 2)
+    dep.wait_ti(ADHOC, run_id, MEASURE, {"deferred"})
+    dep.wait(lambda: phase(first) == "measured", "the first run's measured window", 60, 0.2)
+    dep.ok("PATCH", f"/dags/{ADHOC}/dagRuns/{run_id}", json={"state": "failed"})
+    ended = {"success", "failed"}
+    dep.wait(
+        lambda: {(s := task_states(dep, ADHOC, run_id)).get(DESTROY), s.get("report")} <= ended,
+        "destroy and report to end",
+        180,
+    )
+    time.sleep(5)  # the scheduler had its chance to recompute the run's state
+    states = task_states(dep, ADHOC, run_id)
+    # Airflow 3.3 fails the deferred measure, skips what is pending and keeps the run
+    # going until its teardowns are done: destroy stops the run's load and the servers.
+    assert states[MEASURE] == "failed", states
+    assert states[DESTROY] == "success", states
+    assert not (second / "record.json").exists(), "the second run started after the mark"
+    nothing_left(run, 1)
+    # The report is a teardown too: it runs, lists the runs without a result and fails,
     # so the run the user marked failed stays failed (with on_failure_fail_dagrun).
     assert states["report"] == "failed", states
-    assert state == "failed"
+    assert dep.run(ADHOC, run_id)["state"] == "failed"
     assert (run / "report.md").exists()
 
 
-def test_worker_killed_mid_load_still_destroys(deployment) -> None:
+def test_worker_killed_while_measure_runs_and_while_deferred(deployment) -> None:
+    """One deployment, two runs. The worker is SIGKILLed while measure runs between them
+    (run 1 collected, run 2's runner just started, the deferral not yet sent): the
+    scheduler fails the try after the heartbeat timeout and the retry reattaches to run
+    2, still under way (it waits for the load lock the test holds), without starting it
+    again. Then the worker is killed while measure is deferred: nothing is lost, no try
+    is added. The run succeeds, its deployment is destroyed once, nothing is left."""
     dep = deployment
     dep.wait_dag(ADHOC)
-    r = dep.trigger(ADHOC, one_point(dep, "deploy-workerkill", warmup=12, duration=2))
+    fields = one_deployment(dep, "deploy-workerkill", warmup=1, duration=2, repetitions=2)
+    r = dep.trigger(ADHOC, fields)
     assert r.status_code == 200, r.text
     run_id = r.json()["dag_run_id"]
-    dep.wait_ti(ADHOC, run_id, "point.run_load", {"running"})
     run = run_dir(dep, "deploy-workerkill", run_id)
-    point = next((run / "points").iterdir())
-    dep.wait(lambda: (point / "load" / "warmup").exists(), "the warm-up to start", 60, 0.2)
-    dep.kill("worker")  # SIGKILL to the worker's whole process group, task process included
-    dep.start_worker()
-    state, _ = dep.wait_run(ADHOC, run_id, timeout=240)
-    assert state == "failed"
-    assert dep.ti(ADHOC, run_id, "point.run_load")["state"] == "failed"
-    assert destroys(dep, ADHOC, run_id) == {0: "success"}, dep.tis(ADHOC, run_id)
-    assert_nothing_left(run, 1)
+    load1, result1 = run_files(run, REDIS, f"{REDIS}-short", 1)
+    load2, result2 = run_files(run, REDIS, f"{REDIS}-short", 2)
+    try:
+        # Once run 1 holds the load lock the test queues for it: run 2 will wait for the test.
+        dep.wait(lambda: phase(load1) not in ("", "waiting"), "run 1 to load", 180, 0.05)
+        with load_lock(run):
+            # measure resumes after run 1: stop its supervisor once the task process runs
+            # cachebench (its Pre Execute ended), so what it does next never reaches the API
+            ti = dep.ti(ADHOC, run_id, MEASURE)
+
+            def resumed_past_pre_execute() -> bool:
+                events = dep.log_events(ADHOC, run_id, MEASURE, 0)
+                starts = [i for i, e in enumerate(events) if e == "::group::Pre Execute"]
+                return len(starts) >= 2 and "::endgroup::" in events[starts[1] :]
+
+            dep.wait(resumed_past_pre_execute, "measure to resume after run 1", 120, 0.05)
+            task = task_process(ti["id"])
+            assert task is not None, "measure's task process is not on this machine"
+            supervisor = task.parent()
+            supervisor.suspend()
+            dep.wait(
+                lambda: has_result(result1) and (load2 / "record.json").exists(),
+                "run 1 collected and run 2 started",
+                60,
+                0.05,
+            )
+            dep.wait(lambda: phase(load2) == "waiting", "run 2 to wait for the lock", 30, 0.1)
+            time.sleep(1)  # the task process got as far as it can without its supervisor
+            assert record(load2)["status"] == "started"
+            ti = dep.ti(ADHOC, run_id, MEASURE)
+            assert (ti["state"], ti["try_number"]) == ("running", 1), ti  # never deferred
+            runner = record(load2)["detail"]["pid"]
+            collected = (result1 / "load.json").stat().st_mtime_ns
+            dep.kill("worker")
+            dep.wait(lambda: gone(task), "the task process to die with its worker", 10, 0.1)
+            dep.start_worker()
+
+            # The retry reattaches to run 2, whose runner still waits for the lock.
+            dep.wait(
+                lambda: (lambda t: (t["try_number"], t["state"]) == (2, "deferred"))(
+                    dep.ti(ADHOC, run_id, MEASURE)
+                ),
+                "the retry of measure to defer",
+                180,
+            )
+            assert record(load2)["attempt"] == 1 and record(load2)["detail"]["pid"] == runner
+            assert runners(load2) == [runner], "run 2 was started again"
+            assert dep.ti(ADHOC, run_id, MEASURE)["trigger"]["classpath"] == TRIGGER
+            said = [e for e in dep.log_events(ADHOC, run_id, MEASURE, 0, 2) if "rep 2)" in e]
+            assert said and said[0].endswith("reattached (attempt 1) [1 of 2 runs have results]")
+
+            # Killed while measure is deferred: the triggerer holds the wait, not the worker.
+            ready = dep.log_text("worker").count(" ready.")
+            dep.kill("worker")
+            dep.start_worker()
+            dep.wait(lambda: dep.log_text("worker").count(" ready.") > ready, "worker", 120)
+            ti = dep.ti(ADHOC, run_id, MEASURE)
+            assert (ti["state"], ti["try_number"]) == ("deferred", 2), ti
+        state, _ = dep.wait_run(ADHOC, run_id, timeout=240)
+        assert state == "success", dep.tis(ADHOC, run_id)
+        assert dep.tries(ADHOC, run_id, MEASURE) == [(1, "failed"), (2, "success")]
+        assert dep.tries(ADHOC, run_id, DESTROY) == [(1, "success")]
+        assert has_result(result1) and has_result(result2)
+        assert (result1 / "load.json").stat().st_mtime_ns == collected, "run 1 measured again"
+        assert record(load1)["attempt"] == 1 and record(load2)["attempt"] == 1
+        tf_log = (run / "deployments" / REDIS / "terraform" / "terraform.log").read_text()
+        assert tf_log.count("$ terraform apply") == 1 and tf_log.count("$ terraform destroy") == 1
+    finally:
+        nothing_left(run, 1)
+
+
+def test_clearing_a_failed_measure_measures_only_the_failed_run(deployment) -> None:
+    """The load generators of run 1 of 2 are SIGKILLed: run 2 is still measured, then
+    measure and the run fail. Clearing the failed measure through the REST API (Airflow
+    clears its setups and teardowns with it: the deployment is provisioned again) measures
+    run 1 alone; run 2's result is not rewritten."""
+    dep = deployment
+    dep.wait_dag(ADHOC)
+    r = dep.trigger(ADHOC, one_deployment(dep, "deploy-clear", warmup=1, duration=2, repetitions=2))
+    assert r.status_code == 200, r.text
+    run_id = r.json()["dag_run_id"]
+    run = run_dir(dep, "deploy-clear", run_id)
+    (load1, result1), (load2, result2) = (
+        run_files(run, REDIS, f"{REDIS}-short", k) for k in (1, 2)
+    )
+    try:
+        handles = load1 / "handles.json"
+        dep.wait(handles.exists, "run 1's measured load", 240, 0.05)
+        time.sleep(0.5)
+        for h in json.loads(handles.read_text()):
+            os.kill(h["pid"], signal.SIGKILL)
+        state, _ = dep.wait_run(ADHOC, run_id, timeout=240)
+        assert state == "failed"
+        assert dep.tries(ADHOC, run_id, MEASURE) == [(1, "failed")]  # failed runs: no retry
+        assert by_label(dep, ADHOC, run_id, DESTROY) == {REDIS: "success"}
+        assert has_result(result2) and not has_result(result1)
+        assert "gave no result" in (result1 / "error.txt").read_text()
+        kept = (result2 / "load.json").stat().st_mtime_ns
+        nothing_left(run, 1)
+
+        body = {
+            "dag_run_id": run_id,
+            "task_ids": [[MEASURE, 0]],
+            "include_upstream": False,
+            "include_downstream": False,
+        }
+        clear = f"/dags/{ADHOC}/clearTaskInstances"
+
+        def cleared(**kw) -> set[str]:
+            return {
+                t["task_id"] for t in dep.ok("POST", clear, json={**body, **kw})["task_instances"]
+            }
+
+        # "Only failed" leaves the succeeded setups (the deployment's apply) alone
+        assert cleared(dry_run=True, only_failed=True) == {MEASURE, "report"}
+        setups = {"plan", "deployment.render_tfvars", "deployment.apply"}
+        assert cleared(dry_run=True, only_failed=False) == {*setups, MEASURE, DESTROY, "report"}
+        cleared(dry_run=False, only_failed=False)
+        state, _ = dep.wait_run(ADHOC, run_id, timeout=240)
+        assert state == "success", dep.tis(ADHOC, run_id)
+        assert dep.tries(ADHOC, run_id, MEASURE) == [(1, "failed"), (2, "success")]
+        assert has_result(result1)
+        assert (result2 / "load.json").stat().st_mtime_ns == kept, "run 2 was measured again"
+        assert (record(load1)["attempt"], record(load2)["attempt"]) == (2, 1)
+        events = dep.log_events(ADHOC, run_id, MEASURE, 0, attempt=2)
+        started = [e for e in events if "started" in e]
+        assert len(started) == 1 and "rep 1): started (attempt 2)" in started[0], started
+        tf_log = (run / "deployments" / REDIS / "terraform" / "terraform.log").read_text()
+        assert tf_log.count("$ terraform apply") == 2 and tf_log.count("$ terraform destroy") == 2
+        runs = pd.read_csv(run / "runs.csv")
+        assert len(runs) == 2 and (runs["status"] == "ok").all(), runs
+    finally:
+        nothing_left(run, 1)

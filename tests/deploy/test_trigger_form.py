@@ -4,8 +4,8 @@ Headless Chromium (Debian's `chromium`, driven by Playwright) logs in to the
 api-server of tests/deploy/conftest.py, opens the DAG and clicks Trigger. Every
 field must show its default readably (multi-selects of engine versions, topology
 presets and node types, a JSON editor of the workloads, never `[object Object]`);
-then a workload and an engine are changed in the form, the run is triggered from
-it and must succeed with exactly the changed values.
+then a workload, an engine and the repetitions (one run) are changed in the form,
+the run is triggered from it and must succeed with exactly the changed values.
 """
 
 from __future__ import annotations
@@ -182,11 +182,12 @@ def test_trigger_form_reads_every_field_and_runs_the_edit(deployment, page) -> N
     assert chips(page, "node_types") == ["local.small: 1 vCPU, 1 GiB"]  # instance_specs.csv
     assert json.loads(editor_text(page, "workloads")) == example["workloads"]
     assert values(page, "load_generators") == ["1"]
+    assert values(page, "repetitions") == [str(example["repetitions"])]
     assert values(page, "budget_usd") == ["0"]
     assert values(page, "max_points") == ["8"]
     assert json.loads(editor_text(page, "aws")) == {}
 
-    # -- edit: no Redis, a tiny workload, the topology typed in the custom field --------
+    # -- edit: no Redis, a tiny workload measured once, the topology typed in -----------
     page.locator("#element_name").fill("form-trigger")
     remove_chip(page, "engines", "redis 7.0")
     remove_chip(page, "topologies", "single: one node")
@@ -195,6 +196,7 @@ def test_trigger_form_reads_every_field_and_runs_the_edit(deployment, page) -> N
     add_option(page, "node_types", "local.micro: 1 vCPU, 0.25 GiB")
     remove_chip(page, "node_types", "local.small: 1 vCPU, 1 GiB")
     paste_into_editor(page, "workloads", json.dumps([EDITED_WORKLOAD], indent=2))
+    page.locator('[name="element_repetitions"]').fill("1")
     assert chips(page, "engines") == ["valkey 9.1"]
     assert chips(page, "topologies") == []
     assert values(page, "node_types") == ["local.micro"]
@@ -213,20 +215,23 @@ def test_trigger_form_reads_every_field_and_runs_the_edit(deployment, page) -> N
     assert conf["custom_topologies"] == ["single"]
     assert conf["node_types"] == ["local.micro"]
     assert conf["workloads"] == [EDITED_WORKLOAD]
+    assert conf["repetitions"] == 1
     assert conf["description"] == example["description"]
     state, _ = dep.wait_run(ADHOC, run["dag_run_id"], timeout=400)
     assert state == "success", dep.log_tail("worker")
 
     results = dep.results / "form-trigger" / run_slug(run["dag_run_id"])
-    spec = json.loads((results / "campaign.json").read_text())
+    spec = json.loads((results / "campaign.json").read_text())["spec"]
     assert spec["engines"] == [{"engine": "valkey", "versions": ["9.1"]}]
     assert spec["topologies"] == [{"cluster_mode": False, "shards": 1, "replicas": 0}]
     assert spec["node_types"] == ["local.micro"]
     assert [w["name"] for w in spec["workloads"]] == ["form-edit"]
     assert spec["workloads"][0]["duration_seconds"] == 2
+    assert spec["repetitions"] == 1
     with (results / "summary.csv").open() as fh:
         rows = list(csv.DictReader(fh))
     assert [
         (r["engine"], r["version"], r["topology"], r["node_type"], r["workload"]) for r in rows
     ] == [("valkey", "9.1", "single", "local.micro", "form-edit")]
-    assert int(rows[0]["requests"]) > 0
+    assert float(rows[0]["requests"]) > 0
+    assert (int(rows[0]["repetitions"]), int(rows[0]["runs_ok"])) == (1, 1)

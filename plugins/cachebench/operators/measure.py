@@ -13,11 +13,14 @@ cleared task measures only the runs without a result.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk.module_loading import import_string
+
+if TYPE_CHECKING:
+    import jinja2
 
 
 class MeasureOperator(BaseOperator):
@@ -26,6 +29,15 @@ class MeasureOperator(BaseOperator):
     def __init__(self, *, provisioned: Any, **kwargs: Any):
         super().__init__(**kwargs)
         self.provisioned = provisioned
+
+    def render_template_fields(
+        self, context: Context, jinja_env: jinja2.Environment | None = None
+    ) -> None:
+        super().render_template_fields(context, jinja_env)
+        # The label (the map index template's deployment_label) is known once `provisioned`
+        # is: Airflow renders it right after this, before execute, and the task keeps it
+        # while deferred. Set in execute, the UI would show a bare index until the end.
+        context["deployment_label"] = self._prov().plan.instance
 
     def execute(self, context: Context) -> dict[str, Any]:
         from cachebench import steps  # lazy: keeps pandas out of DAG parsing
@@ -47,7 +59,6 @@ class MeasureOperator(BaseOperator):
         from cachebench import steps
 
         prov = self._prov()
-        context["deployment_label"] = prov.plan.instance
         watch = steps.measure_step(prov, try_id, event)
         if watch is not None:
             self.defer(trigger=import_string(watch.classpath)(**watch.kwargs), method_name="resume")
