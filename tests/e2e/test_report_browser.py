@@ -325,6 +325,26 @@ def test_factory_report_draws_p99_baselines_and_sorts_n_a_last(browser, tmp_path
     p99 = 1.0 * (1 + 0.05 * math.sin(10 / 5))
     assert f"{p99:.3f} ms" in text, text
 
+    # drag-zoom the first throughput chart to its middle: it and its workload's charts follow
+    chart = p.page.locator('.explore-chart[data-chart="throughput"]').first
+    area = chart.locator(".nsewdrag").first
+    area.scroll_into_view_if_needed()
+    box = area.bounding_box()
+    low, high = chart.locator(".plotly-graph-div").evaluate("g => g.layout.xaxis.range")
+    p.page.mouse.move(box["x"] + box["width"] * 0.25, box["y"] + box["height"] / 2)
+    p.page.mouse.down()
+    p.page.mouse.move(box["x"] + box["width"] * 0.75, box["y"] + box["height"] / 2, steps=5)
+    p.page.mouse.up()
+    want_range = [low + (high - low) * 0.25, low + (high - low) * 0.75]
+    ranges = p.page.locator('.explore-workload[data-workload="mixed"] .plotly-graph-div')
+    p.page.wait_for_function(
+        "([sel, lo]) => Array.from(document.querySelectorAll(sel))"
+        "  .every((g) => Math.abs(g.layout.xaxis.range[0] - lo) < 1)",
+        arg=['.explore-workload[data-workload="mixed"] .plotly-graph-div', want_range[0]],
+    )
+    for got in ranges.evaluate_all("gs => gs.map((g) => g.layout.xaxis.range)"):
+        assert got == pytest.approx(want_range, abs=(high - low) / 100), (got, want_range)
+
     # results: by ops/s ascending, then descending; runs: the failed run's n/a stays last
     summary = pd.read_csv(tmp_path / "summary.csv")
     ok = summary[summary["status"] == "ok"].sort_values("ops_per_sec")
