@@ -159,8 +159,14 @@ def test_files_exist_and_html_references_existing_files(tmp_path):
         assert (tmp_path / "figures" / f"{name}.pdf").read_bytes()[:5] == b"%PDF-"
     html = (tmp_path / "report.html").read_text()
     refs = re.findall(r'(?:src|href)="([^"]+)"', html)
-    imgs = re.findall(r'src="([^"]+)"', html)
+    imgs = re.findall(r'<img src="([^"]+)"', html)
+    scripts = re.findall(r'<script src="([^"]+)"', html)
     assert {f"figures/{n}.png" for n in FIGURES} == set(imgs)
+    assert scripts == ["figures/plotly.min.js"]  # one local copy, no CDN
+    # one workload ("mixed") of 4 points x 3 runs: throughput, p99, CPU, network in and out
+    charts = re.findall(r'class="explore-chart" data-chart="(\w+)" data-traces="(\d+)"', html)
+    assert charts == [(k, "12") for k in ("throughput", "p99", "cpu", "net_in", "net_out")]
+    assert re.findall(r'<table class="sortable" id="(\w+)"', html) == ["results", "failed", "runs"]
     assert any(r.startswith("points/") and r.endswith("/figures/dashboard.png") for r in refs)
     for ref in refs:
         assert (tmp_path / ref).is_file(), ref
@@ -188,7 +194,8 @@ def test_nothing_finished(tmp_path):
     assert "load: connection refused Traceback..." in md
     assert "no result (the run never finished)" in md
     assert not any(k.startswith("fig_") for k in paths)
-    assert "<img" not in (tmp_path / "report.html").read_text()
+    html = (tmp_path / "report.html").read_text()
+    assert "<img" not in html and "<script src" not in html and "Explore the runs" not in html
     assert list(pd.read_csv(tmp_path / "summary.csv")["status"]) == ["failed", "failed"]
 
 

@@ -60,6 +60,7 @@ __all__ = [
     "CAMPAIGN_FIGURES",
     "POINT_FIGURE",
     "envelope",
+    "gaps",
     "node_series",
     "point_chart",
     "save",
@@ -82,7 +83,7 @@ def envelope(
     keep = np.isfinite(x)
     x, y = x[keep], y[keep]
     if len(x) <= buckets:
-        xs, ys = _gaps(x, y)
+        xs, ys = gaps(x, y)
         return xs, ys, None, None
     keep = np.isfinite(y)
     x, y = x[keep], y[keep]
@@ -92,7 +93,7 @@ def envelope(
     b = np.minimum(((x - x[0]) / span * buckets).astype(np.int64), buckets - 1)
     starts = np.flatnonzero(np.r_[True, b[1:] != b[:-1]])
     count = np.diff(np.r_[starts, len(y)])
-    return _gaps(
+    return gaps(
         np.add.reduceat(x, starts) / count,
         np.add.reduceat(y, starts) / count,
         np.minimum.reduceat(y, starts),
@@ -100,7 +101,7 @@ def envelope(
     )
 
 
-def _gaps(x: np.ndarray, *ys: np.ndarray) -> tuple[np.ndarray, ...]:
+def gaps(x: np.ndarray, *ys: np.ndarray) -> tuple[np.ndarray, ...]:
     """``x`` and ``ys`` with a NaN row (at the middle x) in every step over GAP x the median."""
     steps = np.diff(x)
     usual = np.median(steps[steps > 0]) if (steps > 0).any() else 0.0

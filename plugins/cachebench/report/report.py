@@ -26,6 +26,7 @@ from cachebench.campaign import CampaignPlan
 from cachebench.models import LoadCpu, LoadResult, Point
 from cachebench.report import plots, stats
 from cachebench.report.decision import decide, label
+from cachebench.report.explore import PLOTLY_JS, ExploreRun, explore, write_plotly_js
 from cachebench.report.export import (
     METRIC_STATS,
     SUMMARY_COLUMNS,
@@ -406,7 +407,8 @@ def cleanup_failures(run_dir: Path) -> list[str]:
 def build_report(
     run_dir: Path, specs: dict | None = None, prices: dict | None = None
 ) -> dict[str, str]:
-    """Write summary.csv, figures/*.png|pdf, report.md and report.html; return their paths.
+    """Write summary.csv, runs.csv, figures/*.png|pdf, report.md and report.html (with the
+    runs' explorable charts, drawn by figures/plotly.min.js); return their paths.
 
     ``prices`` by (engine, node_type): the run's own (``prices.json``, written by plan)
     when not given.
@@ -455,6 +457,23 @@ HOW_TO_READ = (
     "rate_limit: it measured the load generator, not the server, and names no winner. "
     "{multiplicity}"
 )
+
+
+def _explore_runs(run_dir: Path, run_rows: list[dict[str, Any]]) -> list[ExploreRun]:
+    """The runs with a result, in run order, for the explorable charts."""
+    return [
+        ExploreRun(
+            point_id=r["point_id"],
+            repetition=r["repetition"],
+            workload=r["workload"],
+            node_type=r["node_type"],
+            path=run_dir / "points" / r["point_id"] / f"rep{r['repetition']}",
+            baseline_gbps=r.get("baseline_gbps"),
+            burst_gbps=r.get("burst_gbps"),
+        )
+        for r in run_rows
+        if r["status"] == "ok"
+    ]
 
 
 def _interval(low: Any, high: Any, fmt: str) -> str:
@@ -574,6 +593,10 @@ def _build_report(run_dir: Path, specs: dict | None, prices: dict | None) -> dic
                 }
             )
 
+    explored = explore(_explore_runs(run_dir, run_rows))
+    if any(w.charts for w in explored):
+        paths["plotly_js"] = str(write_plotly_js(run_dir))
+
     campaign = next(
         (r["campaign"] for r in ok_rows + failed_rows if r.get("campaign")),
         run_dir.name,
@@ -614,6 +637,8 @@ def _build_report(run_dir: Path, specs: dict | None, prices: dict | None) -> dic
         "cleanup_failed": cleanup_failures(run_dir),
         "interrupted": _interrupted(run_dir),
         "prices": _price_list(ok_rows, prices),
+        "explore": explored,
+        "plotly_js": PLOTLY_JS if "plotly_js" in paths else "",
     }
     env = Environment(
         loader=FileSystemLoader(TEMPLATES),
