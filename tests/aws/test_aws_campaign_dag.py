@@ -220,8 +220,7 @@ def test_one_group_per_deployment_measures_every_run_with_n_tasks_and_a_retry_re
                 metrics = pd.read_parquet(rdir / "metrics.parquet")
                 assert metrics["node_id"].nunique() == 2  # primary + replica
                 assert (metrics["period_s"] == 60).all()
-                cpu = run.deployment(plan.instance).load(r.point.id, r.repetition) / "cpu.json"
-                assert len(json.loads(cpu.read_text())["generators"]) == 2
+                assert len(json.loads((rdir / "cpu.json").read_text())["generators"]) == 2
         runs = pd.read_csv(run.path / "runs.csv")
         assert len(runs) == 4 and (runs["status"] == "ok").all()
         summary = pd.read_csv(run.path / "summary.csv")

@@ -251,10 +251,8 @@ def test_a_run_prefills_then_measures_with_n_tasks_and_the_token_only_as_a_secre
     assert json.loads((rdir / "prefill.json").read_text())["keys"] == w.key_space
     assert (rdir / "metrics.parquet").is_file() and rdir.joinpath("metrics_summary.json").is_file()
 
-    # each load task's CPU, in the local runner's cpu.json shape, in the run's load folder
-    cpu = json.loads(
-        (steps.deployment_dir(prov.plan).load(run.point.id, 1) / "cpu.json").read_text()
-    )
+    # each load task's CPU, in the local runner's cpu.json shape, beside its load.json
+    cpu = json.loads((rdir / "cpu.json").read_text())
     assert [g["generator"] for g in cpu["generators"]] == [0, 1, 2]
     for g in cpu["generators"]:
         assert g["capacity_cores"] == 4.0  # the task definition's 4096 CPU units

@@ -168,7 +168,7 @@ def _cpu_samples(path: Path) -> list[tuple[float, int]]:
 
 def cpu_report(dest: Path, generators: int, threads: int, vcpus: float | None) -> dict | None:
     """The load tasks' CPU over the measured window, in the shape of the local runner's
-    cpu.json (models.LoadCpu on the runs branch): per generator the % of one core it ran
+    cpu.json (models.LoadCpu): per generator the % of one core it ran
     each second, and as its capacity the task's vCPUs (what its cgroup may use; its
     memtier threads when the task definition names none). None when no task left samples
     (an image without the cgroup files)."""

@@ -35,6 +35,7 @@ from cachebench.aws.settings import AwsSettings, resolve
 from cachebench.loadgen import LoadError
 from cachebench.models import (
     DeploymentPlan,
+    LoadCpu,
     Provisioned,
     RunLoads,
     RunRecord,
@@ -460,11 +461,16 @@ class AwsTarget:
             measured, error = results.merge_phase(dest, g, "measured"), ""
         except LoadError as exc:
             measured, error = None, str(exc)
-        self._write_cpu(ddir, run, dest)
-        return RunLoads(measured=measured, warmup=warm, prefill=results.prefill(dest), error=error)
+        return RunLoads(
+            measured=measured,
+            warmup=warm,
+            prefill=results.prefill(dest),
+            cpu=self._cpu(ddir, run, dest),
+            error=error,
+        )
 
-    def _write_cpu(self, ddir: DeploymentDir, run: RunSpec, dest: Path) -> None:
-        """The load tasks' CPU as the run's cpu.json (the local runner's shape), if sampled."""
+    def _cpu(self, ddir: DeploymentDir, run: RunSpec, dest: Path) -> LoadCpu | None:
+        """The load tasks' CPU over the measured window, if they sampled it."""
         from cachebench.aws import results
         from cachebench.loadgen.memtier import side_workloads
 
@@ -476,11 +482,7 @@ class AwsTarget:
         )
         state = json.loads((ddir.path / ECS_STATE).read_text())
         report = results.cpu_report(dest, run.point.load_generators, threads, state.get("vcpus"))
-        out = dest.parent / "cpu.json"
-        if report is None:
-            out.unlink(missing_ok=True)  # never an earlier attempt's
-            return
-        out.write_text(json.dumps(report, indent=2))
+        return None if report is None else LoadCpu.model_validate(report)
 
     def metrics(self, prov: Provisioned, run: RunSpec, start: float, end: float) -> pd.DataFrame:
         from cachebench.aws import cloudwatch
