@@ -178,8 +178,18 @@ def test_deployments_are_provisioned_once_and_measure_every_run_in_order(
         assert "Valkey vs Redis (2 matched pairs, 4 comparisons)" in engines
         sentences = [ln for ln in engines.splitlines() if ln.startswith("- [")]
         assert len(sentences) == 2
+        # a verdict may be withheld only for as many runs as runs.csv calls client-bound (a
+        # busy 2-core machine can saturate redis-benchmark: honest, not a failure)
+        bound = runs.groupby("workload")["client_bound"].sum().astype(int).to_dict()
         for line in sentences:
-            for part in line.split(": ", 1)[1].split("; "):
+            workload = re.match(r"- \[.*, (\w+)\]", line)
+            assert workload, line
+            parts = iter(line.split(": ", 1)[1].split("; "))
+            for part in parts:
+                if m := re.match(r"[\w ]+: no verdict, (\d+) client-bound runs? \(", part):
+                    assert int(m[1]) == bound[workload[1]] > 0, (line, bound)
+                    assert re.match(r"measured [+-]\d+\.\d% \(", next(parts)), line
+                    continue
                 assert re.search(
                     r"wins, [+-]\d+\.\d% \([+-]\d+\.\d% to [+-]\d+\.\d%, 95% "
                     r"interval\)|no significant difference \([+-]",
