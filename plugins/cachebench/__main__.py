@@ -97,8 +97,8 @@ def _watch(child: subprocess.Popen, run_dir: Path, started: float, live: bool) -
             runs = Table.grid(padding=(0, 1))
             runs.add_row(bar, f"runs {p.done}/{p.runs} done{failed}")
             grid.add_row(runs)
-            left = progress._clock(p.remaining_s) if p.remaining_s is not None else "?"
-            grid.add_row(f"elapsed {progress._clock(p.elapsed_s)}, remaining ~{left}")
+            left = progress.clock(p.remaining_s)
+            grid.add_row(f"elapsed {progress.clock(p.elapsed_s)}, remaining ~{left}")
             grid.add_row(f"now: {p.now}")
             return grid
 

@@ -38,17 +38,17 @@ class Progress:
 
     def line(self) -> str:
         """One line for a log or a terminal without a screen."""
-        left = f", ~{_clock(self.remaining_s)} left" if self.remaining_s is not None else ""
+        left = f", ~{clock(self.remaining_s)} left" if self.remaining_s is not None else ""
         cost = f", estimate ${self.estimate_usd:.2f}" if self.target == "aws" else ""
         failed = f", {self.failed} failed" if self.failed else ""
         return (
-            f"[{_clock(self.elapsed_s)}] deployments {self.provisioned}/{self.deployments} up, "
+            f"[{clock(self.elapsed_s)}] deployments {self.provisioned}/{self.deployments} up, "
             f"{self.destroyed} destroyed; runs {self.done}/{self.runs} done{failed}{left}{cost}: "
             f"{self.now}"
         )
 
 
-def _clock(seconds: float | None) -> str:
+def clock(seconds: float | None) -> str:
     if seconds is None:
         return "?"
     s = int(max(seconds, 0))

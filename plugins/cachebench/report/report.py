@@ -162,6 +162,7 @@ def run_evidence(point: Point, rdir: Path, row: dict[str, Any]) -> dict[str, Any
     load = LoadResult.model_validate_json((rdir / "load.json").read_text())
     series = stats.series_mean([s.ops_per_sec for s in load.series], "ops/s")
     out: dict[str, Any] = {
+        "started_at": load.started_at,
         "ops_ci_low": series.interval.low if series.interval else None,
         "ops_ci_high": series.interval.high if series.interval else None,
         "notes": " ".join(load.notes),
@@ -228,6 +229,9 @@ def collect_runs(run_dir: Path, specs: dict, prices: dict) -> list[dict[str, Any
             rows.append(_point_fields(point) | base | {"status": "failed", "reason": reason})
             continue
         rows.append(row | base | {"status": "ok", "reason": ""})
+    # in the order they were measured (Airflow may take deployments in any order);
+    # runs without a result after them, in planned order
+    rows.sort(key=lambda r: r.get("started_at") or math.inf)
     return rows
 
 
@@ -440,7 +444,7 @@ def _price_list(ok_rows: list[dict], prices: dict) -> list[dict[str, str]]:
 
 #: runs.csv columns besides the summary's.
 RUN_EVIDENCE = [
-    "ops_ci_low", "ops_ci_high", "cpu_p95_pct", "rate_shortfall_pct", "client_bound",
+    "started_at", "ops_ci_low", "ops_ci_high", "cpu_p95_pct", "rate_shortfall_pct", "client_bound",
     "client_bound_reason", "load_cpu_known", "notes",
 ]  # fmt: skip
 HOW_TO_READ = (
