@@ -143,7 +143,7 @@ def test_every_problem_reported_at_once() -> None:
             {**AWS, "node_types": ["nope"], "engines": [{"engine": "redis", "versions": ["1.0"]}]}
         )
     # both bad fields at once, each named with its path and value; the aws Redis OSS
-    # versions are ElastiCache's (docs: "Supported engines and versions": 6.2, 7.0, 7.1)
+    # versions offered are written out, so a change to them is seen here
     first, second = err.value.problems
     assert first.startswith("node_types[0]: 'nope': not a aws node type; allowed: ")
     assert (
