@@ -127,12 +127,14 @@ def _checkov() -> str | None:
     return found or (str(local) if local.exists() else None)
 
 
-@pytest.mark.skipif(_checkov() is None, reason="checkov not installed (see README: Tests)")
 @pytest.mark.parametrize("module", [AWS, LOADGEN], ids=lambda p: p.name)
 def test_checkov_no_failed_check_and_every_skip_justified(module: Path) -> None:
+    checkov = _checkov()
+    if checkov is None:  # scripts/setup.sh installs it: with CI=true this skip fails the run
+        pytest.skip("checkov not installed: bash scripts/setup.sh makes .venv-checkov")
     proc = subprocess.run(
         [
-            _checkov(),
+            checkov,
             "-d",
             str(module),
             "--framework",

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from airflow.dag_processing.dagbag import DagBag
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,10 +26,15 @@ def test_no_import_errors(dagbag: DagBag) -> None:
     assert "cachebench__redis-vs-valkey-local" in dagbag.dags
 
 
+CAMPAIGN_FILES = sorted((ROOT / "include" / "campaigns").glob("*.yaml"))
+# cachebench__<the file's name field> (README: Running campaigns)
+CAMPAIGN_DAG_IDS = {f"cachebench__{yaml.safe_load(p.read_text())['name']}" for p in CAMPAIGN_FILES}
+
+
 def test_one_dag_per_campaign_file(dagbag: DagBag) -> None:
-    campaigns = list((ROOT / "include" / "campaigns").glob("*.yaml"))
-    campaign_dags = [d for d in dagbag.dags if d.startswith("cachebench__")]
-    assert len(campaign_dags) == len(campaigns)
+    assert CAMPAIGN_FILES, "no campaign file to check"
+    campaign_dags = {d for d in dagbag.dags if d.startswith("cachebench__")}
+    assert campaign_dags == CAMPAIGN_DAG_IDS
 
 
 CAMPAIGN_DAGS = (
@@ -97,10 +103,13 @@ def test_shape_and_teardown(dagbag: DagBag) -> None:
 
 
 HEAVY = ("pandas", "boto3", "matplotlib", "pyarrow", "scipy", "cachebench.report")
-
-
-# boto3 is not here: the aws DAGs' EcsRunTaskOperator brings it (test_parsing_imports_no_pandas)
-HEAVY = ("pandas", "matplotlib", "pyarrow", "scipy", "cachebench.report")
+# the DAGs each file defines, as the README names them (campaigns.py: one per campaign file)
+FILE_DAGS = {
+    "adhoc.py": {"cachebench_adhoc"},
+    "adhoc_aws.py": {"cachebench_adhoc_aws"},
+    "campaigns.py": CAMPAIGN_DAG_IDS,
+    "reaper.py": {"cachebench_reaper"},
+}
 
 
 @pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
@@ -110,16 +119,22 @@ def test_each_dag_file_parses_alone_without_heavy_imports(path: Path) -> None:
     code = (
         "import sys; sys.path.insert(0, 'plugins'); import airflow.sdk;"
         "from airflow.dag_processing.dagbag import DagBag;"
-        f"b = DagBag(dag_folder={str(path)!r}); print('PARSED', len(b.dags), len(b.import_errors),"
+        f"b = DagBag(dag_folder={str(path)!r}); print('PARSED', len(b.import_errors),"
+        f" ','.join(sorted(b.dags)),"
         f" *[m for m in sys.modules if m.split('.')[0] in {HEAVY!r} or m in {HEAVY!r}])"
     )
     stdout = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout
     out = next(line for line in stdout.splitlines() if line.startswith("PARSED ")).split()
-    dags, errors, heavy = int(out[1]), int(out[2]), out[3:]
-    assert errors == 0 and dags >= 1
+    errors, dags, heavy = int(out[1]), set(out[2].split(",")), out[3:]
+    assert errors == 0
+    assert dags == FILE_DAGS[path.name]
     assert heavy == [], f"{path.name} imports {heavy} when parsed"
+
+
+def test_every_dag_file_is_checked() -> None:
+    assert {p.name for p in DAG_FILES} == set(FILE_DAGS)
 
 
 def test_parsing_imports_no_pandas_nor_boto3() -> None:

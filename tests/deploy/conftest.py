@@ -540,7 +540,7 @@ budget_usd: 0
 @pytest.fixture(scope="session")
 def deployment() -> Iterator[Deployment]:
     if os.environ.get("CACHEBENCH_SKIP_DEPLOY"):
-        pytest.skip("CACHEBENCH_SKIP_DEPLOY is set")
+        pytest.skip("opt-out: CACHEBENCH_SKIP_DEPLOY is set")
     base = Path(tempfile.mkdtemp(prefix="cachebench-deploy-"))
     dep = Deployment(base)
     dep.write_dags({})

@@ -53,14 +53,20 @@ def listening(ports: set[int]) -> set[int]:
     return held
 
 
-def assert_nothing_left(run_dir: Path, ports: set[int] | None = None) -> None:
-    """No process in the run's folder, no node port held, no password file, every
-    Terraform state empty and every cleanup verdict clean."""
+def assert_nothing_running(run_dir: Path, ports: set[int] | None = None) -> None:
+    """No process in the run's folder (servers, agents, runners, load generators), no
+    node or bus port held."""
     left = processes_in(run_dir)
     assert left == [], f"processes left: {left}"
     ports = node_ports(run_dir) | (ports or set())
     assert ports, "the run gave no deployment a port: nothing was checked"
     assert listening(ports) == set(), f"ports still held: {sorted(listening(ports))}"
+
+
+def assert_nothing_left(run_dir: Path, ports: set[int] | None = None) -> None:
+    """Nothing running (assert_nothing_running), no password file, every Terraform state
+    empty and every cleanup verdict clean."""
+    assert_nothing_running(run_dir, ports)
     assert not list(run_dir.glob("deployments/*/server/auth")), "a password file outlived destroy"
     for state in run_dir.glob("deployments/*/terraform/terraform.tfstate"):
         assert json.loads(state.read_text()).get("resources") == [], f"{state} not empty"

