@@ -20,23 +20,12 @@ import pytest
 import yaml
 
 from cachebench.workspace import run_slug
+from chromium import chromium_context
 
 pytestmark = [pytest.mark.deploy, pytest.mark.e2e]
 
 ROOT = Path(__file__).resolve().parents[2]
 ADHOC = "cachebench_adhoc"
-CHROMIUM = "/usr/bin/chromium"
-# The machine's network is closed: Chromium's own background connections are switched off.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 EDITED_WORKLOAD = {
     "name": "form-edit",
     "ratio": "1:4",
@@ -52,24 +41,10 @@ EDITED_WORKLOAD = {
 
 @pytest.fixture
 def page(deployment, tmp_path: Path) -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} not found: run scripts/setup.sh (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"),  # a new, empty user data dir
-            executable_path=CHROMIUM,
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1400, "height": 1000},
-        )
+    with chromium_context(tmp_path / "chromium-profile") as context:
         # the JSON editor's text is read and written through the clipboard, as a user would
         context.grant_permissions(["clipboard-read", "clipboard-write"], origin=deployment.url)
-        try:
-            yield context.new_page()
-        finally:
-            context.close()
+        yield context.new_page()
 
 
 def chips(page, name: str) -> list[str]:

@@ -26,6 +26,8 @@ import pytest
 import yaml
 from leftovers import assert_nothing_left
 
+from chromium import chromium_context
+
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "unit"))
@@ -39,18 +41,6 @@ from test_export_support import (  # noqa: E402
     write_point_dir,
 )
 
-CHROMIUM = "/usr/bin/chromium"
-# The machine's network is closed: Chromium's own background connections are switched off.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 CAMPAIGN = {
     "name": "browser",
     "target": "local",
@@ -107,22 +97,8 @@ def campaign_dir(airflow_db, tmp_path_factory) -> Path:
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} not found: run scripts/setup.sh (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"),  # a new, empty user data dir
-            executable_path=CHROMIUM,
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1400, "height": 1000},
-        )
-        try:
-            yield context
-        finally:
-            context.close()
+    with chromium_context(tmp_path / "chromium-profile") as context:
+        yield context
 
 
 class Page:
