@@ -165,39 +165,33 @@ class LoadResult(Strict):
     reads_from: str = "primary"
 
 
-class Deployment(Strict):
+class _Cell(Strict):
+    """What a deployment and a point share: the sweep cell without its workload."""
+
+    id: str
+    index: int
+    campaign: str
+    target: Target
+    engine: Engine
+    version: str
+    topology: Topology
+    node_type: str
+    load_generators: int = Field(1, ge=1, le=100)
+    load_tool: str = "memtier_benchmark"
+
+
+class Deployment(_Cell):
     """The infrastructure of a sweep cell: engine x version x topology x node type.
 
     Provisioned once per campaign run (once per repetition with
     redeploy_per_repetition); every run of its workloads is measured on it.
     """
 
-    id: str
-    index: int
-    campaign: str
-    target: Target
-    engine: Engine
-    version: str
-    topology: Topology
-    node_type: str
-    load_generators: int = Field(1, ge=1, le=100)
-    load_tool: str = "memtier_benchmark"
 
-
-class Point(Strict):
+class Point(_Cell):
     """What a result is named by: a deployment and a workload (its repetitions sit under it)."""
 
-    id: str
-    index: int
-    campaign: str
-    target: Target
-    engine: Engine
-    version: str
-    topology: Topology
-    node_type: str
     workload: Workload
-    load_generators: int = Field(1, ge=1, le=100)
-    load_tool: str = "memtier_benchmark"
 
     @property
     def deployment_id(self) -> str:
