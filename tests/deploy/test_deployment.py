@@ -13,7 +13,6 @@ backfills.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import re
@@ -21,7 +20,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -41,7 +39,6 @@ MEASURE, DESTROY = "deployment.measure", "deployment.destroy"
 REDIS = "redis-7.0-single-local.micro"  # README: engine-version-topology-node_type
 TRIGGER = "cachebench.triggers.watch.LoadWatchTrigger"
 RUNNER = "cachebench.local.runner"  # `python -m` module of a run's detached runner
-LOCK = ".load.lock"  # the campaign run's load lock (one load at a time on the machine)
 
 
 def workload(warmup: int, duration: int, name: str = "short") -> dict:
@@ -145,24 +142,6 @@ def phase(load: Path) -> str:
     with contextlib.suppress(OSError, ValueError):
         return json.loads((load / "status.json").read_text())["phase"]
     return ""
-
-
-@contextlib.contextmanager
-def load_lock(run: Path, timeout: float = 90) -> Iterator[None]:
-    """Hold the run's load lock: the next runner waits for it as for another run's load."""
-    fd = os.open(run / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
-    end = time.monotonic() + timeout
-    try:
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                assert time.monotonic() < end, "the load lock was never free"
-                time.sleep(0.02)
-        yield
-    finally:
-        os.close(fd)
 
 
 def utc(stamp: str) -> datetime:
@@ -353,78 +332,86 @@ def test_run_marked_failed_while_loading_still_destroys(deployment) -> None:
 
 
 def test_worker_killed_while_measure_runs_and_while_deferred(deployment) -> None:
-    """One deployment, two runs. The worker is SIGKILLed while measure runs between them
-    (run 1 collected, run 2's runner just started, the deferral not yet sent): the
-    scheduler fails the try after the heartbeat timeout and the retry reattaches to run
-    2, still under way (it waits for the load lock the test holds), without starting it
-    again. Then the worker is killed while measure is deferred: nothing is lost, no try
-    is added. The run succeeds, its deployment is destroyed once, nothing is left."""
+    """One deployment, two runs: a short one, then a long one. The worker is SIGKILLed
+    while measure runs between them (run 1 collected, run 2's runner started, the
+    deferral not yet sent): the scheduler fails the try after the heartbeat timeout and
+    the retry reattaches to run 2, still loading, without starting it again. Then the
+    worker is killed while measure is deferred: nothing is lost, no try is added. The
+    run succeeds, its deployment is destroyed once, nothing is left."""
     dep = deployment
     dep.wait_dag(ADHOC)
-    fields = one_deployment(dep, "deploy-workerkill", warmup=1, duration=2, repetitions=2)
+    # run 2 loads long enough to outlive the heartbeat timeout (30 s) and the retry
+    fields = dep.ui_conf(
+        ADHOC,
+        name="deploy-workerkill",
+        engines=[{"engine": "redis", "versions": ["7.0"]}],
+        topologies=[{"cluster_mode": False}],
+        node_types=["local.micro"],
+        workloads=[workload(1, 2), workload(1, 90, name="long")],
+        repetitions=1,
+    )
     r = dep.trigger(ADHOC, fields)
     assert r.status_code == 200, r.text
     run_id = r.json()["dag_run_id"]
     run = run_dir(dep, "deploy-workerkill", run_id)
     load1, result1 = run_files(run, REDIS, f"{REDIS}-short", 1)
-    load2, result2 = run_files(run, REDIS, f"{REDIS}-short", 2)
+    load2, result2 = run_files(run, REDIS, f"{REDIS}-long", 1)
     try:
-        # Once run 1 holds the load lock the test queues for it: run 2 will wait for the test.
         dep.wait(lambda: phase(load1) not in ("", "waiting"), "run 1 to load", 180, 0.05)
-        with load_lock(run):
-            # measure resumes after run 1: stop its supervisor once the task process runs
-            # cachebench (its Pre Execute ended), so what it does next never reaches the API
-            ti = dep.ti(ADHOC, run_id, MEASURE)
+        # measure resumes after run 1: stop its supervisor once the task process runs
+        # cachebench (its Pre Execute ended), so what it does next never reaches the API
+        ti = dep.ti(ADHOC, run_id, MEASURE)
 
-            def resumed_past_pre_execute() -> bool:
-                events = dep.log_events(ADHOC, run_id, MEASURE, 0)
-                starts = [i for i, e in enumerate(events) if e == "::group::Pre Execute"]
-                return len(starts) >= 2 and "::endgroup::" in events[starts[1] :]
+        def resumed_past_pre_execute() -> bool:
+            events = dep.log_events(ADHOC, run_id, MEASURE, 0)
+            starts = [i for i, e in enumerate(events) if e == "::group::Pre Execute"]
+            return len(starts) >= 2 and "::endgroup::" in events[starts[1] :]
 
-            dep.wait(resumed_past_pre_execute, "measure to resume after run 1", 120, 0.05)
-            task = task_process(ti["id"])
-            assert task is not None, "measure's task process is not on this machine"
-            supervisor = task.parent()
-            supervisor.suspend()
-            dep.wait(
-                lambda: has_result(result1) and (load2 / "record.json").exists(),
-                "run 1 collected and run 2 started",
-                60,
-                0.05,
-            )
-            dep.wait(lambda: phase(load2) == "waiting", "run 2 to wait for the lock", 30, 0.1)
-            time.sleep(1)  # the task process got as far as it can without its supervisor
-            assert record(load2)["status"] == "started"
-            ti = dep.ti(ADHOC, run_id, MEASURE)
-            assert (ti["state"], ti["try_number"]) == ("running", 1), ti  # never deferred
-            runner = record(load2)["detail"]["pid"]
-            collected = (result1 / "load.json").stat().st_mtime_ns
-            dep.kill("worker")
-            dep.wait(lambda: gone(task), "the task process to die with its worker", 10, 0.1)
-            dep.start_worker()
+        dep.wait(resumed_past_pre_execute, "measure to resume after run 1", 120, 0.05)
+        task = task_process(ti["id"])
+        assert task is not None, "measure's task process is not on this machine"
+        supervisor = task.parent()
+        supervisor.suspend()
+        dep.wait(
+            lambda: has_result(result1) and (load2 / "record.json").exists(),
+            "run 1 collected and run 2 started",
+            90,
+            0.05,
+        )
+        dep.wait(lambda: phase(load2) == "measured", "run 2 to load", 60, 0.1)
+        time.sleep(1)  # the task process got as far as it can without its supervisor
+        assert record(load2)["status"] == "started"
+        ti = dep.ti(ADHOC, run_id, MEASURE)
+        assert (ti["state"], ti["try_number"]) == ("running", 1), ti  # never deferred
+        runner = record(load2)["detail"]["pid"]
+        collected = (result1 / "load.json").stat().st_mtime_ns
+        dep.kill("worker")
+        dep.wait(lambda: gone(task), "the task process to die with its worker", 10, 0.1)
+        dep.start_worker()
 
-            # The retry reattaches to run 2, whose runner still waits for the lock.
-            dep.wait(
-                lambda: (lambda t: (t["try_number"], t["state"]) == (2, "deferred"))(
-                    dep.ti(ADHOC, run_id, MEASURE)
-                ),
-                "the retry of measure to defer",
-                180,
-            )
-            assert record(load2)["attempt"] == 1 and record(load2)["detail"]["pid"] == runner
-            assert runners(load2) == [runner], "run 2 was started again"
-            assert dep.ti(ADHOC, run_id, MEASURE)["trigger"]["classpath"] == TRIGGER
-            said = [e for e in dep.log_events(ADHOC, run_id, MEASURE, 0, 2) if "rep 2)" in e]
-            assert said and said[0].endswith("reattached (attempt 1) [1 of 2 runs have results]")
+        # The retry reattaches to run 2, still loading.
+        dep.wait(
+            lambda: (lambda t: (t["try_number"], t["state"]) == (2, "deferred"))(
+                dep.ti(ADHOC, run_id, MEASURE)
+            ),
+            "the retry of measure to defer",
+            180,
+        )
+        assert phase(load2) == "measured", "run 2 ended before the retry: nothing to reattach to"
+        assert record(load2)["attempt"] == 1 and record(load2)["detail"]["pid"] == runner
+        assert runners(load2) == [runner], "run 2 was started again"
+        assert dep.ti(ADHOC, run_id, MEASURE)["trigger"]["classpath"] == TRIGGER
+        said = [e for e in dep.log_events(ADHOC, run_id, MEASURE, 0, 2) if "long, rep 1)" in e]
+        assert said and said[0].endswith("reattached (attempt 1) [1 of 2 runs have results]")
 
-            # Killed while measure is deferred: the triggerer holds the wait, not the worker.
-            ready = dep.log_text("worker").count(" ready.")
-            dep.kill("worker")
-            dep.start_worker()
-            dep.wait(lambda: dep.log_text("worker").count(" ready.") > ready, "worker", 120)
-            ti = dep.ti(ADHOC, run_id, MEASURE)
-            assert (ti["state"], ti["try_number"]) == ("deferred", 2), ti
-        state, _ = dep.wait_run(ADHOC, run_id, timeout=240)
+        # Killed while measure is deferred: the triggerer holds the wait, not the worker.
+        ready = dep.log_text("worker").count(" ready.")
+        dep.kill("worker")
+        dep.start_worker()
+        dep.wait(lambda: dep.log_text("worker").count(" ready.") > ready, "worker", 120)
+        ti = dep.ti(ADHOC, run_id, MEASURE)
+        assert (ti["state"], ti["try_number"]) == ("deferred", 2), ti
+        state, _ = dep.wait_run(ADHOC, run_id, timeout=300)
         assert state == "success", dep.tis(ADHOC, run_id)
         assert dep.tries(ADHOC, run_id, MEASURE) == [(1, "failed"), (2, "success")]
         assert dep.tries(ADHOC, run_id, DESTROY) == [(1, "success")]
@@ -434,6 +421,8 @@ def test_worker_killed_while_measure_runs_and_while_deferred(deployment) -> None
         tf_log = (run / "deployments" / REDIS / "terraform" / "terraform.log").read_text()
         assert tf_log.count("$ terraform apply") == 1 and tf_log.count("$ terraform destroy") == 1
     finally:
+        with contextlib.suppress(AssertionError):  # destroy has run before anything is judged
+            dep.wait_run(ADHOC, run_id, timeout=300)
         nothing_left(run, 1)
 
 

@@ -48,7 +48,14 @@ CAMPAIGN = {
 def start(tmp_path: Path, results: Path) -> subprocess.Popen:
     path = tmp_path / "cli.yaml"
     path.write_text(yaml.safe_dump(CAMPAIGN))
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "plugins"), "CACHEBENCH_RESULTS": str(results)}
+    # its own Airflow home, as on a newcomer's machine: the command migrates its own DB, and
+    # the session's sqlite DB is never written by two test processes at once
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT / "plugins"),
+        "CACHEBENCH_RESULTS": str(results),
+        "AIRFLOW_HOME": str(tmp_path / "airflow-home"),
+    }
     return subprocess.Popen(
         [sys.executable, "-m", "cachebench", "run", str(path)],
         stdout=subprocess.PIPE,
@@ -60,7 +67,7 @@ def start(tmp_path: Path, results: Path) -> subprocess.Popen:
 
 
 def test_ctrl_c_stops_the_campaign_destroys_everything_and_reports_it(
-    airflow_db, tmp_path: Path, results_dir: Path
+    tmp_path: Path, results_dir: Path
 ) -> None:
     proc = start(tmp_path, results_dir)
     try:
