@@ -48,8 +48,8 @@ CAMPAIGN = {
 def start(tmp_path: Path, results: Path) -> subprocess.Popen:
     path = tmp_path / "cli.yaml"
     path.write_text(yaml.safe_dump(CAMPAIGN))
-    # its own Airflow home, as on a newcomer's machine: the command migrates its own DB, and
-    # the session's sqlite DB is never written by two test processes at once
+    # its own Airflow home, as on a newcomer's machine (the command migrates it): a run on
+    # the session's sqlite DB was followed by "database disk image is malformed" in later tests
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT / "plugins"),

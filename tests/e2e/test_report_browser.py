@@ -75,12 +75,19 @@ NODE_CHARTS = {
 
 
 @pytest.fixture(scope="module")
-def campaign_dir(airflow_db, tmp_path_factory) -> Path:
+def campaign_dir(tmp_path_factory) -> Path:
     """The run folder of a real tiny campaign on local servers."""
     tmp = tmp_path_factory.mktemp("browser")
     (tmp / "browser.yaml").write_text(yaml.safe_dump(CAMPAIGN))
     results = tmp / "results"
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "plugins"), "CACHEBENCH_RESULTS": str(results)}
+    # its own Airflow home (the command migrates it): a `python -m cachebench run` on the
+    # session's sqlite DB was followed by "database disk image is malformed" in later tests
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT / "plugins"),
+        "CACHEBENCH_RESULTS": str(results),
+        "AIRFLOW_HOME": str(tmp / "airflow-home"),
+    }
     done = subprocess.run(
         [sys.executable, "-m", "cachebench", "run", str(tmp / "browser.yaml")],
         capture_output=True,
