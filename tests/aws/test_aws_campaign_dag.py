@@ -33,6 +33,7 @@ from cachebench.operators.measure import MeasureOperator
 from cachebench.targets import aws as target
 from cachebench.triggers.aws import EcsElastiCacheWatchTrigger
 from cachebench.workspace import RunDir
+from dag_runs import task_tries
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -106,14 +107,6 @@ def assert_destroyed(run: RunDir, run_id: str, tokens: set[str]) -> None:
         if f.is_file():
             for token in tokens:
                 assert token.encode() not in f.read_bytes(), f"{f} holds the token"
-
-
-def task_tries(dag_run, task_id: str) -> dict[str, list[tuple[str, int]]]:
-    out: dict[str, list[tuple[str, int]]] = {}
-    for ti in dag_run.get_task_instances():
-        if ti.task_id == task_id:
-            out.setdefault(ti.rendered_map_index, []).append((str(ti.state), ti.try_number))
-    return out
 
 
 def assert_secret_nowhere_in_airflow(dag_run, airflow_db: Path, tokens: set[str]) -> None:

@@ -22,6 +22,7 @@ from airflow.dag_processing.dagbag import DagBag
 from leftovers import assert_nothing_left
 
 from cachebench.workspace import RunDir
+from dag_runs import task_tries
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,15 +65,6 @@ def run_campaign(fields: dict):
     """Trigger the ad-hoc DAG with the campaign as params, as the UI trigger form does."""
     dag_run = dag().test(run_conf=fields)
     return dag_run, RunDir.for_run(fields["name"], dag_run.run_id)
-
-
-def task_tries(dag_run, task_id: str) -> dict[str, list[tuple[str, int]]]:
-    """(state, try number) of a mapped task by deployment label, from Airflow's metadata."""
-    out: dict[str, list[tuple[str, int]]] = {}
-    for ti in dag_run.get_task_instances():
-        if ti.task_id == task_id:
-            out.setdefault(ti.rendered_map_index, []).append((str(ti.state), ti.try_number))
-    return out
 
 
 def report_link_and_asset_event(dag_run) -> tuple[str, dict]:
