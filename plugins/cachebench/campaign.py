@@ -18,6 +18,7 @@ from pydantic import (
     Field,
     ValidationError,
     WithJsonSchema,
+    field_serializer,
     field_validator,
     model_validator,
 )
@@ -199,6 +200,12 @@ class CampaignSpec(Strict):
         if not SLUG.match(v):
             raise ValueError(f"{v!r}: use 1-40 chars of a-z, 0-9 and '-'")
         return v
+
+    @field_serializer("aws")
+    def _aws_as_written(self, aws: AwsSettings | None) -> dict[str, Any] | None:
+        """Only the fields the campaign sets: campaign.json's block is laid over the
+        Variable again at every step, and a default written out would hide its value."""
+        return None if aws is None else aws.model_dump(mode="json", exclude_unset=True)
 
     @field_validator("topologies", "custom_topologies", mode="before")
     @classmethod

@@ -146,6 +146,18 @@ def test_plan_refuses_aws_without_settings(aws, results_dir, monkeypatch) -> Non
     assert "aws.ecs_cluster: required" in text
 
 
+def test_a_campaigns_aws_block_overrides_only_what_it_names(aws, results_dir) -> None:
+    """campaign.json keeps the aws: block as written, so every later step lays it over the
+    Variable again: a block naming only some fields (as the shipped example campaign's,
+    region and watch_poll_seconds) leaves the Variable's VPC, subnets and buckets in force."""
+    fields = {**campaign("block"), "aws": {"watch_poll_seconds": 30, "kms_key_arn": None}}
+    plan = steps.render_tfvars(steps.plan(fields, "run-block")[0])
+    s = target.settings_for(plan)
+    assert (s.vpc_id, s.subnet_ids, s.watch_poll_seconds) == (aws.vpc_id, [aws.subnet_id], 30)
+    tv = json.loads((steps.deployment_dir(plan).terraform / "terraform.tfvars.json").read_text())
+    assert tv["vpc_id"] == aws.vpc_id and tv["subnet_ids"] == [aws.subnet_id]
+
+
 def test_plan_estimates_and_backend_keys_differ(aws, results_dir) -> None:
     plans = steps.plan(campaign("keys"), "manual__2026-11-26T05:00:00+00:00")
     assert len(plans) == 2
