@@ -246,7 +246,19 @@ def render_tfvars(plan: DeploymentPlan) -> DeploymentPlan:
 
 
 def _init(tf: Terraform, plan: DeploymentPlan, ddir: DeploymentDir) -> Terraform:
-    tf.init(targets.get(plan.deployment.target).backend_config(plan, ddir))
+    """terraform init, then adopt what a killed apply made that the state does not hold
+    (its resources found by the target), so apply does not trip on them and destroy
+    deletes them."""
+    target = targets.get(plan.deployment.target)
+    tf.init(target.backend_config(plan, ddir))
+    if found := target.orphans(plan, ddir):
+        held = set(tf.resources())
+        for address, resource_id in found:
+            if address not in held:
+                log.warning(
+                    "%s: %s exists but not in the state: importing it", plan.instance, address
+                )
+                tf.import_(address, resource_id)
     return tf
 
 

@@ -11,6 +11,8 @@ steps.py drives a deployment through a target and never asks what it is:
     metrics(prov, run, start, end)            the server metrics of a window
     metrics_ready_at(end)                     when they can be read (CloudWatch lags)
     quiet(prov)                               no load beside the block (the export)
+    orphans(plan, ddir)                       what a killed apply made that exists (import ids),
+                                              adopted into the state before apply and destroy
     stop_load / leftovers / sweep             destroy's checks
     problems(spec)                            what plan refuses before anything exists
 """
@@ -76,6 +78,11 @@ class Target(Protocol):
         """A section in which no load runs beside the caller's work (local: the load lock;
         aws: nothing shares the cache's or the load tasks' CPUs with the worker). Raises
         Busy at once, rather than waiting in a worker slot, while another load runs."""
+        ...
+
+    def orphans(self, plan: DeploymentPlan, ddir: DeploymentDir) -> list[tuple[str, str]]:
+        """(module address, import id) of the deployment's resources that exist now, found
+        by name or tags; steps imports those the state does not hold."""
         ...
 
     def stop_load(self, plan: DeploymentPlan, ddir: DeploymentDir) -> None: ...

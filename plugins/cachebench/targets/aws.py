@@ -513,6 +513,115 @@ class AwsTarget:
         if running:
             ecs_mod.stop(client, state["cluster"], running, "cachebench: stopped")
 
+    def orphans(self, plan: DeploymentPlan, ddir: DeploymentDir) -> list[tuple[str, str]]:
+        """(module address, import id) of what this deployment's module makes that exists in
+        the account, found by the names the module gives it (the group also by its tags):
+        after a killed apply, what the state may not hold. Steps import those the state
+        lacks before apply and destroy."""
+        s, rg = settings_for(plan), replication_group_id(plan)
+        found: list[tuple[str, str]] = []
+        lookups = (
+            self._orphan_group,
+            self._orphan_cache_groups,
+            self._orphan_network,
+            self._orphan_secret,
+            self._orphan_logs,
+        )
+        for lookup in lookups:
+            try:
+                found += lookup(s, rg, plan)
+            except Exception as exc:  # destroy still runs on what the state holds
+                log.warning("%s: could not look for %s: %s", plan.instance, lookup.__name__, exc)
+        return found
+
+    def _orphan_group(self, s: AwsSettings, rg: str, plan: DeploymentPlan) -> list[tuple[str, str]]:
+        ec = _client(s, "elasticache")
+        try:
+            (group,) = ec.describe_replication_groups(ReplicationGroupId=rg)["ReplicationGroups"]
+        except ec.exceptions.ReplicationGroupNotFoundFault:
+            return []
+        tags = {
+            t["Key"]: t["Value"]
+            for t in ec.list_tags_for_resource(ResourceName=group["ARN"]).get("TagList", [])
+        }
+        ours = all(tags.get(k) == v for k, v in _tags(plan).items())
+        if not ours or group.get("Status") == "deleting":
+            return []
+        return [("aws_elasticache_replication_group.this", rg)]
+
+    def _orphan_cache_groups(
+        self, s: AwsSettings, rg: str, plan: DeploymentPlan
+    ) -> list[tuple[str, str]]:
+        ec, out = _client(s, "elasticache"), []
+        with contextlib.suppress(ec.exceptions.CacheSubnetGroupNotFoundFault):
+            ec.describe_cache_subnet_groups(CacheSubnetGroupName=rg)
+            out.append(("aws_elasticache_subnet_group.this", rg))
+        with contextlib.suppress(ec.exceptions.CacheParameterGroupNotFoundFault):
+            ec.describe_cache_parameter_groups(CacheParameterGroupName=rg)
+            out.append(("aws_elasticache_parameter_group.this", rg))
+        return out
+
+    def _orphan_network(
+        self, s: AwsSettings, rg: str, plan: DeploymentPlan
+    ) -> list[tuple[str, str]]:
+        ec2 = _client(s, "ec2")
+        groups = ec2.describe_security_groups(
+            Filters=[
+                {"Name": "group-name", "Values": [f"{rg}-cache"]},
+                {"Name": "vpc-id", "Values": [s.vpc_id or ""]},
+            ]
+        )["SecurityGroups"]
+        out = []
+        for g in groups:
+            out.append(("aws_security_group.cache", g["GroupId"]))
+            rules = ec2.describe_security_group_rules(
+                Filters=[{"Name": "group-id", "Values": [g["GroupId"]]}]
+            )["SecurityGroupRules"]
+            for r in rules:
+                if r.get("IsEgress"):
+                    continue
+                if ref := (r.get("ReferencedGroupInfo") or {}).get("GroupId"):
+                    key = f'aws_vpc_security_group_ingress_rule.from_security_groups["{ref}"]'
+                elif cidr := r.get("CidrIpv4"):
+                    key = f'aws_vpc_security_group_ingress_rule.from_cidrs["{cidr}"]'
+                else:
+                    continue
+                out.append((key, r["SecurityGroupRuleId"]))
+        return out
+
+    def _orphan_secret(
+        self, s: AwsSettings, rg: str, plan: DeploymentPlan
+    ) -> list[tuple[str, str]]:
+        sm = _client(s, "secretsmanager")
+        try:
+            secret = sm.describe_secret(SecretId=f"cachebench/{rg}/auth")
+        except sm.exceptions.ResourceNotFoundException:
+            return []
+        return (
+            []
+            if secret.get("DeletedDate")
+            else [("aws_secretsmanager_secret.auth[0]", secret["ARN"])]
+        )
+
+    def _orphan_logs(self, s: AwsSettings, rg: str, plan: DeploymentPlan) -> list[tuple[str, str]]:
+        out = []
+        prefix = f"/aws/vendedlogs/cachebench/{rg}/"
+        logs = _client(s, "logs")
+        for page in logs.get_paginator("describe_log_groups").paginate(logGroupNamePrefix=prefix):
+            for g in page.get("logGroups", []):
+                name = {"slow-log": "slow", "engine-log": "engine"}.get(
+                    g["logGroupName"][len(prefix) :]
+                )
+                if name:
+                    out.append((f"aws_cloudwatch_log_group.{name}", g["logGroupName"]))
+        cw = _client(s, "cloudwatch")
+        with contextlib.suppress(
+            cw.exceptions.DashboardNotFoundError, cw.exceptions.ResourceNotFound
+        ):
+            cw.get_dashboard(DashboardName=f"cachebench-{rg}")
+            out.append(("aws_cloudwatch_dashboard.this", f"cachebench-{rg}"))
+        return out
+
     def leftovers(self, plan: DeploymentPlan, ddir: DeploymentDir) -> list[str]:
         """After destroy: load tasks, task definition, replication group, state; empty = clean."""
         from cachebench.aws import ecs as ecs_mod

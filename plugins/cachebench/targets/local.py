@@ -304,6 +304,9 @@ class LocalTarget:
         left += [f"port {p} still in use" for p in result["busy_ports"]]
         return left
 
+    def orphans(self, plan: DeploymentPlan, ddir: DeploymentDir) -> list[tuple[str, str]]:
+        return []  # server processes nobody registered are sweep's
+
     def sweep(self, plan: DeploymentPlan, ddir: DeploymentDir) -> tuple[list[str], list[str]]:
         """Stop what no registry knows: processes whose cwd is in the deployment's folder.
 
