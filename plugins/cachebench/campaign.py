@@ -30,6 +30,7 @@ from cachebench.models import (
     Deployment,
     DeploymentPlan,
     Engine,
+    MaxmemoryPolicy,
     Point,
     RunSpec,
     Strict,
@@ -186,6 +187,12 @@ class CampaignSpec(Strict):
         gt=0,
         description="latency objective (ms): which points' p99 meets it (95% interval below "
         "it); ops per dollar is ranked among those alone",
+    )
+    maxmemory_policy: MaxmemoryPolicy = Field(
+        "allkeys-lru",
+        description="the engines' eviction policy (maxmemory-policy); allkeys-lru because "
+        "memtier's keys have no TTL: under volatile-lru (ElastiCache's default) a data set "
+        "above memory gets OOM error replies, not evictions",
     )
     budget_usd: float = Field(100.0, ge=0, description="refuse a campaign estimated above this")
     max_points: int = Field(50, ge=1, le=1000)
@@ -365,6 +372,7 @@ class CampaignSpec(Strict):
                     node_type=node_type,
                     load_generators=self.load_generators,
                     load_tool=load_tool,
+                    maxmemory_policy=self.maxmemory_policy,
                 )
             )
         return out

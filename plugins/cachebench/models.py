@@ -15,6 +15,17 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 Engine = Literal["redis", "valkey"]
 Target = Literal["local", "aws"]
+# The engines' eviction policies (maxmemory-policy).
+MaxmemoryPolicy = Literal[
+    "allkeys-lru",
+    "volatile-lru",
+    "allkeys-lfu",
+    "volatile-lfu",
+    "allkeys-random",
+    "volatile-random",
+    "volatile-ttl",
+    "noeviction",
+]
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}\Z")  # \Z: "$" would allow a trailing newline
 # memtier's --key-pattern: SET pattern ':' GET pattern; R random, S sequential,
@@ -186,6 +197,8 @@ class Deployment(_Cell):
     Provisioned once per campaign run (once per repetition with
     redeploy_per_repetition); every run of its workloads is measured on it.
     """
+
+    maxmemory_policy: MaxmemoryPolicy = "allkeys-lru"  # the campaign's, for its servers
 
 
 class Point(_Cell):

@@ -1,4 +1,4 @@
-"""The one seam the project's own tests reach production through: faults and stand-ins.
+"""The one seam the project's own tests reach production through: fault injection.
 
 Nothing here acts unless its environment variable is set; production code only
 passes its pieces through `wrap_target`, `wrap_terraform` and
@@ -16,9 +16,6 @@ succeed. Fault points:
     load, watch, collect, export  a run's load does not start, its watch errors, its
                                   result cannot be read, its metrics cannot be read;
                                   glob over point ids
-
-CACHEBENCH_AWS_MODULE names the Terraform module the aws target applies (the
-tests' include/terraform/aws-standin: same variables and outputs, moto only).
 """
 
 from __future__ import annotations
@@ -34,7 +31,6 @@ if TYPE_CHECKING:
     from cachebench.terraform import Terraform
 
 FAULTS = "CACHEBENCH_FAULTS"
-AWS_MODULE = "CACHEBENCH_AWS_MODULE"
 
 
 class InjectedFault(RuntimeError):
@@ -69,16 +65,11 @@ def maybe_fail(step: str, ident: str, marker_dir: Path | None = None) -> None:
 class _FaultyTarget:
     """A target whose run steps fail where CACHEBENCH_FAULTS says; the rest is the target's."""
 
-    def __init__(self, target: Target, module: str | None):
+    def __init__(self, target: Target):
         self._target = target
-        self._module = module
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._target, name)
-
-    @property
-    def module(self) -> str:
-        return self._module or self._target.module
 
     def step(self, prov, run, record, event):
         from cachebench.steps import deployment_dir
@@ -100,10 +91,9 @@ class _FaultyTarget:
 
 
 def wrap_target(target: Target) -> Target:
-    module = os.environ.get(AWS_MODULE) if target.name == "aws" else None
-    if not os.environ.get(FAULTS) and not module:
+    if not os.environ.get(FAULTS):
         return target
-    return _FaultyTarget(target, module)  # type: ignore[return-value]
+    return _FaultyTarget(target)  # type: ignore[return-value]
 
 
 class _FaultyTerraform:

@@ -27,7 +27,9 @@ import contextlib
 import fnmatch
 import json
 import os
+import secrets
 import signal
+import string
 import subprocess
 import sys
 import threading
@@ -360,7 +362,7 @@ def _tags(tags: list[dict]) -> dict[str, str]:
 class FakeEcs(threading.Thread):
     """Plays every RUNNING task of `cluster`: runs its command, then STOPPED with its exit code.
 
-    `fail`: globs over "<deployment id>/<task name>" (g0, g1, ..., prefill) of the tasks
+    `fail`: globs over "<point id>/<task name>" (g0, g1, ..., prefill) of the tasks
     whose memtier fails (exit 1, "Connection error: TLS handshake failed" on stderr); a
     prefill task fails only for a glob ending in "/prefill". A task stopped with
     stop_task has its container ended.
@@ -472,7 +474,9 @@ class FakeEcs(threading.Thread):
             "FAKE_TIME_SCALE": str(self.time_scale),
         }
         name = env.get("CACHEBENCH_GENERATOR", "")
-        where = f"{tags.get('cachebench:deployment', '')}/{name}"
+        # the point's id, from where the task uploads: .../<point id>/rep<k>/attempt<a>/<name>/
+        point_id = env.get("CACHEBENCH_RESULTS_URI", "").rstrip("/").split("/")[-4:-3]
+        where = f"{''.join(point_id)}/{name}"
         if any(
             fnmatch.fnmatchcase(where, g) and (name.startswith("g") or g.endswith("/prefill"))
             for g in self.fail
@@ -541,6 +545,94 @@ class FakeEcs(threading.Thread):
         for arn, t in self.tasks.items():
             out.setdefault(t.get("startedBy", ""), []).append(arn)
         return out
+
+
+# ---------------------------------------------------------------- what the module makes
+
+
+def create_group(
+    rg: str,
+    tags: dict[str, str],
+    *,
+    cluster_mode: bool = False,
+    shards: int = 1,
+    replicas: int = 1,
+    engine: str = "valkey",
+    version: str = "8.0",
+) -> str:
+    """A replication group and its AUTH secret made straight in moto, with the names and
+    tags include/terraform/aws gives them, for tests of what runs on a group (loads,
+    the reaper) rather than of the module. Returns the secret's ARN."""
+    ec = boto3.client("elasticache", region_name=REGION)
+    sm = boto3.client("secretsmanager", region_name=REGION)
+    token = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(64))
+    tag_list = [{"Key": k, "Value": v} for k, v in tags.items()]
+    arn = sm.create_secret(Name=f"cachebench/{rg}/auth", SecretString=token, Tags=tag_list)["ARN"]
+    topology = (
+        {"ClusterMode": "enabled", "NumNodeGroups": shards, "ReplicasPerNodeGroup": replicas}
+        if cluster_mode
+        else {"ClusterMode": "disabled", "NumCacheClusters": 1 + replicas}
+    )
+    ec.create_replication_group(
+        ReplicationGroupId=rg,
+        ReplicationGroupDescription="cachebench test",
+        Engine=engine,
+        EngineVersion=version,
+        CacheNodeType="cache.r7g.large",
+        TransitEncryptionEnabled=True,
+        TransitEncryptionMode="required",
+        AtRestEncryptionEnabled=True,
+        AuthToken=token,
+        Tags=tag_list,
+        **topology,
+    )
+    return arn
+
+
+def left_in_moto(rg: str, vpc_id: str) -> list[str]:
+    """What include/terraform/aws made for group `rg` that still exists in moto."""
+    ec = boto3.client("elasticache", region_name=REGION)
+    left = []
+    with contextlib.suppress(ec.exceptions.ReplicationGroupNotFoundFault):
+        ec.describe_replication_groups(ReplicationGroupId=rg)
+        left.append(f"replication group {rg}")
+    left += [
+        f"cache cluster {c['CacheClusterId']}"
+        for c in ec.describe_cache_clusters()["CacheClusters"]
+        if c["CacheClusterId"].startswith(f"{rg}-")
+    ]
+    with contextlib.suppress(ec.exceptions.CacheSubnetGroupNotFoundFault):
+        ec.describe_cache_subnet_groups(CacheSubnetGroupName=rg)
+        left.append(f"subnet group {rg}")
+    with contextlib.suppress(ec.exceptions.CacheParameterGroupNotFoundFault):
+        ec.describe_cache_parameter_groups(CacheParameterGroupName=rg)
+        left.append(f"parameter group {rg}")
+    ec2 = boto3.client("ec2", region_name=REGION)
+    left += [
+        f"security group {g['GroupId']}"
+        for g in ec2.describe_security_groups(
+            Filters=[
+                {"Name": "group-name", "Values": [f"{rg}-cache"]},
+                {"Name": "vpc-id", "Values": [vpc_id]},
+            ]
+        )["SecurityGroups"]
+    ]
+    sm = boto3.client("secretsmanager", region_name=REGION)
+    with contextlib.suppress(sm.exceptions.ResourceNotFoundException):
+        if not sm.describe_secret(SecretId=f"cachebench/{rg}/auth").get("DeletedDate"):
+            left.append(f"secret cachebench/{rg}/auth")
+    logs = boto3.client("logs", region_name=REGION)
+    left += [
+        f"log group {g['logGroupName']}"
+        for g in logs.describe_log_groups(logGroupNamePrefix=f"/aws/vendedlogs/cachebench/{rg}/")[
+            "logGroups"
+        ]
+    ]
+    cw = boto3.client("cloudwatch", region_name=REGION)
+    with contextlib.suppress(cw.exceptions.DashboardNotFoundError, cw.exceptions.ResourceNotFound):
+        cw.get_dashboard(DashboardName=f"cachebench-{rg}")
+        left.append(f"dashboard cachebench-{rg}")
+    return left
 
 
 def campaign(name: str, generators: int = 3, **extra) -> dict:

@@ -1,5 +1,13 @@
 """AWS tests run against a moto server started here (ECS, CloudWatch, Logs, ElastiCache,
-S3, Secrets Manager, EC2 for the subnets ECS needs), never against a real account.
+S3, Secrets Manager, EC2, STS), never against a real account. What moto lacks for the
+real aws module is filled in by moto_gaps.py, in this process only.
+
+Terraform applies include/terraform/aws with the real AWS provider (hashicorp/aws
+5.100.0 from the machine's filesystem mirror, PROVIDER_MIRROR): the `real_module`
+fixture writes a CLI configuration that installs that provider from the mirror and
+nothing else, and points TF_CLI_CONFIG_FILE at it. The endpoints and fake keys reach
+the provider and the S3 backend through the environment (AWS_ENDPOINT_URL, honoured
+by both), never through the module.
 """
 
 from __future__ import annotations
@@ -14,10 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
+import moto_gaps
 import pytest
 from aws_fakes import CLUSTER, FAMILY, REGION, RESULTS_BUCKET, STATE_BUCKET
 
 ROOT = Path(__file__).resolve().parents[2]
+# Where the image keeps the providers Terraform may install (nothing is downloaded).
+PROVIDER_MIRROR = Path(os.environ.get("CACHEBENCH_TF_PLUGIN_MIRROR", "/opt/tf-plugins"))
+AWS_PROVIDER = "registry.terraform.io/hashicorp/aws"
 
 
 def _free_port() -> int:
@@ -36,6 +48,7 @@ def moto_server() -> Iterator[str]:
     from moto.moto_api import state_manager
 
     state_manager.set_transition("ecs::task", {"progression": "manual", "times": 10**9})
+    moto_gaps.install()
     server.start()
     host, port = server.get_host_and_port()
     yield f"http://{host}:{port}"
@@ -160,12 +173,29 @@ def terraform_here(monkeypatch, tmp_path) -> str:
     return "embedded"
 
 
+@pytest.fixture(scope="session")
+def terraform_cli_config(tmp_path_factory) -> Path:
+    """A Terraform CLI configuration that installs hashicorp/aws from the filesystem
+    mirror and nothing else: any other provider fails `terraform init`."""
+    if not (PROVIDER_MIRROR / AWS_PROVIDER).is_dir():
+        pytest.skip(f"no {AWS_PROVIDER} in the provider mirror {PROVIDER_MIRROR}")
+    path = tmp_path_factory.mktemp("terraform") / "terraform.rc"
+    path.write_text(
+        "provider_installation {\n"
+        "  filesystem_mirror {\n"
+        f'    path    = "{PROVIDER_MIRROR}"\n'
+        f'    include = ["{AWS_PROVIDER}"]\n'
+        "  }\n"
+        "}\n"
+    )
+    return path
+
+
 @pytest.fixture
-def standin(aws, terraform_here, monkeypatch) -> AwsWorld:
-    """The aws world with include/terraform/aws-standin as the aws module: the same
-    variables and outputs, built-in resources that make the group and its secret in
-    moto (the AWS provider plugin cannot be downloaded here)."""
-    monkeypatch.setenv("CACHEBENCH_AWS_MODULE", "aws-standin")
-    monkeypatch.setenv("CACHEBENCH_STANDIN_PYTHON", sys.executable)
-    monkeypatch.setenv("PYTHONPATH", str(ROOT / "plugins"))
+def real_module(aws, terraform_here, terraform_cli_config, monkeypatch) -> AwsWorld:
+    """The aws world in which Terraform runs include/terraform/aws with the real provider
+    against the moto server: the CLI configuration above, and few retries, so that an
+    API moto lacks fails in seconds instead of after the SDK's backoff."""
+    monkeypatch.setenv("TF_CLI_CONFIG_FILE", str(terraform_cli_config))
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
     return aws

@@ -1,14 +1,15 @@
 """End to end: aws campaigns through the DAG's `dag.test()` against the tests' moto server.
 
-Real here: the DAG and every step of it, Terraform with its S3 backend (one state key
-per deployment, use_lockfile), the MeasureOperator deferring once per wait: each
-run's prefill task on the provider's TaskDoneTrigger, its load tasks on our
-EcsElastiCacheWatchTrigger (dag.test runs triggers inline), ECS run_task through
-the provider's EcsHook, S3 results, CloudWatch GetMetricData, the report. Stood in,
-and why:
-- the Terraform module is include/terraform/aws-standin (same variables and
-  outputs, built-in resources that create the group and secret in moto):
-  the AWS provider plugin cannot be downloaded here;
+Real here: the DAG and every step of it, include/terraform/aws applied and destroyed
+by the real AWS provider with its S3 backend (one state key per deployment,
+use_lockfile), the MeasureOperator deferring once per wait: each run's prefill task
+on the provider's TaskDoneTrigger, its load tasks on our EcsElastiCacheWatchTrigger
+(dag.test runs triggers inline), ECS run_task through the provider's EcsHook, S3
+results, CloudWatch GetMetricData, the report. Stood in, and why:
+- what moto lacks for the module: tests/aws/moto_gaps.py (cache parameter groups,
+  DeleteCacheSubnetGroup, NumCacheClusters with cluster mode off, the member
+  clusters, the reader endpoint, a deleted group's disappearance, parameter
+  group tags);
 - moto's ECS runs no container: aws_fakes.FakeEcs runs each task's own command
   under sh (stand-in memtier and redis-cli, the real AWS CLI against moto's S3,
   the AUTH token read from moto's Secrets Manager), and publishes the nodes'
@@ -22,10 +23,19 @@ import json
 from pathlib import Path
 
 import boto3
+import moto_gaps
 import pandas as pd
 import pytest
 from airflow.dag_processing.dagbag import DagBag
-from aws_fakes import CLUSTER, IMAGE_VERSION, STATE_BUCKET, FakeEcs, campaign, window_requests
+from aws_fakes import (
+    CLUSTER,
+    IMAGE_VERSION,
+    STATE_BUCKET,
+    FakeEcs,
+    campaign,
+    left_in_moto,
+    window_requests,
+)
 
 from cachebench.aws import ecs
 from cachebench.models import DeploymentPlan, RunRecord
@@ -70,34 +80,19 @@ def plans_of(run: RunDir) -> list[DeploymentPlan]:
     ]
 
 
-def groups_of(run_id: str, name: str) -> list[dict]:
-    """This run's replication groups in moto (by their tags), whatever their status."""
-    ec = boto3.client("elasticache")
-    out = []
-    for g in ec.describe_replication_groups()["ReplicationGroups"]:
-        tags = {
-            t["Key"]: t["Value"]
-            for t in ec.list_tags_for_resource(ResourceName=g["ARN"])["TagList"]
-        }
-        if tags.get("cachebench:run") == run_id and tags.get("cachebench:campaign") == name:
-            out.append({**g, "tags": tags})
-    return out
-
-
-def assert_destroyed(run: RunDir, run_id: str, tokens: set[str]) -> None:
-    """Every deployment: its state object is empty, its group deleting, its tasks stopped,
-    and no file of the run holds a token."""
-    s3, ec, ecs_client = boto3.client("s3"), boto3.client("elasticache"), boto3.client("ecs")
+def assert_destroyed(run: RunDir, run_id: str, tokens: set[str], deployments: int = 2) -> None:
+    """Every deployment: its state object is empty, nothing of it left in moto, its tasks
+    stopped, and no file of the run holds a token."""
+    s3, ecs_client = boto3.client("s3"), boto3.client("ecs")
     settings = target.resolve(None)
     plans = plans_of(run)
-    assert len(plans) == 2
+    assert len(plans) == deployments
     for plan in plans:
         key = target.state_key(settings, plan)
         state = json.loads(s3.get_object(Bucket=STATE_BUCKET, Key=key)["Body"].read())
         assert state["resources"] == [], f"{key} not empty"
         rg = target.replication_group_id(plan)
-        group = ec.describe_replication_groups(ReplicationGroupId=rg)["ReplicationGroups"][0]
-        assert group["Status"] == "deleting", plan.instance
+        assert left_in_moto(rg, settings.vpc_id) == [], plan.instance
         cleanup = json.loads((run.deployment(plan.instance).path / "cleanup.json").read_text())
         assert cleanup["status"] == "clean", cleanup
         family = ecs.family(plan)
@@ -146,7 +141,7 @@ def assert_secret_nowhere_in_airflow(dag_run, airflow_db: Path, tokens: set[str]
 
 
 def test_one_group_per_deployment_measures_every_run_with_n_tasks_and_a_retry_reattaches(
-    airflow_db, results_dir, standin, monkeypatch, tmp_path
+    airflow_db, results_dir, real_module, monkeypatch, tmp_path
 ) -> None:
     name = "e2e-aws"
     fields = {**campaign(name, generators=2), "workloads": WORKLOADS}
@@ -166,6 +161,7 @@ def test_one_group_per_deployment_measures_every_run_with_n_tasks_and_a_retry_re
         return [t["taskArn"] for t in trigger._tasks()]
 
     monkeypatch.setattr(MeasureOperator, "defer", lose_the_worker_once)
+    first_call = len(moto_gaps.CALLS)
     dag_run, run, agent = run_campaign(fields, tmp_path / "ecs", time_scale=0.4)
     tokens = set(agent.secrets)
     try:
@@ -174,13 +170,16 @@ def test_one_group_per_deployment_measures_every_run_with_n_tasks_and_a_retry_re
         plans = plans_of(run)
         assert [len(p.runs) for p in plans] == [2, 2]
         # one replication group per deployment, made once and measured on for both workloads
-        groups = groups_of(dag_run.run_id, name)
-        assert sorted(g["tags"]["cachebench:deployment"] for g in groups) == sorted(
-            p.instance for p in plans
-        )
+        calls = [a for svc, a, _ in moto_gaps.CALLS[first_call:] if svc == "elasticache"]
+        assert calls.count("create_replication_group") == len(plans)
         for plan in plans:
             log = (run.deployment(plan.instance).terraform / "terraform.log").read_text()
             assert log.count("$ terraform apply") == 1, plan.instance
+            servers = json.loads((run.deployment(plan.instance).path / "servers.json").read_text())
+            rg = target.replication_group_id(plan)
+            assert servers["reported"] == {
+                f"{rg}-00{i}": f"{plan.deployment.engine} {plan.deployment.version}" for i in (1, 2)
+            }
         # per run: one prefill task and N=2 load tasks, each phase under its own startedBy
         by = agent.started_by()
         assert len(by) == 4 * 2 and sum(map(len, by.values())) == 4 * (1 + 2)
@@ -225,25 +224,33 @@ def test_one_group_per_deployment_measures_every_run_with_n_tasks_and_a_retry_re
 
 
 def test_failed_load_task_fails_the_run_and_still_destroys(
-    airflow_db, results_dir, standin, tmp_path
+    airflow_db, results_dir, real_module, tmp_path
 ) -> None:
-    fields = campaign("e2e-aws-fail", generators=2)
-    dag_run, run, agent = run_campaign(fields, tmp_path / "ecs", fail=("valkey-*",), time_scale=0.4)
+    """One deployment, two workloads: the second's load tasks fail (memtier exits 1). Its
+    run fails with what the dead task said, the first run's result is kept, the DAG run
+    fails, and the deployment is destroyed all the same."""
+    fields = {
+        **campaign("e2e-aws-fail", generators=2),
+        "engines": [{"engine": "redis", "versions": ["7.1"]}],
+        "workloads": WORKLOADS,
+    }
+    dag_run, run, agent = run_campaign(
+        fields, tmp_path / "ecs", fail=("*-reads/*",), time_scale=0.4
+    )
     tokens = set(agent.secrets)
     try:
         assert 1 in agent.done.values()
         assert str(dag_run.state) == "failed"
         ok = run.point("redis-7.1-single-r1-cache.r7g.large-mixed").rep(1).path
-        bad = run.point("valkey-8.0-single-r1-cache.r7g.large-mixed").rep(1).path
+        bad = run.point("redis-7.1-single-r1-cache.r7g.large-reads").rep(1).path
         assert (ok / "metrics.parquet").exists() and not (bad / "load.json").exists()
         error = (bad / "error.txt").read_text()
         assert "watch" in error and "exit code 1" in error
         assert "Connection error: TLS handshake failed" in error  # the dead task's awslogs
         measure = task_tries(dag_run, "deployment.measure")
-        assert measure["valkey-8.0-single-r1-cache.r7g.large"] == [("failed", 1)]
-        assert measure["redis-7.1-single-r1-cache.r7g.large"] == [("success", 1)]
+        assert measure == {"redis-7.1-single-r1-cache.r7g.large": [("failed", 1)]}, measure
         runs = pd.read_csv(run.path / "runs.csv")
         status = dict(zip(runs["point_id"], runs["status"], strict=True))
         assert status[ok.parent.name] == "ok" and status[bad.parent.name] != "ok"
     finally:
-        assert_destroyed(run, dag_run.run_id, tokens)
+        assert_destroyed(run, dag_run.run_id, tokens, deployments=1)

@@ -28,6 +28,7 @@ from aws_fakes import (
     RESULTS_BUCKET,
     FakeEcs,
     campaign,
+    create_group,
     put_node_metrics,
     recorded,
     window_requests,
@@ -35,7 +36,7 @@ from aws_fakes import (
 from botocore.stub import Stubber
 
 from cachebench import steps
-from cachebench.aws import cloudwatch, ecs, standin
+from cachebench.aws import cloudwatch, ecs
 from cachebench.aws.results import split_uri
 from cachebench.campaign import CampaignError
 from cachebench.models import Endpoint, Node, Provisioned, RunRecord
@@ -52,38 +53,26 @@ assert WARM != MEASURED  # a collect that took the warm-up's numbers would be se
 
 
 def provisioned(name: str, generators: int = 3, engine: int = 0) -> Provisioned:
-    """plan + render_tfvars for real; the stand-in makes the group and its secret as the
-    aws-standin module would (with the tags the aws module puts on them)."""
+    """plan + render_tfvars for real; the group and its secret made straight in moto with
+    the names and tags include/terraform/aws gives them (tests/aws/test_aws_module_apply.py
+    applies the module itself)."""
     plan = steps.plan(campaign(name, generators=generators), f"run-{name}")[engine]
     plan = steps.render_tfvars(plan)
     ddir = steps.deployment_dir(plan)
     tv = json.loads((ddir.terraform / "terraform.tfvars.json").read_text())
     rg = tv["replication_group_id"]
-    secret = f"cachebench/{rg}/auth"
-    standin.up(
+    secret = create_group(
+        rg,
         {
-            "region": tv["region"],
-            "replication_group_id": rg,
-            "engine": tv["engine"],
-            "engine_version": tv["engine_version"],
-            "node_type": tv["node_type"],
-            "cluster_mode": tv["cluster_mode"],
-            "shards": tv["shards"],
-            "replicas": tv["replicas"],
-            # what the module's rules.tf sends for cluster mode off with one replica
-            "num_cache_clusters": 1 + tv["replicas"],
-            "num_node_groups": None,
-            "replicas_per_node_group": None,
-            "transit_encryption_mode": "required",
-            "secret_name": secret,
-            "tags": {
-                "cachebench:campaign": tv["campaign"],
-                "cachebench:run": tv["run_id"],
-                "cachebench:deployment": tv["deployment_id"],
-            },
-        }
+            "cachebench:campaign": tv["campaign"],
+            "cachebench:run": tv["run_id"],
+            "cachebench:deployment": tv["deployment_id"],
+        },
+        replicas=tv["replicas"],
+        engine=tv["engine"],
+        version=tv["engine_version"],
     )
-    host = f"master.{rg}.standin.invalid"
+    host = f"master.{rg}.example.invalid"
     nodes = [
         Node(node_id=f"{rg}-00{i}", host=host, port=6379, role=role)
         for i, role in ((1, "primary"), (2, "replica"))
@@ -444,9 +433,10 @@ def test_watch_fails_on_evictions_and_unavailable_group(aws, results_dir) -> Non
     assert event["status"] == "failed" and "evicted 42 keys" in event["message"]
     allowed = EcsElastiCacheWatchTrigger(**{**kwargs, "evictions_allowed": True})
     assert allowed.check_once() is None  # a data set larger than memory evicts by design
-    boto3.client("elasticache").delete_replication_group(ReplicationGroupId=rg)
+    ec = boto3.client("elasticache")
+    ec.delete_replication_group(ReplicationGroupId=rg)  # gone at once (moto_gaps)
     event = allowed.check_once()
-    assert event["status"] == "failed" and "not available" in event["message"]
+    assert event["status"] == "failed" and "not found" in event["message"]
 
 
 def test_export_reads_every_node_with_pagination(aws, results_dir) -> None:
@@ -529,39 +519,19 @@ def test_aws_points_default_to_five_load_generators() -> None:
 def test_reaper_hooks_find_and_delete_expired_groups(aws) -> None:
     from cachebench.reaper import Leftover
 
-    base = {
-        "region": "us-east-1",
-        "engine": "valkey",
-        "engine_version": "8.0",
-        "node_type": "cache.r7g.large",
-        "cluster_mode": True,
-        "shards": 2,
-        "replicas": 0,
-        "num_cache_clusters": None,
-        "num_node_groups": 2,
-        "replicas_per_node_group": 0,
-        "transit_encryption_mode": "required",
-    }
     tag = uuid.uuid4().hex[:8]
     expired, alive = f"cb-expired-{tag}", f"cb-alive-{tag}"
     for rg, expires in ((expired, "2020-01-01T00:00:00Z"), (alive, "2999-01-01T00:00:00Z")):
         tags = {"cachebench:deployment": rg, "cachebench:campaign": "c", "cachebench:run": "r",
                 "cachebench:expires-at": expires}  # fmt: skip
-        standin.up(
-            {
-                **base,
-                "replication_group_id": rg,
-                "secret_name": f"cachebench/{rg}/auth",
-                "tags": tags,
-            }
-        )
+        create_group(rg, tags, cluster_mode=True, shards=2, replicas=0)
     found = {f["where"]: f for f in TARGET.find_leftovers(time.time())}
     assert expired in found and alive not in found
     assert found[expired]["deployment_id"] == expired
     assert TARGET.reap_leftover(Leftover(**found[expired])) == []
     ec = boto3.client("elasticache")
-    status = ec.describe_replication_groups(ReplicationGroupId=expired)["ReplicationGroups"]
-    assert status[0]["Status"] == "deleting"
+    with pytest.raises(ec.exceptions.ReplicationGroupNotFoundFault):  # deleted (moto_gaps)
+        ec.describe_replication_groups(ReplicationGroupId=expired)
     sm = boto3.client("secretsmanager")
     with pytest.raises(sm.exceptions.ResourceNotFoundException):
         sm.describe_secret(SecretId=f"cachebench/{expired}/auth")

@@ -1,16 +1,16 @@
-"""include/terraform/aws checked statically: the AWS provider plugin cannot be
-downloaded here, so the module is never planned. Checked: formatting
-(terraform fmt, CLI or embedded), that the DAG's tfvars and the module's
-variables agree (python-hcl2), pinned providers and the S3 backend, the
-stand-in's interface, and a checkov scan (every skip carries its reason).
+"""include/terraform/aws checked without the provider: formatting (terraform fmt,
+CLI or embedded), that the DAG's tfvars and the module's variables agree
+(python-hcl2), the pinned provider and the S3 backend, and a checkov scan (every
+skip carries its reason). The real provider plans the module in
+test_aws_module_plan.py and applies it in test_aws_module_apply.py.
 
-The API rules (transit encryption mode, num_cache_clusters, the reader endpoint,
-aws-loadgen's kms:Decrypt) are evaluated by real Terraform: `terraform init` and
-`console` need the provider for the whole module, but expressions that read only
-variables evaluate in a directory of the module's variables.tf and the file that
-holds them, with an output per expression (`apply` of a configuration with no
-resources needs no provider). The wiring of those values into the resources is
-checked on the parse tree.
+The API rules (transit encryption mode, num_cache_clusters, member ids, log group
+names, the reader endpoint, aws-loadgen's kms:Decrypt) are evaluated here by
+Terraform alone, in milliseconds per case: expressions that read only variables
+evaluate in a directory of the module's variables.tf and the file that holds them,
+with an output per expression (`apply` of a configuration with no resources needs
+no provider). The wiring of those values into the resources is checked on the
+parse tree.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ from cachebench.models import Endpoint
 from cachebench.terraform import MODULES_DIR, TFVARS, Terraform
 
 AWS = MODULES_DIR / "aws"
-STANDIN = MODULES_DIR / "aws-standin"
 LOADGEN = MODULES_DIR / "aws-loadgen"  # optional: the ECS cluster and task definition
 
 
@@ -58,7 +57,7 @@ def output_names(module: Path) -> set[str]:
     return {unq(name) for block in blocks for name in block if name != "__is_block__"}
 
 
-@pytest.mark.parametrize("module", [AWS, STANDIN, LOADGEN], ids=lambda p: p.name)
+@pytest.mark.parametrize("module", [AWS, LOADGEN], ids=lambda p: p.name)
 def test_fmt(module: Path, tmp_path: Path) -> None:
     tf = Terraform(tmp_path)  # the CLI when on PATH, else the embedded one
     for src in module.glob("*.tf"):
@@ -82,28 +81,37 @@ def test_rendered_tfvars_match_the_declared_variables(aws, results_dir) -> None:
     assert validated >= required - {"cluster_mode"}
 
 
-def test_standin_has_the_same_interface() -> None:
-    assert (STANDIN / "variables.tf").read_text() == (AWS / "variables.tf").read_text()
-    assert output_names(STANDIN) == output_names(AWS)
+def test_outputs_the_dag_reads() -> None:
     assert {"endpoint", "replication_group_id", "member_clusters", "auth_secret_arn"} <= (
         output_names(AWS)
     )
 
 
 def test_providers_pinned_and_state_in_s3() -> None:
-    versions = parse(AWS / "versions.tf")
-    tf = versions["terraform"][0]
+    """One provider, hashicorp/aws (the only one the machines carry: no random), pinned;
+    the backend and the provider's configuration in root.tf, which only a root holds."""
+    tf = parse(AWS / "versions.tf")["terraform"][0]
     providers = tf["required_providers"][0]
     providers = {k: v for k, v in providers.items() if k != "__is_block__"}
-    assert set(providers) == {"aws", "random"}
-    for name, spec in providers.items():
-        assert re.match(r"^~> \d+\.\d+$", unq(spec["version"])), name
-    assert '"s3"' in tf["backend"][0]
+    assert set(providers) == {"aws"}
+    assert unq(providers["aws"]["source"]) == "hashicorp/aws"
+    assert re.match(r"^~> \d+\.\d+$", unq(providers["aws"]["version"]))
+    root = parse(AWS / "root.tf")
+    assert '"s3"' in root["terraform"][0]["backend"][0]
+    assert [list(p) for p in root["provider"]] == [['"aws"']]
+    for path in AWS.glob("*.tf"):
+        if path.name != "root.tf":
+            blocks = parse(path)
+            assert "provider" not in blocks, path.name
+            assert all("backend" not in t for t in blocks.get("terraform", [])), path.name
     main = (AWS / "main.tf").read_text()
     for setting in (
-        "transit_encryption_enabled = true",
+        "transit_encryption_enabled = var.transit_encryption",
         "at_rest_encryption_enabled = true",
-        "auth_token                 = random_password.auth.result",
+        "auth_token                 = var.transit_encryption ? "
+        "data.aws_secretsmanager_secret_version.auth[0].secret_string : null",
+        "secret_string_wo         = "
+        "ephemeral.aws_secretsmanager_random_password.auth[0].random_password",
         'log_type         = "slow-log"',
         'log_type         = "engine-log"',
         "retention_in_days = var.log_retention_days",
@@ -111,7 +119,7 @@ def test_providers_pinned_and_state_in_s3() -> None:
         "referenced_security_group_id = each.value",
     ):
         assert setting in main, setting
-    assert "default_tags" in (AWS / "versions.tf").read_text()
+    assert "default_tags" in (AWS / "root.tf").read_text()
     readme = (AWS / "README.md").read_text()
     for name in declared(AWS):
         assert f"`{name}`" in readme, f"README.md does not document {name}"
@@ -232,11 +240,48 @@ def test_transit_encryption_mode_is_sent_only_where_the_api_takes_it(tmp_path: P
     offered = {(e, v) for e, versions in AWS_VERSIONS.items() for v in versions}
     assert offered <= EXPECTED_MODE.keys(), offered - EXPECTED_MODE.keys()
     for engine, version in sorted(offered):
-        got = rules(tmp_path / f"{engine}-{version}", engine=engine, engine_version=version)
-        assert got["transit_encryption_mode"] == EXPECTED_MODE[engine, version], (engine, version)
+        for tls in (True, False):
+            got = rules(
+                tmp_path / f"{engine}-{version}-{tls}",
+                engine=engine,
+                engine_version=version,
+                transit_encryption=tls,
+            )
+            expected = EXPECTED_MODE[engine, version] if tls else None  # no TLS, no mode
+            assert got["transit_encryption_mode"] == expected, (engine, version, tls)
     rg = replication_group()
     assert rg["transit_encryption_mode"] == "${local.transit_encryption_mode}"
-    assert rg["transit_encryption_enabled"] is True  # TLS stays on, mode or not
+    assert rg["transit_encryption_enabled"] == "${var.transit_encryption}"
+
+
+@pytest.mark.parametrize(
+    "topology, members",
+    [
+        ((False, 1, 0), ["cb-x-001"]),
+        ((False, 1, 2), ["cb-x-001", "cb-x-002", "cb-x-003"]),
+        ((True, 2, 1), ["cb-x-0001-001", "cb-x-0001-002", "cb-x-0002-001", "cb-x-0002-002"]),
+    ],
+    ids=str,
+)
+def test_member_ids_and_log_groups_are_named_as_elasticache_names_them(
+    topology, members, tmp_path: Path
+) -> None:
+    """Member clusters <group>-<shard>-<member> (cluster mode on) or <group>-<member> (off);
+    the log groups under /aws/vendedlogs/ (their names never grow the account's
+    CloudWatch Logs resource policy)."""
+    cluster_mode, shards, replicas = topology
+    got = rules(
+        tmp_path,
+        replication_group_id="cb-x",
+        cluster_mode=cluster_mode,
+        shards=shards,
+        replicas=replicas,
+    )
+    assert got["member_ids"] == members
+    assert got["log_groups"] == {
+        "slow_log": "/aws/vendedlogs/cachebench/cb-x/slow-log",
+        "engine_log": "/aws/vendedlogs/cachebench/cb-x/engine-log",
+    }
 
 
 # (cluster_mode, shards, replicas) -> what the provider must get: num_cache_clusters
@@ -284,18 +329,6 @@ def test_cluster_mode_off_uses_num_cache_clusters(topology, tmp_path: Path) -> N
         assert rg[name] == f"${{local.{name}}}", name
 
 
-def test_standin_sends_the_module_rules() -> None:
-    assert (STANDIN / "rules.tf").read_text() == (AWS / "rules.tf").read_text()
-    config = parse(STANDIN / "main.tf")["locals"][0]["config"]
-    for name in (
-        "num_cache_clusters",
-        "num_node_groups",
-        "replicas_per_node_group",
-        "transit_encryption_mode",
-    ):
-        assert config[name] == f"${{local.{name}}}", name
-
-
 def _endpoint_exprs(module: Path) -> dict[str, str]:
     block = next(b for b in parse(module / "outputs.tf")["output"] if '"endpoint"' in b)
     return {k: hcl_expr(v) for k, v in block['"endpoint"']["value"].items()}
@@ -305,9 +338,7 @@ def _endpoint_exprs(module: Path) -> dict[str, str]:
 def test_endpoint_output_has_the_reader_host(cluster_mode: bool, tmp_path: Path) -> None:
     """reader_host: the group's reader endpoint with cluster mode off, null with it on
     (the provider documents reader_endpoint_address for cluster mode disabled only)."""
-    fields = set(Endpoint.model_fields)
-    for module in (AWS, STANDIN):
-        assert set(_endpoint_exprs(module)) == fields, module.name
+    assert set(_endpoint_exprs(AWS)) == set(Endpoint.model_fields)
     # main.tf's host and reader_host over a group with the provider's attribute names
     main_locals = parse(AWS / "main.tf")["locals"][0]
     group = "aws_elasticache_replication_group.this."
@@ -329,15 +360,6 @@ def test_endpoint_output_has_the_reader_host(cluster_mode: bool, tmp_path: Path)
     else:
         assert got == {"host": "master.example", "reader_host": "replica.example"}
     assert _endpoint_exprs(AWS)["reader_host"] == "local.reader_host"
-    # the stand-in names its reader host itself (moto 5.2.5 returns no reader endpoint)
-    standin_locals = parse(STANDIN / "main.tf")["locals"][0]
-    got = evaluate(
-        tmp_path / "standin",
-        [AWS / "variables.tf"],
-        tfvars,
-        {"reader_host": hcl_expr(standin_locals["reader_host"])},
-    )
-    assert (got["reader_host"] is None) == cluster_mode
 
 
 def _secrets_policy_document() -> dict:

@@ -78,7 +78,6 @@ def test_the_seam_returns_production_pieces_untouched_unless_armed(monkeypatch) 
     from cachebench.targets import local
 
     monkeypatch.delenv("CACHEBENCH_FAULTS", raising=False)
-    monkeypatch.delenv("CACHEBENCH_AWS_MODULE", raising=False)
     assert targets.get("local") is local.TARGET
     monkeypatch.setenv("CACHEBENCH_FAULTS", "export@x")
     wrapped = targets.get("local")

@@ -51,6 +51,13 @@ def test_every_rendered_variable_is_declared_and_every_required_one_rendered(ren
         assert required <= set(tfvars), required - set(tfvars)
 
 
+def test_the_campaigns_eviction_policy_reaches_the_servers(rendered) -> None:
+    """maxmemory_policy is a campaign field, allkeys-lru unless the campaign says otherwise
+    (memtier's keys have no TTL: volatile-lru would answer OOM instead of evicting)."""
+    assert CampaignSpec.from_input(SPEC).maxmemory_policy == "allkeys-lru"
+    assert {t["maxmemory_policy"] for t in rendered} == {"allkeys-lru"}
+
+
 def test_values_follow_the_point(rendered) -> None:
     by_id = {t["deployment_id"]: t for t in rendered}
     cluster = by_id["valkey-9.1-c3r1-local.small"]  # the deployment's id names its servers

@@ -12,8 +12,8 @@ locals {
   # are none); the provider sets it with cluster mode off only.
   reader_host = var.cluster_mode ? null : aws_elasticache_replication_group.this.reader_endpoint_address
   members     = sort(tolist(aws_elasticache_replication_group.this.member_clusters))
-  # Member cluster ids: <group>-<shard 4 digits>-<member 3 digits> (cluster mode on) or
-  # <group>-<member 3 digits> (off); member 001 is each shard's first primary.
+  # Member cluster ids as rules.tf's member_ids describes them; member 001 is each
+  # shard's first primary.
   nodes = [
     for id in local.members : {
       node_id = id
@@ -24,6 +24,7 @@ locals {
     }
   ]
 
+  dashboard_series = 100 # rows of `metrics` per widget, the documented limit of a metric graph
   dashboard_metrics = {
     "CPU (%)"                    = ["CPUUtilization", "EngineCPUUtilization"]
     "Network bytes"              = ["NetworkBytesIn", "NetworkBytesOut"]
@@ -32,29 +33,54 @@ locals {
     "Connections"                = ["CurrConnections", "NewConnections"]
     "Commands"                   = ["GetTypeCmds", "SetTypeCmds", "CacheHits", "CacheMisses"]
   }
+  dashboard_widgets = flatten([
+    for title, names in local.dashboard_metrics : [
+      for part, rows in chunklist([
+        for pair in setproduct(names, local.member_ids) :
+        ["AWS/ElastiCache", pair[0], "CacheClusterId", pair[1], "CacheNodeId", "0001"]
+        ], local.dashboard_series) : {
+        title   = "${var.deployment_id}: ${title}${part > 0 ? " (${part + 1})" : ""}"
+        metrics = rows
+      }
+    ]
+  ])
 }
 
 # ------------------------------------------------------------------ AUTH token
 
+# With TLS only (ElastiCache takes an AUTH token only with in-transit encryption).
+# The token comes from Secrets Manager's GetRandomPassword through an ephemeral
+# resource: it is never in a plan, a log or the secret's state, only written to the
+# secret (write-only secret_string_wo, once: version 1) and read back for the group,
+# whose auth_token the state keeps (keep the state bucket encrypted and private).
 # ElastiCache AUTH tokens: 16-128 printable chars without '"', '/', '@' or spaces.
-resource "random_password" "auth" {
-  length           = 64
-  special          = true
-  override_special = "!&#$^<>-"
+ephemeral "aws_secretsmanager_random_password" "auth" {
+  count               = var.transit_encryption ? 1 : 0
+  password_length     = 64
+  exclude_punctuation = true
 }
 
 resource "aws_secretsmanager_secret" "auth" {
-  #checkov:skip=CKV2_AWS_57: the token lives as long as one benchmark point (about an hour) and is destroyed with it; rotation would only race the load
+  #checkov:skip=CKV2_AWS_57: the token lives as long as one deployment (hours) and is destroyed with it; rotation would only race the load
   #checkov:skip=CKV_AWS_149: a customer managed key is optional (kms_key_arn); without one Secrets Manager's AWS managed key encrypts it
+  count                   = var.transit_encryption ? 1 : 0
   name                    = "cachebench/${var.replication_group_id}/auth"
   description             = "AUTH token of ElastiCache replication group ${var.replication_group_id} (cachebench deployment ${var.deployment_id})"
   kms_key_id              = var.kms_key_arn
-  recovery_window_in_days = 0 # destroyed with the point: nothing to recover
+  recovery_window_in_days = 0 # destroyed with the deployment: nothing to recover
 }
 
 resource "aws_secretsmanager_secret_version" "auth" {
-  secret_id     = aws_secretsmanager_secret.auth.id
-  secret_string = random_password.auth.result
+  count                    = var.transit_encryption ? 1 : 0
+  secret_id                = aws_secretsmanager_secret.auth[0].id
+  secret_string_wo         = ephemeral.aws_secretsmanager_random_password.auth[0].random_password
+  secret_string_wo_version = 1
+}
+
+data "aws_secretsmanager_secret_version" "auth" {
+  count      = var.transit_encryption ? 1 : 0
+  secret_id  = aws_secretsmanager_secret.auth[0].id
+  version_id = aws_secretsmanager_secret_version.auth[0].version_id
 }
 
 # ------------------------------------------------------------------ network
@@ -112,7 +138,7 @@ resource "aws_elasticache_parameter_group" "this" {
 resource "aws_cloudwatch_log_group" "slow" {
   #checkov:skip=CKV_AWS_338: benchmark logs are kept log_retention_days (default 14), not a year: they only explain one run
   #checkov:skip=CKV_AWS_158: a customer managed key is optional (kms_key_arn); CloudWatch Logs encrypts with its own key otherwise
-  name              = "/cachebench/${var.replication_group_id}/slow-log"
+  name              = local.log_groups.slow_log
   retention_in_days = var.log_retention_days
   kms_key_id        = var.kms_key_arn
 }
@@ -120,7 +146,7 @@ resource "aws_cloudwatch_log_group" "slow" {
 resource "aws_cloudwatch_log_group" "engine" {
   #checkov:skip=CKV_AWS_338: benchmark logs are kept log_retention_days (default 14), not a year: they only explain one run
   #checkov:skip=CKV_AWS_158: a customer managed key is optional (kms_key_arn); CloudWatch Logs encrypts with its own key otherwise
-  name              = "/cachebench/${var.replication_group_id}/engine-log"
+  name              = local.log_groups.engine_log
   retention_in_days = var.log_retention_days
   kms_key_id        = var.kms_key_arn
 }
@@ -146,9 +172,9 @@ resource "aws_elasticache_replication_group" "this" {
   automatic_failover_enabled = local.automatic_failover_enabled
   multi_az_enabled           = local.multi_az_enabled
 
-  transit_encryption_enabled = true
+  transit_encryption_enabled = var.transit_encryption
   transit_encryption_mode    = local.transit_encryption_mode
-  auth_token                 = random_password.auth.result
+  auth_token                 = var.transit_encryption ? data.aws_secretsmanager_secret_version.auth[0].secret_string : null
   at_rest_encryption_enabled = true
   kms_key_id                 = var.kms_key_arn
 
@@ -169,6 +195,14 @@ resource "aws_elasticache_replication_group" "this" {
     log_type         = "engine-log"
   }
 
+  # The provider's own defaults, written out: cachebench.terraform gives each command
+  # these plus a margin before it interrupts Terraform (TIMEOUTS there).
+  timeouts {
+    create = "60m"
+    update = "40m"
+    delete = "45m"
+  }
+
   lifecycle {
     precondition {
       condition     = var.cluster_mode || var.shards == 1
@@ -183,27 +217,27 @@ resource "aws_elasticache_replication_group" "this" {
 
 # ------------------------------------------------------------------ dashboard
 
+# Each panel graphs its metrics for every node: one metric per row of `metrics`
+# ([namespace, metric, dimension name, value, ...], a list of lists, as PutDashboard
+# requires), at most local.dashboard_series rows per widget, node ids as ElastiCache names
+# them (rules.tf), so the body is known when the plan is made.
 resource "aws_cloudwatch_dashboard" "this" {
   dashboard_name = "cachebench-${var.replication_group_id}"
   dashboard_body = jsonencode({
     widgets = [
-      for i, title in keys(local.dashboard_metrics) : {
+      for i, w in local.dashboard_widgets : {
         type   = "metric"
         x      = (i % 2) * 12
         y      = floor(i / 2) * 6
         width  = 12
         height = 6
         properties = {
-          title  = "${var.deployment_id}: ${title}"
-          region = var.region
-          period = 60
-          stat   = "Average"
-          view   = "timeSeries"
-          metrics = flatten([
-            for m in local.dashboard_metrics[title] : [
-              for id in local.members : ["AWS/ElastiCache", m, "CacheClusterId", id, "CacheNodeId", "0001"]
-            ]
-          ])
+          title   = w.title
+          region  = var.region
+          period  = 60
+          stat    = "Average"
+          view    = "timeSeries"
+          metrics = w.metrics
         }
       }
     ]

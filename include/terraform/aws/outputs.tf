@@ -1,11 +1,11 @@
 output "endpoint" {
-  description = "Where to connect (shape of cachebench.models.Endpoint); auth_ref is the Secrets Manager ARN of the AUTH token, never the token; reader_host is the reader endpoint (cluster mode off), else null."
+  description = "Where to connect (shape of cachebench.models.Endpoint); auth_ref is the Secrets Manager ARN of the AUTH token, never the token (null with TLS off: no AUTH); reader_host is the reader endpoint (cluster mode off), else null."
   value = {
     host         = local.host
     port         = local.port
     cluster_mode = var.cluster_mode
-    tls          = true
-    auth_ref     = aws_secretsmanager_secret.auth.arn
+    tls          = var.transit_encryption
+    auth_ref     = var.transit_encryption ? aws_secretsmanager_secret.auth[0].arn : null
     nodes        = local.nodes
     reader_host  = local.reader_host
   }
@@ -24,8 +24,8 @@ output "member_clusters" {
 }
 
 output "auth_secret_arn" {
-  description = "Secrets Manager ARN of the AUTH token (the load tasks' `secrets` valueFrom)."
-  value       = aws_secretsmanager_secret.auth.arn
+  description = "Secrets Manager ARN of the AUTH token (the load tasks' `secrets` valueFrom); null with TLS off."
+  value       = var.transit_encryption ? aws_secretsmanager_secret.auth[0].arn : null
 }
 
 output "log_groups" {

@@ -138,6 +138,12 @@ variable "allowed_cidr_blocks" {
   }
 }
 
+variable "transit_encryption" {
+  type        = bool
+  description = "TLS between clients and nodes, with an AUTH token (true); false: plaintext and no AUTH (ElastiCache takes a token only with TLS), to compare with published plaintext numbers."
+  default     = true
+}
+
 variable "kms_key_arn" {
   type        = string
   description = "Customer managed KMS key for at-rest encryption, the logs and the AUTH secret (null: AWS managed keys)."
@@ -160,8 +166,8 @@ variable "log_retention_days" {
 
 variable "maxmemory_policy" {
   type        = string
-  description = "maxmemory-policy of the parameter group (volatile-lru is ElastiCache's default)."
-  default     = "volatile-lru"
+  description = "maxmemory-policy of the parameter group. allkeys-lru: memtier's keys have no TTL, so under ElastiCache's default volatile-lru a data set above memory gets OOM error replies instead of evictions."
+  default     = "allkeys-lru"
   validation {
     condition = contains([
       "volatile-lru", "allkeys-lru", "volatile-lfu", "allkeys-lfu",

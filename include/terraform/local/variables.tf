@@ -104,8 +104,8 @@ variable "maxmemory_bytes" {
 
 variable "maxmemory_policy" {
   type        = string
-  description = "maxmemory-policy; volatile-lru is ElastiCache's default parameter group value."
-  default     = "volatile-lru"
+  description = "maxmemory-policy (the campaign's maxmemory_policy); allkeys-lru, as memtier's keys have no TTL."
+  default     = "allkeys-lru"
   validation {
     condition = contains([
       "volatile-lru", "allkeys-lru", "volatile-lfu", "allkeys-lfu",

@@ -64,6 +64,11 @@ class AwsSettings(Strict):
     launch_type: Literal["FARGATE", "EC2"] = "FARGATE"
     log_retention_days: int = Field(14, ge=1, le=3653)
     kms_key_arn: str | None = Field(None, description="CMK for at-rest, logs and the secret")
+    transit_encryption: bool = Field(
+        True,
+        description="TLS to the cache, with an AUTH token; false: plaintext without AUTH "
+        "(ElastiCache takes a token only with TLS), to compare with published plaintext numbers",
+    )
     tls_cacert: str = Field(
         "/etc/ssl/certs/ca-certificates.crt",
         description="CA bundle in the load image that memtier checks the cache's TLS "

@@ -153,6 +153,8 @@ class AwsTarget:
             ),
             "allowed_cidr_blocks": s.allowed_cidr_blocks,
             "kms_key_arn": s.kms_key_arn,
+            "transit_encryption": s.transit_encryption,
+            "maxmemory_policy": d.maxmemory_policy,
             "log_retention_days": s.log_retention_days,
             "expires_at": expires_at,
         }

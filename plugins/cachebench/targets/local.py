@@ -116,6 +116,7 @@ class LocalTarget:
             "replicas": d.topology.replicas,
             "base_port": free_port_block(d.topology.nodes, plan.instance_index, plan.instances),
             "maxmemory_bytes": int(spec.memory_gib * (1 - RESERVED_MEMORY) * 2**30),
+            "maxmemory_policy": d.maxmemory_policy,
             "io_threads": spec.vcpu,
             "state_dir": str(ddir.server),
             "python": sys.executable,
