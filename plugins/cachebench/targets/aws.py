@@ -160,29 +160,43 @@ class AwsTarget:
         }
 
     def terraform_env(self, plan: DeploymentPlan, ddir: DeploymentDir) -> dict[str, str | None]:
-        """The Airflow connection's credentials and the region, for Terraform and its backend.
+        """The region, and the Airflow connection's keys when it holds static ones.
 
-        So Terraform acts in the same account as the DAG's boto3 calls. Without a
-        connection id, Terraform keeps the worker's default credential chain.
+        So Terraform acts in the same account as the DAG's boto3 calls. Keys are handed
+        over only when the connection stores them (login/password or extra): keys the
+        hook derives (an assumed role_arn, a profile, the worker's role) would be frozen
+        for the whole apply and expire under it (an assumed role's last an hour by
+        default, a group takes up to 60 minutes to create). Without static keys
+        Terraform keeps its default credential chain: the worker's environment, profile
+        or instance/task role, which the AWS SDK refreshes as it goes.
         """
         s = settings_for(plan)
-        if not s.aws_conn_id:
-            return {}
-        from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
-
-        hook = AwsBaseHook(aws_conn_id=s.aws_conn_id, client_type="sts", region_name=s.region)
-        creds = hook.get_credentials(region_name=s.region)
-        env: dict[str, str | None] = {
-            "AWS_ACCESS_KEY_ID": creds.access_key,
-            "AWS_SECRET_ACCESS_KEY": creds.secret_key,
-            "AWS_SESSION_TOKEN": None,
-            "AWS_PROFILE": None,  # a profile would win over these keys in the AWS SDK
-        }
-        if creds.token:
-            env["AWS_SESSION_TOKEN"] = creds.token
+        env: dict[str, str | None] = {}
         if s.region:
             env["AWS_REGION"] = env["AWS_DEFAULT_REGION"] = s.region
-        return env
+        if not s.aws_conn_id:
+            return env
+        from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+        conn = AwsBaseHook(aws_conn_id=s.aws_conn_id, client_type="sts").conn_config
+        if conn.role_arn:
+            log.warning(
+                "connection %s assumes %s: Terraform uses the worker's default credential "
+                "chain instead (keys of an assumed role would expire during a long apply); "
+                "that identity needs include/iam/airflow-connection-policy.json",
+                s.aws_conn_id,
+                conn.role_arn,
+            )
+            return env
+        if not (conn.aws_access_key_id and conn.aws_secret_access_key):
+            return env  # no keys stored: the default chain, as boto3 falls back to
+        return {
+            **env,
+            "AWS_ACCESS_KEY_ID": conn.aws_access_key_id,
+            "AWS_SECRET_ACCESS_KEY": conn.aws_secret_access_key,
+            "AWS_SESSION_TOKEN": conn.aws_session_token,  # None removes the worker's
+            "AWS_PROFILE": None,  # a profile would win over these keys in the AWS SDK
+        }
 
     def backend_config(self, plan: DeploymentPlan, ddir: DeploymentDir) -> dict[str, str]:
         """terraform init -backend-config for the S3 backend: the deployment's own key, locked."""
