@@ -14,6 +14,18 @@ import subprocess
 from functools import cache
 from pathlib import Path
 
+# The engines' eviction policies (maxmemory-policy), both engines alike.
+MAXMEMORY_POLICIES = (
+    "allkeys-lru",
+    "volatile-lru",
+    "allkeys-lfu",
+    "volatile-lfu",
+    "allkeys-random",
+    "volatile-random",
+    "volatile-ttl",
+    "noeviction",
+)
+
 AWS_VERSIONS: dict[str, tuple[str, ...]] = {
     "redis": ("6.2", "7.0", "7.1"),
     "valkey": ("7.2", "8.0", "8.1", "8.2"),

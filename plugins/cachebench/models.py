@@ -13,19 +13,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from cachebench.engines import MAXMEMORY_POLICIES
+
 Engine = Literal["redis", "valkey"]
 Target = Literal["local", "aws"]
-# The engines' eviction policies (maxmemory-policy).
-MaxmemoryPolicy = Literal[
-    "allkeys-lru",
-    "volatile-lru",
-    "allkeys-lfu",
-    "volatile-lfu",
-    "allkeys-random",
-    "volatile-random",
-    "volatile-ttl",
-    "noeviction",
-]
+MaxmemoryPolicy = Literal[MAXMEMORY_POLICIES]  # type: ignore[valid-type]
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}\Z")  # \Z: "$" would allow a trailing newline
 # memtier's --key-pattern: SET pattern ':' GET pattern; R random, S sequential,

@@ -29,6 +29,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 log = logging.getLogger(__name__)
 
 MODULES_DIR = Path(__file__).resolve().parents[2] / "include" / "terraform"
@@ -238,15 +240,13 @@ class Terraform:
 
 
 def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
+    """True when pid is a process that has not ended (a zombie has)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
+    except psutil.Error:  # someone else's: alive
         return True
-    return True
 
 
 def _embedded(argv: list[str], workdir: Path, extra: dict[str, str | None]) -> tuple[int, str, str]:

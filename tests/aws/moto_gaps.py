@@ -29,6 +29,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from cachebench.engines import MAXMEMORY_POLICIES
+
 GAPS = (
     "elasticache: cache parameter groups (create, modify, describe, parameters, delete)",
     "elasticache: DeleteCacheSubnetGroup",
@@ -41,17 +43,7 @@ GAPS = (
 
 # Families and the parameters the module sets, as ElastiCache has them.
 FAMILIES = ("redis6.x", "redis7", "valkey7", "valkey8")
-POLICIES = (
-    "volatile-lru",
-    "allkeys-lru",
-    "volatile-lfu",
-    "allkeys-lfu",
-    "volatile-random",
-    "allkeys-random",
-    "volatile-ttl",
-    "noeviction",
-)
-ALLOWED = {"cluster-enabled": ("yes", "no"), "maxmemory-policy": POLICIES}
+ALLOWED = {"cluster-enabled": ("yes", "no"), "maxmemory-policy": MAXMEMORY_POLICIES}
 
 REFUSE_DELETE: set[str] = set()
 CALLS: list[tuple[str, str, int]] = []  # (service, action, HTTP status) of every request

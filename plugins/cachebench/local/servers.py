@@ -38,6 +38,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from cachebench.engines import MAXMEMORY_POLICIES
+
 from . import procs
 
 CLUSTER_SLOTS = 16384
@@ -48,18 +50,6 @@ READY_POLL_S = 0.05  # readiness is a few commands per node: poll it often
 FULL_MESH_NODES = 16  # up to this many nodes, every node MEETs every other one
 STOP_GRACE_S = 10.0
 SLOTS_LACK_REPLICAS = "(replicas not yet in CLUSTER SLOTS)"
-MAXMEMORY_POLICIES = frozenset(
-    {
-        "volatile-lru",
-        "allkeys-lru",
-        "volatile-lfu",
-        "allkeys-lfu",
-        "volatile-random",
-        "allkeys-random",
-        "volatile-ttl",
-        "noeviction",
-    }
-)
 REQUIRED = {
     "deployment_id": str,
     "engine": str,
