@@ -166,6 +166,15 @@ class LoadResult(Strict):
     notes: list[str] = []
     # Where the GETs went: "primary", "reader endpoint <host>", "replica nodes 0001-002".
     reads_from: str = "primary"
+    # Error replies the tool logged (memtier counts them as served operations: they are
+    # taken out of requests and rates here, and flag the run).
+    error_replies: int = 0
+    # Several generators: how far apart their measured windows started, and the share of
+    # the asked window in which all of them were measuring.
+    start_skew_s: float | None = None
+    overlap_pct: float | None = None
+    # What makes the run's numbers doubtful; the report names every flagged run.
+    flags: list[str] = []
 
 
 class _Cell(Strict):
@@ -287,6 +296,8 @@ class PrefillResult(Strict):
 
     tool: str
     keys: int
+    # The keys the primaries held afterwards (DBSIZE, summed), where it was counted.
+    dbsize: int | None = None
     value_size: int
     seconds: float
     started_at: float

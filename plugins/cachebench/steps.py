@@ -274,7 +274,10 @@ def apply(plan: DeploymentPlan) -> Provisioned:
     except Exception as exc:
         log.warning("%s: the servers' versions could not be read: %s", plan.instance, exc)
         versions = {}
-    ddir.write_json(SERVERS_FILE, {"asked": plan.deployment.version, "reported": versions})
+    ddir.write_json(
+        SERVERS_FILE,
+        {"asked": plan.deployment.version, "reported": versions, "tls": endpoint.tls},
+    )
     return prov
 
 

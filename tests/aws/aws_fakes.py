@@ -48,7 +48,13 @@ REAL = Path(__file__).resolve().parents[1] / "fixtures" / "memtier-real"
 # What `memtier_benchmark --version` prints first in the fake image (2.2.1 and later form).
 IMAGE_VERSION = "memtier_benchmark v=2.2.1 sha=3347cb90:0 bits=64 libevent=2.1.12-stable"
 # The real capture the memtier stand-in writes for a --test-time (see the fixtures' README).
-CAPTURES = {10: "memtier_real_single", 5: "memtier_real_rate800_t5", 2: "memtier_real_rate800_t2"}
+# (a late task's 1 s warm-up gets the 2 s capture: no real 1 s capture was made)
+CAPTURES = {
+    10: "memtier_real_single",
+    5: "memtier_real_rate800_t5",
+    2: "memtier_real_rate800_t2",
+    1: "memtier_real_rate800_t2",
+}
 CLUSTER_CAPTURE = "memtier_real_cluster3"  # --cluster-mode, --test-time=10
 LOG_GROUP, LOG_PREFIX, CONTAINER = "/cachebench/load", "memtier", "memtier"
 VENV_BIN = str(Path(sys.executable).parent)  # the real AWS CLI (PyPI awscli) lives here
@@ -116,7 +122,9 @@ if os.environ.get("FAKE_FAIL_ARG") and os.environ["FAKE_FAIL_ARG"] in args:
     sys.exit(1)
 allkeys = opts.get("requests") == "allkeys"
 test_time = int(opts.get("test-time", 10)) if not allkeys else 10
-if "--cluster-mode" in flags and test_time == 10:
+if os.environ.get("FAKE_CAPTURE") and not allkeys:
+    capture = os.environ["FAKE_CAPTURE"]
+elif "--cluster-mode" in flags and test_time == 10:
     capture = {cluster!r}
 elif test_time in CAPTURES:
     capture = CAPTURES[test_time]
@@ -134,6 +142,9 @@ stats = doc["ALL STATS"]
 if allkeys:  # --requests=allkeys: every key of the range written once, no GETs
     keys = int(opts["key-maximum"]) - int(opts.get("key-minimum", 1)) + 1
     stats["Sets"]["Count"], stats["Gets"]["Count"], stats["Totals"]["Count"] = keys, 0, keys
+    # what the cache holds afterwards (the redis-cli stand-in's DBSIZE), short by FAKE_LOST
+    with open("fake.dbsize", "w") as db:
+        db.write(str(keys - int(os.environ.get("FAKE_LOST", "0"))))
 end = int(time.time() * 1000)
 stats["Runtime"]["Start time"] = end - stats["Runtime"]["Total duration"]
 stats["Runtime"]["Finish time"] = end
@@ -154,7 +165,9 @@ print(open(os.path.join(REAL, capture + ".stdout")).read(), end="")
 '''
 
 CLI_STANDIN = r'''#!{python}
-"""redis-cli / valkey-cli stand-in: redis-cli 7.0's argument rules, OK for every command."""
+"""redis-cli / valkey-cli stand-in: redis-cli 7.0's argument rules; DBSIZE answers what the
+memtier stand-in's prefill wrote (fake.dbsize, split over 3 primaries with --cluster call),
+FLUSHALL empties it, any other command is OK."""
 import hashlib, json, os, sys
 
 VALUED = {{"-h", "-p", "-a", "-n", "-u", "--user", "--pass", "--cacert", "--cacertdir",
@@ -184,11 +197,17 @@ with open(os.environ["FAKE_CLI_LOG"], "a") as log:
     log.write(json.dumps({{"tool": os.path.basename(sys.argv[0]), "argv": sys.argv[1:],
                           "options": seen, "command": command,
                           "auth_sha256": hashlib.sha256(auth.encode()).hexdigest()}}) + "\n")
+verb = (command[1:] if seen.get("--cluster") == "call" else command)[:1]
+keys = int(open("fake.dbsize").read()) if os.path.exists("fake.dbsize") else 0
+if verb == ["FLUSHALL"] and os.path.exists("fake.dbsize"):
+    os.remove("fake.dbsize")
 if seen.get("--cluster") == "call":
     print(f">>> Calling {{' '.join(command[1:])}}")
-    print(f"{{command[0]}}: OK")
+    for n in range(3):  # three primaries, as redis-cli --cluster call answers
+        share = keys // 3 + (1 if n < keys % 3 else 0)
+        print(f"10.0.0.{{n + 1}}:6379: {{share if verb == ['DBSIZE'] else 'OK'}}")
 else:
-    print("OK")
+    print(keys if verb == ["DBSIZE"] else "OK")
 '''
 
 
@@ -366,6 +385,9 @@ class FakeEcs(threading.Thread):
     whose memtier fails (exit 1, "Connection error: TLS handshake failed" on stderr); a
     prefill task fails only for a glob ending in "/prefill". A task stopped with
     stop_task has its container ended.
+    `late`: {glob over the same: seconds} tasks whose container comes up that much later
+    (a slow image pull); `env`: {glob: {variable: value}} more environment for those
+    tasks' containers (the stand-ins' FAKE_* settings).
     `cpu_pct`: how busy each task's cgroup reports the container (% of one core).
     `time_scale`: the memtier stand-in sleeps --test-time x this.
     `campaign`: play only the tasks tagged with this campaign (the moto server is shared
@@ -380,9 +402,12 @@ class FakeEcs(threading.Thread):
         fail: tuple[str, ...] = (),
         cpu_pct: float = 150.0,
         time_scale: float = 1.0,
+        late: dict[str, float] | None = None,
+        env: dict[str, dict[str, str]] | None = None,
     ):
         super().__init__(daemon=True)
         self.root, self.campaign, self.cluster, self.fail = root, campaign, cluster, fail
+        self.late, self.extra_env = late or {}, env or {}
         self.cpu_pct, self.time_scale = cpu_pct, time_scale
         self.done: dict[str, int] = {}  # task ARN -> exit code
         self.output: dict[str, str] = {}  # task ARN -> what its container printed
@@ -482,6 +507,13 @@ class FakeEcs(threading.Thread):
             for g in self.fail
         ):
             extra["FAKE_FAIL_ARG"] = "--protocol=redis"  # every memtier of the task fails
+        for glob, more in self.extra_env.items():
+            if fnmatch.fnmatchcase(where, glob):
+                extra.update(more)
+        if delay := max(
+            (s for g, s in self.late.items() if fnmatch.fnmatchcase(where, g)), default=0
+        ):
+            time.sleep(delay)
         cgroup = FakeCgroup(home / "cgroup", self.cpu_pct)
         cgroup.start()
         proc = subprocess.Popen(

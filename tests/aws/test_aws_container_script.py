@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -187,6 +188,40 @@ def test_script_runs_the_workload_and_uploads_scrubbed_results_collect_reads(tas
     assert merge_phase(task.download(), 1, "warmup").requests == WARM
 
 
+def test_script_waits_for_the_start_time_then_measures_from_start_plus_warmup(task):
+    """Every load task of a run gets one start time: the warm-up begins then, the measured
+    window warmup_seconds later, whatever the task's own start-up took."""
+    start = time.time() + 2.0
+    env = {ecs.START_ENV: str(round(start * 1000))}
+    done = task.load(point(), ENDPOINT, AwsSettings(tls_skip_verify=True), **env)
+    assert done.returncode == 0, done.stderr
+    warm, measured = task.runs()
+    assert start - 0.05 <= warm["at"] < start + 0.5 and opt(warm["argv"], "test-time") == "2"
+    started = float(task.uploaded()["g0/measured.started"])
+    assert start + 2 - 0.05 <= started < start + 2.3
+    assert opt(measured["argv"], "test-time") == "5"
+
+
+@pytest.mark.parametrize("late, warm_up", [(1.2, "1"), (4.0, None)], ids=["late", "too-late"])
+def test_a_task_up_late_warms_up_for_what_is_left_and_measures_on_time_if_it_can(
+    task, late, warm_up
+):
+    """1.2 s late: the rounded second left of the 2 s warm-up, then the measured window at
+    start + 2 s like the others. 4 s late: no warm-up, the measured window at once, late
+    (its skew is read off the results: test_aws_load)."""
+    start = time.time() - late
+    env = {ecs.START_ENV: str(round(start * 1000))}
+    done = task.load(point(), ENDPOINT, AwsSettings(tls_skip_verify=True), **env)
+    assert done.returncode == 0, done.stderr
+    *warm, _ = task.runs()  # the warm-up, if any, then the measured run
+    assert [opt(w["argv"], "test-time") for w in warm] == ([warm_up] if warm_up else [])
+    started = float(task.uploaded()["g0/measured.started"])
+    if warm_up:
+        assert start + 2 - 0.05 <= started < start + 2.3
+    else:
+        assert started >= start + late - 0.05  # at once, 2 s after it should have
+
+
 def test_cpu_is_sampled_from_cgroup_v2_while_the_measured_memtier_runs(task):
     cgroup = FakeCgroup(task.tmp / "cgroup", pct=175.0)
     cgroup.start()
@@ -357,11 +392,14 @@ def test_prefill_flushes_every_primary_then_writes_the_key_space(task, cluster_m
     cacert = task.tmp / "ca.pem"
     cacert.write_text("-----BEGIN CERTIFICATE-----\n")
     endpoint = ENDPOINT.model_copy(update={"cluster_mode": cluster_mode})
-    script = ecs.prefill_script(point(), endpoint, AwsSettings(tls_cacert=str(cacert)))
+    script = ecs.prefill_script(point(), endpoint, AwsSettings(tls_cacert=str(cacert)), 7000)
     # the prefill task's results folder, as targets/aws names it
     done = task.run(script, **{ecs.RESULTS_ENV: f"s3://{RESULTS_BUCKET}/{task.prefix}/prefill/"})
     assert done.returncode == 0, done.stderr
-    (flush,) = recorded(task.tmp, "cli.jsonl")
+    flush, count = recorded(task.tmp, "cli.jsonl")
+    assert count["command"][-2:] == (
+        ["DBSIZE", "--cluster-only-masters"] if cluster_mode else ["DBSIZE"]
+    )
     assert flush["tool"] == "valkey-cli"  # valkey-cli first, else redis-cli
     assert flush["options"]["--tls"] is True and flush["options"]["--cacert"] == str(cacert)
     assert flush["auth_sha256"] == hashlib.sha256(TOKEN.encode()).hexdigest()  # from the env
@@ -387,7 +425,38 @@ def test_prefill_flushes_every_primary_then_writes_the_key_space(task, cluster_m
         assert TOKEN.encode() not in body, name
     filled = results.prefill(task.download())
     assert filled.keys == 7000 and filled.value_size == 512  # each key of 1-7000 once
+    assert filled.dbsize == 7000  # summed over the primaries with --cluster call
     assert filled.tool == IMAGE_VERSION
+
+
+@pytest.mark.parametrize("cluster_mode", [False, True], ids=["single", "cluster"])
+def test_a_prefill_that_leaves_fewer_keys_stops_the_task_with_the_count(task, cluster_mode):
+    """DBSIZE over the primaries below the key space: exit 82, the count in the task's log
+    (the run then fails before its load, test_aws_load); what it did is uploaded all the
+    same. Without an expected count (a data set larger than memory is evicted as it is
+    written) the count is only recorded."""
+    endpoint = ENDPOINT.model_copy(update={"cluster_mode": cluster_mode})
+    settings = AwsSettings(tls_skip_verify=True)
+    uri = {ecs.RESULTS_ENV: f"s3://{RESULTS_BUCKET}/{task.prefix}/prefill/"}
+    done = task.run(ecs.prefill_script(point(), endpoint, settings, 7000), FAKE_LOST="13", **uri)
+    assert done.returncode == ecs.EXIT_SHORT_PREFILL == 82
+    assert "the primaries hold 6987 keys (DBSIZE), the key space is 7000" in done.stderr
+    assert results.prefill(task.download()).dbsize == 6987
+    done = task.run(ecs.prefill_script(point(), endpoint, settings, None), FAKE_LOST="13", **uri)
+    assert done.returncode == 0, done.stderr
+    assert results.prefill(task.download()).dbsize == 6987
+
+
+def test_prefill_without_tls_sends_no_token(task):
+    """TLS off (aws.transit_encryption false): no AUTH token exists, none is sent."""
+    plain = ENDPOINT.model_copy(update={"tls": False, "auth_ref": None})
+    env = {k: v for k, v in task.env.items() if k != "CACHEBENCH_AUTH"}
+    task.env = env
+    done = task.run(ecs.prefill_script(point(), plain, AwsSettings(), 7000))
+    assert done.returncode == 0, done.stderr
+    (fill,) = task.runs()
+    assert "--tls" not in fill["argv"] and not any("--authenticate" in a for a in fill["argv"])
+    assert all("--tls" not in c["argv"] for c in recorded(task.tmp, "cli.jsonl"))
 
 
 def test_prefill_without_a_cli_stops_before_writing(task):
@@ -397,7 +466,8 @@ def test_prefill_without_a_cli_stops_before_writing(task):
         src = shutil.which(tool, path=task.env["PATH"])
         (bare / tool).symlink_to(src)
     done = task.run(
-        ecs.prefill_script(point(), ENDPOINT, AwsSettings(tls_skip_verify=True)), PATH=str(bare)
+        ecs.prefill_script(point(), ENDPOINT, AwsSettings(tls_skip_verify=True), 7000),
+        PATH=str(bare),
     )
     assert done.returncode == ecs.EXIT_NO_CLI == 80
     assert "needs redis-cli or valkey-cli" in done.stderr
@@ -406,18 +476,20 @@ def test_prefill_without_a_cli_stops_before_writing(task):
 
 @pytest.mark.skipif(shutil.which("redis-cli") is None, reason="needs Debian's redis-tools")
 @pytest.mark.parametrize("skip_verify", [False, True], ids=["cacert", "insecure"])
-def test_the_real_redis_cli_accepts_the_flush_arguments(tmp_path, skip_verify):
-    """The flush line of the prefill script, run with the machine's real redis-cli against a
-    port nothing listens on: it must get as far as connecting (an unknown option, such as
-    `--cacert=<file>`, stops it before that)."""
+def test_the_real_redis_cli_accepts_the_flush_and_count_arguments(tmp_path, skip_verify):
+    """The flush and count lines of the prefill script, run with the machine's real
+    redis-cli against a port nothing listens on: each must get as far as connecting (an
+    unknown option, such as `--cacert=<file>`, stops it before that)."""
     endpoint = ENDPOINT.model_copy(update={"host": "127.0.0.1", "port": 1})
     settings = AwsSettings(tls_cacert=str(tmp_path / "ca.pem"), tls_skip_verify=skip_verify)
-    script = ecs.prefill_script(point(), endpoint, settings)
-    (line,) = [x for x in script.splitlines() if x.startswith('"$cli"')]
-    args = line.split(" > ")[0].removeprefix('"$cli" ')
-    done = subprocess.run(
-        f"redis-cli {args}", shell=True, capture_output=True, text=True, timeout=30
-    )
-    said = done.stdout + done.stderr
-    assert "Unrecognized option" not in said, said
-    assert "Could not connect" in said, said
+    script = ecs.prefill_script(point(), endpoint, settings, 7000)
+    lines = [x for x in script.splitlines() if x.startswith('"$cli"')]
+    assert [x.split(" > ")[0].split()[-1] for x in lines] == ["FLUSHALL", "DBSIZE"]
+    for line in lines:
+        args = line.split(" > ")[0].removeprefix('"$cli" ')
+        done = subprocess.run(
+            f"redis-cli {args}", shell=True, capture_output=True, text=True, timeout=30
+        )
+        said = done.stdout + done.stderr
+        assert "Unrecognized option" not in said, said
+        assert "Could not connect" in said, said

@@ -40,6 +40,7 @@ from cachebench.aws import cloudwatch, ecs
 from cachebench.aws.results import split_uri
 from cachebench.campaign import CampaignError
 from cachebench.models import Endpoint, Node, Provisioned, RunRecord
+from cachebench.report.report import build_report
 from cachebench.targets import aws as target
 from cachebench.triggers.aws import EcsElastiCacheWatchTrigger
 
@@ -52,12 +53,13 @@ WARM, MEASURED = (
 assert WARM != MEASURED  # a collect that took the warm-up's numbers would be seen
 
 
-def provisioned(name: str, generators: int = 3, engine: int = 0) -> Provisioned:
+def provisioned(name: str, generators: int = 3, engine: int = 0, **workload) -> Provisioned:
     """plan + render_tfvars for real; the group and its secret made straight in moto with
     the names and tags include/terraform/aws gives them (tests/aws/test_aws_module_apply.py
     applies the module itself)."""
-    plan = steps.plan(campaign(name, generators=generators), f"run-{name}")[engine]
-    plan = steps.render_tfvars(plan)
+    fields = campaign(name, generators=generators)
+    fields["workloads"] = [{**w, **workload} for w in fields["workloads"]]
+    plan = steps.render_tfvars(steps.plan(fields, f"run-{name}")[engine])
     ddir = steps.deployment_dir(plan)
     tv = json.loads((ddir.terraform / "terraform.tfvars.json").read_text())
     rg = tv["replication_group_id"]
@@ -188,6 +190,16 @@ def test_a_run_prefills_then_measures_with_n_tasks_and_the_token_only_as_a_secre
         assert watch.kwargs["started_by"] == sb != record.detail["started_by"]["prefill"]
         loads = tasks_of(sb)
         assert sorted(ecs.task_name(t) for t in loads) == ["g0", "g1", "g2"]
+        # one start time for all of them, in their overrides: now + the start-up grace
+        start_at = record.detail["load_start_at"]
+        assert start_at == pytest.approx(record.detail["load_started_at"] + 3.0)  # conftest
+        starts = {
+            e["value"]
+            for t in loads
+            for e in t["overrides"]["containerOverrides"][0]["environment"]
+            if e["name"] == ecs.START_ENV
+        }
+        assert starts == {str(round(start_at * 1000))}
         assert wait_on(watch)["status"] == "done"
         assert steps.measure_step(prov, try_id, {"status": "done"}) is None  # collected, exported
     assert not fake.errors, fake.errors
@@ -233,8 +245,13 @@ def test_a_run_prefills_then_measures_with_n_tasks_and_the_token_only_as_a_secre
         assert "--cacert=/etc/ssl/certs/ca-certificates.crt" in argv
         assert f"--authenticate={token}" in argv
     assert sorted(opt(a, "test-time") for a in loads_argv) == ["2"] * 3 + ["5"] * 3
-    (flush,) = recorded(tmp_path / "ecs", "cli.jsonl")
+    flush, count = recorded(tmp_path / "ecs", "cli.jsonl")
     assert flush["command"] == ["FLUSHALL"] and flush["options"]["-h"] == prov.endpoint.host
+    assert count["command"] == ["DBSIZE"]
+    # every generator waited for the start time: warm-ups from it, measured windows from
+    # it + the 2 s warm-up, together
+    warm_at = [r["at"] for r in runs if "--test-time=2" in r["argv"]]
+    assert min(warm_at) >= start_at - 0.05 and max(warm_at) < start_at + 1.0
 
     # collect read the measured files, not the warm-up's: N x the capture's window
     rdir = steps._result_dir(run, prov.plan).path
@@ -249,7 +266,11 @@ def test_a_run_prefills_then_measures_with_n_tasks_and_the_token_only_as_a_secre
         float(p.read_text()) for p in (tmp_path / "ecs" / "tasks").glob("*/out/measured.started")
     ]
     assert load["started_at"] == pytest.approx(min(measured_starts))
-    assert json.loads((rdir / "prefill.json").read_text())["keys"] == w.key_space
+    assert min(measured_starts) >= start_at + w.warmup_seconds - 0.05
+    assert max(measured_starts) - min(measured_starts) < 0.5
+    assert load["start_skew_s"] < 0.5 and load["overlap_pct"] > 90 and load["flags"] == []
+    prefill = json.loads((rdir / "prefill.json").read_text())
+    assert prefill["keys"] == prefill["dbsize"] == w.key_space
     assert (rdir / "metrics.parquet").is_file() and rdir.joinpath("metrics_summary.json").is_file()
 
     # each load task's CPU, in the local runner's cpu.json shape, beside its load.json
@@ -272,6 +293,90 @@ def test_a_run_prefills_then_measures_with_n_tasks_and_the_token_only_as_a_secre
     for f in run_dir.rglob("*"):
         if f.is_file():
             assert token.encode() not in f.read_bytes(), f"{f} holds the token"
+
+
+def _measure(prov: Provisioned, **fake) -> tuple[RunRecord, FakeEcs]:
+    """The first run of the deployment, measured under FakeEcs as MeasureOperator would."""
+    with FakeEcs(Path(fake.pop("root")), prov.plan.deployment.campaign, **fake) as agent:
+        try_id = steps.begin_try(prov)
+        watch = steps.measure_step(prov, try_id, None)
+        while watch is not None:
+            event = wait_on(watch) if watch.classpath != steps.METRICS_TRIGGER else None
+            watch = steps.measure_step(prov, try_id, event)
+    assert not agent.errors, agent.errors
+    return record_of(prov), agent
+
+
+def test_a_late_generator_flags_the_run_with_its_skew(aws, results_dir, tmp_path) -> None:
+    """g2's container comes up 6.5 s late (a slow image pull): the start time (3 s after
+    the tasks were started) and its 2 s warm-up have passed, so it skips its warm-up and
+    measures about 1.5 s after the others. The run keeps its result, flagged with the skew;
+    its rates are over the seconds all three measured."""
+    prov = provisioned("late", generators=3)
+    record, _ = _measure(prov, root=tmp_path / "ecs", late={"*/g2": 6.5}, time_scale=0.4)
+    assert record.status == "done", record.error
+    rdir = steps._result_dir(prov.plan.runs[0], prov.plan).path
+    load = json.loads((rdir / "load.json").read_text())
+    starts = {
+        p.parts[-3]: float(p.read_text())
+        for p in (tmp_path / "ecs" / "tasks").glob("*/out/measured.started")
+    }
+    skew = max(starts.values()) - min(starts.values())
+    assert 1.0 < skew < 5.0, starts  # about 1.5 s; more on a busy machine
+    assert load["start_skew_s"] == pytest.approx(skew, abs=0.01)
+    overlap = max(0.0, 5 - skew)
+    assert load["overlap_pct"] == pytest.approx(100 * overlap / 5, abs=0.5)
+    (flag,) = load["flags"]
+    assert flag.startswith(f"start skew {skew:.1f} s: the 3 load generators were all in")
+    assert f"for {overlap:.1f} s of the 5 s asked" in flag
+    # rates from the common seconds: fewer requests than 3 whole windows, at the same rate
+    assert load["requests"] < 3 * MEASURED
+    assert load["elapsed_seconds"] == pytest.approx(overlap, abs=0.01)
+    assert any("rates are over the" in n for n in load["notes"])
+    md = Path(build_report(Path(prov.plan.run_dir))["report_md"]).read_text()
+    assert "start skew" in md and prov.plan.runs[0].point.id in md  # named in the report
+
+
+def test_a_prefill_that_writes_fewer_keys_fails_the_run_before_its_load(
+    aws, results_dir, tmp_path
+) -> None:
+    """The primaries hold 10 keys fewer than the key space after the prefill (DBSIZE):
+    the run fails with the count, and no load task is ever started."""
+    prov = provisioned("short", generators=2)
+    record, agent = _measure(prov, root=tmp_path / "ecs", env={"*/prefill": {"FAKE_LOST": "10"}})
+    assert record.status == "failed"
+    assert "exit code 82" in record.error
+    key_space = prov.plan.runs[0].point.workload.key_space
+    assert f"the primaries hold {key_space - 10} keys (DBSIZE), the key space is {key_space}" in (
+        record.error
+    )
+    assert "load" not in record.detail["started_by"]
+    assert [ecs.task_name(t) for t in agent.tasks.values()] == ["prefill"]
+    error = (steps._result_dir(prov.plan.runs[0], prov.plan).path / "error.txt").read_text()
+    assert f"{key_space - 10} keys" in error
+
+
+def test_error_replies_flag_the_run_and_are_not_served_operations(
+    aws, results_dir, tmp_path
+) -> None:
+    """Both generators' memtier answers are the real capture memtier_real_oom_t2 (a full
+    cache under noeviction: each of its 82 SETs answered -OOM, which memtier counts as
+    served SETs and logs one line each): the run keeps its result with 2 x 82 error
+    replies taken out of its requests, flagged, and named in the report."""
+    prov = provisioned("oom", generators=2, duration_seconds=2)
+    oom = {"FAKE_CAPTURE": "memtier_real_oom_t2"}
+    record, _ = _measure(prov, root=tmp_path / "ecs", env={"*/g*": oom}, time_scale=0.5)
+    assert record.status == "done", record.error
+    rdir = steps._result_dir(prov.plan.runs[0], prov.plan).path
+    load = json.loads((rdir / "load.json").read_text())
+    window = window_requests("memtier_real_oom_t2")  # the 2 s window's requests, by hand
+    assert load["error_replies"] == 2 * 82
+    assert load["requests"] == 2 * window - 2 * 82
+    assert load["ops_per_sec"] == pytest.approx((2 * window - 2 * 82) / 2, abs=0.01)
+    (flag,) = load["flags"]
+    assert flag.startswith("164 error replies (-OOM command not allowed when used memory")
+    md = Path(build_report(Path(prov.plan.run_dir))["report_md"]).read_text()
+    assert "164 error replies" in md and prov.plan.runs[0].point.id in md
 
 
 def test_a_new_try_reattaches_to_the_load_tasks_and_starts_none(aws, results_dir, tmp_path):

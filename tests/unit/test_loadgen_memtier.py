@@ -25,6 +25,7 @@ from cachebench.loadgen.memtier import (
     SOURCE_BUILD,
     TABLE_NOTE,
     TXT_NOTE,
+    error_replies,
     memtier_argv,
     memtier_version,
     merge_results,
@@ -580,3 +581,15 @@ def test_merge_keeps_every_note_and_where_reads_went():
     m = merge_results([a, b])
     assert m.notes == ["x", "y"]
     assert m.reads_from == "primary; reader endpoint r.example"
+
+
+def test_error_replies_are_read_from_what_memtier_printed() -> None:
+    """memtier_real_oom_t2: all 82 SETs of a full noeviction cache answered -OOM; memtier
+    exited 0 and its JSON counts them as Sets; only its output names them, a line each."""
+    count, replies = error_replies((REAL / "memtier_real_oom_t2.stdout").read_text())
+    assert count == 82
+    assert replies == ["-OOM command not allowed when used memory > 'maxmemory'."]
+    doc = json.loads((REAL / "memtier_real_oom_t2.json").read_text())
+    assert doc["ALL STATS"]["Sets"]["Count"] == 82  # counted as served SETs
+    for name in ("memtier_real_single", "memtier_real_rate800_t5"):
+        assert error_replies((REAL / f"{name}.stdout").read_text()) == (0, [])

@@ -13,8 +13,14 @@ A load task runs a short POSIX shell script we build, in its own folder
 (``$CACHEBENCH_OUT_DIR``, default /tmp/cachebench): the memtier version line
 to version.txt (and, for a rate-limited workload, a check that it is 2.1 or
 later before any load: exit 78), with TLS a check that the CA bundle is there
-(exit 79), warm-up (kept apart), the measured run (each phase's start time,
-``date +%s.%N``, to <phase>.started just before memtier starts), a scrub of
+(exit 79), then it waits for the run's start time (``$CACHEBENCH_START_AT_MS``,
+the same for every load task of a run: now + aws.load_start_grace_seconds when
+they were started), warms up (kept apart) until start + warmup_seconds, and at
+that moment starts the measured run, so every generator measures the same
+seconds. A task that comes up late warms up for the seconds left (none if
+fewer than one) and measures late: its start skew is read off the results and
+the run flagged (aws/results.py). Each phase's start time (``date +%s.%N``) goes
+to <phase>.started just before memtier starts; then a scrub of
 the password memtier copies into its JSON, and an upload of every output file
 to ``<results_uri>/g<N>/`` with the AWS CLI. A memtier that fails has its
 output copied to the task's log (awslogs), so the watch can say why. While the
@@ -52,6 +58,8 @@ CGROUP_ENV = "CACHEBENCH_CGROUP_DIR"  # ... unless this names another (tests)
 CPU_FILE = "cpu.samples"  # "<unix time> <CPU microseconds>" once a second, measured window
 RESULTS_ENV = "CACHEBENCH_RESULTS_URI"
 GENERATOR_ENV = "CACHEBENCH_GENERATOR"
+START_ENV = "CACHEBENCH_START_AT_MS"  # unix ms at which every load task of a run starts
+DBSIZE_FILE = "dbsize.txt"  # the prefill: keys the primaries hold after it (DBSIZE summed)
 # The prefill writes each key once: enough connections to be quick, no more.
 PREFILL_CLIENTS, PREFILL_THREADS, PREFILL_PIPELINE = 4, 4, 16
 VERSION_FILE = "version.txt"  # first line of `memtier_benchmark --version`
@@ -62,6 +70,7 @@ EXIT_OLD_MEMTIER = 78  # rate_limit, but memtier older than 2.1
 EXIT_NO_CACERT = 79  # TLS, but no CA bundle at aws.tls_cacert
 EXIT_NO_CLI = 80  # prefill: neither redis-cli nor valkey-cli to flush with
 EXIT_FLUSH = 81  # prefill: FLUSHALL refused
+EXIT_SHORT_PREFILL = 82  # prefill: the primaries hold fewer keys than the key space
 # Fields of describe_task_definition that register_task_definition accepts back.
 _TD_FIELDS = (
     "taskRoleArn",
@@ -149,6 +158,22 @@ def _header() -> list[str]:
     ]
 
 
+# Unix time in ms (GNU date's %3N; whole seconds where date has no %N), and a sleep
+# until a given one (fractional sleep where sleep takes it, else whole seconds up).
+_CLOCK = """now_ms() {
+  t=$(date +%s%3N 2>/dev/null)
+  case "$t" in ''|*[!0-9]*) t=$(( $(date +%s) * 1000 ));; esac
+  echo "$t"
+}
+wait_until() {
+  left=$(( $1 - $(now_ms) ))
+  [ "$left" -gt 0 ] || return 0
+  sleep "$(( left / 1000 )).$(printf '%03d' $(( left % 1000 )))" 2>/dev/null ||
+    sleep $(( (left + 999) / 1000 ))
+}"""
+WARM = "@WARM_SECONDS@"  # the warm-up's --test-time, the seconds left until the measured start
+
+
 # The container's CPU so far in microseconds (cgroup v2 cpu.stat, else v1 cpuacct), and a
 # loop writing it with the time once a second: the sampler of the measured window.
 _CPU_SAMPLER = f"""cpu_now() {{
@@ -177,34 +202,56 @@ def container_script(point: Point, endpoint: Endpoint, settings: AwsSettings) ->
     w = point.workload
     auth = f' "--authenticate=${AUTH_ENV}"' if endpoint.auth_ref else ""
     tls = {"tls_cacert": settings.tls_cacert, "tls_skip_verify": settings.tls_skip_verify}
-    lines = [*_header(), _CPU_SAMPLER, *_checks(point, endpoint, settings)]
+    lines = [*_header(), _CPU_SAMPLER, _CLOCK, *_checks(point, endpoint, settings)]
     processes, reads_label = _processes(point, endpoint)
     if reads_label:
         lines.append(f"echo {shlex.quote(reads_label)} > {READS_FILE}")
-    phases = [("warmup", w.warmup_seconds), ("measured", w.duration_seconds)]
-    for phase, seconds in phases:
-        if seconds <= 0:
-            continue
-        commands = []
-        for suffix, wl, ep in processes:
-            name = f"{phase}{suffix}"
-            argv = memtier_argv(
-                wl, ep, password_env=False, test_time=seconds, out_prefix=name, **tls
-            )
-            commands.append((name, f"{shlex.join(argv)}{auth} > {name}.stdout 2>&1"))
-        lines.append(f"date +%s.%N > {STARTED.format(phase=phase)}")
-        if phase == "measured":
-            lines.append("sample_cpu & sampler=$!")
-        # writers and readers run at once: all but the last in the background
-        for i, (_, cmd) in enumerate(commands[:-1]):
-            lines += [f"{cmd} &", f"pid{i}=$!"]
-        name, cmd = commands[-1]
-        lines.append(f"{cmd} || {_failed(name)}")
-        lines += [f'wait "$pid{i}" || {_failed(n)}' for i, (n, _) in enumerate(commands[:-1])]
-        if phase == "measured":
-            lines.append('kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null')
+    # the run's start (every load task's), else now; the measured window starts warm-up later
+    lines += [
+        f'start_ms="${{{START_ENV}:-$(now_ms)}}"',
+        'wait_until "$start_ms"',
+        f"measured_ms=$(( start_ms + {w.warmup_seconds * 1000} ))",
+    ]
+    if w.warmup_seconds > 0:
+        # the whole seconds left, rounded: a task on time warms up for warmup_seconds
+        lines += [
+            "warm=$(( (measured_ms - $(now_ms) + 500) / 1000 ))",
+            'if [ "$warm" -ge 1 ]; then',
+        ]
+        lines += [f"  {line}" for line in _phase("warmup", WARM, processes, auth, tls)]
+        lines.append("fi")
+    lines.append('wait_until "$measured_ms"')
+    lines += _phase("measured", w.duration_seconds, processes, auth, tls)
     lines += _scrub_and_upload()
     return "\n".join(lines)
+
+
+def _phase(
+    phase: str, seconds: int | str, processes: list[Process], auth: str, tls: dict[str, Any]
+) -> list[str]:
+    """Lines running one phase's memtier processes at once (writers and readers with
+    read_from "replicas"); `seconds` is WARM for the warm-up's seconds left."""
+    commands = []
+    for suffix, wl, ep in processes:
+        name = f"{phase}{suffix}"
+        test_time = 1 if seconds == WARM else int(seconds)
+        argv = memtier_argv(wl, ep, password_env=False, test_time=test_time, out_prefix=name, **tls)
+        if seconds == WARM:
+            argv = [WARM if a == "--test-time=1" else a for a in argv]
+        cmd = shlex.join(argv).replace(WARM, '"--test-time=$warm"')
+        commands.append((name, f"{cmd}{auth} > {name}.stdout 2>&1"))
+    lines = [f"date +%s.%N > {STARTED.format(phase=phase)}"]
+    if phase == "measured":
+        lines.append("sample_cpu & sampler=$!")
+    # writers and readers run at once: all but the last in the background
+    for i, (_, cmd) in enumerate(commands[:-1]):
+        lines += [f"{cmd} &", f"pid{i}=$!"]
+    name, cmd = commands[-1]
+    lines.append(f"{cmd} || {_failed(name)}")
+    lines += [f'wait "$pid{i}" || {_failed(n)}' for i, (n, _) in enumerate(commands[:-1])]
+    if phase == "measured":
+        lines.append('kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null')
+    return lines
 
 
 def _scrub_and_upload() -> list[str]:
@@ -280,19 +327,20 @@ def log_tail(logs: Any, where: dict[str, str], container: str, task_arn: str, n:
     return "\n".join(e["message"].rstrip() for e in events)
 
 
-def generator_overrides(container: str, script: str, results_uri: str, name: str) -> dict:
-    """run_task overrides of one task (generator "g<N>", or "prefill"): the script, and
-    where its results go."""
+def generator_overrides(
+    container: str, script: str, results_uri: str, name: str, start_at: float | None = None
+) -> dict:
+    """run_task overrides of one task (generator "g<N>", or "prefill"): the script, where
+    its results go and, for a load task, the run's start time (unix seconds)."""
+    env = [
+        {"name": RESULTS_ENV, "value": f"{results_uri}/{name}/"},
+        {"name": GENERATOR_ENV, "value": name},
+    ]
+    if start_at is not None:
+        env.append({"name": START_ENV, "value": str(round(start_at * 1000))})
     return {
         "containerOverrides": [
-            {
-                "name": container,
-                "command": ["/bin/sh", "-c", script],
-                "environment": [
-                    {"name": RESULTS_ENV, "value": f"{results_uri}/{name}/"},
-                    {"name": GENERATOR_ENV, "value": name},
-                ],
-            }
+            {"name": container, "command": ["/bin/sh", "-c", script], "environment": env}
         ]
     }
 
@@ -361,12 +409,18 @@ def stop(ecs: Any, cluster: str, arns: list[str], reason: str) -> list[str]:
     return stopped
 
 
-def prefill_script(point: Point, endpoint: Endpoint, settings: AwsSettings) -> str:
-    """The script of a run's prefill task: flush every primary, then write the whole key
-    space with memtier (--key-pattern=P:P --requests=allkeys), and upload its result.
+def prefill_script(
+    point: Point, endpoint: Endpoint, settings: AwsSettings, expected_keys: int | None
+) -> str:
+    """The script of a run's prefill task: flush every primary, write the whole key space
+    with memtier (--key-pattern=P:P --requests=allkeys), count the keys the primaries
+    then hold (DBSIZE, summed: DBSIZE_FILE), and upload it all.
 
-    The flush needs redis-cli or valkey-cli in the image (memtier cannot send a
-    keyless command to every shard); both read the token from the environment,
+    With `expected_keys` (the key space, when the data set fits in memory) a count
+    below it stops the task with EXIT_SHORT_PREFILL and the count in its log: the
+    run would read misses where it asked for hits, so it fails before any load.
+    The flush and the count need redis-cli or valkey-cli in the image (memtier cannot
+    send a keyless command to every shard); both read the token from the environment,
     and take their CA bundle as ``--cacert <file>`` (no ``=`` form) or skip the
     check with ``--insecure``.
     """
@@ -379,11 +433,13 @@ def prefill_script(point: Point, endpoint: Endpoint, settings: AwsSettings) -> s
         else:
             tls = ["--tls", f"--cacert={settings.tls_cacert}"]
             cli_tls = ["--tls", "--cacert", settings.tls_cacert]
-    if endpoint.cluster_mode:
-        where = [f"{endpoint.host}:{endpoint.port}"]
-        flush = ["--cluster", "call", *where, "FLUSHALL", "--cluster-only-masters"]
-    else:
-        flush = ["-h", endpoint.host, "-p", str(endpoint.port), "FLUSHALL"]
+
+    def on_primaries(command: str) -> list[str]:  # every primary's answer, one a line
+        if endpoint.cluster_mode:
+            where = f"{endpoint.host}:{endpoint.port}"
+            return [*cli_tls, "--cluster", "call", where, command, "--cluster-only-masters"]
+        return [*cli_tls, "-h", endpoint.host, "-p", str(endpoint.port), command]
+
     argv = [
         MEMTIER,
         f"--server={endpoint.host}",
@@ -408,16 +464,34 @@ def prefill_script(point: Point, endpoint: Endpoint, settings: AwsSettings) -> s
         "cachebench: the load image needs redis-cli or valkey-cli to flush the data set "
         "before a run"
     )
-    return "\n".join(
-        [
-            *_header(),
-            *_checks(point, endpoint, settings),
-            "cli=$(command -v valkey-cli || command -v redis-cli) || {"
-            f" echo {shlex.quote(no_cli)} >&2; exit {EXIT_NO_CLI}; }}",
-            f'export REDISCLI_AUTH="${AUTH_ENV}" VALKEYCLI_AUTH="${AUTH_ENV}"',
-            f'"$cli" {shlex.join([*cli_tls, *flush])} > flush.stdout 2>&1'
-            f" || {{ cat flush.stdout >&2; exit {EXIT_FLUSH}; }}",
-            f"{shlex.join(argv)}{auth} > prefill.stdout 2>&1 || {_failed('prefill')}",
-            *_scrub_and_upload(),
-        ]
-    )
+    # "12345" from one node, "host:port: 12345" a line from --cluster call
+    count = r"s/^\(.*: *\)\{0,1\}\([0-9][0-9]*\)$/\2/p"
+    lines = [
+        *_header(),
+        *_checks(point, endpoint, settings),
+        "cli=$(command -v valkey-cli || command -v redis-cli) || {"
+        f" echo {shlex.quote(no_cli)} >&2; exit {EXIT_NO_CLI}; }}",
+    ]
+    if endpoint.auth_ref:
+        lines.append(f'export REDISCLI_AUTH="${AUTH_ENV}" VALKEYCLI_AUTH="${AUTH_ENV}"')
+    lines += [
+        f'"$cli" {shlex.join(on_primaries("FLUSHALL"))} > flush.stdout 2>&1'
+        f" || {{ cat flush.stdout >&2; exit {EXIT_FLUSH}; }}",
+        f"{shlex.join(argv)}{auth} > prefill.stdout 2>&1 || {_failed('prefill')}",
+        f'"$cli" {shlex.join(on_primaries("DBSIZE"))} > dbsize.stdout 2>&1'
+        " || { rc=$?; cat dbsize.stdout >&2; }",
+        f"keys=0; for n in $(sed -n {shlex.quote(count)} dbsize.stdout); do"
+        " keys=$((keys + n)); done",
+        f'echo "$keys" > {DBSIZE_FILE}',
+    ]
+    if expected_keys is not None:
+        short = (
+            "cachebench: after the prefill the primaries hold $keys keys (DBSIZE), the "
+            f"key space is {expected_keys}: the run would read misses where it asks for "
+            "hits, so it is not loaded"
+        )
+        lines.append(
+            f'if [ "$rc" -eq 0 ] && [ "$keys" -ne {expected_keys} ]; then'
+            f' echo "{short}" >&2; rc={EXIT_SHORT_PREFILL}; fi'
+        )
+    return "\n".join([*lines, *_scrub_and_upload()])

@@ -1,4 +1,14 @@
-"""memtier results of a point's load tasks, from S3 (each task uploads its files to g<N>/)."""
+"""memtier results of a point's load tasks, from S3 (each task uploads its files to g<N>/).
+
+A run's generators measure the same seconds by design (aws/ecs.py: one start time for
+all of them); merge_phase reads how far apart they actually started (start_skew_s) and
+the share of the asked window in which all of them were measuring (overlap_pct). Rates
+come from those common seconds (each generator's per-second counts cut to them when the
+starts are a second or more apart); percentiles from the generators' whole windows
+(memtier writes no histogram per second), which the flag says. A run below
+OVERLAP_FLAG_PCT is flagged, never merged silently. Error replies memtier logged are
+taken out of its counts (it counts them as served operations) and flag the run too.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +20,16 @@ from typing import Any
 
 from cachebench.aws import ecs
 from cachebench.loadgen import LoadError
-from cachebench.loadgen.memtier import merge_results, parse_memtier_json, scrub_memtier_json
-from cachebench.models import LoadResult, PrefillResult
+from cachebench.loadgen.memtier import (
+    error_replies,
+    merge_results,
+    parse_memtier_json,
+    scrub_memtier_json,
+)
+from cachebench.models import LoadResult, PrefillResult, SecondSample
+
+OVERLAP_FLAG_PCT = 90.0  # below it, the generators measured too few seconds together
+SKEW_TRIM_S = 1.0  # starts this far apart: rates from the common seconds only
 
 
 def split_uri(uri: str) -> tuple[str, str]:
@@ -103,13 +121,16 @@ def _generator(folder: Path, phase: str) -> LoadResult | None:
     )
 
 
-def merge_phase(dest: Path, generators: int, phase: str = "measured") -> LoadResult:
+def merge_phase(
+    dest: Path, generators: int, phase: str = "measured", window_s: float | None = None
+) -> LoadResult:
     """Parse and merge every generator's `phase` result (HDR histograms merged).
 
     Each generator's folder holds what its container script wrote: the
     memtier JSON (or the writers' and readers' with read_from "replicas"),
     version.txt (memtier's version line), <phase>.started (when memtier was
-    started) and, with replicas, reads_from.txt.
+    started) and, with replicas, reads_from.txt. `window_s`: the seconds asked
+    for (the workload's duration), against which the common seconds are judged.
     """
     results, missing = [], []
     for g in range(generators):
@@ -123,14 +144,138 @@ def merge_phase(dest: Path, generators: int, phase: str = "measured") -> LoadRes
             f"no {phase} result from load generator(s) {missing} in {dest} "
             "(see the task's awslogs stream)"
         )
-    return merge_results(results, generators=generators)
+    merged = merge_results(results, generators=generators)
+    if len(results) > 1:
+        merged = _common_seconds(results, merged, window_s)
+    said = [_error_replies(dest / f"g{g}", phase) for g in range(generators)]
+    return _without_error_replies(merged, list(zip(results, said, strict=True)))
+
+
+def _error_replies(folder: Path, phase: str) -> tuple[int, list[str]]:
+    """The error replies a generator's memtier processes logged in the phase."""
+    outputs = sorted(folder.glob(f"{phase}-[sg]et.stdout")) or [folder / f"{phase}.stdout"]
+    count, replies = 0, []
+    for path in outputs:
+        try:
+            n, said = error_replies(path.read_text(errors="replace"))
+        except OSError:
+            continue
+        count += n
+        replies += [r for r in said if r not in replies]
+    return count, replies
+
+
+def _common_seconds(
+    results: list[LoadResult], merged: LoadResult, window_s: float | None
+) -> LoadResult:
+    """The merge over the seconds every generator was in its measured window: the start
+    skew, the share of the asked window they overlap, rates from those seconds."""
+    lo = max(r.started_at for r in results)
+    hi = min(r.started_at + r.elapsed_seconds for r in results)
+    skew = lo - min(r.started_at for r in results)
+    overlap = max(0.0, hi - lo)
+    asked = window_s or min(r.elapsed_seconds for r in results)
+    pct = 100.0 * overlap / asked if asked else 0.0
+    update: dict = {"start_skew_s": round(skew, 3), "overlap_pct": round(pct, 1)}
+    notes, flags = list(merged.notes), list(merged.flags)
+    if skew >= SKEW_TRIM_S:
+        update |= _rates_within(results, lo, hi)
+        notes.append(
+            f"the generators started {skew:.1f} s apart: rates are over the {overlap:.1f} s "
+            "they all measured; percentiles over each one's whole window (memtier writes "
+            "no histogram per second)"
+        )
+    if pct < OVERLAP_FLAG_PCT:
+        flags.append(
+            f"start skew {skew:.1f} s: the {len(results)} load generators were all in their "
+            f"measured window for {overlap:.1f} s of the {asked:.0f} s asked ({pct:.0f} %)"
+        )
+    return merged.model_copy(update={**update, "notes": notes, "flags": flags})
+
+
+def _rates_within(results: list[LoadResult], lo: float, hi: float) -> dict:
+    """Requests and rates of the whole seconds of each result within [lo, hi] (half a
+    second of slack at either end), summed; the merged series over the same seconds."""
+    requests, ops, sets, gets, kb = 0, 0.0, 0.0, 0.0, 0.0
+    series: dict[int, float] = {}
+    for r in results:
+        kept = [s for s in r.series if r.started_at + s.second >= lo - 0.5]
+        kept = [s for s in kept if r.started_at + s.second + 1 <= hi + 0.5]
+        count = sum(s.ops_per_sec for s in kept)
+        rate = count / len(kept) if kept else 0.0
+        share = rate / r.ops_per_sec if r.ops_per_sec else 0.0
+        requests += int(count)
+        ops += rate
+        sets, gets, kb = (
+            sets + r.set_ops_per_sec * share,
+            gets + r.get_ops_per_sec * share,
+            kb + r.kb_per_sec * share,
+        )
+        for s in kept:
+            at = round(r.started_at + s.second - lo)
+            series[at] = series.get(at, 0.0) + s.ops_per_sec
+    return {
+        "started_at": lo,
+        "elapsed_seconds": round(max(0.0, hi - lo), 3),
+        "requests": requests,
+        "ops_per_sec": round(ops, 2),
+        "set_ops_per_sec": round(sets, 2),
+        "get_ops_per_sec": round(gets, 2),
+        "kb_per_sec": round(kb, 2),
+        "series": [
+            SecondSample(second=k, ops_per_sec=round(v, 2)) for k, v in sorted(series.items())
+        ],
+    }
+
+
+def _without_error_replies(
+    result: LoadResult, said: list[tuple[LoadResult, tuple[int, list[str]]]]
+) -> LoadResult:
+    """The result without the error replies each generator's memtier logged (`said`: its
+    result and its (count, replies)): memtier counts each as a served SET or GET, so they
+    come off requests (the share of each generator's that falls in the merged window)
+    and ops/s (off SETs too when they are -OOM, which refuses writes only), and flag
+    the run."""
+    count = sum(n for _, (n, _) in said)
+    if not count:
+        return result
+    replies = list(dict.fromkeys(r for _, (_, rs) in said for r in rs))
+    per_s = sum(n / r.elapsed_seconds for r, (n, _) in said if r.elapsed_seconds)
+    removed = sum(
+        n * min(1.0, result.elapsed_seconds / r.elapsed_seconds)
+        for r, (n, _) in said
+        if r.elapsed_seconds
+    )
+    oom = all(r.startswith("-OOM") for r in replies)
+    shown = "; ".join(replies[:2]) + (f"; and {len(replies) - 2} more" if len(replies) > 2 else "")
+    return result.model_copy(
+        update={
+            "error_replies": count,
+            "requests": max(0, result.requests - round(removed)),
+            "ops_per_sec": round(max(0.0, result.ops_per_sec - per_s), 2),
+            "set_ops_per_sec": round(max(0.0, result.set_ops_per_sec - per_s), 2)
+            if oom
+            else result.set_ops_per_sec,
+            "flags": [
+                *result.flags,
+                f"{count} error replies ({shown}): not counted as served operations",
+            ],
+            "notes": [
+                *result.notes,
+                "memtier counts error replies as served operations and does not say in "
+                "which second: they are taken out of requests and rates, the per-second "
+                "series and the latency histogram still hold them",
+            ],
+        }
+    )
 
 
 def prefill(dest: Path) -> PrefillResult | None:
     """The run's prefill (memtier --requests=allkeys) as uploaded by its task, if any.
 
-    Only its count and duration are kept: it is no measurement (memtier releases
-    before the upstream duration fix round its duration down to whole seconds).
+    Only its counts and duration are kept: it is no measurement (memtier releases
+    before the upstream duration fix round its duration down to whole seconds). `keys`
+    is what memtier wrote, `dbsize` what the primaries held afterwards.
     """
     path = dest / "prefill" / "prefill.json"
     if not path.is_file():
@@ -143,9 +288,14 @@ def prefill(dest: Path) -> PrefillResult | None:
         if (dest / "prefill" / "version.txt").is_file()
         else "memtier_benchmark"
     )
+    try:
+        dbsize: int | None = int((dest / "prefill" / ecs.DBSIZE_FILE).read_text().strip())
+    except (OSError, ValueError):
+        dbsize = None
     return PrefillResult(
         tool=version,
         keys=int(stats["Sets"]["Count"]),
+        dbsize=dbsize,
         value_size=int(doc.get("configuration", {}).get("data_size", 0)),
         seconds=float(runtime.get("Total duration", 0)) / 1000.0,
         started_at=float(runtime.get("Start time", 0)) / 1000.0,

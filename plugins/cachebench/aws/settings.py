@@ -77,6 +77,12 @@ class AwsSettings(Strict):
     tls_skip_verify: bool = Field(
         False, description="explicit opt-out: memtier --tls-skip-verify, no certificate check"
     )
+    load_start_grace_seconds: float = Field(
+        120.0,
+        ge=0,
+        description="a run's load tasks all start their warm-up this long after they were "
+        "started (Fargate's image pull and start-up), at one time, so they measure together",
+    )
     watch_poll_seconds: float = Field(60.0, gt=0, description="how often the watch asks AWS")
     metrics_delay_seconds: float = Field(
         180.0, ge=0, description="wait after the load before reading CloudWatch"

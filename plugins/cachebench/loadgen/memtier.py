@@ -66,9 +66,14 @@ RATE_LIMIT_MIN = (2, 1)
 # What a build from a source archive reports (configure.ac's AC_INIT on master).
 SOURCE_BUILD = (255, 255, 255)
 
+# memtier logs each error reply, and counts it as a served op of its command (client.cpp
+# handle_response): "server <host:port> handle error response: -OOM command not allowed ..."
+ERROR_REPLY = re.compile(r"handle error response: (.*)")
+
 __all__ = [
     "AUTH_ENV",
     "MEMTIER",
+    "error_replies",
     "mask_argv",
     "memtier_argv",
     "memtier_version",
@@ -173,6 +178,16 @@ def side_workloads(workload: Workload) -> dict[Side, Workload]:
 # ---------------------------------------------------------------- version
 
 _VERSION = re.compile(r"memtier_benchmark\s+(?:v=)?(\d+)\.(\d+)(?:\.(\d+))?")
+
+
+def error_replies(output: str) -> tuple[int, list[str]]:
+    """(how many, the distinct replies) of the error replies memtier logged in `output`.
+
+    Its JSON and per-second series count them as served SETs and GETs and say nothing
+    else of them (tests/fixtures/memtier-real/memtier_real_oom_t2: all 82 SETs of the
+    run answered -OOM, exit 0)."""
+    replies = [m.group(1).strip() for m in ERROR_REPLY.finditer(output)]
+    return len(replies), list(dict.fromkeys(replies))
 
 
 def memtier_version(line: str) -> tuple[int, int, int] | None:

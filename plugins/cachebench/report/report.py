@@ -10,6 +10,7 @@ the parquet itself). A point without ``point.json``,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -166,6 +167,7 @@ def run_evidence(point: Point, rdir: Path, row: dict[str, Any]) -> dict[str, Any
         "ops_ci_low": series.interval.low if series.interval else None,
         "ops_ci_high": series.interval.high if series.interval else None,
         "notes": " ".join(load.notes),
+        "flags": "; ".join(load.flags),
     }
     cpu_file = rdir / "cpu.json"
     cpu = LoadCpu.model_validate_json(cpu_file.read_text()) if cpu_file.is_file() else None
@@ -276,7 +278,7 @@ def collect(
 SPREAD = (("ops", "ops_per_sec"), ("p99", "p99_ms"), ("opd", "ops_per_dollar"))
 SPREAD_COLUMNS = [
     f"{prefix}_{what}" for prefix, _ in SPREAD for what in ("ci_low", "ci_high", "cv_pct")
-] + ["unstable", "unstable_reasons", "client_bound_runs"]
+] + ["unstable", "unstable_reasons", "client_bound_runs", "flagged_runs"]
 
 
 def _spread(good: list[dict[str, Any]]) -> dict[str, Any]:
@@ -296,6 +298,7 @@ def _spread(good: list[dict[str, Any]]) -> dict[str, Any]:
         "unstable": bool(flags),
         "unstable_reasons": "; ".join(flags),
         "client_bound_runs": bound,
+        "flagged_runs": sum(bool(r.get("flags")) for r in good),
     }
 
 
@@ -377,6 +380,32 @@ def _caveats(ok: pd.DataFrame, extra: list[str] = ()) -> list[str]:
     return out
 
 
+def _plaintext(run_dir: Path, plan: CampaignPlan | None) -> list[str]:
+    """A caveat when the aws deployments were measured without TLS (aws.transit_encryption
+    false): comparable with published plaintext numbers, not with TLS ones."""
+    off = []
+    for f in sorted(run_dir.glob("deployments/*/servers.json")):
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads(f.read_text()).get("tls") is False:
+                off.append(f.parent.name)
+    if not off or plan is None or plan.spec.target != "aws":
+        return []
+    return [
+        f"measured without TLS (aws.transit_encryption: false; no AUTH token either): "
+        f"{', '.join(off)}. Compare with published plaintext numbers, not with TLS ones."
+    ]
+
+
+def _flagged(run_rows: list[dict[str, Any]]) -> list[str]:
+    """One caveat per run whose numbers a flag doubts (its load generators measured too
+    few seconds together, error replies): the run is in the point's numbers, named here."""
+    return [
+        f"run {r['point_id']} rep {r['repetition']} is flagged: {r['flags']}."
+        for r in run_rows
+        if r["status"] == "ok" and r.get("flags")
+    ]
+
+
 def _point_figures(run_dir: Path, ok: pd.DataFrame) -> list[dict[str, Any]]:
     """Per-point figure PNGs that exist, as paths relative to ``run_dir``."""
     out = []
@@ -445,7 +474,7 @@ def _price_list(ok_rows: list[dict], prices: dict) -> list[dict[str, str]]:
 #: runs.csv columns besides the summary's.
 RUN_EVIDENCE = [
     "started_at", "ops_ci_low", "ops_ci_high", "cpu_p95_pct", "rate_shortfall_pct", "client_bound",
-    "client_bound_reason", "load_cpu_known", "notes",
+    "client_bound_reason", "load_cpu_known", "notes", "flags",
 ]  # fmt: skip
 HOW_TO_READ = (
     "How to read this: every number of a point is the mean of its runs (repetitions on "
@@ -492,6 +521,8 @@ def _flags(row: dict[str, Any], slo: dict) -> str:
     flags = []
     if row.get("unstable"):
         flags.append(f"unstable ({row['unstable_reasons']})")
+    if row.get("flagged_runs"):
+        flags.append(f"flagged runs: {row['flagged_runs']} (see the caveats)")
     if row.get("client_bound_runs"):
         flags.append(f"client-bound runs: {row['client_bound_runs']}")
     if row.get("runs_ok", 0) < 2:
@@ -522,6 +553,7 @@ def _provenance(run_dir: Path, plan: CampaignPlan | None) -> list[str]:
             f"cachebench {pv.cachebench}",
             f"Terraform {pv.terraform}",
             f"load tool: {pv.load_tool}",
+            f"eviction policy (maxmemory-policy): {plan.spec.maxmemory_policy}",
         ]
         if pv.host is not None:
             h = pv.host
@@ -535,8 +567,10 @@ def _provenance(run_dir: Path, plan: CampaignPlan | None) -> list[str]:
         except (OSError, ValueError):
             continue
         reported = sorted(set(data.get("reported", {}).values())) or ["(not read)"]
+        transport = {True: ", TLS", False: ", no TLS"}.get(data.get("tls"), "")
         lines.append(
-            f"{f.parent.name}: asked {data.get('asked')}, servers report {', '.join(reported)}"
+            f"{f.parent.name}: asked {data.get('asked')}, servers report "
+            f"{', '.join(reported)}{transport}"
         )
     tools = sorted({r for r in _tool_versions(run_dir)})
     if tools:
@@ -613,7 +647,9 @@ def _build_report(run_dir: Path, specs: dict | None, prices: dict | None) -> dic
         "n_failed": len(failed_rows),
         "n_runs": len(run_rows),
         "n_runs_ok": sum(r["status"] == "ok" for r in run_rows),
-        "caveats": _caveats(ok, oversubscribed(plan, specs)) if len(ok) else [],
+        "caveats": (_caveats(ok, oversubscribed(plan, specs)) if len(ok) else [])
+        + _plaintext(run_dir, plan)
+        + _flagged(run_rows),
         "sections": decision.sections,
         "how_to_read": HOW_TO_READ.format(
             min_effect=min_effect, multiplicity=decision.multiplicity.sentence
@@ -634,7 +670,7 @@ def _build_report(run_dir: Path, specs: dict | None, prices: dict | None) -> dic
                 "status": r["status"],
                 "ops": _fmt(r.get("ops_per_sec"), ",.0f"),
                 "p99": _fmt(r.get("p99_ms"), ".3f"),
-                "reason": r["reason"],
+                "reason": r["reason"] or r.get("flags") or "",
             }
             for i, r in enumerate(run_rows)
         ],

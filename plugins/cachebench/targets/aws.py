@@ -342,7 +342,7 @@ class AwsTarget:
                 "container": state["container"],
                 "replication_group_id": state["replication_group_id"],
                 "started_at": started,
-                "deadline": started
+                "deadline": record.detail.get("load_start_at", started)
                 + (w.warmup_seconds + w.duration_seconds) * 1.25
                 + START_GRACE_S,
                 "evictions_allowed": evictions_expected(prov.plan, run),
@@ -361,7 +361,10 @@ class AwsTarget:
         state = self._task_definition(prov, s)
         uri = results_uri(s, prov.plan, run, attempt)
         sb = started_by(prov.plan, run, attempt, "prefill")
-        script = ecs_mod.prefill_script(run.point, prov.endpoint, s)
+        # a data set larger than memory is evicted while it is written: no count to reach
+        fits = not evictions_expected(prov.plan, run)
+        expected = run.point.workload.key_space if fits else None
+        script = ecs_mod.prefill_script(run.point, prov.endpoint, s, expected)
         override = ecs_mod.generator_overrides(state["container"], script, uri, PREFILL)
         (arn,) = self._run_tasks(s, state, sb, {PREFILL: override}, prov)
         record = RunRecord(
@@ -384,12 +387,14 @@ class AwsTarget:
         sb = started_by(prov.plan, run, record.attempt, "load")
         script = ecs_mod.container_script(run.point, prov.endpoint, s)
         uri = record.detail["results_uri"]
-        overrides = {
-            f"g{g}": ecs_mod.generator_overrides(state["container"], script, uri, f"g{g}")
-            for g in range(run.point.load_generators)
-        }
         first = "load_started_at" not in record.detail
         started_at = record.detail.get("load_started_at", time.time())
+        # one start for every load task (kept: a task a retry starts late is late)
+        start_at = record.detail.get("load_start_at", started_at + s.load_start_grace_seconds)
+        overrides = {
+            f"g{g}": ecs_mod.generator_overrides(state["container"], script, uri, f"g{g}", start_at)
+            for g in range(run.point.load_generators)
+        }
         self._run_tasks(s, state, sb, overrides, prov)
         record = record.model_copy(
             update={
@@ -398,11 +403,18 @@ class AwsTarget:
                     **record.detail,
                     "started_by": {**record.detail["started_by"], "load": sb},
                     "load_started_at": started_at,
+                    "load_start_at": start_at,
                 },
             }
         )
         if first:
-            log.info("%s: %d load tasks started (startedBy %s)", run.key, len(overrides), sb)
+            log.info(
+                "%s: %d load tasks started (startedBy %s); they all start at %s",
+                run.key,
+                len(overrides),
+                sb,
+                time.strftime("%H:%M:%S", time.gmtime(start_at)),
+            )
         return record, self._load_watch(prov, run, s, state, record)
 
     def _prefill_outcome(self, prov: Provisioned, record: RunRecord) -> tuple[bool, str | None]:
@@ -474,7 +486,8 @@ class AwsTarget:
             except LoadError as exc:  # the measured result stands; say why warm-up is missing
                 log.warning("no warm-up result for %s: %s", run.key, exc)
         try:
-            measured, error = results.merge_phase(dest, g, "measured"), ""
+            window = run.point.workload.duration_seconds
+            measured, error = results.merge_phase(dest, g, "measured", window), ""
         except LoadError as exc:
             measured, error = None, str(exc)
         return RunLoads(
