@@ -36,6 +36,7 @@ from test_airflow_connection_policy import _allowed_somewhere as granted
 
 from cachebench import steps, terraform
 from cachebench.models import DeploymentPlan
+from cachebench.report.report import build_report
 from cachebench.targets import aws as target
 
 pytestmark = pytest.mark.e2e
@@ -103,19 +104,28 @@ def test_real_module_applies_and_destroys_single_and_cluster_of_both_engines(
     assert sorted(p.deployment.topology.label + " " + p.deployment.engine for p in plans) == [
         "c2r1 redis", "c2r1 valkey", "single-r1 redis", "single-r1 valkey",
     ]  # fmt: skip
+    # and one without TLS (aws.transit_encryption: false), applied beside them
+    plain_fields = {
+        **campaign("apply-plain"),
+        "engines": [{"engine": "valkey", "versions": ["8.1"]}],
+        "topologies": [{"cluster_mode": False, "replicas": 0}],
+        "aws": {"transit_encryption": False},
+    }
+    (plain,) = [steps.render_tfvars(p) for p in steps.plan(plain_fields, "scheduled__plain")]
     settings = target.settings_for(plans[0])
-    prefix = f"{settings.state_prefix}/apply/"
+    prefix = f"{settings.state_prefix}/apply"
     first_call = len(moto_gaps.CALLS)
     locks = LockWatch(prefix)
     locks.start()
-    with ThreadPoolExecutor(len(plans)) as pool:
-        provisioned = list(pool.map(steps.apply, plans))
+    with ThreadPoolExecutor(len(plans) + 1) as pool:
+        *provisioned, plain_prov = list(pool.map(steps.apply, [*plans, plain]))
     seen_locks = locks.stop()
 
+    plain_key = target.state_key(settings, plain)
     keys = [target.state_key(settings, p) for p in plans]
     assert len(set(keys)) == len(plans), "two deployments share a state key"
-    assert seen_locks == {k + ".tflock" for k in keys}, "each apply held its own lock"
-    assert sorted(keys_under(prefix)) == sorted(keys), "a lock outlived its apply"
+    assert seen_locks == {k + ".tflock" for k in [*keys, plain_key]}, "each apply locked"
+    assert sorted(keys_under(prefix)) == sorted([*keys, plain_key]), "a lock outlived its apply"
     sm, ec = real_module.client("secretsmanager"), real_module.client("elasticache")
     for plan, prov, key in zip(plans, provisioned, keys, strict=True):
         ddir = steps.deployment_dir(plan)
@@ -169,6 +179,19 @@ def test_real_module_applies_and_destroys_single_and_cluster_of_both_engines(
         graphed = {m[3] for w in body["widgets"] for m in w["properties"]["metrics"]}
         assert graphed == {n.node_id for n in ep.nodes}, plan.instance
 
+    # without TLS: plaintext, no AUTH token and no secret; the report says so
+    rg = target.replication_group_id(plain)
+    assert not plain_prov.endpoint.tls and plain_prov.endpoint.auth_ref is None
+    (group,) = ec.describe_replication_groups(ReplicationGroupId=rg)["ReplicationGroups"]
+    assert group["TransitEncryptionEnabled"] is False and group["AuthTokenEnabled"] is False
+    types = {r["type"] for r in state_of(plain_key)["resources"]}
+    assert not {t for t in types if t.startswith("aws_secretsmanager")}, types
+    report = build_report(Path(plain.run_dir))
+    assert (
+        "measured without TLS (aws.transit_encryption: false"
+        in Path(report["report_md"]).read_text()
+    )
+
     # a destroy AWS refuses is CLEANUP FAILED, never silently clean; the retry cleans up
     refused = target.replication_group_id(plans[0])
     moto_gaps.REFUSE_DELETE.add(refused)
@@ -181,13 +204,13 @@ def test_real_module_applies_and_destroys_single_and_cluster_of_both_engines(
     assert cleanup["status"] == "CLEANUP FAILED"
     assert any("aws_elasticache_replication_group.this" in p for p in cleanup["problems"])
 
-    with ThreadPoolExecutor(len(plans)) as pool:
-        outcomes = list(pool.map(steps.destroy, plans))
+    with ThreadPoolExecutor(len(plans) + 1) as pool:
+        outcomes = list(pool.map(steps.destroy, [*plans, plain]))
     assert all(o["destroyed"] for o in outcomes)
-    for plan, key in zip(plans, keys, strict=True):
+    for plan, key in zip([*plans, plain], [*keys, plain_key], strict=True):
         assert state_of(key)["resources"] == []
         assert left_in_moto(target.replication_group_id(plan), settings.vpc_id) == []
-    assert sorted(keys_under(prefix)) == sorted(keys), "no lock left behind"
+    assert sorted(keys_under(prefix)) == sorted([*keys, plain_key]), "no lock left behind"
     calls = moto_gaps.CALLS[first_call:]
     assert not moto_gaps.missing(), moto_gaps.missing()
     # every call the provider and the steps made is one the Airflow connection's policy grants
@@ -199,6 +222,7 @@ APPLY_THEN_DIE = """
 import json, sys
 from cachebench import steps
 from cachebench.models import DeploymentPlan
+from cachebench.report.report import build_report
 steps.apply(DeploymentPlan.model_validate_json(sys.argv[1]))
 """
 

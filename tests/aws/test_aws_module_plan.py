@@ -60,8 +60,9 @@ def dashboard_problems(body: Any) -> list[str]:
     (>= 0), `width` (1-24, within the 24-column grid with x), `height` (1-1000) and a
     `properties` object; a metric widget's `metrics` an array of arrays, each
     [namespace, metric name, dimension name, dimension value, ...] (strings, names and
-    values in pairs, then an optional rendering object), at most 100 of them (the
-    documented limit of one graph), with a `region`, a `period` of 1, 5, 10, 30 or a
+    values in pairs, then an optional rendering object), at most 100 of them (the limit
+    CloudWatch documents for one graph, GetMetricWidgetImage's; the module keeps its
+    widgets under it), with a `region`, a `period` of 1, 5, 10, 30 or a
     multiple of 60, a `stat` and a `view` CloudWatch knows."""
     if not isinstance(body, dict) or not isinstance(body.get("widgets"), list):
         return ["the body must be an object with a widgets array"]

@@ -24,7 +24,7 @@ locals {
     }
   ]
 
-  dashboard_series = 100 # rows of `metrics` per widget, the documented limit of a metric graph
+  dashboard_series = 100 # rows of `metrics` a widget: GetMetricWidgetImage's documented limit for a graph
   dashboard_metrics = {
     "CPU (%)"                    = ["CPUUtilization", "EngineCPUUtilization"]
     "Network bytes"              = ["NetworkBytesIn", "NetworkBytesOut"]
