@@ -29,6 +29,8 @@ os.environ.update(
     AIRFLOW__CORE__PLUGINS_FOLDER=str(ROOT / "plugins"),
     AIRFLOW__CORE__LOAD_EXAMPLES="False",
     CACHEBENCH_RESULTS=str(_HOME / "results"),
+    # the local servers' secrets (cachebench.local.runtime), outside every results folder
+    CACHEBENCH_RUNTIME=str(_HOME / "runtime"),
     # Prices from include/prices.csv: no test asks the AWS Price List API by accident
     # (tests/unit/test_pricing.py gives that path its own stubbed client).
     CACHEBENCH_PRICES="table",
