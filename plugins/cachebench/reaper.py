@@ -252,7 +252,11 @@ def stale_runtime(now: float, run_state: RunState) -> list[tuple[Path, str]]:
     stale = []
     for path, owner in runtime.owners():
         if owner is None or not isinstance(owner.get("state_dir"), str):
-            if now - path.stat().st_mtime > STRAY_RUNTIME_S:  # `up` writes its owner at once
+            try:  # `up` writes its owner at once; `down` may have removed it meanwhile
+                stray = now - path.stat().st_mtime > STRAY_RUNTIME_S
+            except OSError:
+                continue
+            if stray:
                 stale.append((path, "it names no deployment"))
             continue
         sd = Path(owner["state_dir"])
