@@ -38,9 +38,15 @@ SERVED = re.compile(
     rf"|(?:{_REP}/)?figures/{_NAME}\.(?:png|pdf)"
     rf"|{_REP}/metrics\.(?:parquet|csv))"
 )
-NOT_FOUND = HTTPException(status_code=404, detail="Not Found")
+
+
 # Reports are per user: no shared cache keeps them; browsers sniff no other type.
 HEADERS = {"Cache-Control": "private, no-cache", "X-Content-Type-Options": "nosniff"}
+
+
+def _not_found() -> HTTPException:
+    """The answer to a path that is not served, as to a file that is not there."""
+    return HTTPException(status_code=404, detail="Not Found")
 
 
 def _no_symlink(root: Path, rel: str) -> Path | None:
@@ -55,11 +61,11 @@ def _dag_of(root: Path, run: str) -> str | None:
 
     run_dir = _no_symlink(root, run)
     if run_dir is None:
-        raise NOT_FOUND
+        raise _not_found()
     try:
         return CampaignPlan.read(run_dir).dag_id
     except (OSError, ValueError):  # no run there, or not one of ours
-        raise NOT_FOUND from None
+        raise _not_found() from None
 
 
 def reports_app() -> FastAPI:
@@ -81,7 +87,7 @@ def reports_app() -> FastAPI:
     def report_file(path: str, request: Request, user: GetUserDep) -> FileResponse:
         wanted = SERVED.fullmatch(path)
         if wanted is None:
-            raise NOT_FOUND
+            raise _not_found()
         root = results_root()
         dag_id = _dag_of(root, wanted["run"])
         if dag_id is None:
@@ -89,7 +95,7 @@ def reports_app() -> FastAPI:
         requires_access_dag("GET", param_dag_id=dag_id)(request, user)  # 403 when not
         file = _no_symlink(root, path)
         if file is None or not file.is_file():
-            raise NOT_FOUND
+            raise _not_found()
         return FileResponse(file, headers=HEADERS)
 
     return app
