@@ -26,7 +26,7 @@ CAMPAIGN = {
     "target": "local",
     "engines": [{"engine": "redis", "versions": ["7.0"]}],
     "topologies": [{"cluster_mode": False}],
-    "node_types": ["local.micro"],
+    "node_types": ["local.t4g.micro"],  # a miniature: its namespace and cgroups go too
     "workloads": [
         {
             "name": "w",
@@ -99,7 +99,7 @@ def test_ctrl_c_stops_the_campaign_destroys_everything_and_reports_it(
     report = (run_dir / "report.md").read_text()
     assert "## INTERRUPTED" in report and "SIGINT" in report
     # the load under way stopped well before its 20 s window ended, the runs after it skipped
-    rdir = run_dir / "points" / "redis-7.0-single-local.micro-w"
+    rdir = run_dir / "points" / "redis-7.0-single-local.t4g.micro-w"
     assert not (rdir / "rep1" / "load.json").exists()
     assert "interrupted by the user" in (rdir / "rep1" / "error.txt").read_text()
     assert not (rdir / "rep2").exists() and not (rdir / "rep3").exists()

@@ -5,8 +5,9 @@ for real (a SIGKILL, an rm -rf from another thread while the load runs) or
 through CACHEBENCH_FAULTS (cachebench.testing), then checks the same things:
 nothing the run created is left (the tests' own psutil view, leftovers.py: no
 process in the run's folders, no port, no password file, empty Terraform
-state), results of finished runs are kept, and the run's state and files say
-what happened.
+state, and, as the deployments are miniatures, no network namespace, link,
+qdisc, cgroup or subnet claim of theirs), results of finished runs are kept,
+and the run's state and files say what happened.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from cachebench.workspace import RunDir
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 
+NODE = "local.t4g.micro"  # a miniature: namespaces, links, qdiscs and cgroups to leave none of
 WORKLOAD = {
     "name": "w",
     "ratio": "1:4",
@@ -52,7 +54,7 @@ def campaign(name: str, *, engines=None, topology=None, duration: int = 3) -> di
         "target": "local",
         "engines": engines or [{"engine": "redis", "versions": ["7.0"]}],
         "topologies": [topology or {"cluster_mode": False}],
-        "node_types": ["local.micro"],
+        "node_types": [NODE],
         "workloads": [{**WORKLOAD, "duration_seconds": duration}],
         "repetitions": 1,
         "budget_usd": 0,
@@ -60,7 +62,7 @@ def campaign(name: str, *, engines=None, topology=None, duration: int = 3) -> di
     }
 
 
-REDIS_DEP = "redis-7.0-single-local.micro"
+REDIS_DEP = f"redis-7.0-single-{NODE}"
 REDIS = f"{REDIS_DEP}-w"
 
 
@@ -70,7 +72,7 @@ def short_retries(monkeypatch) -> None:
     monkeypatch.setenv("CACHEBENCH_RETRY_DELAY_S", "1")
 
 
-VALKEY = "valkey-9.1-single-local.micro-w"
+VALKEY = f"valkey-9.1-single-{NODE}-w"
 
 
 def rep1(run: RunDir, point: str) -> Path:
@@ -213,7 +215,7 @@ def test_apply_dies_half_way(airflow_db, results_dir: Path, monkeypatch) -> None
         st = states(dag_run)
         assert st["deployment.apply"] == "failed" and st["deployment.destroy"] == "success"
         assert st["deployment.measure"] == "upstream_failed"
-        ddir = run.deployment("redis-7.0-single-r1-local.micro").path
+        ddir = run.deployment(f"redis-7.0-single-r1-{NODE}").path
         error = (ddir / "error.txt").read_text()
         assert "apply: TerraformError" in error and "injected crash after node 0001-001" in error
         log = (ddir / "terraform" / "terraform.log").read_text()
@@ -251,7 +253,7 @@ def test_apply_retry_is_idempotent(airflow_db, results_dir: Path, monkeypatch) -
         sampler.join(5)
     try:
         assert str(dag_run.state) == "success"
-        ddir = run.deployment("redis-7.0-single-r1-local.micro").path
+        ddir = run.deployment(f"redis-7.0-single-r1-{NODE}").path
         assert (
             "apply: InjectedFault: injected fault in after_apply"
             in (ddir / "error.txt").read_text()
@@ -260,7 +262,7 @@ def test_apply_retry_is_idempotent(airflow_db, results_dir: Path, monkeypatch) -
         assert log.count("$ terraform apply") == 2
         assert "No changes." in log.split("$ terraform apply")[2]  # the retry changed nothing
         assert max(seen) == 2, f"server processes seen: {sorted(set(seen))}"  # 2 nodes, never 3+
-        assert run.point("redis-7.0-single-r1-local.micro-w").rep(1).has_result
+        assert run.point(f"redis-7.0-single-r1-{NODE}-w").rep(1).has_result
     finally:
         assert_nothing_left(run.path)
 

@@ -8,10 +8,11 @@ locals {
     for s in range(var.shards) : [
       for m in range(local.per_shard) : {
         node_id = format("%04d-%03d", s + 1, m + 1)
-        host    = "127.0.0.1"
-        port    = var.base_port + s * local.per_shard + m
-        role    = m == 0 ? "primary" : "replica"
-        shard   = s + 1
+        # a miniature's node: its own address (2 + i) in the deployment's subnet
+        host  = var.miniature == null ? "127.0.0.1" : cidrhost(var.miniature.subnet, 2 + s * local.per_shard + m)
+        port  = var.base_port + s * local.per_shard + m
+        role  = m == 0 ? "primary" : "replica"
+        shard = s + 1
       }
     ]
   ])
@@ -37,6 +38,7 @@ locals {
     runtime_dir              = var.runtime_dir
     metrics_interval_seconds = var.metrics_interval_seconds
     expires_at               = var.expires_at
+    miniature                = var.miniature
   }
 }
 

@@ -16,7 +16,9 @@ runs (no worker slot is held) and reads what it leaves in the job's folder:
     error.json      why the run failed, if it did (then exit status 1)
 
 It runs with its working directory in the job's folder, inside the
-deployment's, so destroy's sweep finds it and its generators. SIGTERM stops
+deployment's, so destroy's sweep finds it and its generators. A miniature's run
+joins the deployment's load cgroup first: its generators get the CPU the servers
+are denied, and the saturation check reads their capacity from its quota. SIGTERM stops
 the generators and ends it.
 """
 
@@ -53,6 +55,11 @@ class RunJob(Strict):
     generators: int = Field(ge=1)
     out_dir: str
     lock: str = Field(description="the campaign run's load lock file")
+    cgroup_procs: list[str] = Field(
+        [],
+        description="a miniature's load cgroup (cgroup.procs files): the runner and every "
+        "generator it starts run there, with the CPU the servers are denied",
+    )
 
 
 def deadline_after(start: float, w: Workload) -> float:
@@ -135,6 +142,8 @@ def run(job: RunJob) -> int:
 
     step = "lock"
     try:
+        for procs_file in job.cgroup_procs:  # its generators inherit it
+            Path(procs_file).write_text(str(os.getpid()))
         status("waiting")
         lock_fd = os.open(job.lock, os.O_RDWR | os.O_CREAT, 0o600)
         fcntl.flock(lock_fd, fcntl.LOCK_EX)  # held until this process exits

@@ -51,6 +51,14 @@ LOCAL_CAVEAT = (
     "Target is local: servers and load generator share this host's CPUs and talk over "
     "loopback, so absolute numbers do not predict ElastiCache; use relative comparisons only."
 )
+MINIATURE_CAVEAT = (
+    "These are miniatures of ElastiCache node types ({types}): each node runs on this host "
+    "with the CPU, memory and network allowance of the type it mimics, scaled down where "
+    "include/instance_specs.csv says so and enforced by the kernel (a cgroup CPU quota and "
+    "memory limit, a tc token bucket each way on its own interface); the load generators get "
+    "the CPU the servers are denied. Compare the points with each other: the absolute numbers "
+    "are a miniature's, not ElastiCache's."
+)
 FIGURE_TITLES = {
     "throughput": "Throughput",
     "latency": "Latency percentiles",
@@ -335,6 +343,8 @@ def oversubscribed(plan: CampaignPlan | None, specs: dict) -> list[str]:
     out = []
     for d in plan.deployments:
         spec = specs.get(("local", d.deployment.node_type))
+        if spec is not None and spec.miniature:
+            continue  # its servers' CPU is a quota apart from the load's (the saturation check)
         server = d.deployment.topology.nodes * (spec.vcpu if spec else 1)
         load = 0
         for r in d.runs:
@@ -351,10 +361,18 @@ def oversubscribed(plan: CampaignPlan | None, specs: dict) -> list[str]:
     return out
 
 
-def _caveats(ok: pd.DataFrame, extra: list[str] = ()) -> list[str]:
+def _caveats(ok: pd.DataFrame, extra: list[str] = (), specs: dict | None = None) -> list[str]:
     out = []
-    if (ok["target"] == "local").any():
+    local = ok[ok["target"] == "local"]["node_type"]
+    minis = {nt: s for nt in local if (s := (specs or {}).get(("local", nt))) and s.miniature}
+    if (~local.isin(list(minis))).any():
         out.append(LOCAL_CAVEAT)
+    if minis:
+        out.append(
+            MINIATURE_CAVEAT.format(
+                types=", ".join(f"{nt} of {s.mimics}" for nt, s in sorted(minis.items()))
+            )
+        )
     out += extra
     bad = ok[pd.to_numeric(ok["errors"], errors="coerce").fillna(0) > 0]
     if len(bad):
@@ -613,7 +631,7 @@ def _build_report(run_dir: Path, specs: dict | None, prices: dict | None) -> dic
         "n_failed": len(failed_rows),
         "n_runs": len(run_rows),
         "n_runs_ok": sum(r["status"] == "ok" for r in run_rows),
-        "caveats": _caveats(ok, oversubscribed(plan, specs)) if len(ok) else [],
+        "caveats": _caveats(ok, oversubscribed(plan, specs), specs) if len(ok) else [],
         "sections": decision.sections,
         "how_to_read": HOW_TO_READ.format(
             min_effect=min_effect, multiplicity=decision.multiplicity.sentence

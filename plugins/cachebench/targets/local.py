@@ -1,5 +1,8 @@
-"""The local target: real servers on 127.0.0.1, started and stopped by Terraform.
+"""The local target: real servers on this machine, started and stopped by Terraform.
 
+A plain node type's servers listen on 127.0.0.1; a miniature's (a row that mimics
+an AWS node type) run with its CPU, memory and network allowances enforced by the
+kernel, each node in its own cgroup and network namespace (cachebench.local.miniature).
 A deployment's servers (and its metrics agent) live in deployments/<instance>/server;
 each run is one detached `cachebench.local.runner` process (lock, flush, prefill,
 warm-up, measured window) in deployments/<instance>/load/<point>/rep<k>, watched
@@ -20,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from cachebench import engines, loadgen, specs
 from cachebench.loadgen import procs as genprocs
-from cachebench.local import procs, runner, runtime, servers
+from cachebench.local import miniature, netns, procs, runner, runtime, servers
 from cachebench.models import (
     DeploymentPlan,
     LoadCpu,
@@ -80,6 +83,12 @@ def server_pids(state_dir: Path) -> list[int]:
     return [int(n["pid"]) for n in reg.get("nodes", []) if n.get("pid")]
 
 
+def load_cgroup(state_dir: Path) -> list[str]:
+    """The cgroup.procs files a run's load generators join (a miniature's load cgroup)."""
+    prov = miniature.provisioned(state_dir)
+    return prov.groups[miniature.LOAD].procs_files if prov is not None else []
+
+
 def _runner_forms(record: RunRecord) -> list[list[str]]:
     return [record.detail.get("argv", [])]
 
@@ -96,7 +105,24 @@ class LocalTarget:
     module = "local"
 
     def problems(self, spec: CampaignSpec) -> list[str]:
-        return []
+        """A miniature node type needs what enforces it (root, tc, ip, cgroups); a plain one
+        runs anywhere."""
+        catalogue = specs.load_instance_specs()
+        minis = [
+            (i, nt)
+            for i, nt in enumerate(spec.node_types)
+            if (row := catalogue.get(("local", nt))) is not None and row.miniature
+        ]
+        missing = miniature.machine_problems() if minis else []
+        if not missing:
+            return []
+        plain = [nt for (t, nt), row in catalogue.items() if t == "local" and not row.miniature]
+        return [
+            f"node_types[{i}]: {nt!r}: a miniature (limits enforced by the kernel) needs "
+            f"{'; '.join(missing)}; allowed on this machine: {', '.join(plain)} "
+            "(plain, unlimited)"
+            for i, nt in minis
+        ]
 
     def tfvars(self, plan: DeploymentPlan, ddir: DeploymentDir, expires_at: int) -> dict[str, Any]:
         d = plan.deployment
@@ -104,6 +130,7 @@ class LocalTarget:
         binary = engines.server_binary(d.engine, d.version)
         if binary is None:
             raise RuntimeError(f"{d.engine} {d.version} is not installed on this machine")
+        mini = self._miniature(plan, ddir, spec, expires_at) if spec.miniature else None
         return {
             "deployment_id": plan.instance,
             "campaign": d.campaign,
@@ -116,7 +143,8 @@ class LocalTarget:
             "replicas": d.topology.replicas,
             "base_port": free_port_block(d.topology.nodes, plan.instance_index, plan.instances),
             "maxmemory_bytes": int(spec.memory_gib * (1 - RESERVED_MEMORY) * 2**30),
-            "io_threads": spec.vcpu,
+            "io_threads": miniature.io_threads(mini["cpu_limit_cores"]) if mini else spec.vcpu,
+            "miniature": mini,
             "state_dir": str(ddir.server),
             "runtime_dir": str(runtime.deployment_dir(ddir.server)),
             "python": sys.executable,
@@ -124,6 +152,38 @@ class LocalTarget:
             "metrics_interval_seconds": 1,
             "expires_at": expires_at,
         }
+
+    @staticmethod
+    def _miniature(
+        plan: DeploymentPlan, ddir: DeploymentDir, spec: specs.InstanceSpec, expires_at: int
+    ) -> dict[str, Any]:
+        """The miniature's limits, and its subnet claimed machine-wide until `down`."""
+        assert spec.mimics is not None and spec.cpu_limit_cores is not None
+        key = miniature.key_of(ddir.server)
+        owner = {
+            "key": key,
+            "state_dir": str(ddir.server),
+            "deployment_id": plan.instance,
+            "campaign": plan.deployment.campaign,
+            "run_id": plan.run_id,
+            "expires_at": expires_at,
+        }
+        allowance = None
+        if spec.network_baseline_gbps is not None:
+            assert spec.network_burst_gbps is not None and spec.network_bucket_mb is not None
+            allowance = miniature.allowance_of(
+                spec.network_baseline_gbps, spec.network_burst_gbps, spec.network_bucket_mb
+            )
+        nodes = plan.deployment.topology.nodes
+        return miniature.Miniature(
+            key=key,
+            mimics=spec.mimics,
+            subnet=netns.subnet_of(netns.claim(owner)),
+            cpu_limit_cores=spec.cpu_limit_cores,
+            memory_limit_bytes=int(spec.memory_gib * 2**30),
+            load_cpu_cores=miniature.load_cores(os.cpu_count() or 1, nodes, spec.cpu_limit_cores),
+            allowance=allowance,
+        ).model_dump()
 
     def backend_config(self, plan: DeploymentPlan, ddir: DeploymentDir) -> None:
         return None  # a local state file in the deployment's terraform/ dir
@@ -176,6 +236,7 @@ class LocalTarget:
             generators=run.point.load_generators,
             out_dir=str(out),
             lock=str(Path(prov.plan.run_dir) / LOCK),
+            cgroup_procs=load_cgroup(ddir.server),
         )
         job_file = out / "job.json"
         job_file.write_text(job.model_dump_json(indent=2))
@@ -303,6 +364,7 @@ class LocalTarget:
         result = servers.down(ddir.server)
         left = [f"server pid {p} outlived terraform destroy" for p in missed]
         left += [f"port {p} still in use" for p in result["busy_ports"]]
+        left += [f"{what} still on this machine" for what in result["left"]]
         return left
 
     def sweep(self, plan: DeploymentPlan, ddir: DeploymentDir) -> tuple[list[str], list[str]]:
@@ -320,6 +382,12 @@ class LocalTarget:
         ]
         left = [f"pid {p} survived SIGKILL" for p in swept["survivors"]]
         left += [f"port {p} still in use" for p in swept["ports"] if not procs.port_free(p)]
+        spec = specs.load_instance_specs().get(("local", plan.deployment.node_type))
+        if spec is not None and spec.miniature:  # found by its key: no registry needed
+            key = miniature.key_of(ddir.server)
+            if found := miniature.leftovers(key):
+                stopped.append(f"removed {', '.join(found)}")
+            left += [f"{what} still on this machine" for what in miniature.teardown(key)]
         return stopped, left
 
 
