@@ -411,6 +411,8 @@ def test_miniature_cluster_across_namespaces(tmp_path: Path) -> None:
         hosts = [f"{base[0]}.{int(base[1]) + 2 + i}" for i in range(4)]
         assert [n["host"] for n in endpoint["nodes"]] == hosts  # Terraform and `up` agree
         assert [n["host"] for n in reg["nodes"]] == hosts
+        held = kernel_objects({key})  # the subnet stays claimed while the servers run
+        assert any(o.startswith(f"claim {netns.CLAIMS_DIR}/{block}.json") for o in held), held
         password = Path(tfvars["runtime_dir"], "auth").read_text().strip()
         for n in reg["nodes"]:
             c = redis.Redis(

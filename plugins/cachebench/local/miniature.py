@@ -130,7 +130,8 @@ def provision(m: Miniature, node_ids: list[str]) -> Provisioned:
         raise MiniatureError("this machine cannot run a miniature: needs " + "; ".join(problems))
     hierarchy, _ = cgroups.detect()
     assert hierarchy is not None  # machine_problems said so
-    teardown(m.key)
+    if left := _remove(m.key):  # an interrupted `up`'s; the subnet claim stays ours
+        raise MiniatureError(f"an earlier up's resources could not be removed: {left}")
     net = netns.plan(m.key, m.subnet, node_ids)
     name = cgroup_name(m.key)
     node_limits = cgroups.Limits(
@@ -146,7 +147,7 @@ def provision(m: Miniature, node_ids: list[str]) -> Provisioned:
                 shaping.apply(n.netns, n.dev, m.allowance)  # outbound: what the node sends
                 shaping.apply(net.hub, n.hub_dev, m.allowance)  # inbound: what it receives
     except (cgroups.CgroupError, netns.NetError, shaping.ShapingError) as e:
-        teardown(m.key)
+        _remove(m.key)
         raise MiniatureError(str(e)) from e
     return Provisioned(miniature=m, hierarchy=hierarchy, net=net, groups=groups)
 
@@ -166,13 +167,20 @@ def launch(p: Provisioned, node_id: str, argv: list[str]) -> list[str]:
             nsenter, into, "--", *argv]  # fmt: skip
 
 
-def teardown(key: str) -> list[str]:
-    """Remove everything of deployment `key` (its processes are stopped first by the
-    caller; one left in a cgroup is killed); return what is left (empty: all gone)."""
+def _remove(key: str) -> list[str]:
+    """Remove deployment `key`'s namespaces, links and cgroups; return what is left."""
     left = netns.destroy(key)
     hierarchy, _ = cgroups.detect()
     if hierarchy is not None:
         left += cgroups.remove(hierarchy, cgroup_name(key))
+    return left
+
+
+def teardown(key: str) -> list[str]:
+    """Remove everything of deployment `key` (its processes are stopped first by the
+    caller; one left in a cgroup is killed), its subnet claim last; return what is left
+    (empty: all gone)."""
+    left = _remove(key)
     if not left:
         netns.release(key)
     return left
