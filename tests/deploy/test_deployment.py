@@ -200,9 +200,9 @@ def test_example_campaign_through_the_rest_api(deployment) -> None:
     run_id = r.json()["dag_run_id"]
     # include/campaigns/redis-vs-valkey-local.yaml, named as the README says
     deployments = {
-        f"{engine}-{topology}-local.small"
+        f"{engine}-single-{node_type}"
         for engine in ("redis-7.0", "valkey-9.1")
-        for topology in ("single", "c3r0")
+        for node_type in ("local.t4g.micro", "local.t4g.medium")
     }
     # label shown while deferred -> trigger id -> (classpath, triggerer ids seen)
     deferred: dict[str, dict[int, tuple[str, set[int | None]]]] = {}

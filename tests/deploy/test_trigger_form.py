@@ -151,13 +151,14 @@ def test_trigger_form_reads_every_field_and_runs_the_edit(deployment, page) -> N
     assert values(page, "schedule") == [""]
     assert chips(page, "engines") == ["redis 7.0", "valkey 9.1"]
     assert values(page, "engines") == ["redis 7.0", "valkey 9.1"]
-    assert chips(page, "topologies") == [
-        "single: one node",
-        "c3r0: cluster, 3 shards, no replicas (3 nodes)",
-    ]
-    assert values(page, "topologies") == ["single", "c3r0"]
+    assert chips(page, "topologies") == ["single: one node"]
+    assert values(page, "topologies") == ["single"]
     assert values(page, "custom_topologies") == [""]
-    assert chips(page, "node_types") == ["local.small: 1 vCPU, 1 GiB"]  # instance_specs.csv
+    assert chips(page, "node_types") == [  # include/instance_specs.csv
+        "local.t4g.micro: 2 vCPU, 0.5 GiB, 0.064-5 Gbps (miniature of cache.t4g.micro: 0.25 core)",
+        "local.t4g.medium: 2 vCPU, 3.09 GiB, 0.256-5 Gbps"
+        " (miniature of cache.t4g.medium: 0.25 core)",
+    ]
     assert json.loads(editor_text(page, "workloads")) == example["workloads"]
     assert values(page, "load_generators") == ["1"]
     assert values(page, "repetitions") == [str(example["repetitions"])]
@@ -169,10 +170,10 @@ def test_trigger_form_reads_every_field_and_runs_the_edit(deployment, page) -> N
     page.locator("#element_name").fill("form-trigger")
     remove_chip(page, "engines", "redis 7.0")
     remove_chip(page, "topologies", "single: one node")
-    remove_chip(page, "topologies", "c3r0: cluster, 3 shards, no replicas (3 nodes)")
     page.locator("#element_custom_topologies").fill("single")
     add_option(page, "node_types", "local.micro: 1 vCPU, 0.25 GiB")
-    remove_chip(page, "node_types", "local.small: 1 vCPU, 1 GiB")
+    for chip in chips(page, "node_types")[:2]:
+        remove_chip(page, "node_types", chip)
     paste_into_editor(page, "workloads", json.dumps([EDITED_WORKLOAD], indent=2))
     page.locator('[name="element_repetitions"]').fill("1")
     assert chips(page, "engines") == ["valkey 9.1"]
