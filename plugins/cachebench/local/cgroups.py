@@ -104,6 +104,7 @@ def detect(mounts: Path = MOUNTS) -> tuple[Hierarchy | None, str]:
         try:
             offered = set((Path(point) / "cgroup.controllers").read_text().split())
         except OSError:
+            v2_seen.append(f"{point} unreadable")
             continue
         v2_seen.append(f"{point} offers {', '.join(sorted(offered)) or 'no controller'}")
         if set(CONTROLLERS) <= offered:

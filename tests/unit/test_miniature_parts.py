@@ -2,7 +2,7 @@
 the cgroup file systems), tc's arguments and counters, addressing, the agent's rows.
 
 The kernel side (namespaces, veths, tbf, quotas really enforced) is tested end to end
-in tests/e2e/test_miniature.py.
+in tests/e2e/test_miniature_truth.py.
 """
 
 from __future__ import annotations

@@ -56,6 +56,7 @@ TRUTH = [
     "local,local.kt.large,local,2,0.5,10,10,cache.t4g.micro,0.2,100,test: 0.2 core,test row",
     "local,local.kt.large-twin,local,2,0.5,10,10,cache.t4g.micro,0.2,100,test: kt.large,test row",
     "local,local.kt.net,local,2,0.5,0.1,5,cache.t4g.micro,0.25,600,test: 600 MB bucket,test row",
+    "local,local.kt.wide,local,4,0.5,10,10,cache.t4g.micro,0.6,100,test: 0.6 core,test row",
 ]
 
 
@@ -266,6 +267,26 @@ def test_cpu_limit_ab_and_aa(airflow_db, results_dir, truth) -> None:
     finally:
         for run in runs.values():
             assert_nothing_left(run.path)
+
+
+def test_load_held_to_the_cores_left_is_called_client_bound(airflow_db, results_dir, truth) -> None:
+    """Three nodes of 0.6 core leave the load generators max(0.5, cores - 1.8) cores (its
+    cgroup's quota): the saturation check reads that capacity and calls the run
+    client-bound, as it must when the load generator, not the servers, is measured."""
+    fields = campaign("kt-bound", ["local.kt.wide"], {**CPU_WORKLOAD, "name": "w"}, 1)
+    fields["topologies"] = [{"cluster_mode": True, "shards": 3, "replicas": 0}]
+    dag_run, run = run_campaign(fields)
+    try:
+        assert str(dag_run.state) == "success"
+        rep = run.point("redis-7.0-c3r0-local.kt.wide-w").rep(1).path
+        cpu = json.loads((rep / "cpu.json").read_text())
+        quota = max(0.5, os.cpu_count() - 3 * 0.6)
+        assert {g["capacity_cores"] for g in cpu["generators"]} == {min(1.0, quota)}
+        (row,) = csv.DictReader(io.StringIO((run.path / "runs.csv").read_text()))
+        assert row["client_bound"] == "True", row
+        assert "load generator CPU p95" in row["client_bound_reason"]
+    finally:
+        assert_nothing_left(run.path)
 
 
 # ------------------------------------------------------------------ refused, and still plain
