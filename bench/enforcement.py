@@ -239,7 +239,7 @@ def burst_in(work: Path) -> list[Row]:
         load_cpu_cores=1.0,
         allowance=miniature.allowance_of(**PEAK),
     )
-    prov = miniature.provision(m, ["0001-001"])
+    prov = miniature.provision(m, ["0001-001"], owner)
     node = prov.net.nodes[0]
     sink = subprocess.Popen(
         ["nsenter", f"--net={netns.NETNS_DIR / node.netns}", sys.executable, "-c",

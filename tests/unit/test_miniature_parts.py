@@ -220,3 +220,17 @@ def test_agent_cpu_in_percent_of_the_quota() -> None:
     rows = agent.metrics_from_info(prev, cur, 1.0, "0001-001", 0, cpu_cores=0.25)
     cpu = next(r for r in rows if r["metric"] == "CPUUtilization")
     assert cpu["value"] == pytest.approx(80.0)  # 0.2 of a 0.25-core allowance
+
+
+def test_claims_are_exclusive_and_held_again_after_a_down(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(netns, "CLAIMS_DIR", tmp_path / "net")
+    a = {"key": "aaaaaaaa", "state_dir": "/r/a/server"}
+    b = {"key": "bbbbbbbb", "state_dir": "/r/b/server"}
+    assert (netns.claim(a), netns.claim(b)) == (0, 1)
+    assert netns.claim(a) == 0  # a render_tfvars retry keeps its block
+    netns.release("aaaaaaaa")  # `down` gave it back; the replacing `up` holds it again
+    netns.hold("169.254.1.0/27", a)
+    assert [(blk, o["key"]) for blk, o in netns.claims()] == [(0, "aaaaaaaa"), (1, "bbbbbbbb")]
+    netns.hold("169.254.1.0/27", a)  # already its own: nothing to do
+    with pytest.raises(netns.NetError, match="claimed by another deployment"):
+        netns.hold("169.254.1.32/27", a)

@@ -123,13 +123,18 @@ def io_threads(cpu_limit_cores: float) -> int:
     return max(1, math.floor(cpu_limit_cores))
 
 
-def provision(m: Miniature, node_ids: list[str]) -> Provisioned:
+def provision(m: Miniature, node_ids: list[str], owner: dict) -> Provisioned:
     """Make the cgroups, namespaces, links and shapers of a deployment (anything of the
-    same key left by an interrupted `up` is removed first)."""
+    same key left by an interrupted `up` is removed first), its subnet held by owner
+    (what the reaper reads: state_dir, run, expiry) for as long as they exist."""
     if problems := machine_problems():
         raise MiniatureError("this machine cannot run a miniature: needs " + "; ".join(problems))
     hierarchy, _ = cgroups.detect()
     assert hierarchy is not None  # machine_problems said so
+    try:
+        netns.hold(m.subnet, {**owner, "key": m.key})
+    except netns.NetError as e:
+        raise MiniatureError(str(e)) from e
     if left := _remove(m.key):  # an interrupted `up`'s; the subnet claim stays ours
         raise MiniatureError(f"an earlier up's resources could not be removed: {left}")
     net = netns.plan(m.key, m.subnet, node_ids)

@@ -140,6 +140,28 @@ def claim(owner: dict) -> int:
     raise NetError(f"every one of the {BLOCKS} local subnets is claimed ({CLAIMS_DIR})")
 
 
+def hold(subnet: str, owner: dict) -> None:
+    """Make sure owner["key"] holds subnet: claimed again if its claim was given back (a
+    `down` before a replacing `up`); NetError if another deployment holds it."""
+    block = next((b for b in range(BLOCKS) if subnet_of(b) == subnet), None)
+    if block is None:
+        raise NetError(f"{subnet} is not one of the local subnets (169.254.X.Y/27)")
+    path = CLAIMS_DIR / f"{block}.json"
+    CLAIMS_DIR.mkdir(parents=True, exist_ok=True, mode=0o755)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        try:
+            held = json.loads(path.read_text())
+        except (OSError, ValueError):
+            held = {}
+        if held.get("key") != owner["key"]:
+            raise NetError(f"subnet {subnet} is claimed by another deployment ({path})") from None
+        return
+    with os.fdopen(fd, "w") as fh:
+        json.dump({**owner, "block": block, "subnet": subnet}, fh)
+
+
 def claims() -> list[tuple[int, dict | None]]:
     """Every claimed block and its owner (None: unreadable, e.g. being written)."""
     out = []

@@ -389,6 +389,8 @@ def _up_locked(cfg: dict[str, Any], sd: Path, version: str) -> dict[str, Any]:
         if _running_here(sd) or prov is not None:
             _stop_all(sd)  # stale or different servers: start clean
         prov = None
+        keys = ("state_dir", "deployment_id", "campaign", "run_id", "expires_at")
+        owner = {k: cfg[k] for k in keys}
         if cfg["miniature"] is None:
             _check_ports(cfg, nodes)
         else:  # each node gets its own namespace: no port of this machine's is taken
@@ -396,14 +398,14 @@ def _up_locked(cfg: dict[str, Any], sd: Path, version: str) -> dict[str, Any]:
                 prov = miniature.provision(
                     miniature.Miniature.model_validate(cfg["miniature"]),
                     [n.node_id for n in nodes],
+                    owner,
                 )
             except miniature.MiniatureError as e:
                 raise LocalError(f"miniature {cfg['miniature']['mimics']}: {e}") from e
             # recorded at once: a failure from here on still finds it to remove
             procs.write_json_atomic(sd / miniature.FILE, prov.model_dump(mode="json"))
-        owner = ("state_dir", "deployment_id", "campaign", "run_id", "expires_at")
         try:
-            runtime.make(rt, {k: cfg[k] for k in owner})
+            runtime.make(rt, owner)
         except (OSError, runtime.NotPrivate) as e:
             raise LocalError(f"runtime_dir {rt}: {e}") from e
         password = secrets.token_urlsafe(32)
