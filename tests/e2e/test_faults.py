@@ -229,7 +229,18 @@ def test_apply_dies_half_way(airflow_db, results_dir: Path, monkeypatch) -> None
 
 
 def server_count(root: Path) -> int:
-    return sum(1 for p in processes_in(root) if p["name"] == "redis-server")
+    """Servers running under root; a server's own fork (daemonizing, or the RDB it sends a
+    replica) is not another server."""
+
+    def forked(pid: int) -> bool:
+        with contextlib.suppress(psutil.Error):
+            parent = psutil.Process(pid).parent()
+            return parent is not None and parent.name() == "redis-server"
+        return False
+
+    return sum(
+        1 for p in processes_in(root) if p["name"] == "redis-server" and not forked(p["pid"])
+    )
 
 
 def test_apply_retry_is_idempotent(airflow_db, results_dir: Path, monkeypatch) -> None:
