@@ -13,7 +13,7 @@ runs (no worker slot is held) and reads what it leaves in the job's folder:
     handles.json    the measured generators (pids, outputs), while they run
     measured.json   the measured window (LoadResult)
     cpu.json        the load generators' CPU each second of the measured window
-    error.json      why the run failed, if it did (then exit status 1)
+    error.json      why the run failed, if it did (then exit status 1): RunnerError
 
 It runs with its working directory in the job's folder, inside the
 deployment's, so destroy's sweep finds it and its generators. SIGTERM stops
@@ -53,6 +53,15 @@ class RunJob(Strict):
     generators: int = Field(ge=1)
     out_dir: str
     lock: str = Field(description="the campaign run's load lock file")
+
+
+class RunnerError(Strict):
+    """Why a run failed, as its runner saw it (error.json)."""
+
+    step: str
+    type: str
+    message: str
+    lost: bool = Field(False, description="a load generator was killed by a signal nobody sent")
 
 
 def deadline_after(start: float, w: Workload) -> float:
@@ -148,7 +157,9 @@ def run(job: RunJob) -> int:
         result = measure(job, out, password, status)
         _write(out, "measured.json", result.model_dump(mode="json"))
     except BaseException as exc:  # every failure is the run's result: say it, then exit
-        _write(out, "error.json", {"step": step, "type": type(exc).__name__, "message": str(exc)})
+        lost = isinstance(exc, loadgen.LoadError) and exc.lost
+        failure = RunnerError(step=step, type=type(exc).__name__, message=str(exc), lost=lost)
+        _write(out, "error.json", failure.model_dump())
         return 1
     status("done")
     return 0

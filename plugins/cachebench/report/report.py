@@ -23,7 +23,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from cachebench import pricing
 from cachebench.campaign import CampaignPlan
-from cachebench.models import LoadCpu, LoadResult, Point
+from cachebench.models import LoadCpu, LoadResult, Point, RunRecord
 from cachebench.report import plots, stats
 from cachebench.report.decision import decide, label
 from cachebench.report.explore import PLOTLY_JS, ExploreRun, explore, write_plotly_js
@@ -206,6 +206,17 @@ def draw_missing_dashboards(run_dir: Path, specs: dict) -> None:
             log.warning("no dashboard for %s rep %d: %s", point.id, rep, exc)
 
 
+def attempts(run_dir: Path, instance: str, point: Point, rep: int) -> dict[str, Any]:
+    """Which attempt a run's row is (a lost attempt is measured again) and what became of
+    the earlier ones, from the run's record."""
+    path = RunDir(run_dir).deployment(instance).record(point.id, rep)
+    try:
+        record = RunRecord.model_validate_json(path.read_text())
+    except (OSError, ValueError):
+        return {"attempt": None, "earlier_attempts": ""}
+    return {"attempt": record.attempt, "earlier_attempts": " | ".join(record.earlier)}
+
+
 def collect_runs(run_dir: Path, specs: dict, prices: dict) -> list[dict[str, Any]]:
     """One row per planned run: its summary statistics (status ok) or why it has none.
 
@@ -214,7 +225,7 @@ def collect_runs(run_dir: Path, specs: dict, prices: dict) -> list[dict[str, Any
     rows = []
     for point, rep, instance in _planned(run_dir):
         rdir = run_dir / "points" / point.id / f"rep{rep}"
-        base = {"repetition": rep, "deployment": instance}
+        base = {"repetition": rep, "deployment": instance} | attempts(run_dir, instance, point, rep)
         missing = [f for f in RUN_REQUIRED if not (rdir / f).is_file()]
         if missing:
             reason = _reason(run_dir, rdir, run_dir / "deployments" / instance)
@@ -444,8 +455,8 @@ def _price_list(ok_rows: list[dict], prices: dict) -> list[dict[str, str]]:
 
 #: runs.csv columns besides the summary's.
 RUN_EVIDENCE = [
-    "started_at", "ops_ci_low", "ops_ci_high", "cpu_p95_pct", "rate_shortfall_pct", "client_bound",
-    "client_bound_reason", "load_cpu_known", "notes",
+    "attempt", "earlier_attempts", "started_at", "ops_ci_low", "ops_ci_high", "cpu_p95_pct",
+    "rate_shortfall_pct", "client_bound", "client_bound_reason", "load_cpu_known", "notes",
 ]  # fmt: skip
 HOW_TO_READ = (
     "How to read this: every number of a point is the mean of its runs (repetitions on "
@@ -499,6 +510,10 @@ def _flags(row: dict[str, Any], slo: dict) -> str:
     if row["point_id"] in slo:
         flags.append(f"p99 objective: {slo[row['point_id']].status}")
     return "; ".join(flags)
+
+
+def _earlier(text: str | None) -> str:
+    return f"measured again after {text}" if text else ""
 
 
 def _interrupted(run_dir: Path) -> str:
@@ -631,10 +646,13 @@ def _build_report(run_dir: Path, specs: dict | None, prices: dict | None) -> dic
                 "deployment": r["deployment"],
                 "point_id": r["point_id"],
                 "repetition": r["repetition"],
+                "attempt": _fmt(r.get("attempt"), "d"),
                 "status": r["status"],
                 "ops": _fmt(r.get("ops_per_sec"), ",.0f"),
                 "p99": _fmt(r.get("p99_ms"), ".3f"),
-                "reason": r["reason"],
+                "reason": "; ".join(
+                    filter(None, [r["reason"], _earlier(r.get("earlier_attempts"))])
+                ),
             }
             for i, r in enumerate(run_rows)
         ],

@@ -47,6 +47,16 @@ TRIGGER = "cachebench.triggers.watch.LoadWatchTrigger"
 PLUGINS_DIR = Path(__file__).resolve().parents[2]
 LOCK = ".load.lock"  # in the campaign run's folder: one load at a time on this machine
 AGENT_SETTLE_S = 0.25  # a sample the agent took before the window's end is on disk by then
+# What a run's runner writes, removed before each attempt: never read as the new one's.
+STALE = (
+    "status.json",
+    "handles.json",
+    "error.json",
+    "measured.json",
+    "warmup.json",
+    "prefill.json",
+    "cpu.json",
+)
 
 
 def port_first() -> int:
@@ -80,15 +90,12 @@ def server_pids(state_dir: Path) -> list[int]:
     return [int(n["pid"]) for n in reg.get("nodes", []) if n.get("pid")]
 
 
-def _runner_forms(record: RunRecord) -> list[list[str]]:
-    return [record.detail.get("argv", [])]
+def _runner(record: RunRecord) -> genprocs.Ident:
+    return record.detail["pid"], record.detail.get("proc_start")
 
 
 def runner_alive(record: RunRecord) -> bool:
-    d = record.detail
-    return bool(d.get("pid")) and genprocs.is_ours(
-        d["pid"], d.get("start_ticks"), _runner_forms(record)
-    )
+    return bool(record.detail.get("pid")) and not genprocs.ended(*_runner(record))
 
 
 class LocalTarget:
@@ -165,7 +172,7 @@ class LocalTarget:
         ddir = ddir_of(prov.plan)
         out = ddir.load(run.point.id, run.repetition)
         out.mkdir(parents=True, exist_ok=True)
-        for stale in ("error.json", "measured.json", "warmup.json", "prefill.json", "cpu.json"):
+        for stale in STALE:
             (out / stale).unlink(missing_ok=True)  # an earlier attempt's, never this one's
         job = runner.RunJob(
             key=run.key,
@@ -180,7 +187,7 @@ class LocalTarget:
         job_file.write_text(job.model_dump_json(indent=2))
         argv = [sys.executable, "-m", runner.MODULE, str(job_file)]
         with (out / "runner.log").open("ab") as log:
-            proc = subprocess.Popen(
+            runner_proc = genprocs.launch(
                 argv,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -190,15 +197,14 @@ class LocalTarget:
                 start_new_session=True,
                 close_fds=True,
             )
-        loadgen.adopt(proc)  # reaped when it ends, not left a zombie
         return RunRecord(
             status="started",
             attempt=attempt,
             phase="load",
             started_at=time.time(),
             detail={
-                "pid": proc.pid,
-                "start_ticks": genprocs.start_ticks(proc.pid),
+                "pid": runner_proc.proc.pid,
+                "proc_start": runner_proc.start,
                 "argv": argv,
                 "out_dir": str(out),
             },
@@ -230,7 +236,7 @@ class LocalTarget:
     def _stop(self, record: RunRecord) -> None:
         d = record.detail
         if d.get("pid"):
-            genprocs.terminate([(d["pid"], d.get("start_ticks"), _runner_forms(record))], 5.0)
+            genprocs.terminate([_runner(record)], 5.0)
         handles = procs.read_json(Path(d.get("out_dir", "/nonexistent")) / "handles.json")
         if isinstance(handles, list) and handles:
             loadgen.stop_load(handles)
@@ -239,15 +245,23 @@ class LocalTarget:
         out = Path(record.detail["out_dir"])
         warm, filled, measured = out / "warmup.json", out / "prefill.json", out / "measured.json"
         cpu = out / "cpu.json"
-        error = ""
-        failure = procs.read_json(out / "error.json")
-        if isinstance(failure, dict):
-            what = failure.get("message")
-            if failure.get("type") != "LoadError":
-                what = f"{failure.get('type')}: {what}"
-            error = f"its {failure.get('step')} failed: {what}"
+        error, lost = "", False
+        failed = out / "error.json"
+        if failed.is_file():
+            failure = runner.RunnerError.model_validate_json(failed.read_text())
+            what = failure.message
+            if failure.type != "LoadError":
+                what = f"{failure.type}: {what}"
+            error, lost = f"its {failure.step} failed: {what}", failure.lost
         elif not measured.is_file():
-            error = f"the run's load ended without a result (runner log: {out / 'runner.log'})"
+            # the runner ended without saying why (killed, out of memory): the harness lost it
+            phase = (procs.read_json_dict(out / "status.json") or {}).get("phase", "not started")
+            log = loadgen.tail(out / "runner.log") or "(empty)"
+            error = (
+                f"the run's runner ended without a result or an error, in its {phase} phase "
+                f"(the harness lost the run); runner log ({out / 'runner.log'}): {log}"
+            )
+            lost = True
         return RunLoads(
             measured=(
                 LoadResult.model_validate_json(measured.read_text())
@@ -260,6 +274,7 @@ class LocalTarget:
             ),
             cpu=LoadCpu.model_validate_json(cpu.read_text()) if cpu.is_file() else None,
             error=error,
+            lost=lost,
         )
 
     def metrics(self, prov: Provisioned, run: RunSpec, start: float, end: float) -> pd.DataFrame:
