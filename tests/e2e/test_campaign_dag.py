@@ -183,7 +183,7 @@ def test_deployments_are_provisioned_once_and_measure_every_run_in_order(
                     assert re.match(r"measured [+-]\d+\.\d% \(", next(parts)), line
                     continue
                 assert re.search(
-                    r"wins, [+-]\d+\.\d% \([+-]\d+\.\d% to [+-]\d+\.\d%, 95% "
+                    r"wins, [+-]\d+\.\d% \([+-]\d+\.\d% to [+-]\d+\.\d%, 9\d(\.\d)?% "
                     r"interval\)|no significant difference \([+-]",
                     part,
                 ), part
