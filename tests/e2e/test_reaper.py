@@ -16,8 +16,7 @@ from airflow.dag_processing.dagbag import DagBag
 
 from cachebench import engines, reaper, steps
 from cachebench.campaign import CampaignSpec
-from cachebench.local import procs, servers
-from cachebench.targets import local
+from cachebench.local import machine, procs, servers
 from cachebench.workspace import RunDir
 
 pytestmark = pytest.mark.e2e
@@ -26,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def free_base(k: int) -> int:
     """A port well above the fault tests' blocks, for planted servers."""
-    base = local.port_first() + 4000 + 20 * k
+    base = machine.port_first() + 4000 + 20 * k
     return next(p for p in range(base, base + 20) if procs.port_free(p))
 
 

@@ -9,7 +9,6 @@ by LoadWatchTrigger on the triggerer.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from cachebench import engines, loadgen, specs
 from cachebench.loadgen import procs as genprocs
-from cachebench.local import procs, runner, servers
+from cachebench.local import machine, procs, runner, servers
 from cachebench.models import (
     DeploymentPlan,
     LoadCpu,
@@ -40,12 +39,9 @@ if TYPE_CHECKING:
 
     from cachebench.campaign import CampaignSpec
 
-PORT_SPAN, PORT_BLOCK = 5000, 20  # a deployment's nodes take a block; cluster bus ports: +10000
-BLOCKS = PORT_SPAN // PORT_BLOCK
 RESERVED_MEMORY = 0.25  # ElastiCache's default reserved-memory-percent
 TRIGGER = "cachebench.triggers.watch.LoadWatchTrigger"
 PLUGINS_DIR = Path(__file__).resolve().parents[2]
-LOCK = ".load.lock"  # in the campaign run's folder: one load at a time on this machine
 AGENT_SETTLE_S = 0.25  # a sample the agent took before the window's end is on disk by then
 # What a run's runner writes, removed before each attempt: never read as the new one's.
 STALE = (
@@ -57,28 +53,6 @@ STALE = (
     "prefill.json",
     "cpu.json",
 )
-
-
-def port_first() -> int:
-    """Start of the local port range; CACHEBENCH_PORT_FIRST moves it (e.g. for parallel CI)."""
-    return int(os.environ.get("CACHEBENCH_PORT_FIRST", "30000"))
-
-
-def free_port_block(nodes: int, index: int, count: int) -> int:
-    """A block of ports (and cluster bus ports) nothing listens on, never another deployment's.
-
-    Deployment i of n only ever takes blocks i, i+n, i+2n...: all deployments of a
-    run render their tfvars before any applies, so probing alone would hand every
-    one the same free block.
-    """
-    first = port_first()
-    for block in range(index, BLOCKS, max(count, 1)):
-        base = first + block * PORT_BLOCK
-        if all(
-            procs.port_free(p) and procs.port_free(p + 10000) for p in range(base, base + nodes)
-        ):
-            return base
-    raise RuntimeError(f"no free block of {nodes} ports in {first}-{first + PORT_SPAN}")
 
 
 def ddir_of(plan: DeploymentPlan) -> DeploymentDir:
@@ -121,7 +95,9 @@ class LocalTarget:
             "cluster_mode": d.topology.cluster_mode,
             "shards": d.topology.shards,
             "replicas": d.topology.replicas,
-            "base_port": free_port_block(d.topology.nodes, plan.instance_index, plan.instances),
+            # claimed machine-wide until destroy: no other deployment of any campaign
+            # on this machine gets these ports, whichever applies first (machine.py)
+            "base_port": machine.claim_ports(ddir.path, d.topology.nodes, expires_at),
             "maxmemory_bytes": int(spec.memory_gib * (1 - RESERVED_MEMORY) * 2**30),
             "io_threads": spec.vcpu,
             "state_dir": str(ddir.server),
@@ -181,7 +157,7 @@ class LocalTarget:
             tool=run.point.load_tool,
             generators=run.point.load_generators,
             out_dir=str(out),
-            lock=str(Path(prov.plan.run_dir) / LOCK),
+            lock=str(machine.load_lock()),
         )
         job_file = out / "job.json"
         job_file.write_text(job.model_dump_json(indent=2))
@@ -288,17 +264,18 @@ class LocalTarget:
 
     @contextlib.contextmanager
     def quiet(self, prov: Provisioned) -> Iterator[None]:
-        """Hold the campaign run's load lock (every runner waits for it before it loads);
-        Busy when another deployment's load holds it."""
-        fd = os.open(Path(prov.plan.run_dir) / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        """Hold the machine's load lock (every runner, of any campaign on this machine,
+        waits for it before it loads); Busy when another load or export holds it."""
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise Busy("another deployment's load runs") from None
-            yield
-        finally:
-            os.close(fd)
+            with machine.holding_load(f"export of {prov.plan.instance} ({prov.plan.run_dir})"):
+                yield
+        except BlockingIOError:
+            holder = machine.load_holder()
+            raise Busy(
+                f"another load runs ({holder['what']}, pid {holder['pid']})"
+                if holder
+                else "another load runs"
+            ) from None
 
     # ------------------------------------------------------------ destroy
 
@@ -326,6 +303,8 @@ class LocalTarget:
         was removed under a running deployment.
         """
         swept = procs.kill_under(ddir.path)
+        if not swept["survivors"]:  # its ports are free again: give the block back
+            machine.release_ports(ddir.path)
         stopped = [
             f"stopped {f['kind']} pid {f['pid']} ({os.path.basename(f['argv0'])}) "
             f"found in {f['cwd']}"
