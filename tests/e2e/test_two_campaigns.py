@@ -12,71 +12,24 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
+from cli_runs import start_run, tiny_campaign
 from leftovers import assert_nothing_left
 
 from cachebench.local import machine
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def campaign(name: str) -> dict:
-    return {
-        "name": name,
-        "target": "local",
-        "engines": [{"engine": "redis", "versions": ["7.0"]}],
-        "topologies": [{"cluster_mode": False}],
-        "node_types": ["local.micro"],
-        "workloads": [
-            {
-                "name": "w",
-                "ratio": "1:4",
-                "value_size": 64,
-                "key_space": 2000,
-                "pipeline": 2,
-                "clients": 2,
-                "threads": 1,
-                "warmup_seconds": 1,
-                "duration_seconds": 3,
-            }
-        ],
-        "repetitions": 2,
-        "budget_usd": 0,
-    }
-
-
-def start(tmp_path: Path, name: str) -> subprocess.Popen:
-    home = tmp_path / name
-    home.mkdir()
-    path = home / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(campaign(name)))
-    env = {
-        **os.environ,  # the session's CACHEBENCH_MACHINE_DIR and CACHEBENCH_PORT_FIRST
-        "PYTHONPATH": str(ROOT / "plugins"),
-        "CACHEBENCH_RESULTS": str(home / "results"),
-        "AIRFLOW_HOME": str(home / "airflow-home"),
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "cachebench", "run", str(path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-        cwd=ROOT,
-    )
 
 
 def test_two_campaigns_started_together_both_succeed_and_never_load_at_once(
     tmp_path: Path,
 ) -> None:
-    procs = {name: start(tmp_path, name) for name in ("twin-a", "twin-b")}
+    procs = {
+        name: start_run(tiny_campaign(name, duration_seconds=3), tmp_path / name)
+        for name in ("twin-a", "twin-b")
+    }
     outputs = {}
     try:
         for name, proc in procs.items():

@@ -360,6 +360,20 @@ def test_memtier_start_collect_with_a_stand_in_binary(tmp_path, fake_memtier):
     )
 
 
+def one_memtier(out_dir: Path, phase: str):
+    """run_load of one (stand-in) memtier generator for 1 s, with a password."""
+    return run_load(
+        workload(),
+        endpoint(6379),
+        password="pw",
+        out_dir=out_dir,
+        generators=1,
+        tool="memtier_benchmark",
+        phase=phase,
+        duration_s=1,
+    )
+
+
 def test_a_generator_that_briefly_shows_an_empty_cmdline_is_still_running(
     tmp_path, fake_memtier, monkeypatch
 ):
@@ -368,16 +382,7 @@ def test_a_generator_that_briefly_shows_an_empty_cmdline_is_still_running(
     that matches /proc text took a running generator for gone and collected nothing."""
     monkeypatch.setenv("FAKE_MEMTIER_BLANK_S", "1.0")
     monkeypatch.setenv("FAKE_MEMTIER_SECONDS", "0.5")
-    result = run_load(
-        workload(),
-        endpoint(6379),
-        password="pw",
-        out_dir=tmp_path / "load",
-        generators=1,
-        tool="memtier_benchmark",
-        phase="warmup",
-        duration_s=1,
-    )
+    result = one_memtier(tmp_path / "load", "warmup")
     assert result.requests == WINDOW
     assert len(runs(fake_memtier)) == 1  # logged after its cmdline came back: it ran once
 
@@ -394,16 +399,7 @@ def test_gave_no_result_says_how_the_generator_ended(
 ):
     monkeypatch.setenv("FAKE_MEMTIER_DIE", die)
     with pytest.raises(LoadError) as caught:
-        run_load(
-            workload(),
-            endpoint(6379),
-            password="pw",
-            out_dir=tmp_path / "load",
-            generators=1,
-            tool="memtier_benchmark",
-            phase="measured",
-            duration_s=1,
-        )
+        one_memtier(tmp_path / "load", "measured")
     message = str(caught.value)
     assert message.startswith("generator 0 (memtier_benchmark mixed, pid ")
     json_path = tmp_path / "load" / "measured-g0.json"

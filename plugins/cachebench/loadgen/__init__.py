@@ -383,7 +383,7 @@ def wait_load(handles: Sequence[dict], timeout_s: float) -> bool:
     while load_running(handles):
         if time.monotonic() >= deadline:
             return False
-        time.sleep(0.05)  # the warm-up blocks here: notice its end at once (/proc is cheap)
+        time.sleep(0.05)  # the warm-up blocks here: notice its end at once (a poll is cheap)
     return True
 
 

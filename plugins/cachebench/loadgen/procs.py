@@ -88,6 +88,8 @@ _LAUNCHED: dict[Ident, Launched] = {}
 
 def launch(argv: Sequence[str], **popen: object) -> Launched:
     """Popen argv and remember it, so its end is known from its exit status."""
+    for child in _LAUNCHED.values():
+        child.proc.poll()  # reap the ones that ended: no zombies pile up (their status stays)
     proc = subprocess.Popen(list(argv), **popen)  # type: ignore[call-overload]
     return adopt(proc)
 
