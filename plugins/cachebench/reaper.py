@@ -19,8 +19,11 @@ running run that has not expired is left alone.
 
 Destroying a local deployment: `terraform destroy` in the deployment's work dir when
 its state still holds resources, then `cachebench.local.servers.down` on its
-state dir, then a /proc sweep of the deployment's folder; it is reaped only when no
-process of the deployment is left and its ports are free.
+state dir (which removes its private runtime folder, the secrets), then a /proc sweep
+of the deployment's folder; it is reaped only when no process of the deployment is
+left and its ports are free. A runtime folder (cachebench.local.runtime) outlives its
+deployment when that folder was removed: it is removed once no process of the
+deployment runs and the same rules (expired, run finished, folder gone) say so.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cachebench import targets
-from cachebench.local import procs, servers
+from cachebench.local import procs, runtime, servers
 from cachebench.workspace import results_root
 
 log = logging.getLogger(__name__)
@@ -44,6 +47,7 @@ FINISHED = "finished"
 OTHER_TARGETS = ("aws",)
 
 RunState = Callable[[str, str], str | None]
+STRAY_RUNTIME_S = 3600  # a runtime folder without an owner is left alone this long
 
 
 class Reapable(Protocol):
@@ -243,6 +247,27 @@ def reap_local(leftover: Leftover) -> list[str]:
     return problems
 
 
+def stale_runtime(now: float, run_state: RunState) -> list[tuple[Path, str]]:
+    """Runtime folders (a deployment's secrets) no running deployment needs, and why."""
+    stale = []
+    for path, owner in runtime.owners():
+        if owner is None or not isinstance(owner.get("state_dir"), str):
+            try:  # `up` writes its owner at once; `down` may have removed it meanwhile
+                stray = now - path.stat().st_mtime > STRAY_RUNTIME_S
+            except OSError:
+                continue
+            if stray:
+                stale.append((path, "it names no deployment"))
+            continue
+        sd = Path(owner["state_dir"])
+        if procs.processes_under(sd.parent):
+            continue  # its servers run: find_local's to judge, their password kept
+        reason = "its deployment's folder was removed" if not sd.is_dir() else None
+        if reason := reason or _decide(owner, now, run_state):
+            stale.append((path, reason))
+    return stale
+
+
 # ------------------------------------------------------------------ all targets
 
 
@@ -276,7 +301,13 @@ def reap(
             continue
         problems = reapers[item.target](item)
         (failed if problems else reaped).append({**asdict(item), "problems": problems})
+    secrets = stale_runtime(now, run_state)  # after the reaping: their servers are gone
+    for path, reason in secrets:
+        log.warning("reaper: runtime folder %s: %s", path, reason)
+        if not dry_run:
+            runtime.remove(path)
     return {
+        "runtime_folders": [{"where": str(p), "reason": r} for p, r in secrets],
         "found": [asdict(i) for i in leftovers],
         "reaped": reaped,
         "failed": failed,

@@ -152,9 +152,15 @@ def validate(
 
 
 def plan(
-    params: dict[str, Any], run_id: str, dag_target: str | None = None
+    params: dict[str, Any],
+    run_id: str,
+    dag_target: str | None = None,
+    dag_id: str | None = None,
 ) -> list[DeploymentPlan]:
     """Validate, expand and cost the campaign; refuse it before anything exists.
+
+    dag_id (the DAG running it) goes into campaign.json: who may read that DAG may
+    read the run's report (cachebench.serve).
 
     Returns the deployments to provision. A re-run (cleared run, retried plan)
     leaves out the deployments whose every run has a result: the finished runs of
@@ -171,6 +177,7 @@ def plan(
         estimate_usd=estimate,
         deployments=plans,
         provenance=provenance.collect(spec.target, tool),
+        dag_id=dag_id,
     )
     (run.path / "points").mkdir(parents=True, exist_ok=True)
     run.write_json("campaign.json", campaign.model_dump(mode="json"))

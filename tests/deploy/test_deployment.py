@@ -26,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 import psutil
 import pytest
+from form_params import ADHOC, one_deployment, workload
 from leftovers import assert_nothing_left
 
 from cachebench.workspace import run_slug
@@ -33,41 +34,11 @@ from cachebench.workspace import run_slug
 pytestmark = [pytest.mark.deploy, pytest.mark.e2e]
 
 EXAMPLE = "cachebench__redis-vs-valkey-local"
-ADHOC = "cachebench_adhoc"
 TINY = "cachebench__tiny-hourly"
 MEASURE, DESTROY = "deployment.measure", "deployment.destroy"
 REDIS = "redis-7.0-single-local.micro"  # README: engine-version-topology-node_type
 TRIGGER = "cachebench.triggers.watch.LoadWatchTrigger"
 RUNNER = "cachebench.local.runner"  # `python -m` module of a run's detached runner
-
-
-def workload(warmup: int, duration: int, name: str = "short") -> dict:
-    return {
-        "name": name,
-        "ratio": "1:4",
-        "value_size": 128,
-        "key_space": 5000,
-        "key_pattern": "R:R",
-        "pipeline": 2,
-        "clients": 4,
-        "threads": 1,
-        "warmup_seconds": warmup,
-        "duration_seconds": duration,
-        "rate_limit": None,
-    }
-
-
-def one_deployment(dep, name: str, warmup: int, duration: int, repetitions: int) -> dict:
-    """The UI form's params for one Redis deployment measuring one workload."""
-    return dep.ui_conf(
-        ADHOC,
-        name=name,
-        engines=[{"engine": "redis", "versions": ["7.0"]}],
-        topologies=[{"cluster_mode": False}],
-        node_types=["local.micro"],
-        workloads=[workload(warmup, duration)],
-        repetitions=repetitions,
-    )
 
 
 def run_dir(dep, campaign: str, run_id: str) -> Path:

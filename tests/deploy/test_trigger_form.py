@@ -5,7 +5,9 @@ api-server of tests/deploy/conftest.py, opens the DAG and clicks Trigger. Every
 field must show its default readably (multi-selects of engine versions, topology
 presets and node types, a JSON editor of the workloads, never `[object Object]`);
 then a workload, an engine and the repetitions (one run) are changed in the form,
-the run is triggered from it and must succeed with exactly the changed values.
+the run is triggered from it and must succeed with exactly the changed values; then its
+report task's "Campaign report" link, clicked in the same signed-in browser, opens the
+report from the api-server (cachebench.serve, which serves no one without a session).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import yaml
@@ -210,3 +213,19 @@ def test_trigger_form_reads_every_field_and_runs_the_edit(deployment, page) -> N
     ] == [("valkey", "9.1", "single", "local.micro", "form-edit")]
     assert float(rows[0]["requests"]) > 0
     assert (int(rows[0]["repetitions"]), int(rows[0]["runs_ok"])) == (1, 1)
+
+    # -- the report task's "Campaign report" link: one click, as the signed-in user --------
+    run_path = quote(run["dag_run_id"], safe="")
+    page.goto(f"{dep.url}/dags/{ADHOC}/runs/{run_path}/tasks/report/details")
+    link = page.get_by_role("link", name="Campaign report")
+    with page.expect_response(lambda r: r.url.endswith("/report.html")) as opened:
+        link.click(timeout=60_000)
+    assert opened.value.status == 200
+    served = f"{dep.url}/cachebench/reports/form-trigger/{results.name}/report.html"
+    assert opened.value.url == served
+    page.wait_for_load_state("load")
+    assert page.title() == "Benchmark report: form-trigger"
+    # its figures and plotly.js come from the same app, with the same session
+    assert page.evaluate("typeof Plotly") == "object"
+    widths = page.locator("img").evaluate_all("els => els.map(e => e.naturalWidth)")
+    assert all(w > 0 for w in widths), widths

@@ -64,10 +64,13 @@ def assert_nothing_running(run_dir: Path, ports: set[int] | None = None) -> None
 
 
 def assert_nothing_left(run_dir: Path, ports: set[int] | None = None) -> None:
-    """Nothing running (assert_nothing_running), no password file, every Terraform state
-    empty and every cleanup verdict clean."""
+    """Nothing running (assert_nothing_running), no private folder of secrets (the
+    runtime_dir its tfvars gave each deployment), every Terraform state empty and every
+    cleanup verdict clean."""
     assert_nothing_running(run_dir, ports)
-    assert not list(run_dir.glob("deployments/*/server/auth")), "a password file outlived destroy"
+    for tfvars in run_dir.glob("deployments/*/terraform/terraform.tfvars.json"):
+        secrets = Path(json.loads(tfvars.read_text())["runtime_dir"])
+        assert not secrets.exists(), f"{secrets}: the password outlived destroy"
     for state in run_dir.glob("deployments/*/terraform/terraform.tfstate"):
         assert json.loads(state.read_text()).get("resources") == [], f"{state} not empty"
     for cleanup in run_dir.glob("deployments/*/cleanup.json"):

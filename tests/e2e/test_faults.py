@@ -306,7 +306,7 @@ def test_deployment_folder_removed_mid_load(airflow_db, results_dir: Path) -> No
         reg = json.loads((ddir / "server" / "registry.json").read_text())
         running = processes_in(ddir)
         shutil.rmtree(ddir)
-        return {"reg": reg, "running": running}
+        return {"reg": reg, "running": running, "secrets": Path(reg["runtime_dir"])}
 
     actor = Actor(loading(results_dir, "f-rmrf"), remove)
     actor.start()
@@ -328,6 +328,8 @@ def test_deployment_folder_removed_mid_load(airflow_db, results_dir: Path) -> No
             if p["name"] == "redis-server":
                 assert f"stopped server pid {p['pid']}" in stopped, (p, cleanup["notes"])
         assert "was removed during the run" in (ddir / "error.txt").read_text()
+        # the password's private folder, outside the removed one, went with the servers
+        assert seen["secrets"].name.startswith(REDIS_DEP) and not seen["secrets"].exists()
     finally:
         ports = {n["port"] for n in seen["reg"]["nodes"]} if actor.result else set()
         for p in (actor.result or {}).get("running", []):

@@ -16,7 +16,7 @@ from airflow.dag_processing.dagbag import DagBag
 
 from cachebench import engines, reaper, steps
 from cachebench.campaign import CampaignSpec
-from cachebench.local import machine, procs, servers
+from cachebench.local import machine, procs, runtime, servers
 from cachebench.workspace import RunDir
 
 pytestmark = pytest.mark.e2e
@@ -50,6 +50,7 @@ def plant(results: Path, k: int, *, run_id: str, expires_in: float) -> Path:
         "maxmemory_policy": "allkeys-lru",
         "io_threads": 1,
         "state_dir": str(sd),
+        "runtime_dir": str(runtime.deployment_dir(sd)),
         "metrics_interval_seconds": 1,
         "expires_at": int(time.time() + expires_in),
     }
@@ -72,7 +73,7 @@ def assert_gone(pdir: Path, ports: list[int]) -> None:
     assert procs.processes_under(pdir) == []
     for port in ports:
         assert procs.port_free(port), port
-    assert not (pdir / "server" / "auth").exists()
+    assert not runtime.deployment_dir(pdir / "server").exists(), "its secrets were kept"
 
 
 def registry_ports(pdir: Path) -> list[int]:
@@ -85,7 +86,7 @@ def test_reaper_takes_leftovers_and_spares_a_running_run(results_dir: Path) -> N
     done = plant(results_dir, 2, run_id="manual__done", expires_in=3600)
     orphan = plant(results_dir, 3, run_id="manual__live", expires_in=3600)
     orphan_ports = registry_ports(orphan)
-    shutil.rmtree(orphan)  # its registry, pidfiles and password file are gone with it
+    shutil.rmtree(orphan)  # its registry and pidfiles are gone with it, not its secrets
     ports = {p: registry_ports(p) for p in (expired, live, done)}
     states = {"manual__live": reaper.RUNNING, "manual__done": reaper.FINISHED}
     try:
@@ -109,6 +110,11 @@ def test_reaper_takes_leftovers_and_spares_a_running_run(results_dir: Path) -> N
         assert_gone(done, ports[done])
         assert_gone(orphan, orphan_ports)
         assert processes(live), "a non-expired deployment of a running run was reaped"
+        # the orphan's secrets went after it (its folder is gone, its servers stopped), the
+        # running deployment's stay
+        secrets = {Path(r["where"]): r["reason"] for r in summary["runtime_folders"]}
+        assert "folder was removed" in secrets[runtime.deployment_dir(orphan / "server")]
+        assert (runtime.deployment_dir(live / "server") / "auth").is_file()
         assert json.loads((expired / "reaped.json").read_text())["problems"] == []
         # reaping again finds nothing new
         again = reaper.reap([results_dir], run_state=lambda c, r: states.get(r))

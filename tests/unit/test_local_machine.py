@@ -3,6 +3,7 @@ on this machine share, and the load lock with a holder others can name."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -32,19 +33,20 @@ def test_two_deployments_get_two_blocks_though_every_port_is_free(tmp_path: Path
     5 s apart, probed the same free block and both took it."""
     a = machine.claim_ports(tmp_path / "camp1" / "d0", nodes=1, expires_at=2e9)
     b = machine.claim_ports(tmp_path / "camp2" / "d0", nodes=1, expires_at=2e9)
-    assert (a, b) == (FIRST, FIRST + machine.PORT_BLOCK)
+    # (ports of the range that other processes of this machine hold are skipped too)
+    assert a >= FIRST and b >= a + machine.PORT_BLOCK and (b - FIRST) % machine.PORT_BLOCK == 0
     # a retried render keeps its block; a retried apply reads the same tfvars
     assert machine.claim_ports(tmp_path / "camp1" / "d0", nodes=1, expires_at=2e9) == a
     assert [c.base for c in machine.claims()] == [a, b]
 
 
 def test_a_bus_port_in_use_or_claimed_keeps_the_block_out(tmp_path: Path) -> None:
-    machine.claim_ports(tmp_path / "a", nodes=3, expires_at=2e9)  # 46200-46202, bus 56200-
+    a = machine.claim_ports(tmp_path / "a", nodes=3, expires_at=2e9)  # a..a+2, bus +10000
     with socket.socket() as s:
-        s.bind(("127.0.0.1", FIRST + machine.PORT_BLOCK + 10000))  # the next block's bus port
+        s.bind(("127.0.0.1", a + machine.PORT_BLOCK + 10000))  # the next block's bus port
         s.listen()
         base = machine.claim_ports(tmp_path / "b", nodes=3, expires_at=2e9)
-    assert base == FIRST + 2 * machine.PORT_BLOCK
+    assert base >= a + 2 * machine.PORT_BLOCK
 
 
 def test_released_blocks_are_free_again_but_not_while_a_port_is_in_use(tmp_path: Path) -> None:
@@ -57,13 +59,13 @@ def test_released_blocks_are_free_again_but_not_while_a_port_is_in_use(tmp_path:
         assert [c.owner for c in machine.claims()] == [str(owner.resolve())]
     assert machine.release_ports(owner) is True and machine.claims() == []
     assert machine.release_ports(owner) is False  # nothing left to give back
-    assert machine.claim_ports(tmp_path / "e", nodes=2, expires_at=2e9) == base
+    assert machine.claim_ports(tmp_path / "e", nodes=2, expires_at=2e9) == base  # free again
 
 
 def test_stale_claims_are_taken_back_once_their_ports_are_free(tmp_path: Path) -> None:
     gone, expired, busy = tmp_path / "gone", tmp_path / "expired", tmp_path / "busy"
-    machine.claim_ports(gone, nodes=1, expires_at=2e9)
-    machine.claim_ports(expired, nodes=1, expires_at=time.time() + 0.5)
+    gone_base = machine.claim_ports(gone, nodes=1, expires_at=2e9)
+    expired_base = machine.claim_ports(expired, nodes=1, expires_at=time.time() + 0.5)
     with socket.socket() as s:
         base = machine.claim_ports(busy, nodes=1, expires_at=time.time() + 0.5)
         s.bind(("127.0.0.1", base))  # an expired claim whose server still runs
@@ -71,12 +73,10 @@ def test_stale_claims_are_taken_back_once_their_ports_are_free(tmp_path: Path) -
         shutil.rmtree(gone)  # its folder removed (and nothing listens on its port)
         time.sleep(0.6)
         again = machine.claim_ports(tmp_path / "new", nodes=1, expires_at=2e9)
-        assert again == FIRST  # the removed deployment's block
+        assert again == gone_base  # the removed deployment's block
         assert {Path(c.owner).name for c in machine.claims()} == {"busy", "new"}
         # the expired claim was dropped too: its block is the next one taken
-        assert machine.claim_ports(tmp_path / "new2", nodes=1, expires_at=2e9) == (
-            FIRST + machine.PORT_BLOCK
-        )
+        assert machine.claim_ports(tmp_path / "new2", nodes=1, expires_at=2e9) == expired_base
 
 
 CLAIM = """
@@ -98,8 +98,10 @@ def test_processes_claiming_at_once_never_share_a_block(tmp_path: Path, own_mach
         )
         for k in range(6)
     ]
-    bases = [int(p.communicate(timeout=60)[0]) for p in procs]
-    assert sorted(bases) == [FIRST + k * machine.PORT_BLOCK for k in range(6)]
+    bases = sorted(int(p.communicate(timeout=60)[0]) for p in procs)
+    assert len(set(bases)) == 6 and all(
+        b - a >= machine.PORT_BLOCK for a, b in itertools.pairwise(bases)
+    )
     assert len(json.loads((own_machine / "ports.json").read_text())) == 6
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import time
 from pathlib import Path
 
@@ -34,7 +35,8 @@ def base_config(**over):
         "maxmemory_bytes": 1 << 20,
         "maxmemory_policy": "volatile-lru",
         "io_threads": 1,
-        "state_dir": "/tmp/x",
+        "state_dir": "/tmp/x/server",
+        "runtime_dir": "/tmp/runtime/x",
         "metrics_interval_seconds": 1,
         "expires_at": time.time() + 600,
     }
@@ -105,6 +107,9 @@ def test_render_conf_is_local_and_unsaved(tmp_path):
         ({"maxmemory_policy": "lru"}, "maxmemory_policy"),
         ({"expires_at": 1}, "past"),
         ({"state_dir": "rel/dir"}, "absolute"),
+        ({"runtime_dir": "rel/dir"}, "runtime_dir='rel/dir': must be an absolute path outside"),
+        ({"runtime_dir": "/tmp/x/secrets"}, "outside the results folder .* and outside /tmp/x"),
+        ({"runtime_dir": os.environ["CACHEBENCH_RESULTS"] + "/c/r"}, "outside the results folder"),
         ({"server_binary": "/nonexistent/redis-server"}, "executable"),
         ({"shards": "3"}, "expected"),
         ({"cluster_mode": 1}, "expected"),

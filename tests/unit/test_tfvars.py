@@ -63,6 +63,15 @@ def test_values_follow_the_point(rendered) -> None:
     assert Path(cluster["state_dir"]).is_absolute()
 
 
+def test_the_secrets_folder_is_outside_the_results_and_one_per_deployment(
+    rendered, results_dir: Path
+) -> None:
+    folders = {Path(t["runtime_dir"]) for t in rendered}
+    assert len(folders) == len(rendered)
+    for folder in folders:
+        assert folder.is_absolute() and not folder.is_relative_to(results_dir)
+
+
 def test_deployments_of_a_run_get_distinct_port_blocks(rendered) -> None:
     ranges = [
         set(range(t["base_port"], t["base_port"] + t["shards"] * (1 + t["replicas"])))

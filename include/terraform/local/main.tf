@@ -17,7 +17,8 @@ locals {
   ])
 
   # Everything `up` needs. No secret: `up` makes the password itself and keeps
-  # it in <state_dir>/auth (0600), so neither tfvars nor state ever hold it.
+  # it in <runtime_dir>/auth (0600, outside the results folder), so neither tfvars
+  # nor state ever hold it.
   config = {
     deployment_id            = var.deployment_id
     campaign                 = var.campaign
@@ -33,6 +34,7 @@ locals {
     maxmemory_policy         = var.maxmemory_policy
     io_threads               = var.io_threads
     state_dir                = var.state_dir
+    runtime_dir              = var.runtime_dir
     metrics_interval_seconds = var.metrics_interval_seconds
     expires_at               = var.expires_at
   }
@@ -81,7 +83,7 @@ resource "terraform_data" "servers" {
     }
   }
 
-  # Stop the agent and every server, free the ports, delete the password.
+  # Stop the agent and every server, free the ports, delete the runtime_dir (the secrets).
   provisioner "local-exec" {
     when    = destroy
     command = "exec \"$PYTHON\" -m cachebench.local down --state-dir \"$STATE_DIR\""

@@ -127,10 +127,19 @@ variable "io_threads" {
 
 variable "state_dir" {
   type        = string
-  description = "Absolute path of the deployment's state directory (auth file, registry, logs, metrics)."
+  description = "Absolute path of the deployment's state directory (registry, logs, metrics; no secret)."
   validation {
     condition     = startswith(var.state_dir, "/") && length(trimspace(var.state_dir)) > 1
     error_message = "state_dir must be an absolute path other than /."
+  }
+}
+
+variable "runtime_dir" {
+  type        = string
+  description = "Absolute path of the deployment's private folder (0700) for its secrets: the password file and the servers' configs. Outside the results folder, so that one holds no secret."
+  validation {
+    condition     = startswith(var.runtime_dir, "/") && length(trimspace(var.runtime_dir)) > 1
+    error_message = "runtime_dir must be an absolute path other than /."
   }
 }
 

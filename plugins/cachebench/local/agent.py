@@ -5,7 +5,8 @@
 Every `metrics_interval_seconds` it sends one INFO (the sections below) per node
 over one kept-open connection and appends rows to <state_dir>/metrics.csv. It
 stops by itself when every server is gone, when the expiry passed or when the
-auth file disappears (`down` removes it).
+password file disappears (`down` removes it; it lives in the registry's runtime_dir,
+outside the results folder).
 
 Names and units follow ElastiCache's CloudWatch host/engine metrics. Counters
 become per-period counts (from the second sample on); gauges are instantaneous.
@@ -218,8 +219,8 @@ def run(state_dir: Path) -> int:
     while not reg and time.monotonic() < deadline:
         time.sleep(0.1)
         reg = procs.read_json_dict(state_dir / "registry.json")
-    auth = state_dir / "auth"
-    if not reg or not auth.exists():
+    auth = Path(reg["runtime_dir"]) / "auth" if reg and reg.get("runtime_dir") else None
+    if not reg or auth is None or not auth.exists():
         print("agent: no registry or auth file; exiting", flush=True)
         return 1
     password = auth.read_text().strip()

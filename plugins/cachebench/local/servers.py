@@ -1,17 +1,19 @@
 """Start and stop real Redis/Valkey servers on 127.0.0.1 for the `local` target.
 
-Layout of a state directory (one per point)::
+Layout of a state directory (one per deployment; no secret in it)::
 
     <state_dir>/
-      auth                 0600, the AUTH password (removed by `down`)
-      config.json          the config `up` ran with (no secret)
+      config.json          the config `up` ran with
       registry.json        what runs here: pids, ports, expiry (for the reaper)
       agent.pid agent.log  the metrics agent
       metrics.csv          the agent's samples (kept by `down`)
       nodes/<node_id>/
-        server.conf        0600, holds requirepass/masterauth (removed by `down`)
-        node.json          node id, port, binary (no secret; lets `down` work alone)
+        node.json          node id, port, binary (lets `down` work alone)
         server.pid server.log nodes.conf startup.err
+
+The password (`auth`) and each server's config (requirepass/masterauth) live in the
+config's `runtime_dir`, a private folder outside the results (cachebench.local.runtime),
+which `down` removes.
 
 `up` is idempotent and all-or-nothing: if it fails it stops whatever runs in the
 state directory, because Terraform never runs the destroy provisioner of a
@@ -38,7 +40,9 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from . import procs
+from cachebench.workspace import results_root
+
+from . import procs, runtime
 
 CLUSTER_SLOTS = 16384
 BUS_PORT_OFFSET = 10000
@@ -73,6 +77,7 @@ REQUIRED = {
     "maxmemory_policy": str,
     "io_threads": int,
     "state_dir": str,
+    "runtime_dir": str,
     "metrics_interval_seconds": (int, float),
     "expires_at": (int, float),
     "campaign": str,
@@ -172,6 +177,13 @@ def validate_config(raw: dict[str, Any]) -> dict[str, Any]:
         raise LocalError(f"expires_at={cfg['expires_at']} is in the past")
     if not os.path.isabs(cfg["state_dir"]):
         raise LocalError(f"state_dir={cfg['state_dir']!r} must be an absolute path")
+    rt = Path(cfg["runtime_dir"])
+    deployment = Path(cfg["state_dir"]).parent
+    if not rt.is_absolute() or rt.is_relative_to(deployment) or rt.is_relative_to(results_root()):
+        raise LocalError(
+            f"runtime_dir={cfg['runtime_dir']!r}: must be an absolute path outside the results"
+            f" folder {results_root()} and outside {deployment} (it holds the password)"
+        )
     binary = cfg["server_binary"]
     if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
         raise LocalError(f"server_binary {binary!r} is not an executable file")
@@ -316,7 +328,8 @@ def _up_locked(cfg: dict[str, Any], sd: Path, version: str) -> dict[str, Any]:
     nodes = plan_nodes(cfg["shards"], cfg["replicas"], cfg["base_port"])
     names = _names(cfg["server_binary"])
     reg = procs.read_json_dict(sd / "registry.json") or {}
-    auth = sd / "auth"
+    rt = Path(cfg["runtime_dir"])
+    auth = rt / "auth"
     live = {
         n.node_id: procs.read_pid(sd / "nodes" / n.node_id / "server.pid")
         for n in nodes
@@ -342,6 +355,11 @@ def _up_locked(cfg: dict[str, Any], sd: Path, version: str) -> dict[str, Any]:
         if _running_here(sd):
             _stop_all(sd)  # stale or different servers: start clean
         _check_ports(cfg, nodes)
+        owner = ("state_dir", "deployment_id", "campaign", "run_id", "expires_at")
+        try:
+            runtime.make(rt, {k: cfg[k] for k in owner})
+        except (OSError, runtime.NotPrivate) as e:
+            raise LocalError(f"runtime_dir {rt}: {e}") from e
         password = secrets.token_urlsafe(32)
         procs.write_secret(auth, password + "\n")
         pids = _start_nodes(cfg, sd, nodes, password)
@@ -370,6 +388,7 @@ def _up_locked(cfg: dict[str, Any], sd: Path, version: str) -> dict[str, Any]:
         "created_at": reg.get("created_at", time.time()) if reused else time.time(),
         # Beyond the reaper's needs: what the agent and `down` use.
         "state_dir": str(sd),
+        "runtime_dir": str(rt),
         "host": HOST,
         "engine": cfg["engine"],
         "engine_version": cfg["engine_version"],
@@ -420,7 +439,7 @@ def start_node(
     nd.mkdir(parents=True, exist_ok=True, mode=0o700)
     _remove_data(nd)  # a fresh start never loads what an earlier run left
     procs.write_json_atomic(nd / "node.json", {**asdict(n), "server_binary": cfg["server_binary"]})
-    conf = nd / "server.conf"
+    conf = Path(cfg["runtime_dir"]) / "nodes" / f"{n.node_id}.conf"
     procs.write_secret(conf, render_server_conf(cfg, n, nd, password, upstream))
     with open(nd / "startup.err", "wb") as err:
         rc = subprocess.run(
@@ -722,7 +741,8 @@ def _stop_all(sd: Path) -> dict[str, Any]:
     def ours(t):
         return lambda p: procs.is_server(p, t["dir"], t["port"], _names(t["binary"]))
 
-    auth = sd / "auth"
+    rt = runtime_dir_of(sd, reg)
+    auth = rt / "auth"
     password = auth.read_text().strip() if auth.exists() else None
     # Replicas first, so no primary waits for a lagging replica on SHUTDOWN.
     for t in sorted(running, key=lambda t: t["role"] == "primary"):
@@ -747,9 +767,8 @@ def _stop_all(sd: Path) -> dict[str, Any]:
         time.sleep(0.1)
         busy = [p for p in busy if not procs.port_free(p)]
     # Secrets must not outlive the servers; cluster state would confuse a new `up`.
-    auth.unlink(missing_ok=True)
+    runtime.remove(rt)
     for t in targets:
-        (t["dir"] / "server.conf").unlink(missing_ok=True)
         _remove_data(t["dir"])
     (sd / "agent.pid").unlink(missing_ok=True)
     if reg is not None:
@@ -766,6 +785,14 @@ def _stop_all(sd: Path) -> dict[str, Any]:
         "agent_stopped": agent_stopped,
         "busy_ports": busy,
     }
+
+
+def runtime_dir_of(state_dir: Path, reg: dict | None = None) -> Path:
+    """The private folder of state_dir's servers: as registered, configured, else derived."""
+    for meta in (reg, procs.read_json_dict(state_dir / "config.json")):
+        if meta and isinstance(meta.get("runtime_dir"), str):
+            return Path(meta["runtime_dir"])
+    return runtime.deployment_dir(state_dir)
 
 
 def _remove_data(node_dir: Path) -> None:
@@ -820,6 +847,6 @@ def endpoint_from_registry(state_dir: Path | str):
         port=first.port,
         cluster_mode=bool(reg.get("cluster_mode")),
         tls=False,
-        auth_ref=str(sd / "auth"),
+        auth_ref=str(runtime_dir_of(sd, reg) / "auth"),
         nodes=nodes,
     )

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from cachebench import engines, loadgen, specs
 from cachebench.loadgen import procs as genprocs
-from cachebench.local import machine, procs, runner, servers
+from cachebench.local import machine, procs, runner, runtime, servers
 from cachebench.models import (
     DeploymentPlan,
     LoadCpu,
@@ -101,6 +101,7 @@ class LocalTarget:
             "maxmemory_bytes": int(spec.memory_gib * (1 - RESERVED_MEMORY) * 2**30),
             "io_threads": spec.vcpu,
             "state_dir": str(ddir.server),
+            "runtime_dir": str(runtime.deployment_dir(ddir.server)),
             "python": sys.executable,
             "pythonpath": str(PLUGINS_DIR),
             "metrics_interval_seconds": 1,
@@ -303,6 +304,7 @@ class LocalTarget:
         was removed under a running deployment.
         """
         swept = procs.kill_under(ddir.path)
+        runtime.remove(servers.runtime_dir_of(ddir.server))  # its secrets, with no one to use them
         if not swept["survivors"]:  # its ports are free again: give the block back
             machine.release_ports(ddir.path)
         stopped = [
