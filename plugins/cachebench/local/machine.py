@@ -58,7 +58,10 @@ def _shared_file(name: str) -> Path:
     """A file of the machine directory, made writable by all when missing: it is written
     in place (under a lock where it matters), since the sticky bit lets no user replace
     another's file."""
-    path = machine_dir() / name
+    return _shared(machine_dir() / name)
+
+
+def _shared(path: Path) -> Path:
     if not path.exists():
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
         with contextlib.suppress(PermissionError):
@@ -192,10 +195,8 @@ def _take(lock: Path, blocking: bool, what: str) -> int:
         os.close(fd)
         raise
     me = {"pid": os.getpid(), "start": genprocs.started(os.getpid()), "what": what}
-    holder = lock.with_name(HOLDER)
-    if not holder.exists():
-        holder.touch(0o666)
-    _write_in_place(holder, json.dumps(me).encode())
+    with contextlib.suppress(OSError):  # who holds it is for the others' status only
+        _write_in_place(_shared(lock.with_name(HOLDER)), json.dumps(me).encode())
     return fd
 
 
