@@ -101,6 +101,10 @@ class DeploymentDir(_Dir):
         """Raw load-tool output of one run (and its record.json)."""
         return self.path / "load" / point_id / f"rep{repetition}"
 
+    def record(self, point_id: str, repetition: int) -> Path:
+        """The run's state (models.RunRecord): its attempts and how they ended."""
+        return self.load(point_id, repetition) / "record.json"
+
 
 @dataclass(frozen=True)
 class PointDir(_Dir):

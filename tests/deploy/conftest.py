@@ -32,6 +32,8 @@ import httpx
 import psutil
 import pytest
 
+from skips_in_ci import opted_out
+
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))  # leftovers.py, shared with the e2e tests
 PORT_FIRST = os.environ.get("CACHEBENCH_DEPLOY_PORT_FIRST", "15000")
@@ -550,8 +552,8 @@ budget_usd: 0
 
 @pytest.fixture(scope="session")
 def deployment() -> Iterator[Deployment]:
-    if os.environ.get("CACHEBENCH_SKIP_DEPLOY"):
-        pytest.skip("opt-out: CACHEBENCH_SKIP_DEPLOY is set")
+    if opted_out("CACHEBENCH_SKIP_DEPLOY"):
+        pytest.skip(f"opt-out: CACHEBENCH_SKIP_DEPLOY={os.environ['CACHEBENCH_SKIP_DEPLOY']}")
     base = Path(tempfile.mkdtemp(prefix="cachebench-deploy-"))
     dep = Deployment(base)
     dep.write_dags({})

@@ -18,8 +18,7 @@ from leftovers import kernel_objects, miniature_keys
 
 from cachebench import engines, reaper, steps
 from cachebench.campaign import CampaignSpec
-from cachebench.local import miniature, netns, procs, runtime, servers
-from cachebench.targets import local
+from cachebench.local import machine, miniature, netns, procs, runtime, servers
 from cachebench.workspace import RunDir
 
 pytestmark = pytest.mark.e2e
@@ -28,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def free_base(k: int) -> int:
     """A port well above the fault tests' blocks, for planted servers."""
-    base = local.port_first() + 4000 + 20 * k
+    base = machine.port_first() + 4000 + 20 * k
     return next(p for p in range(base, base + 20) if procs.port_free(p))
 
 

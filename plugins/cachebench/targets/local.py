@@ -12,7 +12,6 @@ by LoadWatchTrigger on the triggerer.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from cachebench import engines, loadgen, specs
 from cachebench.loadgen import procs as genprocs
-from cachebench.local import miniature, netns, procs, runner, runtime, servers
+from cachebench.local import machine, miniature, netns, procs, runner, runtime, servers
 from cachebench.models import (
     DeploymentPlan,
     LoadCpu,
@@ -43,35 +42,20 @@ if TYPE_CHECKING:
 
     from cachebench.campaign import CampaignSpec
 
-PORT_SPAN, PORT_BLOCK = 5000, 20  # a deployment's nodes take a block; cluster bus ports: +10000
-BLOCKS = PORT_SPAN // PORT_BLOCK
 RESERVED_MEMORY = 0.25  # ElastiCache's default reserved-memory-percent
 TRIGGER = "cachebench.triggers.watch.LoadWatchTrigger"
 PLUGINS_DIR = Path(__file__).resolve().parents[2]
-LOCK = ".load.lock"  # in the campaign run's folder: one load at a time on this machine
 AGENT_SETTLE_S = 0.25  # a sample the agent took before the window's end is on disk by then
-
-
-def port_first() -> int:
-    """Start of the local port range; CACHEBENCH_PORT_FIRST moves it (e.g. for parallel CI)."""
-    return int(os.environ.get("CACHEBENCH_PORT_FIRST", "30000"))
-
-
-def free_port_block(nodes: int, index: int, count: int) -> int:
-    """A block of ports (and cluster bus ports) nothing listens on, never another deployment's.
-
-    Deployment i of n only ever takes blocks i, i+n, i+2n...: all deployments of a
-    run render their tfvars before any applies, so probing alone would hand every
-    one the same free block.
-    """
-    first = port_first()
-    for block in range(index, BLOCKS, max(count, 1)):
-        base = first + block * PORT_BLOCK
-        if all(
-            procs.port_free(p) and procs.port_free(p + 10000) for p in range(base, base + nodes)
-        ):
-            return base
-    raise RuntimeError(f"no free block of {nodes} ports in {first}-{first + PORT_SPAN}")
+# What a run's runner writes, removed before each attempt: never read as the new one's.
+STALE = (
+    "status.json",
+    "handles.json",
+    "error.json",
+    "measured.json",
+    "warmup.json",
+    "prefill.json",
+    "cpu.json",
+)
 
 
 def ddir_of(plan: DeploymentPlan) -> DeploymentDir:
@@ -89,15 +73,12 @@ def load_cgroup(state_dir: Path) -> list[str]:
     return prov.groups[miniature.LOAD].procs_files if prov is not None else []
 
 
-def _runner_forms(record: RunRecord) -> list[list[str]]:
-    return [record.detail.get("argv", [])]
+def _runner(record: RunRecord) -> genprocs.Ident:
+    return record.detail["pid"], record.detail.get("proc_start")
 
 
 def runner_alive(record: RunRecord) -> bool:
-    d = record.detail
-    return bool(d.get("pid")) and genprocs.is_ours(
-        d["pid"], d.get("start_ticks"), _runner_forms(record)
-    )
+    return bool(record.detail.get("pid")) and not genprocs.ended(*_runner(record))
 
 
 class LocalTarget:
@@ -141,7 +122,9 @@ class LocalTarget:
             "cluster_mode": d.topology.cluster_mode,
             "shards": d.topology.shards,
             "replicas": d.topology.replicas,
-            "base_port": free_port_block(d.topology.nodes, plan.instance_index, plan.instances),
+            # claimed machine-wide until destroy: no other deployment of any campaign
+            # on this machine gets these ports, whichever applies first (machine.py)
+            "base_port": machine.claim_ports(ddir.path, d.topology.nodes, expires_at),
             "maxmemory_bytes": int(spec.memory_gib * (1 - RESERVED_MEMORY) * 2**30),
             "io_threads": miniature.io_threads(mini["cpu_limit_cores"]) if mini else spec.vcpu,
             "miniature": mini,
@@ -226,7 +209,7 @@ class LocalTarget:
         ddir = ddir_of(prov.plan)
         out = ddir.load(run.point.id, run.repetition)
         out.mkdir(parents=True, exist_ok=True)
-        for stale in ("error.json", "measured.json", "warmup.json", "prefill.json", "cpu.json"):
+        for stale in STALE:
             (out / stale).unlink(missing_ok=True)  # an earlier attempt's, never this one's
         job = runner.RunJob(
             key=run.key,
@@ -235,14 +218,14 @@ class LocalTarget:
             tool=run.point.load_tool,
             generators=run.point.load_generators,
             out_dir=str(out),
-            lock=str(Path(prov.plan.run_dir) / LOCK),
+            lock=str(machine.load_lock()),
             cgroup_procs=load_cgroup(ddir.server),
         )
         job_file = out / "job.json"
         job_file.write_text(job.model_dump_json(indent=2))
         argv = [sys.executable, "-m", runner.MODULE, str(job_file)]
         with (out / "runner.log").open("ab") as log:
-            proc = subprocess.Popen(
+            runner_proc = genprocs.launch(
                 argv,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -252,15 +235,14 @@ class LocalTarget:
                 start_new_session=True,
                 close_fds=True,
             )
-        loadgen.adopt(proc)  # reaped when it ends, not left a zombie
         return RunRecord(
             status="started",
             attempt=attempt,
             phase="load",
             started_at=time.time(),
             detail={
-                "pid": proc.pid,
-                "start_ticks": genprocs.start_ticks(proc.pid),
+                "pid": runner_proc.proc.pid,
+                "proc_start": runner_proc.start,
                 "argv": argv,
                 "out_dir": str(out),
             },
@@ -292,7 +274,7 @@ class LocalTarget:
     def _stop(self, record: RunRecord) -> None:
         d = record.detail
         if d.get("pid"):
-            genprocs.terminate([(d["pid"], d.get("start_ticks"), _runner_forms(record))], 5.0)
+            genprocs.terminate([_runner(record)], 5.0)
         handles = procs.read_json(Path(d.get("out_dir", "/nonexistent")) / "handles.json")
         if isinstance(handles, list) and handles:
             loadgen.stop_load(handles)
@@ -301,15 +283,23 @@ class LocalTarget:
         out = Path(record.detail["out_dir"])
         warm, filled, measured = out / "warmup.json", out / "prefill.json", out / "measured.json"
         cpu = out / "cpu.json"
-        error = ""
-        failure = procs.read_json(out / "error.json")
-        if isinstance(failure, dict):
-            what = failure.get("message")
-            if failure.get("type") != "LoadError":
-                what = f"{failure.get('type')}: {what}"
-            error = f"its {failure.get('step')} failed: {what}"
+        error, lost = "", False
+        failed = out / "error.json"
+        if failed.is_file():
+            failure = runner.RunnerError.model_validate_json(failed.read_text())
+            what = failure.message
+            if failure.type != "LoadError":
+                what = f"{failure.type}: {what}"
+            error, lost = f"its {failure.step} failed: {what}", failure.lost
         elif not measured.is_file():
-            error = f"the run's load ended without a result (runner log: {out / 'runner.log'})"
+            # the runner ended without saying why (killed, out of memory): the harness lost it
+            phase = (procs.read_json_dict(out / "status.json") or {}).get("phase", "not started")
+            log = loadgen.tail(out / "runner.log") or "(empty)"
+            error = (
+                f"the run's runner ended without a result or an error, in its {phase} phase "
+                f"(the harness lost the run); runner log ({out / 'runner.log'}): {log}"
+            )
+            lost = True
         return RunLoads(
             measured=(
                 LoadResult.model_validate_json(measured.read_text())
@@ -322,6 +312,7 @@ class LocalTarget:
             ),
             cpu=LoadCpu.model_validate_json(cpu.read_text()) if cpu.is_file() else None,
             error=error,
+            lost=lost,
         )
 
     def metrics(self, prov: Provisioned, run: RunSpec, start: float, end: float) -> pd.DataFrame:
@@ -335,17 +326,18 @@ class LocalTarget:
 
     @contextlib.contextmanager
     def quiet(self, prov: Provisioned) -> Iterator[None]:
-        """Hold the campaign run's load lock (every runner waits for it before it loads);
-        Busy when another deployment's load holds it."""
-        fd = os.open(Path(prov.plan.run_dir) / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        """Hold the machine's load lock (every runner, of any campaign on this machine,
+        waits for it before it loads); Busy when another load or export holds it."""
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise Busy("another deployment's load runs") from None
-            yield
-        finally:
-            os.close(fd)
+            with machine.holding_load(f"export of {prov.plan.instance} ({prov.plan.run_dir})"):
+                yield
+        except BlockingIOError:
+            holder = machine.load_holder()
+            raise Busy(
+                f"another load runs ({holder['what']}, pid {holder['pid']})"
+                if holder
+                else "another load runs"
+            ) from None
 
     # ------------------------------------------------------------ destroy
 
@@ -375,6 +367,8 @@ class LocalTarget:
         """
         swept = procs.kill_under(ddir.path)
         runtime.remove(servers.runtime_dir_of(ddir.server))  # its secrets, with no one to use them
+        if not swept["survivors"]:  # its ports are free again: give the block back
+            machine.release_ports(ddir.path)
         stopped = [
             f"stopped {f['kind']} pid {f['pid']} ({os.path.basename(f['argv0'])}) "
             f"found in {f['cwd']}"
