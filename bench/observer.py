@@ -38,6 +38,7 @@ def start_agent(srv: Server, state: Path) -> subprocess.Popen:
         "metrics_interval_seconds": 1,
         "expires_at": time.time() + 3600,
         "maxmemory_bytes": 0,
+        "runtime_dir": str(state),  # where the agent finds the password (auth)
     }
     (state / "registry.json").write_text(json.dumps(registry))
     env = {**os.environ, "PYTHONPATH": str(ROOT / "plugins")}

@@ -112,6 +112,7 @@ def one_deployment() -> list[Row]:
         "name": "bench-deployment",
         "engines": [{"engine": "redis", "versions": ["7.0"]}],
         "topologies": [{"cluster_mode": False}],
+        "node_types": fields["node_types"][:1],
     }
     spec = CampaignSpec.from_input(fields)
     w = spec.workloads[0]

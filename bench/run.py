@@ -1,6 +1,6 @@
 """Run every harness benchmark and print value, same-run baseline, ratio, target, PASS/FAIL.
 
-    bash bench/run.sh                 # set-up, then all five figures (about 10 minutes)
+    bash bench/run.sh                 # set-up, then all six figures (about 12 minutes)
     bash bench/run.sh --only 4 5      # some figures
 
 Benchmarks, not tests: the machine is shared, so each value and its baseline
@@ -28,6 +28,7 @@ FIGURES = {
     "3": ("orchestration overhead", "orchestration"),
     "4": ("DAG parse time", "parse_time"),
     "5": ("export at scale", "export_scale"),
+    "6": ("enforcement fidelity", "enforcement"),
 }
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up, then run the example campaign (Redis vs Valkey, single node vs cluster) on this
+# Set up, then run the example campaign (Redis vs Valkey on miniatures of two node sizes) on this
 # machine through its Airflow DAG, and print where the report is.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v redis-benchmark >/dev/null || need_apt+=(redis-tools)
+# local miniatures (include/instance_specs.csv's local.t4g.*): ip and tc, nsenter
+[ -x /usr/sbin/tc ] || [ -x /sbin/tc ] || need_apt+=(iproute2)
+command -v nsenter >/dev/null || need_apt+=(util-linux)
 # tests/deploy runs a real Airflow deployment on a private PostgreSQL cluster (initdb/pg_ctl)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need_apt+=(postgresql)
 # tests/deploy/test_trigger_form.py drives the UI's trigger form in Debian's headless Chromium

@@ -23,6 +23,12 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() == "true"
 
 
+def opted_out(variable: str) -> bool:
+    """Does the environment variable opt out (CACHEBENCH_SKIP_DEPLOY)? Only for "1" or
+    "true" (any case): "0", "false", "" or anything else leave the tests to run."""
+    return os.environ.get(variable, "").strip().lower() in ("1", "true")
+
+
 def skip_reason(report: pytest.TestReport | pytest.CollectReport) -> str:
     longrepr = report.longrepr
     reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)

@@ -516,6 +516,7 @@ class CampaignPlan(Strict):
     estimate_usd: float
     deployments: list[DeploymentPlan]
     provenance: Provenance | None = None
+    dag_id: str | None = None  # the DAG that ran it; None: planned outside a DAG
 
     @property
     def run_order(self) -> list[str]:

@@ -81,7 +81,9 @@ def build_dag(
 
             ctx = get_current_context()
             try:
-                plans = steps.plan(dict(ctx["params"]), ctx["run_id"], target)
+                plans = steps.plan(
+                    dict(ctx["params"]), ctx["run_id"], target, dag_id=ctx["dag"].dag_id
+                )
             except CampaignError as exc:
                 from airflow.sdk.exceptions import AirflowFailException
 

@@ -288,6 +288,13 @@ class RunRecord(Strict):
     try_id: str = Field("", description="the try of measure that last started or ended it")
     started_at: float
     error: str = ""
+    lost: bool = Field(
+        False,
+        description="failed because a load generator was killed by a signal nobody here "
+        "sent, or the harness lost the run: it is measured again once",
+    )
+    again: bool = Field(False, description="this attempt measures again a lost one")
+    earlier: list[str] = Field([], description="why each earlier attempt failed, oldest first")
     detail: dict[str, Any] = {}
 
 
@@ -342,6 +349,9 @@ class RunLoads(Strict):
     prefill: PrefillResult | None = None
     cpu: LoadCpu | None = None
     error: str = ""
+    lost: bool = Field(
+        False, description="no result through no fault of the server (see RunRecord)"
+    )
 
 
 # The long metric table every metrics source writes (local agent and CloudWatch).

@@ -138,6 +138,8 @@ def _node_type_display(spec: specs.InstanceSpec) -> str:
     base, burst = spec.network_baseline_gbps, spec.network_burst_gbps
     if base:
         text += f", {base:g}-{burst:g} Gbps" if burst and burst != base else f", {base:g} Gbps"
+    if spec.miniature:
+        text += f" (miniature of {spec.mimics}: {spec.cpu_limit_cores:g} core)"
     return text  # no price: it depends on the engine and the region (see pricing.py)
 
 

@@ -19,8 +19,14 @@ running run that has not expired is left alone.
 
 Destroying a local deployment: `terraform destroy` in the deployment's work dir when
 its state still holds resources, then `cachebench.local.servers.down` on its
-state dir, then a /proc sweep of the deployment's folder; it is reaped only when no
-process of the deployment is left and its ports are free.
+state dir (which removes its private runtime folder, the secrets), then a /proc sweep
+of the deployment's folder; it is reaped only when no process of the deployment is
+left and its ports are free. A runtime folder (cachebench.local.runtime) outlives its
+deployment when that folder was removed: it is removed once no process of the
+deployment runs and the same rules (expired, run finished, folder gone) say so.
+So are a miniature's namespaces, links, cgroups and subnet claim
+(cachebench.local.miniature), found by the claim that names their deployment;
+any of them without a claim is an orphan, removed once it is an hour old.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cachebench import targets
-from cachebench.local import procs, servers
+from cachebench.local import cgroups, miniature, netns, procs, runtime, servers
 from cachebench.workspace import results_root
 
 log = logging.getLogger(__name__)
@@ -44,6 +50,7 @@ FINISHED = "finished"
 OTHER_TARGETS = ("aws",)
 
 RunState = Callable[[str, str], str | None]
+STRAY_RUNTIME_S = 3600  # a runtime folder without an owner is left alone this long
 
 
 class Reapable(Protocol):
@@ -222,7 +229,9 @@ def reap_local(leftover: Leftover) -> list[str]:
     reg = procs.read_json_dict(sd / "registry.json") or {}
     ports = {n.get("port") for n in reg.get("nodes", []) if isinstance(n, dict)}
     try:
-        ports.update(servers.down(sd)["busy_ports"])
+        down = servers.down(sd)
+        ports.update(down["busy_ports"])
+        problems += [f"{what} still on this machine" for what in down["left"]]
     except Exception as exc:
         problems.append(f"down: {exc}")
     swept = procs.kill_under(pdir)
@@ -241,6 +250,55 @@ def reap_local(leftover: Leftover) -> list[str]:
             {"at": time.time(), "reason": leftover.reason, "problems": problems},
         )
     return problems
+
+
+def stale_runtime(now: float, run_state: RunState) -> list[tuple[Path, str]]:
+    """Runtime folders (a deployment's secrets) no running deployment needs, and why."""
+    stale = []
+    for path, owner in runtime.owners():
+        if owner is None or not isinstance(owner.get("state_dir"), str):
+            try:  # `up` writes its owner at once; `down` may have removed it meanwhile
+                stray = now - path.stat().st_mtime > STRAY_RUNTIME_S
+            except OSError:
+                continue
+            if stray:
+                stale.append((path, "it names no deployment"))
+            continue
+        sd = Path(owner["state_dir"])
+        if procs.processes_under(sd.parent):
+            continue  # its servers run: find_local's to judge, their password kept
+        reason = "its deployment's folder was removed" if not sd.is_dir() else None
+        if reason := reason or _decide(owner, now, run_state):
+            stale.append((path, reason))
+    return stale
+
+
+def stale_miniatures(now: float, run_state: RunState) -> list[tuple[str, str]]:
+    """(key, why) of miniature resources no running deployment needs: claimed by a
+    deployment the rules let go, or of no claim at all and an hour old."""
+    stale, claimed = [], set()
+    for _, owner in netns.claims():
+        if owner is None or not isinstance(owner.get("key"), str):
+            continue
+        claimed.add(owner["key"])
+        sd = Path(str(owner.get("state_dir", "")))
+        if procs.processes_under(sd.parent):
+            continue  # its servers run: find_local's to judge
+        reason = "its deployment's folder was removed" if not sd.parent.is_dir() else None
+        if reason := reason or _decide(owner, now, run_state):
+            stale.append((owner["key"], reason))
+    hierarchy, _ = cgroups.detect()
+    found = [Path(netns.NETNS_DIR, n) for n in netns.namespaces()]
+    found += [Path(d) for d in cgroups.existing(hierarchy)] if hierarchy else []
+    for path in found:
+        key = path.name.removeprefix(netns.PREFIX).split("-")[0]
+        try:
+            old = now - path.stat().st_mtime > STRAY_RUNTIME_S
+        except OSError:
+            continue
+        if key not in claimed and old and key not in {k for k, _ in stale}:
+            stale.append((key, f"{path} is claimed by no deployment"))
+    return stale
 
 
 # ------------------------------------------------------------------ all targets
@@ -276,7 +334,19 @@ def reap(
             continue
         problems = reapers[item.target](item)
         (failed if problems else reaped).append({**asdict(item), "problems": problems})
+    secrets = stale_runtime(now, run_state)  # after the reaping: their servers are gone
+    for path, reason in secrets:
+        log.warning("reaper: runtime folder %s: %s", path, reason)
+        if not dry_run:
+            runtime.remove(path)
+    minis = stale_miniatures(now, run_state) if miniature.machine_problems() == [] else []
+    for key, reason in minis:
+        log.warning("reaper: miniature resources %s: %s", key, reason)
+        if not dry_run and (left := miniature.teardown(key)):
+            failed.append({"target": "local", "where": key, "problems": left})
     return {
+        "runtime_folders": [{"where": str(p), "reason": r} for p, r in secrets],
+        "miniatures": [{"key": k, "reason": r} for k, r in minis],
         "found": [asdict(i) for i in leftovers],
         "reaped": reaped,
         "failed": failed,

@@ -8,6 +8,14 @@ is picked up without restarting anything.
 
 Every malformed row raises :class:`SpecsError`, whose message names the file,
 the 1-based line number and the offending column.
+
+A local row that names the AWS node type it ``mimics`` is a **miniature** of it:
+its servers run with the kernel enforcing its ``cpu_limit_cores`` (a cgroup CPU
+quota), its ``memory_gib`` (a cgroup memory limit) and, when it has a network
+baseline, a token bucket per node (tc): ``network_baseline_gbps`` refills it,
+``network_bucket_mb`` (decimal megabytes) is its size, ``network_burst_gbps`` the
+most it lets through while it holds tokens. ``scaled`` says what was scaled from
+the mimicked type and how the bucket was sized (cachebench.local.miniature).
 """
 
 from __future__ import annotations
@@ -41,6 +49,10 @@ COLUMNS: tuple[str, ...] = (
     "memory_gib",
     "network_baseline_gbps",
     "network_burst_gbps",
+    "mimics",
+    "cpu_limit_cores",
+    "network_bucket_mb",
+    "scaled",
     "source",
 )
 
@@ -54,8 +66,10 @@ Specs = dict[SpecKey, "InstanceSpec"]
 class InstanceSpec(pydantic.BaseModel, frozen=True):
     """One node type: its size and network allowance (prices: :mod:`cachebench.pricing`).
 
-    Network figures are ``None`` where there is no documented limit (``local``
-    loopback). A size without burst has burst equal to baseline.
+    Network figures are ``None`` where there is no documented limit (a plain
+    ``local`` node on loopback). A size without burst has burst equal to baseline.
+    A miniature (``mimics`` set, local only) also has its CPU limit, and its token
+    bucket's size when it has a network baseline.
     """
 
     target: str
@@ -65,7 +79,16 @@ class InstanceSpec(pydantic.BaseModel, frozen=True):
     memory_gib: float
     network_baseline_gbps: float | None
     network_burst_gbps: float | None
+    mimics: str | None = None
+    cpu_limit_cores: float | None = None
+    network_bucket_mb: float | None = None
+    scaled: str | None = None
     source: str
+
+    @property
+    def miniature(self) -> bool:
+        """A local node type whose limits the kernel enforces (cgroups, tc)."""
+        return self.mimics is not None
 
 
 class SpecsError(ValueError):
@@ -139,6 +162,14 @@ def _parse(path: Path) -> Specs:
                 )
             first_line[key] = line
             specs[key] = spec
+    for key, spec in specs.items():
+        if spec.mimics is not None and ("aws", spec.mimics) not in specs:
+            raise SpecsError(
+                path,
+                first_line[key],
+                "mimics",
+                f"{spec.mimics!r} is not an aws node type of this catalogue",
+            )
     return specs
 
 
@@ -217,6 +248,32 @@ def _parse_row(path: Path, line: int, row: list[str]) -> InstanceSpec:
         )
 
     assert memory is not None  # not optional
+    mimics, scaled = cells["mimics"] or None, cells["scaled"] or None
+    cpu_limit = number("cpu_limit_cores", optional=True)
+    bucket = number("network_bucket_mb", optional=True)
+    if mimics is None:
+        for column, value in (
+            ("cpu_limit_cores", cpu_limit),
+            ("network_bucket_mb", bucket),
+            ("scaled", scaled),
+        ):
+            if value is not None:
+                raise fail(column, "only a miniature (a local row with mimics) has it")
+    else:
+        if cells["target"] != "local":
+            raise fail("mimics", "only a local node type can be a miniature")
+        if cpu_limit is None:
+            raise fail("cpu_limit_cores", "a miniature needs its CPU limit (cores, e.g. 0.25)")
+        if cpu_limit < 0.1:
+            raise fail("cpu_limit_cores", f"{cpu_limit:g} is below 0.1 (the smallest CPU quota)")
+        if baseline is not None and bucket is None:
+            raise fail("network_bucket_mb", "a miniature with a network baseline needs its bucket")
+        if baseline is None and bucket is not None:
+            raise fail("network_bucket_mb", "set without network_baseline_gbps")
+        if baseline is not None and burst is None:
+            raise fail("network_burst_gbps", "a miniature with a baseline needs its burst rate")
+        if scaled is None:
+            raise fail("scaled", "a miniature must say what was scaled and how")
     return InstanceSpec(
         target=cells["target"],
         node_type=cells["node_type"],
@@ -225,5 +282,9 @@ def _parse_row(path: Path, line: int, row: list[str]) -> InstanceSpec:
         memory_gib=memory,
         network_baseline_gbps=baseline,
         network_burst_gbps=burst,
+        mimics=mimics,
+        cpu_limit_cores=cpu_limit,
+        network_bucket_mb=bucket,
+        scaled=scaled,
         source=cells["source"],
     )

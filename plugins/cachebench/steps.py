@@ -152,9 +152,15 @@ def validate(
 
 
 def plan(
-    params: dict[str, Any], run_id: str, dag_target: str | None = None
+    params: dict[str, Any],
+    run_id: str,
+    dag_target: str | None = None,
+    dag_id: str | None = None,
 ) -> list[DeploymentPlan]:
     """Validate, expand and cost the campaign; refuse it before anything exists.
+
+    dag_id (the DAG running it) goes into campaign.json: who may read that DAG may
+    read the run's report (cachebench.serve).
 
     Returns the deployments to provision. A re-run (cleared run, retried plan)
     leaves out the deployments whose every run has a result: the finished runs of
@@ -171,6 +177,7 @@ def plan(
         estimate_usd=estimate,
         deployments=plans,
         provenance=provenance.collect(spec.target, tool),
+        dag_id=dag_id,
     )
     (run.path / "points").mkdir(parents=True, exist_ok=True)
     run.write_json("campaign.json", campaign.model_dump(mode="json"))
@@ -285,7 +292,7 @@ def apply(plan: DeploymentPlan) -> Provisioned:
 
 
 def _record_path(ddir: DeploymentDir, run: RunSpec) -> Path:
-    return ddir.load(run.point.id, run.repetition) / "record.json"
+    return ddir.record(run.point.id, run.repetition)
 
 
 def read_record(ddir: DeploymentDir, run: RunSpec) -> RunRecord | None:
@@ -320,14 +327,23 @@ def _progress(prov: Provisioned, run: RunSpec, what: str) -> None:
     )
 
 
-def _fail(record: RunRecord, step: str, exc: BaseException, try_id: str) -> RunRecord:
+def _fail(
+    record: RunRecord, step: str, exc: BaseException, try_id: str, lost: bool = False
+) -> RunRecord:
     return record.model_copy(
         update={
             "status": "failed",
             "error": f"{step}: {type(exc).__name__}: {exc}",
             "try_id": try_id,
+            "lost": lost,
         }
     )
+
+
+def _measure_again(record: RunRecord) -> bool:
+    """A failed attempt that said nothing about the server (a load generator killed by a
+    signal nobody here sent, a run the harness lost) is measured again, once."""
+    return record.status == "failed" and record.lost and not record.again
 
 
 def _collect(prov: Provisioned, run: RunSpec, record: RunRecord, try_id: str) -> RunRecord:
@@ -351,8 +367,9 @@ def _collect(prov: Provisioned, run: RunSpec, record: RunRecord, try_id: str) ->
     if loads.cpu is not None:
         rdir.write_json("cpu.json", loads.cpu.model_dump(mode="json"))
     if loads.measured is None:
-        failed = _fail(record, "collect", loadgen.LoadError(loads.error), try_id)
-        rdir.record_error("collect", failed.error.removeprefix("collect: "))
+        failed = _fail(record, "collect", loadgen.LoadError(loads.error), try_id, loads.lost)
+        again = f" (attempt {record.attempt}, measured again)" if _measure_again(failed) else ""
+        rdir.record_error("collect", failed.error.removeprefix("collect: ") + again)
         return failed
     rdir.write_json("load.json", loads.measured.model_dump(mode="json"))
     m = loads.measured
@@ -429,7 +446,9 @@ def measure_step(prov: Provisioned, try_id: str, event: dict[str, Any] | None) -
     event is what the last Watch's trigger said (None at the start of a try: then
     a run still under way is reattached, never started again). Runs go in their
     planned order; a run that fails is recorded and the next one starts; a run
-    that failed in this try is not tried again in it. Metrics are exported as
+    that failed in this try is not tried again in it, except once when it was lost
+    (a load generator killed by a signal nobody here sent, or the harness lost
+    the run: attempt 2, see RunRecord.lost). Metrics are exported as
     soon as the target can give them (aws: CloudWatch's delay), the next run
     need not wait for that.
     """
@@ -489,6 +508,13 @@ def _start_next_and_export(
             base = previous or RunRecord(status="started", started_at=time.time())
             record, watch = _fail(base, "load", exc, try_id), None
         record = record.model_copy(update={"try_id": try_id})
+        if previous is not None and previous.status == "failed" and watch is not None:
+            record = record.model_copy(  # a new attempt: what became of the earlier ones
+                update={
+                    "again": previous.try_id == try_id and _measure_again(previous),
+                    "earlier": [*previous.earlier, f"attempt {previous.attempt}: {previous.error}"],
+                }
+            )
         _save(ddir, run, record)
         if watch is not None:
             _progress(prov, run, f"started (attempt {record.attempt})")
@@ -499,14 +525,19 @@ def _start_next_and_export(
 
 def _next_run(prov: Provisioned, ddir: DeploymentDir, try_id: str) -> RunSpec | None:
     """The first run without a result to measure now: not collected already (its metrics
-    follow), and not failed in this very try."""
+    follow), and not failed in this very try (unless it is to be measured again)."""
     for run in prov.plan.runs:
         if _result_dir(run, prov.plan).has_result:
             continue
         record = read_record(ddir, run)
         if record is not None and record.status == "done":
             continue
-        if record is not None and record.status == "failed" and record.try_id == try_id:
+        if (
+            record is not None
+            and record.status == "failed"
+            and record.try_id == try_id
+            and not _measure_again(record)
+        ):
             continue
         return run
     return None

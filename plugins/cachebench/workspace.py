@@ -1,7 +1,8 @@
 """Where a campaign run keeps its files: one results folder per run.
 
 results/<campaign>/<run>/
-  campaign.json              the validated spec, the deployments and the run order
+  campaign.json              the validated spec, the deployments, the run order and the
+                             DAG that ran it (who may read that DAG may read the report)
   deployments/<instance>/    one provisioned deployment: deployment.json, terraform/
                              (module copy, tfvars, state), server/ (pids, logs, metrics
                              agent), load/<point>/rep<k>/ (raw load-tool output and the
@@ -13,7 +14,9 @@ results/<campaign>/<run>/
   interrupted.json           when the user stopped the run (Ctrl-C), and why
 
 Every process a deployment starts runs with its working directory inside the
-deployment's folder, so destroy (and the reaper) can find them all there.
+deployment's folder, so destroy (and the reaper) can find them all there. No secret
+is ever written here (the local servers' password: cachebench.local.runtime), and only
+what a reader needs is served (cachebench.serve).
 """
 
 from __future__ import annotations
@@ -97,6 +100,10 @@ class DeploymentDir(_Dir):
     def load(self, point_id: str, repetition: int) -> Path:
         """Raw load-tool output of one run (and its record.json)."""
         return self.path / "load" / point_id / f"rep{repetition}"
+
+    def record(self, point_id: str, repetition: int) -> Path:
+        """The run's state (models.RunRecord): its attempts and how they ended."""
+        return self.load(point_id, repetition) / "record.json"
 
 
 @dataclass(frozen=True)

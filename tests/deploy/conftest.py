@@ -32,10 +32,15 @@ import httpx
 import psutil
 import pytest
 
+from skips_in_ci import opted_out
+
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))  # leftovers.py, shared with the e2e tests
 PORT_FIRST = os.environ.get("CACHEBENCH_DEPLOY_PORT_FIRST", "15000")
 ADMIN_PASSWORD = "cachebench-deploy-test"
+# A signed-in user who may read no DAG: SimpleAuthManager gives a user without a role
+# no permission (the users' list is "name:role"; this one's role is empty).
+OUTSIDER, OUTSIDER_PASSWORD = "outsider", "cachebench-deploy-outsider"
 TINY = "cachebench__tiny-hourly"
 # Each component is a separate `airflow` process; their start-up dominates a 2-core machine.
 START_TIMEOUT_S = 240
@@ -148,7 +153,7 @@ class Deployment:
             AIRFLOW__CORE__LOAD_EXAMPLES="False",
             AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="True",
             AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"{base_url}/execution/",
-            AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="admin:admin",
+            AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=f"admin:admin,{OUTSIDER}:",
             AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=str(self.base / "passwords.json"),
             AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=self.pg.url,
             AIRFLOW__CELERY__BROKER_URL=broker,
@@ -169,6 +174,7 @@ class Deployment:
             AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL="15",
             AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES="1",
             CACHEBENCH_RESULTS=str(self.results),
+            CACHEBENCH_RUNTIME=str(self.base / "runtime"),
             CACHEBENCH_PORT_FIRST=PORT_FIRST,
             # Retries keep their number, only the wait between tries shrinks (read at parse).
             CACHEBENCH_RETRY_DELAY_S="2",
@@ -226,7 +232,9 @@ class Deployment:
             ],
             airflow=False,
         )
-        (self.base / "passwords.json").write_text(json.dumps({"admin": ADMIN_PASSWORD}))
+        (self.base / "passwords.json").write_text(
+            json.dumps({"admin": ADMIN_PASSWORD, OUTSIDER: OUTSIDER_PASSWORD})
+        )
         out = subprocess.run(
             [sys.executable, "-m", "airflow", "db", "migrate"],
             env=self.env(),
@@ -361,13 +369,18 @@ class Deployment:
         return f"http://127.0.0.1:{self.api_port}"
 
     def login(self) -> None:
+        self.token = self.token_of("admin")
+
+    def token_of(self, username: str) -> str:
+        """A user's JWT from /auth/token, as the REST API's clients get one."""
+        password = json.loads((self.base / "passwords.json").read_text())[username]
         r = httpx.post(
             f"{self.url}/auth/token",
-            json={"username": "admin", "password": ADMIN_PASSWORD},
+            json={"username": username, "password": password},
             timeout=30,
         )
         assert r.status_code in (200, 201), r.text
-        self.token = r.json()["access_token"]
+        return r.json()["access_token"]
 
     def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.token}"}
@@ -539,8 +552,8 @@ budget_usd: 0
 
 @pytest.fixture(scope="session")
 def deployment() -> Iterator[Deployment]:
-    if os.environ.get("CACHEBENCH_SKIP_DEPLOY"):
-        pytest.skip("opt-out: CACHEBENCH_SKIP_DEPLOY is set")
+    if opted_out("CACHEBENCH_SKIP_DEPLOY"):
+        pytest.skip(f"opt-out: CACHEBENCH_SKIP_DEPLOY={os.environ['CACHEBENCH_SKIP_DEPLOY']}")
     base = Path(tempfile.mkdtemp(prefix="cachebench-deploy-"))
     dep = Deployment(base)
     dep.write_dags({})

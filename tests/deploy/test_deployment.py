@@ -26,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 import psutil
 import pytest
+from form_params import ADHOC, one_deployment, workload
 from leftovers import assert_nothing_left
 
 from cachebench.workspace import run_slug
@@ -33,41 +34,11 @@ from cachebench.workspace import run_slug
 pytestmark = [pytest.mark.deploy, pytest.mark.e2e]
 
 EXAMPLE = "cachebench__redis-vs-valkey-local"
-ADHOC = "cachebench_adhoc"
 TINY = "cachebench__tiny-hourly"
 MEASURE, DESTROY = "deployment.measure", "deployment.destroy"
 REDIS = "redis-7.0-single-local.micro"  # README: engine-version-topology-node_type
 TRIGGER = "cachebench.triggers.watch.LoadWatchTrigger"
 RUNNER = "cachebench.local.runner"  # `python -m` module of a run's detached runner
-
-
-def workload(warmup: int, duration: int, name: str = "short") -> dict:
-    return {
-        "name": name,
-        "ratio": "1:4",
-        "value_size": 128,
-        "key_space": 5000,
-        "key_pattern": "R:R",
-        "pipeline": 2,
-        "clients": 4,
-        "threads": 1,
-        "warmup_seconds": warmup,
-        "duration_seconds": duration,
-        "rate_limit": None,
-    }
-
-
-def one_deployment(dep, name: str, warmup: int, duration: int, repetitions: int) -> dict:
-    """The UI form's params for one Redis deployment measuring one workload."""
-    return dep.ui_conf(
-        ADHOC,
-        name=name,
-        engines=[{"engine": "redis", "versions": ["7.0"]}],
-        topologies=[{"cluster_mode": False}],
-        node_types=["local.micro"],
-        workloads=[workload(warmup, duration)],
-        repetitions=repetitions,
-    )
 
 
 def run_dir(dep, campaign: str, run_id: str) -> Path:
@@ -229,9 +200,9 @@ def test_example_campaign_through_the_rest_api(deployment) -> None:
     run_id = r.json()["dag_run_id"]
     # include/campaigns/redis-vs-valkey-local.yaml, named as the README says
     deployments = {
-        f"{engine}-{topology}-local.small"
+        f"{engine}-single-{node_type}"
         for engine in ("redis-7.0", "valkey-9.1")
-        for topology in ("single", "c3r0")
+        for node_type in ("local.t4g.micro", "local.t4g.medium")
     }
     # label shown while deferred -> trigger id -> (classpath, triggerer ids seen)
     deferred: dict[str, dict[int, tuple[str, set[int | None]]]] = {}
@@ -427,10 +398,11 @@ def test_worker_killed_while_measure_runs_and_while_deferred(deployment) -> None
 
 
 def test_clearing_a_failed_measure_measures_only_the_failed_run(deployment) -> None:
-    """The load generators of run 1 of 2 are SIGKILLed: run 2 is still measured, then
-    measure and the run fail. Clearing the failed measure through the REST API (Airflow
-    clears its setups and teardowns with it: the deployment is provisioned again) measures
-    run 1 alone; run 2's result is not rewritten."""
+    """The load generators of run 1 of 2 are SIGKILLed, and again when it is measured again
+    (attempt 2): run 2 is still measured, then measure and the run fail. Clearing the failed
+    measure through the REST API (Airflow clears its setups and teardowns with it: the
+    deployment is provisioned again) measures run 1 alone (attempt 3); run 2's result is
+    not rewritten."""
     dep = deployment
     dep.wait_dag(ADHOC)
     r = dep.trigger(ADHOC, one_deployment(dep, "deploy-clear", warmup=1, duration=2, repetitions=2))
@@ -442,16 +414,29 @@ def test_clearing_a_failed_measure_measures_only_the_failed_run(deployment) -> N
     )
     try:
         handles = load1 / "handles.json"
-        dep.wait(handles.exists, "run 1's measured load", 240, 0.05)
-        time.sleep(0.5)
-        for h in json.loads(handles.read_text()):
-            os.kill(h["pid"], signal.SIGKILL)
+        killed: list[list[int]] = []
+        for attempt in (1, 2):  # each attempt writes its own handles.json
+
+            def loading() -> bool:
+                try:
+                    pids = [h["pid"] for h in json.loads(handles.read_text())]
+                except (OSError, ValueError):
+                    return False
+                return pids not in killed
+
+            dep.wait(loading, f"run 1's measured load, attempt {attempt}", 240, 0.05)
+            time.sleep(0.5)
+            killed.append([h["pid"] for h in json.loads(handles.read_text())])
+            for pid in killed[-1]:
+                os.kill(pid, signal.SIGKILL)
         state, _ = dep.wait_run(ADHOC, run_id, timeout=240)
         assert state == "failed"
         assert dep.tries(ADHOC, run_id, MEASURE) == [(1, "failed")]  # failed runs: no retry
         assert by_label(dep, ADHOC, run_id, DESTROY) == {REDIS: "success"}
         assert has_result(result2) and not has_result(result1)
-        assert "gave no result" in (result1 / "error.txt").read_text()
+        errors = (result1 / "error.txt").read_text().splitlines()
+        assert len(errors) == 2 and all("gave no result" in e for e in errors), errors
+        assert "killed by signal 9 (SIGKILL)" in errors[1] and record(load1)["attempt"] == 2
         kept = (result2 / "load.json").stat().st_mtime_ns
         nothing_left(run, 1)
 
@@ -478,10 +463,10 @@ def test_clearing_a_failed_measure_measures_only_the_failed_run(deployment) -> N
         assert dep.tries(ADHOC, run_id, MEASURE) == [(1, "failed"), (2, "success")]
         assert has_result(result1)
         assert (result2 / "load.json").stat().st_mtime_ns == kept, "run 2 was measured again"
-        assert (record(load1)["attempt"], record(load2)["attempt"]) == (2, 1)
+        assert (record(load1)["attempt"], record(load2)["attempt"]) == (3, 1)
         events = dep.log_events(ADHOC, run_id, MEASURE, 0, attempt=2)
         started = [e for e in events if "started" in e]
-        assert len(started) == 1 and "rep 1): started (attempt 2)" in started[0], started
+        assert len(started) == 1 and "rep 1): started (attempt 3)" in started[0], started
         tf_log = (run / "deployments" / REDIS / "terraform" / "terraform.log").read_text()
         assert tf_log.count("$ terraform apply") == 2 and tf_log.count("$ terraform destroy") == 2
         runs = pd.read_csv(run / "runs.csv")

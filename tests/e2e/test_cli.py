@@ -7,69 +7,26 @@ folder, and sends its signals (the tests' own psutil view checks nothing is left
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-import yaml
+from cli_runs import start_run, tiny_campaign
 from leftovers import assert_nothing_left
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parents[2]
 
-CAMPAIGN = {
-    "name": "cli",
-    "target": "local",
-    "engines": [{"engine": "redis", "versions": ["7.0"]}],
-    "topologies": [{"cluster_mode": False}],
-    "node_types": ["local.micro"],
-    "workloads": [
-        {
-            "name": "w",
-            "ratio": "1:4",
-            "value_size": 64,
-            "key_space": 2000,
-            "pipeline": 2,
-            "clients": 2,
-            "threads": 1,
-            "warmup_seconds": 1,
-            "duration_seconds": 20,
-        },
-    ],
-    "repetitions": 3,
-    "budget_usd": 0,
+# a miniature: its namespace and cgroups must go too
+CAMPAIGN = tiny_campaign("cli", repetitions=3, duration_seconds=20) | {
+    "node_types": ["local.t4g.micro"]
 }
-
-
-def start(tmp_path: Path, results: Path) -> subprocess.Popen:
-    path = tmp_path / "cli.yaml"
-    path.write_text(yaml.safe_dump(CAMPAIGN))
-    # its own Airflow home, as on a newcomer's machine (the command migrates it): a run on
-    # the session's sqlite DB was followed by "database disk image is malformed" in later tests
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT / "plugins"),
-        "CACHEBENCH_RESULTS": str(results),
-        "AIRFLOW_HOME": str(tmp_path / "airflow-home"),
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "cachebench", "run", str(path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-        cwd=ROOT,
-    )
 
 
 def test_ctrl_c_stops_the_campaign_destroys_everything_and_reports_it(
     tmp_path: Path, results_dir: Path
 ) -> None:
-    proc = start(tmp_path, results_dir)
+    proc = start_run(CAMPAIGN, tmp_path)  # results in tmp_path/results: results_dir
     try:
         deadline = time.monotonic() + 300
         loading = []
@@ -99,7 +56,7 @@ def test_ctrl_c_stops_the_campaign_destroys_everything_and_reports_it(
     report = (run_dir / "report.md").read_text()
     assert "## INTERRUPTED" in report and "SIGINT" in report
     # the load under way stopped well before its 20 s window ended, the runs after it skipped
-    rdir = run_dir / "points" / "redis-7.0-single-local.micro-w"
+    rdir = run_dir / "points" / "redis-7.0-single-local.t4g.micro-w"
     assert not (rdir / "rep1" / "load.json").exists()
     assert "interrupted by the user" in (rdir / "rep1" / "error.txt").read_text()
     assert not (rdir / "rep2").exists() and not (rdir / "rep3").exists()

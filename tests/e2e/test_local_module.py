@@ -26,7 +26,7 @@ from leftovers import listening, processes_in
 from redis.cluster import ClusterNode, RedisCluster
 
 from cachebench import engines
-from cachebench.local import procs, servers
+from cachebench.local import procs, runtime, servers
 from cachebench.local.servers import LocalError, down, endpoint_from_registry, up
 from cachebench.models import Endpoint
 from cachebench.terraform import flavour
@@ -144,6 +144,7 @@ def tfvars_for(tmp_path, engine, version, cluster, shards, replicas, deployment_
         "maxmemory_bytes": 64 * 1024 * 1024,
         "io_threads": 1,
         "state_dir": str(tmp_path / "state"),
+        "runtime_dir": str(runtime.deployment_dir(tmp_path / "state")),
         "python": sys.executable,
         "pythonpath": str(PLUGINS),
         "metrics_interval_seconds": 1,
@@ -176,7 +177,7 @@ def assert_all_gone(state_dir: Path, pids: list[int], ports: list[int]) -> None:
     """Nothing left, seen by psutil (tests/e2e/leftovers.py), not by the procs module the
     product stops things with: the pids it reported (servers, agent) are gone, no process
     runs in the state folder (each server in nodes/<id>, the agent in the folder itself),
-    no node or bus port listens, no secret file is kept."""
+    no node or bus port listens, the private folder of its secrets is gone."""
     assert pids and ports, "nothing to check"
     known = []
     for pid in pids:
@@ -188,8 +189,7 @@ def assert_all_gone(state_dir: Path, pids: list[int], ports: list[int]) -> None:
     assert processes_in(state_dir) == [], "a process still runs in the state folder"
     busy = listening(set(ports))
     assert not busy, f"ports still listening: {sorted(busy)}"
-    assert not (state_dir / "auth").exists(), "auth file survived"
-    assert not list(state_dir.glob("nodes/*/server.conf")), "server.conf survived"
+    assert not runtime.deployment_dir(state_dir).exists(), "the secrets' folder survived"
 
 
 def ends_within(pid: int, timeout: float) -> bool:
@@ -275,24 +275,28 @@ def test_apply_use_destroy(tmp_path, engine, version, cluster, shards, replicas)
         assert outputs["metrics_file"] == str(state_dir / "metrics.csv")
 
         auth = Path(endpoint.auth_ref)
+        private = Path(tfvars["runtime_dir"])
+        assert auth == private / "auth" and not private.is_relative_to(tmp_path)
         assert auth.stat().st_mode & 0o777 == 0o600
+        assert private.stat().st_mode & 0o777 == 0o700
         password = auth.read_text().strip()
         assert len(password) >= 32
         # The secret is nowhere Terraform keeps things (state and its backup, tfvars,
-        # .terraform/ when init makes one, what it printed), nor in the servers' and agent's logs or
-        # registry, nor in any argv: only in the password file and the servers' own 0600
-        # config (requirepass/masterauth).
-        confs = tuple(state_dir.glob("nodes/*/server.conf"))
+        # .terraform/ when init makes one, what it printed), nor anywhere in the state dir
+        # (servers' and agent's logs, registry, config), nor in any argv: only in the private
+        # folder, in the password file and the servers' own 0600 configs.
+        confs = sorted(private.glob("nodes/*.conf"))
         assert len(confs) == count
         assert list(work.glob("*.tfstate"))  # (built-in resources only: no .terraform/ yet)
         assert len(list(state_dir.glob("nodes/*/server.log"))) == count
         assert (state_dir / "agent.log").is_file() and (state_dir / "registry.json").is_file()
         assert files_holding(work, password) == []
-        assert files_holding(state_dir, password, but=(auth, *confs)) == []
+        assert files_holding(state_dir, password) == []
+        assert set(files_holding(private, password)) == {auth, *confs}
         assert PRINTED and all(password not in printed for printed in PRINTED)
         for pid in pids:
             assert password not in " ".join(psutil.Process(pid).cmdline())
-        for conf in state_dir.glob("nodes/*/server.conf"):
+        for conf in confs:
             assert conf.stat().st_mode & 0o777 == 0o600
 
         # Unauthenticated access is refused.
@@ -432,7 +436,7 @@ def test_up_twice_keeps_one_server_per_node_and_down_is_idempotent(tmp_path):
         assert reg2["reused"] is True
         assert [n["pid"] for n in reg1["nodes"]] == [n["pid"] for n in reg2["nodes"]]
         assert reg1["agent_pid"] == reg2["agent_pid"]
-        password = (state_dir / "auth").read_text().strip()
+        password = (runtime.deployment_dir(state_dir) / "auth").read_text().strip()
         assert password not in first.stdout + first.stderr + second.stdout + second.stderr
         for n in reg2["nodes"]:
             assert servers_on_port(n["port"]) == [n["pid"]]
@@ -483,7 +487,7 @@ def test_busy_port_fails_with_clear_message_and_leaves_nothing(tmp_path):
             assert res.returncode != 0
             assert f"port {busy}" in res.stderr and "not a server of" in res.stderr
             assert not list(state_dir.glob("nodes/*/server.pid"))
-            assert not (state_dir / "auth").exists()
+            assert not runtime.deployment_dir(state_dir).exists()
             assert servers_on_port(cfg["base_port"]) == []
         finally:
             down(state_dir)
@@ -563,7 +567,7 @@ def test_agent_stops_by_itself_at_expiry_and_when_servers_vanish(tmp_path):
         cfg["expires_at"] = time.time() + 600
         reg = up(cfg)
         assert reg["reused"] is True and psutil.Process(reg["agent_pid"]).cwd() == str(state_dir)
-        password = (state_dir / "auth").read_text().strip()
+        password = (runtime.deployment_dir(state_dir) / "auth").read_text().strip()
         port = reg["nodes"][0]["port"]
         with (
             redis.Redis(port=port, password=password) as c,
@@ -592,6 +596,7 @@ def test_module_is_formatted_valid_and_rejects_bad_variables(tmp_path):
         ({"base_port": 80}, "base_port must be"),
         ({"base_port": 55535, "cluster_mode": True, "shards": 2}, "do not fit"),
         ({"state_dir": "relative/dir"}, "state_dir must be"),
+        ({"runtime_dir": "relative/dir"}, "runtime_dir must be"),
     ]
     for over, message in bad_cases:
         (work / "bad.tfvars.json").write_text(json.dumps({**good, **over}))

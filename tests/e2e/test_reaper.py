@@ -1,5 +1,6 @@
 """The reaper on real leftovers: servers planted with `python -m cachebench.local up`
-and with Terraform, some expired, some of a running run, one whose folder is gone."""
+and with Terraform, some expired, some of a running run, one whose folder is gone (a
+miniature: its namespaces, links, cgroups and subnet claim must go too)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,11 @@ from pathlib import Path
 
 import pytest
 from airflow.dag_processing.dagbag import DagBag
+from leftovers import kernel_objects, miniature_keys
 
 from cachebench import engines, reaper, steps
 from cachebench.campaign import CampaignSpec
-from cachebench.local import procs, servers
-from cachebench.targets import local
+from cachebench.local import machine, miniature, netns, procs, runtime, servers
 from cachebench.workspace import RunDir
 
 pytestmark = pytest.mark.e2e
@@ -26,12 +27,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def free_base(k: int) -> int:
     """A port well above the fault tests' blocks, for planted servers."""
-    base = local.port_first() + 4000 + 20 * k
+    base = machine.port_first() + 4000 + 20 * k
     return next(p for p in range(base, base + 20) if procs.port_free(p))
 
 
-def plant(results: Path, k: int, *, run_id: str, expires_in: float) -> Path:
-    """Real servers of a fake deployment, started the way Terraform's local-exec starts them."""
+def plant(results: Path, k: int, *, run_id: str, expires_in: float, mini: bool = False) -> Path:
+    """Real servers of a fake deployment, started the way Terraform's local-exec starts them
+    (mini: as a miniature of cache.t4g.micro, its subnet claimed as render_tfvars claims it)."""
     run_dir = RunDir.for_run("planted", run_id)
     pdir = run_dir.deployment(f"redis-7.0-single-local.micro-p{k}").path
     sd = pdir / "server"
@@ -51,9 +53,22 @@ def plant(results: Path, k: int, *, run_id: str, expires_in: float) -> Path:
         "maxmemory_policy": "allkeys-lru",
         "io_threads": 1,
         "state_dir": str(sd),
+        "runtime_dir": str(runtime.deployment_dir(sd)),
         "metrics_interval_seconds": 1,
         "expires_at": int(time.time() + expires_in),
     }
+    if mini:
+        owner = {"key": miniature.key_of(sd), "state_dir": str(sd), "run_id": run_id}
+        owner |= {"campaign": "planted", "expires_at": config["expires_at"]}
+        config["miniature"] = {
+            "key": owner["key"],
+            "mimics": "cache.t4g.micro",
+            "subnet": netns.subnet_of(netns.claim(owner)),
+            "cpu_limit_cores": 0.25,
+            "memory_limit_bytes": 2**29,
+            "load_cpu_cores": 1.0,
+            "allowance": {"baseline_bps": 64e6, "burst_bps": 5e9, "bucket_bytes": 80e6},
+        }
     (sd / "config.json").write_text(json.dumps(config))
     subprocess.run(
         [sys.executable, "-m", "cachebench.local", "up", "--config", str(sd / "config.json")],
@@ -73,7 +88,7 @@ def assert_gone(pdir: Path, ports: list[int]) -> None:
     assert procs.processes_under(pdir) == []
     for port in ports:
         assert procs.port_free(port), port
-    assert not (pdir / "server" / "auth").exists()
+    assert not runtime.deployment_dir(pdir / "server").exists(), "its secrets were kept"
 
 
 def registry_ports(pdir: Path) -> list[int]:
@@ -84,9 +99,11 @@ def test_reaper_takes_leftovers_and_spares_a_running_run(results_dir: Path) -> N
     expired = plant(results_dir, 0, run_id="manual__gone", expires_in=4)
     live = plant(results_dir, 1, run_id="manual__live", expires_in=3600)
     done = plant(results_dir, 2, run_id="manual__done", expires_in=3600)
-    orphan = plant(results_dir, 3, run_id="manual__live", expires_in=3600)
+    orphan = plant(results_dir, 3, run_id="manual__live", expires_in=3600, mini=True)
+    orphan_key = miniature.key_of(orphan / "server")
+    assert kernel_objects({orphan_key}), "the miniature was not planted"
     orphan_ports = registry_ports(orphan)
-    shutil.rmtree(orphan)  # its registry, pidfiles and password file are gone with it
+    shutil.rmtree(orphan)  # its registry and pidfiles are gone with it, not its secrets
     ports = {p: registry_ports(p) for p in (expired, live, done)}
     states = {"manual__live": reaper.RUNNING, "manual__done": reaper.FINISHED}
     try:
@@ -109,7 +126,16 @@ def test_reaper_takes_leftovers_and_spares_a_running_run(results_dir: Path) -> N
         assert_gone(expired, ports[expired])
         assert_gone(done, ports[done])
         assert_gone(orphan, orphan_ports)
+        assert kernel_objects({orphan_key}) == []  # namespaces, links, cgroups, claim
+        assert {m["key"]: m["reason"] for m in summary["miniatures"]} == {
+            orphan_key: "its deployment's folder was removed"
+        }
         assert processes(live), "a non-expired deployment of a running run was reaped"
+        # the orphan's secrets went after it (its folder is gone, its servers stopped), the
+        # running deployment's stay
+        secrets = {Path(r["where"]): r["reason"] for r in summary["runtime_folders"]}
+        assert "folder was removed" in secrets[runtime.deployment_dir(orphan / "server")]
+        assert (runtime.deployment_dir(live / "server") / "auth").is_file()
         assert json.loads((expired / "reaped.json").read_text())["problems"] == []
         # reaping again finds nothing new
         again = reaper.reap([results_dir], run_state=lambda c, r: states.get(r))
@@ -118,6 +144,7 @@ def test_reaper_takes_leftovers_and_spares_a_running_run(results_dir: Path) -> N
         for pdir in (expired, live, done):
             servers.down(pdir / "server")
         procs.kill_under(results_dir)
+        miniature.teardown(orphan_key)
 
 
 def test_reaper_dag_destroys_expired_terraform_deployment(airflow_db, results_dir: Path) -> None:
@@ -128,7 +155,7 @@ def test_reaper_dag_destroys_expired_terraform_deployment(airflow_db, results_di
             "name": "planted-tf",
             "engines": [{"engine": "redis", "versions": ["7.0"]}],
             "topologies": [{"cluster_mode": False}],
-            "node_types": ["local.micro"],
+            "node_types": ["local.t4g.micro"],  # a miniature: its kernel objects must go too
             "workloads": [{"name": "w", "duration_seconds": 2, "warmup_seconds": 0}],
             "budget_usd": 0,
         }
@@ -151,9 +178,11 @@ def test_reaper_dag_destroys_expired_terraform_deployment(airflow_db, results_di
         state = json.loads((pdir / "terraform" / "terraform.tfstate").read_text())
         assert state["resources"] == []
         assert "$ terraform destroy" in (pdir / "terraform" / "terraform.log").read_text()
+        assert miniature_keys(run.path) and kernel_objects(miniature_keys(run.path)) == []
         # unknown run (no metadata), not expired: left alone
         assert processes(fresh)
     finally:
         servers.down(pdir / "server")
         servers.down(fresh / "server")
         procs.kill_under(results_dir)
+        miniature.teardown(miniature.key_of(pdir / "server"))

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-import yaml
+from cli_runs import REDIS, VALKEY, start_run, tiny_campaign
 from leftovers import assert_nothing_left
 
 from chromium import chromium_context
@@ -41,31 +39,7 @@ from test_export_support import (  # noqa: E402
     write_point_dir,
 )
 
-CAMPAIGN = {
-    "name": "browser",
-    "target": "local",
-    "engines": [
-        {"engine": "redis", "versions": ["7.0"]},
-        {"engine": "valkey", "versions": ["9.1"]},
-    ],
-    "topologies": [{"cluster_mode": False}],
-    "node_types": ["local.micro"],
-    "workloads": [
-        {
-            "name": "tiny",
-            "ratio": "1:4",
-            "value_size": 64,
-            "key_space": 2000,
-            "pipeline": 2,
-            "clients": 2,
-            "threads": 1,
-            "warmup_seconds": 1,
-            "duration_seconds": 2,
-        }
-    ],
-    "repetitions": 2,
-    "budget_usd": 0,
-}
+CAMPAIGN = tiny_campaign("browser", engines=(REDIS, VALKEY), name="tiny")
 #: The metric-table metric behind each node chart (the page's data-chart keys).
 NODE_CHARTS = {
     "cpu": "CPUUtilization",
@@ -78,25 +52,15 @@ NODE_CHARTS = {
 def campaign_dir(tmp_path_factory) -> Path:
     """The run folder of a real tiny campaign on local servers."""
     tmp = tmp_path_factory.mktemp("browser")
-    (tmp / "browser.yaml").write_text(yaml.safe_dump(CAMPAIGN))
+    proc = start_run(CAMPAIGN, tmp)
+    try:
+        out, _ = proc.communicate(timeout=900)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
     results = tmp / "results"
-    # its own Airflow home (the command migrates it): a `python -m cachebench run` on the
-    # session's sqlite DB was followed by "database disk image is malformed" in later tests
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT / "plugins"),
-        "CACHEBENCH_RESULTS": str(results),
-        "AIRFLOW_HOME": str(tmp / "airflow-home"),
-    }
-    done = subprocess.run(
-        [sys.executable, "-m", "cachebench", "run", str(tmp / "browser.yaml")],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=900,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    assert proc.returncode == 0, out
     (run_dir,) = results.glob("browser/*/")
     assert_nothing_left(run_dir)
     return run_dir

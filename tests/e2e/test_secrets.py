@@ -1,11 +1,14 @@
 """The AUTH password of a real run is found nowhere it must not be.
 
-The password is read from the deployment's auth file while the servers are up (from
-another thread, as an outsider would), then searched for, after the run, in:
-everything under the results folder (tfvars, Terraform state and log, server
-and agent logs, load-tool output, reports), the task logs (the Airflow log
-folder and what the run printed), XCom values, rendered template fields,
-trigger arguments, and the raw bytes of the metadata DB file.
+The password is read from the deployment's private runtime folder (the runtime_dir its
+tfvars name, outside the results folder) while the servers are up, from another thread
+as an outsider would, and at once every file under the results folder is searched for
+it, byte for byte, while the servers still run (a results folder is served and copied
+as it is: no secret may ever be in it, not only after destroy). After the run it is
+searched for again in: everything under the results folder (tfvars, Terraform state
+and log, server and agent logs, load-tool output, reports), the task logs (the Airflow
+log folder and what the run printed), XCom values, rendered template fields, trigger
+arguments, and the raw bytes of the metadata DB file.
 """
 
 from __future__ import annotations
@@ -47,16 +50,22 @@ CAMPAIGN = {
 }
 
 
-def grab_password(results: Path, found: list[str], stop: threading.Event) -> None:
+def search_while_up(results: Path, seen: dict, stop: threading.Event) -> None:
+    """Read the password once the servers run, search the results folder for it then,
+    and record whether the password file was still there (the servers up) afterwards."""
     deadline = time.monotonic() + 120
     while not stop.is_set() and time.monotonic() < deadline:
-        for auth in results.glob("secrets/*/deployments/*/server/auth"):
+        for tfvars in results.glob("secrets/*/deployments/*/terraform/terraform.tfvars.json"):
+            auth = Path(json.loads(tfvars.read_text())["runtime_dir"]) / "auth"
             try:
                 secret = auth.read_text().strip()
             except OSError:
                 continue
             if secret:
-                found.append(secret)
+                seen["secret"], seen["auth"] = secret, auth
+                seen["hits"] = files_holding(results, secret.encode())
+                seen["files"] = sum(1 for p in results.rglob("*") if p.is_file())
+                seen["still_up"] = auth.exists()
                 return
         time.sleep(0.05)
 
@@ -74,9 +83,9 @@ def files_holding(root: Path, needle: bytes) -> list[str]:
 
 
 def test_password_leaks_nowhere(airflow_db: Path, results_dir: Path, capfd) -> None:
-    found: list[str] = []
+    seen: dict = {}
     stop = threading.Event()
-    grabber = threading.Thread(target=grab_password, args=(results_dir, found, stop), daemon=True)
+    grabber = threading.Thread(target=search_while_up, args=(results_dir, seen, stop), daemon=True)
     grabber.start()
     dag = DagBag(dag_folder=str(ROOT / "dags")).dags["cachebench_adhoc"]
     try:
@@ -87,10 +96,16 @@ def test_password_leaks_nowhere(airflow_db: Path, results_dir: Path, capfd) -> N
     printed = "".join(capfd.readouterr())
     run = RunDir.for_run(CAMPAIGN["name"], dag_run.run_id)
     assert str(dag_run.state) == "success"
-    assert found, "the password file was never seen while the servers ran"
-    secret = found[0]
+    assert seen, "the password file was never seen while the servers ran"
+    secret = seen["secret"]
     assert len(secret) >= 32
     needle = secret.encode()
+    # while the servers ran: the password's folder lies outside the results folder, and no
+    # file in the results folder (there were some: tfvars, state, logs) held it
+    assert not seen["auth"].is_relative_to(results_dir)
+    assert seen["still_up"] and seen["files"] > 5, seen
+    assert seen["hits"] == [], seen["hits"]
+    assert not seen["auth"].parent.exists(), "destroy left the password's folder"
 
     # on disk: everything under the results folder (reports, tfvars, state, logs, output)
     assert (run.path / "report.md").exists()

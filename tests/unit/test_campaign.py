@@ -41,7 +41,7 @@ def test_example_campaign_is_valid() -> None:
     assert spec.target == "local"
     assert spec.point_count == 4
     assert {p.engine for p in spec.points()} == {"redis", "valkey"}
-    assert {p.topology.cluster_mode for p in spec.points()} == {False, True}
+    assert {p.node_type for p in spec.points()} == {"local.t4g.micro", "local.t4g.medium"}
 
 
 def test_matrix_expansion_and_stable_ids() -> None:

@@ -1,6 +1,7 @@
-"""The export's fast paths give what the straightforward versions gave.
+"""The export's fast paths: what they give, worked out by hand.
 
-metrics.csv read back by pandas and pyarrow, Gbps as a pandas groupby,
+metrics.csv read back by pandas and pyarrow, the agent's file read and its network
+counters as Gbps (values by hand from a small real agent file, tests/fixtures/agent),
 statistics kept by export_point as the ones computed again from metrics.parquet.
 """
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -26,8 +28,6 @@ from cachebench.models import METRIC_COLUMNS
 from cachebench.report import export
 from cachebench.report.export import (
     CATEGORICAL,
-    NET_IN,
-    NET_OUT,
     STATS_FILE,
     cached_summary,
     export_point,
@@ -92,40 +92,90 @@ def test_metrics_csv_bytes(tmp_path):
     )
 
 
-def _reference_gbps(df: pd.DataFrame) -> pd.DataFrame:
-    """network_gbps as a pandas groupby-mean-unstack (how it was written first)."""
-    cols = ["point_id", "node_id", "timestamp", "period_s"]
-    sel = df.loc[df["metric"].isin([NET_IN, NET_OUT]).to_numpy()]
-    frame = sel[cols].assign(
-        direction=sel["metric"].astype("str").map({NET_IN: "in_gbps", NET_OUT: "out_gbps"}),
-        gbps=sel["value"].to_numpy() * 8.0 / sel["period_s"].to_numpy() / 1e9,
-    )
-    wide = (
-        frame.groupby([*cols, "direction"], observed=True, sort=True)["gbps"]
-        .mean()
-        .unstack("direction")
-        .reindex(columns=["in_gbps", "out_gbps"])
-        .reset_index()
-    )
-    wide.columns.name = None
-    return wide
+# A real agent file (tests/fixtures/agent/README.md): one redis-server node, six samples;
+# the load (30,000 SETs + 30,000 GETs) is in the sample at LOAD.
+AGENT_CSV = Path(__file__).resolve().parents[1] / "fixtures" / "agent" / "metrics.csv"
+FIRST, SHORT, LOAD = 1796620739.552, 1796620740.548, 1796620742.548  # unix seconds
 
 
-def test_network_gbps_matches_pandas_groupby():
-    raw = pd.concat(
-        [
-            make_metrics("p", nodes=("n2", "n1", "n3"), seconds=40),
-            make_metrics("a", nodes=("z",), seconds=5),
-        ],
-        ignore_index=True,
+def at(df: pd.DataFrame, t: float, metric: str | None = None) -> pd.DataFrame:
+    """Rows within a millisecond of t (of one metric)."""
+    near = (df["timestamp"] - pd.Timestamp(t, unit="s", tz="UTC")).abs() < pd.Timedelta("1ms")
+    if metric is not None:
+        near &= df["metric"] == metric
+    return df[near.to_numpy()]
+
+
+def test_read_agent_csv_by_hand_from_a_real_agent_file():
+    df = export.read_agent_csv(AGENT_CSV, "p7")
+    # 5 gauges in the first sample, then 15 metrics in each of the 5 others
+    assert len(df) == 5 + 5 * 15 and set(df["point_id"]) == {"p7"}  # the file's id ignored
+    assert set(df["node_id"]) == {"0001-001"}
+    # unix seconds as UTC (to the float's own precision, 0.2 us at this epoch)
+    first = at(df, FIRST)["timestamp"].iloc[0]
+    assert str(first.round("us")) == "2026-12-07 05:18:59.552000+00:00"
+    # the measured intervals 0 (first, gauges only) and 0.995 s are whole seconds: 1
+    assert df["period_s"].tolist() == [1] * 80
+    # counters are rescaled to the whole second: 122 bytes in 0.995 s are 122 / 0.995
+    assert at(df, SHORT, "NetworkBytesIn")["value"].item() == pytest.approx(122.6130653, rel=1e-9)
+    assert at(df, SHORT, "NetworkBytesOut")["value"].item() == pytest.approx(4318.592965, rel=1e-9)
+    assert at(df, SHORT, "NewConnections")["value"].item() == 0.0
+    # gauges as written: CPU percent, memory bytes
+    assert at(df, SHORT, "CPUUtilization")["value"].item() == 0.165551
+    assert at(df, SHORT, "BytesUsedForCache")["value"].item() == 975968.0
+    # 1.0 s samples: counters as written
+    assert at(df, LOAD, "GetTypeCmds")["value"].item() == 30000.0
+    assert at(df, LOAD, "CacheHits")["value"].item() == 30000.0
+    assert at(df, LOAD, "NetworkBytesIn")["value"].item() == 4290775.0
+    # the window [start, end] keeps both ends: the samples at LOAD - 1, LOAD and LOAD + 1
+    window = export.read_agent_csv(AGENT_CSV, "p7", start=LOAD - 1, end=LOAD + 1)
+    assert len(window) == 3 * 15 and window["timestamp"].nunique() == 3
+    assert export._is_normal(window)  # later normalisations are free
+
+
+def test_network_gbps_by_hand_from_a_real_agent_file():
+    net = network_gbps(export.read_agent_csv(AGENT_CSV, "p7"))
+    assert list(net.columns) == ["point_id", "node_id", "timestamp", "period_s", "in_gbps",
+                                 "out_gbps"]  # fmt: skip
+    assert len(net) == 5 and net["timestamp"].is_monotonic_increasing  # not the gauge-only one
+    # bytes x 8 / period / 1e9: 4,290,775 B in, 2,284,483 B out in the load's second
+    load = at(net, LOAD)
+    assert load["in_gbps"].item() == pytest.approx(0.0343262, rel=1e-9)
+    assert load["out_gbps"].item() == pytest.approx(0.018275864, rel=1e-9)
+    # the 0.995 s sample, rescaled to 1 s: 122 / 0.995 x 8 / 1e9
+    assert at(net, SHORT)["in_gbps"].item() == pytest.approx(9.809045e-7, rel=1e-6)
+    assert at(net, SHORT)["out_gbps"].item() == pytest.approx(3.4548744e-5, rel=1e-7)
+
+
+def test_network_gbps_averages_duplicates_and_leaves_a_missing_direction_nan():
+    """By hand: node a sends 1 GB and 3 GB in (two samples of one second: 8 and 24 Gbps,
+    mean 16) and nothing out; node b 1 GB in and 0.5 GB out over a 2 s period (4 and 2
+    Gbps); a NaN sample is skipped; rows in any order give the same table."""
+    rows = [
+        ("a", "NetworkBytesIn", 1e9, 1),
+        ("a", "NetworkBytesIn", 3e9, 1),
+        ("a", "NetworkBytesIn", np.nan, 1),
+        ("b", "NetworkBytesIn", 1e9, 2),
+        ("b", "NetworkBytesOut", 0.5e9, 2),
+        ("b", "CPUUtilization", 50.0, 2),  # not a network counter: not a column
+    ]
+    df = pd.DataFrame(
+        {
+            "timestamp": T0,
+            "point_id": "p",
+            "node_id": [r[0] for r in rows],
+            "metric": [r[1] for r in rows],
+            "value": [r[2] for r in rows],
+            "unit": "Bytes",
+            "period_s": [r[3] for r in rows],
+        }
     )
-    late_in = (raw["node_id"] == "n3") & (raw["metric"] == NET_IN) & (raw["timestamp"] > T0 + 10)
-    raw = raw[~late_in]  # n3 lacks "in" after 10 s: NaN there
-    raw.loc[raw.index[:3], "value"] = np.nan
-    raw = pd.concat([raw, raw.iloc[:50]])  # duplicate samples are averaged
-    for df in (raw, normalize_metrics(raw), raw.sample(frac=1, random_state=1)):
-        mine, ref = network_gbps(df), _reference_gbps(df)
-        pd.testing.assert_frame_equal(mine, ref)
+    for frame in (df, df.iloc[::-1], normalize_metrics(df)):
+        net = network_gbps(frame)
+        assert net["node_id"].astype(str).tolist() == ["a", "b"]
+        assert net["period_s"].tolist() == [1, 2]
+        np.testing.assert_allclose(net["in_gbps"], [16.0, 4.0])
+        np.testing.assert_allclose(net["out_gbps"], [np.nan, 2.0])
 
 
 def test_normalize_metrics_ignores_the_frames_index():
@@ -215,35 +265,6 @@ def test_report_without_cache_still_reads_the_parquet(tmp_path):
     build_report(tmp_path, {(spec.target, spec.node_type): spec})
     row = pd.read_csv(tmp_path / "summary.csv").iloc[0]
     assert row["status"] == "ok" and row["seconds_above_baseline"] == 30
-
-
-def _reference_read(path, point_id: str, start: float, end: float) -> pd.DataFrame:
-    """read_agent_csv as first written: pandas all the way, then normalize_metrics."""
-    raw = pd.read_csv(path)
-    raw = raw[(raw["timestamp"] >= start) & (raw["timestamp"] <= end)]
-    measured = raw["period_s"].to_numpy(dtype="float64")
-    period = np.maximum(np.rint(measured), 1.0)
-    counter = raw["metric"].isin(export.COUNTERS).to_numpy() & (measured > 0)
-    scale = np.where(counter, period / np.where(measured > 0, measured, 1.0), 1.0)
-    raw = raw.assign(
-        value=raw["value"].to_numpy() * scale, period_s=period, point_id=point_id
-    ).drop(columns=[c for c in raw.columns if c not in METRIC_COLUMNS])
-    return normalize_metrics(raw)
-
-
-def test_read_agent_csv_matches_a_plain_pandas_read(tmp_path):
-    rng = np.random.default_rng(5)
-    df = make_metrics("ignored", nodes=("b", "a"), seconds=40)
-    df["period_s"] = np.where(df["timestamp"] == T0, 0.0, rng.uniform(0.98, 1.02, len(df)))
-    df["value"] = rng.uniform(0, 1e9, len(df))
-    path = tmp_path / "metrics.csv"
-    df.to_csv(path, index=False)
-    got = export.read_agent_csv(path, "p7", start=T0 + 3, end=T0 + 30)
-    ref = _reference_read(path, "p7", T0 + 3, T0 + 30)
-    pd.testing.assert_frame_equal(
-        got.astype({c: "str" for c in CATEGORICAL}), ref.astype({c: "str" for c in CATEGORICAL})
-    )
-    assert export._is_normal(got)  # later normalisations are free
 
 
 def test_gc_paused_restores_the_collector():

@@ -13,7 +13,9 @@ from cachebench.models import (
     METRIC_COLUMNS,
     Deployment,
     DeploymentPlan,
+    GeneratorCpu,
     Latency,
+    LoadCpu,
     LoadResult,
     Point,
     RunSpec,
@@ -222,9 +224,11 @@ def write_point_dir(
     spec: InstanceSpec | None = None,
     figures: bool = False,
     rep: int = 1,
+    cpu_pct: float | None = 30.0,
 ) -> Path:
     """A finished run's directory (points/<id>/rep<k>), with figures via export_point or
-    just the data files, and the run planned in campaign.json."""
+    just the data files, and the run planned in campaign.json. Its load generator ran at
+    cpu_pct of its one core every second (cpu.json); None: no cpu.json."""
     register_run(run_dir, point, rep)
     (run_dir / "points" / point.id).mkdir(parents=True, exist_ok=True)
     (run_dir / "points" / point.id / "point.json").write_text(point.model_dump_json())
@@ -237,6 +241,13 @@ def write_point_dir(
     else:
         write_metrics(metrics, out)
         (out / "load.json").write_text(load.model_dump_json())
+    if cpu_pct is not None:
+        seconds = len(load.series) or 1
+        cpu = LoadCpu(
+            started_at=load.started_at,
+            generators=[GeneratorCpu(generator=0, capacity_cores=1, cpu_pct=[cpu_pct] * seconds)],
+        )
+        (out / "cpu.json").write_text(cpu.model_dump_json())
     return out
 
 

@@ -2,8 +2,9 @@
 
 The parsing tests read real memtier output (tests/fixtures/memtier-real/, see its
 README: memtier built from source, before the upstream fixes of Totals latency and
-of the truncated duration) and compare with what memtier printed (the .stdout
-files) and with values computed by hand from the files' own counts.
+of the truncated duration; the "master_" captures from its default branch at
+2f74d61) and compare with what memtier printed (the .stdout files) and with
+values computed by hand from the files' own counts.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from cachebench.loadgen.memtier import (
 from cachebench.models import Endpoint, LoadResult, SecondSample, Workload
 
 REAL = Path(__file__).resolve().parents[1] / "fixtures" / "memtier-real"
-CAPTURES = ["single", "cluster3", "rate800_t2", "rate800_t5"]
+CAPTURES = ["single", "cluster3", "rate800_t2", "rate800_t5", "master_single", "master_rate800_t5"]
 SECRET = "p@ss w'rd$HOME\"x"
 CACERT = "/etc/ssl/certs/ca-certificates.crt"
 T0 = 1_796_000_000.25  # a process start the caller recorded
@@ -58,8 +59,13 @@ def argv_of(**kw) -> list[str]:
     )
 
 
+def stem(name: str) -> Path:
+    """The capture's files without their suffix: memtier_real_<name>, memtier_master_*."""
+    return REAL / (f"memtier_{name}" if name.startswith("master_") else f"memtier_real_{name}")
+
+
 def path_of(name: str) -> Path:
-    return REAL / f"memtier_real_{name}.json"
+    return Path(f"{stem(name)}.json")
 
 
 def doc_of(name: str) -> dict:
@@ -68,7 +74,7 @@ def doc_of(name: str) -> dict:
 
 def printed(name: str) -> dict[str, float]:
     """memtier's printed Totals row: Ops/sec, Avg. Latency, p50 ... p99.9 (ms)."""
-    text = (REAL / f"memtier_real_{name}.stdout").read_text()
+    text = Path(f"{stem(name)}.stdout").read_text()
     header = next(line for line in text.splitlines() if line.startswith("Type"))
     row = next(line for line in text.splitlines() if line.startswith("Totals"))
     cols = re.split(r"\s{2,}", header.strip())[1:]
@@ -243,6 +249,15 @@ BY_HAND = {
     "cluster3": (10, 2_871_328, 32, (2_871_328 - 32) / 10),
     "rate800_t2": (2, 1616, 8, (808 + 800) / 2),  # 804/s, not the JSON's 1586.95
     "rate800_t5": (5, 4016, 8, (808 + 4 * 800) / 5),  # 801.6/s, not 667.19
+    # memtier's default branch (2f74d61): Total duration 11001 ms for 10 s, 4017 ms for 5 s
+    "master_single": (
+        10,
+        1_713_812,
+        32,
+        (267216 + 212752 + 200104 + 78088 + 96124 + 122824 + 140204 + 196760 + 255812 + 143896)
+        / 10,
+    ),  # 171,378/s, not the JSON's 155,789.59
+    "master_rate800_t5": (5, 4008, 8, (800 + 794 + 806 + 800 + 800) / 5),  # 800/s, not 997.65
 }
 
 
@@ -274,11 +289,12 @@ def test_real_capture_against_what_memtier_printed(name):
     assert r.started_at == T0 and r.tool_version == "memtier_benchmark"
 
 
-@pytest.mark.parametrize("name", ["rate800_t2", "rate800_t5"])
-def test_rate_limited_captures_flag_memtiers_wrong_duration(name):
+@pytest.mark.parametrize("name", ["rate800_t2", "rate800_t5", "master_single", "master_rate800_t5"])
+def test_captures_with_memtiers_wrong_duration_are_flagged(name):
     runtime = doc_of(name)["ALL STATS"]["Runtime"]
     test_time = BY_HAND[name][0]
-    assert abs(runtime["Total duration"] / 1000 - test_time) > 0.9  # 1019 ms / 6019 ms
+    # 1019 ms for 2 s, 6019 ms for 5 s; on 2f74d61 11001 ms for 10 s, 4017 ms for 5 s
+    assert abs(runtime["Total duration"] / 1000 - test_time) > 0.9
     r = parse_memtier_json(path_of(name), started_at=T0)
     (note,) = [n for n in r.notes if "Total duration" in n]
     assert f"--test-time={test_time} s" in note and "Ops/sec" in note
@@ -430,16 +446,14 @@ def without_compressed(name: str) -> dict:
 @pytest.mark.parametrize("name", CAPTURES)
 def test_fallback_to_the_hgrm_log_is_exact(name):
     exact = parse_memtier_json(path_of(name), started_at=T0)
-    r = parse_memtier_json(
-        without_compressed(name), hdr_prefix=REAL / f"memtier_real_{name}", started_at=T0
-    )
+    r = parse_memtier_json(without_compressed(name), hdr_prefix=stem(name), started_at=T0)
     assert r.latency == exact.latency and r.notes == exact.notes
 
 
 @pytest.mark.parametrize("name", CAPTURES)
 def test_fallback_to_the_percentile_txt(name, tmp_path):
     # no compressed histogram, no .hgrm: only the .txt distribution, two decimals
-    shutil.copy(REAL / f"memtier_real_{name}_FULL_RUN_1.txt", tmp_path / "run_FULL_RUN_1.txt")
+    shutil.copy(f"{stem(name)}_FULL_RUN_1.txt", tmp_path / "run_FULL_RUN_1.txt")
     exact = parse_memtier_json(path_of(name), started_at=T0).latency
     r = parse_memtier_json(without_compressed(name), hdr_prefix=tmp_path / "run", started_at=T0)
     assert TXT_NOTE in r.notes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import time
 from pathlib import Path
 
@@ -34,7 +35,8 @@ def base_config(**over):
         "maxmemory_bytes": 1 << 20,
         "maxmemory_policy": "volatile-lru",
         "io_threads": 1,
-        "state_dir": "/tmp/x",
+        "state_dir": "/tmp/x/server",
+        "runtime_dir": "/tmp/runtime/x",
         "metrics_interval_seconds": 1,
         "expires_at": time.time() + 600,
     }
@@ -68,7 +70,7 @@ def test_slot_ranges_cover_all_slots_evenly(shards):
 def test_render_conf_is_local_and_unsaved(tmp_path):
     cfg = base_config(replicas=1)
     primary, replica = plan_nodes(1, 1, 27000)
-    conf = render_server_conf(cfg, replica, tmp_path, "pw-123", primary_port=primary.port)
+    conf = render_server_conf(cfg, replica, tmp_path, "pw-123", primary=primary)
     lines = conf.splitlines()
     for want in (
         "bind 127.0.0.1",
@@ -91,6 +93,25 @@ def test_render_conf_is_local_and_unsaved(tmp_path):
         base_config(cluster_mode=True, shards=2), primary, tmp_path, "pw", None
     )
     assert "cluster-enabled yes" in cluster and "replicaof" not in cluster
+    assert "cluster-announce-ip 127.0.0.1" in cluster.splitlines()
+
+
+def test_miniature_nodes_listen_on_their_own_addresses(tmp_path):
+    """A miniature's nodes: address 2 + i of the deployment's /27, bound, announced to the
+    cluster and replicated from there."""
+    nodes = plan_nodes(2, 1, 27000, subnet="169.254.9.64/27")
+    assert [(n.node_id, n.host, n.port) for n in nodes] == [
+        ("0001-001", "169.254.9.66", 27000),
+        ("0001-002", "169.254.9.67", 27001),
+        ("0002-001", "169.254.9.68", 27002),
+        ("0002-002", "169.254.9.69", 27003),
+    ]
+    cluster = render_server_conf(
+        base_config(cluster_mode=True, shards=2, replicas=1), nodes[2], tmp_path, "pw", None
+    ).splitlines()
+    assert "bind 169.254.9.68" in cluster and "cluster-announce-ip 169.254.9.68" in cluster
+    replica = render_server_conf(base_config(replicas=1), nodes[1], tmp_path, "pw", nodes[0])
+    assert "replicaof 169.254.9.66 27000" in replica.splitlines()
 
 
 @pytest.mark.parametrize(
@@ -105,6 +126,9 @@ def test_render_conf_is_local_and_unsaved(tmp_path):
         ({"maxmemory_policy": "lru"}, "maxmemory_policy"),
         ({"expires_at": 1}, "past"),
         ({"state_dir": "rel/dir"}, "absolute"),
+        ({"runtime_dir": "rel/dir"}, "runtime_dir='rel/dir': must be an absolute path outside"),
+        ({"runtime_dir": "/tmp/x/secrets"}, "outside the results folder .* and outside /tmp/x"),
+        ({"runtime_dir": os.environ["CACHEBENCH_RESULTS"] + "/c/r"}, "outside the results folder"),
         ({"server_binary": "/nonexistent/redis-server"}, "executable"),
         ({"shards": "3"}, "expected"),
         ({"cluster_mode": 1}, "expected"),
@@ -188,7 +212,7 @@ def test_form_cluster_meets_as_full_mesh_when_small(monkeypatch, shards, replica
     from cachebench.local import servers
 
     sent: list[tuple[int, tuple]] = []
-    monkeypatch.setattr(servers, "_client", lambda port, password: _FakeNode(port, sent))
+    monkeypatch.setattr(servers, "_client", lambda port, password, host: _FakeNode(port, sent))
     cfg = base_config(cluster_mode=True, shards=shards, replicas=replicas, ready_timeout_seconds=5)
     nodes = plan_nodes(shards, replicas, 27000)
     servers._form_cluster(cfg, nodes, "pw")

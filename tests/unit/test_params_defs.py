@@ -124,9 +124,8 @@ def test_the_forms_defaults_are_the_campaign_file(path: Path) -> None:
 def test_form_values_are_compact() -> None:
     params = campaign_params(load_campaign_file(EXAMPLE))
     # include/campaigns/redis-vs-valkey-local.yaml: redis 7.0 and valkey 9.1, single node
-    # and a cluster of 3 shards without replicas
     assert params["engines"].value == ["redis 7.0", "valkey 9.1"]
-    assert params["topologies"].value == ["single", "c3r0"]
+    assert params["topologies"].value == ["single"]
     assert params["custom_topologies"].value == []
     # emptied in the form (null), or one label a line with a trailing blank one
     params["topologies"].resolve(None)

@@ -76,3 +76,17 @@ def test_in_ci_a_module_level_skip_fails(pytester: pytest.Pytester, monkeypatch)
     result = pytester.runpytest(*ARGS)
     result.stdout.fnmatch_lines(["FAILED (CI=true): test_mod.py: could not import*"])
     assert result.ret != pytest.ExitCode.OK
+
+
+@pytest.mark.parametrize(
+    ("value", "out"),
+    [("1", True), ("true", True), (" TRUE ", True), ("0", False), ("false", False),
+     ("", False), ("no", False), ("yes", False)],
+)  # fmt: skip
+def test_skip_deploy_opts_out_only_for_1_or_true(monkeypatch, value: str, out: bool) -> None:
+    from skips_in_ci import opted_out
+
+    monkeypatch.setenv("CACHEBENCH_SKIP_DEPLOY", value)
+    assert opted_out("CACHEBENCH_SKIP_DEPLOY") is out
+    monkeypatch.delenv("CACHEBENCH_SKIP_DEPLOY")
+    assert opted_out("CACHEBENCH_SKIP_DEPLOY") is False

@@ -20,8 +20,8 @@ from cachebench.specs import (
 )
 
 HEADER = ",".join(COLUMNS)
-GOOD_AWS = "aws,cache.r7g.large,r7g,2,13.07,0.937,12.5,doc"
-GOOD_LOCAL = "local,local.micro,local,1,0.25,,,local process on 127.0.0.1"
+GOOD_AWS = "aws,cache.r7g.large,r7g,2,13.07,0.937,12.5,,,,,doc"
+GOOD_LOCAL = "local,local.micro,local,1,0.25,,,,,,,local process on 127.0.0.1"
 REQUIRED_FAMILIES = {"t4g", "m6g", "m7g", "r6g", "r7g"}
 
 
@@ -86,6 +86,9 @@ def test_shipped_local_rows(shipped: dict[tuple[str, str], InstanceSpec]) -> Non
         "local.micro",
         "local.small",
         "local.medium",
+        "local.t4g.micro",
+        "local.t4g.small",
+        "local.t4g.medium",
     ]
     expected = {
         "local.micro": (1, 0.25),
@@ -97,7 +100,27 @@ def test_shipped_local_rows(shipped: dict[tuple[str, str], InstanceSpec]) -> Non
         assert (spec.vcpu, spec.memory_gib) == (vcpu, memory)
         assert spec.network_baseline_gbps is None
         assert spec.network_burst_gbps is None
+        assert not spec.miniature and spec.cpu_limit_cores is None
         assert spec.source == "local process on 127.0.0.1"
+
+
+@pytest.mark.parametrize("size", ["micro", "small", "medium"])
+def test_shipped_miniatures_mimic_their_aws_row(
+    shipped: dict[tuple[str, str], InstanceSpec], size: str
+) -> None:
+    """A miniature keeps the mimicked type's memory and network figures; its CPU is 2 vCPU x
+    1/8 core, and its bucket 10 s of its baseline (the row says so)."""
+    mini, aws = shipped[("local", f"local.t4g.{size}")], shipped[("aws", f"cache.t4g.{size}")]
+    assert mini.miniature and mini.mimics == aws.node_type
+    assert (mini.vcpu, mini.memory_gib) == (aws.vcpu, aws.memory_gib)
+    assert (mini.network_baseline_gbps, mini.network_burst_gbps) == (
+        aws.network_baseline_gbps,
+        aws.network_burst_gbps,
+    )
+    assert mini.cpu_limit_cores == 0.25
+    bucket_mb = {"micro": 80, "small": 160, "medium": 320}[size]  # Gbps x 1000 / 8 x 10 s
+    assert mini.network_bucket_mb == bucket_mb
+    assert "10 s of the baseline" in mini.scaled and f"{bucket_mb} MB" in mini.scaled
 
 
 def test_shipped_aws_rows_are_complete(
@@ -146,7 +169,7 @@ def test_minimal_file_loads(tmp_path: Path) -> None:
 
 
 def test_quoted_source_with_commas(tmp_path: Path) -> None:
-    row = 'aws,cache.t4g.micro,t4g,2,0.5,0.064,5,"page A, page B"'
+    row = 'aws,cache.t4g.micro,t4g,2,0.5,0.064,5,,,,,"page A, page B"'
     specs = load_instance_specs(write_csv(tmp_path, row))
     assert specs[("aws", "cache.t4g.micro")].source == "page A, page B"
 
@@ -174,21 +197,21 @@ def test_node_types_for_unknown_target() -> None:
     ("row", "column"),
     [
         ("aws,cache.r7g.large,r7g,2,13.07,0.937,12.5", "row"),
-        ("aws,cache.r7g.large,r7g,2,13.07,0.937,12.5,doc,extra", "row"),
-        ("aws,cache.r7g.large,r7g,two,13.07,0.937,12.5,doc", "vcpu"),
-        ("aws,cache.r7g.large,r7g,2.5,13.07,0.937,12.5,doc", "vcpu"),
-        ("aws,cache.r7g.large,r7g,0,13.07,0.937,12.5,doc", "vcpu"),
-        ("aws,cache.r7g.large,r7g,-2,13.07,0.937,12.5,doc", "vcpu"),
-        ("aws,cache.r7g.large,r7g,2,-13.07,0.937,12.5,doc", "memory_gib"),
-        ("aws,cache.r7g.large,r7g,2,,0.937,12.5,doc", "memory_gib"),
-        ("aws,cache.r7g.large,r7g,2,lots,0.937,12.5,doc", "memory_gib"),
-        ("aws,cache.r7g.large,r7g,2,13.07,-1,12.5,doc", "network_baseline_gbps"),
-        ("aws,cache.r7g.large,r7g,2,13.07,nan,12.5,doc", "network_baseline_gbps"),
-        ("aws,cache.r7g.large,r7g,2,13.07,0.937,0.5,doc", "network_burst_gbps"),
-        ("aws,cache.r7g.large,r7g,2,13.07,,12.5,doc", "network_burst_gbps"),
-        ("gcp,cache.r7g.large,r7g,2,13.07,0.937,12.5,doc", "target"),
-        ("aws,,r7g,2,13.07,0.937,12.5,doc", "node_type"),
-        ("aws,cache.r7g.large,r7g,2,13.07,0.937,12.5,", "source"),
+        ("aws,cache.r7g.large,r7g,2,13.07,0.937,12.5,,,,,doc,extra", "row"),
+        ("aws,cache.r7g.large,r7g,two,13.07,0.937,12.5,,,,,doc", "vcpu"),
+        ("aws,cache.r7g.large,r7g,2.5,13.07,0.937,12.5,,,,,doc", "vcpu"),
+        ("aws,cache.r7g.large,r7g,0,13.07,0.937,12.5,,,,,doc", "vcpu"),
+        ("aws,cache.r7g.large,r7g,-2,13.07,0.937,12.5,,,,,doc", "vcpu"),
+        ("aws,cache.r7g.large,r7g,2,-13.07,0.937,12.5,,,,,doc", "memory_gib"),
+        ("aws,cache.r7g.large,r7g,2,,0.937,12.5,,,,,doc", "memory_gib"),
+        ("aws,cache.r7g.large,r7g,2,lots,0.937,12.5,,,,,doc", "memory_gib"),
+        ("aws,cache.r7g.large,r7g,2,13.07,-1,12.5,,,,,doc", "network_baseline_gbps"),
+        ("aws,cache.r7g.large,r7g,2,13.07,nan,12.5,,,,,doc", "network_baseline_gbps"),
+        ("aws,cache.r7g.large,r7g,2,13.07,0.937,0.5,,,,,doc", "network_burst_gbps"),
+        ("aws,cache.r7g.large,r7g,2,13.07,,12.5,,,,,doc", "network_burst_gbps"),
+        ("gcp,cache.r7g.large,r7g,2,13.07,0.937,12.5,,,,,doc", "target"),
+        ("aws,,r7g,2,13.07,0.937,12.5,,,,,doc", "node_type"),
+        ("aws,cache.r7g.large,r7g,2,13.07,0.937,12.5,,,,,", "source"),
     ],
 )
 def test_malformed_row_names_line_and_column(tmp_path: Path, row: str, column: str) -> None:
@@ -203,8 +226,37 @@ def test_malformed_row_names_line_and_column(tmp_path: Path, row: str, column: s
     assert repr(column) in message
 
 
+MINI = "local,local.mini,local,2,0.5,0.064,5,cache.r7g.large,0.25,80,CPU x 1/8,doc"
+
+
+@pytest.mark.parametrize(
+    ("row", "column", "problem"),
+    [
+        (MINI.replace(",0.25,", ",,"), "cpu_limit_cores", "needs its CPU limit"),
+        (MINI.replace(",80,", ",,"), "network_bucket_mb", "needs its bucket"),
+        (MINI.replace(",5,", ",,"), "network_burst_gbps", "needs its burst rate"),
+        (MINI.replace(",CPU x 1/8,", ",,"), "scaled", "what was scaled"),
+        (MINI.replace("cache.r7g.large", "cache.x9.huge"), "mimics", "not an aws node type"),
+        (MINI.replace("local,", "aws,", 1), "mimics", "only a local node type"),
+        ("local,local.x,local,1,0.25,,,,0.5,,,doc", "cpu_limit_cores", "only a miniature"),
+    ],
+)
+def test_malformed_miniature(tmp_path: Path, row: str, column: str, problem: str) -> None:
+    path = write_csv(tmp_path, GOOD_AWS, row)
+    with pytest.raises(SpecsError, match=problem) as info:
+        load_instance_specs(path)
+    assert (info.value.line, info.value.column) == (3, column)
+
+
+def test_miniature_without_network_limit(tmp_path: Path) -> None:
+    """CPU and memory limits only: no baseline, no bucket, no shaper."""
+    row = "local,local.cpu,local,2,0.5,,,cache.r7g.large,0.1,,CPU only,doc"
+    spec = load_instance_specs(write_csv(tmp_path, GOOD_AWS, row))[("local", "local.cpu")]
+    assert spec.miniature and spec.network_baseline_gbps is None and spec.cpu_limit_cores == 0.1
+
+
 def test_malformed_line_number_counts_blank_lines(tmp_path: Path) -> None:
-    bad = "aws,cache.r7g.large,r7g,x,13.07,0.937,12.5,doc"
+    bad = "aws,cache.r7g.large,r7g,x,13.07,0.937,12.5,,,,,doc"
     path = write_csv(tmp_path, GOOD_LOCAL, "", "", bad)  # header, good, blank, blank, bad
     with pytest.raises(SpecsError, match=r"line 5: column 'vcpu'"):
         load_instance_specs(path)

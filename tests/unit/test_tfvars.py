@@ -10,6 +10,7 @@ import hcl2
 import pytest
 
 from cachebench.campaign import CampaignSpec
+from cachebench.local import machine
 from cachebench.targets import local
 from cachebench.terraform import MODULES_DIR, Terraform
 from cachebench.workspace import RunDir
@@ -69,6 +70,15 @@ def test_values_follow_the_point(rendered) -> None:
     assert Path(cluster["state_dir"]).is_absolute()
 
 
+def test_the_secrets_folder_is_outside_the_results_and_one_per_deployment(
+    rendered, results_dir: Path
+) -> None:
+    folders = {Path(t["runtime_dir"]) for t in rendered}
+    assert len(folders) == len(rendered)
+    for folder in folders:
+        assert folder.is_absolute() and not folder.is_relative_to(results_dir)
+
+
 def test_deployments_of_a_run_get_distinct_port_blocks(rendered) -> None:
     ranges = [
         set(range(t["base_port"], t["base_port"] + t["shards"] * (1 + t["replicas"])))
@@ -79,13 +89,14 @@ def test_deployments_of_a_run_get_distinct_port_blocks(rendered) -> None:
             assert not a & b
 
 
-def test_busy_port_block_is_skipped(monkeypatch) -> None:
+def test_busy_port_block_is_skipped(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setenv("CACHEBENCH_PORT_FIRST", "46000")
+    monkeypatch.setenv("CACHEBENCH_MACHINE_DIR", str(tmp_path / "machine"))
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 46000))
+        s.bind(("127.0.0.1", 46001))  # one port of the first block
         s.listen()
-        base = local.free_port_block(nodes=2, index=0, count=3)
-    assert base == 46000 + 3 * local.PORT_BLOCK  # the deployment's next block, never a sibling's
+        base = machine.claim_ports(tmp_path / "d", nodes=2, expires_at=2e9)
+    assert base == 46000 + machine.PORT_BLOCK
 
 
 def test_prepare_writes_module_and_tfvars_without_secrets(rendered, tmp_path: Path) -> None:

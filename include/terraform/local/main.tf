@@ -8,16 +8,18 @@ locals {
     for s in range(var.shards) : [
       for m in range(local.per_shard) : {
         node_id = format("%04d-%03d", s + 1, m + 1)
-        host    = "127.0.0.1"
-        port    = var.base_port + s * local.per_shard + m
-        role    = m == 0 ? "primary" : "replica"
-        shard   = s + 1
+        # a miniature's node: its own address (2 + i) in the deployment's subnet
+        host  = var.miniature == null ? "127.0.0.1" : cidrhost(var.miniature.subnet, 2 + s * local.per_shard + m)
+        port  = var.base_port + s * local.per_shard + m
+        role  = m == 0 ? "primary" : "replica"
+        shard = s + 1
       }
     ]
   ])
 
   # Everything `up` needs. No secret: `up` makes the password itself and keeps
-  # it in <state_dir>/auth (0600), so neither tfvars nor state ever hold it.
+  # it in <runtime_dir>/auth (0600, outside the results folder), so neither tfvars
+  # nor state ever hold it.
   config = {
     deployment_id            = var.deployment_id
     campaign                 = var.campaign
@@ -33,8 +35,10 @@ locals {
     maxmemory_policy         = var.maxmemory_policy
     io_threads               = var.io_threads
     state_dir                = var.state_dir
+    runtime_dir              = var.runtime_dir
     metrics_interval_seconds = var.metrics_interval_seconds
     expires_at               = var.expires_at
+    miniature                = var.miniature
   }
 }
 
@@ -81,7 +85,7 @@ resource "terraform_data" "servers" {
     }
   }
 
-  # Stop the agent and every server, free the ports, delete the password.
+  # Stop the agent and every server, free the ports, delete the runtime_dir (the secrets).
   provisioner "local-exec" {
     when    = destroy
     command = "exec \"$PYTHON\" -m cachebench.local down --state-dir \"$STATE_DIR\""

@@ -5,7 +5,7 @@ output "endpoint" {
     port         = local.nodes[0].port
     cluster_mode = var.cluster_mode
     tls          = false
-    auth_ref     = "${var.state_dir}/auth"
+    auth_ref     = "${var.runtime_dir}/auth"
     nodes        = local.nodes
   }
   # Known only once the servers run.

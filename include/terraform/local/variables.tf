@@ -127,10 +127,19 @@ variable "io_threads" {
 
 variable "state_dir" {
   type        = string
-  description = "Absolute path of the deployment's state directory (auth file, registry, logs, metrics)."
+  description = "Absolute path of the deployment's state directory (registry, logs, metrics; no secret)."
   validation {
     condition     = startswith(var.state_dir, "/") && length(trimspace(var.state_dir)) > 1
     error_message = "state_dir must be an absolute path other than /."
+  }
+}
+
+variable "runtime_dir" {
+  type        = string
+  description = "Absolute path of the deployment's private folder (0700) for its secrets: the password file and the servers' configs. Outside the results folder, so that one holds no secret."
+  validation {
+    condition     = startswith(var.runtime_dir, "/") && length(trimspace(var.runtime_dir)) > 1
+    error_message = "runtime_dir must be an absolute path other than /."
   }
 }
 
@@ -162,5 +171,32 @@ variable "expires_at" {
   validation {
     condition     = var.expires_at == floor(var.expires_at) && var.expires_at > 1600000000
     error_message = "expires_at must be a unix time in seconds."
+  }
+}
+
+variable "miniature" {
+  type = object({
+    key                = string
+    mimics             = string
+    subnet             = string
+    cpu_limit_cores    = number
+    memory_limit_bytes = number
+    load_cpu_cores     = number
+    allowance = object({
+      baseline_bps = number
+      burst_bps    = number
+      bucket_bytes = number
+    })
+  })
+  description = "A miniature of an ElastiCache node type (cachebench.local.miniature): each node in its own network namespace (an address of subnet, a /27 claimed machine-wide) and cgroup (CPU quota, memory limit), its traffic through a token bucket each way (allowance: null for none); the load generators get load_cpu_cores. null: a plain node on 127.0.0.1."
+  default     = null
+  validation {
+    condition = var.miniature == null ? true : (
+      can(regex("^[0-9a-f]{8}$", var.miniature.key)) &&
+      can(cidrhost(var.miniature.subnet, 0)) &&
+      var.miniature.cpu_limit_cores > 0 && var.miniature.memory_limit_bytes > 0 &&
+      var.miniature.load_cpu_cores > 0
+    )
+    error_message = "miniature needs an 8-hex key, a subnet in CIDR form and CPU, memory and load limits > 0."
   }
 }

@@ -8,8 +8,9 @@ request count, no duration). With read_from "replicas" memtier too runs one
 process per side, the GET side against a replica (see reads.py). Processes are
 detached (own session, output to files in out_dir) so the Airflow task that
 started them may exit; ``start_load`` returns JSON-serialisable handles for
-XCom, ``collect_load`` parses and merges, ``stop_load`` ends leftovers after
-checking /proc.
+XCom, ``collect_load`` parses and merges, ``stop_load`` ends leftovers. Whether a
+generator still runs, and how it ended, comes from its exit status (procs.py: the
+Popen of the process that started it, psutil for any other), never from /proc text.
 
 The password goes to the process in the environment (AUTH_ENV), never in the
 argv we build or return; see auth.py for what the tools do with it.
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cachebench.loadgen import procs, reads
-from cachebench.loadgen.auth import AUTH_ENV, mask_argv, unwrap
+from cachebench.loadgen.auth import AUTH_ENV, mask_argv
 from cachebench.loadgen.memtier import (
     MEMTIER,
     SOURCE_BUILD,
@@ -52,6 +53,7 @@ from cachebench.loadgen.redis_benchmark import (
     split_connections,
     unsupported,
 )
+from cachebench.local.procs import read_json_dict
 from cachebench.models import Endpoint, LoadResult, Workload
 
 Phase = Literal["warmup", "measured"]
@@ -66,7 +68,6 @@ __all__ = [
     "AUTH_ENV",
     "TOOLS",
     "LoadError",
-    "adopt",
     "available_tool",
     "collect_load",
     "load_running",
@@ -78,23 +79,23 @@ __all__ = [
     "run_load",
     "start_load",
     "stop_load",
+    "tail",
     "unsupported",
     "wait_load",
 ]
 
 
 class LoadError(RuntimeError):
-    """A generator failed or its output could not be parsed."""
+    """A generator failed or its output could not be parsed.
 
+    lost: a generator was killed by a signal nobody here sent (a crash, the OOM
+    killer, a kill from outside): the run says nothing about the server, so it is
+    worth measuring again.
+    """
 
-# Popen objects of the generators this process started: polled (and so reaped)
-# instead of left to the garbage collector.
-_CHILDREN: dict[int, subprocess.Popen] = {}
-
-
-def adopt(proc: subprocess.Popen) -> None:
-    """Track a detached child this process started, so it is reaped when it ends."""
-    _CHILDREN[proc.pid] = proc
+    def __init__(self, message: str, *, lost: bool = False):
+        super().__init__(message)
+        self.lost = lost
 
 
 def available_tool() -> str:
@@ -184,7 +185,7 @@ def _launch(argv: list[str], password: str, base: Path) -> dict[str, Any]:
     else:
         env.pop(AUTH_ENV, None)
     with stdout.open("wb") as out, stderr.open("wb") as err:
-        proc = subprocess.Popen(
+        child = procs.launch(
             argv,
             stdin=subprocess.DEVNULL,
             stdout=out,
@@ -194,10 +195,9 @@ def _launch(argv: list[str], password: str, base: Path) -> dict[str, Any]:
             start_new_session=True,
             close_fds=True,
         )
-    _CHILDREN[proc.pid] = proc
     return {
-        "pid": proc.pid,
-        "start_ticks": procs.start_ticks(proc.pid),
+        "pid": child.proc.pid,
+        "proc_start": child.start,
         "argv": argv,
         "argv_masked": mask_argv(argv, password),
         "stdout": str(stdout),
@@ -368,20 +368,13 @@ def _start_memtier(
     return h
 
 
-def _forms(h: dict[str, Any]) -> list[list[str]]:
-    return [h["argv"], unwrap(h["argv"])]
-
-
-def _poll_children() -> None:
-    for pid, proc in list(_CHILDREN.items()):
-        if proc.poll() is not None:
-            del _CHILDREN[pid]
+def _ident(h: dict[str, Any]) -> procs.Ident:
+    return h["pid"], h.get("proc_start")
 
 
 def load_running(handles: Sequence[dict]) -> list[int]:
-    """pids of handles whose process is still running (and still ours)."""
-    _poll_children()
-    return [h["pid"] for h in handles if procs.is_ours(h["pid"], h.get("start_ticks"), _forms(h))]
+    """pids of handles whose process has not ended (from its exit status, see procs.py)."""
+    return [h["pid"] for h in handles if not procs.ended(*_ident(h))]
 
 
 def wait_load(handles: Sequence[dict], timeout_s: float) -> bool:
@@ -390,29 +383,61 @@ def wait_load(handles: Sequence[dict], timeout_s: float) -> bool:
     while load_running(handles):
         if time.monotonic() >= deadline:
             return False
-        time.sleep(0.05)  # the warm-up blocks here: notice its end at once (/proc is cheap)
+        time.sleep(0.05)  # the warm-up blocks here: notice its end at once (a poll is cheap)
     return True
 
 
 def stop_load(handles: Sequence[dict], grace_s: float = 5.0) -> list[int]:
     """SIGTERM still-running generators, SIGKILL after grace_s; returns pids signalled.
 
-    A pid is only signalled when /proc shows the same start time and argv as
-    recorded in its handle (pids get reused).
+    A pid is only signalled while it is still the process of its handle (the same
+    start time: pids get reused).
     """
-    _poll_children()
-    signalled = procs.terminate(
-        [(h["pid"], h.get("start_ticks"), _forms(h)) for h in handles], grace_s
-    )
-    _poll_children()
-    return signalled
+    return procs.terminate([_ident(h) for h in handles], grace_s)
 
 
-def _tail(path: str, n: int = 800) -> str:
+TAIL_LINES, TAIL_CHARS = 5, 600
+
+
+def tail(path: str | Path) -> str:
+    """The last lines of an output file, on one line ('' when missing or empty)."""
     try:
-        return Path(path).read_text(errors="replace")[-n:].strip()
+        text = Path(path).read_text(errors="replace")
     except OSError:
         return ""
+    lines = [line.strip() for line in text.splitlines() if line.strip()][-TAIL_LINES:]
+    return " | ".join(lines)[-TAIL_CHARS:]
+
+
+def _chunk_trouble(h: dict[str, Any]) -> tuple[str, str, bool]:
+    """(what the chunk driver's manifest says, its last chunk's stdout tail, whether a
+    chunk was killed by a signal the driver did not pass on) of a redis-benchmark side."""
+    manifest = read_json_dict(Path(h["chunks"]))
+    if manifest is None:
+        return "", "", False
+    chunks = manifest.get("chunks") or [{}]
+    error = str(manifest.get("error") or "")
+    rc = chunks[-1].get("returncode")
+    killed = isinstance(rc, int) and rc < 0 and not error.startswith("stopped by signal")
+    return error, tail(chunks[-1].get("stdout") or ""), killed
+
+
+def _how_it_ended(h: dict[str, Any]) -> tuple[str, bool]:
+    """A sentence on how a generator ended (its exit status or signal, the last lines of
+    its output), and whether a signal nobody here sent ended it (the run was lost)."""
+    status = procs.exit_status(*_ident(h))
+    ours = procs.signalled_by_us(*_ident(h))
+    lost = status is not None and status < 0 and not ours
+    parts = [procs.describe_exit(status) + (" (stopped by cachebench)" if ours else "")]
+    stdout = tail(h["stdout"])
+    if h.get("chunks"):
+        error, chunk_out, killed = _chunk_trouble(h)
+        stdout, lost = chunk_out or stdout, lost or killed
+        if error:
+            parts.append(f"its driver says: {error}")
+    parts.append(f"stdout: {stdout or '(empty)'}")
+    parts.append(f"stderr: {tail(h['stderr']) or '(empty)'}")
+    return "; ".join(parts), lost
 
 
 def _collect_one(h: dict[str, Any]) -> LoadResult:
@@ -438,9 +463,11 @@ def _collect_one(h: dict[str, Any]) -> LoadResult:
             tool_version=h.get("tool_version", ""),
         )
     except (OSError, ValueError, KeyError) as e:
+        ended, lost = _how_it_ended(h)
         raise LoadError(
             f"generator {h.get('generator')} ({h['tool']} {h.get('side')}, pid {h['pid']}) "
-            f"gave no result: {e}; stderr: {_tail(h['stderr']) or '(empty)'}"
+            f"gave no result: {e}; {ended}",
+            lost=lost,
         ) from e
 
 
@@ -451,8 +478,16 @@ def collect_load(handles: Sequence[dict]) -> LoadResult:
     if running := load_running(handles):
         raise LoadError(f"generators still running: pids {running}")
     per_gen: dict[int, list[LoadResult]] = {}
+    failures: list[LoadError] = []
     for h in handles:
-        per_gen.setdefault(h["generator"], []).append(_collect_one(h))
+        try:
+            per_gen.setdefault(h["generator"], []).append(_collect_one(h))
+        except LoadError as e:
+            failures.append(e)
+    if failures:  # every generator that failed says how it ended
+        raise LoadError(
+            " / ".join(str(e) for e in failures), lost=any(e.lost for e in failures)
+        ) from failures[0].__cause__
     merged = [merge_results(rs, generators=1) for _, rs in sorted(per_gen.items())]
     reads_from = handles[0].get("reads_from", "primary")
     return merge_results(merged).model_copy(update={"reads_from": reads_from})

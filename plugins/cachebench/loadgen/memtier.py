@@ -11,8 +11,9 @@ per-second ``Time-Serie`` ({"0": {"Bytes RX", "Bytes TX", "Count", "Average
 Latency", "p50.00", ...}}) and ``Percentile Latencies`` ({"p50.000": ms, ...,
 "Histogram log format": {"Compressed Histogram": "HISTF..."}}).
 
-What is read, and why (the summary figures are wrong in releases before the
-upstream fixes: the captures' source, a build reporting v=255.255.255, predates them):
+What is read, and why (the summary figures are wrong in memtier's source up to its
+current default branch, 2f74d61, from which the "master_" captures were made, and in
+the older build of the other captures; both report v=255.255.255):
 
 * Totals ``Latency``/``Average Latency`` are written as 0.000: the mean is
   always the HDR histogram's (memtier's printed Avg. Latency is hdr_mean too);
@@ -417,9 +418,9 @@ def _duration_note(runtime: dict[str, Any], totals: dict[str, Any], test_time: i
     return (
         f"memtier's Total duration is {duration_ms / 1000.0:.3f} s for "
         f"--test-time={test_time} s, so its own Ops/sec ({totals.get('Ops/sec')}) and "
-        "KB/sec are wrong (whole-second start/finish times of releases before the "
-        f"upstream fix); ops/s here are counts over the {test_time} complete seconds "
-        "of its per-second series"
+        "KB/sec are wrong (its averages of the connections' start and finish times "
+        "truncate to whole seconds); ops/s here are counts over the "
+        f"{test_time} complete seconds of its per-second series"
     )
 
 
@@ -476,8 +477,9 @@ def parse_memtier_json(
         start_ms = runtime.get("Start time")
         started_at = start_ms / 1000.0 if isinstance(start_ms, int | float) else 0.0
         notes.append(
-            "started_at is memtier's own Start time (can be a second off in releases "
-            "before the upstream fix): the process start was not recorded"
+            "started_at is memtier's own Start time (can be a second off: its average of "
+            "the connections' start times truncates to whole seconds): the process start "
+            "was not recorded"
         )
     hist, mean_ms, source_note = _histogram(totals, prefix)
     notes += [source_note] if source_note else []

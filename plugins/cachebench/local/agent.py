@@ -5,12 +5,20 @@
 Every `metrics_interval_seconds` it sends one INFO (the sections below) per node
 over one kept-open connection and appends rows to <state_dir>/metrics.csv. It
 stops by itself when every server is gone, when the expiry passed or when the
-auth file disappears (`down` removes it).
+password file disappears (`down` removes it; it lives in the registry's runtime_dir,
+outside the results folder).
 
 Names and units follow ElastiCache's CloudWatch host/engine metrics. Counters
 become per-period counts (from the second sample on); gauges are instantaneous.
 CPUUtilization counts every server thread (so it can exceed 100 with io-threads);
 EngineCPUUtilization only the main thread.
+
+A miniature's nodes (cachebench.local.miniature) are measured as ElastiCache
+measures its nodes: CPU in percent of the node's CPU allowance (its cgroup
+quota), and the network from its shaped interface, not from INFO: NetworkBytesIn/
+Out and NetworkPacketsIn/Out as its token buckets passed them, and
+NetworkBandwidthIn/OutAllowanceExceeded the packets each bucket queued or dropped
+(tbf's overlimits + drops, cachebench.local.shaping).
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cachebench.local import procs
+from cachebench.local import miniature, procs
 
 # Same as cachebench.models.METRIC_COLUMNS (not imported: the agent stays light).
 COLUMNS = ["timestamp", "point_id", "node_id", "metric", "value", "unit", "period_s"]
@@ -122,11 +130,13 @@ def metrics_from_info(
     dt: float,
     node_id: str,
     maxmemory: int,
+    cpu_cores: float | None = None,
 ) -> list[Row]:
     """Rows {node_id, metric, value, unit, period_s} from two INFO snapshots dt s apart.
 
     prev=None (first sample) yields only the gauges. A counter that went
-    backwards (server restart) yields no row for that period.
+    backwards (server restart) yields no row for that period. cpu_cores: the node's
+    CPU allowance (a miniature's quota): CPU in percent of it, else of one core.
     """
     rows: list[Row] = []
     period = round(dt, 3) if prev is not None else 0.0
@@ -167,7 +177,7 @@ def metrics_from_info(
         ds = [delta(k) for k in keys]
         if any(d is None for d in ds):
             return None
-        return 100.0 * sum(ds) / dt  # type: ignore[arg-type]
+        return 100.0 * sum(ds) / dt / (cpu_cores or 1.0)  # type: ignore[arg-type]
 
     add("CPUUtilization", cpu("used_cpu_sys", "used_cpu_user"), "Percent")
     add(
@@ -192,12 +202,55 @@ def metrics_from_info(
     return rows
 
 
+INFO_NETWORK = frozenset({"NetworkBytesIn", "NetworkBytesOut"})
+
+
+def metrics_from_shaper(
+    prev: miniature.NodeSample, cur: miniature.NodeSample, dt: float, node_id: str
+) -> list[Row]:
+    """A miniature node's network rows for the period between two shaper samples."""
+    rows: list[Row] = []
+    for direction, a, b in (("In", prev.into, cur.into), ("Out", prev.out, cur.out)):
+        for metric, value in (
+            (f"NetworkBytes{direction}", b.bytes - a.bytes),
+            (f"NetworkPackets{direction}", b.packets - a.packets),
+            (f"NetworkBandwidth{direction}AllowanceExceeded", b.exceeded - a.exceeded),
+        ):
+            if value >= 0:  # a counter that went back (qdisc replaced) says nothing
+                unit = "Bytes" if metric.startswith("NetworkBytes") else "Count"
+                rows.append(
+                    {
+                        "node_id": node_id,
+                        "metric": metric,
+                        "value": float(value),
+                        "unit": unit,
+                        "period_s": round(dt, 3),
+                    }
+                )
+    return rows
+
+
 def sample_dt(prev: dict[str, Any], cur: dict[str, Any], fallback: float) -> float:
     """Seconds between two snapshots by the server's clock when it reports one."""
     a, b = _num(prev, "server_time_usec"), _num(cur, "server_time_usec")
     if a is not None and b is not None and b > a:
         return (b - a) / 1e6
     return fallback
+
+
+def _emit(out: Any, now: float, point_id: str, rows: list[Row]) -> None:
+    for r in rows:
+        out.writerow(
+            [
+                f"{now:.3f}",
+                point_id,
+                r["node_id"],
+                r["metric"],
+                r["value"],
+                r["unit"],
+                r["period_s"],
+            ]
+        )
 
 
 class _Stop(Exception):
@@ -218,8 +271,8 @@ def run(state_dir: Path) -> int:
     while not reg and time.monotonic() < deadline:
         time.sleep(0.1)
         reg = procs.read_json_dict(state_dir / "registry.json")
-    auth = state_dir / "auth"
-    if not reg or not auth.exists():
+    auth = Path(reg["runtime_dir"]) / "auth" if reg and reg.get("runtime_dir") else None
+    if not reg or auth is None or not auth.exists():
         print("agent: no registry or auth file; exiting", flush=True)
         return 1
     password = auth.read_text().strip()
@@ -229,6 +282,9 @@ def run(state_dir: Path) -> int:
     point_id = reg["deployment_id"]  # the CSV column; export labels each run by its point
     host = reg.get("host", "127.0.0.1")
     nodes = reg["nodes"]
+    mini = miniature.provisioned(state_dir)
+    cpu_cores = mini.miniature.cpu_limit_cores if mini else None
+    shaped: tuple[dict[str, miniature.NodeSample], float] | None = None
     conns: dict[str, Any] = {}
     prev: dict[str, tuple[dict[str, Any], float]] = {}
     path = state_dir / "metrics.csv"
@@ -259,7 +315,7 @@ def run(state_dir: Path) -> int:
                 try:
                     if nid not in conns:
                         conns[nid] = redis.Redis(
-                            host=host,
+                            host=n.get("host", host),
                             port=n["port"],
                             password=password,
                             socket_timeout=2,
@@ -280,20 +336,21 @@ def run(state_dir: Path) -> int:
                     info = parse_info(info)
                 before = prev.get(nid)
                 dt = sample_dt(before[0], info, mono - before[1]) if before else 0.0
-                rows = metrics_from_info(before[0] if before else None, info, dt, nid, maxmemory)
-                for r in rows:
-                    out.writerow(
-                        [
-                            f"{now:.3f}",
-                            point_id,
-                            nid,
-                            r["metric"],
-                            r["value"],
-                            r["unit"],
-                            r["period_s"],
-                        ]
-                    )
+                rows = metrics_from_info(
+                    before[0] if before else None, info, dt, nid, maxmemory, cpu_cores
+                )
+                if mini is not None:  # its network: the shaped interface's, below
+                    rows = [r for r in rows if r["metric"] not in INFO_NETWORK]
+                _emit(out, now, point_id, rows)
                 prev[nid] = (info, mono)
+            if mini is not None:
+                now, mono = time.time(), time.monotonic()
+                current = miniature.sample(mini)
+                for nid, cur in current.items():
+                    if shaped is not None and nid in shaped[0]:
+                        dt = mono - shaped[1]
+                        _emit(out, now, point_id, metrics_from_shaper(shaped[0][nid], cur, dt, nid))
+                shaped = (current, mono)
             fh.flush()
             next_tick += interval
             pause = next_tick - time.monotonic()

@@ -2,28 +2,30 @@
 
     python -m cachebench.local.runner JOB.json
 
-A run is: wait for the run-wide load lock (one load at a time on this machine,
-whichever deployment it belongs to), flush and prefill the data set, the
-warm-up, then the measured window. The task that starts it defers while it
+A run is: wait for the machine's load lock (one load at a time on this machine,
+whichever deployment and campaign it belongs to: local/machine.py), flush and
+prefill the data set, the warm-up, then the measured window. The task that starts it defers while it
 runs (no worker slot is held) and reads what it leaves in the job's folder:
 
-    status.json     phase and, once loading, the deadline the watch enforces
+    status.json     phase (while waiting: which load holds the lock) and, once
+                    loading, the deadline the watch enforces
     prefill.json    the prefill (PrefillResult), kept apart
     warmup.json     the warm-up (LoadResult), kept apart
     handles.json    the measured generators (pids, outputs), while they run
     measured.json   the measured window (LoadResult)
     cpu.json        the load generators' CPU each second of the measured window
-    error.json      why the run failed, if it did (then exit status 1)
+    error.json      why the run failed, if it did (then exit status 1): RunnerError
 
 It runs with its working directory in the job's folder, inside the
-deployment's, so destroy's sweep finds it and its generators. SIGTERM stops
+deployment's, so destroy's sweep finds it and its generators. A miniature's run
+joins the deployment's load cgroup first: its generators get the CPU the servers
+are denied, and the saturation check reads their capacity from its quota. SIGTERM stops
 the generators and ends it.
 """
 
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import os
 import signal
@@ -37,7 +39,7 @@ from pydantic import Field
 from cachebench import loadgen
 from cachebench.loadgen import prefill
 from cachebench.loadgen.cpu import CpuSampler
-from cachebench.local import procs
+from cachebench.local import machine, procs
 from cachebench.models import Endpoint, LoadResult, Strict, Workload
 
 MODULE = procs.RUNNER_MODULE
@@ -52,7 +54,21 @@ class RunJob(Strict):
     tool: str
     generators: int = Field(ge=1)
     out_dir: str
-    lock: str = Field(description="the campaign run's load lock file")
+    lock: str = Field(description="the machine's load lock file (machine.load_lock())")
+    cgroup_procs: list[str] = Field(
+        [],
+        description="a miniature's load cgroup (cgroup.procs files): the runner and every "
+        "generator it starts run there, with the CPU the servers are denied",
+    )
+
+
+class RunnerError(Strict):
+    """Why a run failed, as its runner saw it (error.json)."""
+
+    step: str
+    type: str
+    message: str
+    lost: bool = Field(False, description="a load generator was killed by a signal nobody sent")
 
 
 def deadline_after(start: float, w: Workload) -> float:
@@ -128,16 +144,16 @@ def run(job: RunJob) -> int:
     os.chdir(out)
     deadline: dict[str, float] = {}
 
-    def status(phase: str) -> None:
-        _write(
-            out, "status.json", {"phase": phase, "at": time.time(), "pid": os.getpid(), **deadline}
-        )
+    def status(phase: str, **more: object) -> None:
+        now = {"phase": phase, "at": time.time(), "pid": os.getpid()}
+        _write(out, "status.json", now | deadline | more)
 
     step = "lock"
     try:
-        status("waiting")
-        lock_fd = os.open(job.lock, os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(lock_fd, fcntl.LOCK_EX)  # held until this process exits
+        for procs_file in job.cgroup_procs:  # its generators inherit it
+            Path(procs_file).write_text(str(os.getpid()))
+        status("waiting", holder=machine.load_holder(Path(job.lock)))
+        machine.take_load_lock(Path(job.lock), f"run {job.key} ({out})")  # held until exit
         deadline["deadline"] = deadline_after(time.time(), job.workload)
         status("prefill")
         password = Path(job.endpoint.auth_ref).read_text().strip() if job.endpoint.auth_ref else ""
@@ -148,7 +164,9 @@ def run(job: RunJob) -> int:
         result = measure(job, out, password, status)
         _write(out, "measured.json", result.model_dump(mode="json"))
     except BaseException as exc:  # every failure is the run's result: say it, then exit
-        _write(out, "error.json", {"step": step, "type": type(exc).__name__, "message": str(exc)})
+        lost = isinstance(exc, loadgen.LoadError) and exc.lost
+        failure = RunnerError(step=step, type=type(exc).__name__, message=str(exc), lost=lost)
+        _write(out, "error.json", failure.model_dump())
         return 1
     status("done")
     return 0

@@ -1,17 +1,26 @@
-"""Start and stop real Redis/Valkey servers on 127.0.0.1 for the `local` target.
+"""Start and stop real Redis/Valkey servers for the `local` target.
 
-Layout of a state directory (one per point)::
+Plain node types listen on 127.0.0.1. A miniature's nodes (config "miniature",
+cachebench.local.miniature) each listen on their own address in a network
+namespace of their own, inside a cgroup: `up` makes those first and `down`
+removes them after the servers have stopped.
+
+Layout of a state directory (one per deployment; no secret in it)::
 
     <state_dir>/
-      auth                 0600, the AUTH password (removed by `down`)
-      config.json          the config `up` ran with (no secret)
+      config.json          the config `up` ran with
       registry.json        what runs here: pids, ports, expiry (for the reaper)
+      miniature.json       a miniature's namespaces, links and cgroups (written as soon
+                           as they exist, so a failure from then on still removes them)
       agent.pid agent.log  the metrics agent
       metrics.csv          the agent's samples (kept by `down`)
       nodes/<node_id>/
-        server.conf        0600, holds requirepass/masterauth (removed by `down`)
-        node.json          node id, port, binary (no secret; lets `down` work alone)
+        node.json          node id, port, binary (lets `down` work alone)
         server.pid server.log nodes.conf startup.err
+
+The password (`auth`) and each server's config (requirepass/masterauth) live in the
+config's `runtime_dir`, a private folder outside the results (cachebench.local.runtime),
+which `down` removes.
 
 `up` is idempotent and all-or-nothing: if it fails it stops whatever runs in the
 state directory, because Terraform never runs the destroy provisioner of a
@@ -39,8 +48,9 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from cachebench.engines import MAXMEMORY_POLICIES
+from cachebench.workspace import results_root
 
-from . import procs
+from . import miniature, netns, procs, runtime
 
 CLUSTER_SLOTS = 16384
 BUS_PORT_OFFSET = 10000
@@ -63,13 +73,16 @@ REQUIRED = {
     "maxmemory_policy": str,
     "io_threads": int,
     "state_dir": str,
+    "runtime_dir": str,
     "metrics_interval_seconds": (int, float),
     "expires_at": (int, float),
     "campaign": str,
     "run_id": str,
 }
+OPTIONAL = {"miniature": (dict, type(None))}  # a miniature's limits (miniature.Miniature)
 # Fields that define what runs; a change means "different servers".
 IDENTITY = (
+    "miniature",
     "deployment_id",
     "engine",
     "engine_version",
@@ -95,13 +108,17 @@ class NodeSpec:
     member: int  # 1-based within the shard; 1 is the primary
     port: int
     role: str  # "primary" | "replica"
+    host: str = HOST  # a miniature's node: its own address, in its own namespace
 
 
 # ---------------------------------------------------------------- planning
 
 
-def plan_nodes(shards: int, replicas: int, base_port: int) -> list[NodeSpec]:
-    """Node ids and ports; node i (shard-major order) listens on base_port + i."""
+def plan_nodes(
+    shards: int, replicas: int, base_port: int, subnet: str | None = None
+) -> list[NodeSpec]:
+    """Node ids and ports; node i (shard-major order) listens on base_port + i, on
+    127.0.0.1 or, with a miniature's subnet, on the subnet's address 2 + i."""
     per = replicas + 1
     return [
         NodeSpec(
@@ -110,10 +127,18 @@ def plan_nodes(shards: int, replicas: int, base_port: int) -> list[NodeSpec]:
             member=m + 1,
             port=base_port + s * per + m,
             role="primary" if m == 0 else "replica",
+            host=netns.host(subnet, 2 + s * per + m) if subnet else HOST,
         )
         for s in range(shards)
         for m in range(per)
     ]
+
+
+def nodes_of(cfg: dict[str, Any]) -> list[NodeSpec]:
+    mini = cfg.get("miniature")
+    return plan_nodes(
+        cfg["shards"], cfg["replicas"], cfg["base_port"], mini["subnet"] if mini else None
+    )
 
 
 def slot_ranges(shards: int) -> list[tuple[int, int]]:
@@ -134,6 +159,15 @@ def validate_config(raw: dict[str, Any]) -> dict[str, Any]:
             ok = isinstance(val, bool)
         if not ok:
             raise LocalError(f"config {key}={val!r}: expected {typ}")
+    for key, typ in OPTIONAL.items():
+        cfg.setdefault(key, None)
+        if not isinstance(cfg[key], typ):
+            raise LocalError(f"config {key}={cfg[key]!r}: expected {typ}")
+    if cfg["miniature"] is not None:
+        try:
+            cfg["miniature"] = miniature.Miniature.model_validate(cfg["miniature"]).model_dump()
+        except ValueError as e:
+            raise LocalError(f"config miniature: {e}") from e
     if cfg["engine"] not in ("redis", "valkey"):
         raise LocalError(f"engine={cfg['engine']!r}: use redis or valkey")
     if not 1 <= cfg["shards"] <= 500:
@@ -162,6 +196,13 @@ def validate_config(raw: dict[str, Any]) -> dict[str, Any]:
         raise LocalError(f"expires_at={cfg['expires_at']} is in the past")
     if not os.path.isabs(cfg["state_dir"]):
         raise LocalError(f"state_dir={cfg['state_dir']!r} must be an absolute path")
+    rt = Path(cfg["runtime_dir"])
+    deployment = Path(cfg["state_dir"]).parent
+    if not rt.is_absolute() or rt.is_relative_to(deployment) or rt.is_relative_to(results_root()):
+        raise LocalError(
+            f"runtime_dir={cfg['runtime_dir']!r}: must be an absolute path outside the results"
+            f" folder {results_root()} and outside {deployment} (it holds the password)"
+        )
     binary = cfg["server_binary"]
     if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
         raise LocalError(f"server_binary {binary!r} is not an executable file")
@@ -194,11 +235,11 @@ def render_server_conf(
     node: NodeSpec,
     node_dir: Path,
     password: str,
-    primary_port: int | None,
+    primary: NodeSpec | None,
 ) -> str:
     lines = [
         f"port {node.port}",
-        f"bind {HOST}",
+        f"bind {node.host}",
         "protected-mode yes",
         "daemonize yes",
         f'dir "{node_dir}"',
@@ -220,9 +261,10 @@ def render_server_conf(
             "cluster-enabled yes",
             f'cluster-config-file "{node_dir / "nodes.conf"}"',
             "cluster-node-timeout 5000",
+            f"cluster-announce-ip {node.host}",  # what clients and other nodes are told
         ]
-    elif primary_port is not None:
-        lines.append(f"replicaof {HOST} {primary_port}")
+    elif primary is not None:
+        lines.append(f"replicaof {primary.host} {primary.port}")
     return "\n".join(lines) + "\n"
 
 
@@ -239,9 +281,9 @@ def _locked(state_dir: Path):
         os.close(fd)
 
 
-def _client(port: int, password: str | None, timeout: float = 2.0) -> redis.Redis:
+def _client(port: int, password: str | None, timeout: float = 2.0, host: str = HOST) -> redis.Redis:
     return redis.Redis(
-        host=HOST,
+        host=host,
         port=port,
         password=password,
         socket_timeout=timeout,
@@ -303,10 +345,12 @@ def up(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _up_locked(cfg: dict[str, Any], sd: Path, version: str) -> dict[str, Any]:
-    nodes = plan_nodes(cfg["shards"], cfg["replicas"], cfg["base_port"])
+    nodes = nodes_of(cfg)
     names = _names(cfg["server_binary"])
     reg = procs.read_json_dict(sd / "registry.json") or {}
-    auth = sd / "auth"
+    prov = miniature.provisioned(sd)
+    rt = Path(cfg["runtime_dir"])
+    auth = rt / "auth"
     live = {
         n.node_id: procs.read_pid(sd / "nodes" / n.node_id / "server.pid")
         for n in nodes
@@ -318,6 +362,8 @@ def _up_locked(cfg: dict[str, Any], sd: Path, version: str) -> dict[str, Any]:
         )
     }
     same = reg.get("config_hash") == config_hash(cfg) and auth.exists()
+    if cfg["miniature"] is not None:  # its namespaces and cgroups must still be there too
+        same = same and prov is not None and miniature.in_place(prov)
     if same and len(live) == len(nodes):
         password = auth.read_text().strip()
         _wait_ready(
@@ -329,12 +375,31 @@ def _up_locked(cfg: dict[str, Any], sd: Path, version: str) -> dict[str, Any]:
         pids = live
         reused = True
     else:
-        if _running_here(sd):
+        if _running_here(sd) or prov is not None:
             _stop_all(sd)  # stale or different servers: start clean
-        _check_ports(cfg, nodes)
+        prov = None
+        keys = ("state_dir", "deployment_id", "campaign", "run_id", "expires_at")
+        owner = {k: cfg[k] for k in keys}
+        if cfg["miniature"] is None:
+            _check_ports(cfg, nodes)
+        else:  # each node gets its own namespace: no port of this machine's is taken
+            try:
+                prov = miniature.provision(
+                    miniature.Miniature.model_validate(cfg["miniature"]),
+                    [n.node_id for n in nodes],
+                    owner,
+                )
+            except miniature.MiniatureError as e:
+                raise LocalError(f"miniature {cfg['miniature']['mimics']}: {e}") from e
+            # recorded at once: a failure from here on still finds it to remove
+            procs.write_json_atomic(sd / miniature.FILE, prov.model_dump(mode="json"))
+        try:
+            runtime.make(rt, owner)
+        except (OSError, runtime.NotPrivate) as e:
+            raise LocalError(f"runtime_dir {rt}: {e}") from e
         password = secrets.token_urlsafe(32)
         procs.write_secret(auth, password + "\n")
-        pids = _start_nodes(cfg, sd, nodes, password)
+        pids = _start_nodes(cfg, sd, nodes, password, prov)
         deadline = time.monotonic() + cfg["ready_timeout_seconds"]
         if cfg["cluster_mode"]:
             _form_cluster(cfg, nodes, password)
@@ -350,6 +415,7 @@ def _up_locked(cfg: dict[str, Any], sd: Path, version: str) -> dict[str, Any]:
             {
                 "node_id": n.node_id,
                 "pid": pids[n.node_id],
+                "host": n.host,
                 "port": n.port,
                 "role": n.role,
                 "shard": n.shard,
@@ -360,7 +426,8 @@ def _up_locked(cfg: dict[str, Any], sd: Path, version: str) -> dict[str, Any]:
         "created_at": reg.get("created_at", time.time()) if reused else time.time(),
         # Beyond the reaper's needs: what the agent and `down` use.
         "state_dir": str(sd),
-        "host": HOST,
+        "runtime_dir": str(rt),
+        "host": nodes[0].host,
         "engine": cfg["engine"],
         "engine_version": cfg["engine_version"],
         "server_version": version,
@@ -403,18 +470,25 @@ def _check_ports(cfg: dict[str, Any], nodes: list[NodeSpec]) -> None:
 
 
 def start_node(
-    cfg: dict[str, Any], sd: Path, n: NodeSpec, password: str, upstream: int | None
+    cfg: dict[str, Any],
+    sd: Path,
+    n: NodeSpec,
+    password: str,
+    upstream: NodeSpec | None,
+    prov: miniature.Provisioned | None = None,
 ) -> None:
-    """Write one node's config and start its server (daemonized); raise if it cannot start."""
+    """Write one node's config and start its server (daemonized; a miniature's inside its
+    cgroup and network namespace); raise if it cannot start."""
     nd = sd / "nodes" / n.node_id
     nd.mkdir(parents=True, exist_ok=True, mode=0o700)
     _remove_data(nd)  # a fresh start never loads what an earlier run left
     procs.write_json_atomic(nd / "node.json", {**asdict(n), "server_binary": cfg["server_binary"]})
-    conf = nd / "server.conf"
+    conf = Path(cfg["runtime_dir"]) / "nodes" / f"{n.node_id}.conf"
     procs.write_secret(conf, render_server_conf(cfg, n, nd, password, upstream))
+    argv = [cfg["server_binary"], str(conf)]
     with open(nd / "startup.err", "wb") as err:
         rc = subprocess.run(
-            [cfg["server_binary"], str(conf)],
+            miniature.launch(prov, n.node_id, argv) if prov is not None else argv,
             check=False,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -433,12 +507,17 @@ def start_node(
 
 
 def _start_nodes(
-    cfg: dict[str, Any], sd: Path, nodes: list[NodeSpec], password: str
+    cfg: dict[str, Any],
+    sd: Path,
+    nodes: list[NodeSpec],
+    password: str,
+    prov: miniature.Provisioned | None,
 ) -> dict[str, int]:
-    primary_port = {n.shard: n.port for n in nodes if n.role == "primary"}
+    primary = {n.shard: n for n in nodes if n.role == "primary"}
     names = _names(cfg["server_binary"])
     for n in nodes:
-        start_node(cfg, sd, n, password, primary_port[n.shard] if n.role == "replica" else None)
+        upstream = primary[n.shard] if n.role == "replica" else None
+        start_node(cfg, sd, n, password, upstream, prov=prov)
     pids: dict[str, int] = {}
     deadline = time.monotonic() + cfg["ready_timeout_seconds"]
     for n in nodes:
@@ -447,7 +526,7 @@ def _start_nodes(
             pid = procs.read_pid(nd / "server.pid")
             if pid and procs.is_server(pid, nd, n.port, names):
                 try:
-                    with _client(n.port, password) as c:
+                    with _client(n.port, password, host=n.host) as c:
                         c.ping()
                     pids[n.node_id] = pid
                     break
@@ -472,7 +551,7 @@ def _start_nodes(
 
 def _form_cluster(cfg: dict[str, Any], nodes: list[NodeSpec], password: str) -> None:
     deadline = time.monotonic() + cfg["ready_timeout_seconds"]
-    clients = {n.node_id: _client(n.port, password) for n in nodes}
+    clients = {n.node_id: _client(n.port, password, host=n.host) for n in nodes}
     try:
         ids = {nid: c.execute_command("CLUSTER", "MYID") for nid, c in clients.items()}
         # Small clusters meet as a full mesh: with a star (everyone meets node 1)
@@ -480,7 +559,7 @@ def _form_cluster(cfg: dict[str, Any], nodes: list[NodeSpec], password: str) -> 
         meets = nodes if len(nodes) <= FULL_MESH_NODES else nodes[:1]
         for i, a in enumerate(meets):
             for b in nodes[i + 1 :]:
-                clients[a.node_id].execute_command("CLUSTER", "MEET", HOST, b.port)
+                clients[a.node_id].execute_command("CLUSTER", "MEET", b.host, b.port)
         primaries = [n for n in nodes if n.role == "primary"]
         for n, (lo, hi) in zip(primaries, slot_ranges(len(primaries)), strict=True):
             clients[n.node_id].execute_command("CLUSTER", "ADDSLOTSRANGE", lo, hi)
@@ -584,7 +663,7 @@ def _wait_ready(
     it send FLUSHALL to the primaries once: that advances the replication offset
     so CLUSTER SLOTS lists the replicas without waiting for the periodic ping.
     """
-    clients = {n.node_id: _client(n.port, password) for n in nodes}
+    clients = {n.node_id: _client(n.port, password, host=n.host) for n in nodes}
     try:
         while True:
             problems = _readiness_problems(cfg, nodes, clients)
@@ -648,6 +727,7 @@ def _targets(sd: Path, reg: dict | None) -> list[dict[str, Any]]:
         with contextlib.suppress(Exception):
             found[str(entry["node_id"])] = {
                 "node_id": str(entry["node_id"]),
+                "host": str(entry.get("host", HOST)),
                 "port": int(entry["port"]),
                 "role": str(entry.get("role", "primary")),
                 "pids": {int(entry["pid"])} if entry.get("pid") else set(),
@@ -662,6 +742,7 @@ def _targets(sd: Path, reg: dict | None) -> list[dict[str, Any]]:
             nd.name,
             {
                 "node_id": nd.name,
+                "host": meta.get("host", HOST),
                 "port": None,
                 "role": "primary",
                 "pids": set(),
@@ -692,6 +773,7 @@ def down(state_dir: Path | str) -> dict[str, Any]:
             "stopped_nodes": [],
             "agent_stopped": False,
             "busy_ports": [],
+            "left": [],
         }
     with _locked(sd):
         return _stop_all(sd)
@@ -712,12 +794,13 @@ def _stop_all(sd: Path) -> dict[str, Any]:
     def ours(t):
         return lambda p: procs.is_server(p, t["dir"], t["port"], _names(t["binary"]))
 
-    auth = sd / "auth"
+    rt = runtime_dir_of(sd, reg)
+    auth = rt / "auth"
     password = auth.read_text().strip() if auth.exists() else None
     # Replicas first, so no primary waits for a lagging replica on SHUTDOWN.
     for t in sorted(running, key=lambda t: t["role"] == "primary"):
         if t["port"] and ours(t)(t["pid"]):
-            _shutdown_nosave(t["port"], password)
+            _shutdown_nosave(t["host"], t["port"], password)
     left = procs.wait_gone([t["pid"] for t in running], STOP_GRACE_S)
     by_pid = {t["pid"]: t for t in running}
     for pid in left:
@@ -729,7 +812,8 @@ def _stop_all(sd: Path) -> dict[str, Any]:
         if reg
         else any((t["dir"] / "nodes.conf").exists() for t in targets)
     )
-    ports = [t["port"] for t in targets if t["port"]]
+    # a miniature's nodes listen in their own namespaces: none of this machine's ports
+    ports = [t["port"] for t in targets if t["port"] and t["host"] == HOST]
     ports += [p + BUS_PORT_OFFSET for p in ports] if cluster else []
     deadline = time.monotonic() + 10.0
     busy = [p for p in ports if not procs.port_free(p)]
@@ -737,10 +821,12 @@ def _stop_all(sd: Path) -> dict[str, Any]:
         time.sleep(0.1)
         busy = [p for p in busy if not procs.port_free(p)]
     # Secrets must not outlive the servers; cluster state would confuse a new `up`.
-    auth.unlink(missing_ok=True)
+    runtime.remove(rt)
     for t in targets:
-        (t["dir"] / "server.conf").unlink(missing_ok=True)
         _remove_data(t["dir"])
+    left = miniature.teardown(key) if (key := _miniature_key(sd, reg)) else []
+    if not left:
+        (sd / miniature.FILE).unlink(missing_ok=True)
     (sd / "agent.pid").unlink(missing_ok=True)
     if reg is not None:
         reg["stopped_at"] = time.time()
@@ -755,7 +841,26 @@ def _stop_all(sd: Path) -> dict[str, Any]:
         "stopped_nodes": sorted(t["node_id"] for t in running),
         "agent_stopped": agent_stopped,
         "busy_ports": busy,
+        "left": left,
     }
+
+
+def _miniature_key(sd: Path, reg: dict | None) -> str | None:
+    """The key of the miniature resources state_dir's deployment may have: as provisioned,
+    else as configured (an `up` that died before provisioning), else None (plain)."""
+    if (prov := miniature.provisioned(sd)) is not None:
+        return prov.miniature.key
+    cfg = procs.read_json_dict(sd / "config.json") or {}
+    mini = cfg.get("miniature")
+    return str(mini["key"]) if isinstance(mini, dict) and mini.get("key") else None
+
+
+def runtime_dir_of(state_dir: Path, reg: dict | None = None) -> Path:
+    """The private folder of state_dir's servers: as registered, configured, else derived."""
+    for meta in (reg, procs.read_json_dict(state_dir / "config.json")):
+        if meta and isinstance(meta.get("runtime_dir"), str):
+            return Path(meta["runtime_dir"])
+    return runtime.deployment_dir(state_dir)
 
 
 def _remove_data(node_dir: Path) -> None:
@@ -767,11 +872,11 @@ def _remove_data(node_dir: Path) -> None:
     shutil.rmtree(node_dir / "appendonlydir", ignore_errors=True)
 
 
-def _shutdown_nosave(port: int, password: str | None) -> None:
+def _shutdown_nosave(host: str, port: int, password: str | None) -> None:
     if password is None:
         return  # cannot AUTH: SIGTERM will do (save "" means nothing is written)
     try:
-        with _client(port, password, timeout=3.0) as c:
+        with _client(port, password, timeout=3.0, host=host) as c:
             try:
                 c.execute_command("SHUTDOWN", "NOSAVE", "NOW")
             except redis.ResponseError:
@@ -793,11 +898,10 @@ def endpoint_from_registry(state_dir: Path | str):
     reg = procs.read_json_dict(sd / "registry.json")
     if not reg or not reg.get("nodes"):
         raise LocalError(f"{sd / 'registry.json'} is missing or damaged")
-    host = reg.get("host", HOST)
     nodes = [
         Node(
             node_id=n["node_id"],
-            host=host,
+            host=n.get("host", reg.get("host", HOST)),
             port=n["port"],
             role=n["role"],
             shard=n["shard"],
@@ -806,10 +910,10 @@ def endpoint_from_registry(state_dir: Path | str):
     ]
     first = next(n for n in nodes if n.role == "primary")
     return Endpoint(
-        host=host,
+        host=first.host,
         port=first.port,
         cluster_mode=bool(reg.get("cluster_mode")),
         tls=False,
-        auth_ref=str(sd / "auth"),
+        auth_ref=str(runtime_dir_of(sd, reg) / "auth"),
         nodes=nodes,
     )

@@ -3,13 +3,16 @@
 Works on the points that have results (``summary.csv`` rows) and their runs
 (``runs.csv`` rows: one value per repetition). Every claim rests on the runs'
 values through :mod:`cachebench.report.stats`: a point is compared with another
-by the ratio of their runs' (geometric) means with its 95% interval, and a
-winner is named only when that interval excludes no change and the effect is
-larger than ``min_effect_pct``; otherwise the sentence says "no significant
-difference" with the interval, or "not enough data for a verdict". Runs that
+by the ratio of their runs' (geometric) means with its interval at the level the
+two run counts need (95% to 99.4%, see stats.verdict_alpha), and a winner is named
+only when that interval excludes no change and the effect is larger than
+``min_effect_pct``; otherwise the sentence says why not ("no significant
+difference" with the interval, or "not enough data for a verdict"). Runs that
 measured their load generator rather than the server (client-bound) keep any
-comparison they are part of from naming a winner. Pairwise comparisons only
-match points that are equal on every other dimension.
+comparison they are part of from naming a winner; runs whose load generator CPU is
+unknown (no cpu.json) are named in the comparison's sentence and in the stability
+section. Pairwise comparisons only match points that are equal on every other
+dimension.
 """
 
 from __future__ import annotations
@@ -82,7 +85,8 @@ class Evidence:
             return stats.Side(name=name, values=())
         values = tuple(float(v) if _finite(v) else None for v in g[column])
         bound = tuple(bool(b) for b in g.get("client_bound", pd.Series(False, index=g.index)))
-        return stats.Side(name=name, values=values, client_bound=bound)
+        known = tuple(bool(k) for k in g.get("load_cpu_known", pd.Series(True, index=g.index)))
+        return stats.Side(name=name, values=values, client_bound=bound, cpu_known=known)
 
     def point(self, point_id: str, column: str) -> stats.PointStats:
         side = self.side(point_id, column, point_id)
@@ -298,24 +302,35 @@ def slo_section(ok: pd.DataFrame, checks: dict[str, stats.SloCheck], ev: Evidenc
 
 
 def stability_section(ok: pd.DataFrame, runs: pd.DataFrame, ev: Evidence) -> Section | None:
-    """Points whose repetitions disagree, and runs that measured their load generator."""
+    """Points whose repetitions disagree, runs that measured their load generator, and
+    runs whose load generator CPU is unknown."""
     details = []
     for _, row in ok.iterrows():
         ps = ev.point(row["point_id"], "ops_per_sec")
         if ps.unstable:
             details.append(f"{row['label']}: {'; '.join(ps.reasons)}.")
-    bound = runs[(runs["status"] == "ok") & runs.get("client_bound", False).astype(bool)]
+    measured = runs[runs["status"] == "ok"]
+    bound = measured[measured.get("client_bound", False).astype(bool)]
     for _, r in bound.iterrows():
         details.append(
             f"{label(r)} rep {int(r['repetition'])}: {r['client_bound_reason']}; kept out of "
             "winner claims."
         )
+    known = measured.get("load_cpu_known", pd.Series(True, index=measured.index))
+    unknown = measured[~known.astype(bool)]
+    for _, r in unknown.iterrows():
+        if not bool(r.get("client_bound", False)):
+            details.append(
+                f"{label(r)} rep {int(r['repetition'])}: load generator CPU unknown (no "
+                "cpu.json); its comparisons say so."
+            )
     if not details:
         return None
     n_unstable = sum("unstable" in d for d in details)
     head = (
-        f"{n_unstable} point(s) unstable, {len(bound)} client-bound run(s): their comparisons "
-        "carry wide intervals or no verdict."
+        f"{n_unstable} point(s) unstable, {len(bound)} client-bound run(s), {len(unknown)} "
+        "run(s) with load generator CPU unknown: their comparisons carry wide intervals, no "
+        "verdict or that caveat."
     )
     return Section("Stability", head, details)
 

@@ -24,7 +24,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from cachebench import pricing
 from cachebench.campaign import CampaignPlan
-from cachebench.models import LoadCpu, LoadResult, Point
+from cachebench.models import LoadCpu, LoadResult, Point, RunRecord
 from cachebench.report import plots, stats
 from cachebench.report.decision import decide, label
 from cachebench.report.explore import PLOTLY_JS, ExploreRun, explore, write_plotly_js
@@ -42,6 +42,10 @@ from cachebench.workspace import RunDir
 log = logging.getLogger(__name__)
 
 RUN_REQUIRED = ("load.json", "metrics.parquet")
+CPU_UNKNOWN = (
+    "load generator CPU unknown (no cpu.json): whether the run measured its load generator "
+    "rather than the server is not known"
+)
 #: Summary columns a point averages over its repetitions (the rest describe the point).
 MEASURED = (
     "ops_per_sec", "kb_per_sec", "p50_ms", "p90_ms", "p99_ms", "p99_9_ms", "max_ms",
@@ -51,6 +55,14 @@ TEMPLATES = Path(__file__).parent / "templates"
 LOCAL_CAVEAT = (
     "Target is local: servers and load generator share this host's CPUs and talk over "
     "loopback, so absolute numbers do not predict ElastiCache; use relative comparisons only."
+)
+MINIATURE_CAVEAT = (
+    "These are miniatures of ElastiCache node types ({types}): each node runs on this host "
+    "with the CPU, memory and network allowance of the type it mimics, scaled down where "
+    "include/instance_specs.csv says so and enforced by the kernel (a cgroup CPU quota and "
+    "memory limit, a tc token bucket each way on its own interface); the load generators get "
+    "the CPU the servers are denied. Compare the points with each other: the absolute numbers "
+    "are a miniature's, not ElastiCache's."
 )
 FIGURE_TITLES = {
     "throughput": "Throughput",
@@ -176,11 +188,12 @@ def run_evidence(point: Point, rdir: Path, row: dict[str, Any]) -> dict[str, Any
         achieved_ops_per_sec=load.ops_per_sec if point.workload.rate_limit else None,
         requested_ops_per_sec=requested_rate(point),
     )
+    reasons = [*sat.reasons, *([] if cpu is not None else [CPU_UNKNOWN])]
     return out | {
         "cpu_p95_pct": sat.cpu_p95_pct,
         "rate_shortfall_pct": sat.shortfall_pct,
         "client_bound": sat.client_bound,
-        "client_bound_reason": "; ".join(sat.reasons),
+        "client_bound_reason": "; ".join(reasons),
         "load_cpu_known": cpu is not None,
     }
 
@@ -208,6 +221,17 @@ def draw_missing_dashboards(run_dir: Path, specs: dict) -> None:
             log.warning("no dashboard for %s rep %d: %s", point.id, rep, exc)
 
 
+def attempts(run_dir: Path, instance: str, point: Point, rep: int) -> dict[str, Any]:
+    """Which attempt a run's row is (a lost attempt is measured again) and what became of
+    the earlier ones, from the run's record."""
+    path = RunDir(run_dir).deployment(instance).record(point.id, rep)
+    try:
+        record = RunRecord.model_validate_json(path.read_text())
+    except (OSError, ValueError):
+        return {"attempt": None, "earlier_attempts": ""}
+    return {"attempt": record.attempt, "earlier_attempts": " | ".join(record.earlier)}
+
+
 def collect_runs(run_dir: Path, specs: dict, prices: dict) -> list[dict[str, Any]]:
     """One row per planned run: its summary statistics (status ok) or why it has none.
 
@@ -216,7 +240,7 @@ def collect_runs(run_dir: Path, specs: dict, prices: dict) -> list[dict[str, Any
     rows = []
     for point, rep, instance in _planned(run_dir):
         rdir = run_dir / "points" / point.id / f"rep{rep}"
-        base = {"repetition": rep, "deployment": instance}
+        base = {"repetition": rep, "deployment": instance} | attempts(run_dir, instance, point, rep)
         missing = [f for f in RUN_REQUIRED if not (rdir / f).is_file()]
         if missing:
             reason = _reason(run_dir, rdir, run_dir / "deployments" / instance)
@@ -278,7 +302,7 @@ def collect(
 SPREAD = (("ops", "ops_per_sec"), ("p99", "p99_ms"), ("opd", "ops_per_dollar"))
 SPREAD_COLUMNS = [
     f"{prefix}_{what}" for prefix, _ in SPREAD for what in ("ci_low", "ci_high", "cv_pct")
-] + ["unstable", "unstable_reasons", "client_bound_runs", "flagged_runs"]
+] + ["unstable", "unstable_reasons", "client_bound_runs", "cpu_unknown_runs", "flagged_runs"]
 
 
 def _spread(good: list[dict[str, Any]]) -> dict[str, Any]:
@@ -298,6 +322,7 @@ def _spread(good: list[dict[str, Any]]) -> dict[str, Any]:
         "unstable": bool(flags),
         "unstable_reasons": "; ".join(flags),
         "client_bound_runs": bound,
+        "cpu_unknown_runs": sum(r.get("load_cpu_known") is False for r in good),
         "flagged_runs": sum(bool(r.get("flags")) for r in good),
     }
 
@@ -338,6 +363,8 @@ def oversubscribed(plan: CampaignPlan | None, specs: dict) -> list[str]:
     out = []
     for d in plan.deployments:
         spec = specs.get(("local", d.deployment.node_type))
+        if spec is not None and spec.miniature:
+            continue  # its servers' CPU is a quota apart from the load's (the saturation check)
         server = d.deployment.topology.nodes * (spec.vcpu if spec else 1)
         load = 0
         for r in d.runs:
@@ -354,10 +381,18 @@ def oversubscribed(plan: CampaignPlan | None, specs: dict) -> list[str]:
     return out
 
 
-def _caveats(ok: pd.DataFrame, extra: list[str] = ()) -> list[str]:
+def _caveats(ok: pd.DataFrame, extra: list[str] = (), specs: dict | None = None) -> list[str]:
     out = []
-    if (ok["target"] == "local").any():
+    local = ok[ok["target"] == "local"]["node_type"]
+    minis = {nt: s for nt in local if (s := (specs or {}).get(("local", nt))) and s.miniature}
+    if (~local.isin(list(minis))).any():
         out.append(LOCAL_CAVEAT)
+    if minis:
+        out.append(
+            MINIATURE_CAVEAT.format(
+                types=", ".join(f"{nt} of {s.mimics}" for nt, s in sorted(minis.items()))
+            )
+        )
     out += extra
     bad = ok[pd.to_numeric(ok["errors"], errors="coerce").fillna(0) > 0]
     if len(bad):
@@ -473,22 +508,27 @@ def _price_list(ok_rows: list[dict], prices: dict) -> list[dict[str, str]]:
 
 #: runs.csv columns besides the summary's.
 RUN_EVIDENCE = [
-    "started_at", "ops_ci_low", "ops_ci_high", "cpu_p95_pct", "rate_shortfall_pct", "client_bound",
-    "client_bound_reason", "load_cpu_known", "notes", "flags",
+    "attempt", "earlier_attempts", "started_at", "ops_ci_low", "ops_ci_high", "cpu_p95_pct",
+    "rate_shortfall_pct", "client_bound", "client_bound_reason", "load_cpu_known", "notes",
+    "flags",
 ]  # fmt: skip
 HOW_TO_READ = (
     "How to read this: every number of a point is the mean of its runs (repetitions on "
     "its deployment); its 95% interval (a t interval on the logs of the runs' values) says "
     "where the configuration's true value most likely is. Comparisons use the ratio of two "
-    "points' runs with its 95% interval (Welch's t on the logs of the runs' values): a "
-    "winner is named only when that interval excludes no change and the difference is "
-    "above {min_effect:g}%; otherwise the report says 'no significant difference' and "
-    "gives the interval, or 'not enough data for a verdict' with fewer than 2 runs a side. "
-    "A point is 'unstable' when its runs' CV exceeds 10% or one run is an outlier (more "
-    "than 3 scaled MADs and 10% from the median); a run is 'client-bound' when its load "
-    "generators used 85% or more of their CPU (p95) or fell more than 5% short of a "
-    "rate_limit: it measured the load generator, not the server, and names no winner. "
-    "{multiplicity}"
+    "points' runs with Welch's interval on the logs of the runs' values, at the level that "
+    "keeps false winners at or under 5% for the run counts at hand whatever the two "
+    "points' run-to-run CVs (up to 3 times apart): 95.3% for 3 runs a side, 95.4% for 4, "
+    "wider for unequal counts (99.4% for 2 runs against 6; each sentence names it). A winner "
+    "is named only when that interval excludes no change and the difference is above "
+    "{min_effect:g}%; otherwise the sentence says why not: 'no significant difference' "
+    "with the interval, 'not enough data for a verdict' with fewer than 2 runs a side, or "
+    "client-bound runs. A point is 'unstable' when its runs' CV exceeds 10% or one run is "
+    "an outlier (more than 3 scaled MADs and 10% from the median); a run is "
+    "'client-bound' when its load generators used 85% or more of their CPU (p95) or fell "
+    "more than 5% short of a rate_limit: it measured the load generator, not the server, "
+    "and names no winner; a run without its load generators' CPU (no cpu.json) is "
+    "'load generator CPU unknown', and its comparisons say so. {multiplicity}"
 )
 
 
@@ -525,11 +565,17 @@ def _flags(row: dict[str, Any], slo: dict) -> str:
         flags.append(f"flagged runs: {row['flagged_runs']} (see the caveats)")
     if row.get("client_bound_runs"):
         flags.append(f"client-bound runs: {row['client_bound_runs']}")
+    if row.get("cpu_unknown_runs"):
+        flags.append(f"runs with load generator CPU unknown: {row['cpu_unknown_runs']}")
     if row.get("runs_ok", 0) < 2:
         flags.append("one run: no interval")
     if row["point_id"] in slo:
         flags.append(f"p99 objective: {slo[row['point_id']].status}")
     return "; ".join(flags)
+
+
+def _earlier(text: str | None) -> str:
+    return f"measured again after {text}" if text else ""
 
 
 def _interrupted(run_dir: Path) -> str:
@@ -647,7 +693,7 @@ def _build_report(run_dir: Path, specs: dict | None, prices: dict | None) -> dic
         "n_failed": len(failed_rows),
         "n_runs": len(run_rows),
         "n_runs_ok": sum(r["status"] == "ok" for r in run_rows),
-        "caveats": (_caveats(ok, oversubscribed(plan, specs)) if len(ok) else [])
+        "caveats": (_caveats(ok, oversubscribed(plan, specs), specs) if len(ok) else [])
         + _plaintext(run_dir, plan)
         + _flagged(run_rows),
         "sections": decision.sections,
@@ -667,10 +713,13 @@ def _build_report(run_dir: Path, specs: dict | None, prices: dict | None) -> dic
                 "deployment": r["deployment"],
                 "point_id": r["point_id"],
                 "repetition": r["repetition"],
+                "attempt": _fmt(r.get("attempt"), "d"),
                 "status": r["status"],
                 "ops": _fmt(r.get("ops_per_sec"), ",.0f"),
                 "p99": _fmt(r.get("p99_ms"), ".3f"),
-                "reason": r["reason"] or r.get("flags") or "",
+                "reason": "; ".join(
+                    filter(None, [r["reason"], r.get("flags"), _earlier(r.get("earlier_attempts"))])
+                ),
             }
             for i, r in enumerate(run_rows)
         ],

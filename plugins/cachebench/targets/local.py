@@ -1,5 +1,8 @@
-"""The local target: real servers on 127.0.0.1, started and stopped by Terraform.
+"""The local target: real servers on this machine, started and stopped by Terraform.
 
+A plain node type's servers listen on 127.0.0.1; a miniature's (a row that mimics
+an AWS node type) run with its CPU, memory and network allowances enforced by the
+kernel, each node in its own cgroup and network namespace (cachebench.local.miniature).
 A deployment's servers (and its metrics agent) live in deployments/<instance>/server;
 each run is one detached `cachebench.local.runner` process (lock, flush, prefill,
 warm-up, measured window) in deployments/<instance>/load/<point>/rep<k>, watched
@@ -9,7 +12,6 @@ by LoadWatchTrigger on the triggerer.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import subprocess
 import sys
@@ -20,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from cachebench import engines, loadgen, specs
 from cachebench.loadgen import procs as genprocs
-from cachebench.local import procs, runner, servers
+from cachebench.local import machine, miniature, netns, procs, runner, runtime, servers
 from cachebench.models import (
     DeploymentPlan,
     LoadCpu,
@@ -40,35 +42,20 @@ if TYPE_CHECKING:
 
     from cachebench.campaign import CampaignSpec
 
-PORT_SPAN, PORT_BLOCK = 5000, 20  # a deployment's nodes take a block; cluster bus ports: +10000
-BLOCKS = PORT_SPAN // PORT_BLOCK
 RESERVED_MEMORY = 0.25  # ElastiCache's default reserved-memory-percent
 TRIGGER = "cachebench.triggers.watch.LoadWatchTrigger"
 PLUGINS_DIR = Path(__file__).resolve().parents[2]
-LOCK = ".load.lock"  # in the campaign run's folder: one load at a time on this machine
 AGENT_SETTLE_S = 0.25  # a sample the agent took before the window's end is on disk by then
-
-
-def port_first() -> int:
-    """Start of the local port range; CACHEBENCH_PORT_FIRST moves it (e.g. for parallel CI)."""
-    return int(os.environ.get("CACHEBENCH_PORT_FIRST", "30000"))
-
-
-def free_port_block(nodes: int, index: int, count: int) -> int:
-    """A block of ports (and cluster bus ports) nothing listens on, never another deployment's.
-
-    Deployment i of n only ever takes blocks i, i+n, i+2n...: all deployments of a
-    run render their tfvars before any applies, so probing alone would hand every
-    one the same free block.
-    """
-    first = port_first()
-    for block in range(index, BLOCKS, max(count, 1)):
-        base = first + block * PORT_BLOCK
-        if all(
-            procs.port_free(p) and procs.port_free(p + 10000) for p in range(base, base + nodes)
-        ):
-            return base
-    raise RuntimeError(f"no free block of {nodes} ports in {first}-{first + PORT_SPAN}")
+# What a run's runner writes, removed before each attempt: never read as the new one's.
+STALE = (
+    "status.json",
+    "handles.json",
+    "error.json",
+    "measured.json",
+    "warmup.json",
+    "prefill.json",
+    "cpu.json",
+)
 
 
 def ddir_of(plan: DeploymentPlan) -> DeploymentDir:
@@ -80,15 +67,18 @@ def server_pids(state_dir: Path) -> list[int]:
     return [int(n["pid"]) for n in reg.get("nodes", []) if n.get("pid")]
 
 
-def _runner_forms(record: RunRecord) -> list[list[str]]:
-    return [record.detail.get("argv", [])]
+def load_cgroup(state_dir: Path) -> list[str]:
+    """The cgroup.procs files a run's load generators join (a miniature's load cgroup)."""
+    prov = miniature.provisioned(state_dir)
+    return prov.groups[miniature.LOAD].procs_files if prov is not None else []
+
+
+def _runner(record: RunRecord) -> genprocs.Ident:
+    return record.detail["pid"], record.detail.get("proc_start")
 
 
 def runner_alive(record: RunRecord) -> bool:
-    d = record.detail
-    return bool(d.get("pid")) and genprocs.is_ours(
-        d["pid"], d.get("start_ticks"), _runner_forms(record)
-    )
+    return bool(record.detail.get("pid")) and not genprocs.ended(*_runner(record))
 
 
 class LocalTarget:
@@ -96,7 +86,24 @@ class LocalTarget:
     module = "local"
 
     def problems(self, spec: CampaignSpec) -> list[str]:
-        return []
+        """A miniature node type needs what enforces it (root, tc, ip, cgroups); a plain one
+        runs anywhere."""
+        catalogue = specs.load_instance_specs()
+        minis = [
+            (i, nt)
+            for i, nt in enumerate(spec.node_types)
+            if (row := catalogue.get(("local", nt))) is not None and row.miniature
+        ]
+        missing = miniature.machine_problems() if minis else []
+        if not missing:
+            return []
+        plain = [nt for (t, nt), row in catalogue.items() if t == "local" and not row.miniature]
+        return [
+            f"node_types[{i}]: {nt!r}: a miniature (limits enforced by the kernel) needs "
+            f"{'; '.join(missing)}; allowed on this machine: {', '.join(plain)} "
+            "(plain, unlimited)"
+            for i, nt in minis
+        ]
 
     def tfvars(self, plan: DeploymentPlan, ddir: DeploymentDir, expires_at: int) -> dict[str, Any]:
         d = plan.deployment
@@ -104,6 +111,7 @@ class LocalTarget:
         binary = engines.server_binary(d.engine, d.version)
         if binary is None:
             raise RuntimeError(f"{d.engine} {d.version} is not installed on this machine")
+        mini = self._miniature(plan, ddir, spec, expires_at) if spec.miniature else None
         return {
             "deployment_id": plan.instance,
             "campaign": d.campaign,
@@ -114,16 +122,52 @@ class LocalTarget:
             "cluster_mode": d.topology.cluster_mode,
             "shards": d.topology.shards,
             "replicas": d.topology.replicas,
-            "base_port": free_port_block(d.topology.nodes, plan.instance_index, plan.instances),
+            # claimed machine-wide until destroy: no other deployment of any campaign
+            # on this machine gets these ports, whichever applies first (machine.py)
+            "base_port": machine.claim_ports(ddir.path, d.topology.nodes, expires_at),
             "maxmemory_bytes": int(spec.memory_gib * (1 - RESERVED_MEMORY) * 2**30),
             "maxmemory_policy": d.maxmemory_policy,
-            "io_threads": spec.vcpu,
+            "io_threads": miniature.io_threads(mini["cpu_limit_cores"]) if mini else spec.vcpu,
+            "miniature": mini,
             "state_dir": str(ddir.server),
+            "runtime_dir": str(runtime.deployment_dir(ddir.server)),
             "python": sys.executable,
             "pythonpath": str(PLUGINS_DIR),
             "metrics_interval_seconds": 1,
             "expires_at": expires_at,
         }
+
+    @staticmethod
+    def _miniature(
+        plan: DeploymentPlan, ddir: DeploymentDir, spec: specs.InstanceSpec, expires_at: int
+    ) -> dict[str, Any]:
+        """The miniature's limits, and its subnet claimed machine-wide until `down`."""
+        assert spec.mimics is not None and spec.cpu_limit_cores is not None
+        key = miniature.key_of(ddir.server)
+        owner = {
+            "key": key,
+            "state_dir": str(ddir.server),
+            "deployment_id": plan.instance,
+            "campaign": plan.deployment.campaign,
+            "run_id": plan.run_id,
+            "expires_at": expires_at,
+        }
+        allowance = None
+        if spec.network_baseline_gbps is not None:
+            assert spec.network_burst_gbps is not None and spec.network_bucket_mb is not None
+            allowance = miniature.allowance_of(
+                spec.network_baseline_gbps, spec.network_burst_gbps, spec.network_bucket_mb
+            )
+        nodes = plan.deployment.topology.nodes
+        return miniature.Miniature(
+            key=key,
+            mimics=spec.mimics,
+            subnet=netns.subnet_of(netns.claim(owner)),
+            cpu_limit_cores=spec.cpu_limit_cores,
+            memory_limit_bytes=int(spec.memory_gib * 2**30),
+            load_cpu_cores=miniature.load_cores(os.cpu_count() or 1, nodes, spec.cpu_limit_cores),
+            allowance=allowance,
+        ).model_dump()
 
     def backend_config(self, plan: DeploymentPlan, ddir: DeploymentDir) -> None:
         return None  # a local state file in the deployment's terraform/ dir
@@ -166,7 +210,7 @@ class LocalTarget:
         ddir = ddir_of(prov.plan)
         out = ddir.load(run.point.id, run.repetition)
         out.mkdir(parents=True, exist_ok=True)
-        for stale in ("error.json", "measured.json", "warmup.json", "prefill.json", "cpu.json"):
+        for stale in STALE:
             (out / stale).unlink(missing_ok=True)  # an earlier attempt's, never this one's
         job = runner.RunJob(
             key=run.key,
@@ -175,13 +219,14 @@ class LocalTarget:
             tool=run.point.load_tool,
             generators=run.point.load_generators,
             out_dir=str(out),
-            lock=str(Path(prov.plan.run_dir) / LOCK),
+            lock=str(machine.load_lock()),
+            cgroup_procs=load_cgroup(ddir.server),
         )
         job_file = out / "job.json"
         job_file.write_text(job.model_dump_json(indent=2))
         argv = [sys.executable, "-m", runner.MODULE, str(job_file)]
         with (out / "runner.log").open("ab") as log:
-            proc = subprocess.Popen(
+            runner_proc = genprocs.launch(
                 argv,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -191,15 +236,14 @@ class LocalTarget:
                 start_new_session=True,
                 close_fds=True,
             )
-        loadgen.adopt(proc)  # reaped when it ends, not left a zombie
         return RunRecord(
             status="started",
             attempt=attempt,
             phase="load",
             started_at=time.time(),
             detail={
-                "pid": proc.pid,
-                "start_ticks": genprocs.start_ticks(proc.pid),
+                "pid": runner_proc.proc.pid,
+                "proc_start": runner_proc.start,
                 "argv": argv,
                 "out_dir": str(out),
             },
@@ -231,7 +275,7 @@ class LocalTarget:
     def _stop(self, record: RunRecord) -> None:
         d = record.detail
         if d.get("pid"):
-            genprocs.terminate([(d["pid"], d.get("start_ticks"), _runner_forms(record))], 5.0)
+            genprocs.terminate([_runner(record)], 5.0)
         handles = procs.read_json(Path(d.get("out_dir", "/nonexistent")) / "handles.json")
         if isinstance(handles, list) and handles:
             loadgen.stop_load(handles)
@@ -240,15 +284,23 @@ class LocalTarget:
         out = Path(record.detail["out_dir"])
         warm, filled, measured = out / "warmup.json", out / "prefill.json", out / "measured.json"
         cpu = out / "cpu.json"
-        error = ""
-        failure = procs.read_json(out / "error.json")
-        if isinstance(failure, dict):
-            what = failure.get("message")
-            if failure.get("type") != "LoadError":
-                what = f"{failure.get('type')}: {what}"
-            error = f"its {failure.get('step')} failed: {what}"
+        error, lost = "", False
+        failed = out / "error.json"
+        if failed.is_file():
+            failure = runner.RunnerError.model_validate_json(failed.read_text())
+            what = failure.message
+            if failure.type != "LoadError":
+                what = f"{failure.type}: {what}"
+            error, lost = f"its {failure.step} failed: {what}", failure.lost
         elif not measured.is_file():
-            error = f"the run's load ended without a result (runner log: {out / 'runner.log'})"
+            # the runner ended without saying why (killed, out of memory): the harness lost it
+            phase = (procs.read_json_dict(out / "status.json") or {}).get("phase", "not started")
+            log = loadgen.tail(out / "runner.log") or "(empty)"
+            error = (
+                f"the run's runner ended without a result or an error, in its {phase} phase "
+                f"(the harness lost the run); runner log ({out / 'runner.log'}): {log}"
+            )
+            lost = True
         return RunLoads(
             measured=(
                 LoadResult.model_validate_json(measured.read_text())
@@ -261,6 +313,7 @@ class LocalTarget:
             ),
             cpu=LoadCpu.model_validate_json(cpu.read_text()) if cpu.is_file() else None,
             error=error,
+            lost=lost,
         )
 
     def metrics(self, prov: Provisioned, run: RunSpec, start: float, end: float) -> pd.DataFrame:
@@ -274,17 +327,18 @@ class LocalTarget:
 
     @contextlib.contextmanager
     def quiet(self, prov: Provisioned) -> Iterator[None]:
-        """Hold the campaign run's load lock (every runner waits for it before it loads);
-        Busy when another deployment's load holds it."""
-        fd = os.open(Path(prov.plan.run_dir) / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        """Hold the machine's load lock (every runner, of any campaign on this machine,
+        waits for it before it loads); Busy when another load or export holds it."""
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise Busy("another deployment's load runs") from None
-            yield
-        finally:
-            os.close(fd)
+            with machine.holding_load(f"export of {prov.plan.instance} ({prov.plan.run_dir})"):
+                yield
+        except BlockingIOError:
+            holder = machine.load_holder()
+            raise Busy(
+                f"another load runs ({holder['what']}, pid {holder['pid']})"
+                if holder
+                else "another load runs"
+            ) from None
 
     # ------------------------------------------------------------ destroy
 
@@ -303,6 +357,7 @@ class LocalTarget:
         result = servers.down(ddir.server)
         left = [f"server pid {p} outlived terraform destroy" for p in missed]
         left += [f"port {p} still in use" for p in result["busy_ports"]]
+        left += [f"{what} still on this machine" for what in result["left"]]
         return left
 
     def orphans(self, plan: DeploymentPlan, ddir: DeploymentDir) -> list[tuple[str, str]]:
@@ -315,6 +370,9 @@ class LocalTarget:
         was removed under a running deployment.
         """
         swept = procs.kill_under(ddir.path)
+        runtime.remove(servers.runtime_dir_of(ddir.server))  # its secrets, with no one to use them
+        if not swept["survivors"]:  # its ports are free again: give the block back
+            machine.release_ports(ddir.path)
         stopped = [
             f"stopped {f['kind']} pid {f['pid']} ({os.path.basename(f['argv0'])}) "
             f"found in {f['cwd']}"
@@ -322,6 +380,12 @@ class LocalTarget:
         ]
         left = [f"pid {p} survived SIGKILL" for p in swept["survivors"]]
         left += [f"port {p} still in use" for p in swept["ports"] if not procs.port_free(p)]
+        spec = specs.load_instance_specs().get(("local", plan.deployment.node_type))
+        if spec is not None and spec.miniature:  # found by its key: no registry needed
+            key = miniature.key_of(ddir.server)
+            if found := miniature.leftovers(key):
+                stopped.append(f"removed {', '.join(found)}")
+            left += [f"{what} still on this machine" for what in miniature.teardown(key)]
         return stopped, left
 
 

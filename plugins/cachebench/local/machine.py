@@ -1,0 +1,236 @@
+"""What local campaigns on one machine share, claimed machine-wide: loopback ports, the CPU.
+
+Two campaigns may run on one machine at once (a scheduled run beside a UI trigger),
+each with its own results folder and Airflow home, so nothing of one campaign run's
+folder can keep them apart. They meet in a directory every campaign on the machine
+sees (CACHEBENCH_MACHINE_DIR, default /tmp/cachebench):
+
+* ``ports.json`` (read and written under the flock of ``ports.lock``): each local
+  deployment's block of ports (its cluster bus ports +10000 with it), claimed when its
+  tfvars are rendered, probed free at that moment, and kept until its destroy leaves
+  no process and no port behind, so a retried ``apply`` uses a block no other
+  deployment on the machine can have. A claim whose deployment folder is gone, or
+  whose expiry (the reaper's) has passed, no longer counts once its ports are free.
+* ``load.lock``: a run's runner holds its flock while it prefills, warms up and loads,
+  and an export holds it while it reads metrics and draws (targets.local quiet), so no
+  two loads, nor a load and an export, share the CPUs, whichever campaign they belong
+  to. The kernel drops an flock when its holder dies: it never goes stale.
+  ``load.holder.json`` names the holder (pid and start, checked with psutil before
+  it is believed), for the waiters' status.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from cachebench.loadgen import procs as genprocs
+from cachebench.local import procs
+from cachebench.local.servers import BUS_PORT_OFFSET
+from cachebench.models import Strict
+
+MACHINE_ENV = "CACHEBENCH_MACHINE_DIR"
+PORT_SPAN, PORT_BLOCK = 5000, 20  # a deployment's nodes take a block of the span
+LOAD_LOCK = "load.lock"
+HOLDER = "load.holder.json"
+
+
+def machine_dir() -> Path:
+    """The directory every campaign on this machine shares (made, world-writable with the
+    sticky bit like /tmp, when missing: campaigns of any user meet there)."""
+    path = Path(os.environ.get(MACHINE_ENV) or "/tmp/cachebench")
+    if not path.is_dir():
+        path.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(PermissionError):
+            path.chmod(0o1777)
+    return path
+
+
+def _shared_file(name: str) -> Path:
+    """A file of the machine directory, made writable by all when missing: it is written
+    in place (under a lock where it matters), since the sticky bit lets no user replace
+    another's file."""
+    return _shared(machine_dir() / name)
+
+
+def _shared(path: Path) -> Path:
+    if not path.exists():
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        with contextlib.suppress(PermissionError):
+            os.fchmod(fd, 0o666)  # whatever the umask: other users' campaigns use it too
+        os.close(fd)
+    return path
+
+
+def _write_in_place(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def port_first() -> int:
+    """Start of the local port range; CACHEBENCH_PORT_FIRST moves it (e.g. for parallel CI)."""
+    return int(os.environ.get("CACHEBENCH_PORT_FIRST", "30000"))
+
+
+# ---------------------------------------------------------------- ports
+
+
+class PortClaim(Strict):
+    """A deployment's block: ports base .. base + nodes - 1 and their bus ports."""
+
+    base: int
+    nodes: int
+    owner: str  # the deployment's folder
+    expires_at: float
+    at: float
+
+    def ports(self) -> set[int]:
+        own = set(range(self.base, self.base + self.nodes))
+        return own | {p + BUS_PORT_OFFSET for p in own}
+
+    def free(self) -> bool:
+        return all(procs.port_free(p) for p in self.ports())
+
+    def stale(self, now: float) -> bool:
+        """No longer counts: its deployment's folder is gone or its expiry passed, and
+        none of its ports is in use."""
+        gone = not Path(self.owner).is_dir() or now > self.expires_at
+        return gone and self.free()
+
+
+_CLAIMS = TypeAdapter(list[PortClaim])
+
+
+@contextlib.contextmanager
+def _ports() -> Iterator[list[PortClaim]]:
+    """The machine's port claims, read and written back under the ports lock."""
+    fd = os.open(_shared_file("ports.lock"), os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        path = _shared_file("ports.json")
+        try:
+            claims = _CLAIMS.validate_json(path.read_bytes())
+        except ValueError:
+            claims = []  # none yet, or a file no campaign could have written: start over
+        yield claims
+        _write_in_place(path, _CLAIMS.dump_json(claims, indent=2))
+    finally:
+        os.close(fd)
+
+
+def claim_ports(owner: Path, nodes: int, expires_at: float) -> int:
+    """The first block of `nodes` ports (and bus ports) no live claim holds and nothing
+    listens on, claimed for the deployment folder `owner` until release_ports; the
+    block it holds already when it has one (a retried render)."""
+    Path(owner).mkdir(parents=True, exist_ok=True)  # the claim lives as long as its folder
+    owner_s = str(Path(owner).resolve())
+    first = port_first()
+    with _ports() as claims:
+        now = time.time()
+        claims[:] = [c for c in claims if c.owner == owner_s or not c.stale(now)]
+        for c in claims:
+            if c.owner == owner_s and c.nodes == nodes:
+                return c.base
+        claims[:] = [c for c in claims if c.owner != owner_s]  # another shape: claim anew
+        taken = set().union(*(c.ports() for c in claims))
+        for block in range(PORT_SPAN // PORT_BLOCK):
+            candidate = PortClaim(
+                base=first + block * PORT_BLOCK,
+                nodes=nodes,
+                owner=owner_s,
+                expires_at=expires_at,
+                at=now,
+            )
+            if not candidate.ports() & taken and candidate.free():
+                claims.append(candidate)
+                return candidate.base
+    raise RuntimeError(
+        f"no free block of {nodes} ports in {first}-{first + PORT_SPAN} (nor their bus ports "
+        f"+{BUS_PORT_OFFSET}): other deployments on this machine hold them "
+        f"({machine_dir() / 'ports.json'}); set CACHEBENCH_PORT_FIRST to another range"
+    )
+
+
+def release_ports(owner: Path) -> bool:
+    """Give back the block of the deployment folder `owner` once none of its ports is in
+    use (destroy left nothing); False when it is kept (or there was none)."""
+    owner_s = str(Path(owner).resolve())
+    with _ports() as claims:
+        mine = [c for c in claims if c.owner == owner_s]
+        if not mine or not all(c.free() for c in mine):
+            return False
+        claims[:] = [c for c in claims if c.owner != owner_s]
+    return True
+
+
+def claims() -> list[PortClaim]:
+    """The claims as they stand (for the tests and for a human)."""
+    with _ports() as held:
+        return list(held)
+
+
+# ---------------------------------------------------------------- the load lock
+
+
+def load_lock() -> Path:
+    return _shared_file(LOAD_LOCK)
+
+
+def _take(lock: Path, blocking: bool, what: str) -> int:
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+    except BaseException:
+        os.close(fd)
+        raise
+    me = {"pid": os.getpid(), "start": genprocs.started(os.getpid()), "what": what}
+    with contextlib.suppress(OSError):  # who holds it is for the others' status only
+        _write_in_place(_shared(lock.with_name(HOLDER)), json.dumps(me).encode())
+    return fd
+
+
+def take_load_lock(lock: Path, what: str) -> int:
+    """Block until this process holds the load lock file `lock` (load_lock(), or a test's);
+    the fd that holds it, kept open for the process's life: the kernel releases the flock
+    when it exits. `what` names the holder for the others' status."""
+    return _take(lock, True, what)
+
+
+@contextlib.contextmanager
+def holding_load(what: str) -> Iterator[None]:
+    """Hold the machine's load lock for a section, or raise BlockingIOError at once when
+    another process holds it."""
+    fd = _take(load_lock(), False, what)
+    try:
+        yield
+    finally:
+        os.close(fd)  # the flock goes with it
+
+
+def load_holder(lock: Path | None = None) -> dict[str, Any] | None:
+    """Who holds the load lock now: its holder's pid, start and what it is, once the lock
+    is seen held and that process still runs (pid and start match, by psutil)."""
+    lock = lock or load_lock()
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return None  # nobody holds it (given back at once)
+    except BlockingIOError:
+        pass
+    finally:
+        os.close(fd)
+    holder = procs.read_json_dict(lock.with_name(HOLDER))
+    if not holder or not isinstance(holder.get("pid"), int):
+        return None
+    return holder if genprocs.running(holder["pid"], holder.get("start")) else None

@@ -1,0 +1,83 @@
+"""The local servers' private runtime folder (their secrets) and the reaper's rules for it."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from cachebench import reaper
+from cachebench.local import runtime
+
+NOW = time.time()
+
+
+def test_a_deployments_folder_is_named_after_it_and_lies_in_the_root(monkeypatch, tmp_path):
+    monkeypatch.setenv("CACHEBENCH_RUNTIME", str(tmp_path / "rt"))
+    sd = tmp_path / "results/c/r/deployments/redis-7.0-single-local.micro/server"
+    path = runtime.deployment_dir(sd)
+    assert path.parent == tmp_path / "rt"
+    assert path.name.startswith("redis-7.0-single-local.micro-")
+    assert runtime.deployment_dir(str(sd)) == path  # the same folder for the same deployment
+    assert runtime.deployment_dir(sd.parent.with_name("other") / "server") != path
+    monkeypatch.delenv("CACHEBENCH_RUNTIME")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "xdg"))
+    assert runtime.root() == tmp_path / "xdg" / "cachebench"
+    monkeypatch.delenv("XDG_RUNTIME_DIR")
+    assert runtime.root().name == f"cachebench-{os.getuid()}"
+
+
+def test_make_is_private_and_says_whose(tmp_path):
+    path = runtime.make(tmp_path / "rt" / "d-1", {"state_dir": "/x/server"})
+    for p in (tmp_path / "rt", path, path / "nodes"):
+        assert p.stat().st_mode & 0o777 == 0o700, p
+    assert json.loads((path / runtime.OWNER).read_text()) == {"state_dir": "/x/server"}
+    runtime.remove(path)
+    assert not path.exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user needs root")
+def test_a_root_of_another_user_or_a_symlink_is_refused(tmp_path):
+    theirs = tmp_path / "theirs"
+    theirs.mkdir(mode=0o777)
+    os.chown(theirs, 65534, 65534)  # nobody
+    with pytest.raises(runtime.NotPrivate, match="not a folder of this user's"):
+        runtime.make(theirs / "d-1", {})
+    assert not (theirs / "d-1").exists()
+    (tmp_path / "link").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (tmp_path / "elsewhere").mkdir()
+    with pytest.raises(runtime.NotPrivate):
+        runtime.make(tmp_path / "link" / "d-1", {})
+
+
+def owned(name: str, **owner) -> Path:
+    return runtime.make(runtime.root() / name, {"campaign": "c", **owner})
+
+
+def test_the_reaper_takes_the_secrets_no_running_deployment_needs(monkeypatch, tmp_path):
+    monkeypatch.setenv("CACHEBENCH_RUNTIME", str(tmp_path / "rt"))
+    alive = tmp_path / "alive" / "server"
+    alive.mkdir(parents=True)
+    gone = tmp_path / "gone" / "server"  # its deployment's folder was removed
+    live = owned("live", state_dir=str(alive), run_id="r1", expires_at=NOW + 600)
+    expired = owned("expired", state_dir=str(alive), run_id="r1", expires_at=NOW - 5)
+    finished = owned("finished", state_dir=str(alive), run_id="r2", expires_at=NOW + 600)
+    removed = owned("removed", state_dir=str(gone), run_id="r1", expires_at=NOW + 600)
+    fresh = runtime.root() / "fresh"  # no owner yet: `up` is writing it
+    fresh.mkdir()
+    stray = runtime.root() / "stray"
+    stray.mkdir()
+    os.utime(stray, (NOW - 2 * reaper.STRAY_RUNTIME_S,) * 2)
+    states = {"r1": reaper.RUNNING, "r2": reaper.FINISHED}
+    summary = reaper.reap([tmp_path / "results"], now=NOW, run_state=lambda c, r: states[r])
+    reasons = {Path(f["where"]).name: f["reason"] for f in summary["runtime_folders"]}
+    assert set(reasons) == {"expired", "finished", "removed", "stray"}
+    assert reasons["expired"].startswith("expired")
+    assert "no longer running" in reasons["finished"]
+    assert reasons["removed"] == "its deployment's folder was removed"
+    assert [p.name for p in sorted(runtime.root().iterdir())] == ["fresh", "live"]
+    assert live.is_dir() and fresh.is_dir() and not expired.exists()
+    assert not finished.exists() and not removed.exists() and not stray.exists()
