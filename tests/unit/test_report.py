@@ -287,3 +287,33 @@ def test_fifty_points(tmp_path):
     # one run each: nothing can be told apart, and the report says so for every pair
     assert "Valkey vs Redis (24 matched pairs, 72 comparisons): not enough data in 72." in md
     assert "[zipf] Best throughput:" in md and " wins" not in md
+
+
+def test_runs_table_reason_joins_the_error_the_flags_and_the_earlier_attempts(tmp_path):
+    """A run's reason in the runs table: why it failed, what flags doubt its numbers
+    (load.json's flags), and what became of its earlier attempts (its record), each said;
+    a flagged run is also a caveat and counted in its point's flags."""
+    from cachebench.models import RunRecord
+    from cachebench.workspace import RunDir
+
+    point = make_point(0, "valkey")
+    flag = "start skew 6.0 s: the 3 load generators were all in their measured window"
+    for rep, f in enumerate(SPREAD, start=1):
+        load = make_load(100_000 * f).model_copy(update={"flags": [flag] if rep == 2 else []})
+        write_point_dir(tmp_path, point, load, spec=LARGE, rep=rep)
+    record = RunDir(tmp_path).deployment(point.deployment_id).record(point.id, 2)
+    record.parent.mkdir(parents=True, exist_ok=True)
+    lost = "attempt 1: collect: LoadError: g1 killed by SIGKILL"
+    record.write_text(
+        RunRecord(status="done", attempt=2, started_at=0, earlier=[lost]).model_dump_json()
+    )
+    write_failed_dir(tmp_path, make_point(1, "redis"), "apply: quota <exceeded>")
+    build_report(tmp_path, SPECS, PRICES)
+    html = (tmp_path / "report.html").read_text()
+    runs = html[html.index('id="runs"') :]
+    assert f"{flag}; measured again after {lost}" in runs
+    assert "apply: quota &lt;exceeded&gt;" in runs
+    md = _md(tmp_path)
+    assert f"run {point.id} rep 2 is flagged: {flag}." in md
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    assert summary.loc[summary.point_id == point.id, "flagged_runs"].item() == 1
