@@ -24,6 +24,7 @@ from pydantic import (
 
 from cachebench import engines, pricing, specs
 from cachebench.aws.settings import VARIABLE, AwsSettings, resolve
+from cachebench.history.baseline import Baseline
 from cachebench.models import (
     SLUG,
     Deployment,
@@ -37,6 +38,8 @@ from cachebench.models import (
     Workload,
     deployment_id,
 )
+from cachebench.notify import Channel
+from cachebench.notify import problems as notify_problems
 from cachebench.provenance import Provenance
 
 LOCAL_MAX_NODES = 12  # 2 cores: more server processes than this only measures contention
@@ -192,6 +195,26 @@ class CampaignSpec(Strict):
         None,
         description="target aws: VPC, subnets, ECS and buckets (over the cachebench_aws Variable)",
     )
+    baseline: Baseline = Field(
+        "previous",
+        description="what each point is compared with in 'Since the baseline': 'previous' "
+        "(the latest earlier run), a run id, or 'median_of_last: N'",
+    )
+    regression_pct: float = Field(
+        5.0,
+        gt=0,
+        lt=100,
+        description="a change against the baseline smaller than this (percent), even a "
+        "certain one, is 'no significant change'",
+    )
+    trend_runs: int = Field(
+        10, ge=2, le=100, description="campaign runs of each point drawn in the trend figure"
+    )
+    notify: list[Channel] = Field(
+        [],
+        description="channels told how a run ended: {via: smtp|slack|sns, conn_id, events, "
+        "to (smtp), topic_arn (sns)}",
+    )
 
     @field_validator("name")
     @classmethod
@@ -293,6 +316,7 @@ class CampaignSpec(Strict):
                     f"{topo.nodes} nodes: the {self.target} target allows at most {limit}"
                 )
         problems += _read_from_problems(self.workloads, self.topologies)
+        problems += notify_problems(self.notify)
         names = [w.name for w in self.workloads]
         for dup in sorted({n for n in names if names.count(n) > 1}):
             problems.append(f"workloads: name {dup!r} is used twice; names must be unique")
