@@ -128,6 +128,8 @@ class Outcome(Strict):
     @property
     def title(self) -> str:
         said = [TITLES[e] for e in TITLES if e in self.happened]
+        if len(said) > 1:  # 'succeeded' only alone: a regression of a run that succeeded
+            said = [t for t in said if t != TITLES["success"]]
         return f"[cachebench] {self.campaign}: {', '.join(said) or 'finished'}"
 
 

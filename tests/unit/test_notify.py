@@ -94,6 +94,9 @@ def test_an_event_the_channel_did_not_ask_for_is_not_sent_but_cleanup_failed_alw
     )
     assert notify.send([only_failures], OUTCOME) == [] and smtp.messages == []
     success = OUTCOME.model_copy(update={"happened": ("success",)})
+    assert success.title == "[cachebench] nightly: succeeded"
+    regressed = OUTCOME.model_copy(update={"happened": ("regression", "success")})
+    assert regressed.title == "[cachebench] nightly: REGRESSION"
     assert notify.send([notify.Channel(via="smtp", to=["a@localhost"])], success) == []
     left = OUTCOME.model_copy(
         update={"happened": ("cleanup_failed", "failure"), "headline": "CLEANUP FAILED for 1"}
