@@ -128,8 +128,12 @@ class Outcome(Strict):
     @property
     def title(self) -> str:
         said = [TITLES[e] for e in TITLES if e in self.happened]
-        if len(said) > 1:  # 'succeeded' only alone: a regression of a run that succeeded
+        # 'succeeded' only alone (a regression of a run that succeeded); CLEANUP FAILED
+        # says the run failed already
+        if len(said) > 1:
             said = [t for t in said if t != TITLES["success"]]
+        if "cleanup_failed" in self.happened:
+            said = [t for t in said if t != TITLES["failure"]]
         return f"[cachebench] {self.campaign}: {', '.join(said) or 'finished'}"
 
 

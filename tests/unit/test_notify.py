@@ -104,7 +104,7 @@ def test_an_event_the_channel_did_not_ask_for_is_not_sent_but_cleanup_failed_alw
     (sent,) = notify.send([only_failures], left)
     assert sent.ok and sent.events == ("cleanup_failed", "failure")
     ((_, msg),) = smtp.messages
-    assert msg["Subject"] == "[cachebench] nightly: CLEANUP FAILED, FAILED"
+    assert msg["Subject"] == "[cachebench] nightly: CLEANUP FAILED"  # the run failed with it
 
 
 # ------------------------------------------------------------------ sns
@@ -225,3 +225,71 @@ def test_a_failing_channel_is_logged_and_returned_never_raised_nor_its_secret_ke
     for said in (slack.error, sns.error, caplog.text):
         assert "sEcReTwEbHoOk" not in said
     assert "notify via slack (connection slack_test) failed" in caplog.text
+
+
+# ------------------------------------------------------------------ the report task
+
+
+def finished_run(root, channels: list[dict], cleanup: str = "clean"):
+    """A finished campaign run (two repetitions of a point) as steps.report finds it, its
+    campaign's notify: set to ``channels``, its deployment's destroy verdict ``cleanup``."""
+    from test_export_support import make_load, make_point, write_point_dir
+
+    from cachebench.workspace import run_slug
+
+    run_dir = root / "demo" / run_slug("manual__test")
+    point = make_point(0, "valkey")
+    for rep in (1, 2):
+        write_point_dir(run_dir, point, make_load(100_000.0 + rep), rep=rep)
+    doc = json.loads((run_dir / "campaign.json").read_text())
+    doc["spec"]["notify"] = channels
+    (run_dir / "campaign.json").write_text(json.dumps(doc))
+    ddir = run_dir / "deployments" / point.deployment_id
+    ddir.mkdir(parents=True)
+    problems = [] if cleanup == "clean" else ["terraform destroy: exit 1"]
+    (ddir / "cleanup.json").write_text(json.dumps({"status": cleanup, "problems": problems}))
+    return run_dir
+
+
+def test_the_report_task_tells_cleanup_failed_to_every_channel_and_still_fails(
+    smtp: Inbox, tmp_path, monkeypatch
+) -> None:
+    from cachebench import steps
+
+    monkeypatch.setenv("CACHEBENCH_RESULTS", str(tmp_path))
+    regressions_only = {"via": "smtp", "conn_id": "smtp_test", "to": ["a@localhost"],
+                        "events": ["regression"]}  # fmt: skip
+    down = {"via": "smtp", "conn_id": "smtp_down", "to": ["b@localhost"]}
+    closed = _free_port()  # nothing listens there: the notifier fails
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SMTP_DOWN",
+        json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": closed,
+                    "extra": {"disable_ssl": True, "disable_tls": True, "retry_limit": 0,
+                              "from_email": "bench@localhost"}}),
+    )  # fmt: skip
+    run_dir = finished_run(tmp_path, [regressions_only, down], cleanup="failed")
+    with pytest.raises(steps.CleanupFailed, match="CLEANUP FAILED for 1 deployment"):
+        steps.report("demo", "manual__test", link="http://ui.example/report.html")
+    ((to, msg),) = smtp.messages
+    assert to == ["a@localhost"] and msg["Subject"] == "[cachebench] demo: CLEANUP FAILED"
+    body = next(p for p in msg.walk() if p.get_content_type() == "text/html").get_content()
+    assert "terraform destroy: exit 1" in body and "http://ui.example/report.html" in body
+    told, failed = json.loads((run_dir / "notifications.json").read_text())
+    assert told["ok"] and told["events"] == ["cleanup_failed"]
+    assert not failed["ok"] and "Connection refused" in failed["error"]
+    assert (run_dir / "report.html").is_file()
+
+
+def test_a_success_is_told_only_to_channels_that_ask_for_it(smtp: Inbox, tmp_path, monkeypatch):
+    from cachebench import steps
+
+    monkeypatch.setenv("CACHEBENCH_RESULTS", str(tmp_path))
+    wants = {"via": "smtp", "conn_id": "smtp_test", "to": ["a@localhost"], "events": ["success"]}
+    default = {"via": "smtp", "conn_id": "smtp_test", "to": ["b@localhost"]}
+    run_dir = finished_run(tmp_path, [wants, default])
+    out = steps.report("demo", "manual__test")
+    assert out["run_dir"] == str(run_dir)
+    ((to, msg),) = smtp.messages
+    assert to == ["a@localhost"] and msg["Subject"] == "[cachebench] demo: succeeded"
+    body = next(p for p in msg.walk() if p.get_content_type() == "text/html").get_content()
+    assert "All 2 runs measured." in body and str(run_dir / "report.html") in body
