@@ -392,3 +392,40 @@ def yaml_campaign() -> dict:
         budget_usd: 0
     """)
     return yaml.safe_load(text)
+
+
+def test_on_aws_the_history_is_in_the_results_bucket(tmp_path, monkeypatch) -> None:
+    """The S3 store (a moto server): the same rows, a rewrite replaces them, a foreign
+    object is skipped, an object under a deeper key is not the campaign's."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from cachebench.history.store import S3Store
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        url = f"http://{host}:{port}"
+        conn = {"conn_type": "aws", "login": "testing", "password": "testing",
+                "extra": {"endpoint_url": url, "region_name": "eu-west-1"}}  # fmt: skip
+        monkeypatch.setenv("AIRFLOW_CONN_AWS_HISTORY", json.dumps(conn))
+        s3 = boto3.client("s3", region_name="eu-west-1", endpoint_url=url,
+                          aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
+        s3.create_bucket(
+            Bucket="results", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+        )
+        store = S3Store("results", "cachebench-results/_history", "eu-west-1", "aws_history")
+        for name, level in (("run1", 1.0), ("run2", 0.8)):
+            since = report(run_dir := campaign_run(tmp_path, name, level), store)
+        assert since.where == "s3://results/cachebench-results/_history"
+        assert since.count("regression") == 4 and since.points[0].baseline_runs == ("run1",)
+        report(run_dir, store)  # run2 written again: replaced
+        prefix = "cachebench-results/_history/campaign=demo/"
+        s3.put_object(Bucket="results", Key=prefix + "junk.parquet", Body=b"PAR1 junk")
+        s3.put_object(Bucket="results", Key=prefix + "old/run0.parquet", Body=b"elsewhere")
+        history = read(store, "demo")
+        assert len(history.rows) == 2 * 2 * 3 and store.runs("demo") == ["junk", "run1", "run2"]
+        assert len(history.skipped) == 1 and history.skipped[0].startswith("junk.parquet: not")
+    finally:
+        server.stop()
