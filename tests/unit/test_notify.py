@@ -293,3 +293,29 @@ def test_a_success_is_told_only_to_channels_that_ask_for_it(smtp: Inbox, tmp_pat
     assert to == ["a@localhost"] and msg["Subject"] == "[cachebench] demo: succeeded"
     body = next(p for p in msg.walk() if p.get_content_type() == "text/html").get_content()
     assert "All 2 runs measured." in body and str(run_dir / "report.html") in body
+
+
+def test_a_campaign_refused_by_plan_tells_its_channels_when_its_notify_block_is_valid(
+    smtp: Inbox, tmp_path, monkeypatch
+) -> None:
+    from cachebench import steps
+    from cachebench.campaign import CampaignError
+
+    monkeypatch.setenv("CACHEBENCH_RESULTS", str(tmp_path))
+    params = {
+        "name": "nightly",
+        "budget_usd": -1,
+        "notify": [{"via": "smtp", "conn_id": "smtp_test", "to": ["team@localhost"]}],
+    }
+    with pytest.raises(CampaignError) as refused:
+        steps.plan(params, "scheduled__2026-12-07T03:00:00+00:00", "local")
+    steps.refused(params, "scheduled__2026-12-07T03:00:00+00:00", refused.value)
+    ((_, msg),) = smtp.messages
+    assert msg["Subject"] == "[cachebench] nightly: FAILED"
+    body = next(p for p in msg.walk() if p.get_content_type() == "text/html").get_content()
+    assert "refused before anything was provisioned: " in body and "budget_usd" in body
+    # a notify block that is itself wrong tells nobody (and never raises)
+    wrong = params | {"notify": [{"via": "smtp", "conn_id": "smtp_test", "to": ["not-mail"]}]}
+    steps.refused(wrong, "scheduled__x", refused.value)
+    steps.refused(params | {"notify": "nope"}, "scheduled__x", refused.value)
+    assert len(smtp.messages) == 1
