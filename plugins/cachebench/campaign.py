@@ -223,6 +223,12 @@ class CampaignSpec(Strict):
             raise ValueError(f"{v!r}: use 1-40 chars of a-z, 0-9 and '-'")
         return v
 
+    @field_validator("notify", mode="before")
+    @classmethod
+    def _one_channel(cls, v: Any) -> Any:
+        """`notify: {via: slack}` is one channel; null (an emptied form field) none."""
+        return [v] if isinstance(v, dict) else [] if v is None else v
+
     @field_validator("topologies", "custom_topologies", mode="before")
     @classmethod
     def _emptied(cls, v: Any) -> Any:

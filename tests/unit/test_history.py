@@ -378,6 +378,12 @@ def test_campaign_fields_are_checked_before_anything_exists(tmp_path, monkeypatc
     assert spec.baseline == "manual__2026-01-01T00:00:00+00:00"
     spec, _, _ = validate({**base, "baseline": "median_of_last: 7"})
     assert spec.baseline == MedianOfLast(median_of_last=7)
+    # notify: a list of channels, or one channel as a mapping
+    spec, _, _ = validate({**base, "notify": {"via": "slack", "events": ["success"]}})
+    assert [(c.via, c.connection, c.events) for c in spec.notify] == [
+        ("slack", "slack_default", ["success"])
+    ]
+    assert validate({**base, "notify": None})[0].notify == []
 
 
 def yaml_campaign() -> dict:
