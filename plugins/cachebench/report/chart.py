@@ -170,6 +170,7 @@ class Chart:
     ncols: int = 1
     xlabel: str = ""  # line panels: the shared x axis
     xlim: tuple[float, float] | None = None  # line panels: default = data range
+    x_integers: bool = False  # line panels: whole-number x ticks only (e.g. run counts)
     keys: list[Key] = field(default_factory=list)  # chart-wide legend under the title
     note: str = ""  # small grey line under the title
 
@@ -334,7 +335,11 @@ def _panel_keys(ax: Axes, keys: Sequence[Key]) -> None:
 
 
 def _draw_lines(
-    ax: Axes, panel: LinePanel, xlim: tuple[float, float], xtick_labels: bool
+    ax: Axes,
+    panel: LinePanel,
+    xlim: tuple[float, float],
+    xtick_labels: bool,
+    x_integers: bool = False,
 ) -> list[str]:
     """Draw ``panel`` on ``ax``; returns its y tick labels (for the left margin)."""
     ax.set_title(panel.title, loc="left", fontsize=8.5, y=1.0, pad=4)
@@ -377,7 +382,9 @@ def _draw_lines(
     ax.set_xlim(*xlim)
     ax.yaxis.set_major_locator(_linear(4))
     ax.yaxis.set_major_formatter(_Decimals())
-    ax.xaxis.set_major_locator(_linear(8))
+    ax.xaxis.set_major_locator(
+        MaxNLocator(nbins=8, steps=[1, 2, 2.5, 5, 10], integer=True) if x_integers else _linear(8)
+    )
     ax.xaxis.set_major_formatter(_Decimals())
     ax.tick_params(labelbottom=xtick_labels)
     ax.grid(True, axis="y", color=GRID, lw=0.5)
@@ -501,7 +508,9 @@ def _figure(chart: Chart) -> Figure:
         # Not Axes.sharex: every panel gets the same limits and ticks anyway, and a
         # shared axis measures its siblings' tick labels at each draw.
         if isinstance(panel, LinePanel):
-            ylabels += _draw_lines(ax, panel, xlim, xtick_labels=i + ncols >= len(chart.panels))
+            ylabels += _draw_lines(
+                ax, panel, xlim, i + ncols >= len(chart.panels), chart.x_integers
+            )
         else:
             _draw_bars(ax, panel, cell_h)
             ylabels += panel.labels

@@ -24,6 +24,9 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from cachebench import pricing
 from cachebench.campaign import CampaignPlan
+from cachebench.history.since import FILE as SINCE_FILE
+from cachebench.history.since import update as update_history
+from cachebench.history.store import Store
 from cachebench.models import LoadCpu, LoadResult, Point, RunRecord
 from cachebench.report import plots, stats
 from cachebench.report.decision import decide, label
@@ -473,16 +476,20 @@ def cleanup_failures(run_dir: Path) -> list[str]:
 
 
 def build_report(
-    run_dir: Path, specs: dict | None = None, prices: dict | None = None
+    run_dir: Path,
+    specs: dict | None = None,
+    prices: dict | None = None,
+    history: Store | None = None,
 ) -> dict[str, str]:
     """Write summary.csv, runs.csv, figures/*.png|pdf, report.md and report.html (with the
     runs' explorable charts, drawn by figures/plotly.min.js); return their paths.
 
     ``prices`` by (engine, node_type): the run's own (``prices.json``, written by plan)
-    when not given.
+    when not given. ``history``: the campaign's history store; with it the run is written
+    into it and the report says what changed since the baseline (cachebench.history).
     """
     with gc_paused():  # see export.gc_paused: full collections would cost more than the report
-        return _build_report(Path(run_dir), specs, prices)
+        return _build_report(Path(run_dir), specs, prices, history)
 
 
 def _price_list(ok_rows: list[dict], prices: dict) -> list[dict[str, str]]:
@@ -634,7 +641,9 @@ def _tool_versions(run_dir: Path) -> list[str]:
     return out
 
 
-def _build_report(run_dir: Path, specs: dict | None, prices: dict | None) -> dict[str, str]:
+def _build_report(
+    run_dir: Path, specs: dict | None, prices: dict | None, history: Store | None
+) -> dict[str, str]:
     specs = _default_specs() if specs is None else specs
     prices = pricing.read_run_prices(run_dir) if prices is None else prices
     try:
@@ -658,6 +667,15 @@ def _build_report(run_dir: Path, specs: dict | None, prices: dict | None) -> dic
 
     ok = pd.DataFrame(ok_rows, columns=cols)
     decision = decide(ok, runs, min_effect, slo_ms)
+    since = None
+    if history is not None and plan is not None:
+        since = update_history(run_dir, plan, run_rows, ok_rows, specs, history)
+        paths |= {
+            f"fig_{f['name']}_{k}": str(run_dir / f[k])
+            for f in since.figures
+            for k in ("png", "pdf")
+        }
+        paths["since_json"] = str(run_dir / SINCE_FILE)
     for r in ok_rows:
         r["ops_interval"] = _interval(r.get("ops_ci_low"), r.get("ops_ci_high"), ",.0f")
         r["p99_interval"] = _interval(r.get("p99_ci_low"), r.get("p99_ci_high"), ".3f")
@@ -697,6 +715,7 @@ def _build_report(run_dir: Path, specs: dict | None, prices: dict | None) -> dic
         + _plaintext(run_dir, plan)
         + _flagged(run_rows),
         "sections": decision.sections,
+        "since": since,
         "how_to_read": HOW_TO_READ.format(
             min_effect=min_effect, multiplicity=decision.multiplicity.sentence
         ),
