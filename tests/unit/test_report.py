@@ -31,7 +31,7 @@ PRICES = {
     for engine in ("redis", "valkey")
     for node_type, usd in (("cache.r7g.large", 0.252), ("cache.r7g.xlarge", 0.504))
 }
-FIGURES = ("throughput", "latency", "cpu", "network", "memory")
+FIGURES = ("decision", "throughput", "latency", "ops_per_dollar", "cpu", "network", "memory")
 # Every point's three runs: its value x 0.99, x 1 and x 1.01. Two points then differ by
 # exactly their ratio, and the ratio's interval is, by hand (Welch on the logs, equal
 # spreads, 3 + 3 runs: df 4): ratio x exp(+-q x s x sqrt(2 / 3)), s the sd of ln 0.99,
@@ -225,7 +225,7 @@ def test_no_points_directory(tmp_path):
     paths = build_report(tmp_path, {})
     assert "0 point(s) with a result, 0 without" in _md(tmp_path)
     assert (tmp_path / "report.html").is_file() and (tmp_path / "summary.csv").is_file()
-    assert set(paths) == {"summary_csv", "runs_csv", "report_md", "report_html"}
+    assert set(paths) == {"summary_csv", "runs_csv", "decisions_json", "report_md", "report_html"}
 
 
 def test_unreadable_result_is_a_failed_point(tmp_path):
@@ -286,4 +286,5 @@ def test_fifty_points(tmp_path):
     md = _md(tmp_path)
     # one run each: nothing can be told apart, and the report says so for every pair
     assert "Valkey vs Redis (24 matched pairs, 72 comparisons): not enough data in 72." in md
-    assert "[zipf] Best throughput:" in md and " wins" not in md
+    assert "[zipf] Highest mean throughput:" in md and " wins" not in md
+    assert "[zipf] Best throughput" not in md  # one run each: no best can be named
