@@ -58,7 +58,7 @@ TITLE_PT = 11.0
 PANEL_TITLE_PT = 10.0
 COLUMN_IN = 7.0
 #: Narrowest plot area: a figure whose labels would leave less is made wider.
-MIN_PLOT_PT = 2.4 * 72
+MIN_PLOT_PT = 3.0 * 72
 PNG_DPI = 200
 GRID = "#d9d9d9"
 BAND_COLOUR = "#e5e5e5"
@@ -547,8 +547,11 @@ def _draw_bars(ax: Axes, panel: BarPanel, height_pt: float) -> None:
     ax.set_axisbelow(True)
 
 
+#: Width a forest plot's change label needs ("+100%" at TEXT_PT, and a gap), in points.
+FOREST_TICK_PT = 44
 #: Changes a forest plot's axis may be labelled at, in percent.
-FOREST_TICKS = (-90, -75, -50, -25, -10, -5, 0, 5, 10, 25, 50, 100, 200, 400, 900)
+FOREST_TICKS = (-90, -75, -60, -50, -40, -30, -25, -20, -15, -10, -5, -2, 0, 2, 5, 10, 15, 20,
+                25, 30, 40, 50, 75, 100, 150, 200, 300, 400, 900)  # fmt: skip
 
 
 def forest_layout(panel: ForestPanel) -> tuple[list[str], list[ForestRow | None]]:
@@ -567,7 +570,7 @@ def forest_layout(panel: ForestPanel) -> tuple[list[str], list[ForestRow | None]
 def forest_ticks(lo: float, hi: float, most: int = 8) -> list[float]:
     """Ratios to label between lo and hi: no change, then outwards the round changes at
     least 1/most of the axis apart (on its log scale), so no two labels collide."""
-    gap = math.log(hi / lo) / most
+    gap = math.log(hi / lo) / max(most, 2)
     ticks = [1.0]
     for side in (
         sorted(t for t in FOREST_TICKS if t > 0),
@@ -696,6 +699,12 @@ def _figure(chart: Chart) -> Figure:
         fig.set_size_inches(lay.w / 72, lay.h / 72)
     gap_x = left + 6
     cell_w = (lay.w - left - right - (ncols - 1) * gap_x) / ncols
+    for ax, panel in zip(axes, chart.panels, strict=False):
+        if isinstance(panel, ForestPanel):  # as many change labels as the plot's width holds
+            lo, hi = ax.get_xlim()
+            ax.xaxis.set_major_locator(
+                FixedLocator(forest_ticks(lo, hi, int(cell_w // FOREST_TICK_PT)))
+            )
     fig.subplots_adjust(
         left=left / lay.w,
         right=1 - right / lay.w,

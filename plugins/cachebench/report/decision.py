@@ -85,8 +85,8 @@ class Answer(Strict):
 
     subject: str  # what was compared: "Valkey 9.1 vs Redis 7.0, throughput, local.t4g.micro"
     answer: str  # the winner, "no clear difference", "cannot tell apart: ...", "no answer"
-    by_how_much: str = ""  # "18.3% more throughput"
-    interval: str = ""  # "+9.1% to +28.0% (95.3% interval)"
+    by_how_much: str = ""  # "18.3% more throughput than Redis 7.0" (the winner's gain)
+    interval: str = ""  # "+9.1% to +28.0%, 95.3% interval" (of by_how_much's change)
     why_not: str = ""  # plain words; "" when answered
     configurations: tuple[str, ...] = ()  # configurations the answer names (their colours)
 
@@ -221,25 +221,44 @@ class _Short:
         return ", ".join(parts)
 
 
-def change_words(c: stats.Comparison, than: str = "") -> str:
-    """'18.3% more throughput', '20.0% lower p99 latency' (a's against b's), or ''."""
+def _turned(c: stats.Comparison, as_measured: bool = False) -> bool:
+    """Whether the summary states ``c`` from b's side: b won, so say what b gains."""
+    return c.verdict == "b_better" and not as_measured
+
+
+def change_words(c: stats.Comparison, than: str = "", as_measured: bool = False) -> str:
+    """'18.3% more throughput', '20.0% lower p99 latency', or '': the winner's against the
+    other's (b's against a's when b won), else (or ``as_measured``) a's against b's."""
     if c.ratio is None:
         return ""
-    up = c.ratio >= 1
+    ratio = 1 / c.ratio if _turned(c, as_measured) else c.ratio
+    up = ratio >= 1
     if stats.HIGHER_IS_BETTER[c.metric]:
         way = "more" if up else "less"
     else:
         way = "higher" if up else "lower"
-    text = f"{100 * abs(c.ratio - 1):.1f}% {way} {stats.METRIC_LABELS[c.metric]}"
+    text = f"{100 * abs(ratio - 1):.1f}% {way} {stats.METRIC_LABELS[c.metric]}"
     return f"{text} than {than}" if than else text
 
 
-def interval_words(c: stats.Comparison) -> str:
-    """'+9.1% to +28.0% (95.3% interval)', or '' without an interval."""
+def interval_words(c: stats.Comparison, as_measured: bool = False) -> str:
+    """'+9.1% to +28.0%, 95.3% interval' (the side :func:`change_words` takes), or ''."""
     iv = c.interval
     if iv is None:
         return ""
-    return f"{stats.pct_text(iv.low)} to {stats.pct_text(iv.high)} ({stats.level_text(iv.level)})"
+    low, high = (1 / iv.high, 1 / iv.low) if _turned(c, as_measured) else (iv.low, iv.high)
+    level = stats.level_text(iv.level)
+    return f"{stats.pct_text(low)} to {stats.pct_text(high)}, {level} interval"
+
+
+def _pair_change(c: stats.Comparison) -> str:
+    """A pair's 'by how much': the winner's gain over the other, or what a measured
+    against b when there is no winner."""
+    if c.winner is not None:
+        return change_words(c, c.a if _turned(c) else c.b)
+    if c.ratio is None:
+        return ""
+    return f"{c.a}: {change_words(c, c.b)} (measured)"
 
 
 def why_not_words(c: stats.Comparison) -> str:
@@ -347,7 +366,7 @@ class _Pairs:
                 Answer(
                     subject=f"{name_a} vs {name_b}, {what}" + (f", {where}" if where else ""),
                     answer=answer_words(c),
-                    by_how_much=change_words(c),
+                    by_how_much=_pair_change(c),
                     interval=interval_words(c),
                     why_not=why_not_words(c),
                     configurations=(configuration(a), configuration(b)),
@@ -475,8 +494,9 @@ def best_section(ok: pd.DataFrame, cmp: _Comparer, slo: dict[str, stats.SloCheck
                 Answer(
                     subject=subject,
                     answer="cannot tell apart: " + "; ".join(configuration(n) for n in names),
-                    by_how_much=change_words(runner, "the runner-up"),
-                    interval=interval_words(runner),
+                    by_how_much="highest mean, "
+                    + change_words(runner, "the runner-up", as_measured=True),
+                    interval=interval_words(runner, as_measured=True),
                     why_not=why_not_words(why),
                     configurations=tuple(configuration(n) for n in names),
                 )
