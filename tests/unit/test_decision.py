@@ -346,6 +346,7 @@ def test_best_is_named_only_when_significantly_ahead():
     # p99: the large Valkey's is lowest, but against the client-bound point no winner is
     # named, so it is not named best either
     assert p99.answer.startswith("cannot tell apart: valkey 8.0, single, cache.r7g.large")
+    assert p99.by_how_much.startswith("lowest mean, ") and "lower p99 latency" in p99.by_how_much
     ok2, runs2 = pair_runs()
     runs2 = runs2[~runs2["point_id"].str.endswith("2xlarge")]
     ok2 = ok2[~ok2["point_id"].str.endswith("2xlarge")]

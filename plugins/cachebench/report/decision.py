@@ -481,8 +481,9 @@ def best_section(ok: pd.DataFrame, cmp: _Comparer, slo: dict[str, stats.SloCheck
                 continue
             why = next(c for c in found if c.verdict != "a_better")
             names = [top, *tied]
+            top_mean = "Highest mean" if stats.HIGHER_IS_BETTER[metric] else "Lowest mean"
             details.append(
-                f"{prefix}Highest mean {what}{among}: {top['label']}, {value}, but not "
+                f"{prefix}{top_mean} {what}{among}: {top['label']}, {value}, but not "
                 f"significantly ahead of {len(tied)} other point{'s' if len(tied) != 1 else ''}. "
                 f"Against the runner-up: {runner.sentence}"
             )
@@ -494,7 +495,7 @@ def best_section(ok: pd.DataFrame, cmp: _Comparer, slo: dict[str, stats.SloCheck
                 Answer(
                     subject=subject,
                     answer="cannot tell apart: " + "; ".join(configuration(n) for n in names),
-                    by_how_much="highest mean, "
+                    by_how_much=f"{top_mean.lower()}, "
                     + change_words(runner, "the runner-up", as_measured=True),
                     interval=interval_words(runner, as_measured=True),
                     why_not=why_not_words(why),
