@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -439,3 +440,37 @@ def test_summary_first_blog_snippets_and_the_clis_headlines(tmp_path):
     (tmp_path / "report.md").write_text("not a report")
     assert progress.headlines(tmp_path) == [(s.title, s.headline) for s in d.sections]
     assert progress.headlines(tmp_path / "nowhere") == []
+
+
+def test_a_configuration_keeps_its_colour_in_the_dashboards_bars_and_explorer(
+    tmp_path, monkeypatch
+):
+    """The report draws each run's dashboard in its configuration's colour (its throughput
+    line, and its nodes in shades of it), the same as its bars and its explorable traces;
+    the colours are Okabe-Ito's, one per configuration."""
+    from cachebench.report import palette, plots
+    from cachebench.report.decision import Decisions
+
+    drawn = []
+    save = plots.save
+    monkeypatch.setattr(plots, "save", lambda c, d, n: drawn.append((c, d, n)) or save(c, d, n))
+    _campaign(tmp_path)  # figures=False: the report draws the dashboards
+    build_report(tmp_path, SPECS, PRICES)
+    d = Decisions.read(tmp_path)
+    colours = d.colours()
+    assert list(colours.values()) == list(palette.CONFIGURATION_COLOURS[: len(colours)])
+    by_point = {p: c.colour for c in d.configurations for p in c.points}
+    dashboards = [(c, Path(out)) for c, out, n in drawn if n == plots.POINT_FIGURE]
+    assert len(dashboards) == 12  # 4 points x 3 runs
+    for c, out in dashboards:
+        point = out.parent.parent.name  # points/<point>/rep<k>/figures
+        ops = c.panels[0]
+        assert [ln.colour for ln in ops.lines] == [by_point[point]], point
+    (bars,) = next(c for c, _, n in drawn if n == "throughput").panels
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    ok = summary[summary["status"] == "ok"]
+    assert bars.bar_colours == [by_point[p] for p in ok["point_id"]]
+    html = (tmp_path / "report.html").read_text()
+    for point, colour in by_point.items():
+        if point in set(ok["point_id"]):
+            assert f'"color":"{colour}"' in html.replace(" ", ""), point
