@@ -550,3 +550,29 @@ def test_save_draws_in_process_when_the_helper_dies(tmp_path, monkeypatch, caplo
             assert (tmp_path / f"{name}.pdf").read_bytes()[:5] == b"%PDF-"
     finally:
         helper.close()
+
+
+def test_every_figure_is_legible_at_a_blogs_column_width(tmp_path):
+    """No text under 9 pt in any figure of a report (the summary bars, the decision figure,
+    a dashboard), each sized for a 7 in column (wider only when its labels need it), its
+    PNG at 2x a screen's 96 dpi."""
+    from matplotlib.text import Text
+    from test_decision import pair_runs
+
+    df = _summary(12)
+    labels = [f"valkey 9.1 c3r1 local.t4g.medium #{i} (3 runs)" for i in range(12)]
+    colours = [palette.CONFIGURATION_COLOURS[i % 7] for i in range(12)]
+    charts = {name: draw(df, labels, colours) for name, draw in plots.CAMPAIGN_FIGURES.items()}
+    m = normalize_metrics(make_metrics("p0", nodes=("0001-001", "0002-001")))
+    charts["dashboard"] = plots.point_chart("t", m, network_gbps(m), make_load(), make_spec(), T0)
+    ok, runs = pair_runs()
+    charts["decision"] = plots.decision_chart(decision.decide(ok, runs))
+    assert chart.PNG_DPI >= 2 * 96
+    for name, c in charts.items():
+        fig = chart.figure(c)
+        sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_text().strip()]
+        assert len(sizes) > 10 and min(sizes) >= chart.TEXT_PT >= 9, name
+        assert fig.get_figwidth() >= chart.COLUMN_IN and c.width == chart.COLUMN_IN, name
+        png = chart.save(c, tmp_path, name)[f"fig_{name}_png"]
+        with Image.open(png) as im:
+            assert im.size[0] == round(fig.get_figwidth() * chart.PNG_DPI), name
