@@ -37,8 +37,6 @@ from cachebench.report.chart import (
 
 if TYPE_CHECKING:
     from cachebench.report.decision import Decisions, Row
-
-if TYPE_CHECKING:
     from cachebench.specs import InstanceSpec
 
 BASELINE_COLOUR, BURST_COLOUR = palette.REFERENCE, palette.BURST
