@@ -177,7 +177,7 @@ def run(path: Path, conf: dict | None = None, verbose: bool = False) -> int:
     state = _state(dag_id, run_id)
     interrupted = run.interruption() is not None
     print(f"\ncampaign {fields['name']}: run {run_id} {'interrupted' if interrupted else state}")
-    for title, headline in progress.headlines(run.path / "report.md"):
+    for title, headline in progress.headlines(run.path):
         print(f"  {title}: {headline}")
     if (since := read_since(run.path)) is not None:
         print(f"  Since the baseline: {since.headline}")
