@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 # CI=true: a skip for a missing tool fails the run; the skips are listed (skips_in_ci.py)
+from faults import faults  # noqa: F401 (the fault-injection fixture)
 from skips_in_ci import (  # noqa: F401 (hooks pytest finds in this module)
     pytest_make_collect_report,
     pytest_runtest_makereport,

@@ -44,7 +44,6 @@ from cachebench.report.export import export_point
 from cachebench.report.report import build_report, cleanup_failures
 from cachebench.specs import load_instance_specs
 from cachebench.terraform import TFVARS, Terraform
-from cachebench.testing import wrap_terraform
 from cachebench.workspace import INTERRUPT_FILE, DeploymentDir, RunDir
 
 log = logging.getLogger(__name__)
@@ -238,7 +237,7 @@ def _terraform(plan: DeploymentPlan, ddir: DeploymentDir) -> Terraform:
     """Terraform in the deployment's work dir, with the target's credentials (aws: the
     connection's)."""
     env = targets.get(plan.deployment.target).terraform_env(plan, ddir)
-    return wrap_terraform(Terraform(ddir.terraform, env=env), plan.instance, ddir.path)
+    return Terraform(ddir.terraform, env=env)
 
 
 def render_tfvars(plan: DeploymentPlan) -> DeploymentPlan:

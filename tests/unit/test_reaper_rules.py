@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cachebench import reaper, testing
+import faults as fault_rules
+from cachebench import reaper
 from cachebench.local import procs
 
 NOW = 1_800_000_000.0
@@ -62,26 +63,36 @@ def test_nothing_found_in_an_empty_root(tmp_path: Path) -> None:
 
 def test_fault_rules(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("CACHEBENCH_FAULTS", "export@valkey-*, after_apply@*#once")
-    assert testing.armed("export", "valkey-9.1-x")
-    assert not testing.armed("export", "redis-7.0-x")
-    assert not testing.armed("after_apply", "p", None)  # once needs somewhere to remember
-    assert testing.armed("after_apply", "p", tmp_path)
-    assert not testing.armed("after_apply", "p", tmp_path)  # only the first time
-    with pytest.raises(testing.InjectedFault, match="injected fault in export"):
-        testing.maybe_fail("export", "valkey-1")
+    assert fault_rules.armed("export", "valkey-9.1-x")
+    assert not fault_rules.armed("export", "redis-7.0-x")
+    assert not fault_rules.armed("after_apply", "p", None)  # once needs somewhere to remember
+    assert fault_rules.armed("after_apply", "p", tmp_path)
+    assert not fault_rules.armed("after_apply", "p", tmp_path)  # only the first time
+    with pytest.raises(fault_rules.InjectedFault, match="injected fault in export"):
+        fault_rules.maybe_fail("export", "valkey-1")
     monkeypatch.delenv("CACHEBENCH_FAULTS")
-    testing.maybe_fail("export", "valkey-1")
+    fault_rules.maybe_fail("export", "valkey-1")
 
 
-def test_the_seam_returns_production_pieces_untouched_unless_armed(monkeypatch) -> None:
-    from cachebench import targets
-    from cachebench.targets import local
+def test_faulty_pieces_are_still_the_production_classes(faults) -> None:
+    """The fixture swaps in subclasses: a faulty target still satisfies the protocol."""
+    from cachebench import steps, targets
+    from cachebench.targets.local import LocalTarget
+    from cachebench.terraform import Terraform
 
-    monkeypatch.delenv("CACHEBENCH_FAULTS", raising=False)
-    assert targets.get("local") is local.TARGET
-    monkeypatch.setenv("CACHEBENCH_FAULTS", "export@x")
-    wrapped = targets.get("local")
-    assert wrapped is not local.TARGET and wrapped.module == "local"
+    faults("export@x")
+    target = targets.get("local")
+    assert isinstance(target, LocalTarget) and type(target) is not LocalTarget
+    assert issubclass(steps.Terraform, Terraform) and steps.Terraform is not Terraform
+
+
+def test_production_knows_no_test_seam() -> None:
+    """No production module imports the tests' code or reads their fault variable."""
+    plugins = Path(__file__).resolve().parents[2] / "plugins"
+    for path in plugins.rglob("*.py"):
+        text = path.read_text()
+        assert "CACHEBENCH_FAULTS" not in text, path
+        assert "import faults" not in text and "cachebench.testing" not in text, path
 
 
 def test_sweep_ignores_processes_that_are_not_ours(tmp_path: Path) -> None:

@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 from cachebench.local.servers import LocalError, down, up
-from cachebench.testing import install_server_faults
 
 
 def _interrupt(signum, frame):
@@ -32,7 +31,6 @@ def main(argv: list[str] | None = None) -> int:
     p_down.add_argument("--state-dir", required=True, type=Path)
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)
-    install_server_faults()
     try:
         if args.command == "up":
             try:
