@@ -30,7 +30,7 @@ os.environ.update(
     AIRFLOW__CORE__PLUGINS_FOLDER=str(ROOT / "plugins"),
     AIRFLOW__CORE__LOAD_EXAMPLES="False",
     CACHEBENCH_RESULTS=str(_HOME / "results"),
-    # the local servers' secrets (cachebench.local.runtime), outside every results folder
+    # the local servers' secrets (cachebench.targets.local.runtime), outside every results folder
     CACHEBENCH_RUNTIME=str(_HOME / "runtime"),
     # The session's own machine-wide claims (ports, the load lock: local/machine.py): its
     # campaigns meet each other there, not another test session's or a user's campaign.

@@ -8,7 +8,7 @@ steps' Terraform) that fail where a rule says, and returns `arm(rules)`:
 makes the named fault point fail for ids matching the glob. The rules travel in
 CACHEBENCH_FAULTS, read only here and by the shim (tests/shim/sitecustomize.py) that
 the faulty local target puts on the PYTHONPATH of its servers' manager
-(`python -m cachebench.local up`, run by Terraform's local-exec). Removing the
+(`python -m cachebench.targets.local up`, run by Terraform's local-exec). Removing the
 variable disarms every point. A "#once" rule fires only the first time (a marker
 file remembers it), e.g. "after_apply@*#once" to fail an attempt and let the retry
 succeed. Fault points:
@@ -121,10 +121,10 @@ def faulty_terraform() -> type:
 
 
 def install_server_faults() -> None:
-    """`cachebench.local up` dies half-way when "up" is armed for its deployment: after
+    """`cachebench.targets.local up` dies half-way when "up" is armed for its deployment: after
     starting the first node, like a killed process (no registry, no clean-up). Called by
     the shim, in that process."""
-    from cachebench.local import servers
+    from cachebench.targets.local import servers
 
     started = servers.start_node
 
@@ -132,8 +132,9 @@ def install_server_faults() -> None:
         result = started(cfg, *args, **kwargs)
         if armed("up", cfg["deployment_id"]):
             node = args[1] if len(args) > 1 else kwargs.get("n")
+            node_id = getattr(node, "node_id", node)
             print(
-                f"cachebench.local up: injected crash after node {getattr(node, 'node_id', node)}",
+                f"cachebench.targets.local up: injected crash after node {node_id}",
                 file=sys.stderr,
             )
             sys.stderr.flush()

@@ -19,13 +19,14 @@ from typing import Any, get_args
 
 from airflow.sdk import Param
 
-from cachebench import engines, specs
+from cachebench import engines
 from cachebench.campaign import (
     CampaignSpec,
     EngineSweep,
     engine_labels,
     topology_from_label,
 )
+from cachebench.catalogue import InstanceSpec, SpecsError, load_instance_specs
 from cachebench.models import Engine, Target, Topology
 
 TOPOLOGY_PRESETS = ("single", "single-r1", "single-r2", "c3r0", "c3r1", "c3r2", "c6r0", "c6r1")
@@ -133,7 +134,7 @@ def _topology_display(label: str) -> str:
     return f"{label}: cluster, {t.shards} shards, {each} ({t.nodes} nodes)"
 
 
-def _node_type_display(spec: specs.InstanceSpec) -> str:
+def _node_type_display(spec: InstanceSpec) -> str:
     text = f"{spec.node_type}: {spec.vcpu} vCPU, {spec.memory_gib:g} GiB"
     base, burst = spec.network_baseline_gbps, spec.network_burst_gbps
     if base:
@@ -168,8 +169,8 @@ def _axis(name: str, default: Any, target: str) -> tuple[Any, dict[str, Any]]:
         return default, {"type": ["array", "null"]}
     if name == "node_types":
         try:
-            catalogue = {nt: s for (t, nt), s in specs.load_instance_specs().items() if t == target}
-        except (specs.SpecsError, OSError):
+            catalogue = {nt: s for (t, nt), s in load_instance_specs().items() if t == target}
+        except (SpecsError, OSError):
             catalogue = {}  # plan reports the broken catalogue with its line
         shown = {nt: _node_type_display(s) for nt, s in catalogue.items()}
         return default, {"examples": _options(list(catalogue), default), "values_display": shown}

@@ -9,7 +9,7 @@ two engines is made at the prices the campaign would really pay.
 Nothing here runs at import time: prices are looked up at plan time.
 
 - The API is reached through the Airflow connection when one is named
-  (:func:`cachebench.aws.clients.client`), else boto3's default chain, at its
+  (:func:`cachebench.targets.aws.clients.client`), else boto3's default chain, at its
   us-east-1 endpoint. ``CACHEBENCH_PRICES=table`` turns it off (the tests do).
 - Answers are kept in a JSON file for :data:`CACHE_TTL_S` (24 h):
   ``$CACHEBENCH_PRICE_CACHE``, else ``$XDG_CACHE_HOME/cachebench/prices.json``,
@@ -241,7 +241,7 @@ def price(
             if own_client:
                 from botocore.config import Config
 
-                from cachebench.aws.clients import client as make_client
+                from cachebench.targets.aws.clients import client as make_client
 
                 # Short: an offline plan falls back to the table in seconds, not minutes.
                 quick = Config(connect_timeout=5, read_timeout=10, retries={"max_attempts": 2})

@@ -18,14 +18,14 @@ is gone, or no metadata DB is reachable), expiry alone decides. A deployment of 
 running run that has not expired is left alone.
 
 Destroying a local deployment: `terraform destroy` in the deployment's work dir when
-its state still holds resources, then `cachebench.local.servers.down` on its
+its state still holds resources, then `cachebench.targets.local.servers.down` on its
 state dir (which removes its private runtime folder, the secrets), then a /proc sweep
 of the deployment's folder; it is reaped only when no process of the deployment is
-left and its ports are free. A runtime folder (cachebench.local.runtime) outlives its
+left and its ports are free. A runtime folder (cachebench.targets.local.runtime) outlives its
 deployment when that folder was removed: it is removed once no process of the
 deployment runs and the same rules (expired, run finished, folder gone) say so.
 So are a miniature's namespaces, links, cgroups and subnet claim
-(cachebench.local.miniature), found by the claim that names their deployment;
+(cachebench.targets.local.miniature), found by the claim that names their deployment;
 any of them without a claim is an orphan, removed once it is an hour old.
 """
 
@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cachebench import targets
-from cachebench.local import cgroups, miniature, netns, procs, runtime, servers
+from cachebench.targets.local import cgroups, miniature, netns, procs, runtime, servers
 from cachebench.workspace import results_root
 
 log = logging.getLogger(__name__)

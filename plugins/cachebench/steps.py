@@ -27,6 +27,7 @@ from typing import Any
 
 from cachebench import loadgen, pricing, provenance, targets
 from cachebench.campaign import CampaignError, CampaignPlan, CampaignSpec
+from cachebench.catalogue import load_instance_specs
 from cachebench.loadgen import redis_benchmark
 from cachebench.models import (
     DeploymentPlan,
@@ -42,7 +43,6 @@ from cachebench.models import (
 )
 from cachebench.report.export import export_point
 from cachebench.report.report import build_report, cleanup_failures
-from cachebench.specs import load_instance_specs
 from cachebench.terraform import TFVARS, Terraform
 from cachebench.workspace import INTERRUPT_FILE, DeploymentDir, RunDir
 

@@ -15,7 +15,7 @@ results/<campaign>/<run>/
 
 Every process a deployment starts runs with its working directory inside the
 deployment's folder, so destroy (and the reaper) can find them all there. No secret
-is ever written here (the local servers' password: cachebench.local.runtime), and only
+is ever written here (the local servers' password: cachebench.targets.local.runtime), and only
 what a reader needs is served (cachebench.serve).
 """
 

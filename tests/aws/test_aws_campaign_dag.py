@@ -37,11 +37,10 @@ from aws_fakes import (
     window_requests,
 )
 
-from cachebench.aws import ecs
 from cachebench.models import DeploymentPlan, RunRecord
 from cachebench.operators.measure import MeasureOperator
-from cachebench.targets import aws as target
-from cachebench.triggers.aws import EcsElastiCacheWatchTrigger
+from cachebench.targets.aws import ecs, target
+from cachebench.targets.aws.trigger import EcsElastiCacheWatchTrigger
 from cachebench.workspace import RunDir
 from dag_runs import task_tries
 

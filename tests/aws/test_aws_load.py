@@ -36,13 +36,12 @@ from aws_fakes import (
 from botocore.stub import Stubber
 
 from cachebench import steps
-from cachebench.aws import cloudwatch, ecs
-from cachebench.aws.results import split_uri
 from cachebench.campaign import CampaignError
 from cachebench.models import Endpoint, Node, Provisioned, RunRecord
 from cachebench.report.report import build_report
-from cachebench.targets import aws as target
-from cachebench.triggers.aws import EcsElastiCacheWatchTrigger
+from cachebench.targets.aws import cloudwatch, ecs, target
+from cachebench.targets.aws.results import split_uri
+from cachebench.targets.aws.trigger import EcsElastiCacheWatchTrigger
 
 TARGET = target.TARGET
 # the stand-in memtier's captures for the campaign's 2 s warm-up and 5 s window
@@ -568,9 +567,9 @@ def test_export_reads_every_node_with_pagination(aws, results_dir) -> None:
     net = table[table["metric"] == "NetworkBytesOut"]
     assert (net["value"] == 9e9).all() and set(net["unit"].astype(str)) == {"Bytes"}
 
+    from cachebench.catalogue import load_instance_specs
     from cachebench.models import Latency, LoadResult
     from cachebench.report.export import point_summary
-    from cachebench.specs import load_instance_specs
 
     lat = Latency(p50=1, p90=2, p99=3, p99_9=4, max=5, mean=1.5)
     load = LoadResult(tool="memtier_benchmark", started_at=t0, elapsed_seconds=300,

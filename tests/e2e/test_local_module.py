@@ -26,9 +26,9 @@ from leftovers import listening, processes_in
 from redis.cluster import ClusterNode, RedisCluster
 
 from cachebench import engines
-from cachebench.local import procs, runtime, servers
-from cachebench.local.servers import LocalError, down, endpoint_from_registry, up
 from cachebench.models import Endpoint
+from cachebench.targets.local import procs, runtime, servers
+from cachebench.targets.local.servers import LocalError, down, endpoint_from_registry, up
 from cachebench.terraform import flavour
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -412,7 +412,7 @@ def local_config(tmp_path, engine="redis", version="7.0", cluster=False, shards=
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "cachebench.local", *args],
+        [sys.executable, "-m", "cachebench.targets.local", *args],
         env=dict(os.environ, PYTHONPATH=str(PLUGINS)),
         capture_output=True,
         text=True,

@@ -1,4 +1,4 @@
-"""The reaper on real leftovers: servers planted with `python -m cachebench.local up`
+"""The reaper on real leftovers: servers planted with `python -m cachebench.targets.local up`
 and with Terraform, some expired, some of a running run, one whose folder is gone (a
 miniature: its namespaces, links, cgroups and subnet claim must go too)."""
 
@@ -18,7 +18,7 @@ from leftovers import kernel_objects, miniature_keys
 
 from cachebench import engines, reaper, steps
 from cachebench.campaign import CampaignSpec
-from cachebench.local import machine, miniature, netns, procs, runtime, servers
+from cachebench.targets.local import machine, miniature, netns, procs, runtime, servers
 from cachebench.workspace import RunDir
 
 pytestmark = pytest.mark.e2e
@@ -71,7 +71,14 @@ def plant(results: Path, k: int, *, run_id: str, expires_in: float, mini: bool =
         }
     (sd / "config.json").write_text(json.dumps(config))
     subprocess.run(
-        [sys.executable, "-m", "cachebench.local", "up", "--config", str(sd / "config.json")],
+        [
+            sys.executable,
+            "-m",
+            "cachebench.targets.local",
+            "up",
+            "--config",
+            str(sd / "config.json"),
+        ],
         check=True,
         capture_output=True,
         env={**os.environ, "PYTHONPATH": str(ROOT / "plugins")},

@@ -18,7 +18,7 @@ import pytest
 from cli_runs import start_run, tiny_campaign
 from leftovers import assert_nothing_left
 
-from cachebench.local import machine
+from cachebench.targets.local import machine
 
 pytestmark = pytest.mark.e2e
 

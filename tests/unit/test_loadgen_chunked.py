@@ -22,7 +22,7 @@ from cachebench.loadgen.chunked import (
     tool_numbers,
 )
 from cachebench.loadgen.redis_benchmark import merge_chunks, parse_chunks, parse_redis_benchmark
-from cachebench.local import procs as local_procs
+from cachebench.targets.local import procs as local_procs
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "loadgen"
 

@@ -26,8 +26,8 @@ from cachebench.loadgen import (
 )
 from cachebench.loadgen import procs as genprocs
 from cachebench.loadgen.chunked import STOP_S
-from cachebench.local import procs as local_procs
 from cachebench.models import Endpoint, Node, Workload
+from cachebench.targets.local import procs as local_procs
 
 REDIS_BENCHMARK = shutil.which("redis-benchmark") or "/usr/bin/redis-benchmark"
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cachebench import reaper
-from cachebench.local import runtime
+from cachebench.targets.local import runtime
 
 NOW = time.time()
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from cachebench.local import procs
-from cachebench.local.servers import (
+from cachebench.targets.local import procs
+from cachebench.targets.local.servers import (
     CLUSTER_SLOTS,
     LocalError,
     plan_nodes,
@@ -209,7 +209,7 @@ class _FakeNode:
 @pytest.mark.parametrize(("shards", "replicas"), [(3, 0), (2, 1), (9, 1)])
 def test_form_cluster_meets_as_full_mesh_when_small(monkeypatch, shards, replicas):
     """Every node MEETs every other one, so nobody waits for gossip to learn its peers."""
-    from cachebench.local import servers
+    from cachebench.targets.local import servers
 
     sent: list[tuple[int, tuple]] = []
     monkeypatch.setattr(servers, "_client", lambda port, password, host: _FakeNode(port, sent))

@@ -10,7 +10,7 @@ import pytest
 
 import faults as fault_rules
 from cachebench import reaper
-from cachebench.local import procs
+from cachebench.targets.local import procs
 
 NOW = 1_800_000_000.0
 
@@ -77,7 +77,7 @@ def test_fault_rules(tmp_path: Path, monkeypatch) -> None:
 def test_faulty_pieces_are_still_the_production_classes(faults) -> None:
     """The fixture swaps in subclasses: a faulty target still satisfies the protocol."""
     from cachebench import steps, targets
-    from cachebench.targets.local import LocalTarget
+    from cachebench.targets.local.target import LocalTarget
     from cachebench.terraform import Terraform
 
     faults("export@x")

@@ -10,8 +10,8 @@ import hcl2
 import pytest
 
 from cachebench.campaign import CampaignSpec
-from cachebench.local import machine
-from cachebench.targets import local
+from cachebench.targets.local import machine
+from cachebench.targets.local import target as local
 from cachebench.terraform import MODULES_DIR, Terraform
 from cachebench.workspace import RunDir
 

@@ -53,8 +53,8 @@ from cachebench.loadgen.redis_benchmark import (
     split_connections,
     unsupported,
 )
-from cachebench.local.procs import read_json_dict
 from cachebench.models import Endpoint, LoadResult, Workload
+from cachebench.targets.local.procs import read_json_dict
 
 Phase = Literal["warmup", "measured"]
 RateHint = float | dict[str, float] | None

@@ -34,8 +34,8 @@ from cachebench.models import METRIC_COLUMNS, LoadResult, Point
 from cachebench.report import plots
 
 if TYPE_CHECKING:
+    from cachebench.catalogue import InstanceSpec
     from cachebench.pricing import Price
-    from cachebench.specs import InstanceSpec
 
 CATEGORICAL = ("point_id", "node_id", "metric", "unit")
 TIMESTAMP_DTYPE = "datetime64[ns, UTC]"

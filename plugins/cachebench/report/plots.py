@@ -33,7 +33,7 @@ from cachebench.report.chart import (
 )
 
 if TYPE_CHECKING:
-    from cachebench.specs import InstanceSpec
+    from cachebench.catalogue import InstanceSpec
 
 ENGINE_COLOURS = {"redis": "#d62728", "valkey": "#1f77b4"}
 BASELINE_COLOUR, BURST_COLOUR = "black", "#ff7f0e"

@@ -99,4 +99,4 @@ class Busy(RuntimeError):
 
 
 def get(target: str) -> Target:
-    return importlib.import_module(f"cachebench.targets.{target}").TARGET
+    return importlib.import_module(f"cachebench.targets.{target}.target").TARGET

@@ -33,9 +33,9 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from cachebench.loadgen import procs as genprocs
-from cachebench.local import procs
-from cachebench.local.servers import BUS_PORT_OFFSET
 from cachebench.models import Strict
+from cachebench.targets.local import procs
+from cachebench.targets.local.servers import BUS_PORT_OFFSET
 
 MACHINE_ENV = "CACHEBENCH_MACHINE_DIR"
 PORT_SPAN, PORT_BLOCK = 5000, 20  # a deployment's nodes take a block of the span

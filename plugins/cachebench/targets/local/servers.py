@@ -1,7 +1,7 @@
 """Start and stop real Redis/Valkey servers for the `local` target.
 
 Plain node types listen on 127.0.0.1. A miniature's nodes (config "miniature",
-cachebench.local.miniature) each listen on their own address in a network
+cachebench.targets.local.miniature) each listen on their own address in a network
 namespace of their own, inside a cgroup: `up` makes those first and `down`
 removes them after the servers have stopped.
 
@@ -19,7 +19,7 @@ Layout of a state directory (one per deployment; no secret in it)::
         server.pid server.log nodes.conf startup.err
 
 The password (`auth`) and each server's config (requirepass/masterauth) live in the
-config's `runtime_dir`, a private folder outside the results (cachebench.local.runtime),
+config's `runtime_dir`, a private folder outside the results (cachebench.targets.local.runtime),
 which `down` removes.
 
 `up` is idempotent and all-or-nothing: if it fails it stops whatever runs in the
@@ -689,7 +689,7 @@ def _wait_ready(
 
 
 def _start_agent(sd: Path) -> int:
-    pkg_root = str(Path(__file__).resolve().parents[2])  # the dir holding cachebench/
+    pkg_root = str(Path(__file__).resolve().parents[3])  # the dir holding cachebench/
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH", "")) if p)
     with open(sd / "agent.log", "ab") as log:
@@ -833,7 +833,8 @@ def _stop_all(sd: Path) -> dict[str, Any]:
         procs.write_json_atomic(sd / "registry.json", reg)
     if busy:
         print(
-            f"cachebench.local down: ports {busy} are still in use by processes that are not ours",
+            f"cachebench.targets.local down: ports {busy} are still in use"
+            " by processes that are not ours",
             file=sys.stderr,
         )
     return {

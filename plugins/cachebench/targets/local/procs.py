@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 SERVER_NAMES = frozenset({"redis-server", "valkey-server"})
-AGENT_MODULE = "cachebench.local.agent"
-RUNNER_MODULE = "cachebench.local.runner"  # one run: prefill, warm-up, measured window
+AGENT_MODULE = "cachebench.targets.local.agent"
+RUNNER_MODULE = "cachebench.targets.local.runner"  # one run: prefill, warm-up, measured window
 
 
 def cmdline(pid: int) -> list[str] | None:

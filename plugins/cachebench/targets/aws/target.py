@@ -30,8 +30,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cachebench import specs
-from cachebench.aws.settings import AwsSettings, resolve
+from cachebench.catalogue import load_instance_specs
 from cachebench.loadgen import LoadError
 from cachebench.models import (
     DeploymentPlan,
@@ -42,6 +41,7 @@ from cachebench.models import (
     RunSpec,
     Watch,
 )
+from cachebench.targets.aws.settings import AwsSettings, resolve
 from cachebench.workspace import DeploymentDir, RunDir, run_slug
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ START_GRACE_S = 900  # Fargate image pull and start, result upload
 PREFILL_KEYS_PER_S = 20_000  # a slow prefill's rate, for its wait's limit only
 PREFILL = "prefill"  # the prefill task's name (its results folder; load tasks are g<N>)
 ECS_STATE = "ecs.json"
-WATCH = "cachebench.triggers.aws.EcsElastiCacheWatchTrigger"
+WATCH = "cachebench.targets.aws.trigger.EcsElastiCacheWatchTrigger"
 TASK_DONE = "airflow.providers.amazon.aws.triggers.ecs.TaskDoneTrigger"
 
 
@@ -69,7 +69,7 @@ def settings_for(plan: DeploymentPlan) -> AwsSettings:
 
 
 def _client(settings: AwsSettings, service: str) -> Any:
-    from cachebench.aws.clients import client
+    from cachebench.targets.aws.clients import client
 
     return client(service, settings.region, settings.aws_conn_id)
 
@@ -104,7 +104,7 @@ def started_by(plan: DeploymentPlan, run: RunSpec, attempt: int, phase: str) -> 
 
 def evictions_expected(plan: DeploymentPlan, run: RunSpec) -> bool:
     """True when the workload's data set does not fit in the group's memory."""
-    spec = specs.load_instance_specs()[("aws", plan.deployment.node_type)]
+    spec = load_instance_specs()[("aws", plan.deployment.node_type)]
     w = run.point.workload
     data = w.key_space * (w.value_size + KEY_OVERHEAD_BYTES)
     usable = plan.deployment.topology.shards * spec.memory_gib * (1 - RESERVED_MEMORY) * 2**30
@@ -219,7 +219,7 @@ class AwsTarget:
     def server_versions(self, prov: Provisioned) -> dict[str, str]:
         """Each member cluster's engine and version, as ElastiCache reports them (the
         engine's own INFO is not reachable from the worker: the cache is inside the VPC)."""
-        from cachebench.aws import cloudwatch
+        from cachebench.targets.aws import cloudwatch
 
         s = settings_for(prov.plan)
         ec = _client(s, "elasticache")
@@ -236,7 +236,7 @@ class AwsTarget:
 
     def _task_definition(self, prov: Provisioned, s: AwsSettings) -> dict[str, Any]:
         """The deployment's task definition revision (registered once), its awslogs and vCPUs."""
-        from cachebench.aws import ecs as ecs_mod
+        from cachebench.targets.aws import ecs as ecs_mod
 
         ddir = RunDir(Path(prov.plan.run_dir)).deployment(prov.plan.instance)
         path = ddir.path / ECS_STATE
@@ -272,7 +272,7 @@ class AwsTarget:
     ) -> list[str]:
         """Start one task per name in overrides with startedBy sb, but only those ECS does
         not already have under sb (a retry reattaches, it never starts a second set)."""
-        from cachebench.aws import ecs as ecs_mod
+        from cachebench.targets.aws import ecs as ecs_mod
 
         client = self._hook(s).conn
         have = ecs_mod.started_tasks(client, state["cluster"], sb)
@@ -355,7 +355,7 @@ class AwsTarget:
     def _start_prefill(
         self, prov: Provisioned, run: RunSpec, attempt: int
     ) -> tuple[RunRecord, Watch]:
-        from cachebench.aws import ecs as ecs_mod
+        from cachebench.targets.aws import ecs as ecs_mod
 
         s = settings_for(prov.plan)
         state = self._task_definition(prov, s)
@@ -380,7 +380,7 @@ class AwsTarget:
         self, prov: Provisioned, run: RunSpec, record: RunRecord
     ) -> tuple[RunRecord, Watch]:
         """Start the run's load tasks, or those of them not started yet (a reattach)."""
-        from cachebench.aws import ecs as ecs_mod
+        from cachebench.targets.aws import ecs as ecs_mod
 
         s = settings_for(prov.plan)
         state = self._task_definition(prov, s)
@@ -419,7 +419,7 @@ class AwsTarget:
 
     def _prefill_outcome(self, prov: Provisioned, record: RunRecord) -> tuple[bool, str | None]:
         """(stopped, why it failed) of the run's prefill task."""
-        from cachebench.aws import ecs as ecs_mod
+        from cachebench.targets.aws import ecs as ecs_mod
 
         s = settings_for(prov.plan)
         tasks = ecs_mod.describe(self._hook(s).conn, s.ecs_cluster, [record.detail["prefill_task"]])
@@ -436,7 +436,7 @@ class AwsTarget:
         record: RunRecord | None,
         event: dict[str, Any] | None,
     ) -> tuple[RunRecord, Watch | None]:
-        from cachebench.aws import ecs as ecs_mod
+        from cachebench.targets.aws import ecs as ecs_mod
 
         if record is None or record.status != "started":
             return self._start_prefill(prov, run, record.attempt + 1 if record else 1)
@@ -465,14 +465,14 @@ class AwsTarget:
         return record.model_copy(update={"status": "failed", "error": why})
 
     def _stop(self, s: AwsSettings, state: dict, sb: str) -> None:
-        from cachebench.aws import ecs as ecs_mod
+        from cachebench.targets.aws import ecs as ecs_mod
 
         client = self._hook(s).conn
         arns = [t["taskArn"] for t in ecs_mod.started_tasks(client, state["cluster"], sb)]
         ecs_mod.stop(client, state["cluster"], arns, "cachebench: run failed")
 
     def loads(self, prov: Provisioned, run: RunSpec, record: RunRecord) -> RunLoads:
-        from cachebench.aws import results
+        from cachebench.targets.aws import results
 
         s = settings_for(prov.plan)
         ddir = RunDir(Path(prov.plan.run_dir)).deployment(prov.plan.instance)
@@ -500,8 +500,8 @@ class AwsTarget:
 
     def _cpu(self, ddir: DeploymentDir, run: RunSpec, dest: Path) -> LoadCpu | None:
         """The load tasks' CPU over the measured window, if they sampled it."""
-        from cachebench.aws import results
         from cachebench.loadgen.memtier import side_workloads
+        from cachebench.targets.aws import results
 
         w = run.point.workload
         threads = (
@@ -514,7 +514,7 @@ class AwsTarget:
         return None if report is None else LoadCpu.model_validate(report)
 
     def metrics(self, prov: Provisioned, run: RunSpec, start: float, end: float) -> pd.DataFrame:
-        from cachebench.aws import cloudwatch
+        from cachebench.targets.aws import cloudwatch
 
         s = settings_for(prov.plan)
         _, nodes = cloudwatch.member_clusters(
@@ -531,7 +531,7 @@ class AwsTarget:
     # ------------------------------------------------------------ destroy
 
     def stop_load(self, plan: DeploymentPlan, ddir: DeploymentDir) -> None:
-        from cachebench.aws import ecs as ecs_mod
+        from cachebench.targets.aws import ecs as ecs_mod
 
         path = ddir.path / ECS_STATE
         if not path.exists():
@@ -653,7 +653,7 @@ class AwsTarget:
 
     def leftovers(self, plan: DeploymentPlan, ddir: DeploymentDir) -> list[str]:
         """After destroy: load tasks, task definition, replication group, state; empty = clean."""
-        from cachebench.aws import ecs as ecs_mod
+        from cachebench.targets.aws import ecs as ecs_mod
 
         s = settings_for(plan)
         left: list[str] = []

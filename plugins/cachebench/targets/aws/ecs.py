@@ -45,11 +45,11 @@ import re
 import shlex
 from typing import Any
 
-from cachebench.aws.settings import AwsSettings
 from cachebench.loadgen import reads
 from cachebench.loadgen.auth import AUTH_ENV
 from cachebench.loadgen.memtier import MEMTIER, RATE_LIMIT_MIN, memtier_argv, side_workloads
 from cachebench.models import DeploymentPlan, Endpoint, Point, Workload
+from cachebench.targets.aws.settings import AwsSettings
 
 OUT_DIR = "/tmp/cachebench"  # the script's folder in the container
 OUT_ENV = "CACHEBENCH_OUT_DIR"  # ... unless this names another (tests)

@@ -1,6 +1,6 @@
 """One run on the local target, detached from the Airflow task that started it.
 
-    python -m cachebench.local.runner JOB.json
+    python -m cachebench.targets.local.runner JOB.json
 
 A run is: wait for the machine's load lock (one load at a time on this machine,
 whichever deployment and campaign it belongs to: local/machine.py), flush and
@@ -39,8 +39,8 @@ from pydantic import Field
 from cachebench import loadgen
 from cachebench.loadgen import prefill
 from cachebench.loadgen.cpu import CpuSampler
-from cachebench.local import machine, procs
 from cachebench.models import Endpoint, LoadResult, Strict, Workload
+from cachebench.targets.local import machine, procs
 
 MODULE = procs.RUNNER_MODULE
 GRACE_S = 120  # past twice the run's load time before the watch calls it overdue

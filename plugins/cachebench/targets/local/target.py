@@ -2,9 +2,9 @@
 
 A plain node type's servers listen on 127.0.0.1; a miniature's (a row that mimics
 an AWS node type) run with its CPU, memory and network allowances enforced by the
-kernel, each node in its own cgroup and network namespace (cachebench.local.miniature).
+kernel, each node in its own cgroup and network namespace (cachebench.targets.local.miniature).
 A deployment's servers (and its metrics agent) live in deployments/<instance>/server;
-each run is one detached `cachebench.local.runner` process (lock, flush, prefill,
+each run is one detached `cachebench.targets.local.runner` process (lock, flush, prefill,
 warm-up, measured window) in deployments/<instance>/load/<point>/rep<k>, watched
 by LoadWatchTrigger on the triggerer.
 """
@@ -20,9 +20,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cachebench import engines, loadgen, specs
+from cachebench import engines, loadgen
+from cachebench.catalogue import InstanceSpec, load_instance_specs
 from cachebench.loadgen import procs as genprocs
-from cachebench.local import machine, miniature, netns, procs, runner, runtime, servers
 from cachebench.models import (
     DeploymentPlan,
     LoadCpu,
@@ -35,6 +35,7 @@ from cachebench.models import (
     Watch,
 )
 from cachebench.targets import Busy
+from cachebench.targets.local import machine, miniature, netns, procs, runner, runtime, servers
 from cachebench.workspace import DeploymentDir, RunDir
 
 if TYPE_CHECKING:
@@ -43,8 +44,8 @@ if TYPE_CHECKING:
     from cachebench.campaign import CampaignSpec
 
 RESERVED_MEMORY = 0.25  # ElastiCache's default reserved-memory-percent
-TRIGGER = "cachebench.triggers.watch.LoadWatchTrigger"
-PLUGINS_DIR = Path(__file__).resolve().parents[2]
+TRIGGER = "cachebench.targets.local.trigger.LoadWatchTrigger"
+PLUGINS_DIR = Path(__file__).resolve().parents[3]
 AGENT_SETTLE_S = 0.25  # a sample the agent took before the window's end is on disk by then
 # What a run's runner writes, removed before each attempt: never read as the new one's.
 STALE = (
@@ -88,7 +89,7 @@ class LocalTarget:
     def problems(self, spec: CampaignSpec) -> list[str]:
         """A miniature node type needs what enforces it (root, tc, ip, cgroups); a plain one
         runs anywhere."""
-        catalogue = specs.load_instance_specs()
+        catalogue = load_instance_specs()
         minis = [
             (i, nt)
             for i, nt in enumerate(spec.node_types)
@@ -107,7 +108,7 @@ class LocalTarget:
 
     def tfvars(self, plan: DeploymentPlan, ddir: DeploymentDir, expires_at: int) -> dict[str, Any]:
         d = plan.deployment
-        spec = specs.load_instance_specs()[("local", d.node_type)]
+        spec = load_instance_specs()[("local", d.node_type)]
         binary = engines.server_binary(d.engine, d.version)
         if binary is None:
             raise RuntimeError(f"{d.engine} {d.version} is not installed on this machine")
@@ -139,7 +140,7 @@ class LocalTarget:
 
     @staticmethod
     def _miniature(
-        plan: DeploymentPlan, ddir: DeploymentDir, spec: specs.InstanceSpec, expires_at: int
+        plan: DeploymentPlan, ddir: DeploymentDir, spec: InstanceSpec, expires_at: int
     ) -> dict[str, Any]:
         """The miniature's limits, and its subnet claimed machine-wide until `down`."""
         assert spec.mimics is not None and spec.cpu_limit_cores is not None
@@ -380,7 +381,7 @@ class LocalTarget:
         ]
         left = [f"pid {p} survived SIGKILL" for p in swept["survivors"]]
         left += [f"port {p} still in use" for p in swept["ports"] if not procs.port_free(p)]
-        spec = specs.load_instance_specs().get(("local", plan.deployment.node_type))
+        spec = load_instance_specs().get(("local", plan.deployment.node_type))
         if spec is not None and spec.miniature:  # found by its key: no registry needed
             key = miniature.key_of(ddir.server)
             if found := miniature.leftovers(key):

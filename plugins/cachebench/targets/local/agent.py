@@ -1,6 +1,6 @@
 """Sample INFO from every local node and write CloudWatch-named metrics.
 
-    python -m cachebench.local.agent --state-dir DIR
+    python -m cachebench.targets.local.agent --state-dir DIR
 
 Every `metrics_interval_seconds` it sends one INFO (the sections below) per node
 over one kept-open connection and appends rows to <state_dir>/metrics.csv. It
@@ -13,12 +13,12 @@ become per-period counts (from the second sample on); gauges are instantaneous.
 CPUUtilization counts every server thread (so it can exceed 100 with io-threads);
 EngineCPUUtilization only the main thread.
 
-A miniature's nodes (cachebench.local.miniature) are measured as ElastiCache
+A miniature's nodes (cachebench.targets.local.miniature) are measured as ElastiCache
 measures its nodes: CPU in percent of the node's CPU allowance (its cgroup
 quota), and the network from its shaped interface, not from INFO: NetworkBytesIn/
 Out and NetworkPacketsIn/Out as its token buckets passed them, and
 NetworkBandwidthIn/OutAllowanceExceeded the packets each bucket queued or dropped
-(tbf's overlimits + drops, cachebench.local.shaping).
+(tbf's overlimits + drops, cachebench.targets.local.shaping).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cachebench.local import miniature, procs
+from cachebench.targets.local import miniature, procs
 
 # Same as cachebench.models.METRIC_COLUMNS (not imported: the agent stays light).
 COLUMNS = ["timestamp", "point_id", "node_id", "metric", "value", "unit", "period_s"]
@@ -361,7 +361,7 @@ def run(state_dir: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m cachebench.local.agent")
+    ap = argparse.ArgumentParser(prog="python -m cachebench.targets.local.agent")
     ap.add_argument("--state-dir", required=True, type=Path)
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, _on_signal)
