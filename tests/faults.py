@@ -149,8 +149,9 @@ def faults(monkeypatch) -> Callable[[str], None]:
     """Swap in the faulty target and Terraform; returns `arm(rules)`."""
     from cachebench import steps, targets
 
-    production = targets.get
-    monkeypatch.setattr(targets, "get", lambda name: faulty(type(production(name)))())
+    production = targets.registry()
+    faulty_ones = {name: faulty(cls) for name, cls in production.items()}
+    monkeypatch.setattr(targets, "registry", lambda: faulty_ones)
     monkeypatch.setattr(steps, "Terraform", faulty_terraform())
 
     def arm(rules: str) -> None:

@@ -271,8 +271,9 @@ class Measured(Strict):
         return [o for o in self.outcomes if o.status != "ok"]
 
 
-class Watch(Strict):
-    """How to wait for a run's load phase: a trigger class and its arguments."""
+class Wait(Strict):
+    """What a measure task defers on next (a run's load phase, or a timer): a trigger class
+    and its arguments."""
 
     classpath: str
     kwargs: dict[str, Any]

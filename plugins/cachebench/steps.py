@@ -3,7 +3,7 @@
     plan                    -> [DeploymentPlan]   one per deployment to provision
     render_tfvars(plan)     -> DeploymentPlan     module copy + tfvars
     apply(plan)             -> Provisioned        terraform apply: where the servers are
-    measure_step(prov, ...) -> Watch | None       start, reattach or finish the next run
+    measure_step(prov, ...) -> Wait | None       start, reattach or finish the next run
     measured(prov)          -> Measured           every run and how it ended
     destroy(plan)                                 terraform destroy, then prove nothing is left
     report(campaign, run)                         the campaign report
@@ -39,7 +39,7 @@ from cachebench.models import (
     RunOutcome,
     RunRecord,
     RunSpec,
-    Watch,
+    Wait,
 )
 from cachebench.report.export import export_point
 from cachebench.report.report import build_report, cleanup_failures
@@ -439,10 +439,10 @@ def current_try(prov: Provisioned) -> str:
     return json.loads((deployment_dir(prov.plan).path / TRY_FILE).read_text())["try_id"]
 
 
-def measure_step(prov: Provisioned, try_id: str, event: dict[str, Any] | None) -> Watch | None:
-    """Advance the deployment's runs by one wait: the Watch to defer on next, or None.
+def measure_step(prov: Provisioned, try_id: str, event: dict[str, Any] | None) -> Wait | None:
+    """Advance the deployment's runs by one wait: the Wait to defer on next, or None.
 
-    event is what the last Watch's trigger said (None at the start of a try: then
+    event is what the last Wait's trigger said (None at the start of a try: then
     a run still under way is reattached, never started again). Runs go in their
     planned order; a run that fails is recorded and the next one starts; a run
     that failed in this try is not tried again in it, except once when it was lost
@@ -494,9 +494,9 @@ def measure_step(prov: Provisioned, try_id: str, event: dict[str, Any] | None) -
 
 def _start_next_and_export(
     prov: Provisioned, ddir: DeploymentDir, try_id: str
-) -> tuple[Watch | None, float | None]:
+) -> tuple[Wait | None, float | None]:
     """Start the next run that starts (one whose start fails is recorded and passed), then
-    export what can be: (the started run's Watch, when the rest can be exported)."""
+    export what can be: (the started run's Wait, when the rest can be exported)."""
     target = targets.get(prov.plan.deployment.target)
     watch = None
     while watch is None and (run := _next_run(prov, ddir, try_id)) is not None:
@@ -542,11 +542,11 @@ def _next_run(prov: Provisioned, ddir: DeploymentDir, try_id: str) -> RunSpec | 
     return None
 
 
-def _timer(ready: float, phase: str = "metrics") -> Watch:
-    """A timer's Watch: the run's metrics become readable, or the load lock frees."""
+def _timer(ready: float, phase: str = "metrics") -> Wait:
+    """A timer's Wait: the run's metrics become readable, or the load lock frees."""
     from datetime import UTC, datetime
 
-    return Watch(
+    return Wait(
         classpath=METRICS_TRIGGER,
         phase=phase,
         kwargs={"moment": datetime.fromtimestamp(ready, UTC)},

@@ -123,7 +123,7 @@ def assert_secret_nowhere_in_airflow(dag_run, airflow_db: Path, tokens: set[str]
             select(Trigger).where(Trigger.created_date >= dag_run.start_date)
         ).all()
         assert xcoms and rtifs, "nothing to search: the run stored no XCom or rendered fields"
-        assert any(t.classpath == target.WATCH for t in triggers), "no load watch to search"
+        assert any(t.classpath == target.LOAD_TRIGGER for t in triggers), "no load watch to search"
         assert any(t.classpath == target.TASK_DONE for t in triggers), "no prefill wait"
         for token in tokens:
             for x in xcoms:

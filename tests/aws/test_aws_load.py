@@ -43,7 +43,7 @@ from cachebench.targets.aws import cloudwatch, ecs, target
 from cachebench.targets.aws.results import split_uri
 from cachebench.targets.aws.trigger import EcsElastiCacheWatchTrigger
 
-TARGET = target.TARGET
+TARGET = target.AwsTarget()
 # the stand-in memtier's captures for the campaign's 2 s warm-up and 5 s window
 WARM, MEASURED = (
     window_requests("memtier_real_rate800_t2"),
@@ -100,9 +100,9 @@ async def _first(trigger) -> dict:
 
 
 def wait_on(watch) -> dict:
-    """What the triggerer does with a Watch: build its trigger, run it to its event."""
+    """What the triggerer does with a Wait: build its trigger, run it to its event."""
     kwargs = dict(watch.kwargs)
-    if watch.classpath == target.WATCH:
+    if watch.classpath == target.LOAD_TRIGGER:
         kwargs["poll"] = 0.05
     return asyncio.run(asyncio.wait_for(_first(import_string(watch.classpath)(**kwargs)), 120))
 
@@ -183,7 +183,7 @@ def test_a_run_prefills_then_measures_with_n_tasks_and_the_token_only_as_a_secre
         assert wait_on(watch)["status"] == "success"
         # phase 2: N load tasks under a startedBy of their own, followed by our watch
         watch = steps.measure_step(prov, try_id, {"status": "success"})
-        assert watch.phase == "load" and watch.classpath == target.WATCH
+        assert watch.phase == "load" and watch.classpath == target.LOAD_TRIGGER
         record = record_of(prov)
         sb = record.detail["started_by"]["load"]
         assert watch.kwargs["started_by"] == sb != record.detail["started_by"]["prefill"]
@@ -434,7 +434,7 @@ def test_a_lost_worker_mid_start_leaves_no_duplicate_prefill_or_load(aws, result
         (arn0,) = TARGET._run_tasks(s, state, sb, {"g0": g0}, prov)
         half = EcsElastiCacheWatchTrigger(
             **{
-                **TARGET._load_watch(
+                **TARGET._load_wait(
                     prov,
                     run,
                     s,
@@ -621,18 +621,17 @@ def test_aws_points_default_to_five_load_generators() -> None:
 
 
 def test_reaper_hooks_find_and_delete_expired_groups(aws) -> None:
-    from cachebench.reaper import Leftover
-
     tag = uuid.uuid4().hex[:8]
     expired, alive = f"cb-expired-{tag}", f"cb-alive-{tag}"
     for rg, expires in ((expired, "2020-01-01T00:00:00Z"), (alive, "2999-01-01T00:00:00Z")):
         tags = {"cachebench:deployment": rg, "cachebench:campaign": "c", "cachebench:run": "r",
                 "cachebench:expires-at": expires}  # fmt: skip
         create_group(rg, tags, cluster_mode=True, shards=2, replicas=0)
-    found = {f["where"]: f for f in TARGET.find_leftovers(time.time())}
+    leftovers, spared = TARGET.find_leftovers([], time.time(), lambda c, r: None)
+    found = {f.where: f for f in leftovers}
     assert expired in found and alive not in found
-    assert found[expired]["deployment_id"] == expired
-    assert TARGET.reap_leftover(Leftover(**found[expired])) == []
+    assert found[expired].deployment_id == expired and spared == []
+    assert TARGET.reap_leftover(found[expired]) == []
     ec = boto3.client("elasticache")
     with pytest.raises(ec.exceptions.ReplicationGroupNotFoundFault):  # deleted (moto_gaps)
         ec.describe_replication_groups(ReplicationGroupId=expired)

@@ -16,7 +16,7 @@ import pytest
 from airflow.dag_processing.dagbag import DagBag
 from leftovers import kernel_objects, miniature_keys
 
-from cachebench import engines, reaper, steps
+from cachebench import engines, reaper, steps, targets
 from cachebench.campaign import CampaignSpec
 from cachebench.targets.local import machine, miniature, netns, procs, runtime, servers
 from cachebench.workspace import RunDir
@@ -112,7 +112,7 @@ def test_reaper_takes_leftovers_and_spares_a_running_run(results_dir: Path) -> N
     orphan_ports = registry_ports(orphan)
     shutil.rmtree(orphan)  # its registry and pidfiles are gone with it, not its secrets
     ports = {p: registry_ports(p) for p in (expired, live, done)}
-    states = {"manual__live": reaper.RUNNING, "manual__done": reaper.FINISHED}
+    states = {"manual__live": targets.RUNNING, "manual__done": targets.FINISHED}
     try:
         time.sleep(
             max(
@@ -134,13 +134,15 @@ def test_reaper_takes_leftovers_and_spares_a_running_run(results_dir: Path) -> N
         assert_gone(done, ports[done])
         assert_gone(orphan, orphan_ports)
         assert kernel_objects({orphan_key}) == []  # namespaces, links, cgroups, claim
-        assert {m["key"]: m["reason"] for m in summary["miniatures"]} == {
+        minis = [m for m in summary["strays"] if m["kind"] == "miniature"]
+        assert {m["where"]: m["reason"] for m in minis} == {
             orphan_key: "its deployment's folder was removed"
         }
         assert processes(live), "a non-expired deployment of a running run was reaped"
         # the orphan's secrets went after it (its folder is gone, its servers stopped), the
         # running deployment's stay
-        secrets = {Path(r["where"]): r["reason"] for r in summary["runtime_folders"]}
+        folders = [r for r in summary["strays"] if r["kind"] == "runtime folder"]
+        secrets = {Path(r["where"]): r["reason"] for r in folders}
         assert "folder was removed" in secrets[runtime.deployment_dir(orphan / "server")]
         assert (runtime.deployment_dir(live / "server") / "auth").is_file()
         assert json.loads((expired / "reaped.json").read_text())["problems"] == []

@@ -1,4 +1,4 @@
-"""The reaper's rules and the tests' seam (faults, stand-ins), without servers."""
+"""The reaper's rules and the tests' fault injection, without servers."""
 
 from __future__ import annotations
 
@@ -9,27 +9,27 @@ from pathlib import Path
 import pytest
 
 import faults as fault_rules
-from cachebench import reaper
-from cachebench.targets.local import procs
+from cachebench import reaper, targets
+from cachebench.targets.local import leftovers, procs
 
 NOW = 1_800_000_000.0
 
 
 def decide(meta, state=None):
-    return reaper._decide(meta, NOW, lambda campaign, run_id: state)
+    return leftovers.decide(meta, NOW, lambda campaign, run_id: state)
 
 
 def test_expired_is_reaped_whatever_the_run() -> None:
     meta = {"run_id": "r", "campaign": "c", "expires_at": NOW - 5}
-    assert decide(meta, reaper.RUNNING).startswith("expired 5 s ago")
+    assert decide(meta, targets.RUNNING).startswith("expired 5 s ago")
 
 
 def test_finished_run_is_reaped_before_expiry() -> None:
     meta = {"run_id": "r", "campaign": "c", "expires_at": NOW + 600}
-    assert "no longer running" in decide(meta, reaper.FINISHED)
+    assert "no longer running" in decide(meta, targets.FINISHED)
 
 
-@pytest.mark.parametrize("state", [reaper.RUNNING, None])
+@pytest.mark.parametrize("state", [targets.RUNNING, None])
 def test_running_or_unknown_run_is_spared_until_expiry(state) -> None:
     assert decide({"run_id": "r", "campaign": "c", "expires_at": NOW + 600}, state) is None
 
@@ -48,12 +48,12 @@ def test_deployment_dir_of(tmp_path: Path) -> None:
     root = tmp_path / "results"
     here = root / "c" / "run" / "deployments" / "d1"
     deep = here / "server" / "nodes" / "0001-001"
-    assert reaper._deployment_dir_of(str(deep), root) == here
-    assert reaper._deployment_dir_of(str(here / "load" / "p" / "rep2"), root) == here
-    assert reaper._deployment_dir_of(str(root / "c" / "run"), root) is None
-    assert reaper._deployment_dir_of(str(root / "c" / "run" / "points" / "p1"), root) is None
+    assert leftovers._deployment_dir_of(str(deep), root) == here
+    assert leftovers._deployment_dir_of(str(here / "load" / "p" / "rep2"), root) == here
+    assert leftovers._deployment_dir_of(str(root / "c" / "run"), root) is None
+    assert leftovers._deployment_dir_of(str(root / "c" / "run" / "points" / "p1"), root) is None
     other = tmp_path / "results2" / "c" / "r" / "deployments" / "d"
-    assert reaper._deployment_dir_of(str(other), root) is None
+    assert leftovers._deployment_dir_of(str(other), root) is None
 
 
 def test_nothing_found_in_an_empty_root(tmp_path: Path) -> None:

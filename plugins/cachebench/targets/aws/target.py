@@ -39,8 +39,9 @@ from cachebench.models import (
     RunLoads,
     RunRecord,
     RunSpec,
-    Watch,
+    Wait,
 )
+from cachebench.targets import Leftover, RunState, Stray
 from cachebench.targets.aws.settings import AwsSettings, resolve
 from cachebench.workspace import DeploymentDir, RunDir, run_slug
 
@@ -58,7 +59,7 @@ START_GRACE_S = 900  # Fargate image pull and start, result upload
 PREFILL_KEYS_PER_S = 20_000  # a slow prefill's rate, for its wait's limit only
 PREFILL = "prefill"  # the prefill task's name (its results folder; load tasks are g<N>)
 ECS_STATE = "ecs.json"
-WATCH = "cachebench.targets.aws.trigger.EcsElastiCacheWatchTrigger"
+LOAD_TRIGGER = "cachebench.targets.aws.trigger.EcsElastiCacheWatchTrigger"
 TASK_DONE = "airflow.providers.amazon.aws.triggers.ecs.TaskDoneTrigger"
 
 
@@ -306,12 +307,12 @@ class AwsTarget:
             started[name] = resp["tasks"][0]["taskArn"]
         return [started[name] for name in overrides]
 
-    def _prefill_watch(self, s: AwsSettings, state: dict, run: RunSpec, arn: str) -> Watch:
+    def _prefill_wait(self, s: AwsSettings, state: dict, run: RunSpec, arn: str) -> Wait:
         logs = state.get("awslogs") or {}
         stream = f"{logs['prefix']}/{state['container']}/{arn.rsplit('/', 1)[-1]}" if logs else None
         delay = max(1, int(s.watch_poll_seconds))
         allowed = START_GRACE_S + run.point.workload.key_space / PREFILL_KEYS_PER_S
-        return Watch(
+        return Wait(
             classpath=TASK_DONE,
             phase="prefill",
             kwargs={
@@ -326,13 +327,13 @@ class AwsTarget:
             },
         )
 
-    def _load_watch(
+    def _load_wait(
         self, prov: Provisioned, run: RunSpec, s: AwsSettings, state: dict, record: RunRecord
-    ) -> Watch:
+    ) -> Wait:
         w = run.point.workload
         started = record.detail["load_started_at"]  # kept: a reattached watch keeps its clock
-        return Watch(
-            classpath=WATCH,
+        return Wait(
+            classpath=LOAD_TRIGGER,
             phase="load",
             kwargs={
                 "region": s.region,
@@ -354,7 +355,7 @@ class AwsTarget:
 
     def _start_prefill(
         self, prov: Provisioned, run: RunSpec, attempt: int
-    ) -> tuple[RunRecord, Watch]:
+    ) -> tuple[RunRecord, Wait]:
         from cachebench.targets.aws import ecs as ecs_mod
 
         s = settings_for(prov.plan)
@@ -374,11 +375,11 @@ class AwsTarget:
             started_at=time.time(),
             detail={"results_uri": uri, "started_by": {"prefill": sb}, "prefill_task": arn},
         )
-        return record, self._prefill_watch(s, state, run, arn)
+        return record, self._prefill_wait(s, state, run, arn)
 
     def _start_load(
         self, prov: Provisioned, run: RunSpec, record: RunRecord
-    ) -> tuple[RunRecord, Watch]:
+    ) -> tuple[RunRecord, Wait]:
         """Start the run's load tasks, or those of them not started yet (a reattach)."""
         from cachebench.targets.aws import ecs as ecs_mod
 
@@ -415,7 +416,7 @@ class AwsTarget:
                 sb,
                 time.strftime("%H:%M:%S", time.gmtime(start_at)),
             )
-        return record, self._load_watch(prov, run, s, state, record)
+        return record, self._load_wait(prov, run, s, state, record)
 
     def _prefill_outcome(self, prov: Provisioned, record: RunRecord) -> tuple[bool, str | None]:
         """(stopped, why it failed) of the run's prefill task."""
@@ -435,7 +436,7 @@ class AwsTarget:
         run: RunSpec,
         record: RunRecord | None,
         event: dict[str, Any] | None,
-    ) -> tuple[RunRecord, Watch | None]:
+    ) -> tuple[RunRecord, Wait | None]:
         from cachebench.targets.aws import ecs as ecs_mod
 
         if record is None or record.status != "started":
@@ -446,7 +447,7 @@ class AwsTarget:
             stopped, problem = self._prefill_outcome(prov, record)
             if not stopped:  # a new try while it still runs: follow it again
                 arn = record.detail["prefill_task"]
-                return record, self._prefill_watch(s, state, run, arn)
+                return record, self._prefill_wait(s, state, run, arn)
             if problem:
                 if logs := state.get("awslogs"):  # what the flush or memtier said
                     arn = record.detail["prefill_task"]
@@ -694,8 +695,11 @@ class AwsTarget:
 
     # ------------------------------------------------------------ reaper
 
-    def find_leftovers(self, now: float) -> list[dict[str, Any]]:
-        """Replication groups tagged by cachebench whose cachebench:expires-at has passed.
+    def find_leftovers(
+        self, roots: list[Path], now: float, run_state: RunState
+    ) -> tuple[list[Leftover], list[Leftover]]:
+        """Replication groups tagged by cachebench whose cachebench:expires-at has passed
+        (their tags decide, not the results folders nor the run's state).
 
         Asks AWS only when the account is configured (the cachebench_aws Variable or
         its AIRFLOW_VAR_ form names a region); any error is logged, never raised.
@@ -703,7 +707,7 @@ class AwsTarget:
         try:
             s = resolve(None)
             if not s.region:
-                return []
+                return [], []
             ec = _client(s, "elasticache")
             out = []
             for page in ec.get_paginator("describe_replication_groups").paginate():
@@ -721,29 +725,29 @@ class AwsTarget:
                     if expires is None or expires > now:
                         continue
                     out.append(
-                        {
-                            "target": "aws",
-                            "deployment_id": tags["cachebench:deployment"],
-                            "campaign": tags.get("cachebench:campaign", ""),
-                            "run_id": tags.get("cachebench:run", ""),
-                            "expires_at": expires,
-                            "where": g["ReplicationGroupId"],
-                            "reason": f"expired at {tags['cachebench:expires-at']}",
-                            "extra": {"region": s.region},
-                        }
+                        Leftover(
+                            target="aws",
+                            deployment_id=tags["cachebench:deployment"],
+                            campaign=tags.get("cachebench:campaign", ""),
+                            run_id=tags.get("cachebench:run", ""),
+                            expires_at=expires,
+                            where=g["ReplicationGroupId"],
+                            reason=f"expired at {tags['cachebench:expires-at']}",
+                            extra={"region": s.region},
+                        )
                     )
-            return out
+            return out, []
         except Exception as exc:
             log.warning("aws leftovers could not be listed: %s", exc)
-            return []
+            return [], []
 
-    def reap_leftover(self, leftover: Any) -> list[str]:
+    def reap_leftover(self, leftover: Leftover) -> list[str]:
         """Delete an expired group and its AUTH secret (what costs money or holds a secret).
 
         The free companions (security, subnet and parameter groups, log groups,
         dashboard) stay in the deployment's Terraform state for a later destroy.
         """
-        rg = leftover.where if hasattr(leftover, "where") else leftover["where"]
+        rg = leftover.where
         s = resolve(None)
         problems = []
         try:
@@ -760,6 +764,9 @@ class AwsTarget:
                 problems.append(f"secret cachebench/{rg}/auth: {exc}")
         return problems
 
+    def reap_strays(self, now: float, run_state: RunState, dry_run: bool) -> list[Stray]:
+        return []  # every resource it makes is found by its tags
+
 
 def _expiry_of(tag: str | None) -> float | None:
     from datetime import datetime
@@ -770,6 +777,3 @@ def _expiry_of(tag: str | None) -> float | None:
         return datetime.fromisoformat(tag.replace("Z", "+00:00")).timestamp()
     except ValueError:
         return None
-
-
-TARGET = AwsTarget()

@@ -32,9 +32,10 @@ from cachebench.models import (
     RunLoads,
     RunRecord,
     RunSpec,
-    Watch,
+    Wait,
 )
-from cachebench.targets import Busy
+from cachebench.targets import Busy, Leftover, RunState, Stray
+from cachebench.targets.local import leftovers as local_leftovers
 from cachebench.targets.local import machine, miniature, netns, procs, runner, runtime, servers
 from cachebench.workspace import DeploymentDir, RunDir
 
@@ -195,9 +196,9 @@ class LocalTarget:
 
     # ------------------------------------------------------------ runs
 
-    def _watch(self, prov: Provisioned, record: RunRecord, out: Path) -> Watch:
+    def _wait(self, prov: Provisioned, record: RunRecord, out: Path) -> Wait:
         ddir = ddir_of(prov.plan)
-        return Watch(
+        return Wait(
             classpath=TRIGGER,
             phase="load",
             kwargs={
@@ -256,15 +257,15 @@ class LocalTarget:
         run: RunSpec,
         record: RunRecord | None,
         event: dict[str, Any] | None,
-    ) -> tuple[RunRecord, Watch | None]:
+    ) -> tuple[RunRecord, Wait | None]:
         if record is None or record.status != "started":
             attempt = record.attempt + 1 if record else 1
             record = self._start(prov, run, attempt)
-            return record, self._watch(prov, record, Path(record.detail["out_dir"]))
+            return record, self._wait(prov, record, Path(record.detail["out_dir"]))
         out = Path(record.detail["out_dir"])
         if event is None:  # a new try: reattach to the runner if it still runs
             if runner_alive(record):
-                return record, self._watch(prov, record, out)
+                return record, self._wait(prov, record, out)
             return record, None
         if event.get("status") == "done":
             return record, None
@@ -389,5 +390,15 @@ class LocalTarget:
             left += [f"{what} still on this machine" for what in miniature.teardown(key)]
         return stopped, left
 
+    # ------------------------------------------------------------ reaper
 
-TARGET = LocalTarget()
+    def find_leftovers(
+        self, roots: list[Path], now: float, run_state: RunState
+    ) -> tuple[list[Leftover], list[Leftover]]:
+        return local_leftovers.find(roots, now, run_state)
+
+    def reap_leftover(self, leftover: Leftover) -> list[str]:
+        return local_leftovers.reap(leftover)
+
+    def reap_strays(self, now: float, run_state: RunState, dry_run: bool) -> list[Stray]:
+        return local_leftovers.reap_strays(now, run_state, dry_run)
