@@ -273,19 +273,13 @@ def fetch(client: Any, engine: str, region: str, node_type: str) -> Price:
         {"Type": "TERM_MATCH", "Field": "cacheEngine", "Value": _CACHE_ENGINE[engine]},
     ]
     items: list[str] = []
-    token: str | None = None
-    while True:
-        page = client.get_products(
-            ServiceCode="AmazonElastiCache",
-            Filters=filters,
-            FormatVersion="aws_v1",
-            MaxResults=100,
-            **({"NextToken": token} if token else {}),
-        )
+    for page in client.get_paginator("get_products").paginate(
+        ServiceCode="AmazonElastiCache",
+        Filters=filters,
+        FormatVersion="aws_v1",
+        PaginationConfig={"PageSize": 100},
+    ):
         items += page.get("PriceList", [])
-        token = page.get("NextToken")
-        if not token:
-            break
     rates = list(_on_demand_rates(items, engine, region, node_type))
     usd = {r[0] for r in rates}
     if len(usd) != 1:

@@ -42,6 +42,7 @@ from cachebench.models import (
     Wait,
 )
 from cachebench.targets import Leftover, RunState, Stray
+from cachebench.targets.aws.clients import error_code
 from cachebench.targets.aws.settings import AwsSettings, resolve
 from cachebench.workspace import DeploymentDir, RunDir, run_slug
 
@@ -675,7 +676,7 @@ class AwsTarget:
             if status != "deleting":
                 left.append(f"replication group {rg_id} is still {status!r}")
         except Exception as exc:
-            if "NotFound" not in type(exc).__name__ and "NotFound" not in str(exc):
+            if error_code(exc) != "ReplicationGroupNotFoundFault":
                 left.append(f"replication group {rg_id}: could not check: {exc}")
         key = state_key(s, plan)
         try:
@@ -686,7 +687,7 @@ class AwsTarget:
                 for r in resources
             ]
         except Exception as exc:
-            if "NoSuchKey" not in str(exc) and "Not Found" not in str(exc):
+            if error_code(exc) not in ("NoSuchKey", "404"):
                 left.append(f"state s3://{s.state_bucket}/{key}: could not check: {exc}")
         return left
 
@@ -753,14 +754,14 @@ class AwsTarget:
         try:
             _client(s, "elasticache").delete_replication_group(ReplicationGroupId=rg)
         except Exception as exc:
-            if "NotFound" not in str(exc):
+            if error_code(exc) != "ReplicationGroupNotFoundFault":
                 problems.append(f"replication group {rg}: {exc}")
         try:
             _client(s, "secretsmanager").delete_secret(
                 SecretId=f"cachebench/{rg}/auth", ForceDeleteWithoutRecovery=True
             )
         except Exception as exc:
-            if "ResourceNotFound" not in str(exc):
+            if error_code(exc) != "ResourceNotFoundException":
                 problems.append(f"secret cachebench/{rg}/auth: {exc}")
         return problems
 
