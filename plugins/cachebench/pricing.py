@@ -30,7 +30,6 @@ import logging
 import math
 import os
 import re
-import tempfile
 import time
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
@@ -38,6 +37,8 @@ from pathlib import Path
 from typing import Any
 
 import pydantic
+
+from cachebench import jsonfile
 
 log = logging.getLogger(__name__)
 
@@ -364,10 +365,8 @@ def _store(path: Path, key: tuple[str, str, str], found: Price) -> None:
         entries = {}
     entries[_key(key)] = {"fetched_at": time.time(), "price": found.model_dump(mode="json")}
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as fh:
-            json.dump({"version": 1, "entries": entries}, fh, indent=1)
-        os.replace(fh.name, path)  # whole or not at all: another plan may read it now
+        # whole or not at all: another plan may read it now
+        jsonfile.write(path, {"version": 1, "entries": entries})
     except OSError as exc:
         log.warning("price cache %s not written (%s); prices are asked again next time", path, exc)
 

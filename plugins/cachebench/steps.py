@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from cachebench import loadgen, pricing, provenance, targets
+from cachebench import jsonfile, loadgen, pricing, provenance, targets
 from cachebench.campaign import CampaignError, CampaignPlan, CampaignSpec
 from cachebench.catalogue import load_instance_specs
 from cachebench.loadgen import redis_benchmark
@@ -44,7 +44,7 @@ from cachebench.models import (
 from cachebench.report.export import export_point
 from cachebench.report.report import build_report, cleanup_failures
 from cachebench.terraform import TFVARS, Terraform
-from cachebench.workspace import INTERRUPT_FILE, DeploymentDir, RunDir
+from cachebench.workspace import INTERRUPT_FILE, DeploymentDir, RunDir, deployment_dir
 
 log = logging.getLogger(__name__)
 
@@ -94,10 +94,6 @@ def _refuse_if_interrupted(plan: DeploymentPlan) -> None:
 
 class CleanupFailed(RuntimeError):
     """Destroy could not prove the deployment's resources are gone: needs a human or the reaper."""
-
-
-def deployment_dir(plan: DeploymentPlan) -> DeploymentDir:
-    return RunDir(Path(plan.run_dir)).deployment(plan.instance)
 
 
 @contextlib.contextmanager
@@ -303,11 +299,7 @@ def read_record(ddir: DeploymentDir, run: RunSpec) -> RunRecord | None:
 
 
 def _save(ddir: DeploymentDir, run: RunSpec, record: RunRecord) -> None:
-    path = _record_path(ddir, run)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(".record.json.tmp")
-    tmp.write_text(record.model_dump_json(indent=2))
-    tmp.replace(path)
+    jsonfile.write(_record_path(ddir, run), record)
 
 
 def _progress(prov: Provisioned, run: RunSpec, what: str) -> None:

@@ -53,7 +53,7 @@ def plant(results: Path, k: int, *, run_id: str, expires_in: float, mini: bool =
         "maxmemory_policy": "allkeys-lru",
         "io_threads": 1,
         "state_dir": str(sd),
-        "runtime_dir": str(runtime.deployment_dir(sd)),
+        "runtime_dir": str(runtime.secrets_dir(sd)),
         "metrics_interval_seconds": 1,
         "expires_at": int(time.time() + expires_in),
     }
@@ -95,7 +95,7 @@ def assert_gone(pdir: Path, ports: list[int]) -> None:
     assert procs.processes_under(pdir) == []
     for port in ports:
         assert procs.port_free(port), port
-    assert not runtime.deployment_dir(pdir / "server").exists(), "its secrets were kept"
+    assert not runtime.secrets_dir(pdir / "server").exists(), "its secrets were kept"
 
 
 def registry_ports(pdir: Path) -> list[int]:
@@ -143,8 +143,8 @@ def test_reaper_takes_leftovers_and_spares_a_running_run(results_dir: Path) -> N
         # running deployment's stay
         folders = [r for r in summary["strays"] if r["kind"] == "runtime folder"]
         secrets = {Path(r["where"]): r["reason"] for r in folders}
-        assert "folder was removed" in secrets[runtime.deployment_dir(orphan / "server")]
-        assert (runtime.deployment_dir(live / "server") / "auth").is_file()
+        assert "folder was removed" in secrets[runtime.secrets_dir(orphan / "server")]
+        assert (runtime.secrets_dir(live / "server") / "auth").is_file()
         assert json.loads((expired / "reaped.json").read_text())["problems"] == []
         # reaping again finds nothing new
         again = reaper.reap([results_dir], run_state=lambda c, r: states.get(r))

@@ -18,11 +18,11 @@ NOW = time.time()
 def test_a_deployments_folder_is_named_after_it_and_lies_in_the_root(monkeypatch, tmp_path):
     monkeypatch.setenv("CACHEBENCH_RUNTIME", str(tmp_path / "rt"))
     sd = tmp_path / "results/c/r/deployments/redis-7.0-single-local.micro/server"
-    path = runtime.deployment_dir(sd)
+    path = runtime.secrets_dir(sd)
     assert path.parent == tmp_path / "rt"
     assert path.name.startswith("redis-7.0-single-local.micro-")
-    assert runtime.deployment_dir(str(sd)) == path  # the same folder for the same deployment
-    assert runtime.deployment_dir(sd.parent.with_name("other") / "server") != path
+    assert runtime.secrets_dir(str(sd)) == path  # the same folder for the same deployment
+    assert runtime.secrets_dir(sd.parent.with_name("other") / "server") != path
     monkeypatch.delenv("CACHEBENCH_RUNTIME")
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "xdg"))
     assert runtime.root() == tmp_path / "xdg" / "cachebench"

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from cachebench.targets.local import procs
+from cachebench import jsonfile
+from cachebench.targets.local import procs, runtime
 from cachebench.targets.local.servers import (
     CLUSTER_SLOTS,
     LocalError,
@@ -150,7 +151,7 @@ def test_write_secret_mode(tmp_path: Path):
     p = tmp_path / "auth"
     p.write_text("old")
     p.chmod(0o644)
-    procs.write_secret(p, "new")
+    runtime.write_secret(p, "new")
     assert p.read_text() == "new"
     assert p.stat().st_mode & 0o777 == 0o600
 
@@ -178,14 +179,14 @@ def test_identity_checks_reject_unrelated_process(tmp_path):
 
 def test_read_json_tolerates_damage(tmp_path):
     p = tmp_path / "x.json"
-    assert procs.read_json(p) is None
+    assert jsonfile.read(p) is None
     p.write_text("{ damaged")
-    assert procs.read_json(p) is None and procs.read_json_dict(p) is None
+    assert jsonfile.read(p) is None and jsonfile.read_dict(p) is None
     p.write_text("[1, 2]")
-    assert procs.read_json(p) == [1, 2]
-    assert procs.read_json_dict(p) is None
-    procs.write_json_atomic(p, {"a": 1})
-    assert procs.read_json_dict(p) == {"a": 1}
+    assert jsonfile.read(p) == [1, 2]
+    assert jsonfile.read_dict(p) is None
+    jsonfile.write(p, {"a": 1})
+    assert jsonfile.read_dict(p) == {"a": 1}
 
 
 class _FakeNode:

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from cachebench import jsonfile
 from cachebench.loadgen import procs, reads
 from cachebench.loadgen.auth import AUTH_ENV, mask_argv
 from cachebench.loadgen.memtier import (
@@ -54,7 +55,6 @@ from cachebench.loadgen.redis_benchmark import (
     unsupported,
 )
 from cachebench.models import Endpoint, LoadResult, Workload
-from cachebench.targets.local.procs import read_json_dict
 
 Phase = Literal["warmup", "measured"]
 RateHint = float | dict[str, float] | None
@@ -412,7 +412,7 @@ def tail(path: str | Path) -> str:
 def _chunk_trouble(h: dict[str, Any]) -> tuple[str, str, bool]:
     """(what the chunk driver's manifest says, its last chunk's stdout tail, whether a
     chunk was killed by a signal the driver did not pass on) of a redis-benchmark side."""
-    manifest = read_json_dict(Path(h["chunks"]))
+    manifest = jsonfile.read_dict(Path(h["chunks"]))
     if manifest is None:
         return "", "", False
     chunks = manifest.get("chunks") or [{}]

@@ -44,7 +44,7 @@ from cachebench.models import (
 from cachebench.targets import Leftover, RunState, Stray
 from cachebench.targets.aws.clients import error_code
 from cachebench.targets.aws.settings import AwsSettings, resolve
-from cachebench.workspace import DeploymentDir, RunDir, run_slug
+from cachebench.workspace import DeploymentDir, deployment_dir, run_slug
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -240,7 +240,7 @@ class AwsTarget:
         """The deployment's task definition revision (registered once), its awslogs and vCPUs."""
         from cachebench.targets.aws import ecs as ecs_mod
 
-        ddir = RunDir(Path(prov.plan.run_dir)).deployment(prov.plan.instance)
+        ddir = deployment_dir(prov.plan)
         path = ddir.path / ECS_STATE
         if path.is_file():
             return json.loads(path.read_text())
@@ -477,7 +477,7 @@ class AwsTarget:
         from cachebench.targets.aws import results
 
         s = settings_for(prov.plan)
-        ddir = RunDir(Path(prov.plan.run_dir)).deployment(prov.plan.instance)
+        ddir = deployment_dir(prov.plan)
         dest = ddir.load(run.point.id, run.repetition) / f"attempt{record.attempt}"
         results.fetch(_client(s, "s3"), record.detail["results_uri"], dest)
         g = run.point.load_generators

@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cachebench import jsonfile
 from cachebench.targets.local import miniature, procs
 
 # Same as cachebench.models.METRIC_COLUMNS (not imported: the agent stays light).
@@ -263,14 +264,14 @@ def _on_signal(signum, frame):
 
 def run(state_dir: Path) -> int:
     import redis
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
+
+    from cachebench.redis_conn import connect
 
     deadline = time.monotonic() + 10
-    reg = procs.read_json_dict(state_dir / "registry.json")
+    reg = jsonfile.read_dict(state_dir / "registry.json")
     while not reg and time.monotonic() < deadline:
         time.sleep(0.1)
-        reg = procs.read_json_dict(state_dir / "registry.json")
+        reg = jsonfile.read_dict(state_dir / "registry.json")
     auth = Path(reg["runtime_dir"]) / "auth" if reg and reg.get("runtime_dir") else None
     if not reg or auth is None or not auth.exists():
         print("agent: no registry or auth file; exiting", flush=True)
@@ -314,16 +315,7 @@ def run(state_dir: Path) -> int:
                 nid = n["node_id"]
                 try:
                     if nid not in conns:
-                        conns[nid] = redis.Redis(
-                            host=n.get("host", host),
-                            port=n["port"],
-                            password=password,
-                            socket_timeout=2,
-                            socket_connect_timeout=2,
-                            single_connection_client=True,
-                            decode_responses=True,
-                            retry=Retry(NoBackoff(), 0),
-                        )
+                        conns[nid] = connect(n.get("host", host), n["port"], password)
                     info = conns[nid].execute_command("INFO", *SECTIONS)
                 except redis.RedisError:
                     conn = conns.pop(nid, None)

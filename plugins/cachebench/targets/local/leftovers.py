@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cachebench import jsonfile
 from cachebench.targets import FINISHED, Leftover, RunState, Stray
 from cachebench.targets.local import cgroups, miniature, netns, procs, runtime, servers
 
@@ -44,7 +45,7 @@ def _deployment_dir_of(path: str, root: Path) -> Path | None:
 
 
 def _state_has_resources(pdir: Path) -> bool:
-    state = procs.read_json_dict(pdir / "terraform" / "terraform.tfstate") or {}
+    state = jsonfile.read_dict(pdir / "terraform" / "terraform.tfstate") or {}
     return bool(state.get("resources"))
 
 
@@ -79,7 +80,7 @@ def find(
             if not running and not _state_has_resources(pdir):
                 continue  # already clean
             sd = pdir / "server"
-            meta = procs.read_json_dict(sd / "registry.json") or procs.read_json_dict(
+            meta = jsonfile.read_dict(sd / "registry.json") or jsonfile.read_dict(
                 sd / "config.json"
             )
             if meta is None:
@@ -122,7 +123,7 @@ def reap(leftover: Leftover) -> list[str]:
         except Exception as exc:
             tf_error = f" (terraform destroy: {exc})"
             log.warning("reaper: terraform destroy of %s failed: %s", pdir, exc)
-    reg = procs.read_json_dict(sd / "registry.json") or {}
+    reg = jsonfile.read_dict(sd / "registry.json") or {}
     ports = {n.get("port") for n in reg.get("nodes", []) if isinstance(n, dict)}
     try:
         down = servers.down(sd)
@@ -141,7 +142,7 @@ def reap(leftover: Leftover) -> list[str]:
     if _state_has_resources(pdir):
         problems.append(f"terraform state in {tf.workdir} still holds resources{tf_error}")
     if pdir.exists():
-        procs.write_json_atomic(
+        jsonfile.write(
             pdir / "reaped.json",
             {"at": time.time(), "reason": leftover.reason, "problems": problems},
         )

@@ -32,6 +32,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from cachebench import jsonfile
 from cachebench.loadgen import procs as genprocs
 from cachebench.models import Strict
 from cachebench.targets.local import procs
@@ -230,7 +231,7 @@ def load_holder(lock: Path | None = None) -> dict[str, Any] | None:
         pass
     finally:
         os.close(fd)
-    holder = procs.read_json_dict(lock.with_name(HOLDER))
+    holder = jsonfile.read_dict(lock.with_name(HOLDER))
     if not holder or not isinstance(holder.get("pid"), int):
         return None
     return holder if genprocs.running(holder["pid"], holder.get("start")) else None

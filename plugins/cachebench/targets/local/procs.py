@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import signal
 import socket
@@ -138,40 +137,6 @@ def terminate(pids: list[int], check, grace: float) -> list[int]:
     for pid in left:
         signal_if(pid, signal.SIGKILL, check)
     return wait_gone(left, 5.0)
-
-
-def read_json(path: Path) -> Any:
-    """Parsed JSON of path (any type), or None when missing or damaged."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def read_json_dict(path: Path) -> dict | None:
-    """Like read_json, but None unless the file holds a JSON object."""
-    data = read_json(path)
-    return data if isinstance(data, dict) else None
-
-
-def write_json_atomic(path: Path, data: dict, mode: int = 0o644) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True)
-        fh.write("\n")
-    os.replace(tmp, path)
-
-
-def write_secret(path: Path, text: str) -> None:
-    """Write a file readable by its owner only, never briefly readable by others."""
-    path.unlink(missing_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
 
 
 LOAD_NAMES = frozenset({"memtier_benchmark", "redis-benchmark"})

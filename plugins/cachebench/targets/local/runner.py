@@ -26,7 +26,6 @@ the generators and ends it.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
@@ -36,7 +35,7 @@ from types import FrameType
 
 from pydantic import Field
 
-from cachebench import loadgen
+from cachebench import jsonfile, loadgen
 from cachebench.loadgen import prefill
 from cachebench.loadgen.cpu import CpuSampler
 from cachebench.models import Endpoint, LoadResult, Strict, Workload
@@ -85,9 +84,7 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 
 
 def _write(out: Path, name: str, data: object) -> None:
-    tmp = out / f".{name}.tmp"
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    tmp.replace(out / name)
+    jsonfile.write(out / name, data)
 
 
 def measure(job: RunJob, out: Path, password: str, status) -> LoadResult:

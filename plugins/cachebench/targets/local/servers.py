@@ -44,10 +44,10 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
+from cachebench import jsonfile
 from cachebench.engines import MAXMEMORY_POLICIES
+from cachebench.redis_conn import connect
 from cachebench.workspace import results_root
 
 from . import miniature, netns, procs, runtime
@@ -282,16 +282,7 @@ def _locked(state_dir: Path):
 
 
 def _client(port: int, password: str | None, timeout: float = 2.0, host: str = HOST) -> redis.Redis:
-    return redis.Redis(
-        host=host,
-        port=port,
-        password=password,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        decode_responses=True,
-        single_connection_client=True,
-        retry=Retry(NoBackoff(), 0),  # callers loop themselves; SHUTDOWN must not retry
-    )
+    return connect(host, port, password, timeout)  # SHUTDOWN must not retry
 
 
 def _tail(path: Path, lines: int = 15, redact: str | None = None) -> str:
@@ -347,7 +338,7 @@ def up(config: dict[str, Any]) -> dict[str, Any]:
 def _up_locked(cfg: dict[str, Any], sd: Path, version: str) -> dict[str, Any]:
     nodes = nodes_of(cfg)
     names = _names(cfg["server_binary"])
-    reg = procs.read_json_dict(sd / "registry.json") or {}
+    reg = jsonfile.read_dict(sd / "registry.json") or {}
     prov = miniature.provisioned(sd)
     rt = Path(cfg["runtime_dir"])
     auth = rt / "auth"
@@ -392,13 +383,13 @@ def _up_locked(cfg: dict[str, Any], sd: Path, version: str) -> dict[str, Any]:
             except miniature.MiniatureError as e:
                 raise LocalError(f"miniature {cfg['miniature']['mimics']}: {e}") from e
             # recorded at once: a failure from here on still finds it to remove
-            procs.write_json_atomic(sd / miniature.FILE, prov.model_dump(mode="json"))
+            jsonfile.write(sd / miniature.FILE, prov.model_dump(mode="json"))
         try:
             runtime.make(rt, owner)
         except (OSError, runtime.NotPrivate) as e:
             raise LocalError(f"runtime_dir {rt}: {e}") from e
         password = secrets.token_urlsafe(32)
-        procs.write_secret(auth, password + "\n")
+        runtime.write_secret(auth, password + "\n")
         pids = _start_nodes(cfg, sd, nodes, password, prov)
         deadline = time.monotonic() + cfg["ready_timeout_seconds"]
         if cfg["cluster_mode"]:
@@ -438,7 +429,7 @@ def _up_locked(cfg: dict[str, Any], sd: Path, version: str) -> dict[str, Any]:
         "config_hash": config_hash(cfg),
         "reused": reused,
     }
-    procs.write_json_atomic(sd / "registry.json", registry)
+    jsonfile.write(sd / "registry.json", registry)
     agent_reads = ("deployment_id", "expires_at", "metrics_interval_seconds", "maxmemory_bytes")
     if procs.is_agent(registry["agent_pid"], sd) and any(
         reg.get(k) != registry[k] for k in agent_reads
@@ -447,13 +438,13 @@ def _up_locked(cfg: dict[str, Any], sd: Path, version: str) -> dict[str, Any]:
         procs.terminate([registry["agent_pid"]], lambda p: procs.is_agent(p, sd), grace=3.0)
     if not procs.is_agent(registry["agent_pid"], sd):
         registry["agent_pid"] = _start_agent(sd)
-        procs.write_json_atomic(sd / "registry.json", registry)
+        jsonfile.write(sd / "registry.json", registry)
     return registry
 
 
 def _running_here(sd: Path) -> bool:
-    return any(t["pid"] for t in _targets(sd, procs.read_json_dict(sd / "registry.json"))) or any(
-        procs.is_agent(p, sd) for p in _agent_pids(sd, procs.read_json_dict(sd / "registry.json"))
+    return any(t["pid"] for t in _targets(sd, jsonfile.read_dict(sd / "registry.json"))) or any(
+        procs.is_agent(p, sd) for p in _agent_pids(sd, jsonfile.read_dict(sd / "registry.json"))
     )
 
 
@@ -482,9 +473,9 @@ def start_node(
     nd = sd / "nodes" / n.node_id
     nd.mkdir(parents=True, exist_ok=True, mode=0o700)
     _remove_data(nd)  # a fresh start never loads what an earlier run left
-    procs.write_json_atomic(nd / "node.json", {**asdict(n), "server_binary": cfg["server_binary"]})
+    jsonfile.write(nd / "node.json", {**asdict(n), "server_binary": cfg["server_binary"]})
     conf = Path(cfg["runtime_dir"]) / "nodes" / f"{n.node_id}.conf"
-    procs.write_secret(conf, render_server_conf(cfg, n, nd, password, upstream))
+    runtime.write_secret(conf, render_server_conf(cfg, n, nd, password, upstream))
     argv = [cfg["server_binary"], str(conf)]
     with open(nd / "startup.err", "wb") as err:
         rc = subprocess.run(
@@ -737,7 +728,7 @@ def _targets(sd: Path, reg: dict | None) -> list[dict[str, Any]]:
     for nd in sorted(nodes_dir.iterdir()) if nodes_dir.is_dir() else []:
         if not nd.is_dir():
             continue
-        meta = procs.read_json_dict(nd / "node.json") or {}
+        meta = jsonfile.read_dict(nd / "node.json") or {}
         t = found.setdefault(
             nd.name,
             {
@@ -780,7 +771,7 @@ def down(state_dir: Path | str) -> dict[str, Any]:
 
 
 def _stop_all(sd: Path) -> dict[str, Any]:
-    reg = procs.read_json_dict(sd / "registry.json")
+    reg = jsonfile.read_dict(sd / "registry.json")
     agent_stopped = False
     for pid in _agent_pids(sd, reg):
         if procs.is_agent(pid, sd):
@@ -830,7 +821,7 @@ def _stop_all(sd: Path) -> dict[str, Any]:
     (sd / "agent.pid").unlink(missing_ok=True)
     if reg is not None:
         reg["stopped_at"] = time.time()
-        procs.write_json_atomic(sd / "registry.json", reg)
+        jsonfile.write(sd / "registry.json", reg)
     if busy:
         print(
             f"cachebench.targets.local down: ports {busy} are still in use"
@@ -851,17 +842,17 @@ def _miniature_key(sd: Path, reg: dict | None) -> str | None:
     else as configured (an `up` that died before provisioning), else None (plain)."""
     if (prov := miniature.provisioned(sd)) is not None:
         return prov.miniature.key
-    cfg = procs.read_json_dict(sd / "config.json") or {}
+    cfg = jsonfile.read_dict(sd / "config.json") or {}
     mini = cfg.get("miniature")
     return str(mini["key"]) if isinstance(mini, dict) and mini.get("key") else None
 
 
 def runtime_dir_of(state_dir: Path, reg: dict | None = None) -> Path:
     """The private folder of state_dir's servers: as registered, configured, else derived."""
-    for meta in (reg, procs.read_json_dict(state_dir / "config.json")):
+    for meta in (reg, jsonfile.read_dict(state_dir / "config.json")):
         if meta and isinstance(meta.get("runtime_dir"), str):
             return Path(meta["runtime_dir"])
-    return runtime.deployment_dir(state_dir)
+    return runtime.secrets_dir(state_dir)
 
 
 def _remove_data(node_dir: Path) -> None:
@@ -896,7 +887,7 @@ def endpoint_from_registry(state_dir: Path | str):
     from cachebench.models import Endpoint, Node
 
     sd = Path(state_dir)
-    reg = procs.read_json_dict(sd / "registry.json")
+    reg = jsonfile.read_dict(sd / "registry.json")
     if not reg or not reg.get("nodes"):
         raise LocalError(f"{sd / 'registry.json'} is missing or damaged")
     nodes = [

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cachebench import engines, loadgen
+from cachebench import engines, jsonfile, loadgen
 from cachebench.catalogue import InstanceSpec, load_instance_specs
 from cachebench.loadgen import procs as genprocs
 from cachebench.models import (
@@ -37,7 +37,7 @@ from cachebench.models import (
 from cachebench.targets import Busy, Leftover, RunState, Stray
 from cachebench.targets.local import leftovers as local_leftovers
 from cachebench.targets.local import machine, miniature, netns, procs, runner, runtime, servers
-from cachebench.workspace import DeploymentDir, RunDir
+from cachebench.workspace import DeploymentDir, deployment_dir
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -60,12 +60,8 @@ STALE = (
 )
 
 
-def ddir_of(plan: DeploymentPlan) -> DeploymentDir:
-    return RunDir(Path(plan.run_dir)).deployment(plan.instance)
-
-
 def server_pids(state_dir: Path) -> list[int]:
-    reg = procs.read_json(state_dir / "registry.json") or {}
+    reg = jsonfile.read(state_dir / "registry.json") or {}
     return [int(n["pid"]) for n in reg.get("nodes", []) if n.get("pid")]
 
 
@@ -132,7 +128,7 @@ class LocalTarget:
             "io_threads": miniature.io_threads(mini["cpu_limit_cores"]) if mini else spec.vcpu,
             "miniature": mini,
             "state_dir": str(ddir.server),
-            "runtime_dir": str(runtime.deployment_dir(ddir.server)),
+            "runtime_dir": str(runtime.secrets_dir(ddir.server)),
             "python": sys.executable,
             "pythonpath": str(PLUGINS_DIR),
             "metrics_interval_seconds": 1,
@@ -179,16 +175,14 @@ class LocalTarget:
 
     def server_versions(self, prov: Provisioned) -> dict[str, str]:
         """INFO server of every node: its engine and version."""
-        import redis
+        from cachebench.redis_conn import connect
 
         password = (
             Path(prov.endpoint.auth_ref).read_text().strip() if prov.endpoint.auth_ref else None
         )
         out = {}
         for node in prov.endpoint.nodes:
-            with redis.Redis(
-                host=node.host, port=node.port, password=password, socket_timeout=5
-            ) as c:
+            with connect(node.host, node.port, password, timeout=5) as c:
                 info = c.info("server")
             engine = "valkey" if "valkey_version" in info else "redis"
             out[node.node_id] = f"{engine} {info.get('valkey_version') or info['redis_version']}"
@@ -197,7 +191,7 @@ class LocalTarget:
     # ------------------------------------------------------------ runs
 
     def _wait(self, prov: Provisioned, record: RunRecord, out: Path) -> Wait:
-        ddir = ddir_of(prov.plan)
+        ddir = deployment_dir(prov.plan)
         return Wait(
             classpath=TRIGGER,
             phase="load",
@@ -209,7 +203,7 @@ class LocalTarget:
         )
 
     def _start(self, prov: Provisioned, run: RunSpec, attempt: int) -> RunRecord:
-        ddir = ddir_of(prov.plan)
+        ddir = deployment_dir(prov.plan)
         out = ddir.load(run.point.id, run.repetition)
         out.mkdir(parents=True, exist_ok=True)
         for stale in STALE:
@@ -278,7 +272,7 @@ class LocalTarget:
         d = record.detail
         if d.get("pid"):
             genprocs.terminate([_runner(record)], 5.0)
-        handles = procs.read_json(Path(d.get("out_dir", "/nonexistent")) / "handles.json")
+        handles = jsonfile.read(Path(d.get("out_dir", "/nonexistent")) / "handles.json")
         if isinstance(handles, list) and handles:
             loadgen.stop_load(handles)
 
@@ -296,7 +290,7 @@ class LocalTarget:
             error, lost = f"its {failure.step} failed: {what}", failure.lost
         elif not measured.is_file():
             # the runner ended without saying why (killed, out of memory): the harness lost it
-            phase = (procs.read_json_dict(out / "status.json") or {}).get("phase", "not started")
+            phase = (jsonfile.read_dict(out / "status.json") or {}).get("phase", "not started")
             log = loadgen.tail(out / "runner.log") or "(empty)"
             error = (
                 f"the run's runner ended without a result or an error, in its {phase} phase "
@@ -321,7 +315,7 @@ class LocalTarget:
     def metrics(self, prov: Provisioned, run: RunSpec, start: float, end: float) -> pd.DataFrame:
         from cachebench.report.export import read_agent_csv
 
-        csv = ddir_of(prov.plan).server / "metrics.csv"
+        csv = deployment_dir(prov.plan).server / "metrics.csv"
         return read_agent_csv(csv, run.point.id, start=start, end=end)
 
     def metrics_ready_at(self, prov: Provisioned, end: float) -> float:
