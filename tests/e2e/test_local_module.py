@@ -25,9 +25,9 @@ import redis
 from leftovers import listening, processes_in
 from redis.cluster import ClusterNode, RedisCluster
 
-from cachebench import engines
+from cachebench import engines, procs
 from cachebench.models import Endpoint
-from cachebench.targets.local import procs, runtime, servers
+from cachebench.targets.local import runtime, servers
 from cachebench.targets.local.servers import LocalError, down, endpoint_from_registry, up
 from cachebench.terraform import flavour
 

@@ -359,8 +359,7 @@ print(json.dumps(got))
 def test_plain_node_type_still_runs_without_root(tmp_path: Path) -> None:
     """Where a miniature is refused (not root), a plain node type's server starts, answers
     on 127.0.0.1 and stops."""
-    from cachebench import engines
-    from cachebench.targets.local import procs
+    from cachebench import engines, procs
 
     port = next(p for p in range(52900, 52990) if procs.port_free(p))
     cfg = {

@@ -16,9 +16,9 @@ import pytest
 from airflow.dag_processing.dagbag import DagBag
 from leftovers import kernel_objects, miniature_keys
 
-from cachebench import engines, reaper, steps, targets
+from cachebench import engines, procs, reaper, steps, targets
 from cachebench.campaign import CampaignSpec
-from cachebench.targets.local import machine, miniature, netns, procs, runtime, servers
+from cachebench.targets.local import machine, miniature, netns, runtime, servers
 from cachebench.workspace import RunDir
 
 pytestmark = pytest.mark.e2e

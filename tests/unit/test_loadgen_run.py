@@ -16,6 +16,7 @@ import pytest
 import redis
 
 import cachebench.loadgen as loadgen
+from cachebench import procs
 from cachebench.loadgen import (
     LoadError,
     collect_load,
@@ -24,10 +25,8 @@ from cachebench.loadgen import (
     start_load,
     stop_load,
 )
-from cachebench.loadgen import procs as genprocs
 from cachebench.loadgen.chunked import STOP_S
 from cachebench.models import Endpoint, Node, Workload
-from cachebench.targets.local import procs as local_procs
 
 REDIS_BENCHMARK = shutil.which("redis-benchmark") or "/usr/bin/redis-benchmark"
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -201,7 +200,7 @@ def test_stop_load_ends_generators_and_collect_refuses(server, tmp_path):
     assert load_running(handles) == []
     with pytest.raises(LoadError, match=r"gave no result.*stopped by signal 15"):
         collect_load(handles)
-    left = [f for f in local_procs.processes_under(tmp_path) if f["kind"] == "load"]
+    left = [f for f in procs.processes_under(tmp_path) if f["kind"] == "load"]
     assert left == []  # no chunk outlived its driver
 
 
@@ -210,7 +209,7 @@ def test_stop_load_leaves_processes_that_are_not_ours(tmp_path):
     # handle's process by its start time, never by a bare pid
     sleeper = subprocess.Popen(["sleep", "30"], start_new_session=True)
     try:
-        start = genprocs.started(sleeper.pid)
+        start = procs.started(sleeper.pid)
         unproven = {"pid": sleeper.pid, "proc_start": None}
         assert stop_load([unproven], grace_s=0.5) == []
         wrong_start = {"pid": sleeper.pid, "proc_start": start - 0.01}
@@ -569,15 +568,15 @@ def test_redis_benchmark_reads_from_a_real_replica(server, replica, tmp_path):
 
 
 def test_a_childs_end_and_exit_status_come_from_its_wait():
-    child = genprocs.launch(["sh", "-c", "exit 3"])
+    child = procs.launch(["sh", "-c", "exit 3"])
     pid, start = child.ident
     deadline = time.monotonic() + 10
-    while not genprocs.ended(pid, start) and time.monotonic() < deadline:
+    while not procs.ended(pid, start) and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert genprocs.exit_status(pid, start) == 3
-    assert genprocs.describe_exit(3) == "it exited with status 3"
-    assert genprocs.describe_exit(-9) == "it was killed by signal 9 (SIGKILL)"
-    assert "unknown" in genprocs.describe_exit(None)
+    assert procs.exit_status(pid, start) == 3
+    assert procs.describe_exit(3) == "it exited with status 3"
+    assert procs.describe_exit(-9) == "it was killed by signal 9 (SIGKILL)"
+    assert "unknown" in procs.describe_exit(None)
     # another process's view: psutil (no exit status there)
-    assert genprocs.exit_status(os.getppid(), genprocs.started(os.getppid())) is None
-    assert not genprocs.ended(os.getppid(), genprocs.started(os.getppid()))
+    assert procs.exit_status(os.getppid(), procs.started(os.getppid())) is None
+    assert not procs.ended(os.getppid(), procs.started(os.getppid()))

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from cachebench import jsonfile
-from cachebench.targets.local import procs, runtime
+from cachebench import jsonfile, procs
+from cachebench.targets.local import runtime
 from cachebench.targets.local.servers import (
     CLUSTER_SLOTS,
     LocalError,

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import faults as fault_rules
-from cachebench import reaper, targets
-from cachebench.targets.local import leftovers, procs
+from cachebench import procs, reaper, targets
+from cachebench.targets.local import leftovers
 
 NOW = 1_800_000_000.0
 

@@ -30,8 +30,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from cachebench import jsonfile
-from cachebench.loadgen import procs, reads
+from cachebench import jsonfile, procs
+from cachebench.loadgen import reads
 from cachebench.loadgen.auth import AUTH_ENV, mask_argv
 from cachebench.loadgen.memtier import (
     MEMTIER,

@@ -31,8 +31,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cachebench import jsonfile
-from cachebench.targets.local import miniature, procs
+from cachebench import jsonfile, procs
+from cachebench.targets.local import miniature
 
 # Same as cachebench.models.METRIC_COLUMNS (not imported: the agent stays light).
 COLUMNS = ["timestamp", "point_id", "node_id", "metric", "value", "unit", "period_s"]

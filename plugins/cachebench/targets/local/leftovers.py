@@ -24,9 +24,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cachebench import jsonfile
+from cachebench import jsonfile, procs
 from cachebench.targets import FINISHED, Leftover, RunState, Stray
-from cachebench.targets.local import cgroups, miniature, netns, procs, runtime, servers
+from cachebench.targets.local import cgroups, miniature, netns, runtime, servers
 
 log = logging.getLogger(__name__)
 

@@ -32,10 +32,8 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from cachebench import jsonfile
-from cachebench.loadgen import procs as genprocs
+from cachebench import jsonfile, procs
 from cachebench.models import Strict
-from cachebench.targets.local import procs
 from cachebench.targets.local.servers import BUS_PORT_OFFSET
 
 MACHINE_ENV = "CACHEBENCH_MACHINE_DIR"
@@ -195,7 +193,7 @@ def _take(lock: Path, blocking: bool, what: str) -> int:
     except BaseException:
         os.close(fd)
         raise
-    me = {"pid": os.getpid(), "start": genprocs.started(os.getpid()), "what": what}
+    me = {"pid": os.getpid(), "start": procs.started(os.getpid()), "what": what}
     with contextlib.suppress(OSError):  # who holds it is for the others' status only
         _write_in_place(_shared(lock.with_name(HOLDER)), json.dumps(me).encode())
     return fd
@@ -234,4 +232,4 @@ def load_holder(lock: Path | None = None) -> dict[str, Any] | None:
     holder = jsonfile.read_dict(lock.with_name(HOLDER))
     if not holder or not isinstance(holder.get("pid"), int):
         return None
-    return holder if genprocs.running(holder["pid"], holder.get("start")) else None
+    return holder if procs.running(holder["pid"], holder.get("start")) else None

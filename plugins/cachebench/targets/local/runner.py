@@ -35,11 +35,11 @@ from types import FrameType
 
 from pydantic import Field
 
-from cachebench import jsonfile, loadgen
+from cachebench import jsonfile, loadgen, procs
 from cachebench.loadgen import prefill
 from cachebench.loadgen.cpu import CpuSampler
 from cachebench.models import Endpoint, LoadResult, Strict, Workload
-from cachebench.targets.local import machine, procs
+from cachebench.targets.local import machine
 
 MODULE = procs.RUNNER_MODULE
 GRACE_S = 120  # past twice the run's load time before the watch calls it overdue

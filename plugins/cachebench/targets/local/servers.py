@@ -45,12 +45,12 @@ from typing import Any
 
 import redis
 
-from cachebench import jsonfile
+from cachebench import jsonfile, procs
 from cachebench.engines import MAXMEMORY_POLICIES
 from cachebench.redis_conn import connect
 from cachebench.workspace import results_root
 
-from . import miniature, netns, procs, runtime
+from . import miniature, netns, runtime
 
 CLUSTER_SLOTS = 16384
 BUS_PORT_OFFSET = 10000
@@ -435,7 +435,7 @@ def _up_locked(cfg: dict[str, Any], sd: Path, version: str) -> dict[str, Any]:
         reg.get(k) != registry[k] for k in agent_reads
     ):
         # The agent reads these once at start: restart it to pick up the new values.
-        procs.terminate([registry["agent_pid"]], lambda p: procs.is_agent(p, sd), grace=3.0)
+        procs.stop([registry["agent_pid"]], lambda p: procs.is_agent(p, sd), grace=3.0)
     if not procs.is_agent(registry["agent_pid"], sd):
         registry["agent_pid"] = _start_agent(sd)
         jsonfile.write(sd / "registry.json", registry)
@@ -775,7 +775,7 @@ def _stop_all(sd: Path) -> dict[str, Any]:
     agent_stopped = False
     for pid in _agent_pids(sd, reg):
         if procs.is_agent(pid, sd):
-            left = procs.terminate([pid], lambda p: procs.is_agent(p, sd), grace=3.0)
+            left = procs.stop([pid], lambda p: procs.is_agent(p, sd), grace=3.0)
             if left:
                 raise LocalError(f"agent pid {pid} survived SIGKILL")
             agent_stopped = True
@@ -795,7 +795,7 @@ def _stop_all(sd: Path) -> dict[str, Any]:
     left = procs.wait_gone([t["pid"] for t in running], STOP_GRACE_S)
     by_pid = {t["pid"]: t for t in running}
     for pid in left:
-        left_after = procs.terminate([pid], ours(by_pid[pid]), grace=5.0)
+        left_after = procs.stop([pid], ours(by_pid[pid]), grace=5.0)
         if left_after:
             raise LocalError(f"server pid {pid} ({by_pid[pid]['node_id']}) survived SIGKILL")
     cluster = (

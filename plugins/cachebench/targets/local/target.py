@@ -20,9 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cachebench import engines, jsonfile, loadgen
+from cachebench import engines, jsonfile, loadgen, procs
 from cachebench.catalogue import InstanceSpec, load_instance_specs
-from cachebench.loadgen import procs as genprocs
 from cachebench.models import (
     DeploymentPlan,
     LoadCpu,
@@ -36,7 +35,7 @@ from cachebench.models import (
 )
 from cachebench.targets import Busy, Leftover, RunState, Stray
 from cachebench.targets.local import leftovers as local_leftovers
-from cachebench.targets.local import machine, miniature, netns, procs, runner, runtime, servers
+from cachebench.targets.local import machine, miniature, netns, runner, runtime, servers
 from cachebench.workspace import DeploymentDir, deployment_dir
 
 if TYPE_CHECKING:
@@ -71,12 +70,12 @@ def load_cgroup(state_dir: Path) -> list[str]:
     return prov.groups[miniature.LOAD].procs_files if prov is not None else []
 
 
-def _runner(record: RunRecord) -> genprocs.Ident:
+def _runner(record: RunRecord) -> procs.Ident:
     return record.detail["pid"], record.detail.get("proc_start")
 
 
 def runner_alive(record: RunRecord) -> bool:
-    return bool(record.detail.get("pid")) and not genprocs.ended(*_runner(record))
+    return bool(record.detail.get("pid")) and not procs.ended(*_runner(record))
 
 
 class LocalTarget:
@@ -222,7 +221,7 @@ class LocalTarget:
         job_file.write_text(job.model_dump_json(indent=2))
         argv = [sys.executable, "-m", runner.MODULE, str(job_file)]
         with (out / "runner.log").open("ab") as log:
-            runner_proc = genprocs.launch(
+            runner_proc = procs.launch(
                 argv,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -271,7 +270,7 @@ class LocalTarget:
     def _stop(self, record: RunRecord) -> None:
         d = record.detail
         if d.get("pid"):
-            genprocs.terminate([_runner(record)], 5.0)
+            procs.terminate([_runner(record)], 5.0)
         handles = jsonfile.read(Path(d.get("out_dir", "/nonexistent")) / "handles.json")
         if isinstance(handles, list) and handles:
             loadgen.stop_load(handles)
