@@ -364,13 +364,12 @@ def _collect(prov: Provisioned, run: RunSpec, record: RunRecord, try_id: str) ->
         return failed
     rdir.write_json("load.json", loads.measured.model_dump(mode="json"))
     m = loads.measured
-    window = [m.started_at, m.started_at + m.elapsed_seconds]
     _progress(prov, run, f"measured {m.ops_per_sec:,.0f} ops/s, p99 {m.latency.p99:.3f} ms")
     return record.model_copy(
         update={
             "status": "done",
             "try_id": try_id,
-            "detail": {**record.detail, "window": window},
+            "window": (m.started_at, m.started_at + m.elapsed_seconds),
         }
     )
 
@@ -378,7 +377,8 @@ def _collect(prov: Provisioned, run: RunSpec, record: RunRecord, try_id: str) ->
 def _export(prov: Provisioned, run: RunSpec, record: RunRecord, try_id: str) -> RunRecord:
     target = targets.get(prov.plan.deployment.target)
     rdir = _result_dir(run, prov.plan)
-    start, end = record.detail["window"]
+    assert record.window is not None, "exported before its load was collected"
+    start, end = record.window
     try:
         metrics = target.metrics(prov, run, start, end)
         load = LoadResult.model_validate_json((rdir.path / "load.json").read_text())
@@ -405,7 +405,7 @@ def _export_ready(prov: Provisioned, ddir: DeploymentDir, try_id: str) -> float 
     target = targets.get(prov.plan.deployment.target)
     later: list[float] = []
     for run, record in _exports_due(prov, ddir):
-        ready = target.metrics_ready_at(prov, record.detail["window"][1])
+        ready = target.metrics_ready_at(prov, record.window[1])
         wait = ready - time.time()
         if wait > SHORT_WAIT_S:
             later.append(ready)

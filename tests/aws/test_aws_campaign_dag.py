@@ -187,12 +187,12 @@ def test_one_group_per_deployment_measures_every_run_with_n_tasks_and_a_retry_re
                 path = run.deployment(plan.instance).load(r.point.id, r.repetition)
                 record = RunRecord.model_validate_json((path / "record.json").read_text())
                 assert record.status == "done" and record.attempt == 1, r.key
-                sbs = record.detail["started_by"]
-                assert len(by[sbs["prefill"]]) == 1, r.key
-                assert len(by[sbs["load"]]) == 2, r.key
-                names = sorted(ecs.task_name(agent.tasks[a]) for a in by[sbs["load"]])
+                sbs = record.detail.started_by
+                assert len(by[sbs.prefill]) == 1, r.key
+                assert len(by[sbs.load]) == 2, r.key
+                names = sorted(ecs.task_name(agent.tasks[a]) for a in by[sbs.load])
                 assert names == ["g0", "g1"], r.key
-                assert all(agent.done[a] == 0 for a in by[sbs["load"]] + by[sbs["prefill"]])
+                assert all(agent.done[a] == 0 for a in by[sbs.load] + by[sbs.prefill])
         # the retried measure reattached: the lost try's tasks are the run's only ones
         (gone,) = lost
         assert sorted(by[gone["started_by"]]) == sorted(gone["tasks"]) and len(gone["tasks"]) == 2

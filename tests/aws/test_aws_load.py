@@ -177,21 +177,21 @@ def test_a_run_prefills_then_measures_with_n_tasks_and_the_token_only_as_a_secre
         assert watch.phase == "prefill" and watch.classpath == target.TASK_DONE
         record = record_of(prov)
         assert record.status == "started" and record.phase == "prefill" and record.attempt == 1
-        (prefill,) = tasks_of(record.detail["started_by"]["prefill"])
-        assert watch.kwargs["task_arn"] == prefill["taskArn"] == record.detail["prefill_task"]
+        (prefill,) = tasks_of(record.detail.started_by.prefill)
+        assert watch.kwargs["task_arn"] == prefill["taskArn"] == record.detail.prefill_task
         assert watch.kwargs["log_group"] == "/cachebench/load"  # awslogs into the task log
         assert wait_on(watch)["status"] == "success"
         # phase 2: N load tasks under a startedBy of their own, followed by our watch
         watch = steps.measure_step(prov, try_id, {"status": "success"})
         assert watch.phase == "load" and watch.classpath == target.LOAD_TRIGGER
         record = record_of(prov)
-        sb = record.detail["started_by"]["load"]
-        assert watch.kwargs["started_by"] == sb != record.detail["started_by"]["prefill"]
+        sb = record.detail.started_by.load
+        assert watch.kwargs["started_by"] == sb != record.detail.started_by.prefill
         loads = tasks_of(sb)
         assert sorted(ecs.task_name(t) for t in loads) == ["g0", "g1", "g2"]
         # one start time for all of them, in their overrides: now + the start-up grace
-        start_at = record.detail["load_start_at"]
-        assert start_at == pytest.approx(record.detail["load_started_at"] + 3.0)  # conftest
+        start_at = record.detail.load_start_at
+        assert start_at == pytest.approx(record.detail.load_started_at + 3.0)  # conftest
         starts = {
             e["value"]
             for t in loads
@@ -284,7 +284,7 @@ def test_a_run_prefills_then_measures_with_n_tasks_and_the_token_only_as_a_secre
         assert min(g["cpu_pct"]) > 0
 
     # nothing kept or uploaded holds the token
-    uploaded = s3_objects(record.detail["results_uri"])
+    uploaded = s3_objects(record.detail.results_uri)
     assert len(uploaded) > 3 * 6
     for key, body in uploaded.items():
         assert token.encode() not in body, f"s3 {key} holds the token"
@@ -349,7 +349,7 @@ def test_a_prefill_that_writes_fewer_keys_fails_the_run_before_its_load(
     assert f"the primaries hold {key_space - 10} keys (DBSIZE), the key space is {key_space}" in (
         record.error
     )
-    assert "load" not in record.detail["started_by"]
+    assert record.detail.started_by.load is None
     assert [ecs.task_name(t) for t in agent.tasks.values()] == ["prefill"]
     error = (steps._result_dir(prov.plan.runs[0], prov.plan).path / "error.txt").read_text()
     assert f"{key_space - 10} keys" in error
@@ -385,7 +385,7 @@ def test_a_new_try_reattaches_to_the_load_tasks_and_starts_none(aws, results_dir
         first = steps.begin_try(prov)
         assert wait_on(steps.measure_step(prov, first, None))["status"] == "success"
         watch = steps.measure_step(prov, first, {"status": "success"})
-        sb = record_of(prov).detail["started_by"]["load"]
+        sb = record_of(prov).detail.started_by.load
         before = sorted(t["taskArn"] for t in tasks_of(sb))
         assert len(before) == 2
         assert {t["lastStatus"] for t in tasks_of(sb)} == {"RUNNING"}
@@ -417,7 +417,7 @@ def test_a_lost_worker_mid_start_leaves_no_duplicate_prefill_or_load(aws, result
     run = prov.plan.runs[0]
     with FakeEcs(tmp_path / "ecs", "midstart", time_scale=3.0):
         watch = steps.measure_step(prov, steps.begin_try(prov), None)
-        prefill_sb = record_of(prov).detail["started_by"]["prefill"]
+        prefill_sb = record_of(prov).detail.started_by.prefill
         steps._record_path(ddir, run).unlink()  # the record was never saved
         again = steps.measure_step(prov, steps.begin_try(prov), None)
         assert again.kwargs["task_arn"] == watch.kwargs["task_arn"]
@@ -430,7 +430,7 @@ def test_a_lost_worker_mid_start_leaves_no_duplicate_prefill_or_load(aws, result
         record = record_of(prov)
         sb = target.started_by(prov.plan, run, record.attempt, "load")
         script = ecs.container_script(run.point, prov.endpoint, s)
-        g0 = ecs.generator_overrides("memtier", script, record.detail["results_uri"], "g0")
+        g0 = ecs.generator_overrides("memtier", script, record.detail.results_uri, "g0")
         (arn0,) = TARGET._run_tasks(s, state, sb, {"g0": g0}, prov)
         half = EcsElastiCacheWatchTrigger(
             **{
@@ -441,11 +441,14 @@ def test_a_lost_worker_mid_start_leaves_no_duplicate_prefill_or_load(aws, result
                     state,
                     record.model_copy(
                         update={
-                            "detail": {
-                                **record.detail,
-                                "started_by": {**record.detail["started_by"], "load": sb},
-                                "load_started_at": time.time() - 700,
-                            }
+                            "detail": record.detail.model_copy(
+                                update={
+                                    "started_by": record.detail.started_by.model_copy(
+                                        update={"load": sb}
+                                    ),
+                                    "load_started_at": time.time() - 700,
+                                }
+                            )
                         }
                     ),
                 ).kwargs
@@ -477,7 +480,7 @@ def test_watch_fails_early_when_a_load_task_dies_and_the_others_are_stopped(
         assert steps.measure_step(prov, try_id, event) is None
         record = record_of(prov)
         assert record.status == "failed" and "exit code 1" in record.error
-        sb = record.detail["started_by"]["load"]
+        sb = record.detail.started_by.load
         tasks = {ecs.task_name(t): t for t in tasks_of(sb)}
         assert {n: t["lastStatus"] for n, t in tasks.items()} == {"g0": "STOPPED", "g1": "STOPPED"}
         assert tasks["g0"]["stoppedReason"] == "cachebench: run failed"
@@ -488,10 +491,7 @@ def test_watch_fails_early_when_a_load_task_dies_and_the_others_are_stopped(
         fake.time_scale = 0.3
         retry = steps.measure_step(prov, steps.begin_try(prov), None)
         assert retry.phase == "prefill" and record_of(prov).attempt == 2
-        assert (
-            record_of(prov).detail["started_by"]["prefill"]
-            != record.detail["started_by"]["prefill"]
-        )
+        assert record_of(prov).detail.started_by.prefill != record.detail.started_by.prefill
         TARGET.stop_load(prov.plan, ddir)
 
 
@@ -508,7 +508,7 @@ def test_a_failed_prefill_fails_the_run_with_its_log_and_starts_no_load(
     assert record.status == "failed" and record.error.startswith("prefill: ")
     assert "exit code 1" in record.error
     assert "Connection error: TLS handshake failed" in record.error  # its awslogs tail
-    assert "load" not in record.detail["started_by"]
+    assert record.detail.started_by.load is None
     sb = target.started_by(prov.plan, prov.plan.runs[0], 1, "load")
     assert tasks_of(sb) == []  # no load on a data set that was not written
 

@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any
 from cachebench.catalogue import load_instance_specs
 from cachebench.loadgen import LoadError
 from cachebench.models import (
+    AwsRunDetail,
+    AwsStartedBy,
     DeploymentPlan,
     LoadCpu,
     Provisioned,
@@ -78,6 +80,11 @@ def _client(settings: AwsSettings, service: str) -> Any:
 
 def _digest(*parts: str, n: int = 20) -> str:
     return hashlib.sha1("/".join(parts).encode()).hexdigest()[:n]
+
+
+def _detail(record: RunRecord) -> AwsRunDetail:
+    assert isinstance(record.detail, AwsRunDetail), "not a run of the aws target"
+    return record.detail
 
 
 def replication_group_id(plan: DeploymentPlan) -> str:
@@ -332,19 +339,21 @@ class AwsTarget:
         self, prov: Provisioned, run: RunSpec, s: AwsSettings, state: dict, record: RunRecord
     ) -> Wait:
         w = run.point.workload
-        started = record.detail["load_started_at"]  # kept: a reattached watch keeps its clock
+        d = _detail(record)
+        started = d.load_started_at  # kept: a reattached watch keeps its clock
+        assert started is not None and d.started_by.load is not None, "load not started"
         return Wait(
             classpath=LOAD_TRIGGER,
             phase="load",
             kwargs={
                 "region": s.region,
                 "cluster": state["cluster"],
-                "started_by": record.detail["started_by"]["load"],
+                "started_by": d.started_by.load,
                 "expected": run.point.load_generators,
                 "container": state["container"],
                 "replication_group_id": state["replication_group_id"],
                 "started_at": started,
-                "deadline": record.detail.get("load_start_at", started)
+                "deadline": (d.load_start_at or started)
                 + (w.warmup_seconds + w.duration_seconds) * 1.25
                 + START_GRACE_S,
                 "evictions_allowed": evictions_expected(prov.plan, run),
@@ -374,7 +383,9 @@ class AwsTarget:
             attempt=attempt,
             phase="prefill",
             started_at=time.time(),
-            detail={"results_uri": uri, "started_by": {"prefill": sb}, "prefill_task": arn},
+            detail=AwsRunDetail(
+                results_uri=uri, started_by=AwsStartedBy(prefill=sb), prefill_task=arn
+            ),
         )
         return record, self._prefill_wait(s, state, run, arn)
 
@@ -388,11 +399,14 @@ class AwsTarget:
         state = self._task_definition(prov, s)
         sb = started_by(prov.plan, run, record.attempt, "load")
         script = ecs_mod.container_script(run.point, prov.endpoint, s)
-        uri = record.detail["results_uri"]
-        first = "load_started_at" not in record.detail
-        started_at = record.detail.get("load_started_at", time.time())
+        d = _detail(record)
+        uri = d.results_uri
+        first = d.load_started_at is None
+        started_at = time.time() if d.load_started_at is None else d.load_started_at
         # one start for every load task (kept: a task a retry starts late is late)
-        start_at = record.detail.get("load_start_at", started_at + s.load_start_grace_seconds)
+        start_at = (
+            started_at + s.load_start_grace_seconds if d.load_start_at is None else d.load_start_at
+        )
         overrides = {
             f"g{g}": ecs_mod.generator_overrides(state["container"], script, uri, f"g{g}", start_at)
             for g in range(run.point.load_generators)
@@ -401,12 +415,13 @@ class AwsTarget:
         record = record.model_copy(
             update={
                 "phase": "load",
-                "detail": {
-                    **record.detail,
-                    "started_by": {**record.detail["started_by"], "load": sb},
-                    "load_started_at": started_at,
-                    "load_start_at": start_at,
-                },
+                "detail": d.model_copy(
+                    update={
+                        "started_by": d.started_by.model_copy(update={"load": sb}),
+                        "load_started_at": started_at,
+                        "load_start_at": start_at,
+                    }
+                ),
             }
         )
         if first:
@@ -424,7 +439,7 @@ class AwsTarget:
         from cachebench.targets.aws import ecs as ecs_mod
 
         s = settings_for(prov.plan)
-        tasks = ecs_mod.describe(self._hook(s).conn, s.ecs_cluster, [record.detail["prefill_task"]])
+        tasks = ecs_mod.describe(self._hook(s).conn, s.ecs_cluster, [_detail(record).prefill_task])
         if not tasks:
             return True, "prefill task is gone (ECS forgets stopped tasks after about an hour)"
         if tasks[0].get("lastStatus") != "STOPPED":
@@ -447,11 +462,11 @@ class AwsTarget:
         if record.phase == "prefill":
             stopped, problem = self._prefill_outcome(prov, record)
             if not stopped:  # a new try while it still runs: follow it again
-                arn = record.detail["prefill_task"]
+                arn = _detail(record).prefill_task
                 return record, self._prefill_wait(s, state, run, arn)
             if problem:
                 if logs := state.get("awslogs"):  # what the flush or memtier said
-                    arn = record.detail["prefill_task"]
+                    arn = _detail(record).prefill_task
                     tail = ecs_mod.log_tail(_client(s, "logs"), logs, state["container"], arn)
                     problem += f"; its log ends:\n{tail}"
                 return self._failed(record, f"prefill: {problem}"), None
@@ -460,15 +475,17 @@ class AwsTarget:
             return self._start_load(prov, run, record)
         if event.get("status") == "done":
             return record, None
-        self._stop(s, state, record.detail["started_by"]["load"])
+        self._stop(s, state, _detail(record).started_by.load)
         return self._failed(record, f"watch: {event.get('message', event)}"), None
 
     def _failed(self, record: RunRecord, why: str) -> RunRecord:
         return record.model_copy(update={"status": "failed", "error": why})
 
-    def _stop(self, s: AwsSettings, state: dict, sb: str) -> None:
+    def _stop(self, s: AwsSettings, state: dict, sb: str | None) -> None:
         from cachebench.targets.aws import ecs as ecs_mod
 
+        if sb is None:  # no load task was started
+            return
         client = self._hook(s).conn
         arns = [t["taskArn"] for t in ecs_mod.started_tasks(client, state["cluster"], sb)]
         ecs_mod.stop(client, state["cluster"], arns, "cachebench: run failed")
@@ -479,7 +496,7 @@ class AwsTarget:
         s = settings_for(prov.plan)
         ddir = deployment_dir(prov.plan)
         dest = ddir.load(run.point.id, run.repetition) / f"attempt{record.attempt}"
-        results.fetch(_client(s, "s3"), record.detail["results_uri"], dest)
+        results.fetch(_client(s, "s3"), _detail(record).results_uri, dest)
         g = run.point.load_generators
         warm = None
         if run.point.workload.warmup_seconds:

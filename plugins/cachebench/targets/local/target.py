@@ -26,6 +26,7 @@ from cachebench.models import (
     DeploymentPlan,
     LoadCpu,
     LoadResult,
+    LocalRunDetail,
     PrefillResult,
     Provisioned,
     RunLoads,
@@ -71,11 +72,17 @@ def load_cgroup(state_dir: Path) -> list[str]:
 
 
 def _runner(record: RunRecord) -> procs.Ident:
-    return record.detail["pid"], record.detail.get("proc_start")
+    assert isinstance(record.detail, LocalRunDetail)
+    return record.detail.pid, record.detail.proc_start
+
+
+def _out_dir(record: RunRecord) -> Path:
+    assert isinstance(record.detail, LocalRunDetail)
+    return Path(record.detail.out_dir)
 
 
 def runner_alive(record: RunRecord) -> bool:
-    return bool(record.detail.get("pid")) and not procs.ended(*_runner(record))
+    return isinstance(record.detail, LocalRunDetail) and not procs.ended(*_runner(record))
 
 
 class LocalTarget:
@@ -195,7 +202,7 @@ class LocalTarget:
             classpath=TRIGGER,
             phase="load",
             kwargs={
-                "load_pids": [record.detail["pid"]],
+                "load_pids": [_runner(record)[0]],
                 "server_pids": server_pids(ddir.server),
                 "status_file": str(out / "status.json"),
             },
@@ -236,12 +243,9 @@ class LocalTarget:
             attempt=attempt,
             phase="load",
             started_at=time.time(),
-            detail={
-                "pid": runner_proc.proc.pid,
-                "proc_start": runner_proc.start,
-                "argv": argv,
-                "out_dir": str(out),
-            },
+            detail=LocalRunDetail(
+                pid=runner_proc.proc.pid, proc_start=runner_proc.start, argv=argv, out_dir=str(out)
+            ),
         )
 
     def step(
@@ -254,8 +258,8 @@ class LocalTarget:
         if record is None or record.status != "started":
             attempt = record.attempt + 1 if record else 1
             record = self._start(prov, run, attempt)
-            return record, self._wait(prov, record, Path(record.detail["out_dir"]))
-        out = Path(record.detail["out_dir"])
+            return record, self._wait(prov, record, _out_dir(record))
+        out = _out_dir(record)
         if event is None:  # a new try: reattach to the runner if it still runs
             if runner_alive(record):
                 return record, self._wait(prov, record, out)
@@ -268,15 +272,15 @@ class LocalTarget:
         ), None
 
     def _stop(self, record: RunRecord) -> None:
-        d = record.detail
-        if d.get("pid"):
-            procs.terminate([_runner(record)], 5.0)
-        handles = jsonfile.read(Path(d.get("out_dir", "/nonexistent")) / "handles.json")
+        if not isinstance(record.detail, LocalRunDetail):
+            return
+        procs.terminate([_runner(record)], 5.0)
+        handles = jsonfile.read(_out_dir(record) / "handles.json")
         if isinstance(handles, list) and handles:
             loadgen.stop_load(handles)
 
     def loads(self, prov: Provisioned, run: RunSpec, record: RunRecord) -> RunLoads:
-        out = Path(record.detail["out_dir"])
+        out = _out_dir(record)
         warm, filled, measured = out / "warmup.json", out / "prefill.json", out / "measured.json"
         cpu = out / "cpu.json"
         error, lost = "", False
