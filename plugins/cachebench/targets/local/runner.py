@@ -38,6 +38,7 @@ from pydantic import Field
 from cachebench import jsonfile, loadgen, procs
 from cachebench.loadgen import prefill
 from cachebench.loadgen.cpu import CpuSampler
+from cachebench.loadgen.handle import write_handles
 from cachebench.models import Endpoint, LoadResult, Strict, Workload
 from cachebench.targets.local import machine
 
@@ -117,7 +118,7 @@ def measure(job: RunJob, out: Path, password: str, status) -> LoadResult:
         rate_hint_ops=rate_hint,
         **common,
     )
-    _write(out, "handles.json", handles)
+    write_handles(out / "handles.json", handles)
     cpu = CpuSampler(handles, w)
     try:
         limit = time.monotonic() + 3 * w.duration_seconds + 30

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from cachebench import engines, jsonfile, loadgen, procs
 from cachebench.catalogue import InstanceSpec, load_instance_specs
+from cachebench.loadgen.handle import read_handles
 from cachebench.models import (
     DeploymentPlan,
     LoadCpu,
@@ -275,8 +276,7 @@ class LocalTarget:
         if not isinstance(record.detail, LocalRunDetail):
             return
         procs.terminate([_runner(record)], 5.0)
-        handles = jsonfile.read(_out_dir(record) / "handles.json")
-        if isinstance(handles, list) and handles:
+        if handles := read_handles(_out_dir(record) / "handles.json"):
             loadgen.stop_load(handles)
 
     def loads(self, prov: Provisioned, run: RunSpec, record: RunRecord) -> RunLoads:
