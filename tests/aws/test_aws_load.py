@@ -426,7 +426,7 @@ def test_a_lost_worker_mid_start_leaves_no_duplicate_prefill_or_load(aws, result
 
         # the load: only g0 got started (by this very code path) before the worker died
         s = target.settings_for(prov.plan)
-        state = json.loads((ddir.path / "ecs.json").read_text())
+        state = ecs.EcsState.model_validate_json((ddir.path / "ecs.json").read_text())
         record = record_of(prov)
         sb = target.started_by(prov.plan, run, record.attempt, "load")
         script = ecs.container_script(run.point, prov.endpoint, s)

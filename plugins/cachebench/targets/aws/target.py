@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from cachebench.campaign import CampaignSpec
+    from cachebench.targets.aws.ecs import EcsState
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,14 @@ def _client(settings: AwsSettings, service: str) -> Any:
 
 def _digest(*parts: str, n: int = 20) -> str:
     return hashlib.sha1("/".join(parts).encode()).hexdigest()[:n]
+
+
+def _ecs_state(ddir: DeploymentDir) -> EcsState | None:
+    """The deployment's ECS set-up (ecs.json), once its task definition was registered."""
+    from cachebench.targets.aws.ecs import EcsState
+
+    path = ddir.path / ECS_STATE
+    return EcsState.model_validate_json(path.read_text()) if path.is_file() else None
 
 
 def _detail(record: RunRecord) -> AwsRunDetail:
@@ -243,14 +252,13 @@ class AwsTarget:
 
     # ------------------------------------------------------------ runs
 
-    def _task_definition(self, prov: Provisioned, s: AwsSettings) -> dict[str, Any]:
+    def _task_definition(self, prov: Provisioned, s: AwsSettings) -> EcsState:
         """The deployment's task definition revision (registered once), its awslogs and vCPUs."""
         from cachebench.targets.aws import ecs as ecs_mod
 
         ddir = deployment_dir(prov.plan)
-        path = ddir.path / ECS_STATE
-        if path.is_file():
-            return json.loads(path.read_text())
+        if state := _ecs_state(ddir):
+            return state
         ecs = self._hook(s).conn
         fam = ecs_mod.family(prov.plan)
         tags = [{"key": k, "value": v} for k, v in _tags(prov.plan).items()]
@@ -258,16 +266,16 @@ class AwsTarget:
             ecs, s.task_definition, s.container_name, fam, prov.endpoint.auth_ref, tags
         )
         td = ecs_mod.describe_task_definition(ecs, arn)
-        state = {
-            "region": s.region,
-            "cluster": s.ecs_cluster,
-            "family": fam,
-            "task_definition": arn,
-            "container": s.container_name,
-            "replication_group_id": replication_group_id(prov.plan),
-            "awslogs": ecs_mod.awslogs(td, s.container_name),
-            "vcpus": ecs_mod.vcpus(td),
-        }
+        state = ecs_mod.EcsState(
+            region=s.region,
+            cluster=s.ecs_cluster,
+            family=fam,
+            task_definition=arn,
+            container=s.container_name,
+            replication_group_id=replication_group_id(prov.plan),
+            awslogs=ecs_mod.awslogs(td, s.container_name),
+            vcpus=ecs_mod.vcpus(td),
+        )
         ddir.write_json(ECS_STATE, state)
         return state
 
@@ -277,21 +285,26 @@ class AwsTarget:
         return EcsHook(aws_conn_id=s.aws_conn_id, region_name=s.region)
 
     def _run_tasks(
-        self, s: AwsSettings, state: dict, sb: str, overrides: dict[str, dict], prov: Provisioned
+        self,
+        s: AwsSettings,
+        state: EcsState,
+        sb: str,
+        overrides: dict[str, dict],
+        prov: Provisioned,
     ) -> list[str]:
         """Start one task per name in overrides with startedBy sb, but only those ECS does
         not already have under sb (a retry reattaches, it never starts a second set)."""
         from cachebench.targets.aws import ecs as ecs_mod
 
         client = self._hook(s).conn
-        have = ecs_mod.started_tasks(client, state["cluster"], sb)
+        have = ecs_mod.started_tasks(client, state.cluster, sb)
         started = {ecs_mod.task_name(t): t["taskArn"] for t in have}
         for name, override in overrides.items():
             if name in started:
                 continue
             resp = client.run_task(
-                cluster=state["cluster"],
-                taskDefinition=state["task_definition"],
+                cluster=state.cluster,
+                taskDefinition=state.task_definition,
                 launchType=s.launch_type,
                 count=1,
                 startedBy=sb,
@@ -315,28 +328,28 @@ class AwsTarget:
             started[name] = resp["tasks"][0]["taskArn"]
         return [started[name] for name in overrides]
 
-    def _prefill_wait(self, s: AwsSettings, state: dict, run: RunSpec, arn: str) -> Wait:
-        logs = state.get("awslogs") or {}
-        stream = f"{logs['prefix']}/{state['container']}/{arn.rsplit('/', 1)[-1]}" if logs else None
+    def _prefill_wait(self, s: AwsSettings, state: EcsState, run: RunSpec, arn: str) -> Wait:
+        logs = state.awslogs
+        stream = logs.stream(state.container, arn) if logs else None
         delay = max(1, int(s.watch_poll_seconds))
         allowed = START_GRACE_S + run.point.workload.key_space / PREFILL_KEYS_PER_S
         return Wait(
             classpath=TASK_DONE,
             phase="prefill",
             kwargs={
-                "cluster": state["cluster"],
+                "cluster": state.cluster,
                 "task_arn": arn,
                 "waiter_delay": delay,
                 "waiter_max_attempts": max(1, int(allowed / delay)),
                 "aws_conn_id": s.aws_conn_id,
                 "region_name": s.region,
-                "log_group": logs.get("group"),
+                "log_group": logs.group if logs else None,
                 "log_stream": stream,
             },
         )
 
     def _load_wait(
-        self, prov: Provisioned, run: RunSpec, s: AwsSettings, state: dict, record: RunRecord
+        self, prov: Provisioned, run: RunSpec, s: AwsSettings, state: EcsState, record: RunRecord
     ) -> Wait:
         w = run.point.workload
         d = _detail(record)
@@ -347,18 +360,18 @@ class AwsTarget:
             phase="load",
             kwargs={
                 "region": s.region,
-                "cluster": state["cluster"],
+                "cluster": state.cluster,
                 "started_by": d.started_by.load,
                 "expected": run.point.load_generators,
-                "container": state["container"],
-                "replication_group_id": state["replication_group_id"],
+                "container": state.container,
+                "replication_group_id": state.replication_group_id,
                 "started_at": started,
                 "deadline": (d.load_start_at or started)
                 + (w.warmup_seconds + w.duration_seconds) * 1.25
                 + START_GRACE_S,
                 "evictions_allowed": evictions_expected(prov.plan, run),
                 "aws_conn_id": s.aws_conn_id,
-                "awslogs": state.get("awslogs"),
+                "awslogs": state.awslogs.model_dump() if state.awslogs else None,
                 "min_poll": s.watch_poll_seconds,
             },
         )
@@ -376,7 +389,7 @@ class AwsTarget:
         fits = not evictions_expected(prov.plan, run)
         expected = run.point.workload.key_space if fits else None
         script = ecs_mod.prefill_script(run.point, prov.endpoint, s, expected)
-        override = ecs_mod.generator_overrides(state["container"], script, uri, PREFILL)
+        override = ecs_mod.generator_overrides(state.container, script, uri, PREFILL)
         (arn,) = self._run_tasks(s, state, sb, {PREFILL: override}, prov)
         record = RunRecord(
             status="started",
@@ -408,7 +421,7 @@ class AwsTarget:
             started_at + s.load_start_grace_seconds if d.load_start_at is None else d.load_start_at
         )
         overrides = {
-            f"g{g}": ecs_mod.generator_overrides(state["container"], script, uri, f"g{g}", start_at)
+            f"g{g}": ecs_mod.generator_overrides(state.container, script, uri, f"g{g}", start_at)
             for g in range(run.point.load_generators)
         }
         self._run_tasks(s, state, sb, overrides, prov)
@@ -465,9 +478,9 @@ class AwsTarget:
                 arn = _detail(record).prefill_task
                 return record, self._prefill_wait(s, state, run, arn)
             if problem:
-                if logs := state.get("awslogs"):  # what the flush or memtier said
+                if logs := state.awslogs:  # what the flush or memtier said
                     arn = _detail(record).prefill_task
-                    tail = ecs_mod.log_tail(_client(s, "logs"), logs, state["container"], arn)
+                    tail = ecs_mod.log_tail(_client(s, "logs"), logs, state.container, arn)
                     problem += f"; its log ends:\n{tail}"
                 return self._failed(record, f"prefill: {problem}"), None
             return self._start_load(prov, run, record)
@@ -481,14 +494,14 @@ class AwsTarget:
     def _failed(self, record: RunRecord, why: str) -> RunRecord:
         return record.model_copy(update={"status": "failed", "error": why})
 
-    def _stop(self, s: AwsSettings, state: dict, sb: str | None) -> None:
+    def _stop(self, s: AwsSettings, state: EcsState, sb: str | None) -> None:
         from cachebench.targets.aws import ecs as ecs_mod
 
         if sb is None:  # no load task was started
             return
         client = self._hook(s).conn
-        arns = [t["taskArn"] for t in ecs_mod.started_tasks(client, state["cluster"], sb)]
-        ecs_mod.stop(client, state["cluster"], arns, "cachebench: run failed")
+        arns = [t["taskArn"] for t in ecs_mod.started_tasks(client, state.cluster, sb)]
+        ecs_mod.stop(client, state.cluster, arns, "cachebench: run failed")
 
     def loads(self, prov: Provisioned, run: RunSpec, record: RunRecord) -> RunLoads:
         from cachebench.targets.aws import results
@@ -528,8 +541,9 @@ class AwsTarget:
             if w.read_from == "replicas"
             else w.threads
         )
-        state = json.loads((ddir.path / ECS_STATE).read_text())
-        report = results.cpu_report(dest, run.point.load_generators, threads, state.get("vcpus"))
+        state = _ecs_state(ddir)
+        vcpus = state.vcpus if state else None
+        report = results.cpu_report(dest, run.point.load_generators, threads, vcpus)
         return None if report is None else LoadCpu.model_validate(report)
 
     def metrics(self, prov: Provisioned, run: RunSpec, start: float, end: float) -> pd.DataFrame:
@@ -552,14 +566,12 @@ class AwsTarget:
     def stop_load(self, plan: DeploymentPlan, ddir: DeploymentDir) -> None:
         from cachebench.targets.aws import ecs as ecs_mod
 
-        path = ddir.path / ECS_STATE
-        if not path.exists():
+        if (state := _ecs_state(ddir)) is None:
             return
-        state = json.loads(path.read_text())
         client = _client(settings_for(plan), "ecs")
-        running = ecs_mod.family_tasks(client, state["cluster"], state["family"])
+        running = ecs_mod.family_tasks(client, state.cluster, state.family)
         if running:
-            ecs_mod.stop(client, state["cluster"], running, "cachebench: stopped")
+            ecs_mod.stop(client, state.cluster, running, "cachebench: stopped")
 
     def orphans(self, plan: DeploymentPlan, ddir: DeploymentDir) -> list[tuple[str, str]]:
         """(module address, import id) of what this deployment's module makes that exists in
@@ -676,16 +688,14 @@ class AwsTarget:
 
         s = settings_for(plan)
         left: list[str] = []
-        path = ddir.path / ECS_STATE
-        if path.exists():
-            state = json.loads(path.read_text())
+        if state := _ecs_state(ddir):
             client = _client(s, "ecs")
-            running = ecs_mod.family_tasks(client, state["cluster"], state["family"])
+            running = ecs_mod.family_tasks(client, state.cluster, state.family)
             left += [f"load task {arn} is still running" for arn in running]
             try:
-                client.deregister_task_definition(taskDefinition=state["task_definition"])
+                client.deregister_task_definition(taskDefinition=state.task_definition)
             except Exception as exc:
-                log.warning("could not deregister %s: %s", state["task_definition"], exc)
+                log.warning("could not deregister %s: %s", state.task_definition, exc)
         rg_id = replication_group_id(plan)
         try:
             resp = _client(s, "elasticache").describe_replication_groups(ReplicationGroupId=rg_id)

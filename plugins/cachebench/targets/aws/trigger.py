@@ -96,7 +96,8 @@ class EcsElastiCacheWatchTrigger(BaseTrigger):
             problem = ecs.task_problem(t, self.container)
             if problem and self.awslogs:  # what memtier said before it died
                 logs = self._client("logs")
-                tail = ecs.log_tail(logs, self.awslogs, self.container, t["taskArn"])
+                where = ecs.AwsLogs.model_validate(self.awslogs)
+                tail = ecs.log_tail(logs, where, self.container, t["taskArn"])
                 problem += f"; its log ends:\n{tail}"
             if problem:
                 problems.append(problem)
