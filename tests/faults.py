@@ -128,9 +128,9 @@ def install_server_faults() -> None:
 
     started = servers.start_node
 
-    def start_node(cfg: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+    def start_node(cfg: Any, *args: Any, **kwargs: Any) -> Any:
         result = started(cfg, *args, **kwargs)
-        if armed("up", cfg["deployment_id"]):
+        if armed("up", cfg.deployment_id):
             node = args[1] if len(args) > 1 else kwargs.get("n")
             node_id = getattr(node, "node_id", node)
             print(

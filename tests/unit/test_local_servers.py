@@ -69,7 +69,7 @@ def test_slot_ranges_cover_all_slots_evenly(shards):
 
 
 def test_render_conf_is_local_and_unsaved(tmp_path):
-    cfg = base_config(replicas=1)
+    cfg = validate_config(base_config(replicas=1))
     primary, replica = plan_nodes(1, 1, 27000)
     conf = render_server_conf(cfg, replica, tmp_path, "pw-123", primary=primary)
     lines = conf.splitlines()
@@ -91,7 +91,7 @@ def test_render_conf_is_local_and_unsaved(tmp_path):
     ):
         assert want in lines
     cluster = render_server_conf(
-        base_config(cluster_mode=True, shards=2), primary, tmp_path, "pw", None
+        validate_config(base_config(cluster_mode=True, shards=2)), primary, tmp_path, "pw", None
     )
     assert "cluster-enabled yes" in cluster and "replicaof" not in cluster
     assert "cluster-announce-ip 127.0.0.1" in cluster.splitlines()
@@ -108,10 +108,16 @@ def test_miniature_nodes_listen_on_their_own_addresses(tmp_path):
         ("0002-002", "169.254.9.69", 27003),
     ]
     cluster = render_server_conf(
-        base_config(cluster_mode=True, shards=2, replicas=1), nodes[2], tmp_path, "pw", None
+        validate_config(base_config(cluster_mode=True, shards=2, replicas=1)),
+        nodes[2],
+        tmp_path,
+        "pw",
+        None,
     ).splitlines()
     assert "bind 169.254.9.68" in cluster and "cluster-announce-ip 169.254.9.68" in cluster
-    replica = render_server_conf(base_config(replicas=1), nodes[1], tmp_path, "pw", nodes[0])
+    replica = render_server_conf(
+        validate_config(base_config(replicas=1)), nodes[1], tmp_path, "pw", nodes[0]
+    )
     assert "replicaof 169.254.9.66 27000" in replica.splitlines()
 
 
@@ -214,7 +220,9 @@ def test_form_cluster_meets_as_full_mesh_when_small(monkeypatch, shards, replica
 
     sent: list[tuple[int, tuple]] = []
     monkeypatch.setattr(servers, "_client", lambda port, password, host: _FakeNode(port, sent))
-    cfg = base_config(cluster_mode=True, shards=shards, replicas=replicas, ready_timeout_seconds=5)
+    cfg = validate_config(
+        base_config(cluster_mode=True, shards=shards, replicas=replicas, ready_timeout_seconds=5)
+    )
     nodes = plan_nodes(shards, replicas, 27000)
     servers._form_cluster(cfg, nodes, "pw")
     meets = {frozenset((src, args[3])) for src, args in sent if args[1] == "MEET"}

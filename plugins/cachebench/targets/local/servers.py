@@ -46,40 +46,22 @@ from typing import Any
 import redis
 
 from cachebench import jsonfile, procs
-from cachebench.engines import MAXMEMORY_POLICIES
 from cachebench.redis_conn import connect
-from cachebench.workspace import results_root
+from cachebench.targets.local.config import (
+    BUS_PORT_OFFSET,
+    LocalError,
+    ServerConfig,
+    validate_config,
+)
 
 from . import miniature, netns, runtime
 
 CLUSTER_SLOTS = 16384
-BUS_PORT_OFFSET = 10000
 HOST = "127.0.0.1"
-READY_TIMEOUT_S = 30.0
 READY_POLL_S = 0.05  # readiness is a few commands per node: poll it often
 FULL_MESH_NODES = 16  # up to this many nodes, every node MEETs every other one
 STOP_GRACE_S = 10.0
 SLOTS_LACK_REPLICAS = "(replicas not yet in CLUSTER SLOTS)"
-REQUIRED = {
-    "deployment_id": str,
-    "engine": str,
-    "engine_version": str,
-    "server_binary": str,
-    "cluster_mode": bool,
-    "shards": int,
-    "replicas": int,
-    "base_port": int,
-    "maxmemory_bytes": int,
-    "maxmemory_policy": str,
-    "io_threads": int,
-    "state_dir": str,
-    "runtime_dir": str,
-    "metrics_interval_seconds": (int, float),
-    "expires_at": (int, float),
-    "campaign": str,
-    "run_id": str,
-}
-OPTIONAL = {"miniature": (dict, type(None))}  # a miniature's limits (miniature.Miniature)
 # Fields that define what runs; a change means "different servers".
 IDENTITY = (
     "miniature",
@@ -95,10 +77,6 @@ IDENTITY = (
     "maxmemory_policy",
     "io_threads",
 )
-
-
-class LocalError(RuntimeError):
-    """A failure `up`/`down` reports to the user (message names the cause)."""
 
 
 @dataclass(frozen=True)
@@ -134,80 +112,15 @@ def plan_nodes(
     ]
 
 
-def nodes_of(cfg: dict[str, Any]) -> list[NodeSpec]:
-    mini = cfg.get("miniature")
-    return plan_nodes(
-        cfg["shards"], cfg["replicas"], cfg["base_port"], mini["subnet"] if mini else None
-    )
+def nodes_of(cfg: ServerConfig) -> list[NodeSpec]:
+    mini = cfg.miniature
+    return plan_nodes(cfg.shards, cfg.replicas, cfg.base_port, mini.subnet if mini else None)
 
 
 def slot_ranges(shards: int) -> list[tuple[int, int]]:
     """16384 slots spread evenly over shards, as inclusive (first, last) ranges."""
     bounds = [k * CLUSTER_SLOTS // shards for k in range(shards + 1)]
     return [(bounds[k], bounds[k + 1] - 1) for k in range(shards)]
-
-
-def validate_config(raw: dict[str, Any]) -> dict[str, Any]:
-    missing = sorted(set(REQUIRED) - set(raw))
-    if missing:
-        raise LocalError(f"config lacks {', '.join(missing)}")
-    cfg = dict(raw)
-    for key, typ in REQUIRED.items():
-        val = cfg[key]
-        ok = isinstance(val, typ) and not (typ is int and isinstance(val, bool))
-        if typ is bool:
-            ok = isinstance(val, bool)
-        if not ok:
-            raise LocalError(f"config {key}={val!r}: expected {typ}")
-    for key, typ in OPTIONAL.items():
-        cfg.setdefault(key, None)
-        if not isinstance(cfg[key], typ):
-            raise LocalError(f"config {key}={cfg[key]!r}: expected {typ}")
-    if cfg["miniature"] is not None:
-        try:
-            cfg["miniature"] = miniature.Miniature.model_validate(cfg["miniature"]).model_dump()
-        except ValueError as e:
-            raise LocalError(f"config miniature: {e}") from e
-    if cfg["engine"] not in ("redis", "valkey"):
-        raise LocalError(f"engine={cfg['engine']!r}: use redis or valkey")
-    if not 1 <= cfg["shards"] <= 500:
-        raise LocalError(f"shards={cfg['shards']}: use 1..500")
-    if not 0 <= cfg["replicas"] <= 5:
-        raise LocalError(f"replicas={cfg['replicas']}: use 0..5")
-    if not cfg["cluster_mode"] and cfg["shards"] != 1:
-        raise LocalError(f"shards={cfg['shards']}: cluster_mode off allows exactly 1 shard")
-    nodes = cfg["shards"] * (cfg["replicas"] + 1)
-    top = 65535 - (BUS_PORT_OFFSET if cfg["cluster_mode"] else 0)
-    if cfg["base_port"] < 1024 or cfg["base_port"] + nodes - 1 > top:
-        raise LocalError(
-            f"base_port={cfg['base_port']}: ports {cfg['base_port']}.."
-            f"{cfg['base_port'] + nodes - 1} must lie in 1024..{top}"
-            + (" (cluster bus ports are port+10000)" if cfg["cluster_mode"] else "")
-        )
-    if cfg["maxmemory_bytes"] < 0:
-        raise LocalError("maxmemory_bytes must be >= 0 (0 = no limit)")
-    if cfg["maxmemory_policy"] not in MAXMEMORY_POLICIES:
-        raise LocalError(f"maxmemory_policy={cfg['maxmemory_policy']!r} is not a valid policy")
-    if not 1 <= cfg["io_threads"] <= 128:
-        raise LocalError(f"io_threads={cfg['io_threads']}: use 1..128")
-    if cfg["metrics_interval_seconds"] <= 0:
-        raise LocalError("metrics_interval_seconds must be > 0")
-    if cfg["expires_at"] <= time.time():
-        raise LocalError(f"expires_at={cfg['expires_at']} is in the past")
-    if not os.path.isabs(cfg["state_dir"]):
-        raise LocalError(f"state_dir={cfg['state_dir']!r} must be an absolute path")
-    rt = Path(cfg["runtime_dir"])
-    deployment = Path(cfg["state_dir"]).parent
-    if not rt.is_absolute() or rt.is_relative_to(deployment) or rt.is_relative_to(results_root()):
-        raise LocalError(
-            f"runtime_dir={cfg['runtime_dir']!r}: must be an absolute path outside the results"
-            f" folder {results_root()} and outside {deployment} (it holds the password)"
-        )
-    binary = cfg["server_binary"]
-    if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
-        raise LocalError(f"server_binary {binary!r} is not an executable file")
-    cfg.setdefault("ready_timeout_seconds", READY_TIMEOUT_S)
-    return cfg
 
 
 def binary_version(binary: str) -> tuple[str, str]:
@@ -225,13 +138,13 @@ def binary_version(binary: str) -> tuple[str, str]:
     return engine, version
 
 
-def config_hash(cfg: dict[str, Any]) -> str:
-    ident = {k: cfg[k] for k in IDENTITY}
+def config_hash(cfg: ServerConfig) -> str:
+    ident = cfg.model_dump(mode="json", include=set(IDENTITY))
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def render_server_conf(
-    cfg: dict[str, Any],
+    cfg: ServerConfig,
     node: NodeSpec,
     node_dir: Path,
     password: str,
@@ -250,13 +163,13 @@ def render_server_conf(
         "appendonly no",
         f'requirepass "{password}"',
         f'masterauth "{password}"',
-        f"maxmemory {cfg['maxmemory_bytes']}",
-        f"maxmemory-policy {cfg['maxmemory_policy']}",
-        f"io-threads {cfg['io_threads']}",
+        f"maxmemory {cfg.maxmemory_bytes}",
+        f"maxmemory-policy {cfg.maxmemory_policy}",
+        f"io-threads {cfg.io_threads}",
         # Diskless full sync starts at once instead of waiting 5 s for more replicas.
         "repl-diskless-sync-delay 0",
     ]
-    if cfg["cluster_mode"]:
+    if cfg.cluster_mode:
         lines += [
             "cluster-enabled yes",
             f'cluster-config-file "{node_dir / "nodes.conf"}"',
@@ -312,17 +225,15 @@ def _names(binary: str | None) -> frozenset[str]:
 def up(config: dict[str, Any]) -> dict[str, Any]:
     """Start (or find running) the servers config describes; return the registry."""
     cfg = validate_config(config)
-    engine, version = binary_version(cfg["server_binary"])
-    if engine != cfg["engine"]:
-        raise LocalError(
-            f"{cfg['server_binary']} is a {engine} server, config says {cfg['engine']}"
-        )
-    want = cfg["engine_version"].split(".") if cfg["engine_version"] else []
+    engine, version = binary_version(cfg.server_binary)
+    if engine != cfg.engine:
+        raise LocalError(f"{cfg.server_binary} is a {engine} server, config says {cfg.engine}")
+    want = cfg.engine_version.split(".") if cfg.engine_version else []
     if version.split(".")[: len(want)] != want:
         raise LocalError(
-            f"{cfg['server_binary']} is {engine} {version}, config says {cfg['engine_version']}"
+            f"{cfg.server_binary} is {engine} {version}, config says {cfg.engine_version}"
         )
-    sd = Path(cfg["state_dir"])
+    sd = Path(cfg.state_dir)
     sd.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(sd, 0o700)
     with _locked(sd):
@@ -335,12 +246,12 @@ def up(config: dict[str, Any]) -> dict[str, Any]:
             raise
 
 
-def _up_locked(cfg: dict[str, Any], sd: Path, version: str) -> dict[str, Any]:
+def _up_locked(cfg: ServerConfig, sd: Path, version: str) -> dict[str, Any]:
     nodes = nodes_of(cfg)
-    names = _names(cfg["server_binary"])
+    names = _names(cfg.server_binary)
     reg = jsonfile.read_dict(sd / "registry.json") or {}
     prov = miniature.provisioned(sd)
-    rt = Path(cfg["runtime_dir"])
+    rt = Path(cfg.runtime_dir)
     auth = rt / "auth"
     live = {
         n.node_id: procs.read_pid(sd / "nodes" / n.node_id / "server.pid")
@@ -353,7 +264,7 @@ def _up_locked(cfg: dict[str, Any], sd: Path, version: str) -> dict[str, Any]:
         )
     }
     same = reg.get("config_hash") == config_hash(cfg) and auth.exists()
-    if cfg["miniature"] is not None:  # its namespaces and cgroups must still be there too
+    if cfg.miniature is not None:  # its namespaces and cgroups must still be there too
         same = same and prov is not None and miniature.in_place(prov)
     if same and len(live) == len(nodes):
         password = auth.read_text().strip()
@@ -361,7 +272,7 @@ def _up_locked(cfg: dict[str, Any], sd: Path, version: str) -> dict[str, Any]:
             cfg,
             nodes,
             password,
-            deadline=time.monotonic() + cfg["ready_timeout_seconds"],
+            deadline=time.monotonic() + cfg.ready_timeout_seconds,
         )
         pids = live
         reused = True
@@ -369,19 +280,19 @@ def _up_locked(cfg: dict[str, Any], sd: Path, version: str) -> dict[str, Any]:
         if _running_here(sd) or prov is not None:
             _stop_all(sd)  # stale or different servers: start clean
         prov = None
-        keys = ("state_dir", "deployment_id", "campaign", "run_id", "expires_at")
-        owner = {k: cfg[k] for k in keys}
-        if cfg["miniature"] is None:
+        keys = {"state_dir", "deployment_id", "campaign", "run_id", "expires_at"}
+        owner = cfg.model_dump(mode="json", include=keys)
+        if cfg.miniature is None:
             _check_ports(cfg, nodes)
         else:  # each node gets its own namespace: no port of this machine's is taken
             try:
                 prov = miniature.provision(
-                    miniature.Miniature.model_validate(cfg["miniature"]),
+                    cfg.miniature,
                     [n.node_id for n in nodes],
                     owner,
                 )
             except miniature.MiniatureError as e:
-                raise LocalError(f"miniature {cfg['miniature']['mimics']}: {e}") from e
+                raise LocalError(f"miniature {cfg.miniature.mimics}: {e}") from e
             # recorded at once: a failure from here on still finds it to remove
             jsonfile.write(sd / miniature.FILE, prov.model_dump(mode="json"))
         try:
@@ -391,17 +302,17 @@ def _up_locked(cfg: dict[str, Any], sd: Path, version: str) -> dict[str, Any]:
         password = secrets.token_urlsafe(32)
         runtime.write_secret(auth, password + "\n")
         pids = _start_nodes(cfg, sd, nodes, password, prov)
-        deadline = time.monotonic() + cfg["ready_timeout_seconds"]
-        if cfg["cluster_mode"]:
+        deadline = time.monotonic() + cfg.ready_timeout_seconds
+        if cfg.cluster_mode:
             _form_cluster(cfg, nodes, password)
         # nudge: the data set is empty now, so a FLUSHALL is harmless.
         _wait_ready(cfg, nodes, password, deadline=deadline, nudge=True)
         reused = False
     registry = {
-        "deployment_id": cfg["deployment_id"],
-        "campaign": cfg["campaign"],
-        "run_id": cfg["run_id"],
-        "expires_at": cfg["expires_at"],
+        "deployment_id": cfg.deployment_id,
+        "campaign": cfg.campaign,
+        "run_id": cfg.run_id,
+        "expires_at": cfg.expires_at,
         "nodes": [
             {
                 "node_id": n.node_id,
@@ -419,13 +330,13 @@ def _up_locked(cfg: dict[str, Any], sd: Path, version: str) -> dict[str, Any]:
         "state_dir": str(sd),
         "runtime_dir": str(rt),
         "host": nodes[0].host,
-        "engine": cfg["engine"],
-        "engine_version": cfg["engine_version"],
+        "engine": cfg.engine,
+        "engine_version": cfg.engine_version,
         "server_version": version,
-        "server_binary": cfg["server_binary"],
-        "cluster_mode": cfg["cluster_mode"],
-        "maxmemory_bytes": cfg["maxmemory_bytes"],
-        "metrics_interval_seconds": cfg["metrics_interval_seconds"],
+        "server_binary": cfg.server_binary,
+        "cluster_mode": cfg.cluster_mode,
+        "maxmemory_bytes": cfg.maxmemory_bytes,
+        "metrics_interval_seconds": cfg.metrics_interval_seconds,
         "config_hash": config_hash(cfg),
         "reused": reused,
     }
@@ -448,20 +359,20 @@ def _running_here(sd: Path) -> bool:
     )
 
 
-def _check_ports(cfg: dict[str, Any], nodes: list[NodeSpec]) -> None:
+def _check_ports(cfg: ServerConfig, nodes: list[NodeSpec]) -> None:
     for n in nodes:
-        ports = [n.port] + ([n.port + BUS_PORT_OFFSET] if cfg["cluster_mode"] else [])
+        ports = [n.port] + ([n.port + BUS_PORT_OFFSET] if cfg.cluster_mode else [])
         for port in ports:
             if not procs.port_free(port):
                 what = "cluster bus port" if port != n.port else "port"
                 raise LocalError(
                     f"{what} {port} (node {n.node_id}) on {HOST} is already in use by a process"
-                    f" that is not a server of {cfg['state_dir']}; choose another base_port"
+                    f" that is not a server of {cfg.state_dir}; choose another base_port"
                 )
 
 
 def start_node(
-    cfg: dict[str, Any],
+    cfg: ServerConfig,
     sd: Path,
     n: NodeSpec,
     password: str,
@@ -473,10 +384,10 @@ def start_node(
     nd = sd / "nodes" / n.node_id
     nd.mkdir(parents=True, exist_ok=True, mode=0o700)
     _remove_data(nd)  # a fresh start never loads what an earlier run left
-    jsonfile.write(nd / "node.json", {**asdict(n), "server_binary": cfg["server_binary"]})
-    conf = Path(cfg["runtime_dir"]) / "nodes" / f"{n.node_id}.conf"
+    jsonfile.write(nd / "node.json", {**asdict(n), "server_binary": cfg.server_binary})
+    conf = Path(cfg.runtime_dir) / "nodes" / f"{n.node_id}.conf"
     runtime.write_secret(conf, render_server_conf(cfg, n, nd, password, upstream))
-    argv = [cfg["server_binary"], str(conf)]
+    argv = [cfg.server_binary, str(conf)]
     with open(nd / "startup.err", "wb") as err:
         rc = subprocess.run(
             miniature.launch(prov, n.node_id, argv) if prov is not None else argv,
@@ -498,19 +409,19 @@ def start_node(
 
 
 def _start_nodes(
-    cfg: dict[str, Any],
+    cfg: ServerConfig,
     sd: Path,
     nodes: list[NodeSpec],
     password: str,
     prov: miniature.Provisioned | None,
 ) -> dict[str, int]:
     primary = {n.shard: n for n in nodes if n.role == "primary"}
-    names = _names(cfg["server_binary"])
+    names = _names(cfg.server_binary)
     for n in nodes:
         upstream = primary[n.shard] if n.role == "replica" else None
         start_node(cfg, sd, n, password, upstream, prov=prov)
     pids: dict[str, int] = {}
-    deadline = time.monotonic() + cfg["ready_timeout_seconds"]
+    deadline = time.monotonic() + cfg.ready_timeout_seconds
     for n in nodes:
         nd = sd / "nodes" / n.node_id
         while True:
@@ -533,15 +444,15 @@ def _start_nodes(
             if time.monotonic() > deadline:
                 raise LocalError(
                     f"node {n.node_id} (port {n.port}) did not answer PING within"
-                    f" {cfg['ready_timeout_seconds']:.0f} s; its log ends:\n"
+                    f" {cfg.ready_timeout_seconds:.0f} s; its log ends:\n"
                     + _tail(nd / "server.log", redact=password)
                 )
             time.sleep(0.05)
     return pids
 
 
-def _form_cluster(cfg: dict[str, Any], nodes: list[NodeSpec], password: str) -> None:
-    deadline = time.monotonic() + cfg["ready_timeout_seconds"]
+def _form_cluster(cfg: ServerConfig, nodes: list[NodeSpec], password: str) -> None:
+    deadline = time.monotonic() + cfg.ready_timeout_seconds
     clients = {n.node_id: _client(n.port, password, host=n.host) for n in nodes}
     try:
         ids = {nid: c.execute_command("CLUSTER", "MYID") for nid, c in clients.items()}
@@ -572,7 +483,7 @@ def _form_cluster(cfg: dict[str, Any], nodes: list[NodeSpec], password: str) -> 
                 raise LocalError(
                     "cluster: replicas "
                     + ", ".join(n.node_id for n in pending)
-                    + f" never learned their primary within {cfg['ready_timeout_seconds']:.0f} s"
+                    + f" never learned their primary within {cfg.ready_timeout_seconds:.0f} s"
                 )
             if pending:
                 time.sleep(0.1)
@@ -582,7 +493,7 @@ def _form_cluster(cfg: dict[str, Any], nodes: list[NodeSpec], password: str) -> 
 
 
 def _readiness_problems(
-    cfg: dict[str, Any], nodes: list[NodeSpec], clients: dict[str, redis.Redis]
+    cfg: ServerConfig, nodes: list[NodeSpec], clients: dict[str, redis.Redis]
 ) -> list[str]:
     problems: list[str] = []
     ids: dict[str, str] = {}
@@ -590,7 +501,7 @@ def _readiness_problems(
         c = clients[n.node_id]
         try:
             c.ping()
-            if cfg["cluster_mode"]:
+            if cfg.cluster_mode:
                 ids[n.node_id] = c.execute_command("CLUSTER", "MYID")
                 info = _kv(c.execute_command("CLUSTER", "INFO"))
                 if info.get("cluster_state") != "ok":
@@ -609,7 +520,7 @@ def _readiness_problems(
                     )
         except redis.RedisError as e:
             problems.append(f"{n.node_id} (port {n.port}): {type(e).__name__}: {e}")
-    if cfg["cluster_mode"] and not problems:
+    if cfg.cluster_mode and not problems:
         # Every node must see every replica attached to the right primary, so a
         # cluster client gets the same CLUSTER SLOTS answer from any node.
         primary_of = {n.shard: ids[n.node_id] for n in nodes if n.role == "primary"}
@@ -625,7 +536,7 @@ def _readiness_problems(
             for rid, pid_ in expect.items():
                 if rid not in view or view[rid][1] != pid_ or "slave" not in view[rid][0]:
                     problems.append(f"{n.node_id} does not yet see {rid[:8]} replicating")
-    if cfg["cluster_mode"] and not problems:
+    if cfg.cluster_mode and not problems:
         # Clients discover replicas via CLUSTER SLOTS, which omits a replica
         # whose replication offset is still 0 (nothing written yet).
         want = {n.port for n in nodes if n.role == "replica"}
@@ -642,7 +553,7 @@ def _readiness_problems(
 
 
 def _wait_ready(
-    cfg: dict[str, Any],
+    cfg: ServerConfig,
     nodes: list[NodeSpec],
     password: str,
     deadline: float,
@@ -663,13 +574,13 @@ def _wait_ready(
             if nudge and problems[-1] == SLOTS_LACK_REPLICAS:
                 nudge = False
                 for n in nodes:
-                    if n.role == "primary" and cfg["replicas"] > 0:
+                    if n.role == "primary" and cfg.replicas > 0:
                         clients[n.node_id].execute_command("FLUSHALL")
             problems = [p for p in problems if p != SLOTS_LACK_REPLICAS]
             if time.monotonic() > deadline:
                 more = f" (+{len(problems) - 8} more)" if len(problems) > 8 else ""
                 raise LocalError(
-                    f"servers not ready after {cfg['ready_timeout_seconds']:.0f} s: "
+                    f"servers not ready after {cfg.ready_timeout_seconds:.0f} s: "
                     + "; ".join(problems[:8])
                     + more
                 )
@@ -842,8 +753,8 @@ def _miniature_key(sd: Path, reg: dict | None) -> str | None:
     else as configured (an `up` that died before provisioning), else None (plain)."""
     if (prov := miniature.provisioned(sd)) is not None:
         return prov.miniature.key
-    cfg = jsonfile.read_dict(sd / "config.json") or {}
-    mini = cfg.get("miniature")
+    raw = jsonfile.read_dict(sd / "config.json") or {}
+    mini = raw.get("miniature")
     return str(mini["key"]) if isinstance(mini, dict) and mini.get("key") else None
 
 
