@@ -1,8 +1,10 @@
-"""What `python -m cachebench.targets.local up` is asked to run: the servers' config.
+"""What `python -m cachebench.targets.local up` is asked to run, and what runs.
 
-Terraform's local-exec writes it (include/terraform/local: `local.config`) as
-config.json; `validate_config` reads it into a frozen `ServerConfig` before
-anything starts, its topology checked by the campaign's own `Topology` rules.
+Terraform's local-exec writes the servers' config (include/terraform/local:
+`local.config`) as config.json; `validate_config` reads it into a frozen
+`ServerConfig` before anything starts, its topology checked by the campaign's own
+`Topology` rules. `up` writes what it started as a `Registry` (registry.json):
+the agent, `down`, the target and the reaper read it back with `read_registry`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
+from cachebench import jsonfile
 from cachebench.engines import MAXMEMORY_POLICIES
 from cachebench.models import Strict, Topology
 from cachebench.targets.local.miniature import Miniature
@@ -99,3 +102,54 @@ def validate_config(raw: dict[str, Any]) -> ServerConfig:
         return ServerConfig.model_validate(raw)
     except ValidationError as e:
         raise LocalError("; ".join(_message(err, raw) for err in e.errors())) from None
+
+
+class RegisteredNode(Strict):
+    node_id: str
+    pid: int
+    host: str
+    port: int
+    role: Literal["primary", "replica"]
+    shard: int
+
+
+class Registry(Strict):
+    """What `up` started in a state dir (registry.json)."""
+
+    deployment_id: str
+    campaign: str
+    run_id: str
+    expires_at: float
+    nodes: list[RegisteredNode]
+    agent_pid: int | None
+    created_at: float
+    state_dir: str
+    runtime_dir: str
+    host: str
+    engine: str
+    engine_version: str
+    server_version: str
+    server_binary: str
+    cluster_mode: bool
+    maxmemory_bytes: int
+    metrics_interval_seconds: float
+    config_hash: str
+    reused: bool
+    stopped_at: float | None = Field(None, description="when `down` stopped them")
+
+
+REGISTRY = "registry.json"
+
+
+def read_registry(state_dir: Path) -> Registry | None:
+    """The registry of state_dir, or None when missing or damaged (then pidfiles and
+    node dirs say what may run)."""
+    raw = jsonfile.read_dict(state_dir / REGISTRY)
+    try:
+        return Registry.model_validate(raw) if raw is not None else None
+    except ValidationError:
+        return None
+
+
+def write_registry(state_dir: Path, registry: Registry) -> None:
+    jsonfile.write(state_dir / REGISTRY, registry)

@@ -41,7 +41,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import redis
 
@@ -49,9 +49,14 @@ from cachebench import jsonfile, procs
 from cachebench.redis_conn import connect
 from cachebench.targets.local.config import (
     BUS_PORT_OFFSET,
+    REGISTRY,
     LocalError,
+    RegisteredNode,
+    Registry,
     ServerConfig,
+    read_registry,
     validate_config,
+    write_registry,
 )
 
 from . import miniature, netns, runtime
@@ -85,7 +90,7 @@ class NodeSpec:
     shard: int  # 1-based, like ElastiCache's node group "0001"
     member: int  # 1-based within the shard; 1 is the primary
     port: int
-    role: str  # "primary" | "replica"
+    role: Literal["primary", "replica"]
     host: str = HOST  # a miniature's node: its own address, in its own namespace
 
 
@@ -238,7 +243,7 @@ def up(config: dict[str, Any]) -> dict[str, Any]:
     os.chmod(sd, 0o700)
     with _locked(sd):
         try:
-            return _up_locked(cfg, sd, version)
+            return _up_locked(cfg, sd, version).model_dump(mode="json")
         except BaseException:
             # All-or-nothing: nobody runs `down` for a failed create (tainted resource).
             with contextlib.suppress(Exception):
@@ -246,10 +251,10 @@ def up(config: dict[str, Any]) -> dict[str, Any]:
             raise
 
 
-def _up_locked(cfg: ServerConfig, sd: Path, version: str) -> dict[str, Any]:
+def _up_locked(cfg: ServerConfig, sd: Path, version: str) -> Registry:
     nodes = nodes_of(cfg)
     names = _names(cfg.server_binary)
-    reg = jsonfile.read_dict(sd / "registry.json") or {}
+    reg = read_registry(sd)
     prov = miniature.provisioned(sd)
     rt = Path(cfg.runtime_dir)
     auth = rt / "auth"
@@ -263,7 +268,7 @@ def _up_locked(cfg: ServerConfig, sd: Path, version: str) -> dict[str, Any]:
             names,
         )
     }
-    same = reg.get("config_hash") == config_hash(cfg) and auth.exists()
+    same = reg is not None and reg.config_hash == config_hash(cfg) and auth.exists()
     if cfg.miniature is not None:  # its namespaces and cgroups must still be there too
         same = same and prov is not None and miniature.in_place(prov)
     if same and len(live) == len(nodes):
@@ -308,54 +313,60 @@ def _up_locked(cfg: ServerConfig, sd: Path, version: str) -> dict[str, Any]:
         # nudge: the data set is empty now, so a FLUSHALL is harmless.
         _wait_ready(cfg, nodes, password, deadline=deadline, nudge=True)
         reused = False
-    registry = {
-        "deployment_id": cfg.deployment_id,
-        "campaign": cfg.campaign,
-        "run_id": cfg.run_id,
-        "expires_at": cfg.expires_at,
-        "nodes": [
-            {
-                "node_id": n.node_id,
-                "pid": pids[n.node_id],
-                "host": n.host,
-                "port": n.port,
-                "role": n.role,
-                "shard": n.shard,
-            }
+    registry = Registry(
+        deployment_id=cfg.deployment_id,
+        campaign=cfg.campaign,
+        run_id=cfg.run_id,
+        expires_at=cfg.expires_at,
+        nodes=[
+            RegisteredNode(
+                node_id=n.node_id,
+                pid=pids[n.node_id],
+                host=n.host,
+                port=n.port,
+                role=n.role,
+                shard=n.shard,
+            )
             for n in nodes
         ],
-        "agent_pid": reg.get("agent_pid") if reused else None,
-        "created_at": reg.get("created_at", time.time()) if reused else time.time(),
+        agent_pid=reg.agent_pid if reused and reg else None,
+        created_at=reg.created_at if reused and reg else time.time(),
         # Beyond the reaper's needs: what the agent and `down` use.
-        "state_dir": str(sd),
-        "runtime_dir": str(rt),
-        "host": nodes[0].host,
-        "engine": cfg.engine,
-        "engine_version": cfg.engine_version,
-        "server_version": version,
-        "server_binary": cfg.server_binary,
-        "cluster_mode": cfg.cluster_mode,
-        "maxmemory_bytes": cfg.maxmemory_bytes,
-        "metrics_interval_seconds": cfg.metrics_interval_seconds,
-        "config_hash": config_hash(cfg),
-        "reused": reused,
-    }
-    jsonfile.write(sd / "registry.json", registry)
-    agent_reads = ("deployment_id", "expires_at", "metrics_interval_seconds", "maxmemory_bytes")
-    if procs.is_agent(registry["agent_pid"], sd) and any(
-        reg.get(k) != registry[k] for k in agent_reads
-    ):
-        # The agent reads these once at start: restart it to pick up the new values.
-        procs.stop([registry["agent_pid"]], lambda p: procs.is_agent(p, sd), grace=3.0)
-    if not procs.is_agent(registry["agent_pid"], sd):
-        registry["agent_pid"] = _start_agent(sd)
-        jsonfile.write(sd / "registry.json", registry)
+        state_dir=str(sd),
+        runtime_dir=str(rt),
+        host=nodes[0].host,
+        engine=cfg.engine,
+        engine_version=cfg.engine_version,
+        server_version=version,
+        server_binary=cfg.server_binary,
+        cluster_mode=cfg.cluster_mode,
+        maxmemory_bytes=cfg.maxmemory_bytes,
+        metrics_interval_seconds=cfg.metrics_interval_seconds,
+        config_hash=config_hash(cfg),
+        reused=reused,
+    )
+    write_registry(sd, registry)
+    return _ensure_agent(sd, registry, reg)
+
+
+def _ensure_agent(sd: Path, registry: Registry, before: Registry | None) -> Registry:
+    """The metrics agent runs, with what it reads once at its start up to date."""
+    agent_reads = {"deployment_id", "expires_at", "metrics_interval_seconds", "maxmemory_bytes"}
+    changed = before is None or before.model_dump(include=agent_reads) != registry.model_dump(
+        include=agent_reads
+    )
+    if registry.agent_pid is not None and procs.is_agent(registry.agent_pid, sd) and changed:
+        procs.stop([registry.agent_pid], lambda p: procs.is_agent(p, sd), grace=3.0)
+    if not procs.is_agent(registry.agent_pid, sd):
+        registry = registry.model_copy(update={"agent_pid": _start_agent(sd)})
+        write_registry(sd, registry)
     return registry
 
 
 def _running_here(sd: Path) -> bool:
-    return any(t["pid"] for t in _targets(sd, jsonfile.read_dict(sd / "registry.json"))) or any(
-        procs.is_agent(p, sd) for p in _agent_pids(sd, jsonfile.read_dict(sd / "registry.json"))
+    reg = read_registry(sd)
+    return any(t["pid"] for t in _targets(sd, reg)) or any(
+        procs.is_agent(p, sd) for p in _agent_pids(sd, reg)
     )
 
 
@@ -612,29 +623,26 @@ def _start_agent(sd: Path) -> int:
 # ---------------------------------------------------------------- down
 
 
-def _agent_pids(sd: Path, reg: dict | None) -> list[int]:
+def _agent_pids(sd: Path, reg: Registry | None) -> list[int]:
     pids = {procs.read_pid(sd / "agent.pid")}
-    if reg and isinstance(reg.get("agent_pid"), int):
-        pids.add(reg["agent_pid"])
+    if reg and reg.agent_pid:
+        pids.add(reg.agent_pid)
     return [p for p in pids if p]
 
 
-def _targets(sd: Path, reg: dict | None) -> list[dict[str, Any]]:
+def _targets(sd: Path, reg: Registry | None) -> list[dict[str, Any]]:
     """Every node this state dir may run: from the registry, else from node dirs."""
     found: dict[str, dict[str, Any]] = {}
-    reg = reg or {}
-    binary = reg.get("server_binary")
-    entries = reg.get("nodes") if isinstance(reg.get("nodes"), list) else []
-    for entry in entries:
-        with contextlib.suppress(Exception):
-            found[str(entry["node_id"])] = {
-                "node_id": str(entry["node_id"]),
-                "host": str(entry.get("host", HOST)),
-                "port": int(entry["port"]),
-                "role": str(entry.get("role", "primary")),
-                "pids": {int(entry["pid"])} if entry.get("pid") else set(),
-                "binary": binary,
-            }
+    binary = reg.server_binary if reg else None
+    for entry in reg.nodes if reg else []:
+        found[entry.node_id] = {
+            "node_id": entry.node_id,
+            "host": entry.host,
+            "port": entry.port,
+            "role": entry.role,
+            "pids": {entry.pid} if entry.pid else set(),
+            "binary": binary,
+        }
     nodes_dir = sd / "nodes"
     for nd in sorted(nodes_dir.iterdir()) if nodes_dir.is_dir() else []:
         if not nd.is_dir():
@@ -682,7 +690,7 @@ def down(state_dir: Path | str) -> dict[str, Any]:
 
 
 def _stop_all(sd: Path) -> dict[str, Any]:
-    reg = jsonfile.read_dict(sd / "registry.json")
+    reg = read_registry(sd)
     agent_stopped = False
     for pid in _agent_pids(sd, reg):
         if procs.is_agent(pid, sd):
@@ -709,11 +717,7 @@ def _stop_all(sd: Path) -> dict[str, Any]:
         left_after = procs.stop([pid], ours(by_pid[pid]), grace=5.0)
         if left_after:
             raise LocalError(f"server pid {pid} ({by_pid[pid]['node_id']}) survived SIGKILL")
-    cluster = (
-        bool(reg.get("cluster_mode"))
-        if reg
-        else any((t["dir"] / "nodes.conf").exists() for t in targets)
-    )
+    cluster = reg.cluster_mode if reg else any((t["dir"] / "nodes.conf").exists() for t in targets)
     # a miniature's nodes listen in their own namespaces: none of this machine's ports
     ports = [t["port"] for t in targets if t["port"] and t["host"] == HOST]
     ports += [p + BUS_PORT_OFFSET for p in ports] if cluster else []
@@ -731,8 +735,7 @@ def _stop_all(sd: Path) -> dict[str, Any]:
         (sd / miniature.FILE).unlink(missing_ok=True)
     (sd / "agent.pid").unlink(missing_ok=True)
     if reg is not None:
-        reg["stopped_at"] = time.time()
-        jsonfile.write(sd / "registry.json", reg)
+        write_registry(sd, reg.model_copy(update={"stopped_at": time.time()}))
     if busy:
         print(
             f"cachebench.targets.local down: ports {busy} are still in use"
@@ -748,7 +751,7 @@ def _stop_all(sd: Path) -> dict[str, Any]:
     }
 
 
-def _miniature_key(sd: Path, reg: dict | None) -> str | None:
+def _miniature_key(sd: Path, reg: Registry | None) -> str | None:
     """The key of the miniature resources state_dir's deployment may have: as provisioned,
     else as configured (an `up` that died before provisioning), else None (plain)."""
     if (prov := miniature.provisioned(sd)) is not None:
@@ -758,11 +761,13 @@ def _miniature_key(sd: Path, reg: dict | None) -> str | None:
     return str(mini["key"]) if isinstance(mini, dict) and mini.get("key") else None
 
 
-def runtime_dir_of(state_dir: Path, reg: dict | None = None) -> Path:
+def runtime_dir_of(state_dir: Path, reg: Registry | None = None) -> Path:
     """The private folder of state_dir's servers: as registered, configured, else derived."""
-    for meta in (reg, jsonfile.read_dict(state_dir / "config.json")):
-        if meta and isinstance(meta.get("runtime_dir"), str):
-            return Path(meta["runtime_dir"])
+    if reg is not None:
+        return Path(reg.runtime_dir)
+    raw = jsonfile.read_dict(state_dir / "config.json") or {}
+    if isinstance(raw.get("runtime_dir"), str):
+        return Path(raw["runtime_dir"])
     return runtime.secrets_dir(state_dir)
 
 
@@ -798,24 +803,18 @@ def endpoint_from_registry(state_dir: Path | str):
     from cachebench.models import Endpoint, Node
 
     sd = Path(state_dir)
-    reg = jsonfile.read_dict(sd / "registry.json")
-    if not reg or not reg.get("nodes"):
-        raise LocalError(f"{sd / 'registry.json'} is missing or damaged")
+    reg = read_registry(sd)
+    if not reg or not reg.nodes:
+        raise LocalError(f"{sd / REGISTRY} is missing or damaged")
     nodes = [
-        Node(
-            node_id=n["node_id"],
-            host=n.get("host", reg.get("host", HOST)),
-            port=n["port"],
-            role=n["role"],
-            shard=n["shard"],
-        )
-        for n in reg["nodes"]
+        Node(node_id=n.node_id, host=n.host, port=n.port, role=n.role, shard=n.shard)
+        for n in reg.nodes
     ]
     first = next(n for n in nodes if n.role == "primary")
     return Endpoint(
         host=first.host,
         port=first.port,
-        cluster_mode=bool(reg.get("cluster_mode")),
+        cluster_mode=reg.cluster_mode,
         tls=False,
         auth_ref=str(runtime_dir_of(sd, reg) / "auth"),
         nodes=nodes,

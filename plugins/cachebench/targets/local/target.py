@@ -38,6 +38,7 @@ from cachebench.models import (
 from cachebench.targets import Busy, Leftover, RunState, Stray
 from cachebench.targets.local import leftovers as local_leftovers
 from cachebench.targets.local import machine, miniature, netns, runner, runtime, servers
+from cachebench.targets.local.config import read_registry
 from cachebench.workspace import DeploymentDir, deployment_dir
 
 if TYPE_CHECKING:
@@ -62,8 +63,8 @@ STALE = (
 
 
 def server_pids(state_dir: Path) -> list[int]:
-    reg = jsonfile.read(state_dir / "registry.json") or {}
-    return [int(n["pid"]) for n in reg.get("nodes", []) if n.get("pid")]
+    reg = read_registry(state_dir)
+    return [n.pid for n in reg.nodes] if reg else []
 
 
 def load_cgroup(state_dir: Path) -> list[str]:
