@@ -132,16 +132,6 @@ def _is_normal(df: pd.DataFrame) -> bool:
     return True
 
 
-def trim_window(df: pd.DataFrame, start: float | None = None, end: float | None = None):
-    """Rows whose timestamp lies in ``[start, end]`` (unix seconds; None = open)."""
-    mask = np.ones(len(df), dtype=bool)
-    if start is not None:
-        mask &= (df["timestamp"] >= pd.Timestamp(start, unit="s", tz="UTC")).to_numpy()
-    if end is not None:
-        mask &= (df["timestamp"] <= pd.Timestamp(end, unit="s", tz="UTC")).to_numpy()
-    return df.loc[mask].reset_index(drop=True)
-
-
 def read_agent_csv(
     path: str | Path,
     point_id: str,

@@ -251,68 +251,68 @@ def up(config: dict[str, Any]) -> dict[str, Any]:
             raise
 
 
-def _up_locked(cfg: ServerConfig, sd: Path, version: str) -> Registry:
-    nodes = nodes_of(cfg)
+def _live_nodes(cfg: ServerConfig, sd: Path, nodes: list[NodeSpec]) -> dict[str, int]:
+    """node id -> pid of the nodes whose pidfile names a live server of theirs."""
     names = _names(cfg.server_binary)
-    reg = read_registry(sd)
-    prov = miniature.provisioned(sd)
+    live = {}
+    for n in nodes:
+        pid = procs.read_pid(sd / "nodes" / n.node_id / "server.pid")
+        if pid is not None and procs.is_server(pid, sd / "nodes" / n.node_id, n.port, names):
+            live[n.node_id] = pid
+    return live
+
+
+def _start_fresh(cfg: ServerConfig, sd: Path, nodes: list[NodeSpec]) -> dict[str, int]:
+    """Stop whatever ran here, then start, cluster and check the servers anew (a new
+    password, a miniature's namespaces and cgroups); node id -> pid."""
+    if _running_here(sd) or miniature.provisioned(sd) is not None:
+        _stop_all(sd)  # stale or different servers: start clean
+    prov = None
+    keys = {"state_dir", "deployment_id", "campaign", "run_id", "expires_at"}
+    owner = cfg.model_dump(mode="json", include=keys)
+    if cfg.miniature is None:
+        _check_ports(cfg, nodes)
+    else:  # each node gets its own namespace: no port of this machine's is taken
+        try:
+            prov = miniature.provision(cfg.miniature, [n.node_id for n in nodes], owner)
+        except miniature.MiniatureError as e:
+            raise LocalError(f"miniature {cfg.miniature.mimics}: {e}") from e
+        # recorded at once: a failure from here on still finds it to remove
+        jsonfile.write(sd / miniature.FILE, prov.model_dump(mode="json"))
     rt = Path(cfg.runtime_dir)
-    auth = rt / "auth"
-    live = {
-        n.node_id: procs.read_pid(sd / "nodes" / n.node_id / "server.pid")
-        for n in nodes
-        if procs.is_server(
-            procs.read_pid(sd / "nodes" / n.node_id / "server.pid"),
-            sd / "nodes" / n.node_id,
-            n.port,
-            names,
-        )
-    }
+    try:
+        runtime.make(rt, owner)
+    except (OSError, runtime.NotPrivate) as e:
+        raise LocalError(f"runtime_dir {rt}: {e}") from e
+    password = secrets.token_urlsafe(32)
+    runtime.write_secret(rt / "auth", password + "\n")
+    pids = _start_nodes(cfg, sd, nodes, password, prov)
+    deadline = time.monotonic() + cfg.ready_timeout_seconds
+    if cfg.cluster_mode:
+        _form_cluster(cfg, nodes, password)
+    # nudge: the data set is empty now, so a FLUSHALL is harmless.
+    _wait_ready(cfg, nodes, password, deadline=deadline, nudge=True)
+    return pids
+
+
+def _up_locked(cfg: ServerConfig, sd: Path, version: str) -> Registry:
+    """Reuse the servers running here when they are exactly what cfg asks for (an apply
+    retried), else start them anew; register them and make sure the agent runs."""
+    nodes = nodes_of(cfg)
+    reg = read_registry(sd)
+    auth = Path(cfg.runtime_dir) / "auth"
+    live = _live_nodes(cfg, sd, nodes)
     same = reg is not None and reg.config_hash == config_hash(cfg) and auth.exists()
     if cfg.miniature is not None:  # its namespaces and cgroups must still be there too
+        prov = miniature.provisioned(sd)
         same = same and prov is not None and miniature.in_place(prov)
-    if same and len(live) == len(nodes):
-        password = auth.read_text().strip()
-        _wait_ready(
-            cfg,
-            nodes,
-            password,
-            deadline=time.monotonic() + cfg.ready_timeout_seconds,
-        )
-        pids = live
-        reused = True
-    else:
-        if _running_here(sd) or prov is not None:
-            _stop_all(sd)  # stale or different servers: start clean
-        prov = None
-        keys = {"state_dir", "deployment_id", "campaign", "run_id", "expires_at"}
-        owner = cfg.model_dump(mode="json", include=keys)
-        if cfg.miniature is None:
-            _check_ports(cfg, nodes)
-        else:  # each node gets its own namespace: no port of this machine's is taken
-            try:
-                prov = miniature.provision(
-                    cfg.miniature,
-                    [n.node_id for n in nodes],
-                    owner,
-                )
-            except miniature.MiniatureError as e:
-                raise LocalError(f"miniature {cfg.miniature.mimics}: {e}") from e
-            # recorded at once: a failure from here on still finds it to remove
-            jsonfile.write(sd / miniature.FILE, prov.model_dump(mode="json"))
-        try:
-            runtime.make(rt, owner)
-        except (OSError, runtime.NotPrivate) as e:
-            raise LocalError(f"runtime_dir {rt}: {e}") from e
-        password = secrets.token_urlsafe(32)
-        runtime.write_secret(auth, password + "\n")
-        pids = _start_nodes(cfg, sd, nodes, password, prov)
+    reused = same and len(live) == len(nodes)
+    if reused:
         deadline = time.monotonic() + cfg.ready_timeout_seconds
-        if cfg.cluster_mode:
-            _form_cluster(cfg, nodes, password)
-        # nudge: the data set is empty now, so a FLUSHALL is harmless.
-        _wait_ready(cfg, nodes, password, deadline=deadline, nudge=True)
-        reused = False
+        _wait_ready(cfg, nodes, auth.read_text().strip(), deadline=deadline)
+        pids = live
+    else:
+        pids = _start_fresh(cfg, sd, nodes)
     registry = Registry(
         deployment_id=cfg.deployment_id,
         campaign=cfg.campaign,
@@ -333,7 +333,7 @@ def _up_locked(cfg: ServerConfig, sd: Path, version: str) -> Registry:
         created_at=reg.created_at if reused and reg else time.time(),
         # Beyond the reaper's needs: what the agent and `down` use.
         state_dir=str(sd),
-        runtime_dir=str(rt),
+        runtime_dir=cfg.runtime_dir,
         host=nodes[0].host,
         engine=cfg.engine,
         engine_version=cfg.engine_version,
