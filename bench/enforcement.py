@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT / "plugins"))
 
 from cachebench import engines
 from cachebench.loadgen.auth import AUTH_ENV, wrap_with_env_auth
-from cachebench.local import miniature, netns, runtime, servers, shaping
+from cachebench.targets.local import miniature, netns, runtime, servers, shaping
 
 FIG = "6 enforcement"
 CPU_QUOTAS = (0.1, 0.25)

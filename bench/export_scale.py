@@ -139,10 +139,10 @@ def child(run_dir: Path, mode: str) -> None:
         out["total"] = time.perf_counter() - t_start
         print(json.dumps(out))
         return
+    from cachebench.catalogue import load_instance_specs
     from cachebench.models import LoadResult, Point
     from cachebench.report import export, plots
     from cachebench.report.report import build_report
-    from cachebench.specs import load_instance_specs
 
     out["imports"] = time.perf_counter() - t_start
     parts = {"read_agent_csv": 0.0, "write_metrics": 0.0, "figures drawn": 0.0}

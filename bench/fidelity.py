@@ -35,10 +35,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cachebench import loadgen, watch
+from cachebench import loadgen
 from cachebench.loadgen.auth import unwrap
 from cachebench.loadgen.redis_benchmark import parse_redis_benchmark
 from cachebench.models import Endpoint, Workload
+from cachebench.targets.local import liveness
 from common import HOST, Row, Server, cpu_seconds, median
 
 WORKLOAD = Workload(
@@ -196,16 +197,16 @@ def harness(srv: Server, rate: float, out: Path) -> Run:
             duration_s=WORKLOAD.duration_seconds,
             rate_hint_ops={"get": rate},  # as run_load passes the warm-up's rate
         )
-        pids = [h["pid"] for h in handles]
+        pids = [h.pid for h in handles]
         deadline = time.time() + 10 * WORKLOAD.duration_seconds + 60
-        while (event := watch.check(pids, [srv.proc.pid], deadline)) is None:
+        while (event := liveness.check(pids, [srv.proc.pid], deadline)) is None:
             time.sleep(WATCH_POLL_S)
         loadgen.load_running(handles)  # reaps the driver, so its CPU is counted
     if event["status"] != "done":
         raise RuntimeError(f"harness load: {event}")
     result = loadgen.collect_load(handles)
     (h,) = handles
-    manifest = h | json.loads(Path(h["chunks"]).read_text())
+    manifest = h.model_dump() | json.loads(Path(str(h.chunks)).read_text())
     return Run(result.ops_per_sec, result.latency.p99, result.requests, cpu[0], manifest)
 
 

@@ -2,7 +2,7 @@
 
 One real redis-server under a fixed load (redis-benchmark, the same fixed -n
 each time, the example campaign's shape, GET-only), keys filled and warmed.
-A/B alternate (ABBA, many short pairs): A with `python -m cachebench.local.agent`
+A/B alternate (ABBA, many short pairs): A with `python -m cachebench.targets.local.agent`
 sampling INFO every second (started before the window and sampling already,
 its start-up excluded), B without it. The value is the median of the per-pair
 throughput ratios A/B with a bootstrap 95% interval and the pairs' spread (see
@@ -43,7 +43,7 @@ def start_agent(srv: Server, state: Path) -> subprocess.Popen:
     (state / "registry.json").write_text(json.dumps(registry))
     env = {**os.environ, "PYTHONPATH": str(ROOT / "plugins")}
     return subprocess.Popen(
-        [sys.executable, "-m", "cachebench.local.agent", "--state-dir", str(state)],
+        [sys.executable, "-m", "cachebench.targets.local.agent", "--state-dir", str(state)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -80,7 +80,7 @@ def _inner_timers(t: Timer) -> None:
 
 
 def _wait(watch) -> dict:
-    """What the triggerer does with a Watch: run its trigger until its first event."""
+    """What the triggerer does with a Wait: run its trigger until its first event."""
     from airflow.sdk.module_loading import import_string
 
     async def first() -> dict:

@@ -39,7 +39,7 @@ with DAG(
 
         summary = reaper.reap(dry_run=bool((params or {}).get("dry_run")))
         if summary["failed"]:
-            lines = [f"{f['point_id']} ({f['where']}): {f['problems']}" for f in summary["failed"]]
+            lines = [f"{f['where']}: {f['problems']}" for f in summary["failed"]]
             raise RuntimeError("CLEANUP FAILED: the reaper could not remove " + "; ".join(lines))
         return summary
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 # CI=true: a skip for a missing tool fails the run; the skips are listed (skips_in_ci.py)
+from faults import faults  # noqa: F401 (the fault-injection fixture)
 from skips_in_ci import (  # noqa: F401 (hooks pytest finds in this module)
     pytest_make_collect_report,
     pytest_runtest_makereport,
@@ -29,7 +30,7 @@ os.environ.update(
     AIRFLOW__CORE__PLUGINS_FOLDER=str(ROOT / "plugins"),
     AIRFLOW__CORE__LOAD_EXAMPLES="False",
     CACHEBENCH_RESULTS=str(_HOME / "results"),
-    # the local servers' secrets (cachebench.local.runtime), outside every results folder
+    # the local servers' secrets (cachebench.targets.local.runtime), outside every results folder
     CACHEBENCH_RUNTIME=str(_HOME / "runtime"),
     # The session's own machine-wide claims (ports, the load lock: local/machine.py): its
     # campaigns meet each other there, not another test session's or a user's campaign.

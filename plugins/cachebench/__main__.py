@@ -71,7 +71,7 @@ class _Stop:
         interrupt(self.run_dir, f"{name} of python -m cachebench run")
 
 
-def _watch(child: subprocess.Popen, run_dir: Path, started: float, live: bool) -> None:
+def _follow(child: subprocess.Popen, run_dir: Path, started: float, live: bool) -> None:
     from cachebench import progress
 
     if live:
@@ -169,7 +169,7 @@ def run(path: Path, conf: dict | None = None, verbose: bool = False) -> int:
                 while child.poll() is None:
                     time.sleep(POLL_S)
             else:
-                _watch(child, run.path, started, live)
+                _follow(child, run.path, started, live)
         finally:
             child.wait()
             for sig, handler in previous.items():

@@ -23,8 +23,8 @@ from pydantic import (
     model_validator,
 )
 
-from cachebench import engines, pricing, specs
-from cachebench.aws.settings import VARIABLE, AwsSettings, resolve
+from cachebench import engines, pricing
+from cachebench.catalogue import SpecsError, load_instance_specs
 from cachebench.history.baseline import Baseline
 from cachebench.models import (
     SLUG,
@@ -43,6 +43,7 @@ from cachebench.models import (
 from cachebench.notify import Channel
 from cachebench.notify import problems as notify_problems
 from cachebench.provenance import Provenance
+from cachebench.targets.aws.settings import VARIABLE, AwsSettings, resolve
 
 LOCAL_MAX_NODES = 12  # 2 cores: more server processes than this only measures contention
 LOCAL_MAX_DEPLOYMENTS = 200  # each deployment of a local run owns a block of loopback ports
@@ -302,8 +303,8 @@ class CampaignSpec(Strict):
     def check(self, catalogue: dict | None = None) -> None:
         """Check the spec against the node type catalogue and the engine versions."""
         try:
-            catalogue = catalogue if catalogue is not None else specs.load_instance_specs()
-        except (specs.SpecsError, OSError) as exc:  # names the file, line and column
+            catalogue = catalogue if catalogue is not None else load_instance_specs()
+        except (SpecsError, OSError) as exc:  # names the file, line and column
             raise CampaignError([f"node_types: node type catalogue unusable: {exc}"]) from None
         problems: list[str] = []
         known = sorted(nt for (t, nt) in catalogue if t == self.target)

@@ -10,8 +10,6 @@ from __future__ import annotations
 import importlib.metadata
 import platform
 import shutil
-import subprocess
-from functools import cache
 from pathlib import Path
 
 # The engines' eviction policies (maxmemory-policy), both engines alike.
@@ -79,13 +77,3 @@ def wheel_binary(distribution: str, machine: str | None = None) -> Path | None:
         wanted = next((names for names in ARCH_NAMES if arch in names), {arch})
         found = [p for p in found if wanted & set(p.parent.name.lower().split("-"))]
     return found[0] if len(found) == 1 else None
-
-
-@cache
-def server_version(binary: str) -> str:
-    """Full version the binary reports, e.g. '9.1.2' (from `--version`)."""
-    out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10).stdout
-    for word in out.split():
-        if word.startswith("v="):
-            return word[2:]
-    return ""

@@ -271,12 +271,41 @@ class Measured(Strict):
         return [o for o in self.outcomes if o.status != "ok"]
 
 
-class Watch(Strict):
-    """How to wait for a run's load phase: a trigger class and its arguments."""
+class Wait(Strict):
+    """What a measure task defers on next (a run's load phase, or a timer): a trigger class
+    and its arguments."""
 
     classpath: str
     kwargs: dict[str, Any]
     phase: str
+
+
+class LocalRunDetail(Strict):
+    """A local run: its detached runner (named by pid and start) and its folder."""
+
+    target: Literal["local"] = "local"
+    pid: int
+    proc_start: float | None = Field(description="the runner's start, seconds since boot")
+    argv: list[str]
+    out_dir: str
+
+
+class AwsStartedBy(Strict):
+    """The ECS startedBy of each phase's tasks (a retry finds them by it)."""
+
+    prefill: str
+    load: str | None = None
+
+
+class AwsRunDetail(Strict):
+    """An aws run: its ECS tasks and where they upload their results."""
+
+    target: Literal["aws"] = "aws"
+    results_uri: str
+    started_by: AwsStartedBy
+    prefill_task: str
+    load_started_at: float | None = Field(None, description="when its load tasks were started")
+    load_start_at: float | None = Field(None, description="when they all begin their load")
 
 
 class RunRecord(Strict):
@@ -295,7 +324,12 @@ class RunRecord(Strict):
     )
     again: bool = Field(False, description="this attempt measures again a lost one")
     earlier: list[str] = Field([], description="why each earlier attempt failed, oldest first")
-    detail: dict[str, Any] = {}
+    window: tuple[float, float] | None = Field(
+        None, description="the measured window (unix seconds), once its load was collected"
+    )
+    detail: LocalRunDetail | AwsRunDetail | None = Field(
+        None, discriminator="target", description="what the target needs to follow the run"
+    )
 
 
 class PrefillResult(Strict):

@@ -19,13 +19,14 @@ from typing import Any, get_args
 
 from airflow.sdk import Param
 
-from cachebench import engines, specs
+from cachebench import engines
 from cachebench.campaign import (
     CampaignSpec,
     EngineSweep,
     engine_labels,
     topology_from_label,
 )
+from cachebench.catalogue import InstanceSpec, SpecsError, load_instance_specs
 from cachebench.history import baseline
 from cachebench.models import Engine, Target, Topology
 
@@ -134,7 +135,7 @@ def _topology_display(label: str) -> str:
     return f"{label}: cluster, {t.shards} shards, {each} ({t.nodes} nodes)"
 
 
-def _node_type_display(spec: specs.InstanceSpec) -> str:
+def _node_type_display(spec: InstanceSpec) -> str:
     text = f"{spec.node_type}: {spec.vcpu} vCPU, {spec.memory_gib:g} GiB"
     base, burst = spec.network_baseline_gbps, spec.network_burst_gbps
     if base:
@@ -173,8 +174,8 @@ def _axis(name: str, default: Any, target: str) -> tuple[Any, dict[str, Any]]:
         return default, {}
     if name == "node_types":
         try:
-            catalogue = {nt: s for (t, nt), s in specs.load_instance_specs().items() if t == target}
-        except (specs.SpecsError, OSError):
+            catalogue = {nt: s for (t, nt), s in load_instance_specs().items() if t == target}
+        except (SpecsError, OSError):
             catalogue = {}  # plan reports the broken catalogue with its line
         shown = {nt: _node_type_display(s) for nt, s in catalogue.items()}
         return default, {"examples": _options(list(catalogue), default), "values_display": shown}

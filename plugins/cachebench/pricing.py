@@ -9,7 +9,7 @@ two engines is made at the prices the campaign would really pay.
 Nothing here runs at import time: prices are looked up at plan time.
 
 - The API is reached through the Airflow connection when one is named
-  (:func:`cachebench.aws.clients.client`), else boto3's default chain, at its
+  (:func:`cachebench.targets.aws.clients.client`), else boto3's default chain, at its
   us-east-1 endpoint. ``CACHEBENCH_PRICES=table`` turns it off (the tests do).
 - Answers are kept in a JSON file for :data:`CACHE_TTL_S` (24 h):
   ``$CACHEBENCH_PRICE_CACHE``, else ``$XDG_CACHE_HOME/cachebench/prices.json``,
@@ -30,7 +30,6 @@ import logging
 import math
 import os
 import re
-import tempfile
 import time
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
@@ -38,6 +37,8 @@ from pathlib import Path
 from typing import Any
 
 import pydantic
+
+from cachebench import jsonfile
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +242,7 @@ def price(
             if own_client:
                 from botocore.config import Config
 
-                from cachebench.aws.clients import client as make_client
+                from cachebench.targets.aws.clients import client as make_client
 
                 # Short: an offline plan falls back to the table in seconds, not minutes.
                 quick = Config(connect_timeout=5, read_timeout=10, retries={"max_attempts": 2})
@@ -273,19 +274,13 @@ def fetch(client: Any, engine: str, region: str, node_type: str) -> Price:
         {"Type": "TERM_MATCH", "Field": "cacheEngine", "Value": _CACHE_ENGINE[engine]},
     ]
     items: list[str] = []
-    token: str | None = None
-    while True:
-        page = client.get_products(
-            ServiceCode="AmazonElastiCache",
-            Filters=filters,
-            FormatVersion="aws_v1",
-            MaxResults=100,
-            **({"NextToken": token} if token else {}),
-        )
+    for page in client.get_paginator("get_products").paginate(
+        ServiceCode="AmazonElastiCache",
+        Filters=filters,
+        FormatVersion="aws_v1",
+        PaginationConfig={"PageSize": 100},
+    ):
         items += page.get("PriceList", [])
-        token = page.get("NextToken")
-        if not token:
-            break
     rates = list(_on_demand_rates(items, engine, region, node_type))
     usd = {r[0] for r in rates}
     if len(usd) != 1:
@@ -370,10 +365,8 @@ def _store(path: Path, key: tuple[str, str, str], found: Price) -> None:
         entries = {}
     entries[_key(key)] = {"fetched_at": time.time(), "price": found.model_dump(mode="json")}
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as fh:
-            json.dump({"version": 1, "entries": entries}, fh, indent=1)
-        os.replace(fh.name, path)  # whole or not at all: another plan may read it now
+        # whole or not at all: another plan may read it now
+        jsonfile.write(path, {"version": 1, "entries": entries})
     except OSError as exc:
         log.warning("price cache %s not written (%s); prices are asked again next time", path, exc)
 

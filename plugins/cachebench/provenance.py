@@ -14,6 +14,7 @@ import platform
 import socket
 import subprocess
 import time
+import tomllib
 from pathlib import Path
 
 from pydantic import Field
@@ -45,8 +46,11 @@ def cachebench_version() -> str:
     try:
         base = version("cachebench")
     except PackageNotFoundError:  # run from the checkout, not installed
-        text = (ROOT / "pyproject.toml").read_text() if (ROOT / "pyproject.toml").is_file() else ""
-        base = next((ln.split('"')[1] for ln in text.splitlines() if ln.startswith("version")), "?")
+        try:
+            with (ROOT / "pyproject.toml").open("rb") as fh:
+                base = str(tomllib.load(fh).get("project", {}).get("version", "?"))
+        except (OSError, tomllib.TOMLDecodeError):
+            base = "?"
     try:
         commit = subprocess.run(
             ["git", "-C", str(ROOT), "describe", "--always", "--dirty", "--abbrev=12"],

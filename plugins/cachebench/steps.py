@@ -3,7 +3,7 @@
     plan                    -> [DeploymentPlan]   one per deployment to provision
     render_tfvars(plan)     -> DeploymentPlan     module copy + tfvars
     apply(plan)             -> Provisioned        terraform apply: where the servers are
-    measure_step(prov, ...) -> Watch | None       start, reattach or finish the next run
+    measure_step(prov, ...) -> Wait | None       start, reattach or finish the next run
     measured(prov)          -> Measured           every run and how it ended
     destroy(plan)                                 terraform destroy, then prove nothing is left
     report(campaign, run)                         the campaign report
@@ -25,8 +25,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from cachebench import loadgen, notify, pricing, provenance, targets
+from cachebench import jsonfile, loadgen, notify, pricing, provenance, targets
 from cachebench.campaign import CampaignError, CampaignPlan, CampaignSpec
+from cachebench.catalogue import load_instance_specs
 from cachebench.history import store as history_store
 from cachebench.history.baseline import PREVIOUS
 from cachebench.history.since import read_since
@@ -41,15 +42,13 @@ from cachebench.models import (
     RunOutcome,
     RunRecord,
     RunSpec,
-    Watch,
+    Wait,
 )
 from cachebench.progress import headlines
 from cachebench.report.export import export_point
 from cachebench.report.report import build_report, cleanup_failures
-from cachebench.specs import load_instance_specs
 from cachebench.terraform import TFVARS, Terraform
-from cachebench.testing import wrap_terraform
-from cachebench.workspace import INTERRUPT_FILE, DeploymentDir, RunDir, run_slug
+from cachebench.workspace import INTERRUPT_FILE, DeploymentDir, RunDir, deployment_dir, run_slug
 
 log = logging.getLogger(__name__)
 
@@ -99,10 +98,6 @@ def _refuse_if_interrupted(plan: DeploymentPlan) -> None:
 
 class CleanupFailed(RuntimeError):
     """Destroy could not prove the deployment's resources are gone: needs a human or the reaper."""
-
-
-def deployment_dir(plan: DeploymentPlan) -> DeploymentDir:
-    return RunDir(Path(plan.run_dir)).deployment(plan.instance)
 
 
 @contextlib.contextmanager
@@ -265,7 +260,7 @@ def _terraform(plan: DeploymentPlan, ddir: DeploymentDir) -> Terraform:
     """Terraform in the deployment's work dir, with the target's credentials (aws: the
     connection's)."""
     env = targets.get(plan.deployment.target).terraform_env(plan, ddir)
-    return wrap_terraform(Terraform(ddir.terraform, env=env), plan.instance, ddir.path)
+    return Terraform(ddir.terraform, env=env)
 
 
 def render_tfvars(plan: DeploymentPlan) -> DeploymentPlan:
@@ -331,11 +326,7 @@ def read_record(ddir: DeploymentDir, run: RunSpec) -> RunRecord | None:
 
 
 def _save(ddir: DeploymentDir, run: RunSpec, record: RunRecord) -> None:
-    path = _record_path(ddir, run)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(".record.json.tmp")
-    tmp.write_text(record.model_dump_json(indent=2))
-    tmp.replace(path)
+    jsonfile.write(_record_path(ddir, run), record)
 
 
 def _progress(prov: Provisioned, run: RunSpec, what: str) -> None:
@@ -400,13 +391,12 @@ def _collect(prov: Provisioned, run: RunSpec, record: RunRecord, try_id: str) ->
         return failed
     rdir.write_json("load.json", loads.measured.model_dump(mode="json"))
     m = loads.measured
-    window = [m.started_at, m.started_at + m.elapsed_seconds]
     _progress(prov, run, f"measured {m.ops_per_sec:,.0f} ops/s, p99 {m.latency.p99:.3f} ms")
     return record.model_copy(
         update={
             "status": "done",
             "try_id": try_id,
-            "detail": {**record.detail, "window": window},
+            "window": (m.started_at, m.started_at + m.elapsed_seconds),
         }
     )
 
@@ -414,7 +404,8 @@ def _collect(prov: Provisioned, run: RunSpec, record: RunRecord, try_id: str) ->
 def _export(prov: Provisioned, run: RunSpec, record: RunRecord, try_id: str) -> RunRecord:
     target = targets.get(prov.plan.deployment.target)
     rdir = _result_dir(run, prov.plan)
-    start, end = record.detail["window"]
+    assert record.window is not None, "exported before its load was collected"
+    start, end = record.window
     try:
         metrics = target.metrics(prov, run, start, end)
         load = LoadResult.model_validate_json((rdir.path / "load.json").read_text())
@@ -441,7 +432,7 @@ def _export_ready(prov: Provisioned, ddir: DeploymentDir, try_id: str) -> float 
     target = targets.get(prov.plan.deployment.target)
     later: list[float] = []
     for run, record in _exports_due(prov, ddir):
-        ready = target.metrics_ready_at(prov, record.detail["window"][1])
+        ready = target.metrics_ready_at(prov, record.window[1])
         wait = ready - time.time()
         if wait > SHORT_WAIT_S:
             later.append(ready)
@@ -467,10 +458,10 @@ def current_try(prov: Provisioned) -> str:
     return json.loads((deployment_dir(prov.plan).path / TRY_FILE).read_text())["try_id"]
 
 
-def measure_step(prov: Provisioned, try_id: str, event: dict[str, Any] | None) -> Watch | None:
-    """Advance the deployment's runs by one wait: the Watch to defer on next, or None.
+def measure_step(prov: Provisioned, try_id: str, event: dict[str, Any] | None) -> Wait | None:
+    """Advance the deployment's runs by one wait: the Wait to defer on next, or None.
 
-    event is what the last Watch's trigger said (None at the start of a try: then
+    event is what the last Wait's trigger said (None at the start of a try: then
     a run still under way is reattached, never started again). Runs go in their
     planned order; a run that fails is recorded and the next one starts; a run
     that failed in this try is not tried again in it, except once when it was lost
@@ -522,9 +513,9 @@ def measure_step(prov: Provisioned, try_id: str, event: dict[str, Any] | None) -
 
 def _start_next_and_export(
     prov: Provisioned, ddir: DeploymentDir, try_id: str
-) -> tuple[Watch | None, float | None]:
+) -> tuple[Wait | None, float | None]:
     """Start the next run that starts (one whose start fails is recorded and passed), then
-    export what can be: (the started run's Watch, when the rest can be exported)."""
+    export what can be: (the started run's Wait, when the rest can be exported)."""
     target = targets.get(prov.plan.deployment.target)
     watch = None
     while watch is None and (run := _next_run(prov, ddir, try_id)) is not None:
@@ -570,11 +561,11 @@ def _next_run(prov: Provisioned, ddir: DeploymentDir, try_id: str) -> RunSpec | 
     return None
 
 
-def _timer(ready: float, phase: str = "metrics") -> Watch:
-    """A timer's Watch: the run's metrics become readable, or the load lock frees."""
+def _timer(ready: float, phase: str = "metrics") -> Wait:
+    """A timer's Wait: the run's metrics become readable, or the load lock frees."""
     from datetime import UTC, datetime
 
-    return Watch(
+    return Wait(
         classpath=METRICS_TRIGGER,
         phase=phase,
         kwargs={"moment": datetime.fromtimestamp(ready, UTC)},

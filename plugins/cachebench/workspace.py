@@ -15,7 +15,7 @@ results/<campaign>/<run>/
 
 Every process a deployment starts runs with its working directory inside the
 deployment's folder, so destroy (and the reaper) can find them all there. No secret
-is ever written here (the local servers' password: cachebench.local.runtime), and only
+is ever written here (the local servers' password: cachebench.targets.local.runtime), and only
 what a reader needs is served (cachebench.serve).
 """
 
@@ -26,7 +26,12 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from cachebench import jsonfile
+
+if TYPE_CHECKING:
+    from cachebench.models import DeploymentPlan
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,12 +50,7 @@ class _Dir:
     path: Path
 
     def write_json(self, name: str, data: Any) -> Path:
-        self.path.mkdir(parents=True, exist_ok=True)
-        out = self.path / name
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(json.dumps(data, indent=2, default=str))
-        tmp.replace(out)  # readers (the report, a watch) never see half a file
-        return out
+        return jsonfile.write(self.path / name, data)
 
     def record_error(self, step: str, exc: BaseException | str) -> None:
         """Leave the reason something has no result where the report looks for it."""
@@ -104,6 +104,11 @@ class DeploymentDir(_Dir):
     def record(self, point_id: str, repetition: int) -> Path:
         """The run's state (models.RunRecord): its attempts and how they ended."""
         return self.load(point_id, repetition) / "record.json"
+
+
+def deployment_dir(plan: DeploymentPlan) -> DeploymentDir:
+    """The one folder of a planned deployment, inside its run's."""
+    return RunDir(Path(plan.run_dir)).deployment(plan.instance)
 
 
 @dataclass(frozen=True)

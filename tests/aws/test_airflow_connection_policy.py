@@ -23,9 +23,9 @@ import pytest
 from botocore import xform_name
 from policy_sentry.querying.actions import get_action_data
 
-from cachebench.aws import ecs as cb_ecs
-from cachebench.aws.settings import AwsSettings
-from cachebench.targets.aws import replication_group_id
+from cachebench.targets.aws import ecs as cb_ecs
+from cachebench.targets.aws.settings import AwsSettings
+from cachebench.targets.aws.target import replication_group_id
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICY = ROOT / "include" / "iam" / "airflow-connection-policy.json"

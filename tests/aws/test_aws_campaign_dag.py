@@ -37,11 +37,10 @@ from aws_fakes import (
     window_requests,
 )
 
-from cachebench.aws import ecs
 from cachebench.models import DeploymentPlan, RunRecord
 from cachebench.operators.measure import MeasureOperator
-from cachebench.targets import aws as target
-from cachebench.triggers.aws import EcsElastiCacheWatchTrigger
+from cachebench.targets.aws import ecs, target
+from cachebench.targets.aws.trigger import EcsElastiCacheWatchTrigger
 from cachebench.workspace import RunDir
 from dag_runs import task_tries
 
@@ -124,7 +123,7 @@ def assert_secret_nowhere_in_airflow(dag_run, airflow_db: Path, tokens: set[str]
             select(Trigger).where(Trigger.created_date >= dag_run.start_date)
         ).all()
         assert xcoms and rtifs, "nothing to search: the run stored no XCom or rendered fields"
-        assert any(t.classpath == target.WATCH for t in triggers), "no load watch to search"
+        assert any(t.classpath == target.LOAD_TRIGGER for t in triggers), "no load watch to search"
         assert any(t.classpath == target.TASK_DONE for t in triggers), "no prefill wait"
         for token in tokens:
             for x in xcoms:
@@ -188,12 +187,12 @@ def test_one_group_per_deployment_measures_every_run_with_n_tasks_and_a_retry_re
                 path = run.deployment(plan.instance).load(r.point.id, r.repetition)
                 record = RunRecord.model_validate_json((path / "record.json").read_text())
                 assert record.status == "done" and record.attempt == 1, r.key
-                sbs = record.detail["started_by"]
-                assert len(by[sbs["prefill"]]) == 1, r.key
-                assert len(by[sbs["load"]]) == 2, r.key
-                names = sorted(ecs.task_name(agent.tasks[a]) for a in by[sbs["load"]])
+                sbs = record.detail.started_by
+                assert len(by[sbs.prefill]) == 1, r.key
+                assert len(by[sbs.load]) == 2, r.key
+                names = sorted(ecs.task_name(agent.tasks[a]) for a in by[sbs.load])
                 assert names == ["g0", "g1"], r.key
-                assert all(agent.done[a] == 0 for a in by[sbs["load"]] + by[sbs["prefill"]])
+                assert all(agent.done[a] == 0 for a in by[sbs.load] + by[sbs.prefill])
         # the retried measure reattached: the lost try's tasks are the run's only ones
         (gone,) = lost
         assert sorted(by[gone["started_by"]]) == sorted(gone["tasks"]) and len(gone["tasks"]) == 2

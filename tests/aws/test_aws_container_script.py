@@ -28,11 +28,11 @@ from aws_fakes import (
     window_requests,
 )
 
-from cachebench.aws import ecs, results
-from cachebench.aws.results import merge_phase
-from cachebench.aws.settings import AwsSettings
 from cachebench.loadgen import LoadError
 from cachebench.models import Endpoint, Point, Topology, Workload
+from cachebench.targets.aws import ecs, results
+from cachebench.targets.aws.results import merge_phase
+from cachebench.targets.aws.settings import AwsSettings
 
 TOKEN = "tok-never-kept"
 VERSIONS = {

@@ -37,15 +37,14 @@ from aws_fakes import (
 from botocore.stub import Stubber
 
 from cachebench import steps
-from cachebench.aws import cloudwatch, ecs
-from cachebench.aws.results import split_uri
 from cachebench.campaign import CampaignError
 from cachebench.models import Endpoint, Node, Provisioned, RunRecord
 from cachebench.report.report import build_report
-from cachebench.targets import aws as target
-from cachebench.triggers.aws import EcsElastiCacheWatchTrigger
+from cachebench.targets.aws import cloudwatch, ecs, target
+from cachebench.targets.aws.results import split_uri
+from cachebench.targets.aws.trigger import EcsElastiCacheWatchTrigger
 
-TARGET = target.TARGET
+TARGET = target.AwsTarget()
 # the stand-in memtier's captures for the campaign's 2 s warm-up and 5 s window
 WARM, MEASURED = (
     window_requests("memtier_real_rate800_t2"),
@@ -102,9 +101,9 @@ async def _first(trigger) -> dict:
 
 
 def wait_on(watch) -> dict:
-    """What the triggerer does with a Watch: build its trigger, run it to its event."""
+    """What the triggerer does with a Wait: build its trigger, run it to its event."""
     kwargs = dict(watch.kwargs)
-    if watch.classpath == target.WATCH:
+    if watch.classpath == target.LOAD_TRIGGER:
         kwargs["poll"] = 0.05
     return asyncio.run(asyncio.wait_for(_first(import_string(watch.classpath)(**kwargs)), 120))
 
@@ -179,21 +178,21 @@ def test_a_run_prefills_then_measures_with_n_tasks_and_the_token_only_as_a_secre
         assert watch.phase == "prefill" and watch.classpath == target.TASK_DONE
         record = record_of(prov)
         assert record.status == "started" and record.phase == "prefill" and record.attempt == 1
-        (prefill,) = tasks_of(record.detail["started_by"]["prefill"])
-        assert watch.kwargs["task_arn"] == prefill["taskArn"] == record.detail["prefill_task"]
+        (prefill,) = tasks_of(record.detail.started_by.prefill)
+        assert watch.kwargs["task_arn"] == prefill["taskArn"] == record.detail.prefill_task
         assert watch.kwargs["log_group"] == "/cachebench/load"  # awslogs into the task log
         assert wait_on(watch)["status"] == "success"
         # phase 2: N load tasks under a startedBy of their own, followed by our watch
         watch = steps.measure_step(prov, try_id, {"status": "success"})
-        assert watch.phase == "load" and watch.classpath == target.WATCH
+        assert watch.phase == "load" and watch.classpath == target.LOAD_TRIGGER
         record = record_of(prov)
-        sb = record.detail["started_by"]["load"]
-        assert watch.kwargs["started_by"] == sb != record.detail["started_by"]["prefill"]
+        sb = record.detail.started_by.load
+        assert watch.kwargs["started_by"] == sb != record.detail.started_by.prefill
         loads = tasks_of(sb)
         assert sorted(ecs.task_name(t) for t in loads) == ["g0", "g1", "g2"]
         # one start time for all of them, in their overrides: now + the start-up grace
-        start_at = record.detail["load_start_at"]
-        assert start_at == pytest.approx(record.detail["load_started_at"] + 3.0)  # conftest
+        start_at = record.detail.load_start_at
+        assert start_at == pytest.approx(record.detail.load_started_at + 3.0)  # conftest
         starts = {
             e["value"]
             for t in loads
@@ -286,7 +285,7 @@ def test_a_run_prefills_then_measures_with_n_tasks_and_the_token_only_as_a_secre
         assert min(g["cpu_pct"]) > 0
 
     # nothing kept or uploaded holds the token
-    uploaded = s3_objects(record.detail["results_uri"])
+    uploaded = s3_objects(record.detail.results_uri)
     assert len(uploaded) > 3 * 6
     for key, body in uploaded.items():
         assert token.encode() not in body, f"s3 {key} holds the token"
@@ -354,7 +353,7 @@ def test_a_prefill_that_writes_fewer_keys_fails_the_run_before_its_load(
     assert f"the primaries hold {key_space - 10} keys (DBSIZE), the key space is {key_space}" in (
         record.error
     )
-    assert "load" not in record.detail["started_by"]
+    assert record.detail.started_by.load is None
     assert [ecs.task_name(t) for t in agent.tasks.values()] == ["prefill"]
     error = (steps._result_dir(prov.plan.runs[0], prov.plan).path / "error.txt").read_text()
     assert f"{key_space - 10} keys" in error
@@ -390,7 +389,7 @@ def test_a_new_try_reattaches_to_the_load_tasks_and_starts_none(aws, results_dir
         first = steps.begin_try(prov)
         assert wait_on(steps.measure_step(prov, first, None))["status"] == "success"
         watch = steps.measure_step(prov, first, {"status": "success"})
-        sb = record_of(prov).detail["started_by"]["load"]
+        sb = record_of(prov).detail.started_by.load
         before = sorted(t["taskArn"] for t in tasks_of(sb))
         assert len(before) == 2
         assert {t["lastStatus"] for t in tasks_of(sb)} == {"RUNNING"}
@@ -422,7 +421,7 @@ def test_a_lost_worker_mid_start_leaves_no_duplicate_prefill_or_load(aws, result
     run = prov.plan.runs[0]
     with FakeEcs(tmp_path / "ecs", "midstart", time_scale=3.0):
         watch = steps.measure_step(prov, steps.begin_try(prov), None)
-        prefill_sb = record_of(prov).detail["started_by"]["prefill"]
+        prefill_sb = record_of(prov).detail.started_by.prefill
         steps._record_path(ddir, run).unlink()  # the record was never saved
         again = steps.measure_step(prov, steps.begin_try(prov), None)
         assert again.kwargs["task_arn"] == watch.kwargs["task_arn"]
@@ -431,26 +430,29 @@ def test_a_lost_worker_mid_start_leaves_no_duplicate_prefill_or_load(aws, result
 
         # the load: only g0 got started (by this very code path) before the worker died
         s = target.settings_for(prov.plan)
-        state = json.loads((ddir.path / "ecs.json").read_text())
+        state = ecs.EcsState.model_validate_json((ddir.path / "ecs.json").read_text())
         record = record_of(prov)
         sb = target.started_by(prov.plan, run, record.attempt, "load")
         script = ecs.container_script(run.point, prov.endpoint, s)
-        g0 = ecs.generator_overrides("memtier", script, record.detail["results_uri"], "g0")
+        g0 = ecs.generator_overrides("memtier", script, record.detail.results_uri, "g0")
         (arn0,) = TARGET._run_tasks(s, state, sb, {"g0": g0}, prov)
         half = EcsElastiCacheWatchTrigger(
             **{
-                **TARGET._load_watch(
+                **TARGET._load_wait(
                     prov,
                     run,
                     s,
                     state,
                     record.model_copy(
                         update={
-                            "detail": {
-                                **record.detail,
-                                "started_by": {**record.detail["started_by"], "load": sb},
-                                "load_started_at": time.time() - 700,
-                            }
+                            "detail": record.detail.model_copy(
+                                update={
+                                    "started_by": record.detail.started_by.model_copy(
+                                        update={"load": sb}
+                                    ),
+                                    "load_started_at": time.time() - 700,
+                                }
+                            )
                         }
                     ),
                 ).kwargs
@@ -482,7 +484,7 @@ def test_watch_fails_early_when_a_load_task_dies_and_the_others_are_stopped(
         assert steps.measure_step(prov, try_id, event) is None
         record = record_of(prov)
         assert record.status == "failed" and "exit code 1" in record.error
-        sb = record.detail["started_by"]["load"]
+        sb = record.detail.started_by.load
         tasks = {ecs.task_name(t): t for t in tasks_of(sb)}
         assert {n: t["lastStatus"] for n, t in tasks.items()} == {"g0": "STOPPED", "g1": "STOPPED"}
         assert tasks["g0"]["stoppedReason"] == "cachebench: run failed"
@@ -493,10 +495,7 @@ def test_watch_fails_early_when_a_load_task_dies_and_the_others_are_stopped(
         fake.time_scale = 0.3
         retry = steps.measure_step(prov, steps.begin_try(prov), None)
         assert retry.phase == "prefill" and record_of(prov).attempt == 2
-        assert (
-            record_of(prov).detail["started_by"]["prefill"]
-            != record.detail["started_by"]["prefill"]
-        )
+        assert record_of(prov).detail.started_by.prefill != record.detail.started_by.prefill
         TARGET.stop_load(prov.plan, ddir)
 
 
@@ -513,7 +512,7 @@ def test_a_failed_prefill_fails_the_run_with_its_log_and_starts_no_load(
     assert record.status == "failed" and record.error.startswith("prefill: ")
     assert "exit code 1" in record.error
     assert "Connection error: TLS handshake failed" in record.error  # its awslogs tail
-    assert "load" not in record.detail["started_by"]
+    assert record.detail.started_by.load is None
     sb = target.started_by(prov.plan, prov.plan.runs[0], 1, "load")
     assert tasks_of(sb) == []  # no load on a data set that was not written
 
@@ -572,9 +571,9 @@ def test_export_reads_every_node_with_pagination(aws, results_dir) -> None:
     net = table[table["metric"] == "NetworkBytesOut"]
     assert (net["value"] == 9e9).all() and set(net["unit"].astype(str)) == {"Bytes"}
 
+    from cachebench.catalogue import load_instance_specs
     from cachebench.models import Latency, LoadResult
     from cachebench.report.export import point_summary
-    from cachebench.specs import load_instance_specs
 
     lat = Latency(p50=1, p90=2, p99=3, p99_9=4, max=5, mean=1.5)
     load = LoadResult(tool="memtier_benchmark", started_at=t0, elapsed_seconds=300,
@@ -626,18 +625,17 @@ def test_aws_points_default_to_five_load_generators() -> None:
 
 
 def test_reaper_hooks_find_and_delete_expired_groups(aws) -> None:
-    from cachebench.reaper import Leftover
-
     tag = uuid.uuid4().hex[:8]
     expired, alive = f"cb-expired-{tag}", f"cb-alive-{tag}"
     for rg, expires in ((expired, "2020-01-01T00:00:00Z"), (alive, "2999-01-01T00:00:00Z")):
         tags = {"cachebench:deployment": rg, "cachebench:campaign": "c", "cachebench:run": "r",
                 "cachebench:expires-at": expires}  # fmt: skip
         create_group(rg, tags, cluster_mode=True, shards=2, replicas=0)
-    found = {f["where"]: f for f in TARGET.find_leftovers(time.time())}
+    leftovers, spared = TARGET.find_leftovers([], time.time(), lambda c, r: None)
+    found = {f.where: f for f in leftovers}
     assert expired in found and alive not in found
-    assert found[expired]["deployment_id"] == expired
-    assert TARGET.reap_leftover(Leftover(**found[expired])) == []
+    assert found[expired].deployment_id == expired and spared == []
+    assert TARGET.reap_leftover(found[expired]) == []
     ec = boto3.client("elasticache")
     with pytest.raises(ec.exceptions.ReplicationGroupNotFoundFault):  # deleted (moto_gaps)
         ec.describe_replication_groups(ReplicationGroupId=expired)

@@ -37,7 +37,7 @@ from test_airflow_connection_policy import _allowed_somewhere as granted
 from cachebench import steps, terraform
 from cachebench.models import DeploymentPlan
 from cachebench.report.report import build_report
-from cachebench.targets import aws as target
+from cachebench.targets.aws import target
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]

@@ -516,7 +516,14 @@ def take_down_leftovers(results: Path) -> None:
             psutil.Process(found["pid"]).kill()
     for reg in results.glob("*/*/deployments/*/server/registry.json"):
         subprocess.run(
-            [sys.executable, "-m", "cachebench.local", "down", "--state-dir", str(reg.parent)],
+            [
+                sys.executable,
+                "-m",
+                "cachebench.targets.local",
+                "down",
+                "--state-dir",
+                str(reg.parent),
+            ],
             env={**os.environ, "PYTHONPATH": str(ROOT / "plugins")},
             capture_output=True,
             timeout=120,

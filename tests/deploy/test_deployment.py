@@ -37,8 +37,8 @@ EXAMPLE = "cachebench__redis-vs-valkey-local"
 TINY = "cachebench__tiny-hourly"
 MEASURE, DESTROY = "deployment.measure", "deployment.destroy"
 REDIS = "redis-7.0-single-local.micro"  # README: engine-version-topology-node_type
-TRIGGER = "cachebench.triggers.watch.LoadWatchTrigger"
-RUNNER = "cachebench.local.runner"  # `python -m` module of a run's detached runner
+TRIGGER = "cachebench.targets.local.trigger.LoadWatchTrigger"
+RUNNER = "cachebench.targets.local.runner"  # `python -m` module of a run's detached runner
 
 
 def run_dir(dep, campaign: str, run_id: str) -> Path:

@@ -3,7 +3,7 @@
 Every process cachebench starts for a deployment runs with its working directory
 inside the deployment's folder; the ports are those its tfvars gave its nodes
 (and the cluster bus ports). These checks look at the whole machine through
-psutil, so a leftover that our own sweep (`local.procs`) would miss is caught.
+psutil, so a leftover that our own sweep (`cachebench.procs`) would miss is caught.
 A miniature deployment's kernel objects (network namespaces, links, qdiscs,
 cgroups and its subnet claim) carry the key its tfvars name: they are looked up
 with `ip`, `tc` and the cgroup file systems themselves, not with cachebench's code.

@@ -2,7 +2,7 @@
 
 Each test breaks one thing in a run of one or two deployments (one run each),
 for real (a SIGKILL, an rm -rf from another thread while the load runs) or
-through CACHEBENCH_FAULTS (cachebench.testing), then checks the same things:
+through the `faults` fixture (tests/faults.py), then checks the same things:
 nothing the run created is left (the tests' own psutil view, leftovers.py: no
 process in the run's folders, no port, no password file, empty Terraform
 state, and, as the deployments are miniatures, no network namespace, link,
@@ -203,8 +203,8 @@ def test_server_killed_mid_load_fails_the_watch_early(airflow_db, results_dir: P
         assert_nothing_left(run.path)
 
 
-def test_watch_error(airflow_db, results_dir: Path, monkeypatch) -> None:
-    monkeypatch.setenv("CACHEBENCH_FAULTS", "watch@*")
+def test_watch_error(airflow_db, results_dir: Path, faults) -> None:
+    faults("watch@*")
     dag_run, run = run_campaign(campaign("f-watch"))
     try:
         assert str(dag_run.state) == "failed"
@@ -216,9 +216,9 @@ def test_watch_error(airflow_db, results_dir: Path, monkeypatch) -> None:
         assert_nothing_left(run.path)
 
 
-def test_apply_dies_half_way(airflow_db, results_dir: Path, monkeypatch) -> None:
+def test_apply_dies_half_way(airflow_db, results_dir: Path, faults) -> None:
     """`up` dies after starting the first of two nodes, on every try: destroy still cleans."""
-    monkeypatch.setenv("CACHEBENCH_FAULTS", "up@*")
+    faults("up@*")
     fields = campaign("f-halfway", topology={"cluster_mode": False, "replicas": 1})
     dag_run, run = run_campaign(fields)
     try:
@@ -254,9 +254,9 @@ def server_count(root: Path) -> int:
     )
 
 
-def test_apply_retry_is_idempotent(airflow_db, results_dir: Path, monkeypatch) -> None:
+def test_apply_retry_is_idempotent(airflow_db, results_dir: Path, faults) -> None:
     """apply provisions, then its task fails once; the retry must not start a second server."""
-    monkeypatch.setenv("CACHEBENCH_FAULTS", "after_apply@*#once")
+    faults("after_apply@*#once")
     seen: list[int] = []
     stop = threading.Event()
 
@@ -289,8 +289,8 @@ def test_apply_retry_is_idempotent(airflow_db, results_dir: Path, monkeypatch) -
         assert_nothing_left(run.path)
 
 
-def test_export_fails_keeps_the_other_runs(airflow_db, results_dir: Path, monkeypatch) -> None:
-    monkeypatch.setenv("CACHEBENCH_FAULTS", "export@valkey-*")
+def test_export_fails_keeps_the_other_runs(airflow_db, results_dir: Path, faults) -> None:
+    faults("export@valkey-*")
     engines = [
         {"engine": "redis", "versions": ["7.0"]},
         {"engine": "valkey", "versions": ["9.1"]},
@@ -351,9 +351,9 @@ def test_deployment_folder_removed_mid_load(airflow_db, results_dir: Path) -> No
 
 
 def test_destroy_fails_says_cleanup_failed_and_keeps_state(
-    airflow_db, results_dir: Path, monkeypatch
+    airflow_db, results_dir: Path, monkeypatch, faults
 ) -> None:
-    monkeypatch.setenv("CACHEBENCH_FAULTS", "destroy@*")
+    faults("destroy@*")
     dag_run, run = run_campaign(campaign("f-destroy"))
     ddir = run.deployment(REDIS_DEP).path
     plan = DeploymentPlan.model_validate_json((ddir / "deployment.json").read_text())

@@ -29,11 +29,12 @@ import pytest
 from airflow.dag_processing.dagbag import DagBag
 from leftovers import assert_nothing_left
 
-from cachebench import pricing, specs
+from cachebench import catalogue as node_catalogue
+from cachebench import pricing
 from cachebench.__main__ import main as cli
 from cachebench.history.since import read_since
 from cachebench.history.store import FOLDER
-from cachebench.local import cgroups, miniature
+from cachebench.targets.local import cgroups, miniature
 from cachebench.workspace import RunDir
 
 pytestmark = pytest.mark.e2e
@@ -67,12 +68,12 @@ def catalogue(tmp_path: Path, monkeypatch) -> None:
     """The catalogue and price table with the test's node type (plan, export and report
     read them in this process)."""
     path = tmp_path / "instance_specs.csv"
-    path.write_text(specs.DEFAULT_SPECS_PATH.read_text() + ROW + "\n")
+    path.write_text(node_catalogue.DEFAULT_SPECS_PATH.read_text() + ROW + "\n")
     prices = tmp_path / "prices.csv"
     prices.write_text(
         pricing.DEFAULT_PRICES_PATH.read_text() + f"redis,local,{NODE_TYPE},0,test row,2026-12-07\n"
     )
-    monkeypatch.setattr(specs, "DEFAULT_SPECS_PATH", path)
+    monkeypatch.setattr(node_catalogue, "DEFAULT_SPECS_PATH", path)
     monkeypatch.setattr(pricing, "DEFAULT_PRICES_PATH", prices)
 
 

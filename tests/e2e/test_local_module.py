@@ -25,10 +25,10 @@ import redis
 from leftovers import listening, processes_in
 from redis.cluster import ClusterNode, RedisCluster
 
-from cachebench import engines
-from cachebench.local import procs, runtime, servers
-from cachebench.local.servers import LocalError, down, endpoint_from_registry, up
+from cachebench import engines, procs
 from cachebench.models import Endpoint
+from cachebench.targets.local import runtime, servers
+from cachebench.targets.local.servers import LocalError, down, endpoint_from_registry, up
 from cachebench.terraform import flavour
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -144,7 +144,7 @@ def tfvars_for(tmp_path, engine, version, cluster, shards, replicas, deployment_
         "maxmemory_bytes": 64 * 1024 * 1024,
         "io_threads": 1,
         "state_dir": str(tmp_path / "state"),
-        "runtime_dir": str(runtime.deployment_dir(tmp_path / "state")),
+        "runtime_dir": str(runtime.secrets_dir(tmp_path / "state")),
         "python": sys.executable,
         "pythonpath": str(PLUGINS),
         "metrics_interval_seconds": 1,
@@ -189,7 +189,7 @@ def assert_all_gone(state_dir: Path, pids: list[int], ports: list[int]) -> None:
     assert processes_in(state_dir) == [], "a process still runs in the state folder"
     busy = listening(set(ports))
     assert not busy, f"ports still listening: {sorted(busy)}"
-    assert not runtime.deployment_dir(state_dir).exists(), "the secrets' folder survived"
+    assert not runtime.secrets_dir(state_dir).exists(), "the secrets' folder survived"
 
 
 def ends_within(pid: int, timeout: float) -> bool:
@@ -412,7 +412,7 @@ def local_config(tmp_path, engine="redis", version="7.0", cluster=False, shards=
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "cachebench.local", *args],
+        [sys.executable, "-m", "cachebench.targets.local", *args],
         env=dict(os.environ, PYTHONPATH=str(PLUGINS)),
         capture_output=True,
         text=True,
@@ -436,7 +436,7 @@ def test_up_twice_keeps_one_server_per_node_and_down_is_idempotent(tmp_path):
         assert reg2["reused"] is True
         assert [n["pid"] for n in reg1["nodes"]] == [n["pid"] for n in reg2["nodes"]]
         assert reg1["agent_pid"] == reg2["agent_pid"]
-        password = (runtime.deployment_dir(state_dir) / "auth").read_text().strip()
+        password = (runtime.secrets_dir(state_dir) / "auth").read_text().strip()
         assert password not in first.stdout + first.stderr + second.stdout + second.stderr
         for n in reg2["nodes"]:
             assert servers_on_port(n["port"]) == [n["pid"]]
@@ -487,7 +487,7 @@ def test_busy_port_fails_with_clear_message_and_leaves_nothing(tmp_path):
             assert res.returncode != 0
             assert f"port {busy}" in res.stderr and "not a server of" in res.stderr
             assert not list(state_dir.glob("nodes/*/server.pid"))
-            assert not runtime.deployment_dir(state_dir).exists()
+            assert not runtime.secrets_dir(state_dir).exists()
             assert servers_on_port(cfg["base_port"]) == []
         finally:
             down(state_dir)
@@ -567,7 +567,7 @@ def test_agent_stops_by_itself_at_expiry_and_when_servers_vanish(tmp_path):
         cfg["expires_at"] = time.time() + 600
         reg = up(cfg)
         assert reg["reused"] is True and psutil.Process(reg["agent_pid"]).cwd() == str(state_dir)
-        password = (runtime.deployment_dir(state_dir) / "auth").read_text().strip()
+        password = (runtime.secrets_dir(state_dir) / "auth").read_text().strip()
         port = reg["nodes"][0]["port"]
         with (
             redis.Redis(port=port, password=password) as c,

@@ -37,7 +37,8 @@ from airflow.dag_processing.dagbag import DagBag
 from leftovers import assert_nothing_left, kernel_objects
 from scipy import stats as sps
 
-from cachebench import pricing, specs
+from cachebench import catalogue as node_catalogue
+from cachebench import pricing
 from cachebench.report import stats
 from cachebench.workspace import RunDir
 
@@ -65,11 +66,11 @@ def truth(tmp_path: Path, monkeypatch) -> None:
     """The catalogue and price table with the truth's rows (plan, export and report read
     them in this process)."""
     catalogue = tmp_path / "instance_specs.csv"
-    catalogue.write_text(specs.DEFAULT_SPECS_PATH.read_text() + "\n".join(TRUTH) + "\n")
+    catalogue.write_text(node_catalogue.DEFAULT_SPECS_PATH.read_text() + "\n".join(TRUTH) + "\n")
     prices = tmp_path / "prices.csv"
     rows = [f"{e},local,{r.split(',')[1]},0,test row,2026-12-08" for r in TRUTH for e in ("redis",)]
     prices.write_text(pricing.DEFAULT_PRICES_PATH.read_text() + "\n".join(rows) + "\n")
-    monkeypatch.setattr(specs, "DEFAULT_SPECS_PATH", catalogue)
+    monkeypatch.setattr(node_catalogue, "DEFAULT_SPECS_PATH", catalogue)
     monkeypatch.setattr(pricing, "DEFAULT_PRICES_PATH", prices)
 
 
@@ -343,7 +344,7 @@ def test_plan_refuses_a_miniature_without_root_or_tools(tmp_path: Path) -> None:
 
 UP_PLAIN = """
 import json, sys, time
-from cachebench.local import servers
+from cachebench.targets.local import servers
 cfg = json.loads(sys.argv[1])
 reg = servers.up(cfg)
 import redis
@@ -358,8 +359,7 @@ print(json.dumps(got))
 def test_plain_node_type_still_runs_without_root(tmp_path: Path) -> None:
     """Where a miniature is refused (not root), a plain node type's server starts, answers
     on 127.0.0.1 and stops."""
-    from cachebench import engines
-    from cachebench.local import procs
+    from cachebench import engines, procs
 
     port = next(p for p in range(52900, 52990) if procs.port_free(p))
     cfg = {
@@ -396,7 +396,7 @@ def test_miniature_cluster_across_namespaces(tmp_path: Path) -> None:
     an 80 MB bucket); the nodes find each other and replicate through the bridge; nothing
     routes anywhere but the deployment's /27; destroy leaves no kernel object."""
     from cachebench import engines
-    from cachebench.local import miniature, netns
+    from cachebench.targets.local import miniature, netns
 
     state = tmp_path / "d" / "server"
     key = miniature.key_of(state)

@@ -1,4 +1,4 @@
-"""The reaper on real leftovers: servers planted with `python -m cachebench.local up`
+"""The reaper on real leftovers: servers planted with `python -m cachebench.targets.local up`
 and with Terraform, some expired, some of a running run, one whose folder is gone (a
 miniature: its namespaces, links, cgroups and subnet claim must go too)."""
 
@@ -16,9 +16,9 @@ import pytest
 from airflow.dag_processing.dagbag import DagBag
 from leftovers import kernel_objects, miniature_keys
 
-from cachebench import engines, reaper, steps
+from cachebench import engines, procs, reaper, steps, targets
 from cachebench.campaign import CampaignSpec
-from cachebench.local import machine, miniature, netns, procs, runtime, servers
+from cachebench.targets.local import machine, miniature, netns, runtime, servers
 from cachebench.workspace import RunDir
 
 pytestmark = pytest.mark.e2e
@@ -53,7 +53,7 @@ def plant(results: Path, k: int, *, run_id: str, expires_in: float, mini: bool =
         "maxmemory_policy": "allkeys-lru",
         "io_threads": 1,
         "state_dir": str(sd),
-        "runtime_dir": str(runtime.deployment_dir(sd)),
+        "runtime_dir": str(runtime.secrets_dir(sd)),
         "metrics_interval_seconds": 1,
         "expires_at": int(time.time() + expires_in),
     }
@@ -71,7 +71,14 @@ def plant(results: Path, k: int, *, run_id: str, expires_in: float, mini: bool =
         }
     (sd / "config.json").write_text(json.dumps(config))
     subprocess.run(
-        [sys.executable, "-m", "cachebench.local", "up", "--config", str(sd / "config.json")],
+        [
+            sys.executable,
+            "-m",
+            "cachebench.targets.local",
+            "up",
+            "--config",
+            str(sd / "config.json"),
+        ],
         check=True,
         capture_output=True,
         env={**os.environ, "PYTHONPATH": str(ROOT / "plugins")},
@@ -88,7 +95,7 @@ def assert_gone(pdir: Path, ports: list[int]) -> None:
     assert procs.processes_under(pdir) == []
     for port in ports:
         assert procs.port_free(port), port
-    assert not runtime.deployment_dir(pdir / "server").exists(), "its secrets were kept"
+    assert not runtime.secrets_dir(pdir / "server").exists(), "its secrets were kept"
 
 
 def registry_ports(pdir: Path) -> list[int]:
@@ -105,7 +112,7 @@ def test_reaper_takes_leftovers_and_spares_a_running_run(results_dir: Path) -> N
     orphan_ports = registry_ports(orphan)
     shutil.rmtree(orphan)  # its registry and pidfiles are gone with it, not its secrets
     ports = {p: registry_ports(p) for p in (expired, live, done)}
-    states = {"manual__live": reaper.RUNNING, "manual__done": reaper.FINISHED}
+    states = {"manual__live": targets.RUNNING, "manual__done": targets.FINISHED}
     try:
         time.sleep(
             max(
@@ -127,15 +134,17 @@ def test_reaper_takes_leftovers_and_spares_a_running_run(results_dir: Path) -> N
         assert_gone(done, ports[done])
         assert_gone(orphan, orphan_ports)
         assert kernel_objects({orphan_key}) == []  # namespaces, links, cgroups, claim
-        assert {m["key"]: m["reason"] for m in summary["miniatures"]} == {
+        minis = [m for m in summary["strays"] if m["kind"] == "miniature"]
+        assert {m["where"]: m["reason"] for m in minis} == {
             orphan_key: "its deployment's folder was removed"
         }
         assert processes(live), "a non-expired deployment of a running run was reaped"
         # the orphan's secrets went after it (its folder is gone, its servers stopped), the
         # running deployment's stay
-        secrets = {Path(r["where"]): r["reason"] for r in summary["runtime_folders"]}
-        assert "folder was removed" in secrets[runtime.deployment_dir(orphan / "server")]
-        assert (runtime.deployment_dir(live / "server") / "auth").is_file()
+        folders = [r for r in summary["strays"] if r["kind"] == "runtime folder"]
+        secrets = {Path(r["where"]): r["reason"] for r in folders}
+        assert "folder was removed" in secrets[runtime.secrets_dir(orphan / "server")]
+        assert (runtime.secrets_dir(live / "server") / "auth").is_file()
         assert json.loads((expired / "reaped.json").read_text())["problems"] == []
         # reaping again finds nothing new
         again = reaper.reap([results_dir], run_state=lambda c, r: states.get(r))

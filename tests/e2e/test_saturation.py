@@ -108,7 +108,7 @@ def _measure(tmp_path, endpoint, password, workload, cgroup: Path | None) -> sta
             duration_s=workload.duration_seconds,
         )
         for h in handles:  # on CPU 0, the server has CPU 1
-            _pin(h["pid"], 0, cgroup)
+            _pin(h.pid, 0, cgroup)
         sampler = CpuSampler(handles, workload)
         assert [g.capacity for g in sampler.generators] == [0.2 if cgroup else 1.0]
         while loadgen.load_running(handles):

@@ -18,7 +18,7 @@ import pytest
 from cli_runs import start_run, tiny_campaign
 from leftovers import assert_nothing_left
 
-from cachebench.local import machine
+from cachebench.targets.local import machine
 
 pytestmark = pytest.mark.e2e
 
@@ -53,7 +53,7 @@ def test_two_campaigns_started_together_both_succeed_and_never_load_at_once(
             for path in records:
                 record = json.loads(path.read_text())
                 assert (record["status"], record["attempt"]) == ("done", 1), record
-                windows.append((*record["detail"]["window"], f"{name} {path.parent.name}"))
+                windows.append((*record["window"], f"{name} {path.parent.name}"))
         assert bases[0] != bases[1], bases  # each deployment its own block
         # the campaign that loaded second had its deployment up (apply wrote servers.json)
         # while the first one loaded: it could have loaded then, and waited its turn (else

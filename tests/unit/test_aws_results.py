@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from cachebench.aws import ecs
-from cachebench.aws.results import merge_phase
 from cachebench.loadgen import LoadError
+from cachebench.targets.aws import ecs
+from cachebench.targets.aws.results import merge_phase
 
 REAL = Path(__file__).resolve().parents[1] / "fixtures" / "memtier-real"
 CAPTURE = "memtier_real_rate800_t5"

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cachebench.catalogue import InstanceSpec
 from cachebench.models import (
     METRIC_COLUMNS,
     Deployment,
@@ -25,7 +26,6 @@ from cachebench.models import (
 )
 from cachebench.pricing import Price
 from cachebench.report.export import export_point, write_metrics
-from cachebench.specs import InstanceSpec
 
 T0 = 1_700_000_000.0
 GIB = 1024**3

@@ -20,7 +20,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cachebench import specs, steps
+from cachebench import catalogue as node_catalogue
+from cachebench import steps
 from cachebench.campaign import CampaignError, CampaignSpec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -309,11 +310,11 @@ def test_cli_prints_problems_without_traceback(tmp_path: Path, results_dir, text
 def test_malformed_catalogue_row_surfaces_through_plan_with_its_line(
     tmp_path: Path, results_dir: Path, monkeypatch
 ) -> None:
-    lines = specs.DEFAULT_SPECS_PATH.read_text().splitlines()
+    lines = node_catalogue.DEFAULT_SPECS_PATH.read_text().splitlines()
     lines[2] = lines[2].replace(lines[2].split(",")[3], "lots", 1)  # vcpu of row on line 3
     broken = tmp_path / "instance_specs.csv"
     broken.write_text("\n".join(lines) + "\n")
-    monkeypatch.setattr(specs, "DEFAULT_SPECS_PATH", broken)
+    monkeypatch.setattr(node_catalogue, "DEFAULT_SPECS_PATH", broken)
     with pytest.raises(CampaignError) as err:
         steps.plan(VALID, "manual__hostile")
     assert "line 3" in str(err.value) and "vcpu" in str(err.value)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from cachebench import procs
 from cachebench.loadgen import CHUNKED, hdr
 from cachebench.loadgen.chunked import (
     FIRST_CHUNK_S,
@@ -22,7 +23,6 @@ from cachebench.loadgen.chunked import (
     tool_numbers,
 )
 from cachebench.loadgen.redis_benchmark import merge_chunks, parse_chunks, parse_redis_benchmark
-from cachebench.local import procs as local_procs
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "loadgen"
 
@@ -227,7 +227,7 @@ def test_driver_stops_its_chunk_on_sigterm_and_says_so(
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=10)
     assert proc.returncode == 128 + signal.SIGTERM
-    assert not local_procs.pid_alive(child)
+    assert not procs.pid_alive(child)
     m = manifest(out)
     assert not m["complete"] and m["error"] == "stopped by signal 15"
     with pytest.raises(ValueError, match="stopped by signal 15"):
@@ -242,7 +242,7 @@ def test_a_killed_driver_takes_its_chunk_with_it(
     child = _wait_child(proc.pid)
     proc.kill()
     proc.wait(5)
-    assert local_procs.wait_gone([child], 5.0) == []  # PR_SET_PDEATHSIG
+    assert procs.wait_gone([child], 5.0) == []  # PR_SET_PDEATHSIG
     assert not manifest(tmp_path / "m")["complete"]
 
 
@@ -263,10 +263,10 @@ def test_the_sweep_knows_the_driver_as_a_load_process(
     proc = drive(fake_tool, tmp_path / "m", seconds=60, rate=1000)
     try:
         _wait_child(proc.pid)
-        assert local_procs.kind_of(proc.pid) == "load"
-        found = local_procs.kill_under(tmp_path)
+        assert procs.kind_of(proc.pid) == "load"
+        found = procs.kill_under(tmp_path)
         assert proc.pid in {f["pid"] for f in found["found"]} and found["survivors"] == []
-        assert local_procs.processes_under(tmp_path) == []
+        assert procs.processes_under(tmp_path) == []
     finally:
         proc.kill()
         proc.communicate(timeout=5)

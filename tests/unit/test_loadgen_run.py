@@ -16,6 +16,7 @@ import pytest
 import redis
 
 import cachebench.loadgen as loadgen
+from cachebench import procs
 from cachebench.loadgen import (
     LoadError,
     collect_load,
@@ -24,9 +25,8 @@ from cachebench.loadgen import (
     start_load,
     stop_load,
 )
-from cachebench.loadgen import procs as genprocs
 from cachebench.loadgen.chunked import STOP_S
-from cachebench.local import procs as local_procs
+from cachebench.loadgen.handle import Handle, read_handles
 from cachebench.models import Endpoint, Node, Workload
 
 REDIS_BENCHMARK = shutil.which("redis-benchmark") or "/usr/bin/redis-benchmark"
@@ -151,12 +151,12 @@ def test_run_load_redis_benchmark_real(server, tmp_path):
     assert 1.8 < wall < 30
     assert client.dbsize() > 0  # AUTH worked: SETs landed
     # Every handle JSON-able, no password anywhere, nothing left running.
-    handles = json.loads((out / "measured-handles.json").read_text())
-    assert {h["phase"] for h in handles} == {"measured"}
-    assert {h["side"] for h in handles} == {"set", "get"}
+    handles = read_handles(out / "measured-handles.json")
+    assert {h.phase for h in handles} == {"measured"}
+    assert {h.side for h in handles} == {"set", "get"}
     assert load_running(handles) == []
     for h in handles:
-        chunks = json.loads(Path(h["chunks"]).read_text())
+        chunks = json.loads(Path(h.chunks).read_text())
         assert chunks["complete"] and len(chunks["chunks"]) >= 2
         assert chunks["ended_at"] - chunks["started_at"] >= 1.8  # each side's window is full
         for c in chunks["chunks"]:  # the driver's own decisions, whatever the machine's speed:
@@ -164,13 +164,13 @@ def test_run_load_redis_benchmark_real(server, tmp_path):
             assert into <= 2 - STOP_S + 0.01  # no chunk starts once the window is full
             assert c["planned_seconds"] <= 2 - into + 0.01  # none is planned past its end
         # Each chunk ran the side's argv plus its own -n; the password only via the env.
-        assert h["tool_argv"][h["tool_argv"].index("-t") + 1] == h["side"]
-        assert "-n" not in h["tool_argv"] and h["argv"][-len(h["tool_argv"]) :] == h["tool_argv"]
+        assert h.tool_argv[h.tool_argv.index("-t") + 1] == h.side
+        assert "-n" not in h.tool_argv and h.argv[-len(h.tool_argv) :] == h.tool_argv
     for f in out.iterdir():
         assert password not in f.read_text(errors="replace"), f
     for h in handles:
-        assert password not in json.dumps(h)
-        assert h["argv_masked"] == h["argv"]
+        assert password not in h.model_dump_json()
+        assert h.argv_masked == h.argv
 
 
 @needs_redis
@@ -189,20 +189,29 @@ def test_stop_load_ends_generators_and_collect_refuses(server, tmp_path):
     )
     try:
         assert len(handles) == 4
-        json.dumps(handles)
+        [h.model_dump_json() for h in handles]  # each handle JSON-able
         time.sleep(0.5)
         running = load_running(handles)
-        assert sorted(running) == sorted(h["pid"] for h in handles)
+        assert sorted(running) == sorted(h.pid for h in handles)
         with pytest.raises(LoadError, match="still running"):
             collect_load(handles)
     finally:
         signalled = stop_load(handles, grace_s=3.0)
-    assert sorted(signalled) == sorted(h["pid"] for h in handles)
+    assert sorted(signalled) == sorted(h.pid for h in handles)
     assert load_running(handles) == []
     with pytest.raises(LoadError, match=r"gave no result.*stopped by signal 15"):
         collect_load(handles)
-    left = [f for f in local_procs.processes_under(tmp_path) if f["kind"] == "load"]
+    left = [f for f in procs.processes_under(tmp_path) if f["kind"] == "load"]
     assert left == []  # no chunk outlived its driver
+
+
+def fake_handle(**fields) -> Handle:
+    """A redis-benchmark handle of fields, the rest filled in."""
+    base = {"proc_start": None, "argv": ["redis-benchmark"], "argv_masked": ["redis-benchmark"],
+            "stdout": "/nonexistent", "stderr": "/nonexistent", "started_at": 0.0,
+            "tool": "redis-benchmark", "tool_version": "", "phase": "measured", "generator": 0,
+            "duration_s": 1, "reads_from": "primary", "side": "set"}  # fmt: skip
+    return Handle.model_validate(base | fields)
 
 
 def test_stop_load_leaves_processes_that_are_not_ours(tmp_path):
@@ -210,14 +219,14 @@ def test_stop_load_leaves_processes_that_are_not_ours(tmp_path):
     # handle's process by its start time, never by a bare pid
     sleeper = subprocess.Popen(["sleep", "30"], start_new_session=True)
     try:
-        start = genprocs.started(sleeper.pid)
-        unproven = {"pid": sleeper.pid, "proc_start": None}
+        start = procs.started(sleeper.pid)
+        unproven = fake_handle(pid=sleeper.pid, proc_start=None)
         assert stop_load([unproven], grace_s=0.5) == []
-        wrong_start = {"pid": sleeper.pid, "proc_start": start - 0.01}
+        wrong_start = fake_handle(pid=sleeper.pid, proc_start=start - 0.01)
         assert stop_load([wrong_start], grace_s=0.5) == []
         assert sleeper.poll() is None
         assert load_running([unproven]) == [sleeper.pid] and load_running([wrong_start]) == []
-        proven = {"pid": sleeper.pid, "proc_start": start}
+        proven = fake_handle(pid=sleeper.pid, proc_start=start)
         assert stop_load([proven], grace_s=3.0) == [sleeper.pid]
         assert sleeper.wait(5) == -signal.SIGTERM
     finally:
@@ -234,16 +243,14 @@ def test_collect_load_merges_generators_from_files(tmp_path):
             out = tmp_path / f"m-g{g}-{side}.stdout"
             shutil.copy(fix / f"redis_benchmark_7.0_{side}.txt", out)
             handles.append(
-                {
-                    "pid": 2**22 + 7,
-                    "argv": ["redis-benchmark"],
-                    "tool": "redis-benchmark",
-                    "side": side,
-                    "generator": g,
-                    "stdout": str(out),
-                    "stderr": str(out),
-                    "started_at": 1000.0 + g,
-                }
+                fake_handle(
+                    pid=2**22 + 7,
+                    side=side,
+                    generator=g,
+                    stdout=str(out),
+                    stderr=str(out),
+                    started_at=1000.0 + g,
+                )
             )
     r = collect_load(handles)
     assert r.generators == 2
@@ -344,13 +351,13 @@ def test_memtier_start_collect_with_a_stand_in_binary(tmp_path, fake_memtier):
     assert result.tool_version == SOURCE_BUILD_LINE  # `--version`'s first line
     assert result.requests == 2 * WINDOW
     assert result.reads_from == "primary"
-    handles = json.loads((out / "warmup-handles.json").read_text())
-    assert [h["json_path"] for h in handles] == [
+    handles = read_handles(out / "warmup-handles.json")
+    assert [h.json_path for h in handles] == [
         str(out / "warmup-g0.json"),
         str(out / "warmup-g1.json"),
     ]
     # started_at is the processes' own start, not memtier's Start time
-    assert result.started_at == min(h["started_at"] for h in handles)
+    assert result.started_at == min(h.started_at for h in handles)
     assert not any("Start time" in n for n in result.notes)
     for f in out.iterdir():  # the password reached memtier, and was scrubbed from its JSON
         assert password not in f.read_text(errors="replace"), f
@@ -423,7 +430,7 @@ def test_a_generator_we_stopped_is_not_lost(tmp_path, fake_memtier, monkeypatch)
         phase="measured",
         duration_s=1,
     )
-    assert stop_load(handles, grace_s=3.0) == [handles[0]["pid"]]
+    assert stop_load(handles, grace_s=3.0) == [handles[0].pid]
     with pytest.raises(LoadError, match=r"signal 15 \(SIGTERM\) \(stopped by cachebench\)") as e:
         collect_load(handles)
     assert e.value.lost is False
@@ -569,15 +576,15 @@ def test_redis_benchmark_reads_from_a_real_replica(server, replica, tmp_path):
 
 
 def test_a_childs_end_and_exit_status_come_from_its_wait():
-    child = genprocs.launch(["sh", "-c", "exit 3"])
+    child = procs.launch(["sh", "-c", "exit 3"])
     pid, start = child.ident
     deadline = time.monotonic() + 10
-    while not genprocs.ended(pid, start) and time.monotonic() < deadline:
+    while not procs.ended(pid, start) and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert genprocs.exit_status(pid, start) == 3
-    assert genprocs.describe_exit(3) == "it exited with status 3"
-    assert genprocs.describe_exit(-9) == "it was killed by signal 9 (SIGKILL)"
-    assert "unknown" in genprocs.describe_exit(None)
+    assert procs.exit_status(pid, start) == 3
+    assert procs.describe_exit(3) == "it exited with status 3"
+    assert procs.describe_exit(-9) == "it was killed by signal 9 (SIGKILL)"
+    assert "unknown" in procs.describe_exit(None)
     # another process's view: psutil (no exit status there)
-    assert genprocs.exit_status(os.getppid(), genprocs.started(os.getppid())) is None
-    assert not genprocs.ended(os.getppid(), genprocs.started(os.getppid()))
+    assert procs.exit_status(os.getppid(), procs.started(os.getppid())) is None
+    assert not procs.ended(os.getppid(), procs.started(os.getppid()))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cachebench.local.agent import COLUMNS, metrics_from_info, parse_info, sample_dt
 from cachebench.models import METRIC_COLUMNS
+from cachebench.targets.local.agent import COLUMNS, metrics_from_info, parse_info, sample_dt
 
 INFO_1 = """\
 # Server

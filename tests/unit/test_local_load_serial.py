@@ -11,8 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from cachebench.local import runner
 from cachebench.models import Endpoint, Node, Workload
+from cachebench.targets.local import runner
 
 ROOT = Path(__file__).resolve().parents[2]
 

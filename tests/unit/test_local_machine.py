@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from cachebench.local import machine
+from cachebench.targets.local import machine
 
 ROOT = Path(__file__).resolve().parents[2]
 FIRST = 46200
@@ -84,7 +84,7 @@ def test_stale_claims_are_taken_back_once_their_ports_are_free(tmp_path: Path) -
 CLAIM = """
 import sys
 from pathlib import Path
-from cachebench.local import machine
+from cachebench.targets.local import machine
 print(machine.claim_ports(Path(sys.argv[1]), nodes=2, expires_at=2e9))
 """
 
@@ -110,7 +110,7 @@ def test_processes_claiming_at_once_never_share_a_block(tmp_path: Path, own_mach
 HOLD = """
 import sys, time
 from pathlib import Path
-from cachebench.local import machine
+from cachebench.targets.local import machine
 machine.take_load_lock(machine.load_lock(), "run r/rep1")
 print("held", flush=True)
 time.sleep(60)

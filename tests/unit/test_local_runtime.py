@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from cachebench import reaper
-from cachebench.local import runtime
+from cachebench import reaper, targets
+from cachebench.targets.local import leftovers, runtime
 
 NOW = time.time()
 
@@ -18,11 +18,11 @@ NOW = time.time()
 def test_a_deployments_folder_is_named_after_it_and_lies_in_the_root(monkeypatch, tmp_path):
     monkeypatch.setenv("CACHEBENCH_RUNTIME", str(tmp_path / "rt"))
     sd = tmp_path / "results/c/r/deployments/redis-7.0-single-local.micro/server"
-    path = runtime.deployment_dir(sd)
+    path = runtime.secrets_dir(sd)
     assert path.parent == tmp_path / "rt"
     assert path.name.startswith("redis-7.0-single-local.micro-")
-    assert runtime.deployment_dir(str(sd)) == path  # the same folder for the same deployment
-    assert runtime.deployment_dir(sd.parent.with_name("other") / "server") != path
+    assert runtime.secrets_dir(str(sd)) == path  # the same folder for the same deployment
+    assert runtime.secrets_dir(sd.parent.with_name("other") / "server") != path
     monkeypatch.delenv("CACHEBENCH_RUNTIME")
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "xdg"))
     assert runtime.root() == tmp_path / "xdg" / "cachebench"
@@ -70,10 +70,11 @@ def test_the_reaper_takes_the_secrets_no_running_deployment_needs(monkeypatch, t
     fresh.mkdir()
     stray = runtime.root() / "stray"
     stray.mkdir()
-    os.utime(stray, (NOW - 2 * reaper.STRAY_RUNTIME_S,) * 2)
-    states = {"r1": reaper.RUNNING, "r2": reaper.FINISHED}
+    os.utime(stray, (NOW - 2 * leftovers.STRAY_RUNTIME_S,) * 2)
+    states = {"r1": targets.RUNNING, "r2": targets.FINISHED}
     summary = reaper.reap([tmp_path / "results"], now=NOW, run_state=lambda c, r: states[r])
-    reasons = {Path(f["where"]).name: f["reason"] for f in summary["runtime_folders"]}
+    folders = [f for f in summary["strays"] if f["kind"] == "runtime folder"]
+    reasons = {Path(f["where"]).name: f["reason"] for f in folders}
     assert set(reasons) == {"expired", "finished", "removed", "stray"}
     assert reasons["expired"].startswith("expired")
     assert "no longer running" in reasons["finished"]

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from cachebench.local import procs
-from cachebench.local.servers import (
+from cachebench import jsonfile, procs
+from cachebench.targets.local import runtime
+from cachebench.targets.local.servers import (
     CLUSTER_SLOTS,
     LocalError,
     plan_nodes,
@@ -68,7 +69,7 @@ def test_slot_ranges_cover_all_slots_evenly(shards):
 
 
 def test_render_conf_is_local_and_unsaved(tmp_path):
-    cfg = base_config(replicas=1)
+    cfg = validate_config(base_config(replicas=1))
     primary, replica = plan_nodes(1, 1, 27000)
     conf = render_server_conf(cfg, replica, tmp_path, "pw-123", primary=primary)
     lines = conf.splitlines()
@@ -90,7 +91,7 @@ def test_render_conf_is_local_and_unsaved(tmp_path):
     ):
         assert want in lines
     cluster = render_server_conf(
-        base_config(cluster_mode=True, shards=2), primary, tmp_path, "pw", None
+        validate_config(base_config(cluster_mode=True, shards=2)), primary, tmp_path, "pw", None
     )
     assert "cluster-enabled yes" in cluster and "replicaof" not in cluster
     assert "cluster-announce-ip 127.0.0.1" in cluster.splitlines()
@@ -107,10 +108,16 @@ def test_miniature_nodes_listen_on_their_own_addresses(tmp_path):
         ("0002-002", "169.254.9.69", 27003),
     ]
     cluster = render_server_conf(
-        base_config(cluster_mode=True, shards=2, replicas=1), nodes[2], tmp_path, "pw", None
+        validate_config(base_config(cluster_mode=True, shards=2, replicas=1)),
+        nodes[2],
+        tmp_path,
+        "pw",
+        None,
     ).splitlines()
     assert "bind 169.254.9.68" in cluster and "cluster-announce-ip 169.254.9.68" in cluster
-    replica = render_server_conf(base_config(replicas=1), nodes[1], tmp_path, "pw", nodes[0])
+    replica = render_server_conf(
+        validate_config(base_config(replicas=1)), nodes[1], tmp_path, "pw", nodes[0]
+    )
     assert "replicaof 169.254.9.66 27000" in replica.splitlines()
 
 
@@ -150,7 +157,7 @@ def test_write_secret_mode(tmp_path: Path):
     p = tmp_path / "auth"
     p.write_text("old")
     p.chmod(0o644)
-    procs.write_secret(p, "new")
+    runtime.write_secret(p, "new")
     assert p.read_text() == "new"
     assert p.stat().st_mode & 0o777 == 0o600
 
@@ -178,14 +185,14 @@ def test_identity_checks_reject_unrelated_process(tmp_path):
 
 def test_read_json_tolerates_damage(tmp_path):
     p = tmp_path / "x.json"
-    assert procs.read_json(p) is None
+    assert jsonfile.read(p) is None
     p.write_text("{ damaged")
-    assert procs.read_json(p) is None and procs.read_json_dict(p) is None
+    assert jsonfile.read(p) is None and jsonfile.read_dict(p) is None
     p.write_text("[1, 2]")
-    assert procs.read_json(p) == [1, 2]
-    assert procs.read_json_dict(p) is None
-    procs.write_json_atomic(p, {"a": 1})
-    assert procs.read_json_dict(p) == {"a": 1}
+    assert jsonfile.read(p) == [1, 2]
+    assert jsonfile.read_dict(p) is None
+    jsonfile.write(p, {"a": 1})
+    assert jsonfile.read_dict(p) == {"a": 1}
 
 
 class _FakeNode:
@@ -209,11 +216,13 @@ class _FakeNode:
 @pytest.mark.parametrize(("shards", "replicas"), [(3, 0), (2, 1), (9, 1)])
 def test_form_cluster_meets_as_full_mesh_when_small(monkeypatch, shards, replicas):
     """Every node MEETs every other one, so nobody waits for gossip to learn its peers."""
-    from cachebench.local import servers
+    from cachebench.targets.local import servers
 
     sent: list[tuple[int, tuple]] = []
     monkeypatch.setattr(servers, "_client", lambda port, password, host: _FakeNode(port, sent))
-    cfg = base_config(cluster_mode=True, shards=shards, replicas=replicas, ready_timeout_seconds=5)
+    cfg = validate_config(
+        base_config(cluster_mode=True, shards=shards, replicas=replicas, ready_timeout_seconds=5)
+    )
     nodes = plan_nodes(shards, replicas, 27000)
     servers._form_cluster(cfg, nodes, "pw")
     meets = {frozenset((src, args[3])) for src, args in sent if args[1] == "MEET"}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cachebench.local import agent, cgroups, miniature, netns, shaping
+from cachebench.targets.local import agent, cgroups, miniature, netns, shaping
 
 # --------------------------------------------------------------------- cgroups
 

@@ -24,8 +24,8 @@ from botocore.stub import Stubber
 from test_export_support import make_load, make_spec, write_point_dir
 
 from cachebench import pricing, steps
+from cachebench.catalogue import load_instance_specs
 from cachebench.report.report import build_report
-from cachebench.specs import load_instance_specs
 
 ROOT = Path(__file__).resolve().parents[2]
 REGIONS = ("us-east-1", "us-west-2", "eu-west-1", "eu-central-1")
@@ -265,7 +265,7 @@ def test_the_api_is_asked_through_the_campaigns_connection(monkeypatch) -> None:
         asked.append((service, region, conn_id))
         return client
 
-    monkeypatch.setattr("cachebench.aws.clients.client", fake_client)
+    monkeypatch.setattr("cachebench.targets.aws.clients.client", fake_client)
     found = pricing.price("valkey", "eu-west-1", "cache.r7g.large", conn_id="my_aws")
     stub.assert_no_pending_responses()
     assert asked == [("pricing", "us-east-1", "my_aws")]

@@ -1,4 +1,4 @@
-"""Tests for the node type catalogue (include/instance_specs.csv + cachebench.specs)."""
+"""Tests for the node type catalogue (include/instance_specs.csv + cachebench.catalogue)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import get_args
 import pydantic
 import pytest
 
-from cachebench.specs import (
+from cachebench.catalogue import (
     COLUMNS,
     DEFAULT_SPECS_PATH,
     KNOWN_TARGETS,

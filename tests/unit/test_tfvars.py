@@ -10,8 +10,8 @@ import hcl2
 import pytest
 
 from cachebench.campaign import CampaignSpec
-from cachebench.local import machine
-from cachebench.targets import local
+from cachebench.targets.local import machine
+from cachebench.targets.local import target as local
 from cachebench.terraform import MODULES_DIR, Terraform
 from cachebench.workspace import RunDir
 
@@ -41,7 +41,7 @@ def declared(module: str) -> dict[str, dict]:
 def rendered(results_dir: Path) -> list[dict]:
     run = RunDir.for_run("tfvars", "manual__1")
     plans = CampaignSpec.from_input(SPEC).plans("manual__1", str(run.path), "redis-benchmark")
-    return [local.TARGET.tfvars(p, run.deployment(p.instance), 2_000_000_000) for p in plans]
+    return [local.LocalTarget().tfvars(p, run.deployment(p.instance), 2_000_000_000) for p in plans]
 
 
 def test_every_rendered_variable_is_declared_and_every_required_one_rendered(rendered) -> None:

@@ -2,7 +2,7 @@ locals {
   per_shard  = var.replicas + 1
   node_count = var.shards * local.per_shard
 
-  # Same plan as cachebench.local.servers.plan_nodes: ElastiCache-style ids,
+  # Same plan as cachebench.targets.local.servers.plan_nodes: ElastiCache-style ids,
   # node i (shard-major) on base_port + i, member 001 of each shard is the primary.
   nodes = flatten([
     for s in range(var.shards) : [
@@ -75,7 +75,7 @@ resource "terraform_data" "servers" {
       mkdir -p "$STATE_DIR"
       chmod 700 "$STATE_DIR"
       printf '%s\n' "$CONFIG_JSON" > "$STATE_DIR/config.json"
-      exec "$PYTHON" -m cachebench.local up --config "$STATE_DIR/config.json"
+      exec "$PYTHON" -m cachebench.targets.local up --config "$STATE_DIR/config.json"
     EOT
     environment = {
       STATE_DIR   = self.input.state_dir
@@ -88,7 +88,7 @@ resource "terraform_data" "servers" {
   # Stop the agent and every server, free the ports, delete the runtime_dir (the secrets).
   provisioner "local-exec" {
     when    = destroy
-    command = "exec \"$PYTHON\" -m cachebench.local down --state-dir \"$STATE_DIR\""
+    command = "exec \"$PYTHON\" -m cachebench.targets.local down --state-dir \"$STATE_DIR\""
     environment = {
       STATE_DIR  = self.input.state_dir
       PYTHON     = self.input.python

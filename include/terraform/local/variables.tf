@@ -188,7 +188,7 @@ variable "miniature" {
       bucket_bytes = number
     })
   })
-  description = "A miniature of an ElastiCache node type (cachebench.local.miniature): each node in its own network namespace (an address of subnet, a /27 claimed machine-wide) and cgroup (CPU quota, memory limit), its traffic through a token bucket each way (allowance: null for none); the load generators get load_cpu_cores. null: a plain node on 127.0.0.1."
+  description = "A miniature of an ElastiCache node type (cachebench.targets.local.miniature): each node in its own network namespace (an address of subnet, a /27 claimed machine-wide) and cgroup (CPU quota, memory limit), its traffic through a token bucket each way (allowance: null for none); the load generators get load_cpu_cores. null: a plain node on 127.0.0.1."
   default     = null
   validation {
     condition = var.miniature == null ? true : (

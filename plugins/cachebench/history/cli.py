@@ -39,7 +39,7 @@ def _store(aws: bool) -> store.Store:
     from cachebench.history import store
 
     if aws:
-        from cachebench.aws.settings import resolve
+        from cachebench.targets.aws.settings import resolve
 
         return store.aws_store(resolve(None))
     return store.local_store()

@@ -89,7 +89,7 @@ def of_point(
 ) -> Fingerprint:
     """The fingerprint of ``point`` as one campaign run measured it.
 
-    ``spec``: its catalogue row (specs.InstanceSpec) or None; ``host``: the run's
+    ``spec``: its catalogue row (catalogue.InstanceSpec) or None; ``host``: the run's
     provenance.Host (local) or None.
     """
     row = None

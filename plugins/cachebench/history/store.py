@@ -135,7 +135,7 @@ class S3Store:
         return f"{self.prefix}/campaign={campaign}/{name}"
 
     def _client(self) -> Any:
-        from cachebench.aws.clients import client
+        from cachebench.targets.aws.clients import client
 
         return client("s3", self.region, self.conn_id)
 
@@ -177,7 +177,7 @@ def for_campaign(spec: Any) -> Store:
     """Where campaign ``spec``'s history lives: under the results root (local), in the
     results bucket of its resolved aws settings (aws)."""
     if spec.target == "aws":
-        from cachebench.aws.settings import resolve
+        from cachebench.targets.aws.settings import resolve
 
         return aws_store(resolve(spec.aws))
     return local_store()

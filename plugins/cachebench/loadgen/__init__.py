@@ -7,10 +7,10 @@ redis-benchmark in consecutive chunks for the duration (redis-benchmark has a
 request count, no duration). With read_from "replicas" memtier too runs one
 process per side, the GET side against a replica (see reads.py). Processes are
 detached (own session, output to files in out_dir) so the Airflow task that
-started them may exit; ``start_load`` returns JSON-serialisable handles for
-XCom, ``collect_load`` parses and merges, ``stop_load`` ends leftovers. Whether a
-generator still runs, and how it ended, comes from its exit status (procs.py: the
-Popen of the process that started it, psutil for any other), never from /proc text.
+started them may exit; ``start_load`` returns typed handles (handle.py),
+``collect_load`` parses and merges, ``stop_load`` ends leftovers. Whether a
+generator still runs, and how it ended, comes from its exit status (cachebench.procs:
+the Popen of the process that started it, psutil for any other), never /proc text.
 
 The password goes to the process in the environment (AUTH_ENV), never in the
 argv we build or return; see auth.py for what the tools do with it.
@@ -26,12 +26,15 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from cachebench.loadgen import procs, reads
+from cachebench import jsonfile, procs
+from cachebench.loadgen import reads
 from cachebench.loadgen.auth import AUTH_ENV, mask_argv
+from cachebench.loadgen.handle import Handle, Launched, write_handles
 from cachebench.loadgen.memtier import (
     MEMTIER,
     SOURCE_BUILD,
@@ -49,11 +52,9 @@ from cachebench.loadgen.redis_benchmark import (
     parse_chunks,
     parse_redis_benchmark,
     redis_benchmark_argv,
-    requests_for,
     split_connections,
     unsupported,
 )
-from cachebench.local.procs import read_json_dict
 from cachebench.models import Endpoint, LoadResult, Workload
 
 Phase = Literal["warmup", "measured"]
@@ -63,26 +64,6 @@ log = logging.getLogger(__name__)
 # The redis-benchmark driver, run as a file in isolated mode (-I -S): stdlib only,
 # so it starts in milliseconds and never imports cachebench (see chunked.py).
 CHUNKED = Path(__file__).resolve().parent / "chunked.py"
-
-__all__ = [
-    "AUTH_ENV",
-    "TOOLS",
-    "LoadError",
-    "available_tool",
-    "collect_load",
-    "load_running",
-    "mask_argv",
-    "merge_results",
-    "rate_hint_from",
-    "rate_limit_problems",
-    "requests_for",
-    "run_load",
-    "start_load",
-    "stop_load",
-    "tail",
-    "unsupported",
-    "wait_load",
-]
 
 
 class LoadError(RuntimeError):
@@ -176,7 +157,7 @@ def _side_rate(side: str, conns: dict[str, int], generators: int, hint: RateHint
     return DEFAULT_OPS_PER_CONN * conns[side]
 
 
-def _launch(argv: list[str], password: str, base: Path) -> dict[str, Any]:
+def _launch(argv: list[str], password: str, base: Path) -> Launched:
     """Popen argv detached, output to <base>.stdout/.stderr, password in the env only."""
     stdout, stderr = Path(f"{base}.stdout"), Path(f"{base}.stderr")
     env = dict(os.environ)
@@ -195,19 +176,56 @@ def _launch(argv: list[str], password: str, base: Path) -> dict[str, Any]:
             start_new_session=True,
             close_fds=True,
         )
-    return {
-        "pid": child.proc.pid,
-        "proc_start": child.start,
-        "argv": argv,
-        "argv_masked": mask_argv(argv, password),
-        "stdout": str(stdout),
-        "stderr": str(stderr),
-        "started_at": time.time(),
-    }
+    return Launched(
+        pid=child.proc.pid,
+        proc_start=child.start,
+        argv=argv,
+        argv_masked=mask_argv(argv, password),
+        stdout=str(stdout),
+        stderr=str(stderr),
+        started_at=time.time(),
+    )
+
+
+@dataclass(frozen=True)
+class _Generator:
+    """What every process of one generator shares."""
+
+    tool: str
+    tool_version: str
+    phase: str
+    generator: int
+    duration_s: int
+    reads_from: str
+    password: str
+
+    def handle(self, launched: Launched, side: str, **tool_fields: Any) -> Handle:
+        return Handle(
+            **launched.model_dump(),
+            tool=self.tool,
+            tool_version=self.tool_version,
+            phase=self.phase,
+            generator=self.generator,
+            duration_s=self.duration_s,
+            reads_from=self.reads_from,
+            side=side,
+            **tool_fields,
+        )
+
+
+def _check_start(workload: Workload, tool: str, generators: int, duration_s: int) -> None:
+    if tool not in TOOLS:
+        raise ValueError(f"tool {tool!r}: use one of {TOOLS}")
+    if generators < 1 or duration_s < 1:
+        raise ValueError("generators and duration_s must be >= 1")
+    if tool == REDIS_BENCHMARK and (problems := unsupported(workload)):
+        raise ValueError("; ".join(problems))
+    if not shutil.which(tool):
+        raise LoadError(f"{tool} is not on PATH")
 
 
 def start_load(
-    point_workload: Workload,
+    workload: Workload,
     endpoint: Endpoint,
     *,
     password: str,
@@ -219,8 +237,8 @@ def start_load(
     rate_hint_ops: RateHint = None,
     tls_cacert: str | None = None,
     tls_skip_verify: bool = False,
-) -> list[dict]:
-    """Launch the generator processes detached and return their handles (JSON-able).
+) -> list[Handle]:
+    """Launch the generator processes detached and return their handles.
 
     memtier runs for duration_s (--test-time). redis-benchmark runs in chunks
     through chunked.py until duration_s is filled; rate_hint_ops sizes the
@@ -231,43 +249,7 @@ def start_load(
     tls_cacert / tls_skip_verify: how memtier checks a TLS endpoint's certificate
     (see memtier_argv). Output files are named "<phase>-g<N>[-<side>].*" in out_dir.
     """
-    return _start(
-        point_workload,
-        endpoint,
-        password=password,
-        out_dir=out_dir,
-        generators=generators,
-        tool=tool,
-        label=phase,
-        duration_s=duration_s,
-        rate_hint_ops=rate_hint_ops,
-        tls_cacert=tls_cacert,
-        tls_skip_verify=tls_skip_verify,
-    )
-
-
-def _start(
-    workload: Workload,
-    endpoint: Endpoint,
-    *,
-    password: str,
-    out_dir: Path,
-    generators: int,
-    tool: str,
-    label: str,
-    duration_s: int,
-    rate_hint_ops: RateHint,
-    tls_cacert: str | None,
-    tls_skip_verify: bool,
-) -> list[dict]:
-    if tool not in TOOLS:
-        raise ValueError(f"tool {tool!r}: use one of {TOOLS}")
-    if generators < 1 or duration_s < 1:
-        raise ValueError("generators and duration_s must be >= 1")
-    if tool == REDIS_BENCHMARK and (problems := unsupported(workload)):
-        raise ValueError("; ".join(problems))
-    if not shutil.which(tool):
-        raise LoadError(f"{tool} is not on PATH")
+    _check_start(workload, tool, generators, duration_s)
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     version = _start_version(tool)
@@ -275,109 +257,123 @@ def _start(
         readers, reads_from = reads.reader_endpoints(endpoint, generators)
     else:
         readers, reads_from = [endpoint] * generators, "primary"
-    tls = {"tls_cacert": tls_cacert, "tls_skip_verify": tls_skip_verify}
-    handles: list[dict] = []
+    handles: list[Handle] = []
     try:
         for g in range(generators):
-            name = f"{label}-g{g}"
+            gen = _Generator(tool, version, phase, g, duration_s, reads_from, password)
             ends = {"set": endpoint, "get": readers[g]}
-            if tool == MEMTIER and workload.read_from == "replicas":
-                for side, side_wl in side_workloads(workload).items():
-                    h = _start_memtier(
-                        side_wl, ends[side], out_dir / f"{name}-{side}", password, duration_s, tls
-                    )
-                    handles.append(h | {"side": side})
-            elif tool == MEMTIER:
-                handles.append(
-                    _start_memtier(workload, endpoint, out_dir / name, password, duration_s, tls)
-                )
+            prefix = out_dir / f"{phase}-g{g}"
+            if tool == MEMTIER:
+                tls = {"tls_cacert": tls_cacert, "tls_skip_verify": tls_skip_verify}
+                handles += _start_memtier(gen, workload, ends, prefix, tls)
             else:
-                primaries = sum(n.role == "primary" for n in endpoint.nodes)
-                conns = split_connections(workload, primaries if endpoint.cluster_mode else 1)
-                for side, clients in conns.items():
-                    rate = _side_rate(side, conns, generators, rate_hint_ops)
-                    tool_argv = redis_benchmark_argv(
-                        workload,
-                        ends[side],
-                        side=side,
-                        clients=clients,
-                        requests=None,
-                        password_env=bool(password),
-                        tls_skip_verify=tls_skip_verify,
-                    )
-                    handles.append(
-                        _start_chunked(
-                            tool_argv, out_dir / f"{name}-{side}", password, duration_s, rate
-                        )
-                        | {"side": side}
-                    )
-            for h in handles:
-                if "generator" not in h:
-                    h.update(
-                        tool=tool,
-                        tool_version=version,
-                        phase=label,
-                        generator=g,
-                        duration_s=duration_s,
-                        reads_from=reads_from,
-                    )
+                rate = functools.partial(_side_rate, generators=generators, hint=rate_hint_ops)
+                handles += _start_redis_benchmark(
+                    gen, workload, ends, prefix, rate, tls_skip_verify
+                )
     except BaseException:
         stop_load(handles, grace_s=2.0)
         raise
-    (out_dir / f"{label}-handles.json").write_text(json.dumps(handles, indent=2))
+    write_handles(out_dir / f"{phase}-handles.json", handles)
     return handles
 
 
-def _start_chunked(
-    tool_argv: list[str], prefix: Path, password: str, duration_s: float, rate: float
-) -> dict[str, Any]:
-    """Launch chunked.py over tool_argv (no -n) for duration_s; its handle."""
-    # Old outputs of the same name would be read as this run's.
-    for stale in prefix.parent.glob(f"{prefix.name}.c[0-9]*.stdout"):
-        stale.unlink(missing_ok=True)
-    manifest = prefix.with_name(f"{prefix.name}.chunks.json")
-    manifest.unlink(missing_ok=True)
-    argv = [sys.executable, "-I", "-S", str(CHUNKED), "--seconds", str(duration_s)]
-    argv += ["--rate", f"{rate:.1f}", "--out", str(prefix), "--", *tool_argv]
-    h = _launch(argv, password, prefix)
-    h.update(chunks=str(manifest), tool_argv=tool_argv, expected_ops_per_sec=round(rate, 1))
-    return h
-
-
 def _start_memtier(
+    gen: _Generator,
+    workload: Workload,
+    ends: dict[str, Endpoint],
+    prefix: Path,
+    tls: dict[str, Any],
+) -> list[Handle]:
+    """One memtier process, or one per side when reads go to a replica (reads.py)."""
+    if workload.read_from != "replicas":
+        return [_start_memtier_process(gen, workload, ends["set"], prefix, "mixed", tls)]
+    return [
+        _start_memtier_process(
+            gen, side_wl, ends[side], prefix.with_name(f"{prefix.name}-{side}"), side, tls
+        )
+        for side, side_wl in side_workloads(workload).items()
+    ]
+
+
+def _start_memtier_process(
+    gen: _Generator,
     workload: Workload,
     endpoint: Endpoint,
     prefix: Path,
-    password: str,
-    duration_s: int,
+    side: str,
     tls: dict[str, Any],
-) -> dict[str, Any]:
+) -> Handle:
     # Old outputs of the same name would be read as this run's.
     for stale in [prefix.with_name(f"{prefix.name}.json"), *prefix.parent.glob(f"{prefix.name}_*")]:
         stale.unlink(missing_ok=True)
     argv = memtier_argv(
         workload,
         endpoint,
-        password_env=bool(password),
-        test_time=duration_s,
+        password_env=bool(gen.password),
+        test_time=gen.duration_s,
         out_prefix=str(prefix),
         **tls,
     )
-    h = _launch(argv, password, prefix)
-    h.update(side="mixed", json_path=f"{prefix}.json", hdr_prefix=str(prefix))
-    return h
+    launched = _launch(argv, gen.password, prefix)
+    return gen.handle(launched, side, json_path=f"{prefix}.json", hdr_prefix=str(prefix))
 
 
-def _ident(h: dict[str, Any]) -> procs.Ident:
-    return h["pid"], h.get("proc_start")
+def _start_redis_benchmark(
+    gen: _Generator,
+    workload: Workload,
+    ends: dict[str, Endpoint],
+    prefix: Path,
+    rate: Callable[[str, dict[str, int]], float],
+    tls_skip_verify: bool,
+) -> list[Handle]:
+    """One chunked.py driver per side of the ratio (redis-benchmark runs one command)."""
+    endpoint = ends["set"]
+    primaries = sum(n.role == "primary" for n in endpoint.nodes)
+    conns = split_connections(workload, primaries if endpoint.cluster_mode else 1)
+    handles = []
+    for side, clients in conns.items():
+        tool_argv = redis_benchmark_argv(
+            workload,
+            ends[side],
+            side=side,
+            clients=clients,
+            requests=None,
+            password_env=bool(gen.password),
+            tls_skip_verify=tls_skip_verify,
+        )
+        side_prefix = prefix.with_name(f"{prefix.name}-{side}")
+        handles.append(_start_chunked(gen, tool_argv, side_prefix, side, rate(side, conns)))
+    return handles
 
 
-def load_running(handles: Sequence[dict]) -> list[int]:
+def _start_chunked(
+    gen: _Generator, tool_argv: list[str], prefix: Path, side: str, rate: float
+) -> Handle:
+    """Launch chunked.py over tool_argv (no -n) for the generator's duration; its handle."""
+    # Old outputs of the same name would be read as this run's.
+    for stale in prefix.parent.glob(f"{prefix.name}.c[0-9]*.stdout"):
+        stale.unlink(missing_ok=True)
+    manifest = prefix.with_name(f"{prefix.name}.chunks.json")
+    manifest.unlink(missing_ok=True)
+    argv = [sys.executable, "-I", "-S", str(CHUNKED), "--seconds", str(gen.duration_s)]
+    argv += ["--rate", f"{rate:.1f}", "--out", str(prefix), "--", *tool_argv]
+    launched = _launch(argv, gen.password, prefix)
+    return gen.handle(
+        launched,
+        side,
+        chunks=str(manifest),
+        tool_argv=tool_argv,
+        expected_ops_per_sec=round(rate, 1),
+    )
+
+
+def load_running(handles: Sequence[Handle]) -> list[int]:
     """pids of handles whose process has not ended (from its exit status, see procs.py)."""
-    return [h["pid"] for h in handles if not procs.ended(*_ident(h))]
+    return [h.pid for h in handles if not procs.ended(*h.ident)]
 
 
-def wait_load(handles: Sequence[dict], timeout_s: float) -> bool:
+def wait_load(handles: Sequence[Handle], timeout_s: float) -> bool:
     """Block until every generator has exited (True) or timeout_s passed (False)."""
     deadline = time.monotonic() + timeout_s
     while load_running(handles):
@@ -387,13 +383,13 @@ def wait_load(handles: Sequence[dict], timeout_s: float) -> bool:
     return True
 
 
-def stop_load(handles: Sequence[dict], grace_s: float = 5.0) -> list[int]:
+def stop_load(handles: Sequence[Handle], grace_s: float = 5.0) -> list[int]:
     """SIGTERM still-running generators, SIGKILL after grace_s; returns pids signalled.
 
     A pid is only signalled while it is still the process of its handle (the same
     start time: pids get reused).
     """
-    return procs.terminate([_ident(h) for h in handles], grace_s)
+    return procs.terminate([h.ident for h in handles], grace_s)
 
 
 TAIL_LINES, TAIL_CHARS = 5, 600
@@ -409,10 +405,10 @@ def tail(path: str | Path) -> str:
     return " | ".join(lines)[-TAIL_CHARS:]
 
 
-def _chunk_trouble(h: dict[str, Any]) -> tuple[str, str, bool]:
+def _chunk_trouble(h: Handle) -> tuple[str, str, bool]:
     """(what the chunk driver's manifest says, its last chunk's stdout tail, whether a
     chunk was killed by a signal the driver did not pass on) of a redis-benchmark side."""
-    manifest = read_json_dict(Path(h["chunks"]))
+    manifest = jsonfile.read_dict(Path(h.chunks)) if h.chunks else None
     if manifest is None:
         return "", "", False
     chunks = manifest.get("chunks") or [{}]
@@ -422,56 +418,54 @@ def _chunk_trouble(h: dict[str, Any]) -> tuple[str, str, bool]:
     return error, tail(chunks[-1].get("stdout") or ""), killed
 
 
-def _how_it_ended(h: dict[str, Any]) -> tuple[str, bool]:
+def _how_it_ended(h: Handle) -> tuple[str, bool]:
     """A sentence on how a generator ended (its exit status or signal, the last lines of
     its output), and whether a signal nobody here sent ended it (the run was lost)."""
-    status = procs.exit_status(*_ident(h))
-    ours = procs.signalled_by_us(*_ident(h))
+    status = procs.exit_status(*h.ident)
+    ours = procs.signalled_by_us(*h.ident)
     lost = status is not None and status < 0 and not ours
     parts = [procs.describe_exit(status) + (" (stopped by cachebench)" if ours else "")]
-    stdout = tail(h["stdout"])
-    if h.get("chunks"):
+    stdout = tail(h.stdout)
+    if h.chunks:
         error, chunk_out, killed = _chunk_trouble(h)
         stdout, lost = chunk_out or stdout, lost or killed
         if error:
             parts.append(f"its driver says: {error}")
     parts.append(f"stdout: {stdout or '(empty)'}")
-    parts.append(f"stderr: {tail(h['stderr']) or '(empty)'}")
+    parts.append(f"stderr: {tail(h.stderr) or '(empty)'}")
     return "; ".join(parts), lost
 
 
-def _collect_one(h: dict[str, Any]) -> LoadResult:
+def _collect_one(h: Handle) -> LoadResult:
     try:
-        if h["tool"] == MEMTIER:
-            scrub_memtier_json(h["json_path"])
+        if h.tool == MEMTIER:
+            assert h.json_path is not None and h.hdr_prefix is not None
+            scrub_memtier_json(h.json_path)
             return parse_memtier_json(
-                h["json_path"],
-                hdr_prefix=h["hdr_prefix"],
-                tool_version=h.get("tool_version", ""),
-                started_at=h["started_at"],
+                h.json_path,
+                hdr_prefix=h.hdr_prefix,
+                tool_version=h.tool_version,
+                started_at=h.started_at,
             )
-        if h.get("chunks"):
-            manifest = json.loads(Path(h["chunks"]).read_text())
-            return parse_chunks(manifest, tool_version=h.get("tool_version", ""))
-        # A single redis-benchmark process (handles written before chunking).
-        text = Path(h["stdout"]).read_text(errors="replace")
-        elapsed = max(0.0, Path(h["stdout"]).stat().st_mtime - h["started_at"])
+        if h.chunks:
+            manifest = json.loads(Path(h.chunks).read_text())
+            return parse_chunks(manifest, tool_version=h.tool_version)
+        # One redis-benchmark process, no chunks: its stdout is its report.
+        text = Path(h.stdout).read_text(errors="replace")
+        elapsed = max(0.0, Path(h.stdout).stat().st_mtime - h.started_at)
         return parse_redis_benchmark(
-            text,
-            started_at=h["started_at"],
-            elapsed=elapsed,
-            tool_version=h.get("tool_version", ""),
+            text, started_at=h.started_at, elapsed=elapsed, tool_version=h.tool_version
         )
     except (OSError, ValueError, KeyError) as e:
         ended, lost = _how_it_ended(h)
         raise LoadError(
-            f"generator {h.get('generator')} ({h['tool']} {h.get('side')}, pid {h['pid']}) "
+            f"generator {h.generator} ({h.tool} {h.side}, pid {h.pid}) "
             f"gave no result: {e}; {ended}",
             lost=lost,
         ) from e
 
 
-def collect_load(handles: Sequence[dict]) -> LoadResult:
+def collect_load(handles: Sequence[Handle]) -> LoadResult:
     """Parse every generator's output and merge (sides first, then generators)."""
     if not handles:
         raise ValueError("no handles")
@@ -481,7 +475,7 @@ def collect_load(handles: Sequence[dict]) -> LoadResult:
     failures: list[LoadError] = []
     for h in handles:
         try:
-            per_gen.setdefault(h["generator"], []).append(_collect_one(h))
+            per_gen.setdefault(h.generator, []).append(_collect_one(h))
         except LoadError as e:
             failures.append(e)
     if failures:  # every generator that failed says how it ended
@@ -489,12 +483,12 @@ def collect_load(handles: Sequence[dict]) -> LoadResult:
             " / ".join(str(e) for e in failures), lost=any(e.lost for e in failures)
         ) from failures[0].__cause__
     merged = [merge_results(rs, generators=1) for _, rs in sorted(per_gen.items())]
-    reads_from = handles[0].get("reads_from", "primary")
+    reads_from = handles[0].reads_from
     return merge_results(merged).model_copy(update={"reads_from": reads_from})
 
 
 def run_load(
-    point_workload: Workload,
+    workload: Workload,
     endpoint: Endpoint,
     *,
     password: str,
@@ -513,39 +507,18 @@ def run_load(
     Generators still running at timeout_s (default 3 x duration + 30 s) are
     stopped and LoadError is raised.
     """
-    return _run(
-        point_workload,
+    handles = start_load(
+        workload,
         endpoint,
-        phase,
-        duration_s,
-        rate_hint_ops,
         password=password,
         out_dir=out_dir,
         generators=generators,
         tool=tool,
-        tls_cacert=tls_cacert,
-        tls_skip_verify=tls_skip_verify,
-        timeout_s=timeout_s,
-    )
-
-
-def _run(
-    workload: Workload,
-    endpoint: Endpoint,
-    label: str,
-    duration_s: int,
-    rate_hint_ops: RateHint,
-    *,
-    timeout_s: float | None,
-    **kwargs: Any,
-) -> LoadResult:
-    handles = _start(
-        workload,
-        endpoint,
-        label=label,
+        phase=phase,
         duration_s=duration_s,
         rate_hint_ops=rate_hint_ops,
-        **kwargs,
+        tls_cacert=tls_cacert,
+        tls_skip_verify=tls_skip_verify,
     )
     limit = timeout_s if timeout_s is not None else 3 * duration_s + 30
     try:

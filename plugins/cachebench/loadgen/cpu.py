@@ -28,6 +28,7 @@ from pathlib import Path
 
 import psutil
 
+from cachebench.loadgen.handle import Handle
 from cachebench.models import GeneratorCpu, LoadCpu, Workload
 
 
@@ -68,7 +69,7 @@ def _run_delays_ns(tree: list[psutil.Process]) -> dict[tuple[int, int], int]:
 
 
 class _Generator:
-    def __init__(self, handle: dict, proc: psutil.Process, capacity: float):
+    def __init__(self, handle: Handle, proc: psutil.Process, capacity: float):
         self.handle, self.proc, self.capacity = handle, proc, capacity
         tree = _tree(proc)
         self.at, self.cpu = time.monotonic(), _cpu_s(proc, tree)
@@ -95,9 +96,9 @@ class _Generator:
         self.at, self.cpu, self.delays = now, cpu, delays
 
 
-def threads_of(handle: dict, workload: Workload) -> float:
+def threads_of(handle: Handle, workload: Workload) -> float:
     """Cores a generator's tool can keep busy: its threads (redis-benchmark: --threads)."""
-    argv = handle.get("tool_argv") or []
+    argv = handle.tool_argv or []
     if "--threads" in argv:
         return float(argv[argv.index("--threads") + 1])
     return float(workload.threads)
@@ -128,12 +129,12 @@ def quota_cores(pid: int, root: Path = Path("/sys/fs/cgroup")) -> float | None:
     return None
 
 
-def capacity_cores(handle: dict, workload: Workload) -> float:
+def capacity_cores(handle: Handle, workload: Workload) -> float:
     """What a generator can use: its threads, its CPU affinity's cores, its cgroup's quota."""
     limits = [threads_of(handle, workload)]
     with contextlib.suppress(OSError):  # the process may be gone already
-        limits.append(float(len(os.sched_getaffinity(handle["pid"]))))
-    if (quota := quota_cores(handle["pid"])) is not None:
+        limits.append(float(len(os.sched_getaffinity(handle.pid))))
+    if (quota := quota_cores(handle.pid)) is not None:
         limits.append(quota)
     return min(limits)
 
@@ -141,13 +142,13 @@ def capacity_cores(handle: dict, workload: Workload) -> float:
 class CpuSampler:
     """Samples every generator of a load; call sample() about once a second."""
 
-    def __init__(self, handles: list[dict], workload: Workload):
+    def __init__(self, handles: list[Handle], workload: Workload):
         self.workload = workload
         self.started_at = time.time()
         self.generators: list[_Generator] = []
         for h in handles:
             try:
-                proc = psutil.Process(h["pid"])
+                proc = psutil.Process(h.pid)
                 self.generators.append(_Generator(h, proc, capacity_cores(h, workload)))
             except psutil.NoSuchProcess:
                 continue
@@ -163,9 +164,9 @@ class CpuSampler:
             host_cores=os.cpu_count(),
             generators=[
                 GeneratorCpu(
-                    generator=g.handle.get("generator"),
-                    side=g.handle.get("side"),
-                    tool=g.handle.get("tool"),
+                    generator=g.handle.generator,
+                    side=g.handle.side,
+                    tool=g.handle.tool,
                     capacity_cores=g.capacity,
                     cpu_pct=g.cpu_pct,
                     demand_pct=g.demand_pct,

@@ -50,6 +50,7 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
+from cachebench import jsonfile
 from cachebench.loadgen import hdr
 from cachebench.loadgen.auth import AUTH_ENV, MASK, mask_argv, wrap_with_env_auth
 from cachebench.loadgen.redis_benchmark import Side, split_connections
@@ -254,9 +255,7 @@ def scrub_memtier_json(path: str | Path, secret: str | None = None) -> bool:
     new = _URI_CRED.sub(lambda m: f"{m.group(1)}{MASK}@", new)
     if new == text:
         return False
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(new)
-    tmp.replace(path)
+    jsonfile.write_text(path, new)
     return True
 
 

@@ -32,6 +32,7 @@ from cachebench.loadgen.auth import AUTH_ENV
 from cachebench.loadgen.memtier import MEMTIER
 from cachebench.loadgen.redis_benchmark import REDIS_BENCHMARK, redis_benchmark_argv
 from cachebench.models import Endpoint, Node, PrefillResult, Workload
+from cachebench.redis_conn import connect
 
 BATCH = 1000  # keys per pipeline round trip
 LUA_BATCH = 50_000  # keys per server-side call: short enough never to block the server long
@@ -49,13 +50,7 @@ class PrefillError(RuntimeError):
 
 
 def _client(node: Node, password: str) -> redis.Redis:
-    return redis.Redis(
-        host=node.host,
-        port=node.port,
-        password=password or None,
-        socket_timeout=TIMEOUT_S,
-        socket_connect_timeout=TIMEOUT_S,
-    )
+    return connect(node.host, node.port, password, TIMEOUT_S, decode_responses=False)
 
 
 def primaries(endpoint: Endpoint) -> list[Node]:

@@ -34,8 +34,8 @@ from cachebench.models import METRIC_COLUMNS, LoadResult, Point
 from cachebench.report import palette, plots
 
 if TYPE_CHECKING:
+    from cachebench.catalogue import InstanceSpec
     from cachebench.pricing import Price
-    from cachebench.specs import InstanceSpec
 
 CATEGORICAL = ("point_id", "node_id", "metric", "unit")
 TIMESTAMP_DTYPE = "datetime64[ns, UTC]"
@@ -130,16 +130,6 @@ def _is_normal(df: pd.DataFrame) -> bool:
         if not used.all() or not all(isinstance(v, str) for v in s.cat.categories):
             return False
     return True
-
-
-def trim_window(df: pd.DataFrame, start: float | None = None, end: float | None = None):
-    """Rows whose timestamp lies in ``[start, end]`` (unix seconds; None = open)."""
-    mask = np.ones(len(df), dtype=bool)
-    if start is not None:
-        mask &= (df["timestamp"] >= pd.Timestamp(start, unit="s", tz="UTC")).to_numpy()
-    if end is not None:
-        mask &= (df["timestamp"] <= pd.Timestamp(end, unit="s", tz="UTC")).to_numpy()
-    return df.loc[mask].reset_index(drop=True)
 
 
 def read_agent_csv(

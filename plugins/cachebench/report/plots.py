@@ -36,8 +36,8 @@ from cachebench.report.chart import (
 )
 
 if TYPE_CHECKING:
+    from cachebench.catalogue import InstanceSpec
     from cachebench.report.decision import Decisions, Row
-    from cachebench.specs import InstanceSpec
 
 BASELINE_COLOUR, BURST_COLOUR = palette.REFERENCE, palette.BURST
 #: A bar of a point some of whose runs were client-bound.

@@ -114,7 +114,7 @@ TABLE = [
 def _default_specs() -> dict:
     """The shipped node catalogue, or {} (with a warning) when it cannot be read."""
     try:
-        from cachebench.specs import load_instance_specs
+        from cachebench.catalogue import load_instance_specs
 
         return load_instance_specs()
     except Exception as exc:  # the report must still be written

@@ -25,7 +25,7 @@ from asgiref.sync import sync_to_async
 
 START_GRACE_S = 600  # how long the load operators may take to start every task
 MAX_ERRORS = 5  # consecutive failed polls before the run is failed
-CLASSPATH = "cachebench.triggers.aws.EcsElastiCacheWatchTrigger"
+CLASSPATH = "cachebench.targets.aws.trigger.EcsElastiCacheWatchTrigger"
 
 
 class EcsElastiCacheWatchTrigger(BaseTrigger):
@@ -76,19 +76,19 @@ class EcsElastiCacheWatchTrigger(BaseTrigger):
         )
 
     def _client(self, service: str) -> Any:
-        from cachebench.aws.clients import client
+        from cachebench.targets.aws.clients import client
 
         return client(service, self.region, self.aws_conn_id)
 
     def _tasks(self) -> list[dict]:
         """The run's load tasks (running or stopped), found by their shared startedBy."""
-        from cachebench.aws import ecs
+        from cachebench.targets.aws import ecs
 
         return ecs.started_tasks(self._client("ecs"), self.cluster, self.started_by)
 
     def check_once(self) -> dict[str, Any] | None:
         """None while the load runs and the group is healthy; else the event ending the watch."""
-        from cachebench.aws import cloudwatch, ecs
+        from cachebench.targets.aws import cloudwatch, ecs
 
         tasks = self._tasks()
         problems = []
@@ -96,7 +96,8 @@ class EcsElastiCacheWatchTrigger(BaseTrigger):
             problem = ecs.task_problem(t, self.container)
             if problem and self.awslogs:  # what memtier said before it died
                 logs = self._client("logs")
-                tail = ecs.log_tail(logs, self.awslogs, self.container, t["taskArn"])
+                where = ecs.AwsLogs.model_validate(self.awslogs)
+                tail = ecs.log_tail(logs, where, self.container, t["taskArn"])
                 problem += f"; its log ends:\n{tail}"
             if problem:
                 problems.append(problem)

@@ -30,24 +30,29 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cachebench import specs
-from cachebench.aws.settings import AwsSettings, resolve
+from cachebench.catalogue import load_instance_specs
 from cachebench.loadgen import LoadError
 from cachebench.models import (
+    AwsRunDetail,
+    AwsStartedBy,
     DeploymentPlan,
     LoadCpu,
     Provisioned,
     RunLoads,
     RunRecord,
     RunSpec,
-    Watch,
+    Wait,
 )
-from cachebench.workspace import DeploymentDir, RunDir, run_slug
+from cachebench.targets import Leftover, RunState, Stray
+from cachebench.targets.aws.clients import error_code
+from cachebench.targets.aws.settings import AwsSettings, resolve
+from cachebench.workspace import DeploymentDir, deployment_dir, run_slug
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from cachebench.campaign import CampaignSpec
+    from cachebench.targets.aws.ecs import EcsState
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +63,7 @@ START_GRACE_S = 900  # Fargate image pull and start, result upload
 PREFILL_KEYS_PER_S = 20_000  # a slow prefill's rate, for its wait's limit only
 PREFILL = "prefill"  # the prefill task's name (its results folder; load tasks are g<N>)
 ECS_STATE = "ecs.json"
-WATCH = "cachebench.triggers.aws.EcsElastiCacheWatchTrigger"
+LOAD_TRIGGER = "cachebench.targets.aws.trigger.EcsElastiCacheWatchTrigger"
 TASK_DONE = "airflow.providers.amazon.aws.triggers.ecs.TaskDoneTrigger"
 
 
@@ -69,13 +74,26 @@ def settings_for(plan: DeploymentPlan) -> AwsSettings:
 
 
 def _client(settings: AwsSettings, service: str) -> Any:
-    from cachebench.aws.clients import client
+    from cachebench.targets.aws.clients import client
 
     return client(service, settings.region, settings.aws_conn_id)
 
 
 def _digest(*parts: str, n: int = 20) -> str:
     return hashlib.sha1("/".join(parts).encode()).hexdigest()[:n]
+
+
+def _ecs_state(ddir: DeploymentDir) -> EcsState | None:
+    """The deployment's ECS set-up (ecs.json), once its task definition was registered."""
+    from cachebench.targets.aws.ecs import EcsState
+
+    path = ddir.path / ECS_STATE
+    return EcsState.model_validate_json(path.read_text()) if path.is_file() else None
+
+
+def _detail(record: RunRecord) -> AwsRunDetail:
+    assert isinstance(record.detail, AwsRunDetail), "not a run of the aws target"
+    return record.detail
 
 
 def replication_group_id(plan: DeploymentPlan) -> str:
@@ -104,7 +122,7 @@ def started_by(plan: DeploymentPlan, run: RunSpec, attempt: int, phase: str) -> 
 
 def evictions_expected(plan: DeploymentPlan, run: RunSpec) -> bool:
     """True when the workload's data set does not fit in the group's memory."""
-    spec = specs.load_instance_specs()[("aws", plan.deployment.node_type)]
+    spec = load_instance_specs()[("aws", plan.deployment.node_type)]
     w = run.point.workload
     data = w.key_space * (w.value_size + KEY_OVERHEAD_BYTES)
     usable = plan.deployment.topology.shards * spec.memory_gib * (1 - RESERVED_MEMORY) * 2**30
@@ -219,7 +237,7 @@ class AwsTarget:
     def server_versions(self, prov: Provisioned) -> dict[str, str]:
         """Each member cluster's engine and version, as ElastiCache reports them (the
         engine's own INFO is not reachable from the worker: the cache is inside the VPC)."""
-        from cachebench.aws import cloudwatch
+        from cachebench.targets.aws import cloudwatch
 
         s = settings_for(prov.plan)
         ec = _client(s, "elasticache")
@@ -234,14 +252,13 @@ class AwsTarget:
 
     # ------------------------------------------------------------ runs
 
-    def _task_definition(self, prov: Provisioned, s: AwsSettings) -> dict[str, Any]:
+    def _task_definition(self, prov: Provisioned, s: AwsSettings) -> EcsState:
         """The deployment's task definition revision (registered once), its awslogs and vCPUs."""
-        from cachebench.aws import ecs as ecs_mod
+        from cachebench.targets.aws import ecs as ecs_mod
 
-        ddir = RunDir(Path(prov.plan.run_dir)).deployment(prov.plan.instance)
-        path = ddir.path / ECS_STATE
-        if path.is_file():
-            return json.loads(path.read_text())
+        ddir = deployment_dir(prov.plan)
+        if state := _ecs_state(ddir):
+            return state
         ecs = self._hook(s).conn
         fam = ecs_mod.family(prov.plan)
         tags = [{"key": k, "value": v} for k, v in _tags(prov.plan).items()]
@@ -249,16 +266,16 @@ class AwsTarget:
             ecs, s.task_definition, s.container_name, fam, prov.endpoint.auth_ref, tags
         )
         td = ecs_mod.describe_task_definition(ecs, arn)
-        state = {
-            "region": s.region,
-            "cluster": s.ecs_cluster,
-            "family": fam,
-            "task_definition": arn,
-            "container": s.container_name,
-            "replication_group_id": replication_group_id(prov.plan),
-            "awslogs": ecs_mod.awslogs(td, s.container_name),
-            "vcpus": ecs_mod.vcpus(td),
-        }
+        state = ecs_mod.EcsState(
+            region=s.region,
+            cluster=s.ecs_cluster,
+            family=fam,
+            task_definition=arn,
+            container=s.container_name,
+            replication_group_id=replication_group_id(prov.plan),
+            awslogs=ecs_mod.awslogs(td, s.container_name),
+            vcpus=ecs_mod.vcpus(td),
+        )
         ddir.write_json(ECS_STATE, state)
         return state
 
@@ -268,21 +285,26 @@ class AwsTarget:
         return EcsHook(aws_conn_id=s.aws_conn_id, region_name=s.region)
 
     def _run_tasks(
-        self, s: AwsSettings, state: dict, sb: str, overrides: dict[str, dict], prov: Provisioned
+        self,
+        s: AwsSettings,
+        state: EcsState,
+        sb: str,
+        overrides: dict[str, dict],
+        prov: Provisioned,
     ) -> list[str]:
         """Start one task per name in overrides with startedBy sb, but only those ECS does
         not already have under sb (a retry reattaches, it never starts a second set)."""
-        from cachebench.aws import ecs as ecs_mod
+        from cachebench.targets.aws import ecs as ecs_mod
 
         client = self._hook(s).conn
-        have = ecs_mod.started_tasks(client, state["cluster"], sb)
+        have = ecs_mod.started_tasks(client, state.cluster, sb)
         started = {ecs_mod.task_name(t): t["taskArn"] for t in have}
         for name, override in overrides.items():
             if name in started:
                 continue
             resp = client.run_task(
-                cluster=state["cluster"],
-                taskDefinition=state["task_definition"],
+                cluster=state.cluster,
+                taskDefinition=state.task_definition,
                 launchType=s.launch_type,
                 count=1,
                 startedBy=sb,
@@ -306,56 +328,58 @@ class AwsTarget:
             started[name] = resp["tasks"][0]["taskArn"]
         return [started[name] for name in overrides]
 
-    def _prefill_watch(self, s: AwsSettings, state: dict, run: RunSpec, arn: str) -> Watch:
-        logs = state.get("awslogs") or {}
-        stream = f"{logs['prefix']}/{state['container']}/{arn.rsplit('/', 1)[-1]}" if logs else None
+    def _prefill_wait(self, s: AwsSettings, state: EcsState, run: RunSpec, arn: str) -> Wait:
+        logs = state.awslogs
+        stream = logs.stream(state.container, arn) if logs else None
         delay = max(1, int(s.watch_poll_seconds))
         allowed = START_GRACE_S + run.point.workload.key_space / PREFILL_KEYS_PER_S
-        return Watch(
+        return Wait(
             classpath=TASK_DONE,
             phase="prefill",
             kwargs={
-                "cluster": state["cluster"],
+                "cluster": state.cluster,
                 "task_arn": arn,
                 "waiter_delay": delay,
                 "waiter_max_attempts": max(1, int(allowed / delay)),
                 "aws_conn_id": s.aws_conn_id,
                 "region_name": s.region,
-                "log_group": logs.get("group"),
+                "log_group": logs.group if logs else None,
                 "log_stream": stream,
             },
         )
 
-    def _load_watch(
-        self, prov: Provisioned, run: RunSpec, s: AwsSettings, state: dict, record: RunRecord
-    ) -> Watch:
+    def _load_wait(
+        self, prov: Provisioned, run: RunSpec, s: AwsSettings, state: EcsState, record: RunRecord
+    ) -> Wait:
         w = run.point.workload
-        started = record.detail["load_started_at"]  # kept: a reattached watch keeps its clock
-        return Watch(
-            classpath=WATCH,
+        d = _detail(record)
+        started = d.load_started_at  # kept: a reattached watch keeps its clock
+        assert started is not None and d.started_by.load is not None, "load not started"
+        return Wait(
+            classpath=LOAD_TRIGGER,
             phase="load",
             kwargs={
                 "region": s.region,
-                "cluster": state["cluster"],
-                "started_by": record.detail["started_by"]["load"],
+                "cluster": state.cluster,
+                "started_by": d.started_by.load,
                 "expected": run.point.load_generators,
-                "container": state["container"],
-                "replication_group_id": state["replication_group_id"],
+                "container": state.container,
+                "replication_group_id": state.replication_group_id,
                 "started_at": started,
-                "deadline": record.detail.get("load_start_at", started)
+                "deadline": (d.load_start_at or started)
                 + (w.warmup_seconds + w.duration_seconds) * 1.25
                 + START_GRACE_S,
                 "evictions_allowed": evictions_expected(prov.plan, run),
                 "aws_conn_id": s.aws_conn_id,
-                "awslogs": state.get("awslogs"),
+                "awslogs": state.awslogs.model_dump() if state.awslogs else None,
                 "min_poll": s.watch_poll_seconds,
             },
         )
 
     def _start_prefill(
         self, prov: Provisioned, run: RunSpec, attempt: int
-    ) -> tuple[RunRecord, Watch]:
-        from cachebench.aws import ecs as ecs_mod
+    ) -> tuple[RunRecord, Wait]:
+        from cachebench.targets.aws import ecs as ecs_mod
 
         s = settings_for(prov.plan)
         state = self._task_definition(prov, s)
@@ -365,46 +389,52 @@ class AwsTarget:
         fits = not evictions_expected(prov.plan, run)
         expected = run.point.workload.key_space if fits else None
         script = ecs_mod.prefill_script(run.point, prov.endpoint, s, expected)
-        override = ecs_mod.generator_overrides(state["container"], script, uri, PREFILL)
+        override = ecs_mod.generator_overrides(state.container, script, uri, PREFILL)
         (arn,) = self._run_tasks(s, state, sb, {PREFILL: override}, prov)
         record = RunRecord(
             status="started",
             attempt=attempt,
             phase="prefill",
             started_at=time.time(),
-            detail={"results_uri": uri, "started_by": {"prefill": sb}, "prefill_task": arn},
+            detail=AwsRunDetail(
+                results_uri=uri, started_by=AwsStartedBy(prefill=sb), prefill_task=arn
+            ),
         )
-        return record, self._prefill_watch(s, state, run, arn)
+        return record, self._prefill_wait(s, state, run, arn)
 
     def _start_load(
         self, prov: Provisioned, run: RunSpec, record: RunRecord
-    ) -> tuple[RunRecord, Watch]:
+    ) -> tuple[RunRecord, Wait]:
         """Start the run's load tasks, or those of them not started yet (a reattach)."""
-        from cachebench.aws import ecs as ecs_mod
+        from cachebench.targets.aws import ecs as ecs_mod
 
         s = settings_for(prov.plan)
         state = self._task_definition(prov, s)
         sb = started_by(prov.plan, run, record.attempt, "load")
         script = ecs_mod.container_script(run.point, prov.endpoint, s)
-        uri = record.detail["results_uri"]
-        first = "load_started_at" not in record.detail
-        started_at = record.detail.get("load_started_at", time.time())
+        d = _detail(record)
+        uri = d.results_uri
+        first = d.load_started_at is None
+        started_at = time.time() if d.load_started_at is None else d.load_started_at
         # one start for every load task (kept: a task a retry starts late is late)
-        start_at = record.detail.get("load_start_at", started_at + s.load_start_grace_seconds)
+        start_at = (
+            started_at + s.load_start_grace_seconds if d.load_start_at is None else d.load_start_at
+        )
         overrides = {
-            f"g{g}": ecs_mod.generator_overrides(state["container"], script, uri, f"g{g}", start_at)
+            f"g{g}": ecs_mod.generator_overrides(state.container, script, uri, f"g{g}", start_at)
             for g in range(run.point.load_generators)
         }
         self._run_tasks(s, state, sb, overrides, prov)
         record = record.model_copy(
             update={
                 "phase": "load",
-                "detail": {
-                    **record.detail,
-                    "started_by": {**record.detail["started_by"], "load": sb},
-                    "load_started_at": started_at,
-                    "load_start_at": start_at,
-                },
+                "detail": d.model_copy(
+                    update={
+                        "started_by": d.started_by.model_copy(update={"load": sb}),
+                        "load_started_at": started_at,
+                        "load_start_at": start_at,
+                    }
+                ),
             }
         )
         if first:
@@ -415,14 +445,14 @@ class AwsTarget:
                 sb,
                 time.strftime("%H:%M:%S", time.gmtime(start_at)),
             )
-        return record, self._load_watch(prov, run, s, state, record)
+        return record, self._load_wait(prov, run, s, state, record)
 
     def _prefill_outcome(self, prov: Provisioned, record: RunRecord) -> tuple[bool, str | None]:
         """(stopped, why it failed) of the run's prefill task."""
-        from cachebench.aws import ecs as ecs_mod
+        from cachebench.targets.aws import ecs as ecs_mod
 
         s = settings_for(prov.plan)
-        tasks = ecs_mod.describe(self._hook(s).conn, s.ecs_cluster, [record.detail["prefill_task"]])
+        tasks = ecs_mod.describe(self._hook(s).conn, s.ecs_cluster, [_detail(record).prefill_task])
         if not tasks:
             return True, "prefill task is gone (ECS forgets stopped tasks after about an hour)"
         if tasks[0].get("lastStatus") != "STOPPED":
@@ -435,8 +465,8 @@ class AwsTarget:
         run: RunSpec,
         record: RunRecord | None,
         event: dict[str, Any] | None,
-    ) -> tuple[RunRecord, Watch | None]:
-        from cachebench.aws import ecs as ecs_mod
+    ) -> tuple[RunRecord, Wait | None]:
+        from cachebench.targets.aws import ecs as ecs_mod
 
         if record is None or record.status != "started":
             return self._start_prefill(prov, run, record.attempt + 1 if record else 1)
@@ -445,12 +475,12 @@ class AwsTarget:
         if record.phase == "prefill":
             stopped, problem = self._prefill_outcome(prov, record)
             if not stopped:  # a new try while it still runs: follow it again
-                arn = record.detail["prefill_task"]
-                return record, self._prefill_watch(s, state, run, arn)
+                arn = _detail(record).prefill_task
+                return record, self._prefill_wait(s, state, run, arn)
             if problem:
-                if logs := state.get("awslogs"):  # what the flush or memtier said
-                    arn = record.detail["prefill_task"]
-                    tail = ecs_mod.log_tail(_client(s, "logs"), logs, state["container"], arn)
+                if logs := state.awslogs:  # what the flush or memtier said
+                    arn = _detail(record).prefill_task
+                    tail = ecs_mod.log_tail(_client(s, "logs"), logs, state.container, arn)
                     problem += f"; its log ends:\n{tail}"
                 return self._failed(record, f"prefill: {problem}"), None
             return self._start_load(prov, run, record)
@@ -458,26 +488,28 @@ class AwsTarget:
             return self._start_load(prov, run, record)
         if event.get("status") == "done":
             return record, None
-        self._stop(s, state, record.detail["started_by"]["load"])
+        self._stop(s, state, _detail(record).started_by.load)
         return self._failed(record, f"watch: {event.get('message', event)}"), None
 
     def _failed(self, record: RunRecord, why: str) -> RunRecord:
         return record.model_copy(update={"status": "failed", "error": why})
 
-    def _stop(self, s: AwsSettings, state: dict, sb: str) -> None:
-        from cachebench.aws import ecs as ecs_mod
+    def _stop(self, s: AwsSettings, state: EcsState, sb: str | None) -> None:
+        from cachebench.targets.aws import ecs as ecs_mod
 
+        if sb is None:  # no load task was started
+            return
         client = self._hook(s).conn
-        arns = [t["taskArn"] for t in ecs_mod.started_tasks(client, state["cluster"], sb)]
-        ecs_mod.stop(client, state["cluster"], arns, "cachebench: run failed")
+        arns = [t["taskArn"] for t in ecs_mod.started_tasks(client, state.cluster, sb)]
+        ecs_mod.stop(client, state.cluster, arns, "cachebench: run failed")
 
     def loads(self, prov: Provisioned, run: RunSpec, record: RunRecord) -> RunLoads:
-        from cachebench.aws import results
+        from cachebench.targets.aws import results
 
         s = settings_for(prov.plan)
-        ddir = RunDir(Path(prov.plan.run_dir)).deployment(prov.plan.instance)
+        ddir = deployment_dir(prov.plan)
         dest = ddir.load(run.point.id, run.repetition) / f"attempt{record.attempt}"
-        results.fetch(_client(s, "s3"), record.detail["results_uri"], dest)
+        results.fetch(_client(s, "s3"), _detail(record).results_uri, dest)
         g = run.point.load_generators
         warm = None
         if run.point.workload.warmup_seconds:
@@ -500,8 +532,8 @@ class AwsTarget:
 
     def _cpu(self, ddir: DeploymentDir, run: RunSpec, dest: Path) -> LoadCpu | None:
         """The load tasks' CPU over the measured window, if they sampled it."""
-        from cachebench.aws import results
         from cachebench.loadgen.memtier import side_workloads
+        from cachebench.targets.aws import results
 
         w = run.point.workload
         threads = (
@@ -509,12 +541,13 @@ class AwsTarget:
             if w.read_from == "replicas"
             else w.threads
         )
-        state = json.loads((ddir.path / ECS_STATE).read_text())
-        report = results.cpu_report(dest, run.point.load_generators, threads, state.get("vcpus"))
+        state = _ecs_state(ddir)
+        vcpus = state.vcpus if state else None
+        report = results.cpu_report(dest, run.point.load_generators, threads, vcpus)
         return None if report is None else LoadCpu.model_validate(report)
 
     def metrics(self, prov: Provisioned, run: RunSpec, start: float, end: float) -> pd.DataFrame:
-        from cachebench.aws import cloudwatch
+        from cachebench.targets.aws import cloudwatch
 
         s = settings_for(prov.plan)
         _, nodes = cloudwatch.member_clusters(
@@ -531,16 +564,14 @@ class AwsTarget:
     # ------------------------------------------------------------ destroy
 
     def stop_load(self, plan: DeploymentPlan, ddir: DeploymentDir) -> None:
-        from cachebench.aws import ecs as ecs_mod
+        from cachebench.targets.aws import ecs as ecs_mod
 
-        path = ddir.path / ECS_STATE
-        if not path.exists():
+        if (state := _ecs_state(ddir)) is None:
             return
-        state = json.loads(path.read_text())
         client = _client(settings_for(plan), "ecs")
-        running = ecs_mod.family_tasks(client, state["cluster"], state["family"])
+        running = ecs_mod.family_tasks(client, state.cluster, state.family)
         if running:
-            ecs_mod.stop(client, state["cluster"], running, "cachebench: stopped")
+            ecs_mod.stop(client, state.cluster, running, "cachebench: stopped")
 
     def orphans(self, plan: DeploymentPlan, ddir: DeploymentDir) -> list[tuple[str, str]]:
         """(module address, import id) of what this deployment's module makes that exists in
@@ -653,20 +684,18 @@ class AwsTarget:
 
     def leftovers(self, plan: DeploymentPlan, ddir: DeploymentDir) -> list[str]:
         """After destroy: load tasks, task definition, replication group, state; empty = clean."""
-        from cachebench.aws import ecs as ecs_mod
+        from cachebench.targets.aws import ecs as ecs_mod
 
         s = settings_for(plan)
         left: list[str] = []
-        path = ddir.path / ECS_STATE
-        if path.exists():
-            state = json.loads(path.read_text())
+        if state := _ecs_state(ddir):
             client = _client(s, "ecs")
-            running = ecs_mod.family_tasks(client, state["cluster"], state["family"])
+            running = ecs_mod.family_tasks(client, state.cluster, state.family)
             left += [f"load task {arn} is still running" for arn in running]
             try:
-                client.deregister_task_definition(taskDefinition=state["task_definition"])
+                client.deregister_task_definition(taskDefinition=state.task_definition)
             except Exception as exc:
-                log.warning("could not deregister %s: %s", state["task_definition"], exc)
+                log.warning("could not deregister %s: %s", state.task_definition, exc)
         rg_id = replication_group_id(plan)
         try:
             resp = _client(s, "elasticache").describe_replication_groups(ReplicationGroupId=rg_id)
@@ -674,7 +703,7 @@ class AwsTarget:
             if status != "deleting":
                 left.append(f"replication group {rg_id} is still {status!r}")
         except Exception as exc:
-            if "NotFound" not in type(exc).__name__ and "NotFound" not in str(exc):
+            if error_code(exc) != "ReplicationGroupNotFoundFault":
                 left.append(f"replication group {rg_id}: could not check: {exc}")
         key = state_key(s, plan)
         try:
@@ -685,7 +714,7 @@ class AwsTarget:
                 for r in resources
             ]
         except Exception as exc:
-            if "NoSuchKey" not in str(exc) and "Not Found" not in str(exc):
+            if error_code(exc) not in ("NoSuchKey", "404"):
                 left.append(f"state s3://{s.state_bucket}/{key}: could not check: {exc}")
         return left
 
@@ -694,8 +723,11 @@ class AwsTarget:
 
     # ------------------------------------------------------------ reaper
 
-    def find_leftovers(self, now: float) -> list[dict[str, Any]]:
-        """Replication groups tagged by cachebench whose cachebench:expires-at has passed.
+    def find_leftovers(
+        self, roots: list[Path], now: float, run_state: RunState
+    ) -> tuple[list[Leftover], list[Leftover]]:
+        """Replication groups tagged by cachebench whose cachebench:expires-at has passed
+        (their tags decide, not the results folders nor the run's state).
 
         Asks AWS only when the account is configured (the cachebench_aws Variable or
         its AIRFLOW_VAR_ form names a region); any error is logged, never raised.
@@ -703,7 +735,7 @@ class AwsTarget:
         try:
             s = resolve(None)
             if not s.region:
-                return []
+                return [], []
             ec = _client(s, "elasticache")
             out = []
             for page in ec.get_paginator("describe_replication_groups").paginate():
@@ -721,44 +753,47 @@ class AwsTarget:
                     if expires is None or expires > now:
                         continue
                     out.append(
-                        {
-                            "target": "aws",
-                            "deployment_id": tags["cachebench:deployment"],
-                            "campaign": tags.get("cachebench:campaign", ""),
-                            "run_id": tags.get("cachebench:run", ""),
-                            "expires_at": expires,
-                            "where": g["ReplicationGroupId"],
-                            "reason": f"expired at {tags['cachebench:expires-at']}",
-                            "extra": {"region": s.region},
-                        }
+                        Leftover(
+                            target="aws",
+                            deployment_id=tags["cachebench:deployment"],
+                            campaign=tags.get("cachebench:campaign", ""),
+                            run_id=tags.get("cachebench:run", ""),
+                            expires_at=expires,
+                            where=g["ReplicationGroupId"],
+                            reason=f"expired at {tags['cachebench:expires-at']}",
+                            extra={"region": s.region},
+                        )
                     )
-            return out
+            return out, []
         except Exception as exc:
             log.warning("aws leftovers could not be listed: %s", exc)
-            return []
+            return [], []
 
-    def reap_leftover(self, leftover: Any) -> list[str]:
+    def reap_leftover(self, leftover: Leftover) -> list[str]:
         """Delete an expired group and its AUTH secret (what costs money or holds a secret).
 
         The free companions (security, subnet and parameter groups, log groups,
         dashboard) stay in the deployment's Terraform state for a later destroy.
         """
-        rg = leftover.where if hasattr(leftover, "where") else leftover["where"]
+        rg = leftover.where
         s = resolve(None)
         problems = []
         try:
             _client(s, "elasticache").delete_replication_group(ReplicationGroupId=rg)
         except Exception as exc:
-            if "NotFound" not in str(exc):
+            if error_code(exc) != "ReplicationGroupNotFoundFault":
                 problems.append(f"replication group {rg}: {exc}")
         try:
             _client(s, "secretsmanager").delete_secret(
                 SecretId=f"cachebench/{rg}/auth", ForceDeleteWithoutRecovery=True
             )
         except Exception as exc:
-            if "ResourceNotFound" not in str(exc):
+            if error_code(exc) != "ResourceNotFoundException":
                 problems.append(f"secret cachebench/{rg}/auth: {exc}")
         return problems
+
+    def reap_strays(self, now: float, run_state: RunState, dry_run: bool) -> list[Stray]:
+        return []  # every resource it makes is found by its tags
 
 
 def _expiry_of(tag: str | None) -> float | None:
@@ -770,6 +805,3 @@ def _expiry_of(tag: str | None) -> float | None:
         return datetime.fromisoformat(tag.replace("Z", "+00:00")).timestamp()
     except ValueError:
         return None
-
-
-TARGET = AwsTarget()

@@ -4,7 +4,7 @@ A results folder is copied, served (cachebench.serve) and attached to posts as i
 so the AUTH password and the servers' configs (requirepass, masterauth) live here:
 
     <root>/                     0700, this user's
-      <deployment>-<hash>/      0700, one per deployment (deployment_dir(state_dir))
+      <deployment>-<hash>/      0700, one per deployment (secrets_dir(state_dir))
         owner.json              its state dir, run and expiry (no secret; for the reaper)
         auth                    0600, the AUTH password
         nodes/<node id>.conf    0600, each server's config
@@ -24,6 +24,8 @@ import stat
 import tempfile
 from pathlib import Path
 
+from cachebench import jsonfile
+
 OWNER = "owner.json"
 
 
@@ -39,7 +41,7 @@ def root() -> Path:
     return Path(tempfile.gettempdir()) / f"cachebench-{os.getuid()}"
 
 
-def deployment_dir(state_dir: Path | str) -> Path:
+def secrets_dir(state_dir: Path | str) -> Path:
     """The private folder of the deployment whose servers' state dir is state_dir."""
     sd = Path(os.path.abspath(state_dir))
     # results/<campaign>/<run>/deployments/<deployment>/server: named after the deployment
@@ -59,9 +61,7 @@ def make(path: Path, owner: dict) -> Path:
     path.mkdir(mode=0o700, exist_ok=True)
     os.chmod(path, 0o700)
     (path / "nodes").mkdir(mode=0o700, exist_ok=True)
-    tmp = path / f".{OWNER}.tmp"
-    tmp.write_text(json.dumps(owner))
-    tmp.replace(path / OWNER)
+    jsonfile.write(path / OWNER, owner)
     return path
 
 
@@ -82,3 +82,14 @@ def owners() -> list[tuple[Path, dict | None]]:
                 owner = None
             found.append((path, owner if isinstance(owner, dict) else None))
     return found
+
+
+def write_secret(path: Path, text: str) -> None:
+    """Write a file readable by its owner only, never briefly readable by others."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)

@@ -15,7 +15,7 @@ quota), its ``memory_gib`` (a cgroup memory limit) and, when it has a network
 baseline, a token bucket per node (tc): ``network_baseline_gbps`` refills it,
 ``network_bucket_mb`` (decimal megabytes) is its size, ``network_burst_gbps`` the
 most it lets through while it holds tokens. ``scaled`` says what was scaled from
-the mimicked type and how the bucket was sized (cachebench.local.miniature).
+the mimicked type and how the bucket was sized (cachebench.targets.local.miniature).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ __all__ = [
     "node_types_for",
 ]
 
-#: <repo>/include/instance_specs.csv, from <repo>/plugins/cachebench/specs.py.
+#: <repo>/include/instance_specs.csv, from <repo>/plugins/cachebench/catalogue.py.
 DEFAULT_SPECS_PATH: Path = Path(__file__).resolve().parents[2] / "include" / "instance_specs.csv"
 
 #: The header row, exactly and in this order.

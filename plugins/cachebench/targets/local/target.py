@@ -2,9 +2,9 @@
 
 A plain node type's servers listen on 127.0.0.1; a miniature's (a row that mimics
 an AWS node type) run with its CPU, memory and network allowances enforced by the
-kernel, each node in its own cgroup and network namespace (cachebench.local.miniature).
+kernel, each node in its own cgroup and network namespace (cachebench.targets.local.miniature).
 A deployment's servers (and its metrics agent) live in deployments/<instance>/server;
-each run is one detached `cachebench.local.runner` process (lock, flush, prefill,
+each run is one detached `cachebench.targets.local.runner` process (lock, flush, prefill,
 warm-up, measured window) in deployments/<instance>/load/<point>/rep<k>, watched
 by LoadWatchTrigger on the triggerer.
 """
@@ -20,22 +20,26 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cachebench import engines, loadgen, specs
-from cachebench.loadgen import procs as genprocs
-from cachebench.local import machine, miniature, netns, procs, runner, runtime, servers
+from cachebench import engines, jsonfile, loadgen, procs
+from cachebench.catalogue import InstanceSpec, load_instance_specs
+from cachebench.loadgen.handle import read_handles
 from cachebench.models import (
     DeploymentPlan,
     LoadCpu,
     LoadResult,
+    LocalRunDetail,
     PrefillResult,
     Provisioned,
     RunLoads,
     RunRecord,
     RunSpec,
-    Watch,
+    Wait,
 )
-from cachebench.targets import Busy
-from cachebench.workspace import DeploymentDir, RunDir
+from cachebench.targets import Busy, Leftover, RunState, Stray
+from cachebench.targets.local import leftovers as local_leftovers
+from cachebench.targets.local import machine, miniature, netns, runner, runtime, servers
+from cachebench.targets.local.config import read_registry
+from cachebench.workspace import DeploymentDir, deployment_dir
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -43,8 +47,8 @@ if TYPE_CHECKING:
     from cachebench.campaign import CampaignSpec
 
 RESERVED_MEMORY = 0.25  # ElastiCache's default reserved-memory-percent
-TRIGGER = "cachebench.triggers.watch.LoadWatchTrigger"
-PLUGINS_DIR = Path(__file__).resolve().parents[2]
+TRIGGER = "cachebench.targets.local.trigger.LoadWatchTrigger"
+PLUGINS_DIR = Path(__file__).resolve().parents[3]
 AGENT_SETTLE_S = 0.25  # a sample the agent took before the window's end is on disk by then
 # What a run's runner writes, removed before each attempt: never read as the new one's.
 STALE = (
@@ -58,13 +62,9 @@ STALE = (
 )
 
 
-def ddir_of(plan: DeploymentPlan) -> DeploymentDir:
-    return RunDir(Path(plan.run_dir)).deployment(plan.instance)
-
-
 def server_pids(state_dir: Path) -> list[int]:
-    reg = procs.read_json(state_dir / "registry.json") or {}
-    return [int(n["pid"]) for n in reg.get("nodes", []) if n.get("pid")]
+    reg = read_registry(state_dir)
+    return [n.pid for n in reg.nodes] if reg else []
 
 
 def load_cgroup(state_dir: Path) -> list[str]:
@@ -73,12 +73,18 @@ def load_cgroup(state_dir: Path) -> list[str]:
     return prov.groups[miniature.LOAD].procs_files if prov is not None else []
 
 
-def _runner(record: RunRecord) -> genprocs.Ident:
-    return record.detail["pid"], record.detail.get("proc_start")
+def _runner(record: RunRecord) -> procs.Ident:
+    assert isinstance(record.detail, LocalRunDetail)
+    return record.detail.pid, record.detail.proc_start
+
+
+def _out_dir(record: RunRecord) -> Path:
+    assert isinstance(record.detail, LocalRunDetail)
+    return Path(record.detail.out_dir)
 
 
 def runner_alive(record: RunRecord) -> bool:
-    return bool(record.detail.get("pid")) and not genprocs.ended(*_runner(record))
+    return isinstance(record.detail, LocalRunDetail) and not procs.ended(*_runner(record))
 
 
 class LocalTarget:
@@ -88,7 +94,7 @@ class LocalTarget:
     def problems(self, spec: CampaignSpec) -> list[str]:
         """A miniature node type needs what enforces it (root, tc, ip, cgroups); a plain one
         runs anywhere."""
-        catalogue = specs.load_instance_specs()
+        catalogue = load_instance_specs()
         minis = [
             (i, nt)
             for i, nt in enumerate(spec.node_types)
@@ -107,7 +113,7 @@ class LocalTarget:
 
     def tfvars(self, plan: DeploymentPlan, ddir: DeploymentDir, expires_at: int) -> dict[str, Any]:
         d = plan.deployment
-        spec = specs.load_instance_specs()[("local", d.node_type)]
+        spec = load_instance_specs()[("local", d.node_type)]
         binary = engines.server_binary(d.engine, d.version)
         if binary is None:
             raise RuntimeError(f"{d.engine} {d.version} is not installed on this machine")
@@ -130,7 +136,7 @@ class LocalTarget:
             "io_threads": miniature.io_threads(mini["cpu_limit_cores"]) if mini else spec.vcpu,
             "miniature": mini,
             "state_dir": str(ddir.server),
-            "runtime_dir": str(runtime.deployment_dir(ddir.server)),
+            "runtime_dir": str(runtime.secrets_dir(ddir.server)),
             "python": sys.executable,
             "pythonpath": str(PLUGINS_DIR),
             "metrics_interval_seconds": 1,
@@ -139,7 +145,7 @@ class LocalTarget:
 
     @staticmethod
     def _miniature(
-        plan: DeploymentPlan, ddir: DeploymentDir, spec: specs.InstanceSpec, expires_at: int
+        plan: DeploymentPlan, ddir: DeploymentDir, spec: InstanceSpec, expires_at: int
     ) -> dict[str, Any]:
         """The miniature's limits, and its subnet claimed machine-wide until `down`."""
         assert spec.mimics is not None and spec.cpu_limit_cores is not None
@@ -177,16 +183,14 @@ class LocalTarget:
 
     def server_versions(self, prov: Provisioned) -> dict[str, str]:
         """INFO server of every node: its engine and version."""
-        import redis
+        from cachebench.redis_conn import connect
 
         password = (
             Path(prov.endpoint.auth_ref).read_text().strip() if prov.endpoint.auth_ref else None
         )
         out = {}
         for node in prov.endpoint.nodes:
-            with redis.Redis(
-                host=node.host, port=node.port, password=password, socket_timeout=5
-            ) as c:
+            with connect(node.host, node.port, password, timeout=5) as c:
                 info = c.info("server")
             engine = "valkey" if "valkey_version" in info else "redis"
             out[node.node_id] = f"{engine} {info.get('valkey_version') or info['redis_version']}"
@@ -194,20 +198,20 @@ class LocalTarget:
 
     # ------------------------------------------------------------ runs
 
-    def _watch(self, prov: Provisioned, record: RunRecord, out: Path) -> Watch:
-        ddir = ddir_of(prov.plan)
-        return Watch(
+    def _wait(self, prov: Provisioned, record: RunRecord, out: Path) -> Wait:
+        ddir = deployment_dir(prov.plan)
+        return Wait(
             classpath=TRIGGER,
             phase="load",
             kwargs={
-                "load_pids": [record.detail["pid"]],
+                "load_pids": [_runner(record)[0]],
                 "server_pids": server_pids(ddir.server),
                 "status_file": str(out / "status.json"),
             },
         )
 
     def _start(self, prov: Provisioned, run: RunSpec, attempt: int) -> RunRecord:
-        ddir = ddir_of(prov.plan)
+        ddir = deployment_dir(prov.plan)
         out = ddir.load(run.point.id, run.repetition)
         out.mkdir(parents=True, exist_ok=True)
         for stale in STALE:
@@ -226,7 +230,7 @@ class LocalTarget:
         job_file.write_text(job.model_dump_json(indent=2))
         argv = [sys.executable, "-m", runner.MODULE, str(job_file)]
         with (out / "runner.log").open("ab") as log:
-            runner_proc = genprocs.launch(
+            runner_proc = procs.launch(
                 argv,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -241,12 +245,9 @@ class LocalTarget:
             attempt=attempt,
             phase="load",
             started_at=time.time(),
-            detail={
-                "pid": runner_proc.proc.pid,
-                "proc_start": runner_proc.start,
-                "argv": argv,
-                "out_dir": str(out),
-            },
+            detail=LocalRunDetail(
+                pid=runner_proc.proc.pid, proc_start=runner_proc.start, argv=argv, out_dir=str(out)
+            ),
         )
 
     def step(
@@ -255,15 +256,15 @@ class LocalTarget:
         run: RunSpec,
         record: RunRecord | None,
         event: dict[str, Any] | None,
-    ) -> tuple[RunRecord, Watch | None]:
+    ) -> tuple[RunRecord, Wait | None]:
         if record is None or record.status != "started":
             attempt = record.attempt + 1 if record else 1
             record = self._start(prov, run, attempt)
-            return record, self._watch(prov, record, Path(record.detail["out_dir"]))
-        out = Path(record.detail["out_dir"])
+            return record, self._wait(prov, record, _out_dir(record))
+        out = _out_dir(record)
         if event is None:  # a new try: reattach to the runner if it still runs
             if runner_alive(record):
-                return record, self._watch(prov, record, out)
+                return record, self._wait(prov, record, out)
             return record, None
         if event.get("status") == "done":
             return record, None
@@ -273,15 +274,14 @@ class LocalTarget:
         ), None
 
     def _stop(self, record: RunRecord) -> None:
-        d = record.detail
-        if d.get("pid"):
-            genprocs.terminate([_runner(record)], 5.0)
-        handles = procs.read_json(Path(d.get("out_dir", "/nonexistent")) / "handles.json")
-        if isinstance(handles, list) and handles:
+        if not isinstance(record.detail, LocalRunDetail):
+            return
+        procs.terminate([_runner(record)], 5.0)
+        if handles := read_handles(_out_dir(record) / "handles.json"):
             loadgen.stop_load(handles)
 
     def loads(self, prov: Provisioned, run: RunSpec, record: RunRecord) -> RunLoads:
-        out = Path(record.detail["out_dir"])
+        out = _out_dir(record)
         warm, filled, measured = out / "warmup.json", out / "prefill.json", out / "measured.json"
         cpu = out / "cpu.json"
         error, lost = "", False
@@ -294,7 +294,7 @@ class LocalTarget:
             error, lost = f"its {failure.step} failed: {what}", failure.lost
         elif not measured.is_file():
             # the runner ended without saying why (killed, out of memory): the harness lost it
-            phase = (procs.read_json_dict(out / "status.json") or {}).get("phase", "not started")
+            phase = (jsonfile.read_dict(out / "status.json") or {}).get("phase", "not started")
             log = loadgen.tail(out / "runner.log") or "(empty)"
             error = (
                 f"the run's runner ended without a result or an error, in its {phase} phase "
@@ -319,7 +319,7 @@ class LocalTarget:
     def metrics(self, prov: Provisioned, run: RunSpec, start: float, end: float) -> pd.DataFrame:
         from cachebench.report.export import read_agent_csv
 
-        csv = ddir_of(prov.plan).server / "metrics.csv"
+        csv = deployment_dir(prov.plan).server / "metrics.csv"
         return read_agent_csv(csv, run.point.id, start=start, end=end)
 
     def metrics_ready_at(self, prov: Provisioned, end: float) -> float:
@@ -380,7 +380,7 @@ class LocalTarget:
         ]
         left = [f"pid {p} survived SIGKILL" for p in swept["survivors"]]
         left += [f"port {p} still in use" for p in swept["ports"] if not procs.port_free(p)]
-        spec = specs.load_instance_specs().get(("local", plan.deployment.node_type))
+        spec = load_instance_specs().get(("local", plan.deployment.node_type))
         if spec is not None and spec.miniature:  # found by its key: no registry needed
             key = miniature.key_of(ddir.server)
             if found := miniature.leftovers(key):
@@ -388,5 +388,15 @@ class LocalTarget:
             left += [f"{what} still on this machine" for what in miniature.teardown(key)]
         return stopped, left
 
+    # ------------------------------------------------------------ reaper
 
-TARGET = LocalTarget()
+    def find_leftovers(
+        self, roots: list[Path], now: float, run_state: RunState
+    ) -> tuple[list[Leftover], list[Leftover]]:
+        return local_leftovers.find(roots, now, run_state)
+
+    def reap_leftover(self, leftover: Leftover) -> list[str]:
+        return local_leftovers.reap(leftover)
+
+    def reap_strays(self, now: float, run_state: RunState, dry_run: bool) -> list[Stray]:
+        return local_leftovers.reap_strays(now, run_state, dry_run)

@@ -1,6 +1,6 @@
 """One run on the local target, detached from the Airflow task that started it.
 
-    python -m cachebench.local.runner JOB.json
+    python -m cachebench.targets.local.runner JOB.json
 
 A run is: wait for the machine's load lock (one load at a time on this machine,
 whichever deployment and campaign it belongs to: local/machine.py), flush and
@@ -26,7 +26,6 @@ the generators and ends it.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
@@ -36,11 +35,12 @@ from types import FrameType
 
 from pydantic import Field
 
-from cachebench import loadgen
+from cachebench import jsonfile, loadgen, procs
 from cachebench.loadgen import prefill
 from cachebench.loadgen.cpu import CpuSampler
-from cachebench.local import machine, procs
+from cachebench.loadgen.handle import write_handles
 from cachebench.models import Endpoint, LoadResult, Strict, Workload
+from cachebench.targets.local import machine
 
 MODULE = procs.RUNNER_MODULE
 GRACE_S = 120  # past twice the run's load time before the watch calls it overdue
@@ -85,9 +85,7 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 
 
 def _write(out: Path, name: str, data: object) -> None:
-    tmp = out / f".{name}.tmp"
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    tmp.replace(out / name)
+    jsonfile.write(out / name, data)
 
 
 def measure(job: RunJob, out: Path, password: str, status) -> LoadResult:
@@ -120,7 +118,7 @@ def measure(job: RunJob, out: Path, password: str, status) -> LoadResult:
         rate_hint_ops=rate_hint,
         **common,
     )
-    _write(out, "handles.json", handles)
+    write_handles(out / "handles.json", handles)
     cpu = CpuSampler(handles, w)
     try:
         limit = time.monotonic() + 3 * w.duration_seconds + 30

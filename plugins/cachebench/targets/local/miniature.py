@@ -4,10 +4,10 @@ A miniature node type (a local row of include/instance_specs.csv that names the
 AWS type it ``mimics``) runs each server node
 
 * in a cgroup of its own with a CPU quota (``cpu_limit_cores``) and a memory limit
-  (the type's ``memory_gib``): cachebench.local.cgroups;
+  (the type's ``memory_gib``): cachebench.targets.local.cgroups;
 * in a network namespace of its own, reached through a veth whose both directions
-  are token buckets (baseline, burst rate, bucket): cachebench.local.netns and
-  cachebench.local.shaping;
+  are token buckets (baseline, burst rate, bucket): cachebench.targets.local.netns and
+  cachebench.targets.local.shaping;
 
 and the load generators of its runs in a cgroup of their own with the CPU the
 servers are denied (the machine's cores minus the nodes' quotas), so on a small
@@ -29,8 +29,8 @@ from pathlib import Path
 
 from pydantic import Field
 
-from cachebench.local import cgroups, netns, shaping
 from cachebench.models import Strict
+from cachebench.targets.local import cgroups, netns, shaping
 
 LOAD = "load"  # the load generators' cgroup member
 FILE = "miniature.json"  # in the servers' state dir: what `up` made (Provisioned)

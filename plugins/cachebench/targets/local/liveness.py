@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cachebench.local.procs import pid_alive
+from cachebench.procs import pid_alive
 
 
 def deadline_of(status_file: str | None) -> float | None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from cachebench.watch import check
+from cachebench.targets.local.liveness import check
 
 POLL_S = 0.25  # a /proc check is cheap: the end of a load is seen within a quarter second
 
@@ -27,7 +27,7 @@ class LoadWatchTrigger(BaseTrigger):
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
-            "cachebench.triggers.watch.LoadWatchTrigger",
+            "cachebench.targets.local.trigger.LoadWatchTrigger",
             {
                 "load_pids": self.load_pids,
                 "server_pids": self.server_pids,

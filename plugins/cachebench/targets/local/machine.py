@@ -32,10 +32,9 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from cachebench.loadgen import procs as genprocs
-from cachebench.local import procs
-from cachebench.local.servers import BUS_PORT_OFFSET
+from cachebench import jsonfile, procs
 from cachebench.models import Strict
+from cachebench.targets.local.servers import BUS_PORT_OFFSET
 
 MACHINE_ENV = "CACHEBENCH_MACHINE_DIR"
 PORT_SPAN, PORT_BLOCK = 5000, 20  # a deployment's nodes take a block of the span
@@ -194,7 +193,7 @@ def _take(lock: Path, blocking: bool, what: str) -> int:
     except BaseException:
         os.close(fd)
         raise
-    me = {"pid": os.getpid(), "start": genprocs.started(os.getpid()), "what": what}
+    me = {"pid": os.getpid(), "start": procs.started(os.getpid()), "what": what}
     with contextlib.suppress(OSError):  # who holds it is for the others' status only
         _write_in_place(_shared(lock.with_name(HOLDER)), json.dumps(me).encode())
     return fd
@@ -230,7 +229,7 @@ def load_holder(lock: Path | None = None) -> dict[str, Any] | None:
         pass
     finally:
         os.close(fd)
-    holder = procs.read_json_dict(lock.with_name(HOLDER))
+    holder = jsonfile.read_dict(lock.with_name(HOLDER))
     if not holder or not isinstance(holder.get("pid"), int):
         return None
-    return holder if genprocs.running(holder["pid"], holder.get("start")) else None
+    return holder if procs.running(holder["pid"], holder.get("start")) else None

@@ -1,6 +1,6 @@
 """Sample INFO from every local node and write CloudWatch-named metrics.
 
-    python -m cachebench.local.agent --state-dir DIR
+    python -m cachebench.targets.local.agent --state-dir DIR
 
 Every `metrics_interval_seconds` it sends one INFO (the sections below) per node
 over one kept-open connection and appends rows to <state_dir>/metrics.csv. It
@@ -13,12 +13,12 @@ become per-period counts (from the second sample on); gauges are instantaneous.
 CPUUtilization counts every server thread (so it can exceed 100 with io-threads);
 EngineCPUUtilization only the main thread.
 
-A miniature's nodes (cachebench.local.miniature) are measured as ElastiCache
+A miniature's nodes (cachebench.targets.local.miniature) are measured as ElastiCache
 measures its nodes: CPU in percent of the node's CPU allowance (its cgroup
 quota), and the network from its shaped interface, not from INFO: NetworkBytesIn/
 Out and NetworkPacketsIn/Out as its token buckets passed them, and
 NetworkBandwidthIn/OutAllowanceExceeded the packets each bucket queued or dropped
-(tbf's overlimits + drops, cachebench.local.shaping).
+(tbf's overlimits + drops, cachebench.targets.local.shaping).
 """
 
 from __future__ import annotations
@@ -31,7 +31,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cachebench.local import miniature, procs
+from cachebench import procs
+from cachebench.targets.local import miniature
+from cachebench.targets.local.config import RegisteredNode, Registry, read_registry
 
 # Same as cachebench.models.METRIC_COLUMNS (not imported: the agent stays light).
 COLUMNS = ["timestamp", "point_id", "node_id", "metric", "value", "unit", "period_s"]
@@ -261,36 +263,96 @@ def _on_signal(signum, frame):
     raise _Stop()
 
 
-def run(state_dir: Path) -> int:
-    import redis
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
-
-    deadline = time.monotonic() + 10
-    reg = procs.read_json_dict(state_dir / "registry.json")
-    while not reg and time.monotonic() < deadline:
+def _wait_registry(state_dir: Path, wait_s: float = 10.0) -> Registry | None:
+    """The registry `up` writes right after starting this agent (None if it never comes)."""
+    deadline = time.monotonic() + wait_s
+    reg = read_registry(state_dir)
+    while reg is None and time.monotonic() < deadline:
         time.sleep(0.1)
-        reg = procs.read_json_dict(state_dir / "registry.json")
-    auth = Path(reg["runtime_dir"]) / "auth" if reg and reg.get("runtime_dir") else None
-    if not reg or auth is None or not auth.exists():
+        reg = read_registry(state_dir)
+    return reg
+
+
+class _Sampler:
+    """One INFO connection per node and the previous sample of each, for the rates."""
+
+    def __init__(self, reg: Registry, password: str, mini: miniature.Provisioned | None):
+        self.reg, self.password, self.mini = reg, password, mini
+        self.cpu_cores = mini.miniature.cpu_limit_cores if mini else None
+        self.conns: dict[str, Any] = {}
+        self.prev: dict[str, tuple[dict[str, Any], float]] = {}
+        self.shaped: tuple[dict[str, miniature.NodeSample], float] | None = None
+
+    def servers(self, out: Any, alive: list[RegisteredNode]) -> None:
+        """A row per metric of each live node's INFO (rates against its previous one)."""
+        import redis
+
+        from cachebench.redis_conn import connect
+
+        for n in alive:
+            try:
+                if n.node_id not in self.conns:
+                    self.conns[n.node_id] = connect(n.host, n.port, self.password)
+                info = self.conns[n.node_id].execute_command("INFO", *SECTIONS)
+            except redis.RedisError:
+                if (conn := self.conns.pop(n.node_id, None)) is not None:
+                    conn.close()
+                self.prev.pop(n.node_id, None)
+                continue
+            now, mono = time.time(), time.monotonic()
+            if isinstance(info, str):
+                info = parse_info(info)
+            before = self.prev.get(n.node_id)
+            dt = sample_dt(before[0], info, mono - before[1]) if before else 0.0
+            rows = metrics_from_info(
+                before[0] if before else None,
+                info,
+                dt,
+                n.node_id,
+                self.reg.maxmemory_bytes,
+                self.cpu_cores,
+            )
+            if self.mini is not None:  # its network: the shaped interface's, below
+                rows = [r for r in rows if r["metric"] not in INFO_NETWORK]
+            _emit(out, now, self.reg.deployment_id, rows)
+            self.prev[n.node_id] = (info, mono)
+
+    def shaping(self, out: Any) -> None:
+        """A miniature's network, as its token buckets counted it."""
+        if self.mini is None:
+            return
+        now, mono = time.time(), time.monotonic()
+        current = miniature.sample(self.mini)
+        for nid, cur in current.items():
+            if self.shaped is not None and nid in self.shaped[0]:
+                dt = mono - self.shaped[1]
+                rows = metrics_from_shaper(self.shaped[0][nid], cur, dt, nid)
+                _emit(out, now, self.reg.deployment_id, rows)
+        self.shaped = (current, mono)
+
+
+def _why_stop(reg: Registry, auth: Path, alive: list[RegisteredNode]) -> str | None:
+    if time.time() >= reg.expires_at:
+        return "expiry passed"
+    if not auth.exists():
+        return "auth file gone (down)"
+    if not alive:
+        return "every server is gone"
+    return None
+
+
+def run(state_dir: Path) -> int:
+    reg = _wait_registry(state_dir)
+    auth = Path(reg.runtime_dir) / "auth" if reg else None
+    if reg is None or auth is None or not auth.exists():
         print("agent: no registry or auth file; exiting", flush=True)
         return 1
-    password = auth.read_text().strip()
-    interval = float(reg.get("metrics_interval_seconds", 1))
-    expires_at = float(reg["expires_at"])
-    maxmemory = int(reg.get("maxmemory_bytes", 0))
-    point_id = reg["deployment_id"]  # the CSV column; export labels each run by its point
-    host = reg.get("host", "127.0.0.1")
-    nodes = reg["nodes"]
-    mini = miniature.provisioned(state_dir)
-    cpu_cores = mini.miniature.cpu_limit_cores if mini else None
-    shaped: tuple[dict[str, miniature.NodeSample], float] | None = None
-    conns: dict[str, Any] = {}
-    prev: dict[str, tuple[dict[str, Any], float]] = {}
+    sampler = _Sampler(reg, auth.read_text().strip(), miniature.provisioned(state_dir))
     path = state_dir / "metrics.csv"
     new = not path.exists() or path.stat().st_size == 0
+    interval = reg.metrics_interval_seconds
     print(
-        f"agent: sampling {len(nodes)} nodes every {interval:g} s into {path}",
+        f"agent: sampling {len(reg.nodes)} nodes every {interval:g} s into {path}",
         flush=True,
     )
     with open(path, "a", newline="") as fh:
@@ -300,57 +362,12 @@ def run(state_dir: Path) -> int:
             fh.flush()
         next_tick = time.monotonic()
         while True:
-            if time.time() >= expires_at:
-                print("agent: expiry passed; exiting", flush=True)
+            alive = [n for n in reg.nodes if procs.pid_alive(n.pid)]
+            if why := _why_stop(reg, auth, alive):
+                print(f"agent: {why}; exiting", flush=True)
                 return 0
-            if not auth.exists():
-                print("agent: auth file gone (down); exiting", flush=True)
-                return 0
-            alive = [n for n in nodes if procs.pid_alive(n["pid"])]
-            if not alive:
-                print("agent: every server is gone; exiting", flush=True)
-                return 0
-            for n in alive:
-                nid = n["node_id"]
-                try:
-                    if nid not in conns:
-                        conns[nid] = redis.Redis(
-                            host=n.get("host", host),
-                            port=n["port"],
-                            password=password,
-                            socket_timeout=2,
-                            socket_connect_timeout=2,
-                            single_connection_client=True,
-                            decode_responses=True,
-                            retry=Retry(NoBackoff(), 0),
-                        )
-                    info = conns[nid].execute_command("INFO", *SECTIONS)
-                except redis.RedisError:
-                    conn = conns.pop(nid, None)
-                    if conn is not None:
-                        conn.close()
-                    prev.pop(nid, None)
-                    continue
-                now, mono = time.time(), time.monotonic()
-                if isinstance(info, str):
-                    info = parse_info(info)
-                before = prev.get(nid)
-                dt = sample_dt(before[0], info, mono - before[1]) if before else 0.0
-                rows = metrics_from_info(
-                    before[0] if before else None, info, dt, nid, maxmemory, cpu_cores
-                )
-                if mini is not None:  # its network: the shaped interface's, below
-                    rows = [r for r in rows if r["metric"] not in INFO_NETWORK]
-                _emit(out, now, point_id, rows)
-                prev[nid] = (info, mono)
-            if mini is not None:
-                now, mono = time.time(), time.monotonic()
-                current = miniature.sample(mini)
-                for nid, cur in current.items():
-                    if shaped is not None and nid in shaped[0]:
-                        dt = mono - shaped[1]
-                        _emit(out, now, point_id, metrics_from_shaper(shaped[0][nid], cur, dt, nid))
-                shaped = (current, mono)
+            sampler.servers(out, alive)
+            sampler.shaping(out)
             fh.flush()
             next_tick += interval
             pause = next_tick - time.monotonic()
@@ -361,7 +378,7 @@ def run(state_dir: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m cachebench.local.agent")
+    ap = argparse.ArgumentParser(prog="python -m cachebench.targets.local.agent")
     ap.add_argument("--state-dir", required=True, type=Path)
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, _on_signal)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 
 def client(
     service: str, region: str | None, conn_id: str | None = "aws_default", config: Any = None
@@ -23,3 +25,8 @@ def client(
     import boto3
 
     return boto3.client(service, region_name=region, config=config)
+
+
+def error_code(exc: BaseException) -> str | None:
+    """The AWS error code of a failed call (botocore's ClientError), else None."""
+    return exc.response.get("Error", {}).get("Code") if isinstance(exc, ClientError) else None

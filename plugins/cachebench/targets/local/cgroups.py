@@ -1,7 +1,7 @@
 """CPU and memory limits for a local deployment's processes: cgroups v1 or v2.
 
 A deployment's cgroups are named after it (``cachebench-<key>``, see
-cachebench.local.miniature) and hold one member per server node (its CPU quota
+cachebench.targets.local.miniature) and hold one member per server node (its CPU quota
 and memory limit) plus ``load`` (the load generators: the CPU the servers are
 denied)::
 

@@ -19,7 +19,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-from cachebench.aws import ecs
 from cachebench.loadgen import LoadError
 from cachebench.loadgen.memtier import (
     error_replies,
@@ -28,6 +27,7 @@ from cachebench.loadgen.memtier import (
     scrub_memtier_json,
 )
 from cachebench.models import LoadResult, PrefillResult, SecondSample
+from cachebench.targets.aws import ecs
 
 OVERLAP_FLAG_PCT = 90.0  # below it, the generators measured too few seconds together
 SKEW_TRIM_S = 1.0  # starts this far apart: rates from the common seconds only

@@ -23,8 +23,8 @@ import subprocess
 
 from pydantic import Field
 
-from cachebench.local.netns import tool
 from cachebench.models import Strict
+from cachebench.targets.local.netns import tool
 
 # The peak bucket must hold a whole burst of back-to-back segments (GSO: 64 KiB each),
 # or tbf counts an overlimit for traffic far below the peak rate; 1 MiB measured clean.

@@ -45,11 +45,13 @@ import re
 import shlex
 from typing import Any
 
-from cachebench.aws.settings import AwsSettings
+from pydantic import Field
+
 from cachebench.loadgen import reads
 from cachebench.loadgen.auth import AUTH_ENV
 from cachebench.loadgen.memtier import MEMTIER, RATE_LIMIT_MIN, memtier_argv, side_workloads
-from cachebench.models import DeploymentPlan, Endpoint, Point, Workload
+from cachebench.models import DeploymentPlan, Endpoint, Point, Strict, Workload
+from cachebench.targets.aws.settings import AwsSettings
 
 OUT_DIR = "/tmp/cachebench"  # the script's folder in the container
 OUT_ENV = "CACHEBENCH_OUT_DIR"  # ... unless this names another (tests)
@@ -304,26 +306,49 @@ def vcpus(td: dict[str, Any]) -> float | None:
         return None
 
 
-def awslogs(td: dict[str, Any], container: str) -> dict[str, str] | None:
+class AwsLogs(Strict):
+    """Where a container's awslogs go: its group and stream prefix."""
+
+    group: str
+    prefix: str
+
+    def stream(self, container: str, task_arn: str) -> str:
+        return f"{self.prefix}/{container}/{task_arn.rsplit('/', 1)[-1]}"
+
+
+class EcsState(Strict):
+    """A deployment's load tasks' set-up, registered once (ecs.json)."""
+
+    region: str | None
+    cluster: str
+    family: str
+    task_definition: str = Field(description="the registered revision's ARN")
+    container: str
+    replication_group_id: str
+    awslogs: AwsLogs | None
+    vcpus: float | None
+
+
+def awslogs(td: dict[str, Any], container: str) -> AwsLogs | None:
     """The container's awslogs group and stream prefix, or None without awslogs."""
     for c in td["containerDefinitions"]:
         conf = c.get("logConfiguration") or {}
         if c["name"] == container and conf.get("logDriver") == "awslogs":
             opts = conf.get("options", {})
             if opts.get("awslogs-group") and opts.get("awslogs-stream-prefix"):
-                return {"group": opts["awslogs-group"], "prefix": opts["awslogs-stream-prefix"]}
+                return AwsLogs(group=opts["awslogs-group"], prefix=opts["awslogs-stream-prefix"])
     return None
 
 
-def log_tail(logs: Any, where: dict[str, str], container: str, task_arn: str, n: int = 20) -> str:
+def log_tail(logs: Any, where: AwsLogs, container: str, task_arn: str, n: int = 20) -> str:
     """The last n lines the task's container logged (awslogs stream prefix/container/task-id)."""
-    stream = f"{where['prefix']}/{container}/{task_arn.rsplit('/', 1)[-1]}"
+    stream = where.stream(container, task_arn)
     try:
         events = logs.get_log_events(
-            logGroupName=where["group"], logStreamName=stream, limit=n, startFromHead=False
+            logGroupName=where.group, logStreamName=stream, limit=n, startFromHead=False
         )["events"]
     except Exception as exc:  # no stream yet (never started) or no permission
-        return f"(no log stream {where['group']}/{stream}: {type(exc).__name__})"
+        return f"(no log stream {where.group}/{stream}: {type(exc).__name__})"
     return "\n".join(e["message"].rstrip() for e in events)
 
 

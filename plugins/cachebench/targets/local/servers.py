@@ -1,7 +1,7 @@
 """Start and stop real Redis/Valkey servers for the `local` target.
 
 Plain node types listen on 127.0.0.1. A miniature's nodes (config "miniature",
-cachebench.local.miniature) each listen on their own address in a network
+cachebench.targets.local.miniature) each listen on their own address in a network
 namespace of their own, inside a cgroup: `up` makes those first and `down`
 removes them after the servers have stopped.
 
@@ -19,7 +19,7 @@ Layout of a state directory (one per deployment; no secret in it)::
         server.pid server.log nodes.conf startup.err
 
 The password (`auth`) and each server's config (requirepass/masterauth) live in the
-config's `runtime_dir`, a private folder outside the results (cachebench.local.runtime),
+config's `runtime_dir`, a private folder outside the results (cachebench.targets.local.runtime),
 which `down` removes.
 
 `up` is idempotent and all-or-nothing: if it fails it stops whatever runs in the
@@ -41,45 +41,32 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
-from cachebench.engines import MAXMEMORY_POLICIES
-from cachebench.workspace import results_root
+from cachebench import jsonfile, procs
+from cachebench.redis_conn import connect
+from cachebench.targets.local.config import (
+    BUS_PORT_OFFSET,
+    REGISTRY,
+    LocalError,
+    RegisteredNode,
+    Registry,
+    ServerConfig,
+    read_registry,
+    validate_config,
+    write_registry,
+)
 
-from . import miniature, netns, procs, runtime
+from . import miniature, netns, runtime
 
 CLUSTER_SLOTS = 16384
-BUS_PORT_OFFSET = 10000
 HOST = "127.0.0.1"
-READY_TIMEOUT_S = 30.0
 READY_POLL_S = 0.05  # readiness is a few commands per node: poll it often
 FULL_MESH_NODES = 16  # up to this many nodes, every node MEETs every other one
 STOP_GRACE_S = 10.0
 SLOTS_LACK_REPLICAS = "(replicas not yet in CLUSTER SLOTS)"
-REQUIRED = {
-    "deployment_id": str,
-    "engine": str,
-    "engine_version": str,
-    "server_binary": str,
-    "cluster_mode": bool,
-    "shards": int,
-    "replicas": int,
-    "base_port": int,
-    "maxmemory_bytes": int,
-    "maxmemory_policy": str,
-    "io_threads": int,
-    "state_dir": str,
-    "runtime_dir": str,
-    "metrics_interval_seconds": (int, float),
-    "expires_at": (int, float),
-    "campaign": str,
-    "run_id": str,
-}
-OPTIONAL = {"miniature": (dict, type(None))}  # a miniature's limits (miniature.Miniature)
 # Fields that define what runs; a change means "different servers".
 IDENTITY = (
     "miniature",
@@ -97,17 +84,13 @@ IDENTITY = (
 )
 
 
-class LocalError(RuntimeError):
-    """A failure `up`/`down` reports to the user (message names the cause)."""
-
-
 @dataclass(frozen=True)
 class NodeSpec:
     node_id: str
     shard: int  # 1-based, like ElastiCache's node group "0001"
     member: int  # 1-based within the shard; 1 is the primary
     port: int
-    role: str  # "primary" | "replica"
+    role: Literal["primary", "replica"]
     host: str = HOST  # a miniature's node: its own address, in its own namespace
 
 
@@ -134,80 +117,15 @@ def plan_nodes(
     ]
 
 
-def nodes_of(cfg: dict[str, Any]) -> list[NodeSpec]:
-    mini = cfg.get("miniature")
-    return plan_nodes(
-        cfg["shards"], cfg["replicas"], cfg["base_port"], mini["subnet"] if mini else None
-    )
+def nodes_of(cfg: ServerConfig) -> list[NodeSpec]:
+    mini = cfg.miniature
+    return plan_nodes(cfg.shards, cfg.replicas, cfg.base_port, mini.subnet if mini else None)
 
 
 def slot_ranges(shards: int) -> list[tuple[int, int]]:
     """16384 slots spread evenly over shards, as inclusive (first, last) ranges."""
     bounds = [k * CLUSTER_SLOTS // shards for k in range(shards + 1)]
     return [(bounds[k], bounds[k + 1] - 1) for k in range(shards)]
-
-
-def validate_config(raw: dict[str, Any]) -> dict[str, Any]:
-    missing = sorted(set(REQUIRED) - set(raw))
-    if missing:
-        raise LocalError(f"config lacks {', '.join(missing)}")
-    cfg = dict(raw)
-    for key, typ in REQUIRED.items():
-        val = cfg[key]
-        ok = isinstance(val, typ) and not (typ is int and isinstance(val, bool))
-        if typ is bool:
-            ok = isinstance(val, bool)
-        if not ok:
-            raise LocalError(f"config {key}={val!r}: expected {typ}")
-    for key, typ in OPTIONAL.items():
-        cfg.setdefault(key, None)
-        if not isinstance(cfg[key], typ):
-            raise LocalError(f"config {key}={cfg[key]!r}: expected {typ}")
-    if cfg["miniature"] is not None:
-        try:
-            cfg["miniature"] = miniature.Miniature.model_validate(cfg["miniature"]).model_dump()
-        except ValueError as e:
-            raise LocalError(f"config miniature: {e}") from e
-    if cfg["engine"] not in ("redis", "valkey"):
-        raise LocalError(f"engine={cfg['engine']!r}: use redis or valkey")
-    if not 1 <= cfg["shards"] <= 500:
-        raise LocalError(f"shards={cfg['shards']}: use 1..500")
-    if not 0 <= cfg["replicas"] <= 5:
-        raise LocalError(f"replicas={cfg['replicas']}: use 0..5")
-    if not cfg["cluster_mode"] and cfg["shards"] != 1:
-        raise LocalError(f"shards={cfg['shards']}: cluster_mode off allows exactly 1 shard")
-    nodes = cfg["shards"] * (cfg["replicas"] + 1)
-    top = 65535 - (BUS_PORT_OFFSET if cfg["cluster_mode"] else 0)
-    if cfg["base_port"] < 1024 or cfg["base_port"] + nodes - 1 > top:
-        raise LocalError(
-            f"base_port={cfg['base_port']}: ports {cfg['base_port']}.."
-            f"{cfg['base_port'] + nodes - 1} must lie in 1024..{top}"
-            + (" (cluster bus ports are port+10000)" if cfg["cluster_mode"] else "")
-        )
-    if cfg["maxmemory_bytes"] < 0:
-        raise LocalError("maxmemory_bytes must be >= 0 (0 = no limit)")
-    if cfg["maxmemory_policy"] not in MAXMEMORY_POLICIES:
-        raise LocalError(f"maxmemory_policy={cfg['maxmemory_policy']!r} is not a valid policy")
-    if not 1 <= cfg["io_threads"] <= 128:
-        raise LocalError(f"io_threads={cfg['io_threads']}: use 1..128")
-    if cfg["metrics_interval_seconds"] <= 0:
-        raise LocalError("metrics_interval_seconds must be > 0")
-    if cfg["expires_at"] <= time.time():
-        raise LocalError(f"expires_at={cfg['expires_at']} is in the past")
-    if not os.path.isabs(cfg["state_dir"]):
-        raise LocalError(f"state_dir={cfg['state_dir']!r} must be an absolute path")
-    rt = Path(cfg["runtime_dir"])
-    deployment = Path(cfg["state_dir"]).parent
-    if not rt.is_absolute() or rt.is_relative_to(deployment) or rt.is_relative_to(results_root()):
-        raise LocalError(
-            f"runtime_dir={cfg['runtime_dir']!r}: must be an absolute path outside the results"
-            f" folder {results_root()} and outside {deployment} (it holds the password)"
-        )
-    binary = cfg["server_binary"]
-    if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
-        raise LocalError(f"server_binary {binary!r} is not an executable file")
-    cfg.setdefault("ready_timeout_seconds", READY_TIMEOUT_S)
-    return cfg
 
 
 def binary_version(binary: str) -> tuple[str, str]:
@@ -225,13 +143,13 @@ def binary_version(binary: str) -> tuple[str, str]:
     return engine, version
 
 
-def config_hash(cfg: dict[str, Any]) -> str:
-    ident = {k: cfg[k] for k in IDENTITY}
+def config_hash(cfg: ServerConfig) -> str:
+    ident = cfg.model_dump(mode="json", include=set(IDENTITY))
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def render_server_conf(
-    cfg: dict[str, Any],
+    cfg: ServerConfig,
     node: NodeSpec,
     node_dir: Path,
     password: str,
@@ -250,13 +168,13 @@ def render_server_conf(
         "appendonly no",
         f'requirepass "{password}"',
         f'masterauth "{password}"',
-        f"maxmemory {cfg['maxmemory_bytes']}",
-        f"maxmemory-policy {cfg['maxmemory_policy']}",
-        f"io-threads {cfg['io_threads']}",
+        f"maxmemory {cfg.maxmemory_bytes}",
+        f"maxmemory-policy {cfg.maxmemory_policy}",
+        f"io-threads {cfg.io_threads}",
         # Diskless full sync starts at once instead of waiting 5 s for more replicas.
         "repl-diskless-sync-delay 0",
     ]
-    if cfg["cluster_mode"]:
+    if cfg.cluster_mode:
         lines += [
             "cluster-enabled yes",
             f'cluster-config-file "{node_dir / "nodes.conf"}"',
@@ -282,16 +200,7 @@ def _locked(state_dir: Path):
 
 
 def _client(port: int, password: str | None, timeout: float = 2.0, host: str = HOST) -> redis.Redis:
-    return redis.Redis(
-        host=host,
-        port=port,
-        password=password,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        decode_responses=True,
-        single_connection_client=True,
-        retry=Retry(NoBackoff(), 0),  # callers loop themselves; SHUTDOWN must not retry
-    )
+    return connect(host, port, password, timeout)  # SHUTDOWN must not retry
 
 
 def _tail(path: Path, lines: int = 15, redact: str | None = None) -> str:
@@ -321,22 +230,20 @@ def _names(binary: str | None) -> frozenset[str]:
 def up(config: dict[str, Any]) -> dict[str, Any]:
     """Start (or find running) the servers config describes; return the registry."""
     cfg = validate_config(config)
-    engine, version = binary_version(cfg["server_binary"])
-    if engine != cfg["engine"]:
-        raise LocalError(
-            f"{cfg['server_binary']} is a {engine} server, config says {cfg['engine']}"
-        )
-    want = cfg["engine_version"].split(".") if cfg["engine_version"] else []
+    engine, version = binary_version(cfg.server_binary)
+    if engine != cfg.engine:
+        raise LocalError(f"{cfg.server_binary} is a {engine} server, config says {cfg.engine}")
+    want = cfg.engine_version.split(".") if cfg.engine_version else []
     if version.split(".")[: len(want)] != want:
         raise LocalError(
-            f"{cfg['server_binary']} is {engine} {version}, config says {cfg['engine_version']}"
+            f"{cfg.server_binary} is {engine} {version}, config says {cfg.engine_version}"
         )
-    sd = Path(cfg["state_dir"])
+    sd = Path(cfg.state_dir)
     sd.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(sd, 0o700)
     with _locked(sd):
         try:
-            return _up_locked(cfg, sd, version)
+            return _up_locked(cfg, sd, version).model_dump(mode="json")
         except BaseException:
             # All-or-nothing: nobody runs `down` for a failed create (tainted resource).
             with contextlib.suppress(Exception):
@@ -344,133 +251,139 @@ def up(config: dict[str, Any]) -> dict[str, Any]:
             raise
 
 
-def _up_locked(cfg: dict[str, Any], sd: Path, version: str) -> dict[str, Any]:
-    nodes = nodes_of(cfg)
-    names = _names(cfg["server_binary"])
-    reg = procs.read_json_dict(sd / "registry.json") or {}
-    prov = miniature.provisioned(sd)
-    rt = Path(cfg["runtime_dir"])
-    auth = rt / "auth"
-    live = {
-        n.node_id: procs.read_pid(sd / "nodes" / n.node_id / "server.pid")
-        for n in nodes
-        if procs.is_server(
-            procs.read_pid(sd / "nodes" / n.node_id / "server.pid"),
-            sd / "nodes" / n.node_id,
-            n.port,
-            names,
-        )
-    }
-    same = reg.get("config_hash") == config_hash(cfg) and auth.exists()
-    if cfg["miniature"] is not None:  # its namespaces and cgroups must still be there too
-        same = same and prov is not None and miniature.in_place(prov)
-    if same and len(live) == len(nodes):
-        password = auth.read_text().strip()
-        _wait_ready(
-            cfg,
-            nodes,
-            password,
-            deadline=time.monotonic() + cfg["ready_timeout_seconds"],
-        )
-        pids = live
-        reused = True
-    else:
-        if _running_here(sd) or prov is not None:
-            _stop_all(sd)  # stale or different servers: start clean
-        prov = None
-        keys = ("state_dir", "deployment_id", "campaign", "run_id", "expires_at")
-        owner = {k: cfg[k] for k in keys}
-        if cfg["miniature"] is None:
-            _check_ports(cfg, nodes)
-        else:  # each node gets its own namespace: no port of this machine's is taken
-            try:
-                prov = miniature.provision(
-                    miniature.Miniature.model_validate(cfg["miniature"]),
-                    [n.node_id for n in nodes],
-                    owner,
-                )
-            except miniature.MiniatureError as e:
-                raise LocalError(f"miniature {cfg['miniature']['mimics']}: {e}") from e
-            # recorded at once: a failure from here on still finds it to remove
-            procs.write_json_atomic(sd / miniature.FILE, prov.model_dump(mode="json"))
+def _live_nodes(cfg: ServerConfig, sd: Path, nodes: list[NodeSpec]) -> dict[str, int]:
+    """node id -> pid of the nodes whose pidfile names a live server of theirs."""
+    names = _names(cfg.server_binary)
+    live = {}
+    for n in nodes:
+        pid = procs.read_pid(sd / "nodes" / n.node_id / "server.pid")
+        if pid is not None and procs.is_server(pid, sd / "nodes" / n.node_id, n.port, names):
+            live[n.node_id] = pid
+    return live
+
+
+def _start_fresh(cfg: ServerConfig, sd: Path, nodes: list[NodeSpec]) -> dict[str, int]:
+    """Stop whatever ran here, then start, cluster and check the servers anew (a new
+    password, a miniature's namespaces and cgroups); node id -> pid."""
+    if _running_here(sd) or miniature.provisioned(sd) is not None:
+        _stop_all(sd)  # stale or different servers: start clean
+    prov = None
+    keys = {"state_dir", "deployment_id", "campaign", "run_id", "expires_at"}
+    owner = cfg.model_dump(mode="json", include=keys)
+    if cfg.miniature is None:
+        _check_ports(cfg, nodes)
+    else:  # each node gets its own namespace: no port of this machine's is taken
         try:
-            runtime.make(rt, owner)
-        except (OSError, runtime.NotPrivate) as e:
-            raise LocalError(f"runtime_dir {rt}: {e}") from e
-        password = secrets.token_urlsafe(32)
-        procs.write_secret(auth, password + "\n")
-        pids = _start_nodes(cfg, sd, nodes, password, prov)
-        deadline = time.monotonic() + cfg["ready_timeout_seconds"]
-        if cfg["cluster_mode"]:
-            _form_cluster(cfg, nodes, password)
-        # nudge: the data set is empty now, so a FLUSHALL is harmless.
-        _wait_ready(cfg, nodes, password, deadline=deadline, nudge=True)
-        reused = False
-    registry = {
-        "deployment_id": cfg["deployment_id"],
-        "campaign": cfg["campaign"],
-        "run_id": cfg["run_id"],
-        "expires_at": cfg["expires_at"],
-        "nodes": [
-            {
-                "node_id": n.node_id,
-                "pid": pids[n.node_id],
-                "host": n.host,
-                "port": n.port,
-                "role": n.role,
-                "shard": n.shard,
-            }
+            prov = miniature.provision(cfg.miniature, [n.node_id for n in nodes], owner)
+        except miniature.MiniatureError as e:
+            raise LocalError(f"miniature {cfg.miniature.mimics}: {e}") from e
+        # recorded at once: a failure from here on still finds it to remove
+        jsonfile.write(sd / miniature.FILE, prov.model_dump(mode="json"))
+    rt = Path(cfg.runtime_dir)
+    try:
+        runtime.make(rt, owner)
+    except (OSError, runtime.NotPrivate) as e:
+        raise LocalError(f"runtime_dir {rt}: {e}") from e
+    password = secrets.token_urlsafe(32)
+    runtime.write_secret(rt / "auth", password + "\n")
+    pids = _start_nodes(cfg, sd, nodes, password, prov)
+    deadline = time.monotonic() + cfg.ready_timeout_seconds
+    if cfg.cluster_mode:
+        _form_cluster(cfg, nodes, password)
+    # nudge: the data set is empty now, so a FLUSHALL is harmless.
+    _wait_ready(cfg, nodes, password, deadline=deadline, nudge=True)
+    return pids
+
+
+def _up_locked(cfg: ServerConfig, sd: Path, version: str) -> Registry:
+    """Reuse the servers running here when they are exactly what cfg asks for (an apply
+    retried), else start them anew; register them and make sure the agent runs."""
+    nodes = nodes_of(cfg)
+    reg = read_registry(sd)
+    auth = Path(cfg.runtime_dir) / "auth"
+    live = _live_nodes(cfg, sd, nodes)
+    same = reg is not None and reg.config_hash == config_hash(cfg) and auth.exists()
+    if cfg.miniature is not None:  # its namespaces and cgroups must still be there too
+        prov = miniature.provisioned(sd)
+        same = same and prov is not None and miniature.in_place(prov)
+    reused = same and len(live) == len(nodes)
+    if reused:
+        deadline = time.monotonic() + cfg.ready_timeout_seconds
+        _wait_ready(cfg, nodes, auth.read_text().strip(), deadline=deadline)
+        pids = live
+    else:
+        pids = _start_fresh(cfg, sd, nodes)
+    registry = Registry(
+        deployment_id=cfg.deployment_id,
+        campaign=cfg.campaign,
+        run_id=cfg.run_id,
+        expires_at=cfg.expires_at,
+        nodes=[
+            RegisteredNode(
+                node_id=n.node_id,
+                pid=pids[n.node_id],
+                host=n.host,
+                port=n.port,
+                role=n.role,
+                shard=n.shard,
+            )
             for n in nodes
         ],
-        "agent_pid": reg.get("agent_pid") if reused else None,
-        "created_at": reg.get("created_at", time.time()) if reused else time.time(),
+        agent_pid=reg.agent_pid if reused and reg else None,
+        created_at=reg.created_at if reused and reg else time.time(),
         # Beyond the reaper's needs: what the agent and `down` use.
-        "state_dir": str(sd),
-        "runtime_dir": str(rt),
-        "host": nodes[0].host,
-        "engine": cfg["engine"],
-        "engine_version": cfg["engine_version"],
-        "server_version": version,
-        "server_binary": cfg["server_binary"],
-        "cluster_mode": cfg["cluster_mode"],
-        "maxmemory_bytes": cfg["maxmemory_bytes"],
-        "metrics_interval_seconds": cfg["metrics_interval_seconds"],
-        "config_hash": config_hash(cfg),
-        "reused": reused,
-    }
-    procs.write_json_atomic(sd / "registry.json", registry)
-    agent_reads = ("deployment_id", "expires_at", "metrics_interval_seconds", "maxmemory_bytes")
-    if procs.is_agent(registry["agent_pid"], sd) and any(
-        reg.get(k) != registry[k] for k in agent_reads
-    ):
-        # The agent reads these once at start: restart it to pick up the new values.
-        procs.terminate([registry["agent_pid"]], lambda p: procs.is_agent(p, sd), grace=3.0)
-    if not procs.is_agent(registry["agent_pid"], sd):
-        registry["agent_pid"] = _start_agent(sd)
-        procs.write_json_atomic(sd / "registry.json", registry)
+        state_dir=str(sd),
+        runtime_dir=cfg.runtime_dir,
+        host=nodes[0].host,
+        engine=cfg.engine,
+        engine_version=cfg.engine_version,
+        server_version=version,
+        server_binary=cfg.server_binary,
+        cluster_mode=cfg.cluster_mode,
+        maxmemory_bytes=cfg.maxmemory_bytes,
+        metrics_interval_seconds=cfg.metrics_interval_seconds,
+        config_hash=config_hash(cfg),
+        reused=reused,
+    )
+    write_registry(sd, registry)
+    return _ensure_agent(sd, registry, reg)
+
+
+def _ensure_agent(sd: Path, registry: Registry, before: Registry | None) -> Registry:
+    """The metrics agent runs, with what it reads once at its start up to date."""
+    agent_reads = {"deployment_id", "expires_at", "metrics_interval_seconds", "maxmemory_bytes"}
+    changed = before is None or before.model_dump(include=agent_reads) != registry.model_dump(
+        include=agent_reads
+    )
+    if registry.agent_pid is not None and procs.is_agent(registry.agent_pid, sd) and changed:
+        procs.stop([registry.agent_pid], lambda p: procs.is_agent(p, sd), grace=3.0)
+    if not procs.is_agent(registry.agent_pid, sd):
+        registry = registry.model_copy(update={"agent_pid": _start_agent(sd)})
+        write_registry(sd, registry)
     return registry
 
 
 def _running_here(sd: Path) -> bool:
-    return any(t["pid"] for t in _targets(sd, procs.read_json_dict(sd / "registry.json"))) or any(
-        procs.is_agent(p, sd) for p in _agent_pids(sd, procs.read_json_dict(sd / "registry.json"))
+    reg = read_registry(sd)
+    return any(t["pid"] for t in _targets(sd, reg)) or any(
+        procs.is_agent(p, sd) for p in _agent_pids(sd, reg)
     )
 
 
-def _check_ports(cfg: dict[str, Any], nodes: list[NodeSpec]) -> None:
+def _check_ports(cfg: ServerConfig, nodes: list[NodeSpec]) -> None:
     for n in nodes:
-        ports = [n.port] + ([n.port + BUS_PORT_OFFSET] if cfg["cluster_mode"] else [])
+        ports = [n.port] + ([n.port + BUS_PORT_OFFSET] if cfg.cluster_mode else [])
         for port in ports:
             if not procs.port_free(port):
                 what = "cluster bus port" if port != n.port else "port"
                 raise LocalError(
                     f"{what} {port} (node {n.node_id}) on {HOST} is already in use by a process"
-                    f" that is not a server of {cfg['state_dir']}; choose another base_port"
+                    f" that is not a server of {cfg.state_dir}; choose another base_port"
                 )
 
 
 def start_node(
-    cfg: dict[str, Any],
+    cfg: ServerConfig,
     sd: Path,
     n: NodeSpec,
     password: str,
@@ -482,10 +395,10 @@ def start_node(
     nd = sd / "nodes" / n.node_id
     nd.mkdir(parents=True, exist_ok=True, mode=0o700)
     _remove_data(nd)  # a fresh start never loads what an earlier run left
-    procs.write_json_atomic(nd / "node.json", {**asdict(n), "server_binary": cfg["server_binary"]})
-    conf = Path(cfg["runtime_dir"]) / "nodes" / f"{n.node_id}.conf"
-    procs.write_secret(conf, render_server_conf(cfg, n, nd, password, upstream))
-    argv = [cfg["server_binary"], str(conf)]
+    jsonfile.write(nd / "node.json", {**asdict(n), "server_binary": cfg.server_binary})
+    conf = Path(cfg.runtime_dir) / "nodes" / f"{n.node_id}.conf"
+    runtime.write_secret(conf, render_server_conf(cfg, n, nd, password, upstream))
+    argv = [cfg.server_binary, str(conf)]
     with open(nd / "startup.err", "wb") as err:
         rc = subprocess.run(
             miniature.launch(prov, n.node_id, argv) if prov is not None else argv,
@@ -507,19 +420,19 @@ def start_node(
 
 
 def _start_nodes(
-    cfg: dict[str, Any],
+    cfg: ServerConfig,
     sd: Path,
     nodes: list[NodeSpec],
     password: str,
     prov: miniature.Provisioned | None,
 ) -> dict[str, int]:
     primary = {n.shard: n for n in nodes if n.role == "primary"}
-    names = _names(cfg["server_binary"])
+    names = _names(cfg.server_binary)
     for n in nodes:
         upstream = primary[n.shard] if n.role == "replica" else None
         start_node(cfg, sd, n, password, upstream, prov=prov)
     pids: dict[str, int] = {}
-    deadline = time.monotonic() + cfg["ready_timeout_seconds"]
+    deadline = time.monotonic() + cfg.ready_timeout_seconds
     for n in nodes:
         nd = sd / "nodes" / n.node_id
         while True:
@@ -542,15 +455,15 @@ def _start_nodes(
             if time.monotonic() > deadline:
                 raise LocalError(
                     f"node {n.node_id} (port {n.port}) did not answer PING within"
-                    f" {cfg['ready_timeout_seconds']:.0f} s; its log ends:\n"
+                    f" {cfg.ready_timeout_seconds:.0f} s; its log ends:\n"
                     + _tail(nd / "server.log", redact=password)
                 )
             time.sleep(0.05)
     return pids
 
 
-def _form_cluster(cfg: dict[str, Any], nodes: list[NodeSpec], password: str) -> None:
-    deadline = time.monotonic() + cfg["ready_timeout_seconds"]
+def _form_cluster(cfg: ServerConfig, nodes: list[NodeSpec], password: str) -> None:
+    deadline = time.monotonic() + cfg.ready_timeout_seconds
     clients = {n.node_id: _client(n.port, password, host=n.host) for n in nodes}
     try:
         ids = {nid: c.execute_command("CLUSTER", "MYID") for nid, c in clients.items()}
@@ -581,7 +494,7 @@ def _form_cluster(cfg: dict[str, Any], nodes: list[NodeSpec], password: str) -> 
                 raise LocalError(
                     "cluster: replicas "
                     + ", ".join(n.node_id for n in pending)
-                    + f" never learned their primary within {cfg['ready_timeout_seconds']:.0f} s"
+                    + f" never learned their primary within {cfg.ready_timeout_seconds:.0f} s"
                 )
             if pending:
                 time.sleep(0.1)
@@ -591,7 +504,7 @@ def _form_cluster(cfg: dict[str, Any], nodes: list[NodeSpec], password: str) -> 
 
 
 def _readiness_problems(
-    cfg: dict[str, Any], nodes: list[NodeSpec], clients: dict[str, redis.Redis]
+    cfg: ServerConfig, nodes: list[NodeSpec], clients: dict[str, redis.Redis]
 ) -> list[str]:
     problems: list[str] = []
     ids: dict[str, str] = {}
@@ -599,7 +512,7 @@ def _readiness_problems(
         c = clients[n.node_id]
         try:
             c.ping()
-            if cfg["cluster_mode"]:
+            if cfg.cluster_mode:
                 ids[n.node_id] = c.execute_command("CLUSTER", "MYID")
                 info = _kv(c.execute_command("CLUSTER", "INFO"))
                 if info.get("cluster_state") != "ok":
@@ -618,7 +531,7 @@ def _readiness_problems(
                     )
         except redis.RedisError as e:
             problems.append(f"{n.node_id} (port {n.port}): {type(e).__name__}: {e}")
-    if cfg["cluster_mode"] and not problems:
+    if cfg.cluster_mode and not problems:
         # Every node must see every replica attached to the right primary, so a
         # cluster client gets the same CLUSTER SLOTS answer from any node.
         primary_of = {n.shard: ids[n.node_id] for n in nodes if n.role == "primary"}
@@ -634,7 +547,7 @@ def _readiness_problems(
             for rid, pid_ in expect.items():
                 if rid not in view or view[rid][1] != pid_ or "slave" not in view[rid][0]:
                     problems.append(f"{n.node_id} does not yet see {rid[:8]} replicating")
-    if cfg["cluster_mode"] and not problems:
+    if cfg.cluster_mode and not problems:
         # Clients discover replicas via CLUSTER SLOTS, which omits a replica
         # whose replication offset is still 0 (nothing written yet).
         want = {n.port for n in nodes if n.role == "replica"}
@@ -651,7 +564,7 @@ def _readiness_problems(
 
 
 def _wait_ready(
-    cfg: dict[str, Any],
+    cfg: ServerConfig,
     nodes: list[NodeSpec],
     password: str,
     deadline: float,
@@ -672,13 +585,13 @@ def _wait_ready(
             if nudge and problems[-1] == SLOTS_LACK_REPLICAS:
                 nudge = False
                 for n in nodes:
-                    if n.role == "primary" and cfg["replicas"] > 0:
+                    if n.role == "primary" and cfg.replicas > 0:
                         clients[n.node_id].execute_command("FLUSHALL")
             problems = [p for p in problems if p != SLOTS_LACK_REPLICAS]
             if time.monotonic() > deadline:
                 more = f" (+{len(problems) - 8} more)" if len(problems) > 8 else ""
                 raise LocalError(
-                    f"servers not ready after {cfg['ready_timeout_seconds']:.0f} s: "
+                    f"servers not ready after {cfg.ready_timeout_seconds:.0f} s: "
                     + "; ".join(problems[:8])
                     + more
                 )
@@ -689,7 +602,7 @@ def _wait_ready(
 
 
 def _start_agent(sd: Path) -> int:
-    pkg_root = str(Path(__file__).resolve().parents[2])  # the dir holding cachebench/
+    pkg_root = str(Path(__file__).resolve().parents[3])  # the dir holding cachebench/
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH", "")) if p)
     with open(sd / "agent.log", "ab") as log:
@@ -710,34 +623,31 @@ def _start_agent(sd: Path) -> int:
 # ---------------------------------------------------------------- down
 
 
-def _agent_pids(sd: Path, reg: dict | None) -> list[int]:
+def _agent_pids(sd: Path, reg: Registry | None) -> list[int]:
     pids = {procs.read_pid(sd / "agent.pid")}
-    if reg and isinstance(reg.get("agent_pid"), int):
-        pids.add(reg["agent_pid"])
+    if reg and reg.agent_pid:
+        pids.add(reg.agent_pid)
     return [p for p in pids if p]
 
 
-def _targets(sd: Path, reg: dict | None) -> list[dict[str, Any]]:
+def _targets(sd: Path, reg: Registry | None) -> list[dict[str, Any]]:
     """Every node this state dir may run: from the registry, else from node dirs."""
     found: dict[str, dict[str, Any]] = {}
-    reg = reg or {}
-    binary = reg.get("server_binary")
-    entries = reg.get("nodes") if isinstance(reg.get("nodes"), list) else []
-    for entry in entries:
-        with contextlib.suppress(Exception):
-            found[str(entry["node_id"])] = {
-                "node_id": str(entry["node_id"]),
-                "host": str(entry.get("host", HOST)),
-                "port": int(entry["port"]),
-                "role": str(entry.get("role", "primary")),
-                "pids": {int(entry["pid"])} if entry.get("pid") else set(),
-                "binary": binary,
-            }
+    binary = reg.server_binary if reg else None
+    for entry in reg.nodes if reg else []:
+        found[entry.node_id] = {
+            "node_id": entry.node_id,
+            "host": entry.host,
+            "port": entry.port,
+            "role": entry.role,
+            "pids": {entry.pid} if entry.pid else set(),
+            "binary": binary,
+        }
     nodes_dir = sd / "nodes"
     for nd in sorted(nodes_dir.iterdir()) if nodes_dir.is_dir() else []:
         if not nd.is_dir():
             continue
-        meta = procs.read_json_dict(nd / "node.json") or {}
+        meta = jsonfile.read_dict(nd / "node.json") or {}
         t = found.setdefault(
             nd.name,
             {
@@ -780,11 +690,11 @@ def down(state_dir: Path | str) -> dict[str, Any]:
 
 
 def _stop_all(sd: Path) -> dict[str, Any]:
-    reg = procs.read_json_dict(sd / "registry.json")
+    reg = read_registry(sd)
     agent_stopped = False
     for pid in _agent_pids(sd, reg):
         if procs.is_agent(pid, sd):
-            left = procs.terminate([pid], lambda p: procs.is_agent(p, sd), grace=3.0)
+            left = procs.stop([pid], lambda p: procs.is_agent(p, sd), grace=3.0)
             if left:
                 raise LocalError(f"agent pid {pid} survived SIGKILL")
             agent_stopped = True
@@ -804,14 +714,10 @@ def _stop_all(sd: Path) -> dict[str, Any]:
     left = procs.wait_gone([t["pid"] for t in running], STOP_GRACE_S)
     by_pid = {t["pid"]: t for t in running}
     for pid in left:
-        left_after = procs.terminate([pid], ours(by_pid[pid]), grace=5.0)
+        left_after = procs.stop([pid], ours(by_pid[pid]), grace=5.0)
         if left_after:
             raise LocalError(f"server pid {pid} ({by_pid[pid]['node_id']}) survived SIGKILL")
-    cluster = (
-        bool(reg.get("cluster_mode"))
-        if reg
-        else any((t["dir"] / "nodes.conf").exists() for t in targets)
-    )
+    cluster = reg.cluster_mode if reg else any((t["dir"] / "nodes.conf").exists() for t in targets)
     # a miniature's nodes listen in their own namespaces: none of this machine's ports
     ports = [t["port"] for t in targets if t["port"] and t["host"] == HOST]
     ports += [p + BUS_PORT_OFFSET for p in ports] if cluster else []
@@ -829,11 +735,11 @@ def _stop_all(sd: Path) -> dict[str, Any]:
         (sd / miniature.FILE).unlink(missing_ok=True)
     (sd / "agent.pid").unlink(missing_ok=True)
     if reg is not None:
-        reg["stopped_at"] = time.time()
-        procs.write_json_atomic(sd / "registry.json", reg)
+        write_registry(sd, reg.model_copy(update={"stopped_at": time.time()}))
     if busy:
         print(
-            f"cachebench.local down: ports {busy} are still in use by processes that are not ours",
+            f"cachebench.targets.local down: ports {busy} are still in use"
+            " by processes that are not ours",
             file=sys.stderr,
         )
     return {
@@ -845,22 +751,24 @@ def _stop_all(sd: Path) -> dict[str, Any]:
     }
 
 
-def _miniature_key(sd: Path, reg: dict | None) -> str | None:
+def _miniature_key(sd: Path, reg: Registry | None) -> str | None:
     """The key of the miniature resources state_dir's deployment may have: as provisioned,
     else as configured (an `up` that died before provisioning), else None (plain)."""
     if (prov := miniature.provisioned(sd)) is not None:
         return prov.miniature.key
-    cfg = procs.read_json_dict(sd / "config.json") or {}
-    mini = cfg.get("miniature")
+    raw = jsonfile.read_dict(sd / "config.json") or {}
+    mini = raw.get("miniature")
     return str(mini["key"]) if isinstance(mini, dict) and mini.get("key") else None
 
 
-def runtime_dir_of(state_dir: Path, reg: dict | None = None) -> Path:
+def runtime_dir_of(state_dir: Path, reg: Registry | None = None) -> Path:
     """The private folder of state_dir's servers: as registered, configured, else derived."""
-    for meta in (reg, procs.read_json_dict(state_dir / "config.json")):
-        if meta and isinstance(meta.get("runtime_dir"), str):
-            return Path(meta["runtime_dir"])
-    return runtime.deployment_dir(state_dir)
+    if reg is not None:
+        return Path(reg.runtime_dir)
+    raw = jsonfile.read_dict(state_dir / "config.json") or {}
+    if isinstance(raw.get("runtime_dir"), str):
+        return Path(raw["runtime_dir"])
+    return runtime.secrets_dir(state_dir)
 
 
 def _remove_data(node_dir: Path) -> None:
@@ -895,24 +803,18 @@ def endpoint_from_registry(state_dir: Path | str):
     from cachebench.models import Endpoint, Node
 
     sd = Path(state_dir)
-    reg = procs.read_json_dict(sd / "registry.json")
-    if not reg or not reg.get("nodes"):
-        raise LocalError(f"{sd / 'registry.json'} is missing or damaged")
+    reg = read_registry(sd)
+    if not reg or not reg.nodes:
+        raise LocalError(f"{sd / REGISTRY} is missing or damaged")
     nodes = [
-        Node(
-            node_id=n["node_id"],
-            host=n.get("host", reg.get("host", HOST)),
-            port=n["port"],
-            role=n["role"],
-            shard=n["shard"],
-        )
-        for n in reg["nodes"]
+        Node(node_id=n.node_id, host=n.host, port=n.port, role=n.role, shard=n.shard)
+        for n in reg.nodes
     ]
     first = next(n for n in nodes if n.role == "primary")
     return Endpoint(
         host=first.host,
         port=first.port,
-        cluster_mode=bool(reg.get("cluster_mode")),
+        cluster_mode=reg.cluster_mode,
         tls=False,
         auth_ref=str(runtime_dir_of(sd, reg) / "auth"),
         nodes=nodes,

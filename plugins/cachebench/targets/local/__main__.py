@@ -1,7 +1,7 @@
 """CLI used by Terraform's local-exec provisioners.
 
-    python -m cachebench.local up --config FILE
-    python -m cachebench.local down --state-dir DIR
+    python -m cachebench.targets.local up --config FILE
+    python -m cachebench.targets.local down --state-dir DIR
 
 Prints a JSON summary (never the password) on stdout; exits non-zero on failure.
 """
@@ -14,8 +14,7 @@ import signal
 import sys
 from pathlib import Path
 
-from cachebench.local.servers import LocalError, down, up
-from cachebench.testing import install_server_faults
+from cachebench.targets.local.servers import LocalError, down, up
 
 
 def _interrupt(signum, frame):
@@ -24,7 +23,7 @@ def _interrupt(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m cachebench.local")
+    ap = argparse.ArgumentParser(prog="python -m cachebench.targets.local")
     sub = ap.add_subparsers(dest="command", required=True)
     p_up = sub.add_parser("up", help="start (or verify) the servers a JSON config describes")
     p_up.add_argument("--config", required=True, type=Path)
@@ -32,7 +31,6 @@ def main(argv: list[str] | None = None) -> int:
     p_down.add_argument("--state-dir", required=True, type=Path)
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)
-    install_server_faults()
     try:
         if args.command == "up":
             try:
@@ -43,10 +41,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             result = down(args.state_dir.resolve())
     except LocalError as e:
-        print(f"cachebench.local {args.command}: error: {e}", file=sys.stderr)
+        print(f"cachebench.targets.local {args.command}: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as e:
-        print(f"cachebench.local {args.command}: interrupted ({e})", file=sys.stderr)
+        print(f"cachebench.targets.local {args.command}: interrupted ({e})", file=sys.stderr)
         return 130
     print(json.dumps(result, indent=2, sort_keys=True))
     return 0

@@ -67,23 +67,19 @@ def get_metric_data(
     end: datetime,
     batch: int = MAX_QUERIES,
 ) -> dict[str, list[tuple[datetime, float]]]:
-    """Every datapoint of every query: batches of `batch` queries, each paged by NextToken."""
+    """Every datapoint of every query: batches of `batch` queries, each through boto3's
+    paginator (one query's datapoints may span pages)."""
     out: dict[str, list[tuple[datetime, float]]] = {q["Id"]: [] for q in queries}
+    pages = cw.get_paginator("get_metric_data")
     for i in range(0, len(queries), batch):
-        kwargs: dict[str, Any] = dict(
+        for resp in pages.paginate(
             MetricDataQueries=queries[i : i + batch],
             StartTime=start,
             EndTime=end,
             ScanBy="TimestampAscending",
-        )
-        while True:
-            resp = cw.get_metric_data(**kwargs)
+        ):
             for r in resp.get("MetricDataResults", []):
                 out[r["Id"]].extend(zip(r.get("Timestamps", []), r.get("Values", []), strict=True))
-            token = resp.get("NextToken")
-            if not token:
-                break
-            kwargs["NextToken"] = token
     return out
 
 
