@@ -47,7 +47,7 @@ def judge(config: pytest.Config, report: pytest.TestReport | pytest.CollectRepor
         report.outcome = "failed"
         report.longrepr = (
             f"skipped in CI: {reason}\n(CI=true: a missing tool is a broken set-up, "
-            f"see README: Tests; only a skip whose reason starts with {OPT_OUT!r} may pass)"
+            f"see docs/testing.md; only a skip whose reason starts with {OPT_OUT!r} may pass)"
         )
     else:
         verdict = "skipped"
