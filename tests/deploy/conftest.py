@@ -176,6 +176,12 @@ class Deployment:
             CACHEBENCH_RESULTS=str(self.results),
             CACHEBENCH_RUNTIME=str(self.base / "runtime"),
             CACHEBENCH_PORT_FIRST=PORT_FIRST,
+            # Its own machine-wide claims, as a deployment on a host of its own: under
+            # xdist the tests/e2e campaigns run on the other worker, and a measure waiting
+            # for their load lock would defer on a timer these tests do not expect (one
+            # LoadWatchTrigger per run; a task process between two runs). Its ports come
+            # from its own range (CACHEBENCH_DEPLOY_PORT_FIRST), so they never meet.
+            CACHEBENCH_MACHINE_DIR=str(self.base / "machine"),
             # Retries keep their number, only the wait between tries shrinks (read at parse).
             CACHEBENCH_RETRY_DELAY_S="2",
             PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
