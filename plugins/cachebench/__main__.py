@@ -29,6 +29,7 @@ from pathlib import Path
 from types import FrameType
 
 from cachebench.campaign import CampaignError, load_campaign_file
+from cachebench.history import cli as history_cli
 
 POLL_S = 0.5
 
@@ -134,6 +135,7 @@ def run(path: Path, conf: dict | None = None, verbose: bool = False) -> int:
         stderr=subprocess.DEVNULL,
     )
     from cachebench import progress
+    from cachebench.history.since import read_since
     from cachebench.workspace import RunDir
 
     dag_id, run_conf = _dag_and_conf(path, fields)
@@ -175,8 +177,10 @@ def run(path: Path, conf: dict | None = None, verbose: bool = False) -> int:
     state = _state(dag_id, run_id)
     interrupted = run.interruption() is not None
     print(f"\ncampaign {fields['name']}: run {run_id} {'interrupted' if interrupted else state}")
-    for title, headline in progress.headlines(run.path / "report.md"):
+    for title, headline in progress.headlines(run.path):
         print(f"  {title}: {headline}")
+    if (since := read_since(run.path)) is not None:
+        print(f"  Since the baseline: {since.headline}")
     for name in ("report.html", "report.md", "summary.csv"):
         if (run.path / name).exists():
             print(f"  {name:12} {run.path / name}")
@@ -219,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("run", help="run a campaign file on this machine through its DAG")
     r.add_argument("campaign", type=Path)
     r.add_argument("-v", "--verbose", action="store_true", help="stream Airflow's logs")
+    history_cli.add_parser(sub)
     t = sub.add_parser("dag-test", help=argparse.SUPPRESS)
     t.add_argument("dag_id")
     t.add_argument("run_after")
@@ -227,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
     if args.command == "dag-test":
         return dag_test(args.dag_id, args.run_after, args.conf)
+    if args.command == "history":
+        return history_cli.main(args)
     return run(args.campaign, verbose=args.verbose)
 
 

@@ -25,6 +25,7 @@ from pydantic import (
 
 from cachebench import engines, pricing, specs
 from cachebench.aws.settings import VARIABLE, AwsSettings, resolve
+from cachebench.history.baseline import Baseline
 from cachebench.models import (
     SLUG,
     Deployment,
@@ -39,6 +40,8 @@ from cachebench.models import (
     Workload,
     deployment_id,
 )
+from cachebench.notify import Channel
+from cachebench.notify import problems as notify_problems
 from cachebench.provenance import Provenance
 
 LOCAL_MAX_NODES = 12  # 2 cores: more server processes than this only measures contention
@@ -200,6 +203,26 @@ class CampaignSpec(Strict):
         None,
         description="target aws: VPC, subnets, ECS and buckets (over the cachebench_aws Variable)",
     )
+    baseline: Baseline = Field(
+        "previous",
+        description="what each point is compared with in 'Since the baseline': 'previous' "
+        "(the latest earlier run), a run id, or 'median_of_last: N'",
+    )
+    regression_pct: float = Field(
+        5.0,
+        gt=0,
+        lt=100,
+        description="a change against the baseline smaller than this (percent), even a "
+        "certain one, is 'no significant change'",
+    )
+    trend_runs: int = Field(
+        10, ge=2, le=100, description="campaign runs of each point drawn in the trend figure"
+    )
+    notify: list[Channel] = Field(
+        [],
+        description="channels told how a run ended: {via: smtp|slack|sns, conn_id, events, "
+        "to (smtp), topic_arn (sns)}",
+    )
 
     @field_validator("name")
     @classmethod
@@ -213,6 +236,12 @@ class CampaignSpec(Strict):
         """Only the fields the campaign sets: campaign.json's block is laid over the
         Variable again at every step, and a default written out would hide its value."""
         return None if aws is None else aws.model_dump(mode="json", exclude_unset=True)
+
+    @field_validator("notify", mode="before")
+    @classmethod
+    def _one_channel(cls, v: Any) -> Any:
+        """`notify: {via: slack}` is one channel; null (an emptied form field) none."""
+        return [v] if isinstance(v, dict) else [] if v is None else v
 
     @field_validator("topologies", "custom_topologies", mode="before")
     @classmethod
@@ -307,6 +336,7 @@ class CampaignSpec(Strict):
                     f"{topo.nodes} nodes: the {self.target} target allows at most {limit}"
                 )
         problems += _read_from_problems(self.workloads, self.topologies)
+        problems += notify_problems(self.notify)
         names = [w.name for w in self.workloads]
         for dup in sorted({n for n in names if names.count(n) > 1}):
             problems.append(f"workloads: name {dup!r} is used twice; names must be unique")

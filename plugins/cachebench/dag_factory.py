@@ -87,6 +87,7 @@ def build_dag(
             except CampaignError as exc:
                 from airflow.sdk.exceptions import AirflowFailException
 
+                steps.refused(dict(ctx["params"]), ctx["run_id"], exc)  # notify: failure
                 raise AirflowFailException(str(exc)) from None
             return [p.model_dump(mode="json") for p in plans]
 

@@ -26,6 +26,7 @@ from cachebench.campaign import (
     engine_labels,
     topology_from_label,
 )
+from cachebench.history import baseline
 from cachebench.models import Engine, Target, Topology
 
 TOPOLOGY_PRESETS = ("single", "single-r1", "single-r2", "c3r0", "c3r1", "c3r2", "c6r0", "c6r1")
@@ -166,6 +167,10 @@ def _axis(name: str, default: Any, target: str) -> tuple[Any, dict[str, Any]]:
         return default, {"type": ["array", "null"], "examples": options, "values_display": shown}
     if name == "custom_topologies":
         return default, {"type": ["array", "null"]}
+    if name == "baseline" and isinstance(default, dict):  # the text field's form of it
+        with contextlib.suppress(ValueError):
+            default = baseline.text(baseline.MedianOfLast(**default))
+        return default, {}
     if name == "node_types":
         try:
             catalogue = {nt: s for (t, nt), s in specs.load_instance_specs().items() if t == target}
@@ -183,7 +188,9 @@ def _fields() -> dict[str, tuple[dict[str, Any], str | None, Any]]:
     defs = schema.get("$defs", {})
     out = {}
     for name, prop in schema["properties"].items():
-        field = _widget(prop, defs)
+        # baseline: a text field ('previous', a run id, 'median_of_last: N'), the spec
+        # parses it
+        field = _widget(prop, defs) if name != "baseline" else {"type": "string"}
         if "$ref" in str(field) and defs:
             field["$defs"] = _defs_for(field, defs)
         description: str | None = HELP.get(name, prop.get("description", ""))

@@ -1,7 +1,8 @@
 """Where a campaign run stands, read from its results folder (what the CLI shows).
 
 Everything here comes from the files the steps write (campaign.json, each
-deployment's servers.json and cleanup.json, each run's record and result), so
+deployment's servers.json and cleanup.json, each run's record and result, the
+report's decisions.json), so
 it works whoever runs the campaign: `python -m cachebench run`, or a scheduler
 while someone watches the folder.
 """
@@ -9,13 +10,13 @@ while someone watches the folder.
 from __future__ import annotations
 
 import json
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from cachebench.campaign import CampaignPlan
 from cachebench.models import RunRecord
+from cachebench.report.decision import Decisions
 from cachebench.workspace import RunDir
 
 
@@ -138,11 +139,10 @@ def read(run_dir: Path, started_at: float) -> Progress | None:
     )
 
 
-def headlines(report_md: Path) -> list[tuple[str, str]]:
-    """(section title, headline) of the report's Decision section."""
+def headlines(run_dir: Path) -> list[tuple[str, str]]:
+    """(question title, headline) of every decision, from the report's decisions.json."""
     try:
-        text = report_md.read_text()
-    except OSError:
+        decisions = Decisions.read(run_dir)
+    except (OSError, ValueError):
         return []
-    decision = text.split("## Decision", 1)[-1].split("\n## ", 1)[0]
-    return re.findall(r"^### (.+)\n\n\*\*(.+?)\*\*", decision, re.M)
+    return [(s.title, s.headline) for s in decisions.sections]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import platform
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -23,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class Host(Strict):
+    hostname: str = Field("", description="the machine's name ('' in runs planned before it)")
     cpu_model: str
     cores: int
     kernel: str
@@ -77,6 +79,7 @@ def host() -> Host:
     except OSError:
         pass
     return Host(
+        hostname=socket.gethostname(),
         cpu_model=model,
         cores=os.cpu_count() or 0,
         kernel=f"{platform.system()} {platform.release()}",

@@ -12,8 +12,9 @@ authorizes it with Airflow's `requires_access_dag` for the DAG that ran the camp
 401; no access: 403.
 
 Only what a reader needs is served (SERVED: report.html/.md, figures, the CSV and
-parquet results, plotly.js for the explorable charts); deployment folders
-(Terraform, server and load output), logs and records never are, whoever asks. A
+parquet results, decisions.json, the blog snippets, plotly.js for the explorable
+charts); deployment folders (Terraform, server and load output), logs and records
+never are, whoever asks. A
 path that is not on that list, or that passes through a symlink, is refused with
 404, as a missing file is: `..`, `%2e%2e` (the server decodes it to `..`), `.`,
 empty and absolute parts, NUL bytes and backslashes cannot match SERVED.
@@ -34,7 +35,8 @@ _NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"  # a file or folder name: never "", "." or
 _REP = rf"points/{_NAME}/rep[0-9]+"
 SERVED = re.compile(
     rf"(?P<run>{_NAME}/{_NAME})/(?P<file>"
-    r"report\.(?:html|md)|(?:summary|runs)\.csv|figures/plotly\.min\.js"
+    r"report\.(?:html|md)|(?:summary|runs)\.csv|decisions\.json|figures/plotly\.min\.js"
+    rf"|blog/{_NAME}\.(?:md|png|pdf)"
     rf"|(?:{_REP}/)?figures/{_NAME}\.(?:png|pdf)"
     rf"|{_REP}/metrics\.(?:parquet|csv))"
 )

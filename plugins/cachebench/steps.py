@@ -25,8 +25,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from cachebench import loadgen, pricing, provenance, targets
+from cachebench import loadgen, notify, pricing, provenance, targets
 from cachebench.campaign import CampaignError, CampaignPlan, CampaignSpec
+from cachebench.history import store as history_store
+from cachebench.history.baseline import PREVIOUS
+from cachebench.history.since import read_since
 from cachebench.loadgen import redis_benchmark
 from cachebench.models import (
     DeploymentPlan,
@@ -40,12 +43,13 @@ from cachebench.models import (
     RunSpec,
     Watch,
 )
+from cachebench.progress import headlines
 from cachebench.report.export import export_point
 from cachebench.report.report import build_report, cleanup_failures
 from cachebench.specs import load_instance_specs
 from cachebench.terraform import TFVARS, Terraform
 from cachebench.testing import wrap_terraform
-from cachebench.workspace import INTERRUPT_FILE, DeploymentDir, RunDir
+from cachebench.workspace import INTERRUPT_FILE, DeploymentDir, RunDir, run_slug
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +138,8 @@ def validate(
         problems += loadgen.rate_limit_problems(spec.workloads, tool)
     if target_checks:
         problems += targets.get(spec.target).problems(spec)
+    if target_checks or spec.target == "local":  # aws: its bucket needs the connection
+        problems += _baseline_problems(spec)
     estimate = None
     try:
         estimate = spec.estimate_usd(spec.node_prices())
@@ -149,6 +155,27 @@ def validate(
     if problems or estimate is None:
         raise CampaignError(problems)
     return spec, tool, estimate
+
+
+def _baseline_problems(spec: CampaignSpec) -> list[str]:
+    """A baseline run id that is not in the campaign's history (a typo would compare
+    nothing, night after night)."""
+    wanted = spec.baseline
+    if not isinstance(wanted, str) or wanted == PREVIOUS:
+        return []
+    try:
+        store = history_store.for_campaign(spec)
+        runs = store.runs(spec.name)
+    except Exception as exc:  # the report says so too if it stays unreadable
+        log.warning("baseline: the history could not be listed to check %r: %s", wanted, exc)
+        return []
+    if wanted in runs or run_slug(wanted) in runs:
+        return []
+    known = ", ".join(runs[-5:]) if runs else "none yet"
+    return [
+        f"baseline: {wanted!r}: no such run in the history of {spec.name} ({store.where}); "
+        f"allowed: 'previous', 'median_of_last: N' or one of its runs (latest: {known})"
+    ]
 
 
 def plan(
@@ -635,11 +662,18 @@ def destroy(plan: DeploymentPlan) -> dict[str, Any]:
 # ------------------------------------------------------------------ report
 
 
-def report(campaign: str, run_id: str) -> dict[str, Any]:
-    """Write the campaign report; fail the run if any run has no result."""
+def report(campaign: str, run_id: str, link: str = "", context: Any = None) -> dict[str, Any]:
+    """Write the campaign report (and the run into the campaign's history), tell the
+    campaign's notify channels how the run ended, then fail the run if any run has no
+    result. ``link``: where the report is (the UI's URL, else its path); ``context``: the
+    task's Airflow context, for the notifiers."""
     run = RunDir.for_run(campaign, run_id)
-    files = build_report(run.path)
     planned = CampaignPlan.read(run.path)
+    try:
+        files = build_report(run.path, history=_history_store(planned))
+    except Exception as exc:  # still say so to whoever listens, then fail as before
+        _notify(planned, run.path, f"the report could not be written: {exc}", [], link, context)
+        raise
     missing = [
         r.key
         for d in planned.deployments
@@ -647,21 +681,102 @@ def report(campaign: str, run_id: str) -> dict[str, Any]:
         if not run.point(r.point.id).rep(r.repetition).has_result
     ]
     print(f"cachebench report: {files.get('report_html') or files}")
+    failed_cleanup = cleanup_failures(run.path)
+    problem: Exception | None = None
     if (mark := interruption(run.path)) is not None:
-        raise Interrupted(
+        problem = Interrupted(
             f"the campaign run was interrupted ({mark.get('why')}): {len(missing)} run(s) "
             f"without a result; the report says so ({run.path}/report.md)"
         )
-    if failed_cleanup := cleanup_failures(run.path):
-        raise CleanupFailed(
+    elif failed_cleanup:
+        problem = CleanupFailed(
             f"CLEANUP FAILED for {len(failed_cleanup)} deployment(s), resources may be left: "
             + " | ".join(failed_cleanup)
             + f" (retry the deployment's destroy task or run the cachebench_reaper DAG; {run.path})"
         )
-    if missing:
+    elif missing:
         total = sum(len(d.runs) for d in planned.deployments)
-        raise RunsFailed(
+        problem = RunsFailed(
             f"{len(missing)} of {total} runs have no result: {', '.join(missing)} "
             f"(see {run.path}/report.md)"
         )
+    _notify(planned, run.path, str(problem or ""), failed_cleanup, link, context)
+    if problem is not None:
+        raise problem
     return {"run_dir": str(run.path), "files": files}
+
+
+def _history_store(planned: CampaignPlan) -> history_store.Store | None:
+    try:
+        return history_store.for_campaign(planned.spec)
+    except Exception as exc:  # the report is still written, without its history
+        log.warning("history: no store for %s: %s", planned.spec.name, exc)
+        return None
+
+
+def _notify(
+    planned: CampaignPlan,
+    run_dir: Path,
+    failure: str,
+    failed_cleanup: list[str],
+    link: str,
+    context: Any,
+) -> None:
+    """Tell the campaign's channels how the run ended (never raises)."""
+    if not planned.spec.notify:
+        return
+    since = read_since(run_dir)
+    happened: list[notify.Event] = []
+    if failed_cleanup:
+        happened.append("cleanup_failed")
+    if failure:
+        happened.append("failure")
+    if since is not None and since.count("regression"):
+        happened.append("regression")
+    if not failure and not failed_cleanup:
+        happened.append("success")
+    lines = [f"{title}: {text}" for title, text in headlines(run_dir / "report.md")]
+    headline = (
+        failure
+        or (since.headline if since is not None and since.count("regression") else "")
+        or f"All {sum(len(d.runs) for d in planned.deployments)} runs measured."
+    )
+    if since is not None and since.headline != headline:
+        lines.insert(0, f"Since the baseline: {since.headline}")
+    outcome = notify.Outcome(
+        campaign=planned.spec.name,
+        run_id=_run_id(planned, run_dir),
+        happened=tuple(happened),
+        headline=headline,
+        details=tuple(lines),
+        link=link or str(run_dir / "report.html"),
+    )
+    sent = notify.send(planned.spec.notify, outcome, context)
+    if sent:
+        RunDir(run_dir).write_json(notify.FILE, [d.model_dump(mode="json") for d in sent])
+
+
+def _run_id(planned: CampaignPlan, run_dir: Path) -> str:
+    return next((d.run_id for d in planned.deployments), Path(run_dir).name)
+
+
+def refused(params: Any, run_id: str, exc: CampaignError) -> None:
+    """A campaign plan refused still tells its channels (failure), when its notify: block
+    itself is valid; never raises."""
+    from pydantic import TypeAdapter, ValidationError
+
+    if not isinstance(params, dict) or not params.get("notify"):
+        return
+    try:
+        channels = TypeAdapter(list[notify.Channel]).validate_python(params["notify"])
+    except ValidationError:
+        return
+    if notify.problems(channels):
+        return
+    outcome = notify.Outcome(
+        campaign=str(params.get("name") or "?"),
+        run_id=run_id,
+        happened=("failure",),
+        headline="refused before anything was provisioned: " + "; ".join(exc.problems),
+    )
+    notify.send(channels, outcome)

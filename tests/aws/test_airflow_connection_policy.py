@@ -500,3 +500,22 @@ def test_docs_list_every_permission() -> None:
     actions = {a for st in policy()["Statement"] for a in _as_list(st["Action"])}
     missing = sorted(a for a in actions if f"`{a}`" not in page)
     assert not missing, f"docs/aws-permissions.md does not list {missing}"
+
+
+def test_the_modules_readme_key_policy_admits_logs_for_the_modules_log_groups() -> None:
+    """With kms_key_arn, CloudWatch Logs encrypts the two log groups with the key only if
+    the key policy admits it for their ARNs: the statement include/terraform/aws/README.md
+    gives must match the groups rules.tf names (under /aws/vendedlogs/), and no others'."""
+    readme = (AWS_MODULE / "README.md").read_text()
+    statement = json.loads(
+        re.search(r"key policy must admit CloudWatch Logs.*?```json\n(.*?)```", readme, re.S)[1]
+    )
+    assert statement["Principal"] == {"Service": "logs.<region>.amazonaws.com"}
+    (pattern,) = statement["Condition"]["ArnLike"].values()
+    pattern = pattern.replace("<region>", "eu-west-1").replace("<account>", "123456789012")
+    arn = "arn:aws:logs:eu-west-1:123456789012:log-group:"
+    groups = hcl2.load((AWS_MODULE / "rules.tf").open())["locals"][0]["log_groups"]
+    for name in (groups["slow_log"], groups["engine_log"]):
+        group = name.strip('"').replace("${var.replication_group_id}", "cb-camp-x")
+        assert fnmatch.fnmatchcase(arn + group, pattern), (group, pattern)
+    assert not fnmatch.fnmatchcase(arn + "/aws/elasticache/prod/slow-log", pattern)

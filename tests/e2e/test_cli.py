@@ -48,6 +48,8 @@ def test_ctrl_c_stops_the_campaign_destroys_everything_and_reports_it(
     assert "SIGINT: stopping the campaign" in out and "still stopping" in out
     assert any(line.startswith("[") and "runs 0/3 done" in line for line in lines), out
     assert "interrupted" in lines[-4] or "interrupted" in out.split("\ncampaign cli:")[-1]
+    # the decision's headlines, read from the report's decisions.json
+    assert "  Nothing finished: No point finished, so there is nothing to compare." in lines
     # short: a line per change, none of Airflow's logs, which are in the run's folder
     assert len(lines) < 40, out
     assert "[info" not in out and "TaskInstance" not in out

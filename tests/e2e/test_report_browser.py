@@ -1,12 +1,13 @@
-"""report.html in a real browser, from file:// and offline: every chart drawn, hover, sorting.
+"""report.html in a real browser, from file:// and offline: the summary first, the decision
+figure, one colour per configuration, every chart drawn, hover, sorting.
 
 Headless Chromium (Debian's ``chromium``, driven by Playwright; never ``playwright
 install``) opens the report of a real tiny campaign (``python -m cachebench run``: 2
 engines x 1 topology x 2 repetitions x 2 s on local servers), and of a report built
 from the unit tests' factories (memtier-style p99 series, AWS node types with a
 baseline and a burst, a failed run). What the page must show is read from the run
-folder (load.json, metrics.parquet, runs.csv, summary.csv), not from the page or
-the code that drew it.
+folder (load.json, metrics.parquet, runs.csv, summary.csv, decisions.json), not from
+the page or the code that drew it.
 """
 
 from __future__ import annotations
@@ -178,9 +179,66 @@ def hover_values(page: Any, key: str, second: float) -> str:
     return chart.locator(".hoverlayer").text_content()
 
 
+def hex_colour(css: str) -> str:
+    """'rgb(0, 114, 178)' or '#0072b2' as '#0072B2'."""
+    if css.startswith("#"):
+        return css.upper()
+    r, g, b = (int(v) for v in re.findall(r"\d+", css)[:3])
+    return f"#{r:02X}{g:02X}{b:02X}"
+
+
+def check_glance(p: Page, run_dir: Path) -> None:
+    """What a reader sees first: the summary table on the first screen, before anything
+    else, then the decision figure (loaded, at 2x), and each configuration in the colour
+    decisions.json gives it, the same in the summary and in the explorable charts."""
+    seen = p.page.evaluate(
+        """() => {
+          const summary = document.getElementById("summary");
+          const img = document.querySelector("#decision-figure img");
+          const first = (sel) => document.querySelector(sel);
+          return {
+            h2: first("h2").id,
+            first_table: first("table").id,
+            summary_top: summary.getBoundingClientRect().top,
+            screen: window.innerHeight,
+            questions: Array.from(summary.querySelectorAll("th.question"))
+              .map((t) => t.textContent),
+            figure_top: img.getBoundingClientRect().top + window.scrollY,
+            summary_bottom: summary.getBoundingClientRect().bottom + window.scrollY,
+            loaded: img.complete && img.naturalWidth > 0,
+            natural: img.naturalWidth,
+            shown: img.getBoundingClientRect().width,
+            swatches: Array.from(summary.querySelectorAll(".swatch[data-config]")).map(
+              (s) => [s.dataset.config, getComputedStyle(s).backgroundColor]),
+            traces: Array.from(document.querySelectorAll(".explore-chart .plotly-graph-div"))
+              .flatMap((g) => g.data.map((t) => [t.name, t.line.color])),
+          };
+        }"""
+    )
+    assert seen["h2"] == "at-a-glance" and seen["first_table"] == "summary", seen
+    assert 0 <= seen["summary_top"] < seen["screen"], seen  # on the first screen
+    assert "Redis or Valkey?" in seen["questions"], seen["questions"]
+    assert seen["loaded"] and seen["figure_top"] > seen["summary_bottom"], seen
+    assert seen["natural"] >= 2 * seen["shown"] - 2, seen  # a sharp figure: PNG at 2x
+    decisions = json.loads((run_dir / "decisions.json").read_text())
+    colour = {c["label"]: c["colour"].upper() for c in decisions["configurations"]}
+    config_of = {pid: c["label"] for c in decisions["configurations"] for pid in c["points"]}
+    in_summary = {cfg: hex_colour(css) for cfg, css in seen["swatches"]}
+    in_explorer = {
+        config_of[name.split(" rep ")[0]]: hex_colour(css) for name, css in seen["traces"]
+    }
+    both = set(in_summary) & set(in_explorer)
+    assert len(both) >= 2, (in_summary, in_explorer)  # else it could pass on nothing
+    for cfg in both:
+        assert in_summary[cfg] == in_explorer[cfg] == colour[cfg], cfg
+    assert len(set(colour.values())) == len(colour)  # one colour per configuration
+
+
 def check_page(p: Page, run_dir: Path) -> dict[str, dict[str, int]]:
-    """The checks both reports share: offline, quiet, every chart drawn with one line per run."""
+    """The checks both reports share: offline, quiet, the summary and decision figure
+    first, every chart drawn with one line per run."""
     wait_drawn(p.page)
+    check_glance(p, run_dir)
     assert (run_dir / "figures" / "plotly.min.js").is_file()
     assert p.page.evaluate("typeof Plotly") == "object"  # the local copy loaded
     want = expected_charts(run_dir)

@@ -233,6 +233,7 @@ def test_custom_topologies_are_added_and_not_kept_apart() -> None:
         ),
         ({"topologies": [], "custom_topologies": None}, "topologies: none chosen"),
         ({"topologies": ["single-r1", "single-r1"]}, "appears twice"),
+        ({"maxmemory_policy": "lru"}, "maxmemory_policy: 'lru': Input should be 'allkeys-lru'"),
     ],
 )
 def test_bad_compact_forms_name_the_field(change: dict, needle: str) -> None:

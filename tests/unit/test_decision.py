@@ -77,7 +77,8 @@ def test_a_clear_difference_is_a_winner():
     assert "throughput: Valkey 8.0 wins, +20.0% (" in line
     assert "p99 latency: Valkey 8.0 wins, -20.0% (" in line
     assert section(d, "Best overall").headline.startswith(
-        "Highest mean throughput: valkey 8.0, single, cache.r7g.large, mixed (a clear winner)"
+        "Best throughput: valkey 8.0, single, cache.r7g.large, mixed, significantly ahead of the "
+        "others; best p99 latency: valkey 8.0"
     )
     assert not any(s.title == "Stability" for s in d.sections)  # nothing to say there
 
@@ -92,7 +93,7 @@ def test_client_bound_runs_withhold_the_verdict_and_are_listed():
     assert all(c.winner is None for c in d.comparisons if c.n_a == 3 and c.client_bound_runs)
     stab = section(d, "Stability")
     assert stab.headline.startswith("0 point(s) unstable, 1 client-bound run(s), 0 run(s)")
-    assert stab.details == [
+    assert list(stab.details) == [
         f"valkey 8.0, single, cache.r7g.large, mixed rep 2: {BOUND}; kept out of winner claims."
     ]
 
@@ -180,7 +181,7 @@ def test_load_generator_cpu_unknown_is_said_not_taken_for_not_client_bound():
     assert all(c.cpu_unknown_runs == 1 for c in d.comparisons if "Redis" in c.b)
     stab = section(d, "Stability")
     assert "1 run(s) with load generator CPU unknown" in stab.headline
-    assert stab.details == [
+    assert list(stab.details) == [
         "redis 7.1, single, cache.r7g.large, mixed rep 3: load generator CPU unknown (no "
         "cpu.json); its comparisons say so."
     ]
@@ -212,3 +213,145 @@ def test_min_effect_and_slo_are_read_from_campaign_json_and_cpu_unknown_reaches_
     assert "runs with load generator CPU unknown: 1" in md  # the point's flags
     assert "without load generator CPU (cpu.json)" in md
     assert math.isclose(pd.read_csv(tmp_path / "summary.csv")["cpu_unknown_runs"].sum(), 1)
+
+
+# ---- the decisions as data, and the decision figure drawn from them ----------------------
+
+#: Three node types, each with a Redis and a Valkey point (one matched pair each): on the
+#: large Valkey is 20% faster and 20% quicker (a known winner), on the xlarge the two are
+#: the same runs (no difference), on the 2xlarge one Valkey run is client-bound.
+PAIRS_SUMMARY = "".join(
+    f"{e}-{nt},aws,{e},{ENGINE[e][1]},single,False,1,cache.r7g.{nt},mixed,1,{vcpu},13.07,,,\n"
+    for nt, vcpu in (("large", 2), ("xlarge", 4), ("2xlarge", 8))
+    for e in ("redis", "valkey")
+)
+SPREAD = ((1, 1.00), (2, 1.01), (3, 0.99))
+# The winner's ratio 1.2 with its 95.3% interval, by hand: the runs' spread is
+# test_report.py's (x 0.99, 1, 1.01 on both sides), so its half width (in logs) is HALF.
+WINNER = 1.2
+
+
+def pair_runs() -> tuple[pd.DataFrame, pd.DataFrame]:
+    lines = []
+    for nt, valkey, p99, bound in (
+        ("large", WINNER, 1 / WINNER, ""),
+        ("xlarge", 1.0, 1.0, ""),
+        ("2xlarge", 1.1, 0.9, BOUND),
+    ):
+        for e, factor, lat in (("redis", 1.0, 1.0), ("valkey", valkey, p99)):
+            engine, version = ENGINE[e]
+            for k, f in SPREAD:
+                cb = bound if e == "valkey" and k == 2 else ""
+                lines.append(
+                    f"{e}-{nt},{k},ok,{engine},{version},single,cache.r7g.{nt},mixed,"
+                    f'{100e3 * factor * f},{lat * f},,{bool(cb)},"{cb}",True\n'
+                )
+    head = SUMMARY.splitlines()[0] + "\n"
+    return pd.read_csv(io.StringIO(head + PAIRS_SUMMARY)), pd.read_csv(
+        io.StringIO(RUNS_HEAD + "".join(lines))
+    )
+
+
+def test_the_decision_figure_draws_the_decisions_comparisons(tmp_path):
+    from matplotlib.collections import LineCollection
+    from test_report import HALF
+
+    from cachebench.report import chart, palette, plots
+    from cachebench.report.decision import Decisions
+
+    ok, runs = pair_runs()
+    d = decide(ok, runs)
+    d.write(tmp_path)
+    assert Decisions.read(tmp_path) == d  # decisions.json holds all of it
+    engines = section(d, "Redis vs Valkey")
+    by_label = {(r.label, r.comparison.metric): r for r in engines.rows}
+    assert sorted(by_label) == sorted(
+        (f"Valkey 8.0 vs Redis 7.1, cache.r7g.{nt}", m)
+        for nt in ("large", "xlarge", "2xlarge")
+        for m in ("throughput", "p99")
+    )
+    win = by_label[("Valkey 8.0 vs Redis 7.1, cache.r7g.large", "throughput")]
+    assert win.verdict_word == "Valkey 8.0 better" and not win.withheld
+    c = win.comparison
+    assert c.ratio == pytest.approx(WINNER)
+    assert (c.interval.low, c.interval.high) == pytest.approx(
+        (WINNER * math.exp(-HALF), WINNER * math.exp(HALF)), rel=1e-3
+    )
+    same = by_label[("Valkey 8.0 vs Redis 7.1, cache.r7g.xlarge", "throughput")]
+    assert same.comparison.ratio == pytest.approx(1.0)
+    assert same.verdict_word == "no clear difference" and not same.withheld
+    bound = by_label[("Valkey 8.0 vs Redis 7.1, cache.r7g.2xlarge", "throughput")]
+    assert bound.verdict_word == "withheld: client-bound" and bound.withheld
+    assert bound.comparison.winner is None and bound.comparison.ratio == pytest.approx(1.1)
+
+    # the figure: a group per question and metric, in the decisions' order, a row per
+    # comparison with the comparison's own ratio, interval, colour and word
+    fig_chart = plots.decision_chart(d)
+    (panel,) = fig_chart.panels
+    groups = list(dict.fromkeys(r.group for r in d.rows))
+    assert [g for g, _ in panel.groups] == groups
+    drawn = [row for _, rows in panel.groups for row in rows]
+    expected = [r for g in groups for r in d.rows if r.group == g]
+    assert len(drawn) == len(d.rows) and len(d.rows) >= len(engines.rows) + 5
+    colours = {
+        "verdict": palette.VERDICT_COLOURS["verdict"],
+        "none": palette.VERDICT_COLOURS["no_difference"],
+        "withheld": palette.VERDICT_COLOURS["withheld"],
+    }
+    for row, f in zip(expected, drawn, strict=True):
+        c = row.comparison
+        assert (f.label, f.word, f.hollow) == (row.label, row.verdict_word, row.withheld)
+        assert (f.ratio, f.low, f.high) == (c.ratio, c.interval.low, c.interval.high)
+        kind = "withheld" if row.withheld else "verdict" if c.winner else "none"
+        assert f.colour == colours[kind]
+    assert panel.band == pytest.approx((0.98, 1.02))  # min_effect_pct 2
+
+    # ... and as matplotlib draws it: each row's dot at its ratio, its line over its interval
+    fig = chart.figure(fig_chart)
+    (ax,) = fig.axes
+    names = [t.get_text() for t in ax.get_yticklabels()]
+    dots = {names[int(ln.get_ydata()[0])]: ln for ln in ax.get_lines() if ln.get_marker() == "o"}
+    spans = {
+        (names[int(seg[0, 1])], round(seg[0, 1])): (seg[:, 0].min(), seg[:, 0].max())
+        for coll in ax.collections
+        if isinstance(coll, LineCollection)
+        for seg in coll.get_segments()
+    }
+    y = 0
+    for _, rows in panel.groups:
+        y += 1  # the group's heading
+        for f in rows:
+            dot = next(ln for ln in ax.get_lines() if ln.get_marker() == "o"
+                       and ln.get_ydata()[0] == y)  # fmt: skip
+            assert dot.get_xdata()[0] == pytest.approx(f.ratio)
+            assert (dot.get_markerfacecolor() == "white") == f.hollow
+            assert spans[(f.label, y)] == pytest.approx((f.low, f.high))
+            y += 1
+    assert len(dots) >= 1 and y == len(names)
+
+
+def test_best_is_named_only_when_significantly_ahead():
+    ok, runs = pair_runs()
+    best = section(decide(ok, runs), "Best overall")
+    (thr, p99) = best.answers
+    # the large Valkey has the highest mean, but the client-bound 2xlarge Valkey's runs
+    # cannot be told from it: no best, the answer names both
+    assert thr.answer == (
+        "cannot tell apart: valkey 8.0, single, cache.r7g.large; valkey 8.0, single, "
+        "cache.r7g.2xlarge"
+    )
+    assert "the load generator, not the server, was the bottleneck" in thr.why_not
+    assert thr.by_how_much.startswith("highest mean, 9.1% more throughput than the runner-up")
+    assert "cannot tell apart" in best.headline and "significantly ahead" not in best.headline
+    # p99: the large Valkey's is lowest, but against the client-bound point no winner is
+    # named, so it is not named best either
+    assert p99.answer.startswith("cannot tell apart: valkey 8.0, single, cache.r7g.large")
+    assert p99.by_how_much.startswith("lowest mean, ") and "lower p99 latency" in p99.by_how_much
+    ok2, runs2 = pair_runs()
+    runs2 = runs2[~runs2["point_id"].str.endswith("2xlarge")]
+    ok2 = ok2[~ok2["point_id"].str.endswith("2xlarge")]
+    best2 = section(decide(ok2, runs2), "Best overall")
+    assert [a.answer for a in best2.answers] == ["valkey 8.0, single, cache.r7g.large"] * 2
+    # (the three other points tie at 100k ops/s: which is the runner-up is not the point)
+    assert best2.answers[0].by_how_much.startswith("20.0% more throughput than the runner-up")
+    assert best2.answers[0].why_not == "" and best2.answers[0].interval.endswith("interval")

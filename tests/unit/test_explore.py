@@ -15,13 +15,30 @@ from test_export_support import make_load, make_metrics, make_point, make_spec, 
 from cachebench.models import SecondSample
 from cachebench.report import explore
 from cachebench.report.explore import ExploreRun, figure, minmax, read_run
+from cachebench.report.palette import CONFIGURATION_COLOURS, configuration
+
+#: The configurations' colours as a report assigns them (palette.assign: in campaign order).
+COLOURS = {
+    "redis 7.1, single, cache.r7g.large": CONFIGURATION_COLOURS[0],
+    "valkey 8.0, single, cache.r7g.large": CONFIGURATION_COLOURS[1],
+}
 
 LARGE = make_spec("cache.r7g.large", baseline=0.937, burst=12.5)
 
 
 def run_of(run_dir, point, rep=1, spec=LARGE):
+    config = configuration(
+        {
+            "engine": point.engine,
+            "version": point.version,
+            "topology": point.topology.label,
+            "node_type": point.node_type,
+        }
+    )
     return ExploreRun(
         point_id=point.id,
+        configuration=config,
+        colour=COLOURS.get(config, CONFIGURATION_COLOURS[2]),
         repetition=rep,
         workload=point.workload.name,
         node_type=point.node_type,
@@ -110,7 +127,7 @@ def test_each_workload_gets_a_chart_per_metric_with_a_trace_per_run(tmp_path):
         assert not re.search(r"https?://", c.html)  # nothing fetched from anywhere
 
 
-def test_a_points_repetitions_share_a_colour_and_a_legend_group(tmp_path):
+def test_a_points_repetitions_share_its_configurations_colour_and_a_legend_group(tmp_path):
     points = [make_point(i, e) for i, e in enumerate(("redis", "valkey"))]
     runs = []
     for point in points:
@@ -118,11 +135,11 @@ def test_a_points_repetitions_share_a_colour_and_a_legend_group(tmp_path):
             write_point_dir(tmp_path, point, make_load(), rep=rep)
             runs.append(run_of(tmp_path, point, rep))
     data = [read_run(r) for r in runs]
-    fig = figure("throughput", data, 1000, explore._point_colours(data))
+    fig = figure("throughput", data, 1000)
     names = [t["name"] for t in fig["data"]]
     assert names == [f"{p.id} rep {k}" for p in points for k in (1, 2)]
     colour = [t["line"]["color"] for t in fig["data"]]
-    assert colour[0] == colour[1] != colour[2] == colour[3]
+    assert colour == [CONFIGURATION_COLOURS[0]] * 2 + [CONFIGURATION_COLOURS[1]] * 2
     assert [t["legendgroup"] for t in fig["data"]] == [p.id for p in points for _ in (1, 2)]
 
 
@@ -130,7 +147,7 @@ def test_network_charts_draw_the_node_types_baseline_and_burst(tmp_path):
     point = make_point(0, "valkey")
     write_point_dir(tmp_path, point, make_load())
     data = [read_run(run_of(tmp_path, point))]
-    fig = figure("net_in", data, 1000, {point.id: "#000"})
+    fig = figure("net_in", data, 1000)
     lines = {(s["label"]["text"], s["y0"], s["y1"]) for s in fig["layout"]["shapes"]}
     assert lines == {
         ("cache.r7g.large baseline 0.937 Gbps", 0.937, 0.937),
@@ -139,7 +156,7 @@ def test_network_charts_draw_the_node_types_baseline_and_burst(tmp_path):
     local = make_spec("local.micro", target="local", baseline=None, burst=None)
     lp = make_point(1, "redis", node_type="local.micro", target="local")
     write_point_dir(tmp_path, lp, make_load())
-    fig = figure("net_in", [read_run(run_of(tmp_path, lp, spec=local))], 1000, {lp.id: "#000"})
+    fig = figure("net_in", [read_run(run_of(tmp_path, lp, spec=local))], 1000)
     assert fig["layout"]["shapes"] == []
     assert "No documented bandwidth" in fig["layout"]["title"]["subtitle"]["text"]
 
@@ -153,7 +170,7 @@ def test_a_long_run_is_drawn_in_buckets_that_keep_its_peak_and_say_so(tmp_path):
     series[1234], series[2345] = spike, dip
     write_point_dir(tmp_path, point, load.model_copy(update={"series": series}))
     data = [read_run(run_of(tmp_path, point))]
-    fig = figure("throughput", data, 800, {point.id: "#000"})
+    fig = figure("throughput", data, 800)
     y = np.frombuffer(base64.b64decode(fig["data"][0]["y"]["bdata"]), "<f4")
     assert len(y) <= 800 + 400  # 400 buckets, two samples each, and a NaN at any hole
     assert np.nanmax(y) == 1e6 and np.nanmin(y) == 1.0  # the spike and the dip survive
@@ -166,7 +183,7 @@ def test_every_figure_is_valid_for_plotly(tmp_path, key):
     """plotly's own validator accepts every property the (unvalidated) figures carry."""
     point = make_point(0, "valkey")
     write_point_dir(tmp_path, point, make_load())
-    fig = figure(key, [read_run(run_of(tmp_path, point))], 1000, {point.id: "#123456"})
+    fig = figure(key, [read_run(run_of(tmp_path, point))], 1000)
     go.Figure(fig)  # raises ValueError on any unknown or invalid property
 
 

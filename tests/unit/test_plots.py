@@ -14,11 +14,11 @@ from concurrent.futures import Future
 import numpy as np
 import pandas as pd
 import pytest
-from matplotlib.collections import PolyCollection
+from matplotlib.collections import LineCollection, PolyCollection
 from PIL import Image
 from test_export_support import T0, make_load, make_metrics, make_spec
 
-from cachebench.report import chart, plots
+from cachebench.report import chart, decision, palette, plots
 from cachebench.report.chart import BarPanel, Chart, HLine, Line, LinePanel, Mark
 from cachebench.report.export import network_gbps, normalize_metrics
 from cachebench.report.worker import Helper
@@ -161,7 +161,8 @@ def test_dashboard_breaks_a_nodes_line_where_it_sent_nothing():
     fig = chart.figure(c)
     (cpu,) = [ax for ax in fig.axes if ax.get_title(loc="left").startswith("CPUUtilization")]
     n1, n2 = cpu.get_lines()  # nodes in name order
-    assert n1.get_color() == chart.COLOURS[0] and n2.get_color() == chart.COLOURS[1]
+    # nodes in shades of the configuration's colour (the palette's first by default)
+    assert [n1.get_color(), n2.get_color()] == palette.shades(palette.CONFIGURATION_COLOURS[0], 2)
     x1, y1 = n1.get_xdata(), n1.get_ydata()
     (hole,) = np.flatnonzero(np.isnan(y1))
     assert x1[hole - 1] == 19 and x1[hole + 1] == 40
@@ -173,16 +174,38 @@ def test_dashboard_breaks_a_nodes_line_where_it_sent_nothing():
 
 
 def _bars(fig_or_ax) -> dict[str, list[tuple[float, float, float]]]:
-    """{series: [(left, right, y centre), ...]} of a bar panel's rectangles."""
+    """{series: [(left, right, y centre), ...]} of a bar panel's rectangles, top to bottom
+    (a series' hatched bars are a collection of their own)."""
     ax = fig_or_ax
-    out = {}
+    out: dict[str, list[tuple[float, float, float]]] = {}
     for coll in ax.collections:
         if isinstance(coll, PolyCollection):
             boxes = [p.vertices for p in coll.get_paths()]
-            out[coll.get_label()] = [
+            out.setdefault(coll.get_label(), []).extend(
                 (v[:, 0].min(), v[:, 0].max(), (v[:, 1].min() + v[:, 1].max()) / 2) for v in boxes
-            ]
-    return out
+            )
+    return {k: sorted(v, key=lambda b: b[2]) for k, v in out.items()}
+
+
+def _hatched(ax) -> list[float]:
+    """The y centres of the hatched bars, top to bottom."""
+    return sorted(
+        (v[:, 1].min() + v[:, 1].max()) / 2
+        for coll in ax.collections
+        if isinstance(coll, PolyCollection) and coll.get_hatch()
+        for v in (p.vertices for p in coll.get_paths())
+    )
+
+
+def _whiskers(ax) -> list[tuple[float, float, float]]:
+    """(low, high, y) of each interval drawn on a bar panel, top to bottom."""
+    out = [
+        (min(seg[:, 0]), max(seg[:, 0]), seg[0, 1])
+        for coll in ax.collections
+        if isinstance(coll, LineCollection)
+        for seg in coll.get_segments()
+    ]
+    return sorted(out, key=lambda w: w[2])
 
 
 def _latency_panel() -> BarPanel:
@@ -236,7 +259,7 @@ def test_bar_panel_draws_values_marks_and_says_what_is_missing():
 
 def _summary(n: int) -> pd.DataFrame:
     rng = np.random.default_rng(n)
-    return pd.DataFrame(
+    out = pd.DataFrame(
         {
             "engine": ["redis", "valkey"] * (n // 2),
             "ops_per_sec": rng.uniform(5e4, 3e5, n),
@@ -254,16 +277,26 @@ def _summary(n: int) -> pd.DataFrame:
             "burst_gbps": [12.5] * n,
             "memory_peak_pct": rng.uniform(1, 90, n),
             "memory_peak_bytes": rng.uniform(1e8, 1e10, n),
+            "ops_per_dollar": rng.uniform(1e8, 1e9, n),
+            "client_bound_runs": [0, 0, 1] * (n // 3) + [0] * (n % 3),
         }
     )
+    intervals = {"ops": "ops_per_sec", "p50": "p50_ms", "p90": "p90_ms", "p99": "p99_ms",
+                 "p999": "p99_9_ms", "opd": "ops_per_dollar"}  # fmt: skip
+    for prefix, col in intervals.items():
+        low = rng.uniform(0.8, 0.99, n)
+        out[f"{prefix}_ci_low"] = out[col] * low
+        out[f"{prefix}_ci_high"] = out[col] * (2 - low)
+    return out
 
 
 def test_campaign_figures(tmp_path):
     df = _summary(50)
     labels = [f"redis 7.0 c3r1 cache.r7g.large #{i}" for i in range(50)]
-    charts = {name: draw(df, labels) for name, draw in plots.CAMPAIGN_FIGURES.items()}
+    colours = [palette.CONFIGURATION_COLOURS[i % 7] for i in range(50)]
+    charts = {name: draw(df, labels, colours) for name, draw in plots.CAMPAIGN_FIGURES.items()}
     ops = charts["throughput"].panels[0]
-    assert ops.bar_colours[:2] == [plots.ENGINE_COLOURS["redis"], plots.ENGINE_COLOURS["valkey"]]
+    assert ops.bar_colours == colours
     assert ops.bar_text[0] == f"{df['ops_per_sec'][0]:,.0f}"
     net = charts["network"]
     assert [k.label for k in net.keys] == ["peak in", "peak out", "baseline", "burst"]
@@ -273,8 +306,16 @@ def test_campaign_figures(tmp_path):
     (ax,) = fig.axes
     (ops_bars,) = _bars(ax).values()
     assert [b[1] for b in ops_bars] == pytest.approx(df["ops_per_sec"].tolist())
+    # every bar's 95% interval, and the points with client-bound runs hatched
+    whiskers = _whiskers(ax)
+    assert [w[0] for w in whiskers] == pytest.approx(df["ops_ci_low"].tolist())
+    assert [w[1] for w in whiskers] == pytest.approx(df["ops_ci_high"].tolist())
+    bound = [b[2] for b, k in zip(ops_bars, df["client_bound_runs"], strict=True) if k]
+    assert _hatched(ax) == pytest.approx(bound) and len(bound) == 16
+    assert plots.CLIENT_BOUND_KEY in charts["throughput"].keys
     ends = {t.get_text(): t.xy[0] for t in ax.texts}
-    assert ends[f"{df['ops_per_sec'][3]:,.0f}"] == pytest.approx(df["ops_per_sec"][3])
+    # a bar's number past its interval's end
+    assert ends[f"{df['ops_per_sec'][3]:,.0f}"] == pytest.approx(df["ops_ci_high"][3])
     (net_ax,) = chart.figure(net).axes
     baseline, burst = net_ax.get_lines()
     assert baseline.get_marker() == "|" and list(baseline.get_xdata()) == [0.937] * 50
@@ -282,7 +323,7 @@ def test_campaign_figures(tmp_path):
     for name, c in charts.items():
         paths = chart.save(c, tmp_path, name)
         with Image.open(paths[f"fig_{name}_png"]) as im:
-            assert im.size[0] == 1000
+            assert im.size[0] == chart.COLUMN_IN * chart.PNG_DPI  # a blog's column, at 2x
 
 
 # ---- files ---------------------------------------------------------------------------
@@ -296,7 +337,7 @@ def test_png_file_is_a_valid_image_of_the_chart(tmp_path):
     }
     data = (tmp_path / "figs" / "demo.png").read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
-    assert struct.unpack(">II", data[16:24]) == (800, 400)  # 8 x 4 in at 100 dpi
+    assert struct.unpack(">II", data[16:24]) == (1600, 800)  # 8 x 4 in at 200 dpi
     assert zlib.crc32(data[12:29]) == int.from_bytes(data[29:33], "big")
     with Image.open(tmp_path / "figs" / "demo.png") as im:
         im.verify()
@@ -450,13 +491,15 @@ def _wait_until_up(helper: Helper) -> Future:
 
 
 def test_no_airflow_task_draws_enough_figures_to_start_a_helper(tmp_path, monkeypatch):
-    # An export task draws one figure (its dashboard), the report task one per campaign figure.
-    assert len(plots.CAMPAIGN_FIGURES) < chart.HELPER_FROM
+    # An export task draws one figure (its dashboard), the report task its decision figure,
+    # one per campaign figure and a blog figure per question (report/blog.py).
+    questions = [k for k, ask in decision.ASKS.items() if ask]
+    assert 1 + len(plots.CAMPAIGN_FIGURES) + len(questions) < chart.HELPER_FROM
     helper = Helper(preload=chart.__name__, start_at=chart.HELPER_FROM)
     monkeypatch.setattr(chart, "_HELPER", helper)
     small = Chart("small", [LinePanel("x", [Line(np.arange(3.0), np.ones(3), "#1f77b4")])], 3, 2)
     try:
-        for i in range(len(plots.CAMPAIGN_FIGURES)):
+        for i in range(chart.HELPER_FROM - 1):
             chart.save(small, tmp_path, f"f{i}")
         assert helper._pool is None
         chart.save(small, tmp_path, "one more")  # a whole campaign in one process
@@ -507,3 +550,29 @@ def test_save_draws_in_process_when_the_helper_dies(tmp_path, monkeypatch, caplo
             assert (tmp_path / f"{name}.pdf").read_bytes()[:5] == b"%PDF-"
     finally:
         helper.close()
+
+
+def test_every_figure_is_legible_at_a_blogs_column_width(tmp_path):
+    """No text under 9 pt in any figure of a report (the summary bars, the decision figure,
+    a dashboard), each sized for a 7 in column (wider only when its labels need it), its
+    PNG at 2x a screen's 96 dpi."""
+    from matplotlib.text import Text
+    from test_decision import pair_runs
+
+    df = _summary(12)
+    labels = [f"valkey 9.1 c3r1 local.t4g.medium #{i} (3 runs)" for i in range(12)]
+    colours = [palette.CONFIGURATION_COLOURS[i % 7] for i in range(12)]
+    charts = {name: draw(df, labels, colours) for name, draw in plots.CAMPAIGN_FIGURES.items()}
+    m = normalize_metrics(make_metrics("p0", nodes=("0001-001", "0002-001")))
+    charts["dashboard"] = plots.point_chart("t", m, network_gbps(m), make_load(), make_spec(), T0)
+    ok, runs = pair_runs()
+    charts["decision"] = plots.decision_chart(decision.decide(ok, runs))
+    assert chart.PNG_DPI >= 2 * 96
+    for name, c in charts.items():
+        fig = chart.figure(c)
+        sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_text().strip()]
+        assert len(sizes) > 10 and min(sizes) >= chart.TEXT_PT >= 9, name
+        assert fig.get_figwidth() >= chart.COLUMN_IN and c.width == chart.COLUMN_IN, name
+        png = chart.save(c, tmp_path, name)[f"fig_{name}_png"]
+        with Image.open(png) as im:
+            assert im.size[0] == round(fig.get_figwidth() * chart.PNG_DPI), name

@@ -6,8 +6,9 @@ the share of the asked window in which all of them were measuring (overlap_pct).
 come from those common seconds (each generator's per-second counts cut to them when the
 starts are a second or more apart); percentiles from the generators' whole windows
 (memtier writes no histogram per second), which the flag says. A run below
-OVERLAP_FLAG_PCT is flagged, never merged silently. Error replies memtier logged are
-taken out of its counts (it counts them as served operations) and flag the run too.
+OVERLAP_FLAG_PCT is flagged, never merged silently; one whose generators share no whole
+second fails (LoadError). Error replies memtier logged are taken out of its counts (it
+counts them as served operations) and flag the run too.
 """
 
 from __future__ import annotations
@@ -178,6 +179,14 @@ def _common_seconds(
     pct = 100.0 * overlap / asked if asked else 0.0
     update: dict = {"start_skew_s": round(skew, 3), "overlap_pct": round(pct, 1)}
     notes, flags = list(merged.notes), list(merged.flags)
+    if skew >= SKEW_TRIM_S and overlap < 1.0:
+        # no whole second in common: any rate would be made up (0 ops/s would enter the
+        # point's mean), so the run fails with what happened instead of being measured
+        raise LoadError(
+            f"the {len(results)} load generators started {skew:.1f} s apart and were all "
+            f"in their measured window for {overlap:.1f} s of the {asked:.0f} s asked: "
+            "no second in common to take rates from"
+        )
     if skew >= SKEW_TRIM_S:
         update |= _rates_within(results, lo, hi)
         notes.append(

@@ -46,6 +46,7 @@ class ReportOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from cachebench import steps
+        from cachebench.serve import PREFIX
         from cachebench.workspace import RunDir, results_root
 
         name = context["params"].get("name", self.campaign)
@@ -60,4 +61,6 @@ class ReportOperator(BaseOperator):
                 "summary_csv": str(run.path / "summary.csv"),
                 "runs_csv": str(run.path / "runs.csv"),
             }
-        return steps.report(name, context["run_id"])
+        html = run.path / "report.html"
+        link = f"{base_url()}{PREFIX}/reports/{self.report_path}" if base_url() else str(html)
+        return steps.report(name, context["run_id"], link=link, context=context)

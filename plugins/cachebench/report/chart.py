@@ -35,11 +35,13 @@ from matplotlib.font_manager import FontProperties
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import (
+    FixedLocator,
     Formatter,
     FuncFormatter,
     LogLocator,
     MaxNLocator,
     NullFormatter,
+    NullLocator,
 )
 
 from cachebench.report.worker import Helper
@@ -48,8 +50,18 @@ from cachebench.report.worker import Helper
 # Airflow task log (where INFO is shown) that would bury everything else.
 logging.getLogger("fontTools.subset").setLevel(logging.WARNING)
 
-PNG_DPI = 100
+#: Text sizes in points: nothing under TEXT_PT, so a figure sized for a blog's column
+#: (COLUMN_IN wide) reads as it is printed; PNGs are drawn at twice a screen's 96 dpi
+#: (rounded), sharp on high-density screens.
+TEXT_PT = 9.0
+TITLE_PT = 11.0
+PANEL_TITLE_PT = 10.0
+COLUMN_IN = 7.0
+#: Narrowest plot area: a figure whose labels would leave less is made wider.
+MIN_PLOT_PT = 3.0 * 72
+PNG_DPI = 200
 GRID = "#d9d9d9"
+BAND_COLOUR = "#e5e5e5"
 AXIS = "#333333"
 MUTED = "#666666"
 #: Colour cycle (matplotlib's tab10) for nodes and series.
@@ -68,8 +80,8 @@ RC = {
     "axes.linewidth": 0.8,
     "xtick.color": AXIS,
     "ytick.color": AXIS,
-    "xtick.labelsize": 7,
-    "ytick.labelsize": 7,
+    "xtick.labelsize": TEXT_PT,
+    "ytick.labelsize": TEXT_PT,
     "xtick.major.size": 3,
     "ytick.major.size": 3,
     "xtick.major.width": 0.8,
@@ -151,7 +163,11 @@ class BarPanel:
     series: dict[str, np.ndarray]
     xlabel: str
     colours: list[str] | None = None  # one per series (default: the cycle)
-    bar_colours: list[str] | None = None  # one per label (single series: e.g. by engine)
+    bar_colours: list[str] | None = None  # one per label, for every series (by configuration)
+    alphas: list[float] | None = None  # one per series: series told apart by shade
+    #: series name -> (low, high) per label: an interval drawn over the series' bars
+    errors: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    hatched: list[bool] | None = None  # one per label: its bars hatched (e.g. client-bound)
     bar_text: list[str] | None = None  # printed at the end of the first series' bars
     marks: list[Mark] = field(default_factory=list)
     keys: list[Key] = field(default_factory=list)
@@ -160,16 +176,42 @@ class BarPanel:
 
 
 @dataclass
+class ForestRow:
+    """One estimate with its interval (a ratio: 1 is no change); ``ratio`` None: no
+    estimate, only ``word`` is shown. ``hollow``: an open marker and a dashed interval."""
+
+    label: str
+    ratio: float | None
+    low: float | None
+    high: float | None
+    colour: str
+    word: str  # printed right of the plot, in ``colour``
+    hollow: bool = False
+
+
+@dataclass
+class ForestPanel:
+    """A forest plot: rows under group headings (first on top) on a log ratio axis
+    labelled as changes (-50%, 0%, +100%), with the no-change line and a band."""
+
+    groups: list[tuple[str, list[ForestRow]]]
+    xlabel: str
+    band: tuple[float, float] | None = None  # shaded ratio range (e.g. min_effect_pct)
+    reference: str = "black"
+
+
+@dataclass
 class Chart:
     """A titled page of panels on a grid (``ncols`` wide), sized in inches."""
 
     title: str
-    panels: Sequence[LinePanel | BarPanel]
+    panels: Sequence[LinePanel | BarPanel | ForestPanel]
     width: float
     height: float
     ncols: int = 1
     xlabel: str = ""  # line panels: the shared x axis
     xlim: tuple[float, float] | None = None  # line panels: default = data range
+    x_integers: bool = False  # line panels: whole-number x ticks only (e.g. run counts)
     keys: list[Key] = field(default_factory=list)  # chart-wide legend under the title
     note: str = ""  # small grey line under the title
 
@@ -237,6 +279,7 @@ def _bar_range(panel: BarPanel) -> tuple[float, float]:
     """(left, right) of a bar panel's value axis: whole decades on a log axis."""
     values = [np.asarray(v, dtype=float) for v in panel.series.values()]
     values += [np.asarray(m.values, dtype=float) for m in panel.marks]
+    values += [np.asarray(hi, dtype=float) for _, hi in panel.errors.values()]
     finite = np.concatenate([v[np.isfinite(v)] for v in values] or [np.array([])])
     if panel.log:
         pos = finite[finite > 0]
@@ -246,7 +289,7 @@ def _bar_range(panel: BarPanel) -> tuple[float, float]:
             math.log10(pos.max() * 1.5)
         )
     lo = panel.xlim[0] if panel.xlim[0] is not None else min(0.0, *finite)
-    hi = max(finite.max() * (1.15 if panel.bar_text else 1.05), lo + 1) if len(finite) else 1.0
+    hi = max(finite.max() * (1.4 if panel.bar_text else 1.05), lo + 1) if len(finite) else 1.0
     if panel.xlim[1] is not None:
         hi = max(hi, panel.xlim[1])
     return float(lo), float(hi)
@@ -259,10 +302,19 @@ def _handle(key: Key) -> Any:
     """A legend handle for ``key``."""
     if key.style == "box":
         return Patch(facecolor=key.colour, edgecolor="none", label=key.label)
-    if key.style in ("|", "x"):
+    if key.style in ("|", "x", "o"):
         return Line2D(
             [], [], color=key.colour, ls="none", marker=key.style, ms=7, mew=1.2, label=key.label
         )
+    if key.style == "open":  # a hollow dot on a dashed line: a withheld estimate
+        return Line2D([], [], color=key.colour, ls="--", lw=1.2, marker="o", mfc="white", ms=7,
+                      mew=1.2, label=key.label)  # fmt: skip
+    if key.style.startswith("box:"):  # a shaded or hatched box: "box:0.5", "box:///"
+        what = key.style[4:]
+        if what.replace(".", "", 1).isdigit():
+            return Patch(facecolor=key.colour, alpha=float(what), edgecolor="none", label=key.label)
+        return Patch(facecolor=key.colour, hatch=what, hatchcolor="white", edgecolor="none",
+                     label=key.label)  # fmt: skip
     return Line2D([], [], color=key.colour, ls=key.style, lw=1.5, label=key.label)
 
 
@@ -292,13 +344,13 @@ class _Layout:
 def _header(lay: _Layout, chart: Chart) -> float:
     """Title, note and chart-wide keys; returns the points they take from the top."""
     y = lay.h - 8
-    lay.text(lay.w / 2, y, chart.title, ha="center", va="top", fontsize=12)
-    y -= 17
-    if chart.note:
-        lay.text(lay.w / 2, y - 2, chart.note, ha="center", va="top", fontsize=7.5, color=MUTED)
-        y -= 12
+    lay.text(lay.w / 2, y, chart.title, ha="center", va="top", fontsize=TITLE_PT)
+    y -= TITLE_PT + 6
+    for line in _wrap(lay, chart.note, TEXT_PT):
+        lay.text(lay.w / 2, y - 2, line, ha="center", va="top", fontsize=TEXT_PT, color=MUTED)
+        y -= TEXT_PT + 4
     if chart.keys:
-        entry = lay.width([k.label for k in chart.keys], 7.5) + 34
+        entry = lay.width([k.label for k in chart.keys], TEXT_PT) + 34
         ncols = max(1, min(len(chart.keys), int((lay.w - 16) // entry)))
         rows = math.ceil(len(chart.keys) / ncols)
         lay.fig.legend(
@@ -307,14 +359,25 @@ def _header(lay: _Layout, chart: Chart) -> float:
             bbox_to_anchor=(0.5, (y - 1) / lay.h),
             ncols=ncols,
             frameon=False,
-            fontsize=7.5,
+            fontsize=TEXT_PT,
             borderaxespad=0,
             borderpad=0,
             handlelength=1.8,
             columnspacing=1.2,
         )
-        y -= 12 * rows + 4
+        y -= (TEXT_PT + 5) * rows + 4
     return lay.h - y + 4
+
+
+def _wrap(lay: _Layout, text: str, size: float) -> list[str]:
+    """``text`` in lines that fit the figure's width (a note must not run off the page)."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and lay.width([f"{lines[-1]} {word}"], size) < lay.w - 24:
+            lines[-1] += f" {word}"
+        else:
+            lines.append(word)
+    return lines
 
 
 def _panel_keys(ax: Axes, keys: Sequence[Key]) -> None:
@@ -325,7 +388,7 @@ def _panel_keys(ax: Axes, keys: Sequence[Key]) -> None:
         bbox_to_anchor=(1.0, 1.0),
         ncols=len(keys),
         frameon=False,
-        fontsize=7,
+        fontsize=TEXT_PT,
         borderaxespad=0.15,
         borderpad=0,
         handlelength=1.8,
@@ -334,10 +397,14 @@ def _panel_keys(ax: Axes, keys: Sequence[Key]) -> None:
 
 
 def _draw_lines(
-    ax: Axes, panel: LinePanel, xlim: tuple[float, float], xtick_labels: bool
+    ax: Axes,
+    panel: LinePanel,
+    xlim: tuple[float, float],
+    xtick_labels: bool,
+    x_integers: bool = False,
 ) -> list[str]:
     """Draw ``panel`` on ``ax``; returns its y tick labels (for the left margin)."""
-    ax.set_title(panel.title, loc="left", fontsize=8.5, y=1.0, pad=4)
+    ax.set_title(panel.title, loc="left", fontsize=PANEL_TITLE_PT, y=1.0, pad=4)
     keys = [*panel.keys, *(Key(h.label, h.colour, h.style) for h in panel.hlines)]
     if keys:
         _panel_keys(ax, keys)
@@ -369,7 +436,7 @@ def _draw_lines(
             transform=ax.transAxes,
             ha="center",
             va="center",
-            fontsize=8,
+            fontsize=TEXT_PT,
             color=MUTED,
         )
     lo, hi = _y_range(panel)
@@ -377,7 +444,9 @@ def _draw_lines(
     ax.set_xlim(*xlim)
     ax.yaxis.set_major_locator(_linear(4))
     ax.yaxis.set_major_formatter(_Decimals())
-    ax.xaxis.set_major_locator(_linear(8))
+    ax.xaxis.set_major_locator(
+        MaxNLocator(nbins=8, steps=[1, 2, 2.5, 5, 10], integer=True) if x_integers else _linear(8)
+    )
     ax.xaxis.set_major_formatter(_Decimals())
     ax.tick_params(labelbottom=xtick_labels)
     ax.grid(True, axis="y", color=GRID, lw=0.5)
@@ -395,7 +464,7 @@ def _draw_bars(ax: Axes, panel: BarPanel, height_pt: float) -> None:
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
         ax.xaxis.set_minor_formatter(NullFormatter())
     else:
-        ax.xaxis.set_major_locator(_linear(6))
+        ax.xaxis.set_major_locator(_linear(5))
         ax.xaxis.set_major_formatter(_Decimals())
     ax.set_xlim(lo, hi)
     ax.set_ylim(n - 0.5, -0.5)  # first label on top
@@ -403,33 +472,54 @@ def _draw_bars(ax: Axes, panel: BarPanel, height_pt: float) -> None:
     bar = 0.8 / k
     colours = panel.colours or [COLOURS[i % len(COLOURS)] for i in range(k)]
     base = lo if panel.log else max(lo, 0.0)
+    hatched = np.asarray(panel.hatched if panel.hatched else [False] * n, dtype=bool)
     for i, (name, vals) in enumerate(panel.series.items()):
         vals = np.asarray(vals, dtype=float)
         ok = np.isfinite(vals) & ((vals > 0) if panel.log else True)
-        if panel.bar_colours and k == 1:
-            colour: Any = [c for c, keep in zip(panel.bar_colours, ok, strict=True) if keep]
-        else:
-            colour = colours[i]
-        # One collection of rectangles per series, not a patch per bar (Axes.barh):
-        # a campaign's figure has 200 bars, each patch costs its own limits and draw.
-        yc = centre[ok] + (i - (k - 1) / 2) * bar
-        x0, x1 = np.minimum(base, vals[ok]), np.maximum(base, vals[ok])
-        y0, y1 = yc - bar / 2, yc + bar / 2
-        corners = [np.column_stack(c) for c in ((x0, y0), (x1, y0), (x1, y1), (x0, y1))]
-        rects = PolyCollection(
-            np.stack(corners, axis=1), facecolors=colour, edgecolors="none", label=name
-        )
-        ax.add_collection(rects, autolim=False)
+        yc = centre + (i - (k - 1) / 2) * bar
+        alpha = panel.alphas[i] if panel.alphas else 1.0
+        # One collection of rectangles per series (and hatch), not a patch per bar
+        # (Axes.barh): a campaign's figure has 200 bars, each patch costs its own draw.
+        for marked in (False, True):
+            sel = ok & (hatched == marked)
+            if not sel.any():
+                continue
+            if panel.bar_colours:
+                colour: Any = [c for c, keep in zip(panel.bar_colours, sel, strict=True) if keep]
+            else:
+                colour = colours[i]
+            x0, x1 = np.minimum(base, vals[sel]), np.maximum(base, vals[sel])
+            y0, y1 = yc[sel] - bar / 2, yc[sel] + bar / 2
+            corners = [np.column_stack(c) for c in ((x0, y0), (x1, y0), (x1, y1), (x0, y1))]
+            rects = PolyCollection(
+                np.stack(corners, axis=1),
+                facecolors=colour,
+                edgecolors="none",
+                alpha=alpha,
+                label=name,
+                hatch="///" if marked else None,
+                hatchcolor="white",
+            )
+            ax.add_collection(rects, autolim=False)
+        ends = vals.copy()
+        if name in panel.errors:
+            low, high = (np.asarray(v, dtype=float) for v in panel.errors[name])
+            has = np.isfinite(low) & np.isfinite(high)
+            ax.hlines(yc[has], low[has], high[has], colors=AXIS, lw=1.1)
+            for edge in (low, high):
+                ax.plot(edge[has], yc[has], ls="none", marker="|", ms=min(8.0, height_pt / n * 0.5),
+                        mew=1.1, color=AXIS)  # fmt: skip
+            ends = np.where(has, np.fmax(vals, high), vals)
         if i == 0 and panel.bar_text:
-            for text, x, y in zip(np.asarray(panel.bar_text)[ok], vals[ok], yc, strict=True):
+            for text, x, y in zip(np.asarray(panel.bar_text)[ok], ends[ok], yc[ok], strict=True):
                 if text:
                     ax.annotate(
                         text,
                         (x, y),
-                        xytext=(2, 0),
+                        xytext=(3, 0),
                         textcoords="offset points",
                         va="center",
-                        fontsize=6.5,
+                        fontsize=TEXT_PT,
                     )
     present = np.zeros(n, dtype=bool)
     for vals in panel.series.values():
@@ -441,7 +531,7 @@ def _draw_bars(ax: Axes, panel: BarPanel, height_pt: float) -> None:
             xytext=(3, 0),
             textcoords="offset points",
             va="center",
-            fontsize=6.5,
+            fontsize=TEXT_PT,
             color=MUTED,
         )
     slot = height_pt / max(n, 1)
@@ -457,11 +547,107 @@ def _draw_bars(ax: Axes, panel: BarPanel, height_pt: float) -> None:
             mew=1.2,
             color=m.colour,
         )
-    ax.set_yticks(centre, panel.labels, fontsize=7 if n > 15 else 8)
+    ax.set_yticks(centre, panel.labels, fontsize=TEXT_PT)
     ax.tick_params(axis="y", length=0)
-    ax.set_xlabel(panel.xlabel, fontsize=8, labelpad=3)
+    ax.set_xlabel(panel.xlabel, fontsize=TEXT_PT, labelpad=3)
     ax.grid(True, axis="x", which="major", color=GRID, lw=0.5)
     ax.set_axisbelow(True)
+
+
+#: Width a forest plot's change label needs ("+100%" at TEXT_PT, and a gap), in points.
+FOREST_TICK_PT = 44
+#: Changes a forest plot's axis may be labelled at, in percent.
+FOREST_TICKS = (-90, -75, -60, -50, -40, -30, -25, -20, -15, -10, -5, -2, 0, 2, 5, 10, 15, 20,
+                25, 30, 40, 50, 75, 100, 150, 200, 300, 400, 900)  # fmt: skip
+
+
+def forest_layout(panel: ForestPanel) -> tuple[list[str], list[ForestRow | None]]:
+    """The forest plot's lines, top to bottom: group headings (row None) and rows."""
+    labels: list[str] = []
+    rows: list[ForestRow | None] = []
+    for heading, group in panel.groups:
+        labels.append(heading)
+        rows.append(None)
+        for r in group:
+            labels.append(r.label)
+            rows.append(r)
+    return labels, rows
+
+
+def forest_ticks(lo: float, hi: float, most: int = 8) -> list[float]:
+    """Ratios to label between lo and hi: no change, then outwards the round changes at
+    least 1/most of the axis apart (on its log scale), so no two labels collide."""
+    gap = math.log(hi / lo) / max(most, 2)
+    ticks = [1.0]
+    for side in (
+        sorted(t for t in FOREST_TICKS if t > 0),
+        sorted((t for t in FOREST_TICKS if t < 0), reverse=True),
+    ):
+        last = 1.0
+        for t in side:
+            r = 1 + t / 100
+            if lo <= r <= hi and abs(math.log(r / last)) >= gap:
+                ticks.append(r)
+                last = r
+    return sorted(ticks)
+
+
+def _forest_range(panel: ForestPanel) -> tuple[float, float]:
+    vals = [1.0]
+    for _, group in panel.groups:
+        for r in group:
+            vals += [v for v in (r.ratio, r.low, r.high) if v is not None and v > 0]
+    if panel.band:
+        vals += list(panel.band)
+    lo, hi = min(vals), max(vals)
+    span = math.log(hi / lo) or math.log(1.1)
+    return lo * math.exp(-0.06 * span), hi * math.exp(0.06 * span)
+
+
+def _draw_forest(ax: Axes, panel: ForestPanel, height_pt: float) -> list[str]:
+    """Draw ``panel`` on ``ax``; returns the words printed right of it (for the margin)."""
+    labels, rows = forest_layout(panel)
+    n = len(labels)
+    lo, hi = _forest_range(panel)
+    ax.set_xscale("log")
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(n - 0.5, -0.5)
+    ax.xaxis.set_major_locator(FixedLocator(forest_ticks(lo, hi)))
+    ax.xaxis.set_major_formatter(
+        FuncFormatter(lambda v, _pos: "0%" if abs(v - 1) < 1e-9 else f"{100 * (v - 1):+.0f}%")
+    )
+    ax.xaxis.set_minor_locator(NullLocator())
+    if panel.band:
+        ax.axvspan(*panel.band, color=BAND_COLOUR, lw=0, zorder=0)
+    ax.axvline(1.0, color=panel.reference, lw=1.0, zorder=1)
+    words = []
+    marker = min(7.0, height_pt / max(n, 1) * 0.55)
+    for y, r in enumerate(rows):
+        if r is None:
+            continue
+        words.append(r.word)
+        ax.annotate(r.word, (1.0, y), xycoords=("axes fraction", "data"), xytext=(6, 0),
+                    textcoords="offset points", va="center", fontsize=TEXT_PT,
+                    color=r.colour)  # fmt: skip
+        if r.low is not None and r.high is not None:
+            ax.hlines(
+                y, r.low, r.high, colors=r.colour, lw=1.6, linestyles="--" if r.hollow else "-"
+            )
+        if r.ratio is not None:
+            ax.plot([r.ratio], [y], ls="none", marker="o", ms=marker, mew=1.4, color=r.colour,
+                    mfc="white" if r.hollow else r.colour, zorder=3)  # fmt: skip
+    ax.set_yticks(range(n), [lab if r else "" for lab, r in zip(labels, rows, strict=True)],
+                  fontsize=TEXT_PT)  # fmt: skip
+    for y, (heading, r) in enumerate(zip(labels, rows, strict=True)):
+        if r is None:  # a group's heading, from the figure's left edge over the plot's width
+            ax.annotate(heading, (8, y), xycoords=("figure points", "data"), va="center",
+                        fontsize=TEXT_PT, fontweight="bold", annotation_clip=False,
+                        bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})  # fmt: skip
+    ax.tick_params(axis="y", length=0)
+    ax.set_xlabel(panel.xlabel, fontsize=TEXT_PT, labelpad=3)
+    ax.grid(True, axis="x", which="major", color=GRID, lw=0.5)
+    ax.set_axisbelow(True)
+    return words
 
 
 def _xlim(chart: Chart) -> tuple[float, float]:
@@ -489,29 +675,49 @@ def _figure(chart: Chart) -> Figure:
     top = _header(lay, chart)
     ncols = max(1, chart.ncols)
     nrows = max(1, math.ceil(len(chart.panels) / ncols))
-    bars = [p for p in chart.panels if isinstance(p, BarPanel)]
-    # Room under the plots: x tick labels, then the bar panel's or the chart's x label.
-    bottom = 16 + (14 if bars else 0) + (14 if chart.xlabel else 0)
-    gap_y = 34 if any(isinstance(p, LinePanel) for p in chart.panels) else 40
+    labelled = [p for p in chart.panels if not isinstance(p, LinePanel)]
+    # Room under the plots: x tick labels, then the panel's or the chart's x label.
+    bottom = 18 + (TEXT_PT + 7 if labelled else 0) + (TEXT_PT + 7 if chart.xlabel else 0)
+    gap_y = 38 if any(isinstance(p, LinePanel) for p in chart.panels) else 44
     cell_h = (lay.h - top - bottom - (nrows - 1) * gap_y) / nrows
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     xlim = _xlim(chart)
     ylabels: list[str] = []
+    words: list[str] = []
     for i, (ax, panel) in enumerate(zip(axes, chart.panels, strict=False)):
         # Not Axes.sharex: every panel gets the same limits and ticks anyway, and a
         # shared axis measures its siblings' tick labels at each draw.
         if isinstance(panel, LinePanel):
-            ylabels += _draw_lines(ax, panel, xlim, xtick_labels=i + ncols >= len(chart.panels))
+            ylabels += _draw_lines(
+                ax,
+                panel,
+                xlim,
+                xtick_labels=i + ncols >= len(chart.panels),
+                x_integers=chart.x_integers,
+            )
+        elif isinstance(panel, ForestPanel):
+            words += _draw_forest(ax, panel, cell_h)
+            ylabels += [r.label for _, group in panel.groups for r in group]
         else:
             _draw_bars(ax, panel, cell_h)
             ylabels += panel.labels
     for ax in axes[len(chart.panels) :]:
         fig.delaxes(ax)
-    size = 7 if any(len(p.labels) > 15 for p in bars) else 8 if bars else 7
-    left = 8 + lay.width(ylabels, size) + 6
-    right = 8 + (14 if bars else 0)  # bar texts past the last tick
+    left = 8 + lay.width(ylabels, TEXT_PT) + 6
+    right = 8 + (18 if labelled else 0)  # bar texts past the last tick
+    if words:
+        right = 8 + 6 + lay.width(words, TEXT_PT)
+    if lay.w - left - right < MIN_PLOT_PT * ncols:  # long labels: widen, never crush the plot
+        lay.w = left + right + MIN_PLOT_PT * ncols + 8 * (ncols - 1)
+        fig.set_size_inches(lay.w / 72, lay.h / 72)
     gap_x = left + 6
     cell_w = (lay.w - left - right - (ncols - 1) * gap_x) / ncols
+    for ax, panel in zip(axes, chart.panels, strict=False):
+        if isinstance(panel, ForestPanel):  # as many change labels as the plot's width holds
+            lo, hi = ax.get_xlim()
+            ax.xaxis.set_major_locator(
+                FixedLocator(forest_ticks(lo, hi, int(cell_w // FOREST_TICK_PT)))
+            )
     fig.subplots_adjust(
         left=left / lay.w,
         right=1 - right / lay.w,
@@ -521,7 +727,7 @@ def _figure(chart: Chart) -> Figure:
         hspace=gap_y / cell_h if nrows > 1 else 0,
     )
     if chart.xlabel:
-        lay.text(lay.w / 2, 6, chart.xlabel, ha="center", va="bottom", fontsize=8)
+        lay.text(lay.w / 2, 6, chart.xlabel, ha="center", va="bottom", fontsize=TEXT_PT)
     return fig
 
 
@@ -536,8 +742,9 @@ def _write_pdf(chart: Chart, path: Path) -> None:
 
 
 #: A process's figures before a helper process starts: one more than the report
-#: task draws (its five campaign figures), so no Airflow task starts one.
-HELPER_FROM = 6
+#: task draws besides dashboards (its decision figure, six campaign figures, a blog
+#: figure per question: five), so it starts one only for many dashboards.
+HELPER_FROM = 13
 _HELPER = Helper(preload=__name__, start_at=HELPER_FROM)
 
 
@@ -563,6 +770,8 @@ __all__ = [
     "RC",
     "BarPanel",
     "Chart",
+    "ForestPanel",
+    "ForestRow",
     "HLine",
     "Key",
     "Line",

@@ -1,4 +1,4 @@
-"""The "Decision" section: who wins, by how much, and how sure that is.
+"""The decisions of a report: who wins, by how much, and how sure that is, as data.
 
 Works on the points that have results (``summary.csv`` rows) and their runs
 (``runs.csv`` rows: one value per repetition). Every claim rests on the runs'
@@ -12,7 +12,15 @@ measured their load generator rather than the server (client-bound) keep any
 comparison they are part of from naming a winner; runs whose load generator CPU is
 unknown (no cpu.json) are named in the comparison's sentence and in the stability
 section. Pairwise comparisons only match points that are equal on every other
-dimension.
+dimension. A best is named only when it is significantly ahead of every other
+point of its workload; otherwise the answer lists the points it cannot tell apart.
+
+Everything is one :class:`Decisions` model, written as ``decisions.json`` in the
+run's folder: the report's templates, its decision figure, its blog snippets and
+the CLI's headlines all read it. Each section is a question; its ``rows`` are the
+comparisons behind it (one row each of the decision figure, grouped by ``group``),
+its ``answers`` the lines of the report's one-screen summary, in words a reader of
+a blog post understands.
 """
 
 from __future__ import annotations
@@ -20,12 +28,15 @@ from __future__ import annotations
 import math
 import numbers
 from collections import Counter
-from dataclasses import dataclass, field
 from itertools import pairwise, product
+from pathlib import Path
+from typing import Literal
 
 import pandas as pd
 
+from cachebench.models import Strict
 from cachebench.report import stats
+from cachebench.report.palette import configuration
 
 #: What identifies a point's configuration (version follows engine).
 DIMENSIONS = ["target", "engine", "version", "topology", "node_type", "workload", "load_generators"]
@@ -43,23 +54,106 @@ VERDICT_WORDS = {
     "not_enough_data": "not enough data",
     "client_bound": "no verdict (client-bound runs)",
 }
+FILE = "decisions.json"
+#: Each section's question, as a reader would ask it ("" for the stability notes).
+ASKS = {
+    "best": "Which configuration is best?",
+    "engine": "Redis or Valkey?",
+    "topology": "Single node or cluster?",
+    "node_size": "Which node size?",
+    "slo": "Which meet the p99 objective?",
+    "stability": "",
+    "nothing": "",
+}
 
 
-@dataclass
-class Section:
-    """One decision topic: a headline and the sentences backing it."""
+class Row(Strict):
+    """One comparison: a row of the decision figure (a ratio a / b with its interval)."""
 
+    section: str
+    group: str  # the figure's group heading: "Redis vs Valkey: throughput"
+    label: str  # "Valkey 9.1 vs Redis 7.0, local.t4g.micro"
+    a_point: str | None = None  # point ids; None for another run's (e.g. a baseline)
+    b_point: str | None = None
+    verdict_word: str  # "Valkey 9.1 better", "no significant difference", "withheld: ..."
+    withheld: bool  # client-bound runs or not enough data: no verdict could be given
+    comparison: stats.Comparison
+
+
+class Answer(Strict):
+    """One line of the report's one-screen summary."""
+
+    subject: str  # what was compared: "Valkey 9.1 vs Redis 7.0, throughput, local.t4g.micro"
+    answer: str  # the winner, "no clear difference", "cannot tell apart: ...", "no answer"
+    by_how_much: str = ""  # "18.3% more throughput than Redis 7.0" (the winner's gain)
+    interval: str = ""  # "+9.1% to +28.0%, 95.3% interval" (of by_how_much's change)
+    why_not: str = ""  # plain words; "" when answered
+    configurations: tuple[str, ...] = ()  # configurations the answer names (their colours)
+
+
+class Section(Strict):
+    """One question of the report: its headline, the sentences backing it, its summary
+    lines and the comparisons behind them."""
+
+    key: str
     title: str
+    ask: str = ""
     headline: str
-    details: list[str] = field(default_factory=list)
+    details: tuple[str, ...] = ()
+    answers: tuple[Answer, ...] = ()
+    rows: tuple[Row, ...] = ()
 
 
-@dataclass
-class Decision:
-    sections: list[Section]
-    comparisons: list[stats.Comparison]
+class Caveat(Strict):
+    """One cause that limits what the numbers mean, and every deployment or point it
+    applies to."""
+
+    cause: str
+    text: str
+    applies_to: tuple[str, ...] = ()
+
+
+class Configuration(Strict):
+    """A configuration (a point less its workload), its colour in every figure, its points."""
+
+    label: str
+    colour: str
+    points: tuple[str, ...] = ()
+
+
+class Decisions(Strict):
+    """``decisions.json``: everything the report decided, for its templates and the CLI."""
+
+    schema_version: Literal[1] = 1
+    campaign: str = ""
+    min_effect_pct: float
+    slo_p99_ms: float | None = None
+    configurations: tuple[Configuration, ...] = ()
+    caveats: tuple[Caveat, ...] = ()
+    sections: tuple[Section, ...]
     multiplicity: stats.Multiplicity
-    slo: dict[str, stats.SloCheck]
+    slo: dict[str, stats.SloCheck] = {}
+
+    @property
+    def rows(self) -> list[Row]:
+        return [r for s in self.sections for r in s.rows]
+
+    @property
+    def comparisons(self) -> list[stats.Comparison]:
+        return [r.comparison for r in self.rows]
+
+    def colours(self) -> dict[str, str]:
+        """Each configuration's colour, by its label."""
+        return {c.label: c.colour for c in self.configurations}
+
+    def write(self, run_dir: Path) -> Path:
+        path = Path(run_dir) / FILE
+        path.write_text(self.model_dump_json(indent=2))
+        return path
+
+    @classmethod
+    def read(cls, run_dir: Path) -> Decisions:
+        return cls.model_validate_json((Path(run_dir) / FILE).read_text())
 
 
 def label(row: pd.Series | dict) -> str:
@@ -110,31 +204,188 @@ def _context(row: pd.Series, vary: tuple[str, ...]) -> str:
     return ", ".join(str(p) for p in parts if p is not None)
 
 
+class _Short:
+    """Short names of points for the figure and the summary: only the dimensions that
+    vary across the campaign's points."""
+
+    def __init__(self, ok: pd.DataFrame):
+        self.vary = {c for c in ("engine", "version", "topology", "node_type", "workload")
+                     if ok[c].nunique() > 1}  # fmt: skip
+
+    def __call__(self, row: pd.Series, drop: str = "") -> str:
+        parts = []
+        if {"engine", "version"} & self.vary and drop != "engine":
+            parts.append(f"{row['engine']} {row['version']}")
+        parts += [str(row[c]) for c in ("topology", "node_type", "workload")
+                  if c in self.vary and c != drop]  # fmt: skip
+        return ", ".join(parts)
+
+
+def _turned(c: stats.Comparison, as_measured: bool = False) -> bool:
+    """Whether the summary states ``c`` from b's side: b won, so say what b gains."""
+    return c.verdict == "b_better" and not as_measured
+
+
+def change_words(c: stats.Comparison, than: str = "", as_measured: bool = False) -> str:
+    """'18.3% more throughput', '20.0% lower p99 latency', or '': the winner's against the
+    other's (b's against a's when b won), else (or ``as_measured``) a's against b's."""
+    if c.ratio is None:
+        return ""
+    ratio = 1 / c.ratio if _turned(c, as_measured) else c.ratio
+    up = ratio >= 1
+    if stats.HIGHER_IS_BETTER[c.metric]:
+        way = "more" if up else "less"
+    else:
+        way = "higher" if up else "lower"
+    text = f"{100 * abs(ratio - 1):.1f}% {way} {stats.METRIC_LABELS[c.metric]}"
+    return f"{text} than {than}" if than else text
+
+
+def interval_words(c: stats.Comparison, as_measured: bool = False) -> str:
+    """'+9.1% to +28.0%, 95.3% interval' (the side :func:`change_words` takes), or ''."""
+    iv = c.interval
+    if iv is None:
+        return ""
+    low, high = (1 / iv.high, 1 / iv.low) if _turned(c, as_measured) else (iv.low, iv.high)
+    level = stats.level_text(iv.level)
+    return f"{stats.pct_text(low)} to {stats.pct_text(high)}, {level} interval"
+
+
+def _pair_change(c: stats.Comparison) -> str:
+    """A pair's 'by how much': the winner's gain over the other, or what a measured
+    against b when there is no winner."""
+    if c.winner is not None:
+        return change_words(c, c.a if _turned(c) else c.b)
+    if c.ratio is None:
+        return ""
+    return f"{c.a}: {change_words(c, c.b)} (measured)"
+
+
+def why_not_words(c: stats.Comparison) -> str:
+    """Why a comparison names no winner, in words a reader of a blog post understands;
+    '' when it names one."""
+    runs = f"{c.n_a} and {c.n_b} runs"
+    if c.verdict == "client_bound":
+        k = c.client_bound_runs
+        return (
+            f"in {k} of the {c.n_a + c.n_b} runs the load generator, not the server, was the "
+            "bottleneck: those runs measured the load generator"
+        )
+    if c.verdict == "not_enough_data":
+        if min(c.n_a, c.n_b) < 2:
+            return f"too few runs to tell ({runs}; at least 2 on each side are needed)"
+        return "every run gave the same number, so how much runs vary is unknown"
+    if c.verdict == "no_significant_difference":
+        if c.interval is not None and c.interval.excludes(1.0):
+            return (
+                f"the difference is smaller than the {c.min_effect_pct:g}% this campaign "
+                "counts as a difference (min_effect_pct)"
+            )
+        return f"too close to call: the {runs} vary more than they differ"
+    return ""
+
+
+def answer_words(c: stats.Comparison) -> str:
+    """The summary's answer cell: the winner, or why there is none in two words."""
+    if c.winner is not None:
+        return c.winner
+    if c.verdict == "no_significant_difference":
+        under = c.interval is not None and c.interval.excludes(1.0)
+        return f"no difference over {c.min_effect_pct:g}%" if under else "no clear difference"
+    return "no answer"
+
+
+def _verdict_word(c: stats.Comparison, name_a: str, name_b: str) -> str:
+    """The decision figure's word for a row (its points by their short names)."""
+    if c.verdict in ("a_better", "b_better"):
+        return f"{name_a if c.verdict == 'a_better' else name_b} better"
+    if c.verdict == "client_bound":
+        return "withheld: client-bound"
+    if c.verdict == "not_enough_data":
+        return "withheld: too few runs"
+    return answer_words(c)
+
+
 class _Comparer:
-    def __init__(self, ev: Evidence, min_effect_pct: float, priced: bool):
-        self.ev, self.min_effect, self.priced = ev, min_effect_pct, priced
-        self.made: list[stats.Comparison] = []
+    def __init__(self, ev: Evidence, min_effect_pct: float, priced: bool, short: _Short):
+        self.ev, self.min_effect, self.priced, self.short = ev, min_effect_pct, priced, short
 
     def metrics(self) -> tuple[tuple[str, str, str, str], ...]:
         return METRICS if self.priced else METRICS[:2]
 
     def compare(self, a: pd.Series, b: pd.Series, name_a: str, name_b: str, metric: str,
                 column: str) -> stats.Comparison:  # fmt: skip
-        c = stats.compare(
+        return stats.compare(
             self.ev.side(a["point_id"], column, name_a),
             self.ev.side(b["point_id"], column, name_b),
             metric,  # type: ignore[arg-type]
             self.min_effect,
         )
-        self.made.append(c)
-        return c
 
-    def pair(self, a: pd.Series, b: pd.Series, name_a: str, name_b: str, ctx: str) -> tuple:
-        """One sentence over every metric of a vs b, and the comparisons made."""
-        found = [self.compare(a, b, name_a, name_b, m, col) for m, col, _, _ in self.metrics()]
+    def row(self, section: str, group: str, label: str, a: pd.Series, b: pd.Series,
+            c: stats.Comparison, names: tuple[str, str] | None = None) -> Row:  # fmt: skip
+        return Row(
+            section=section,
+            group=group,
+            label=label,
+            a_point=a["point_id"],
+            b_point=b["point_id"],
+            verdict_word=_verdict_word(c, *(names or (c.a, c.b))),
+            withheld=c.verdict in ("client_bound", "not_enough_data"),
+            comparison=c,
+        )
+
+
+class _Pairs:
+    """A pairwise section (engine, topology, node size): its sentences, rows and answers."""
+
+    def __init__(self, cmp: _Comparer, key: str, title: str, vary: str):
+        self.cmp, self.key, self.title, self.vary = cmp, key, title, vary
+        self.found: list[stats.Comparison] = []
+        self.details: list[str] = []
+        self.rows: list[Row] = []
+        self.answers: list[Answer] = []
+        self.pairs = 0
+
+    def add(self, a: pd.Series, b: pd.Series, name_a: str, name_b: str, extra: str = "") -> None:
+        """a vs b on every metric: one sentence, a row and an answer per metric."""
+        self.pairs += 1
+        cmp = self.cmp
+        found = [cmp.compare(a, b, name_a, name_b, m, col) for m, col, _, _ in cmp.metrics()]
         parts = [c.sentence.split(": ", 1)[1].rstrip(".") for c in found]
         words = [f"{stats.METRIC_LABELS[c.metric]}: {p}" for c, p in zip(found, parts, strict=True)]
-        return f"[{ctx}] {name_a} vs {name_b}: " + "; ".join(words) + ".", found
+        ctx = _context(a, (self.vary,))
+        self.details.append(f"[{ctx}] {name_a} vs {name_b}: " + "; ".join(words) + extra + ".")
+        where = cmp.short(a, drop=self.vary)
+        label = f"{name_a} vs {name_b}" + (f", {where}" if where else "")
+        for c in found:
+            what = stats.METRIC_LABELS[c.metric]
+            lower = "" if stats.HIGHER_IS_BETTER[c.metric] else " (lower is better)"
+            self.rows.append(cmp.row(self.key, f"{self.title}: {what}{lower}", label, a, b, c))
+            self.answers.append(
+                Answer(
+                    subject=f"{name_a} vs {name_b}, {what}" + (f", {where}" if where else ""),
+                    answer=answer_words(c),
+                    by_how_much=_pair_change(c),
+                    interval=interval_words(c),
+                    why_not=why_not_words(c),
+                    configurations=(configuration(a), configuration(b)),
+                )
+            )
+        self.found += found
+
+    def section(self, names: tuple[str, str], what: str, none: str) -> Section:
+        if not self.pairs:
+            return Section(key=self.key, title=self.title, ask=ASKS[self.key], headline=none)
+        return Section(
+            key=self.key,
+            title=self.title,
+            ask=ASKS[self.key],
+            headline=_tally(self.found, *names, what, self.pairs),
+            details=tuple(self.details),
+            answers=tuple(self.answers),
+            rows=tuple(self.rows),
+        )
 
 
 def _tally(found: list[stats.Comparison], name_a: str, name_b: str, what: str, pairs: int) -> str:
@@ -150,13 +401,18 @@ def _tally(found: list[stats.Comparison], name_a: str, name_b: str, what: str, p
 
 
 def best_section(ok: pd.DataFrame, cmp: _Comparer, slo: dict[str, stats.SloCheck]) -> Section:
-    """Best throughput, p99 and ops per dollar per workload, each against its runner-up."""
+    """Best throughput, p99 and ops per dollar per workload: the point with the best mean,
+    against every other point. It is named best only when it is significantly ahead of
+    all of them; otherwise the answer names the points it cannot tell apart from it."""
     details: list[str] = []
     heads: list[str] = []
+    rows: list[Row] = []
+    answers: list[Answer] = []
     workloads = list(dict.fromkeys(ok["workload"]))
     for wl in workloads:
         d = ok[ok["workload"] == wl]
         prefix = f"[{wl}] " if len(workloads) > 1 else ""
+        suffix = f" ({wl})" if len(workloads) > 1 else ""
         for metric, col, unit, fmt in cmp.metrics():
             pool = d
             among = ""
@@ -171,26 +427,98 @@ def best_section(ok: pd.DataFrame, cmp: _Comparer, slo: dict[str, stats.SloCheck
             ranked = _ranked(pool, col, metric, cmp.ev)
             if not ranked:
                 continue
-            best, mean, ps = ranked[0]
+            top, mean, ps = ranked[0]
             what = stats.METRIC_LABELS[metric]
-            head = f"{prefix}Best {what}{among}: {best['label']}, {_value(mean, ps, unit, fmt)}"
+            value = _value(mean, ps, unit, fmt)
+            subject = f"Best {what}{among}{suffix}"
             if len(ranked) == 1:
-                details.append(head + " (no other point to compare).")
-                heads.append(f"{what}: {best['label']} (alone)")
+                details.append(
+                    f"{prefix}Best {what}{among}: {top['label']}, {value} (no other point to "
+                    "compare)."
+                )
+                heads.append(f"best {what}: {top['label']} (alone)")
+                answers.append(
+                    Answer(
+                        subject=subject,
+                        answer=configuration(top),
+                        why_not="the only point measured: nothing to compare it with",
+                        configurations=(configuration(top),),
+                    )
+                )
                 continue
-            runner = ranked[1][0]
-            c = cmp.compare(best, runner, best["label"], runner["label"], metric, col)
-            details.append(f"{head}. Against the runner-up: {c.sentence}")
-            verdict = "a clear winner" if c.winner else VERDICT_WORDS[c.verdict].format(a="", b="")
-            heads.append(f"{what}: {best['label']} ({verdict})")
+            found = [
+                cmp.compare(top, other, top["label"], other["label"], metric, col)
+                for other, _, _ in ranked[1:]
+            ]
+            lower = "" if stats.HIGHER_IS_BETTER[metric] else ", lower is better"
+            group = f"Best {what}{suffix}: {cmp.short(top) or top['label']} against{lower}"
+            for (other, _, _), c in zip(ranked[1:], found, strict=True):
+                short = cmp.short(other) or str(other["label"])
+                names = ("clearly", short)  # under "Best ...: <top> against": "clearly better"
+                rows.append(cmp.row("best", group, short, top, other, c, names))
+            runner = found[0]
+            tied = [o for (o, _, _), c in zip(ranked[1:], found, strict=True)
+                    if c.verdict != "a_better"]  # fmt: skip
+            others = [f"Against {c.b}: {c.sentence}" for c in found[1:]]
+            if not tied:
+                details.append(
+                    f"{prefix}Best {what}{among}: {top['label']}, {value}. Against the runner-up: "
+                    f"{runner.sentence}"
+                )
+                details += [prefix + o for o in others]
+                heads.append(f"best {what}: {top['label']}, significantly ahead of the others")
+                answers.append(
+                    Answer(
+                        subject=subject,
+                        answer=configuration(top),
+                        by_how_much=change_words(
+                            runner, f"the runner-up, {configuration(ranked[1][0])}"
+                        ),
+                        interval=interval_words(runner),
+                        configurations=(configuration(top), configuration(ranked[1][0])),
+                    )
+                )
+                continue
+            why = next(c for c in found if c.verdict != "a_better")
+            names = [top, *tied]
+            top_mean = "Highest mean" if stats.HIGHER_IS_BETTER[metric] else "Lowest mean"
+            details.append(
+                f"{prefix}{top_mean} {what}{among}: {top['label']}, {value}, but not "
+                f"significantly ahead of {len(tied)} other point{'s' if len(tied) != 1 else ''}. "
+                f"Against the runner-up: {runner.sentence}"
+            )
+            details += [prefix + o for o in others]
+            heads.append(
+                f"best {what}: cannot tell apart " + "; ".join(str(n["label"]) for n in names)
+            )
+            answers.append(
+                Answer(
+                    subject=subject,
+                    answer="cannot tell apart: " + "; ".join(configuration(n) for n in names),
+                    by_how_much=f"{top_mean.lower()}, "
+                    + change_words(runner, "the runner-up", as_measured=True),
+                    interval=interval_words(runner, as_measured=True),
+                    why_not=why_not_words(why),
+                    configurations=tuple(configuration(n) for n in names),
+                )
+            )
     if len(workloads) > 1:
         head = (
             f"{len(workloads)} workloads: winners are given per workload below "
             "(absolute numbers are not comparable across workloads)."
         )
     else:
-        head = "Highest mean " + "; ".join(heads) + "." if heads else "Nothing to rank."
-    return Section("Best overall", head, details)
+        head = "; ".join(heads) + "." if heads else "Nothing to rank."
+        head = head[0].upper() + head[1:]
+    return Section(
+        key="best",
+        title="Best overall",
+        ask=ASKS["best"],
+        headline=head,
+        details=tuple(details),
+        answers=tuple(answers),
+        rows=tuple(rows),
+    )
 
 
 def _ranked(d: pd.DataFrame, col: str, metric: str, ev: Evidence) -> list:
@@ -211,40 +539,32 @@ def _value(mean: float, ps: stats.PointStats, unit: str, fmt: str) -> str:
 
 def engine_section(ok: pd.DataFrame, cmp: _Comparer) -> Section:
     """Valkey vs Redis on points that differ only by engine (and its version)."""
-    found, details, pairs = [], [], 0
+    pairs = _Pairs(cmp, "engine", "Redis vs Valkey", "engine")
     for g in _groups(ok, "engine", ignore=("version",)):
         for (_, v), (_, r) in product(
             g[g["engine"] == "valkey"].iterrows(), g[g["engine"] == "redis"].iterrows()
         ):
-            pairs += 1
-            line, made = cmp.pair(
-                v, r, f"Valkey {v['version']}", f"Redis {r['version']}", _context(v, ("engine",))
-            )
-            details.append(line)
-            found += made
-    if not pairs:
-        return Section("Redis vs Valkey", "No pair of points differs only by engine.")
-    return Section("Redis vs Valkey", _tally(found, "Valkey", "Redis", "Valkey vs Redis", pairs),
-                   details)  # fmt: skip
+            pairs.add(v, r, f"Valkey {v['version']}", f"Redis {r['version']}")
+    return pairs.section(
+        ("Valkey", "Redis"), "Valkey vs Redis", "No pair of points differs only by engine."
+    )
 
 
 def topology_section(ok: pd.DataFrame, cmp: _Comparer) -> Section:
     """Cluster vs cluster-mode-off on points that differ only by topology."""
-    found, details, pairs = [], [], 0
+    pairs = _Pairs(cmp, "topology", "Single node vs cluster", "topology")
     for g in _groups(ok, "topology"):
         clusters = g[g["cluster_mode"].astype(bool)]
         singles = g[~g["cluster_mode"].astype(bool)]
         for (_, c), (_, s) in product(clusters.iterrows(), singles.iterrows()):
-            pairs += 1
             name_c = f"{c['topology']} ({int(c['nodes'])} nodes)"
             name_s = f"{s['topology']} ({int(s['nodes'])} node{'s' if s['nodes'] != 1 else ''})"
-            line, made = cmp.pair(c, s, name_c, name_s, _context(c, ("topology",)))
-            details.append(line)
-            found += made
-    if not pairs:
-        return Section("Single node vs cluster", "No pair of points differs only by topology.")
-    head = _tally(found, "cluster", "single node", "Cluster vs single node", pairs)
-    return Section("Single node vs cluster", head, details)
+            pairs.add(c, s, name_c, name_s)
+    return pairs.section(
+        ("cluster", "single node"),
+        "Cluster vs single node",
+        "No pair of points differs only by topology.",
+    )
 
 
 def _size_key(row: pd.Series) -> tuple:
@@ -254,25 +574,22 @@ def _size_key(row: pd.Series) -> tuple:
 
 def node_size_section(ok: pd.DataFrame, cmp: _Comparer) -> Section:
     """Each node type vs the next smaller one, on points that differ only by node type."""
-    found, details, pairs = [], [], 0
+    pairs = _Pairs(cmp, "node_size", "Node size", "node_type")
     for g in _groups(ok, "node_type"):
         rows = sorted((r for _, r in g.iterrows()), key=_size_key)
         for small, big in pairwise(rows):
             if small["node_type"] == big["node_type"]:
                 continue
-            pairs += 1
-            line, made = cmp.pair(
-                big, small, big["node_type"], small["node_type"], _context(big, ("node_type",))
-            )
             cb, cs = big.get("cluster_usd_hour"), small.get("cluster_usd_hour")
+            price = ""
             if _finite(cb) and _finite(cs) and cs:
-                line = line[:-1] + f"; price {cb / cs:.2f}x (${cb:.3f} vs ${cs:.3f}/h)."
-            details.append(line)
-            found += made
-    if not pairs:
-        return Section("Node size", "No pair of points differs only by node type.")
-    head = _tally(found, "the larger node type", "the smaller node type", "Node size", pairs)
-    return Section("Node size", head, details)
+                price = f"; price {cb / cs:.2f}x (${cb:.3f} vs ${cs:.3f}/h)"
+            pairs.add(big, small, big["node_type"], small["node_type"], price)
+    return pairs.section(
+        ("the larger node type", "the smaller node type"),
+        "Node size",
+        "No pair of points differs only by node type.",
+    )
 
 
 def slo_checks(ok: pd.DataFrame, ev: Evidence, slo_p99_ms: float | None) -> dict:
@@ -298,7 +615,22 @@ def slo_section(ok: pd.DataFrame, checks: dict[str, stats.SloCheck], ev: Evidenc
             + ", ".join(names[p] for p in ranked)
             + "."
         )
-    return Section("Latency objective", head, details)
+    meets = [row for _, row in ok.iterrows() if checks[row["point_id"]].status == "meets"]
+    open_ = counts["undecided"] + counts["not_enough_data"]
+    answer = Answer(
+        subject=f"p99 under {slo:g} ms",
+        answer="; ".join(str(r["label"]) for r in meets) if meets else "none",
+        why_not=(
+            f"{open_} point{'s' if open_ != 1 else ''} undecided: the interval of "
+            f"{'their' if open_ != 1 else 'its'} runs' p99 straddles the objective, or there are "
+            "too few runs"
+            if open_
+            else ""
+        ),
+        configurations=tuple(configuration(r) for r in meets),
+    )
+    return Section(key="slo", title="Latency objective", ask=ASKS["slo"], headline=head,
+                   details=tuple(details), answers=(answer,))  # fmt: skip
 
 
 def stability_section(ok: pd.DataFrame, runs: pd.DataFrame, ev: Evidence) -> Section | None:
@@ -332,7 +664,7 @@ def stability_section(ok: pd.DataFrame, runs: pd.DataFrame, ev: Evidence) -> Sec
         "run(s) with load generator CPU unknown: their comparisons carry wide intervals, no "
         "verdict or that caveat."
     )
-    return Section("Stability", head, details)
+    return Section(key="stability", title="Stability", headline=head, details=tuple(details))
 
 
 def decide(
@@ -340,22 +672,29 @@ def decide(
     runs: pd.DataFrame,
     min_effect_pct: float = 2.0,
     slo_p99_ms: float | None = None,
-) -> Decision:
-    """All decision sections for the points with results (``label`` column added if absent)."""
+) -> Decisions:
+    """All decision sections for the points with results (``label`` column added if absent).
+
+    The campaign's name, its configurations' colours and its caveats are the report's
+    to add (``model_copy``)."""
     if ok.empty:
-        empty = stats.multiplicity([])
-        return Decision(
-            [Section("Nothing finished", "No point finished, so there is nothing to compare.")],
-            [],
-            empty,
-            {},
+        nothing = Section(
+            key="nothing",
+            title="Nothing finished",
+            headline="No point finished, so there is nothing to compare.",
+        )
+        return Decisions(
+            min_effect_pct=min_effect_pct,
+            slo_p99_ms=slo_p99_ms,
+            sections=(nothing,),
+            multiplicity=stats.multiplicity([]),
         )
     ok = ok.copy()
     if "label" not in ok:
         ok["label"] = ok.apply(label, axis=1)
     ev = Evidence(runs)
     priced = bool(pd.to_numeric(ok["ops_per_dollar"], errors="coerce").notna().any())
-    cmp = _Comparer(ev, min_effect_pct, priced)
+    cmp = _Comparer(ev, min_effect_pct, priced, _Short(ok))
     checks = slo_checks(ok, ev, slo_p99_ms)
     sections = [
         best_section(ok, cmp, checks),
@@ -367,4 +706,11 @@ def decide(
         sections.append(slo_section(ok, checks, ev))
     if (stab := stability_section(ok, runs, ev)) is not None:
         sections.append(stab)
-    return Decision(sections, cmp.made, stats.multiplicity(cmp.made), checks)
+    made = [r.comparison for s in sections for r in s.rows]
+    return Decisions(
+        min_effect_pct=min_effect_pct,
+        slo_p99_ms=slo_p99_ms,
+        sections=tuple(sections),
+        multiplicity=stats.multiplicity(made),
+        slo=checks,
+    )

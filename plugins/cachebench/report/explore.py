@@ -4,7 +4,8 @@ For each workload (absolute numbers of different workloads do not compare) one
 plotly chart per metric: throughput and p99 per second (``load.json``'s
 series), the busiest node's CPUUtilization and network in/out Gbps
 (``metrics.parquet``) against the node type's baseline and burst. One trace
-per run, named "<point> rep <k>", coloured by point so a point's repetitions
+per run, named "<point> rep <k>", in its configuration's colour (the same in every
+figure of the report: :mod:`cachebench.report.palette`), so a point's repetitions
 look alike; x is seconds since the run's measured window started, so runs
 overlay. The charts are drawn by plotly.js from one local copy,
 ``figures/plotly.min.js`` (:func:`write_plotly_js`): the report works offline.
@@ -30,7 +31,6 @@ import plotly.io as pio
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from plotly.colors import qualitative
 from plotly.offline import get_plotlyjs
 from pydantic import BaseModel, ConfigDict
 
@@ -44,7 +44,6 @@ CHART_POINTS = 40_000
 PAGE_POINTS = 200_000
 MIN_TRACE_POINTS = 600
 PLOTLY_JS = "figures/plotly.min.js"
-PALETTE = qualitative.Dark24
 XLABEL = "seconds since the run's measured window started"
 #: Chart keys, in page order: (title, y axis, hover number format).
 KINDS = {
@@ -69,6 +68,8 @@ class ExploreRun(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     point_id: str
+    configuration: str  # palette.configuration of its point
+    colour: str  # its configuration's colour
     repetition: int
     workload: str
     node_type: str
@@ -209,11 +210,6 @@ def _drawn_metrics(path: Path) -> pd.DataFrame:
     )
 
 
-def _point_colours(runs: Sequence[RunData]) -> dict[str, str]:
-    points = list(dict.fromkeys(r.run.point_id for r in runs))
-    return {p: PALETTE[i % len(PALETTE)] for i, p in enumerate(points)}
-
-
 def _lines(runs: Sequence[RunData]) -> list[tuple[str, float, str]]:
     """(label, Gbps, colour) of each node type's baseline and burst, once per value."""
     out, seen = [], set()
@@ -235,9 +231,7 @@ def typed(a: np.ndarray) -> dict[str, str]:
     return {"dtype": "f4", "bdata": base64.b64encode(a.astype("<f4").tobytes()).decode("ascii")}
 
 
-def figure(
-    key: str, runs: Sequence[RunData], per_trace: int, colours: dict[str, str]
-) -> dict[str, Any]:
+def figure(key: str, runs: Sequence[RunData], per_trace: int) -> dict[str, Any]:
     """The plotly figure (data, layout) of metric ``key`` with one trace per run."""
     title, unit, fmt = KINDS[key]
     traces, down = [], False
@@ -254,7 +248,7 @@ def figure(
                 "y": typed(y),
                 "name": f"{r.run.point_id} rep {r.run.repetition}",
                 "legendgroup": r.run.point_id,
-                "line": {"color": colours[r.run.point_id], "width": 1.5},
+                "line": {"color": r.run.colour, "width": 1.5},
                 "hovertemplate": f"%{{y:{fmt}}} {unit}{node}",
             }
         )
@@ -296,10 +290,8 @@ def figure(
     return {"data": traces, "layout": layout}
 
 
-def _chart(
-    key: str, div_id: str, runs: Sequence[RunData], per_trace: int, colours: dict[str, str]
-) -> ExploreChart:
-    fig = figure(key, runs, per_trace, colours)
+def _chart(key: str, div_id: str, runs: Sequence[RunData], per_trace: int) -> ExploreChart:
+    fig = figure(key, runs, per_trace)
     # validate=False: plotly's graph objects would check every property of every trace,
     # ten times the cost of the rest; tests/unit/test_explore.py validates the figures.
     html = pio.to_html(
@@ -330,7 +322,6 @@ def explore(runs: Sequence[ExploreRun]) -> list[WorkloadCharts]:
     page_traces = sum(len(d.series) for d in data)
     out = []
     for w_index, (workload, rs) in enumerate(by_workload.items()):
-        colours = _point_colours(rs)
         charts, notes = [], list(unread.pop(workload, []))
         for key in KINDS:
             have = [r for r in rs if key in r.series]
@@ -343,7 +334,7 @@ def explore(runs: Sequence[ExploreRun]) -> list[WorkloadCharts]:
             if lacking:
                 notes.append(f"{KINDS[key][0]}: no data for {', '.join(lacking)}.")
             per_trace = _per_trace(len(have), page_traces)
-            charts.append(_chart(key, f"explore-{w_index}-{key}", have, per_trace, colours))
+            charts.append(_chart(key, f"explore-{w_index}-{key}", have, per_trace))
         out.append(WorkloadCharts(workload=workload, runs=len(rs), charts=charts, notes=notes))
     for workload, notes in unread.items():  # no run of it could be read
         out.append(WorkloadCharts(workload=workload, runs=0, charts=[], notes=notes))

@@ -31,7 +31,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from cachebench.models import METRIC_COLUMNS, LoadResult, Point
-from cachebench.report import plots
+from cachebench.report import palette, plots
 
 if TYPE_CHECKING:
     from cachebench.pricing import Price
@@ -344,12 +344,18 @@ def export_point(
         return _export_point(point, metrics, load, Path(out_dir), spec, figures)
 
 
-def draw_dashboard(point: Point, out_dir: Path, spec: InstanceSpec | None) -> dict[str, str]:
-    """The dashboard of an exported run (its metrics.parquet and load.json), drawn now."""
+def draw_dashboard(
+    point: Point, out_dir: Path, spec: InstanceSpec | None, colour: str | None = None
+) -> dict[str, str]:
+    """The dashboard of an exported run (its metrics.parquet and load.json), drawn now in
+    its configuration's ``colour`` (default: the palette's first)."""
     out = Path(out_dir)
     m = normalize_metrics(pd.read_parquet(out / "metrics.parquet"))
     load = LoadResult.model_validate_json((out / "load.json").read_text())
-    chart = plots.point_chart(point_title(point), m, network_gbps(m), load, spec, load.started_at)
+    colour = colour or palette.CONFIGURATION_COLOURS[0]
+    chart = plots.point_chart(
+        point_title(point), m, network_gbps(m), load, spec, load.started_at, colour
+    )
     return plots.save(chart, out / "figures", plots.POINT_FIGURE)
 
 

@@ -20,10 +20,13 @@ import numpy as np
 import pandas as pd
 
 from cachebench.models import LoadResult
+from cachebench.report import palette, stats
 from cachebench.report.chart import (
-    COLOURS,
+    COLUMN_IN,
     BarPanel,
     Chart,
+    ForestPanel,
+    ForestRow,
     HLine,
     Key,
     Line,
@@ -33,10 +36,12 @@ from cachebench.report.chart import (
 )
 
 if TYPE_CHECKING:
+    from cachebench.report.decision import Decisions, Row
     from cachebench.specs import InstanceSpec
 
-ENGINE_COLOURS = {"redis": "#d62728", "valkey": "#1f77b4"}
-BASELINE_COLOUR, BURST_COLOUR = "black", "#ff7f0e"
+BASELINE_COLOUR, BURST_COLOUR = palette.REFERENCE, palette.BURST
+#: A bar of a point some of whose runs were client-bound.
+CLIENT_BOUND_KEY = Key("client-bound runs (measured the load generator)", "#7F7F7F", "box:///")
 GIB = 1024**3
 #: Most points drawn per line; longer series become buckets (mean line + min-max band).
 MAX_POINTS = 300
@@ -59,6 +64,7 @@ POINT_FIGURE = "dashboard"
 __all__ = [
     "CAMPAIGN_FIGURES",
     "POINT_FIGURE",
+    "decision_chart",
     "envelope",
     "gaps",
     "node_series",
@@ -183,15 +189,18 @@ def point_chart(
     load: LoadResult,
     spec: InstanceSpec | None,
     t0: float,
+    colour: str = palette.CONFIGURATION_COLOURS[0],
 ) -> Chart:
-    """One point's dashboard: throughput, latency, CPU, network vs baseline/burst, memory.
+    """One point's dashboard: throughput, latency, CPU, network vs baseline/burst, memory,
+    in its configuration's ``colour`` (its nodes in shades of it).
 
     ``m`` is the point's long table, ``net`` its :func:`~cachebench.report.export.network_gbps`.
     """
     series = node_series(m, tuple(k for k, *_ in NODE_PANELS if not k.startswith("Network")), t0)
     series |= _net_series(net, t0)
     names = sorted({node for lst in series.values() for node, *_ in lst})
-    colour = {n: COLOURS[i % len(COLOURS)] for i, n in enumerate(names)}
+    config = colour
+    colour = dict(zip(names, palette.shades(config, len(names)), strict=True))
     spans = [s[-1] for lst in series.values() for _, s, _ in lst if len(s)]
     samples = load.series
     # The whole load (a last sample falls just short of it), else whatever was sampled.
@@ -204,16 +213,18 @@ def point_chart(
     lat = LinePanel("latency (ms)", empty="no per-second latency recorded")
     if samples:
         sec = np.array([s.second for s in samples], dtype=float) / unit
-        line, down = _line(sec, np.array([s.ops_per_sec for s in samples], dtype=float), "#333333")
+        line, down = _line(sec, np.array([s.ops_per_sec for s in samples], dtype=float), config)
         ops.lines.append(line)
-        ops.hlines.append(HLine(load.ops_per_sec, f"mean {load.ops_per_sec:,.0f}", "#1f77b4"))
+        ops.hlines.append(
+            HLine(load.ops_per_sec, f"mean {load.ops_per_sec:,.0f}", BASELINE_COLOUR, ":", 1.0)
+        )
         downsampled |= down
-        for key, col in (("p50_ms", "#2ca02c"), ("p99_ms", "#d62728")):
+        for key, style in (("p50_ms", "--"), ("p99_ms", "-")):
             y = np.array([getattr(s, key) for s in samples], dtype=float)
             if np.isfinite(y).any():
-                line, down = _line(sec, y, col)
+                line, down = _line(sec, y, config, style)
                 lat.lines.append(line)
-                lat.keys.append(Key(key.removesuffix("_ms"), col))
+                lat.keys.append(Key(key.removesuffix("_ms"), config, style))
                 downsampled |= down
     panels: list[LinePanel] = [ops, lat]
 
@@ -246,8 +257,8 @@ def point_chart(
     return Chart(
         title=title,
         panels=panels,
-        width=10.0,  # 1000 x 920 px: every PNG byte is zlib work on the critical path
-        height=9.2,
+        width=COLUMN_IN,
+        height=8.4,
         ncols=2,
         xlabel="minutes since load start" if minutes else "seconds since load start",
         xlim=(0.0, span / unit) if span > 0 else None,
@@ -263,57 +274,105 @@ def _col(df: pd.DataFrame, name: str) -> np.ndarray:
     return pd.to_numeric(df[name], errors="coerce").to_numpy(dtype="float64")
 
 
-def _bar_chart(title: str, panel: BarPanel) -> Chart:
+def _bound(df: pd.DataFrame) -> list[bool]:
+    """Per point: were any of its runs client-bound?"""
+    return [bool(v > 0) for v in np.nan_to_num(_col(df, "client_bound_runs"))]
+
+
+def _bar_chart(title: str, panel: BarPanel, note: str = "") -> Chart:
     n, k = len(panel.labels), max(1, len(panel.series))
     keys = list(panel.keys)
     if not keys and k > 1:
-        colours = panel.colours or [COLOURS[i % len(COLOURS)] for i in range(k)]
-        keys = [Key(name, c, "box") for name, c in zip(panel.series, colours, strict=True)]
+        alphas = panel.alphas or [1.0] * k
+        keys = [Key(name, "#555555", f"box:{a:g}") for name, a in zip(panel.series, alphas,
+                                                                       strict=True)]  # fmt: skip
     keys += [Key(m.label, m.colour, m.style) for m in panel.marks]
-    height = max(3.0, n * (0.1 + 0.055 * k) + 1.4)  # 50 points x 4 bars: 17 in
-    return Chart(title, [panel], width=10.0, height=height, keys=keys)
+    if panel.hatched and any(panel.hatched):
+        keys.append(CLIENT_BOUND_KEY)
+    height = max(3.0, n * (0.14 + 0.1 * k) + 1.8)
+    return Chart(title, [panel], width=COLUMN_IN, height=height, keys=keys, note=note)
 
 
-def campaign_throughput(df: pd.DataFrame, labels: list[str]) -> Chart:
-    """Ops/s per point, coloured by engine, values printed at the bar ends."""
+INTERVAL_NOTE = "Bars: the mean of a point's runs; whiskers: its 95% interval."
+
+
+def _with_interval(df: pd.DataFrame, prefix: str) -> tuple[np.ndarray, np.ndarray]:
+    return _col(df, f"{prefix}_ci_low"), _col(df, f"{prefix}_ci_high")
+
+
+def campaign_throughput(df: pd.DataFrame, labels: list[str], colours: list[str]) -> Chart:
+    """Ops/s per point with its 95% interval, in each configuration's colour."""
     ops = _col(df, "ops_per_sec")
-    engines = [str(e) for e in df["engine"]]
     panel = BarPanel(
         labels,
         {"ops/s": ops},
         "ops/s",
-        bar_colours=[ENGINE_COLOURS.get(e, "grey") for e in engines],
+        bar_colours=colours,
+        errors={"ops/s": _with_interval(df, "ops")},
+        hatched=_bound(df),
         bar_text=[f"{v:,.0f}" if math.isfinite(v) else "" for v in ops],
-        keys=[Key(e, c, "box") for e, c in ENGINE_COLOURS.items() if e in set(engines)],
     )
-    return _bar_chart("Throughput", panel)
+    return _bar_chart("Throughput", panel, INTERVAL_NOTE)
 
 
-def campaign_latency(df: pd.DataFrame, labels: list[str]) -> Chart:
-    """p50/p90/p99/p99.9 per point, log scale."""
-    series = {
-        "p50": _col(df, "p50_ms"),
-        "p90": _col(df, "p90_ms"),
-        "p99": _col(df, "p99_ms"),
-        "p99.9": _col(df, "p99_9_ms"),
-    }
-    panel = BarPanel(labels, series, "latency (ms, log scale)", log=True)
-    return _bar_chart("Latency percentiles", panel)
+#: Latency percentiles: (series, summary column, interval prefix, shade).
+PERCENTILES = (
+    ("p50", "p50_ms", "p50", 0.35),
+    ("p90", "p90_ms", "p90", 0.55),
+    ("p99", "p99_ms", "p99", 0.8),
+    ("p99.9", "p99_9_ms", "p999", 1.0),
+)
 
 
-def campaign_cpu(df: pd.DataFrame, labels: list[str]) -> Chart:
-    """Busiest node's mean and max of host CPU and engine CPU."""
+def campaign_latency(df: pd.DataFrame, labels: list[str], colours: list[str]) -> Chart:
+    """p50/p90/p99/p99.9 per point with their 95% intervals, log scale; percentiles by shade."""
+    panel = BarPanel(
+        labels,
+        {name: _col(df, col) for name, col, _, _ in PERCENTILES},
+        "latency (ms, log scale)",
+        bar_colours=colours,
+        alphas=[a for *_, a in PERCENTILES],
+        errors={name: _with_interval(df, prefix) for name, _, prefix, _ in PERCENTILES},
+        hatched=_bound(df),
+        log=True,
+    )
+    return _bar_chart("Latency percentiles", panel, INTERVAL_NOTE)
+
+
+def campaign_ops_per_dollar(
+    df: pd.DataFrame, labels: list[str], colours: list[str]
+) -> Chart | None:
+    """Ops per dollar per point with its 95% interval; None when nothing is priced."""
+    opd = _col(df, "ops_per_dollar") / 1e6
+    if not np.isfinite(opd).any():
+        return None
+    low, high = _with_interval(df, "opd")
+    panel = BarPanel(
+        labels,
+        {"M ops/$": opd},
+        "million ops per dollar",
+        bar_colours=colours,
+        errors={"M ops/$": (low / 1e6, high / 1e6)},
+        hatched=_bound(df),
+        bar_text=[f"{v:,.1f}" if math.isfinite(v) else "" for v in opd],
+    )
+    return _bar_chart("Ops per dollar", panel, INTERVAL_NOTE)
+
+
+def campaign_cpu(df: pd.DataFrame, labels: list[str], colours: list[str]) -> Chart:
+    """Busiest node's mean and max of host CPU and engine CPU, told apart by shade."""
     series = {
         "CPU mean": _col(df, "cpu_mean"),
         "CPU max": _col(df, "cpu_max"),
         "engine CPU mean": _col(df, "engine_cpu_mean"),
         "engine CPU max": _col(df, "engine_cpu_max"),
     }
-    panel = BarPanel(labels, series, "% (busiest node)", xlim=(0.0, 105.0))
+    panel = BarPanel(labels, series, "% (busiest node)", bar_colours=colours,
+                     alphas=[0.3, 0.55, 0.75, 1.0], xlim=(0.0, 105.0))  # fmt: skip
     return _bar_chart("CPU", panel)
 
 
-def campaign_network(df: pd.DataFrame, labels: list[str]) -> Chart:
+def campaign_network(df: pd.DataFrame, labels: list[str], colours: list[str]) -> Chart:
     """Peak in/out Gbps per point with each node type's baseline (|) and burst (x)."""
     series = {
         "peak in": _col(df, "net_in_gbps_peak"),
@@ -325,17 +384,19 @@ def campaign_network(df: pd.DataFrame, labels: list[str]) -> Chart:
         marks.append(Mark(base, "baseline", BASELINE_COLOUR, "|"))
     if np.isfinite(burst).any():
         marks.append(Mark(burst, "burst", BURST_COLOUR, "x"))
-    panel = BarPanel(labels, series, "Gbps (busiest node)", marks=marks)
+    panel = BarPanel(labels, series, "Gbps (busiest node)", bar_colours=colours,
+                     alphas=[0.5, 1.0], marks=marks)  # fmt: skip
     return _bar_chart("Network peak vs allowance", panel)
 
 
-def campaign_memory(df: pd.DataFrame, labels: list[str]) -> Chart:
+def campaign_memory(df: pd.DataFrame, labels: list[str], colours: list[str]) -> Chart:
     """Peak DatabaseMemoryUsagePercentage per point, peak GiB printed at the bar ends."""
     gib = _col(df, "memory_peak_bytes") / GIB
     panel = BarPanel(
         labels,
         {"memory %": _col(df, "memory_peak_pct")},
         "% of maxmemory (peak)",
+        bar_colours=colours,
         bar_text=[f"{g:.2f} GiB" if math.isfinite(g) else "" for g in gib],
         xlim=(0.0, 115.0),
     )
@@ -345,7 +406,70 @@ def campaign_memory(df: pd.DataFrame, labels: list[str]) -> Chart:
 CAMPAIGN_FIGURES = {
     "throughput": campaign_throughput,
     "latency": campaign_latency,
+    "ops_per_dollar": campaign_ops_per_dollar,
     "cpu": campaign_cpu,
     "network": campaign_network,
     "memory": campaign_memory,
 }
+
+
+# ---- the decision figure: every comparison as a row of a forest plot ----------------
+
+
+def verdict_colour(row: Row) -> str:
+    """A row's colour: a named winner, no significant difference, or withheld."""
+    if row.withheld:
+        return palette.VERDICT_COLOURS["withheld"]
+    if row.comparison.winner is not None:
+        return palette.VERDICT_COLOURS["verdict"]
+    return palette.VERDICT_COLOURS["no_difference"]
+
+
+def forest_row(row: Row) -> ForestRow:
+    c = row.comparison
+    return ForestRow(
+        label=row.label,
+        ratio=c.ratio,
+        low=c.interval.low if c.interval else None,
+        high=c.interval.high if c.interval else None,
+        colour=verdict_colour(row),
+        word=row.verdict_word,
+        hollow=row.withheld,
+    )
+
+
+def decision_chart(decisions: Decisions, section: str | None = None) -> Chart:
+    """Every comparison of ``decisions`` (or of one section) as a row: the ratio a / b with
+    its interval, the no-change line, the min_effect_pct band, the verdict by colour and
+    word; a withheld verdict hollow and dashed. Rows are grouped as the decisions group them."""
+    groups: dict[str, list[ForestRow]] = {}
+    for s in decisions.sections:
+        if section is None or s.key == section:
+            for r in s.rows:
+                groups.setdefault(r.group, []).append(forest_row(r))
+    m = decisions.min_effect_pct
+    levels = sorted({r.comparison.interval.level for r in decisions.rows if r.comparison.interval})
+    level = " or ".join(stats.level_text(v) for v in levels[:2]) + (
+        " ..." if len(levels) > 2 else ""
+    )
+    panel = ForestPanel(
+        groups=list(groups.items()),
+        xlabel="change, first named against second (log scale)",
+        band=(1 - m / 100, 1 + m / 100) if m else None,
+        reference=palette.REFERENCE,
+    )
+    keys = [
+        Key("winner named", palette.VERDICT_COLOURS["verdict"], "o"),
+        Key("no significant difference", palette.VERDICT_COLOURS["no_difference"], "o"),
+        Key("verdict withheld", palette.VERDICT_COLOURS["withheld"], "open"),
+    ]
+    if m:
+        keys.append(Key(f"within {m:g}% (min_effect_pct)", palette.BAND, "box"))
+    n = sum(len(g) + 1 for g in groups.values())
+    title = next((s.title for s in decisions.sections if s.key == section), "Every comparison")
+    note = (
+        "Dot: the ratio of the runs' geometric means; line: its "
+        f"{level or '95%'} interval (the level the run counts need)."
+    )
+    return Chart(title, [panel], width=COLUMN_IN, height=max(3.0, 0.24 * n + 2.0), keys=keys,
+                 note=note)  # fmt: skip

@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import numbers
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,9 +25,12 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from cachebench import pricing
 from cachebench.campaign import CampaignPlan
+from cachebench.history.since import FILE as SINCE_FILE
+from cachebench.history.since import update as update_history
+from cachebench.history.store import Store
 from cachebench.models import LoadCpu, LoadResult, Point, RunRecord
-from cachebench.report import plots, stats
-from cachebench.report.decision import decide, label
+from cachebench.report import blog, palette, plots, stats
+from cachebench.report.decision import Caveat, Configuration, Decisions, decide, label
 from cachebench.report.explore import PLOTLY_JS, ExploreRun, explore, write_plotly_js
 from cachebench.report.export import (
     METRIC_STATS,
@@ -65,6 +69,8 @@ MINIATURE_CAVEAT = (
     "are a miniature's, not ElastiCache's."
 )
 FIGURE_TITLES = {
+    "decision": "Every comparison: the ratio with its interval",
+    "ops_per_dollar": "Ops per dollar",
     "throughput": "Throughput",
     "latency": "Latency percentiles",
     "cpu": "CPU (busiest node)",
@@ -208,15 +214,31 @@ def requested_rate(point: Point) -> float | None:
     return float(w.rate_limit * w.clients * w.threads * point.load_generators * per_client)
 
 
-def draw_missing_dashboards(run_dir: Path, specs: dict) -> None:
-    """Each exported run's dashboard (PNG + PDF), where its export left it for later."""
+def configurations(run_dir: Path, ok_rows: list[dict]) -> tuple[Configuration, ...]:
+    """Every configuration of the campaign with its colour (in the plan's order, so a
+    configuration keeps its colour whichever of its runs failed) and its points."""
+    points: dict[str, list[str]] = {}
+    for fields in [_point_fields(p) for p, _, _ in _planned(run_dir)] + ok_rows:
+        ids = points.setdefault(palette.configuration(fields), [])
+        if fields["point_id"] not in ids:
+            ids.append(fields["point_id"])
+    colours = palette.assign(points)
+    return tuple(
+        Configuration(label=c, colour=colours[c], points=tuple(ids)) for c, ids in points.items()
+    )
+
+
+def draw_missing_dashboards(run_dir: Path, specs: dict, colours: dict[str, str]) -> None:
+    """Each exported run's dashboard (PNG + PDF), where its export left it for later, in
+    its configuration's colour."""
     for point, rep, _ in _planned(run_dir):
         rdir = run_dir / "points" / point.id / f"rep{rep}"
         done = (rdir / "figures" / f"{plots.POINT_FIGURE}.png").is_file()
         if done or not all((rdir / f).is_file() for f in RUN_REQUIRED):
             continue
         try:
-            draw_dashboard(point, rdir, specs.get((point.target, point.node_type)))
+            colour = colours.get(palette.configuration(_point_fields(point)))
+            draw_dashboard(point, rdir, specs.get((point.target, point.node_type)), colour)
         except Exception as exc:  # a figure must not sink the report
             log.warning("no dashboard for %s rep %d: %s", point.id, rep, exc)
 
@@ -299,7 +321,14 @@ def collect(
 
 
 #: (summary column prefix, runs column) of the per-point statistics across repetitions.
-SPREAD = (("ops", "ops_per_sec"), ("p99", "p99_ms"), ("opd", "ops_per_dollar"))
+SPREAD = (
+    ("ops", "ops_per_sec"),
+    ("p50", "p50_ms"),
+    ("p90", "p90_ms"),
+    ("p99", "p99_ms"),
+    ("p999", "p99_9_ms"),
+    ("opd", "ops_per_dollar"),
+)
 SPREAD_COLUMNS = [
     f"{prefix}_{what}" for prefix, _ in SPREAD for what in ("ci_low", "ci_high", "cv_pct")
 ] + ["unstable", "unstable_reasons", "client_bound_runs", "cpu_unknown_runs", "flagged_runs"]
@@ -328,7 +357,8 @@ def _spread(good: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def chart_labels(ok: pd.DataFrame) -> list[str]:
-    """Short, unique bar labels from the dimensions that vary across points."""
+    """Short, unique bar labels from the dimensions that vary across points, with the
+    number of runs each point's numbers are the mean of."""
     dims = [
         c for c in ("engine", "version", "topology", "node_type", "workload") if ok[c].nunique() > 1
     ]
@@ -336,8 +366,8 @@ def chart_labels(ok: pd.DataFrame) -> list[str]:
     labels = ok[dims].astype(str).agg(" ".join, axis=1).tolist()
     counts = pd.Series(labels).value_counts()
     return [
-        f"{lab} #{idx}" if counts[lab] > 1 else lab
-        for lab, idx in zip(labels, ok["index"], strict=True)
+        (f"{lab} #{idx}" if counts[lab] > 1 else lab) + f" ({n} run{'s' if n != 1 else ''})"
+        for lab, idx, n in zip(labels, ok["index"], ok["runs_ok"].astype(int), strict=True)
     ]
 
 
@@ -353,92 +383,122 @@ def _fmt(v: Any, fmt: str) -> str:
     return format(v, fmt)
 
 
-def oversubscribed(plan: CampaignPlan | None, specs: dict) -> list[str]:
+def oversubscribed(plan: CampaignPlan | None, specs: dict) -> Caveat | None:
     """Local deployments whose servers and load generators want more cores than the host
     has: each node's io-threads (its node type's vCPUs) plus every generator's threads
     (redis-benchmark runs a SET and a GET process, each with its threads)."""
     if plan is None or plan.spec.target != "local" or plan.provenance is None:
-        return []
+        return None
     host = plan.provenance.host.cores if plan.provenance.host else 0
-    out = []
+    named, which = [], []
     for d in plan.deployments:
         spec = specs.get(("local", d.deployment.node_type))
         if spec is not None and spec.miniature:
             continue  # its servers' CPU is a quota apart from the load's (the saturation check)
-        server = d.deployment.topology.nodes * (spec.vcpu if spec else 1)
+        nodes = d.deployment.topology.nodes
+        server = nodes * (spec.vcpu if spec else 1)
         load = 0
         for r in d.runs:
             w = r.point.workload
             sides = 2 if plan.load_tool == "redis-benchmark" and all(w.set_get) else 1
             load = max(load, w.threads * sides * r.point.load_generators)
         if host and server + load > host:
-            out.append(
-                f"{d.instance}: its servers ({d.deployment.topology.nodes} node(s) x "
-                f"{server // d.deployment.topology.nodes} thread(s)) and load generators (up to "
-                f"{load} thread(s)) want {server + load} cores, this machine has {host}: they "
-                "compete for CPU, so its numbers partly measure that contention."
+            which.append(d.instance)
+            named.append(
+                f"{d.instance} ({nodes} node(s) x {server // nodes} thread(s) and up to {load} "
+                f"load generator thread(s): {server + load} cores)"
             )
-    return out
+    if not named:
+        return None
+    return Caveat(
+        cause="oversubscribed",
+        text=(
+            f"Servers and load generators want more cores than this machine has ({host}), so "
+            "they compete for CPU and these deployments' numbers partly measure that "
+            "contention: " + "; ".join(named) + "."
+        ),
+        applies_to=tuple(which),
+    )
 
 
-def _caveats(ok: pd.DataFrame, extra: list[str] = (), specs: dict | None = None) -> list[str]:
+def _listed(ids: Sequence[str]) -> str:
+    return ", ".join(ids)
+
+
+def caveats(ok: pd.DataFrame, specs: dict, *extra: Caveat | None) -> list[Caveat]:
+    """What limits the numbers: one caveat per cause, naming every point or deployment it
+    applies to."""
     out = []
-    local = ok[ok["target"] == "local"]["node_type"]
-    minis = {nt: s for nt in local if (s := (specs or {}).get(("local", nt))) and s.miniature}
-    if (~local.isin(list(minis))).any():
-        out.append(LOCAL_CAVEAT)
+    local = ok[ok["target"] == "local"]
+    minis = {nt: s for nt in local["node_type"]
+             if (s := specs.get(("local", nt))) and s.miniature}  # fmt: skip
+    plain = local[~local["node_type"].isin(list(minis))]
+    if len(plain):
+        out.append(Caveat(cause="local", text=LOCAL_CAVEAT, applies_to=tuple(plain["point_id"])))
     if minis:
-        out.append(
-            MINIATURE_CAVEAT.format(
-                types=", ".join(f"{nt} of {s.mimics}" for nt, s in sorted(minis.items()))
-            )
+        text = MINIATURE_CAVEAT.format(
+            types=", ".join(f"{nt} of {s.mimics}" for nt, s in sorted(minis.items()))
         )
-    out += extra
+        ids = local[local["node_type"].isin(list(minis))]["point_id"]
+        out.append(Caveat(cause="miniature", text=text, applies_to=tuple(ids)))
+    out += [c for c in extra if c is not None]
     bad = ok[pd.to_numeric(ok["errors"], errors="coerce").fillna(0) > 0]
     if len(bad):
-        out.append(f"{len(bad)} point(s) had request errors: {', '.join(bad['point_id'])}.")
+        ids = tuple(bad["point_id"])
+        text = f"{len(ids)} point(s) had request errors: {_listed(ids)}."
+        out.append(Caveat(cause="errors", text=text, applies_to=ids))
     above = ok[pd.to_numeric(ok["seconds_above_baseline"], errors="coerce").fillna(0) > 0]
     if len(above):
-        out.append(
-            f"{len(above)} point(s) ran above the node type's network baseline (burst credits); "
-            f"a longer run may settle lower: {', '.join(above['point_id'])}."
+        ids = tuple(above["point_id"])
+        text = (
+            f"{len(ids)} point(s) ran above the node type's network baseline (burst credits); "
+            f"a longer run may settle lower: {_listed(ids)}."
         )
+        out.append(Caveat(cause="above_baseline", text=text, applies_to=ids))
     if "allowance_first_exceeded_s" in ok:
         out_at = pd.to_numeric(ok["allowance_first_exceeded_s"], errors="coerce")
-        for pid, sec in zip(ok["point_id"], out_at, strict=True):
-            if pd.notna(sec):
-                out.append(
-                    f"{pid}: the network burst allowance ran out {sec:,.0f} s into the load "
-                    "(NetworkBandwidth*AllowanceExceeded > 0): from then on traffic is "
-                    "shaped toward the baseline."
-                )
+        hit = [(pid, sec) for pid, sec in zip(ok["point_id"], out_at, strict=True) if pd.notna(sec)]
+        if hit:
+            text = (
+                "During the load the network burst allowance ran out "
+                "(NetworkBandwidth*AllowanceExceeded > 0): from then on traffic is shaped "
+                "toward the baseline. "
+                + "; ".join(f"{pid}: {sec:,.0f} s in" for pid, sec in hit)
+                + "."
+            )
+            out.append(Caveat(cause="allowance", text=text, applies_to=tuple(p for p, _ in hit)))
     return out
 
 
-def _plaintext(run_dir: Path, plan: CampaignPlan | None) -> list[str]:
-    """A caveat when the aws deployments were measured without TLS (aws.transit_encryption
-    false): comparable with published plaintext numbers, not with TLS ones."""
+def _plaintext(run_dir: Path, plan: CampaignPlan | None) -> Caveat | None:
+    """The aws deployments measured without TLS (aws.transit_encryption false):
+    comparable with published plaintext numbers, not with TLS ones."""
     off = []
     for f in sorted(run_dir.glob("deployments/*/servers.json")):
         with contextlib.suppress(OSError, ValueError):
             if json.loads(f.read_text()).get("tls") is False:
                 off.append(f.parent.name)
     if not off or plan is None or plan.spec.target != "aws":
-        return []
-    return [
+        return None
+    text = (
         f"measured without TLS (aws.transit_encryption: false; no AUTH token either): "
         f"{', '.join(off)}. Compare with published plaintext numbers, not with TLS ones."
-    ]
+    )
+    return Caveat(cause="plaintext", text=text, applies_to=tuple(off))
 
 
-def _flagged(run_rows: list[dict[str, Any]]) -> list[str]:
-    """One caveat per run whose numbers a flag doubts (its load generators measured too
-    few seconds together, error replies): the run is in the point's numbers, named here."""
-    return [
-        f"run {r['point_id']} rep {r['repetition']} is flagged: {r['flags']}."
-        for r in run_rows
-        if r["status"] == "ok" and r.get("flags")
-    ]
+def _flagged(run_rows: list[dict[str, Any]]) -> Caveat | None:
+    """The runs whose numbers a flag doubts (their load generators measured too few
+    seconds together, error replies): each is in its point's numbers, named here."""
+    runs = [r for r in run_rows if r["status"] == "ok" and r.get("flags")]
+    if not runs:
+        return None
+    text = " ".join(
+        f"run {r['point_id']} rep {r['repetition']} is flagged: {r['flags']}." for r in runs
+    )
+    return Caveat(
+        cause="flagged", text=text, applies_to=tuple(dict.fromkeys(r["point_id"] for r in runs))
+    )
 
 
 def _point_figures(run_dir: Path, ok: pd.DataFrame) -> list[dict[str, Any]]:
@@ -473,16 +533,20 @@ def cleanup_failures(run_dir: Path) -> list[str]:
 
 
 def build_report(
-    run_dir: Path, specs: dict | None = None, prices: dict | None = None
+    run_dir: Path,
+    specs: dict | None = None,
+    prices: dict | None = None,
+    history: Store | None = None,
 ) -> dict[str, str]:
     """Write summary.csv, runs.csv, figures/*.png|pdf, report.md and report.html (with the
     runs' explorable charts, drawn by figures/plotly.min.js); return their paths.
 
     ``prices`` by (engine, node_type): the run's own (``prices.json``, written by plan)
-    when not given.
+    when not given. ``history``: the campaign's history store; with it the run is written
+    into it and the report says what changed since the baseline (cachebench.history).
     """
     with gc_paused():  # see export.gc_paused: full collections would cost more than the report
-        return _build_report(Path(run_dir), specs, prices)
+        return _build_report(Path(run_dir), specs, prices, history)
 
 
 def _price_list(ok_rows: list[dict], prices: dict) -> list[dict[str, str]]:
@@ -506,6 +570,10 @@ def _price_list(ok_rows: list[dict], prices: dict) -> list[dict[str, str]]:
     return out
 
 
+#: CSS pixels per inch: report.html shows a figure at its size in inches, its PNG at 2x.
+SCREEN_DPI = 96
+#: Answers per question in the one-screen summary (the rest: the Decision section).
+SUMMARY_ROWS = 6
 #: runs.csv columns besides the summary's.
 RUN_EVIDENCE = [
     "attempt", "earlier_attempts", "started_at", "ops_ci_low", "ops_ci_high", "cpu_p95_pct",
@@ -532,11 +600,15 @@ HOW_TO_READ = (
 )
 
 
-def _explore_runs(run_dir: Path, run_rows: list[dict[str, Any]]) -> list[ExploreRun]:
+def _explore_runs(
+    run_dir: Path, run_rows: list[dict[str, Any]], colours: dict[str, str]
+) -> list[ExploreRun]:
     """The runs with a result, in run order, for the explorable charts."""
     return [
         ExploreRun(
             point_id=r["point_id"],
+            configuration=palette.configuration(r),
+            colour=colours[palette.configuration(r)],
             repetition=r["repetition"],
             workload=r["workload"],
             node_type=r["node_type"],
@@ -634,7 +706,41 @@ def _tool_versions(run_dir: Path) -> list[str]:
     return out
 
 
-def _build_report(run_dir: Path, specs: dict | None, prices: dict | None) -> dict[str, str]:
+def _campaign_figures(
+    run_dir: Path, ok: pd.DataFrame, decisions: Decisions, paths: dict[str, str]
+) -> list[dict[str, str]]:
+    """The decision figure and the summary figures (PNG + PDF), their paths added to
+    ``paths``; returns what the templates show of them."""
+    if ok.empty:
+        return []
+    ok = ok.assign(label=ok.apply(label, axis=1))
+    colours = decisions.colours()
+    charts = {}
+    if decisions.rows:
+        charts["decision"] = plots.decision_chart(decisions)
+    bars = chart_labels(ok)
+    bar_colours = [colours[palette.configuration(r)] for _, r in ok.iterrows()]
+    for name, draw in plots.CAMPAIGN_FIGURES.items():
+        if (drawn := draw(ok, bars, bar_colours)) is not None:
+            charts[name] = drawn
+    figures = []
+    for name, chart in charts.items():
+        paths |= plots.save(chart, run_dir / "figures", name)
+        figures.append(
+            {
+                "title": FIGURE_TITLES.get(name, name.capitalize()),
+                "name": name,
+                "png": f"figures/{name}.png",
+                "pdf": f"figures/{name}.pdf",
+                "width": round(chart.width * SCREEN_DPI),  # its PNG is drawn at 2x that
+            }
+        )
+    return figures
+
+
+def _build_report(
+    run_dir: Path, specs: dict | None, prices: dict | None, history: Store | None
+) -> dict[str, str]:
     specs = _default_specs() if specs is None else specs
     prices = pricing.read_run_prices(run_dir) if prices is None else prices
     try:
@@ -643,7 +749,8 @@ def _build_report(run_dir: Path, specs: dict | None, prices: dict | None) -> dic
         plan = None
     min_effect = plan.spec.min_effect_pct if plan else 2.0
     slo_ms = plan.spec.slo_p99_ms if plan else None
-    draw_missing_dashboards(run_dir, specs)
+    planned = {c.label: c.colour for c in configurations(run_dir, [])}
+    draw_missing_dashboards(run_dir, specs, planned)
     ok_rows, failed_rows, run_rows = collect(run_dir, specs, prices)
     cols = [*SUMMARY_COLUMNS, "repetitions", "runs_ok", *SPREAD_COLUMNS, "status", "reason"]
     summary = pd.DataFrame(ok_rows + failed_rows, columns=cols)
@@ -657,34 +764,40 @@ def _build_report(run_dir: Path, specs: dict | None, prices: dict | None) -> dic
     runs.to_csv(paths["runs_csv"], index=False)
 
     ok = pd.DataFrame(ok_rows, columns=cols)
-    decision = decide(ok, runs, min_effect, slo_ms)
-    for r in ok_rows:
-        r["ops_interval"] = _interval(r.get("ops_ci_low"), r.get("ops_ci_high"), ",.0f")
-        r["p99_interval"] = _interval(r.get("p99_ci_low"), r.get("p99_ci_high"), ".3f")
-        r["flags"] = _flags(r, decision.slo)
-    figures: list[dict[str, str]] = []
-    if len(ok):
-        ok["label"] = ok.apply(label, axis=1)
-        bars = chart_labels(ok)
-        for name, draw in plots.CAMPAIGN_FIGURES.items():
-            paths |= plots.save(draw(ok, bars), run_dir / "figures", name)
-            figures.append(
-                {
-                    "title": FIGURE_TITLES.get(name, name.capitalize()),
-                    "name": name,
-                    "png": f"figures/{name}.png",
-                    "pdf": f"figures/{name}.pdf",
-                }
-            )
-
-    explored = explore(_explore_runs(run_dir, run_rows))
-    if any(w.charts for w in explored):
-        paths["plotly_js"] = str(write_plotly_js(run_dir))
-
     campaign = next(
         (r["campaign"] for r in ok_rows + failed_rows if r.get("campaign")),
         run_dir.name,
     )
+    decisions = decide(ok, runs, min_effect, slo_ms).model_copy(
+        update={
+            "campaign": campaign,
+            "configurations": configurations(run_dir, ok_rows),
+            "caveats": (tuple(caveats(ok, specs, oversubscribed(plan, specs))) if len(ok) else ())
+            + tuple(c for c in (_plaintext(run_dir, plan), _flagged(run_rows)) if c),
+        }
+    )
+    paths["decisions_json"] = str(decisions.write(run_dir))
+    colours = decisions.colours()
+    for r in ok_rows:
+        r["ops_interval"] = _interval(r.get("ops_ci_low"), r.get("ops_ci_high"), ",.0f")
+        r["p99_interval"] = _interval(r.get("p99_ci_low"), r.get("p99_ci_high"), ".3f")
+        r["flags"] = _flags(r, decisions.slo)
+        r["colour"] = colours[palette.configuration(r)]
+    since = None
+    if history is not None and plan is not None:
+        since = update_history(run_dir, plan, run_rows, ok_rows, specs, history)
+        paths |= {
+            f"fig_{f['name']}_{k}": str(run_dir / f[k])
+            for f in since.figures
+            for k in ("png", "pdf")
+        }
+        paths["since_json"] = str(run_dir / SINCE_FILE)
+    figures = _campaign_figures(run_dir, ok, decisions, paths)
+    paths |= blog.write_snippets(run_dir, decisions)
+
+    explored = explore(_explore_runs(run_dir, run_rows, colours))
+    if any(w.charts for w in explored):
+        paths["plotly_js"] = str(write_plotly_js(run_dir))
     context = {
         "campaign": campaign,
         "run_dir": str(run_dir),
@@ -693,17 +806,26 @@ def _build_report(run_dir: Path, specs: dict | None, prices: dict | None) -> dic
         "n_failed": len(failed_rows),
         "n_runs": len(run_rows),
         "n_runs_ok": sum(r["status"] == "ok" for r in run_rows),
-        "caveats": (_caveats(ok, oversubscribed(plan, specs), specs) if len(ok) else [])
-        + _plaintext(run_dir, plan)
-        + _flagged(run_rows),
-        "sections": decision.sections,
+        "decisions": decisions,
+        "colours": colours,
+        "summary_rows": SUMMARY_ROWS,
+        "since": since,
         "how_to_read": HOW_TO_READ.format(
-            min_effect=min_effect, multiplicity=decision.multiplicity.sentence
+            min_effect=min_effect, multiplicity=decisions.multiplicity.sentence
         ),
         "provenance": _provenance(run_dir, plan),
-        "figures": figures,
+        "decision_figure": next((f for f in figures if f["name"] == "decision"), None),
+        "figures": [f for f in figures if f["name"] != "decision"],
+        "blog": sorted(
+            Path(v).relative_to(run_dir).as_posix()
+            for k, v in paths.items()
+            if k.startswith("blog_")
+        ),
         "headers": [h for _, h, _ in TABLE],
-        "rows": [[_fmt(r.get(c), f) for c, _, f in TABLE] for r in ok_rows],
+        "rows": [
+            {"colour": r["colour"], "cells": [_fmt(r.get(c), f) for c, _, f in TABLE]}
+            for r in ok_rows
+        ],
         "failed": [{"point_id": r["point_id"], "reason": r["reason"]} for r in failed_rows]
         + [{"point_id": r["point_id"], "reason": r["reason"]} for r in ok_rows if r["reason"]],
         "point_figures": _point_figures(run_dir, ok) if len(ok) else [],

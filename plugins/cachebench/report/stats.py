@@ -452,11 +452,12 @@ def point_stats(values: Sequence[float | None], what: str = "values") -> PointSt
     )
 
 
-def _pct(r: float) -> str:
+def pct_text(r: float) -> str:
+    """A ratio as the change it means: 1.183 is '+18.3%'."""
     return f"{100 * (r - 1):+.1f}%"
 
 
-def _level_text(level: float) -> str:
+def level_text(level: float) -> str:
     """'95%', '95.3%', '99.4%': the interval's level as the report writes it."""
     return f"{100 * level:.1f}".removesuffix(".0") + "%"
 
@@ -600,16 +601,17 @@ def compare(a: Side, b: Side, metric: Metric, min_effect_pct: float = 2.0) -> Co
     ratio = math.exp(diff)
     interval = Interval(low=math.exp(diff - half), high=math.exp(diff + half), level=rule.level)
     base |= {"ratio": ratio, "interval": interval, "df": float(rule.df[0])}
-    span = f"{_pct(interval.low)} to {_pct(interval.high)}, {_level_text(rule.level)} interval"
+    level = level_text(rule.level)
+    span = f"{pct_text(interval.low)} to {pct_text(interval.high)}, {level} interval"
     if bound:
         why = f"{bound} client-bound run{'s' if bound != 1 else ''} ({CLIENT_BOUND})"
-        return made("client_bound", why, f"no verdict, {why}; measured {_pct(ratio)} ({span})")
+        return made("client_bound", why, f"no verdict, {why}; measured {pct_text(ratio)} ({span})")
     if not interval.excludes(1.0):
         why = "its interval includes no change"
         if len(xa) != len(xb):  # say why it is wider than the usual 95%
             why += (
                 f" (with {len(xa)} + {len(xb)} runs a narrower one than "
-                f"{_level_text(rule.level)} would name false winners more than "
+                f"{level_text(rule.level)} would name false winners more than "
                 f"{100 * FALSE_WINNER_TARGET:g}% of the time)"
             )
         return made("no_significant_difference", why, f"no significant difference ({span}): {why}")
@@ -619,10 +621,10 @@ def compare(a: Side, b: Side, metric: Metric, min_effect_pct: float = 2.0) -> Co
         return made(
             "a_better" if a_wins else "b_better",
             "",
-            f"{winner} wins, {_pct(ratio)} ({span})",
+            f"{winner} wins, {pct_text(ratio)} ({span})",
             winner=winner,
         )
-    why = f"{_pct(ratio)} is under the {min_effect_pct:g}% bar (min_effect_pct)"
+    why = f"{pct_text(ratio)} is under the {min_effect_pct:g}% bar (min_effect_pct)"
     return made("no_significant_difference", why, f"no significant difference ({span}): {why}")
 
 
