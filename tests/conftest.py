@@ -103,6 +103,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items.sort(key=lambda item: rank.get(xdist_group_of(item.nodeid) or "", len(FIRST)))
 
 
+@pytest.hookimpl(optionalhook=True)  # pytest -p no:xdist has no such hook
 def pytest_xdist_make_scheduler(config: pytest.Config, log):
     """--dist loadgroup, its groups taken from GROUPS by path. xdist's own loadgroup reads
     `xdist_group` marks by renaming the items' node ids, which pytest 9.2 no longer lets
