@@ -34,7 +34,13 @@ os.environ.update(
     CACHEBENCH_RUNTIME=str(_HOME / "runtime"),
     # The session's own machine-wide claims (ports, the load lock: local/machine.py): its
     # campaigns meet each other there, not another test session's or a user's campaign.
-    CACHEBENCH_MACHINE_DIR=str(_HOME / "machine"),
+    # Under pytest-xdist the workers share the controller's (they inherit its environment):
+    # a worker's loads wait for the other's, and their deployments get different ports.
+    CACHEBENCH_MACHINE_DIR=(
+        os.environ["CACHEBENCH_MACHINE_DIR"]
+        if os.environ.get("PYTEST_XDIST_WORKER") and os.environ.get("CACHEBENCH_MACHINE_DIR")
+        else str(_HOME / "machine")
+    ),
     # Prices from include/prices.csv: no test asks the AWS Price List API by accident
     # (tests/unit/test_pricing.py gives that path its own stubbed client).
     CACHEBENCH_PRICES="table",
@@ -58,3 +64,58 @@ def results_dir(tmp_path, monkeypatch) -> Path:
     out = tmp_path / "results"
     monkeypatch.setenv("CACHEBENCH_RESULTS", str(out))
     return out
+
+
+# Parallel runs (scripts/test.sh: pytest -n 2 --dist loadgroup). A group runs on one
+# worker, in collection order. Tests that put real load on the machine (servers measured
+# under load, campaigns, miniatures) are one group, so they never run beside each other;
+# the real Airflow deployment's tests are another (one deployment per worker session,
+# mostly waiting on Airflow: their loads take the machine-wide load lock like any
+# campaign's). Everything else is CPU-light enough to go to whichever worker is free.
+GROUPS = {
+    "tests/e2e/": "load",
+    "tests/unit/test_loadgen_run.py": "load",
+    "tests/unit/test_loadgen_chunked.py": "load",
+    "tests/unit/test_local_load_serial.py": "load",
+    "tests/unit/test_local_servers.py": "load",
+    "tests/unit/test_local_agent.py": "load",
+    "tests/deploy/": "deploy",
+    # modules with an expensive module-scoped fixture: built once, on one worker
+    "tests/unit/test_specs.py": "test_specs",
+    "tests/unit/test_hostile_input.py": "test_hostile_input",
+    "tests/dags/test_dag_integrity.py": "test_dag_integrity",
+}
+
+
+def xdist_group_of(nodeid: str) -> str | None:
+    path = nodeid.split("::", 1)[0]
+    for prefix, group in GROUPS.items():
+        if path == prefix or (prefix.endswith("/") and path.startswith(prefix)):
+            return group
+    return None
+
+
+FIRST = ("load", "deploy")  # the two long groups start at once, one on each worker
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # every worker orders its collection alike
+        rank = {group: i for i, group in enumerate(FIRST)}
+        items.sort(key=lambda item: rank.get(xdist_group_of(item.nodeid) or "", len(FIRST)))
+
+
+@pytest.hookimpl(optionalhook=True)  # pytest -p no:xdist has no such hook
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """--dist loadgroup, its groups taken from GROUPS by path. xdist's own loadgroup reads
+    `xdist_group` marks by renaming the items' node ids, which pytest 9.2 no longer lets
+    it do (pytest-xdist issue 1386): with marks alone every test went to either worker."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class PathGroupScheduling(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_group_of(nodeid) or super()._split_scope(nodeid)
+
+    config.option.loadscopereorder = False  # the work goes out in collection order
+    return PathGroupScheduling(config, log)

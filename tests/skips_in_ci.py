@@ -6,7 +6,8 @@ and the run must say so instead of passing with less tested. An explicit opt-out
 (CACHEBENCH_SKIP_DEPLOY=1) gives a reason starting with OPT_OUT and still skips;
 deselection (`-m "not deploy"`) never reaches these hooks. Every run with a skip
 lists them at the end. tests/conftest.py imports these hooks; the plugin is also
-loadable on its own (`-p skips_in_ci`) for its tests.
+loadable on its own (`-p skips_in_ci`) for its tests. The verdict travels on the report
+itself, so under pytest-xdist the controller lists what its workers judged.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import os
 import pytest
 
 OPT_OUT = "opt-out:"
-SKIPS = pytest.StashKey[list[tuple[str, str, str]]]()  # (nodeid, reason, verdict)
+VERDICT = "cachebench_skip"  # on a judged report: (reason, verdict)
 
 
 def in_ci() -> bool:
@@ -35,7 +36,7 @@ def skip_reason(report: pytest.TestReport | pytest.CollectReport) -> str:
     return reason.removeprefix("Skipped: ").strip()
 
 
-def judge(config: pytest.Config, report: pytest.TestReport | pytest.CollectReport) -> None:
+def judge(report: pytest.TestReport | pytest.CollectReport) -> None:
     """Record a skip; in CI turn it into a failure unless its reason is an opt-out."""
     if not report.skipped or hasattr(report, "wasxfail"):
         return
@@ -47,29 +48,34 @@ def judge(config: pytest.Config, report: pytest.TestReport | pytest.CollectRepor
         report.outcome = "failed"
         report.longrepr = (
             f"skipped in CI: {reason}\n(CI=true: a missing tool is a broken set-up, "
-            f"see README: Tests; only a skip whose reason starts with {OPT_OUT!r} may pass)"
+            f"see docs/testing.md; only a skip whose reason starts with {OPT_OUT!r} may pass)"
         )
     else:
         verdict = "skipped"
-    config.stash.setdefault(SKIPS, []).append((report.nodeid, reason, verdict))
+    setattr(report, VERDICT, (reason, verdict))
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
     report = yield
-    judge(item.config, report)
+    judge(report)
     return report
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_make_collect_report(collector: pytest.Collector):
     report = yield  # a module-level skip (pytest.importorskip, allow_module_level)
-    judge(collector.config, report)
+    judge(report)
     return report
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
-    skips = config.stash.get(SKIPS, [])
+    skips = [
+        (report.nodeid, *getattr(report, VERDICT))
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        if getattr(report, VERDICT, None)
+    ]
     if not skips:
         return
     terminalreporter.write_sep("=", f"skips ({len(skips)})", yellow=True)

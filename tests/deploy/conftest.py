@@ -176,6 +176,12 @@ class Deployment:
             CACHEBENCH_RESULTS=str(self.results),
             CACHEBENCH_RUNTIME=str(self.base / "runtime"),
             CACHEBENCH_PORT_FIRST=PORT_FIRST,
+            # Its own machine-wide claims, as a deployment on a host of its own: under
+            # xdist the tests/e2e campaigns run on the other worker, and a measure waiting
+            # for their load lock would defer on a timer these tests do not expect (one
+            # LoadWatchTrigger per run; a task process between two runs). Its ports come
+            # from its own range (CACHEBENCH_DEPLOY_PORT_FIRST), so they never meet.
+            CACHEBENCH_MACHINE_DIR=str(self.base / "machine"),
             # Retries keep their number, only the wait between tries shrinks (read at parse).
             CACHEBENCH_RETRY_DELAY_S="2",
             PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
@@ -557,6 +563,18 @@ budget_usd: 0
 """
 
 
+def _take_down(dep: Deployment) -> None:
+    dep.stop_all()
+    take_down_leftovers(dep.results)
+    if os.environ.get("CACHEBENCH_KEEP_DEPLOY"):
+        print(f"deployment kept in {dep.base}")
+    else:
+        shutil.rmtree(dep.base, ignore_errors=True)
+
+
+_LIVE: list[Deployment] = []  # the session's deployment while it runs
+
+
 @pytest.fixture(scope="session")
 def deployment() -> Iterator[Deployment]:
     if opted_out("CACHEBENCH_SKIP_DEPLOY"):
@@ -565,13 +583,23 @@ def deployment() -> Iterator[Deployment]:
     dep = Deployment(base)
     dep.write_dags({})
     dep.schedule_tiny(min_lead_s=60)  # due soon after start-up: the schedule test runs early
+    _LIVE.append(dep)
     try:
         dep.start_all()
         yield dep
     finally:
-        dep.stop_all()
-        take_down_leftovers(dep.results)
-        if os.environ.get("CACHEBENCH_KEEP_DEPLOY"):
-            print(f"deployment kept in {base}")
-        else:
-            shutil.rmtree(base, ignore_errors=True)
+        if dep in _LIVE:
+            _LIVE.remove(dep)
+            _take_down(dep)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Take the deployment down after the last tests/deploy test rather than at the end of
+    the session: its five idle Airflow processes would otherwise share the cores with
+    every test that comes after (under xdist, the rest of its worker's tests)."""
+    here = Path(__file__).parent
+    if nextitem is not None and here in Path(nextitem.path).parents:
+        return
+    while _LIVE:
+        _take_down(_LIVE.pop())

@@ -3,6 +3,9 @@ tool fails, an opt-out still skips, and the skips are listed."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 pytest_plugins = ["pytester"]
@@ -56,6 +59,24 @@ def test_in_ci_a_missing_tool_fails_and_an_opt_out_skips(suite, monkeypatch) -> 
         ]
     )
     result.stdout.fnmatch_lines(["*skipped in CI: frobnicator not installed*"])
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+
+
+def test_under_xdist_the_workers_verdicts_are_listed(suite, monkeypatch) -> None:
+    """scripts/test.sh runs pytest -n 2: the skips judged in the workers still fail in CI
+    and are listed by the controller."""
+    tests_dir = Path(__file__).resolve().parents[1]
+    monkeypatch.setenv("PYTHONPATH", f"{tests_dir}:{os.environ.get('PYTHONPATH', '')}")
+    monkeypatch.setenv("CI", "true")
+    result = suite.runpytest_subprocess(*ARGS, "-n", "2")
+    result.assert_outcomes(passed=1, failed=1, errors=1, skipped=1, xfailed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*= skips (3) =*",
+            "FAILED (CI=true): test_suite.py::test_needs_a_tool: frobnicator not installed",
+        ]
+    )
+    result.stdout.fnmatch_lines(["opted out: test_suite.py::test_opted_out: opt-out:*"])
     assert result.ret == pytest.ExitCode.TESTS_FAILED
 
 
