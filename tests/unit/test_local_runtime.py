@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cachebench import reaper, targets
-from cachebench.targets.local import leftovers, runtime
+from cachebench.targets.local import cgroups, leftovers, netns, runtime
 
 NOW = time.time()
 
@@ -59,6 +59,11 @@ def owned(name: str, **owner) -> Path:
 
 def test_the_reaper_takes_the_secrets_no_running_deployment_needs(monkeypatch, tmp_path):
     monkeypatch.setenv("CACHEBENCH_RUNTIME", str(tmp_path / "rt"))
+    # The machine's miniatures are not this test's: campaigns of other tests (another
+    # xdist worker) may hold claims now, and this reaper must neither judge nor reap them.
+    monkeypatch.setattr(netns, "CLAIMS_DIR", tmp_path / "net-claims")
+    monkeypatch.setattr(netns, "namespaces", lambda prefix=netns.PREFIX: [])
+    monkeypatch.setattr(cgroups, "detect", lambda *a, **k: (None, "not this test's"))
     alive = tmp_path / "alive" / "server"
     alive.mkdir(parents=True)
     gone = tmp_path / "gone" / "server"  # its deployment's folder was removed

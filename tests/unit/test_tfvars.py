@@ -12,6 +12,7 @@ import pytest
 from cachebench.campaign import CampaignSpec
 from cachebench.targets.local import machine
 from cachebench.targets.local import target as local
+from cachebench.targets.local.servers import BUS_PORT_OFFSET
 from cachebench.terraform import MODULES_DIR, Terraform
 from cachebench.workspace import RunDir
 
@@ -89,14 +90,34 @@ def test_deployments_of_a_run_get_distinct_port_blocks(rendered) -> None:
             assert not a & b
 
 
+def _free_two_blocks() -> int:
+    """A range start whose first two port blocks and their bus ports nothing holds now
+    (other tests' servers may hold any fixed range while this one runs)."""
+    for first in range(46000, 60000 - 2 * machine.PORT_BLOCK, 2 * machine.PORT_BLOCK):
+        ports = range(first, first + 2 * machine.PORT_BLOCK)
+        if all(_port_free(p) and _port_free(p + BUS_PORT_OFFSET) for p in ports):
+            return first
+    raise AssertionError("no two free port blocks on this machine")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def test_busy_port_block_is_skipped(monkeypatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("CACHEBENCH_PORT_FIRST", "46000")
+    first = _free_two_blocks()
+    monkeypatch.setenv("CACHEBENCH_PORT_FIRST", str(first))
     monkeypatch.setenv("CACHEBENCH_MACHINE_DIR", str(tmp_path / "machine"))
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 46001))  # one port of the first block
+        s.bind(("127.0.0.1", first + 1))  # one port of the first block
         s.listen()
         base = machine.claim_ports(tmp_path / "d", nodes=2, expires_at=2e9)
-    assert base == 46000 + machine.PORT_BLOCK
+    assert base == first + machine.PORT_BLOCK
 
 
 def test_prepare_writes_module_and_tfvars_without_secrets(rendered, tmp_path: Path) -> None:
