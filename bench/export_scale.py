@@ -142,7 +142,7 @@ def child(run_dir: Path, mode: str) -> None:
     from cachebench.catalogue import load_instance_specs
     from cachebench.models import LoadResult, Point
     from cachebench.report import export, plots
-    from cachebench.report.report import build_report
+    from cachebench.report.build import build_report
 
     out["imports"] = time.perf_counter() - t_start
     parts = {"read_agent_csv": 0.0, "write_metrics": 0.0, "figures drawn": 0.0}

@@ -45,8 +45,8 @@ from cachebench.models import (
     Wait,
 )
 from cachebench.progress import headlines
+from cachebench.report.build import build_report, cleanup_failures
 from cachebench.report.export import export_point
-from cachebench.report.report import build_report, cleanup_failures
 from cachebench.terraform import TFVARS, Terraform
 from cachebench.workspace import INTERRUPT_FILE, DeploymentDir, RunDir, deployment_dir, run_slug
 

@@ -39,7 +39,7 @@ from botocore.stub import Stubber
 from cachebench import steps
 from cachebench.campaign import CampaignError
 from cachebench.models import Endpoint, Node, Provisioned, RunRecord
-from cachebench.report.report import build_report
+from cachebench.report.build import build_report
 from cachebench.targets.aws import cloudwatch, ecs, target
 from cachebench.targets.aws.results import split_uri
 from cachebench.targets.aws.trigger import EcsElastiCacheWatchTrigger

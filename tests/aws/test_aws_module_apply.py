@@ -36,7 +36,7 @@ from test_airflow_connection_policy import _allowed_somewhere as granted
 
 from cachebench import steps, terraform
 from cachebench.models import DeploymentPlan
-from cachebench.report.report import build_report
+from cachebench.report.build import build_report
 from cachebench.targets.aws import target
 
 pytestmark = pytest.mark.e2e
@@ -222,7 +222,7 @@ APPLY_THEN_DIE = """
 import json, sys
 from cachebench import steps
 from cachebench.models import DeploymentPlan
-from cachebench.report.report import build_report
+from cachebench.report.build import build_report
 steps.apply(DeploymentPlan.model_validate_json(sys.argv[1]))
 """
 

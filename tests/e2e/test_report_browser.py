@@ -289,7 +289,7 @@ def test_the_report_of_a_real_campaign_draws_every_run_offline(browser, campaign
 def test_factory_report_draws_p99_baselines_and_sorts_n_a_last(browser, tmp_path: Path):
     """Two workloads, memtier-style per-second p99, AWS node types with a baseline and a
     burst, and a failed run whose ops/s is n/a."""
-    from cachebench.report.report import build_report
+    from cachebench.report.build import build_report
 
     large = make_spec("cache.r7g.large", baseline=0.937, burst=12.5)
     specs = {("aws", "cache.r7g.large"): large}

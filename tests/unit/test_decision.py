@@ -15,8 +15,8 @@ import pytest
 from test_export_support import make_load, make_point, write_point_dir
 
 from cachebench.models import Workload
+from cachebench.report.build import CPU_UNKNOWN, build_report, run_evidence
 from cachebench.report.decision import decide
-from cachebench.report.report import CPU_UNKNOWN, build_report, run_evidence
 
 # Two points on one node type, differing only by engine (one matched pair).
 SUMMARY = """\

@@ -26,6 +26,7 @@ from test_export_support import (
 
 from cachebench.models import METRIC_COLUMNS
 from cachebench.report import export
+from cachebench.report.build import build_report
 from cachebench.report.export import (
     CATEGORICAL,
     STATS_FILE,
@@ -36,7 +37,6 @@ from cachebench.report.export import (
     point_summary,
     write_metrics,
 )
-from cachebench.report.report import build_report
 
 
 def _awkward_metrics() -> pd.DataFrame:

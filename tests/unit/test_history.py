@@ -29,7 +29,7 @@ from cachebench.history.fingerprint import differences, major_version
 from cachebench.history.since import read_since, update
 from cachebench.history.store import FOLDER, LocalStore, read
 from cachebench.report import stats
-from cachebench.report.report import build_report, collect
+from cachebench.report.build import build_report, collect
 from cachebench.steps import validate
 
 ROOT = Path(__file__).resolve().parents[2]

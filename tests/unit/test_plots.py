@@ -21,7 +21,7 @@ from test_export_support import T0, make_load, make_metrics, make_spec
 from cachebench.report import chart, decision, palette, plots
 from cachebench.report.chart import BarPanel, Chart, HLine, Line, LinePanel, Mark
 from cachebench.report.export import network_gbps, normalize_metrics
-from cachebench.report.worker import Helper
+from cachebench.report.figure_helper import Helper
 
 BLUE = (0x1F, 0x77, 0xB4)  # tab10's first colour, as drawn
 
@@ -536,7 +536,7 @@ def test_save_draws_in_process_when_the_helper_dies(tmp_path, monkeypatch, caplo
         helper.submit(os.getpid)
         worker = _wait_until_up(helper).result()
         os.kill(worker, signal.SIGKILL)  # the helper process this test started
-        with caplog.at_level(logging.WARNING, logger="cachebench.report.worker"):
+        with caplog.at_level(logging.WARNING, logger="cachebench.report.figure_helper"):
             chart.save(_line_chart(), tmp_path, "a")
             deadline = time.monotonic() + 30
             while helper.submit(os.getpid) is not None:  # until the pool sees it died

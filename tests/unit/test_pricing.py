@@ -25,7 +25,7 @@ from test_export_support import make_load, make_spec, write_point_dir
 
 from cachebench import pricing, steps
 from cachebench.catalogue import load_instance_specs
-from cachebench.report.report import build_report
+from cachebench.report.build import build_report
 
 ROOT = Path(__file__).resolve().parents[2]
 REGIONS = ("us-east-1", "us-west-2", "eu-west-1", "eu-central-1")

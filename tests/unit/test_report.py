@@ -20,7 +20,7 @@ from test_export_support import (
     write_point_dir,
 )
 
-from cachebench.report.report import LOCAL_CAVEAT, build_report
+from cachebench.report.build import LOCAL_CAVEAT, build_report
 
 LARGE = make_spec("cache.r7g.large", baseline=0.937, burst=12.5, vcpu=2)
 XLARGE = make_spec("cache.r7g.xlarge", baseline=1.876, burst=12.5, vcpu=4, memory_gib=26.32)
@@ -402,8 +402,8 @@ def test_caveats_one_per_cause_naming_every_point(tmp_path):
 
 
 def test_caveats_group_local_points_errors_and_exhausted_allowances():
+    from cachebench.report.build import caveats
     from cachebench.report.decision import Caveat
-    from cachebench.report.report import caveats
 
     ok = pd.DataFrame(
         {

@@ -44,7 +44,7 @@ from matplotlib.ticker import (
     NullLocator,
 )
 
-from cachebench.report.worker import Helper
+from cachebench.report.figure_helper import Helper
 
 # fontTools, which subsets the PDF fonts, logs a hundred INFO lines per PDF: in an
 # Airflow task log (where INFO is shown) that would bury everything else.
@@ -752,7 +752,7 @@ def save(chart: Chart, fig_dir: Path, name: str) -> dict[str, str]:
     """Write ``fig_dir/<name>.png`` and ``.pdf``; returns {"fig_<name>_png": path, ...}.
 
     In a process that draws many figures, once the helper process is up (see
-    :mod:`cachebench.report.worker`), it draws the PDF while this one draws the PNG.
+    :mod:`cachebench.report.figure_helper`), it draws the PDF while this one draws the PNG.
     """
     fig_dir.mkdir(parents=True, exist_ok=True)
     png, pdf = fig_dir / f"{name}.png", fig_dir / f"{name}.pdf"

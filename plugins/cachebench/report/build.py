@@ -25,13 +25,20 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from cachebench import pricing
 from cachebench.campaign import CampaignPlan
+from cachebench.history.regression import Since
 from cachebench.history.since import FILE as SINCE_FILE
 from cachebench.history.since import update as update_history
 from cachebench.history.store import Store
 from cachebench.models import LoadCpu, LoadResult, Point, RunRecord
 from cachebench.report import blog, palette, plots, stats
 from cachebench.report.decision import Caveat, Configuration, Decisions, decide, label
-from cachebench.report.explore import PLOTLY_JS, ExploreRun, explore, write_plotly_js
+from cachebench.report.explore import (
+    PLOTLY_JS,
+    ExploreRun,
+    WorkloadCharts,
+    explore,
+    write_plotly_js,
+)
 from cachebench.report.export import (
     METRIC_STATS,
     SUMMARY_COLUMNS,
@@ -747,35 +754,16 @@ def _build_report(
         plan: CampaignPlan | None = CampaignPlan.read(run_dir)
     except (OSError, ValueError):
         plan = None
-    min_effect = plan.spec.min_effect_pct if plan else 2.0
-    slo_ms = plan.spec.slo_p99_ms if plan else None
     planned = {c.label: c.colour for c in configurations(run_dir, [])}
     draw_missing_dashboards(run_dir, specs, planned)
     ok_rows, failed_rows, run_rows = collect(run_dir, specs, prices)
-    cols = [*SUMMARY_COLUMNS, "repetitions", "runs_ok", *SPREAD_COLUMNS, "status", "reason"]
-    summary = pd.DataFrame(ok_rows + failed_rows, columns=cols)
-    paths = {
-        "summary_csv": str(run_dir / "summary.csv"),
-        "runs_csv": str(run_dir / "runs.csv"),
-    }
-    summary.to_csv(paths["summary_csv"], index=False)
-    run_cols = ["deployment", "repetition", *SUMMARY_COLUMNS, *RUN_EVIDENCE, "status", "reason"]
-    runs = pd.DataFrame(run_rows, columns=run_cols)
-    runs.to_csv(paths["runs_csv"], index=False)
-
-    ok = pd.DataFrame(ok_rows, columns=cols)
+    paths: dict[str, str] = {}
+    ok, runs = _write_tables(run_dir, ok_rows, failed_rows, run_rows, paths)
     campaign = next(
         (r["campaign"] for r in ok_rows + failed_rows if r.get("campaign")),
         run_dir.name,
     )
-    decisions = decide(ok, runs, min_effect, slo_ms).model_copy(
-        update={
-            "campaign": campaign,
-            "configurations": configurations(run_dir, ok_rows),
-            "caveats": (tuple(caveats(ok, specs, oversubscribed(plan, specs))) if len(ok) else ())
-            + tuple(c for c in (_plaintext(run_dir, plan), _flagged(run_rows)) if c),
-        }
-    )
+    decisions = _decide(run_dir, plan, specs, campaign, ok, runs, ok_rows, run_rows)
     paths["decisions_json"] = str(decisions.write(run_dir))
     colours = decisions.colours()
     for r in ok_rows:
@@ -794,11 +782,36 @@ def _build_report(
         paths["since_json"] = str(run_dir / SINCE_FILE)
     figures = _campaign_figures(run_dir, ok, decisions, paths)
     paths |= blog.write_snippets(run_dir, decisions)
-
     explored = explore(_explore_runs(run_dir, run_rows, colours))
     if any(w.charts for w in explored):
         paths["plotly_js"] = str(write_plotly_js(run_dir))
-    context = {
+    context = _context(
+        run_dir, plan, campaign, decisions, since, figures, explored, ok, paths, prices,
+        ok_rows=ok_rows, failed_rows=failed_rows, run_rows=run_rows,
+    )  # fmt: skip
+    paths |= _render(run_dir, context)
+    return paths
+
+
+def _context(
+    run_dir: Path,
+    plan: CampaignPlan | None,
+    campaign: str,
+    decisions: Decisions,
+    since: Since | None,
+    figures: list[dict[str, str]],
+    explored: list[WorkloadCharts],
+    ok: pd.DataFrame,
+    paths: dict[str, str],
+    prices: dict,
+    *,
+    ok_rows: list[dict[str, Any]],
+    failed_rows: list[dict[str, Any]],
+    run_rows: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """What the report templates show."""
+    colours = decisions.colours()
+    return {
         "campaign": campaign,
         "run_dir": str(run_dir),
         "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
@@ -811,7 +824,7 @@ def _build_report(
         "summary_rows": SUMMARY_ROWS,
         "since": since,
         "how_to_read": HOW_TO_READ.format(
-            min_effect=min_effect, multiplicity=decisions.multiplicity.sentence
+            min_effect=decisions.min_effect_pct, multiplicity=decisions.multiplicity.sentence
         ),
         "provenance": _provenance(run_dir, plan),
         "decision_figure": next((f for f in figures if f["name"] == "decision"), None),
@@ -829,28 +842,91 @@ def _build_report(
         "failed": [{"point_id": r["point_id"], "reason": r["reason"]} for r in failed_rows]
         + [{"point_id": r["point_id"], "reason": r["reason"]} for r in ok_rows if r["reason"]],
         "point_figures": _point_figures(run_dir, ok) if len(ok) else [],
-        "runs": [
-            {
-                "order": i + 1,
-                "deployment": r["deployment"],
-                "point_id": r["point_id"],
-                "repetition": r["repetition"],
-                "attempt": _fmt(r.get("attempt"), "d"),
-                "status": r["status"],
-                "ops": _fmt(r.get("ops_per_sec"), ",.0f"),
-                "p99": _fmt(r.get("p99_ms"), ".3f"),
-                "reason": "; ".join(
-                    filter(None, [r["reason"], r.get("flags"), _earlier(r.get("earlier_attempts"))])
-                ),
-            }
-            for i, r in enumerate(run_rows)
-        ],
+        "runs": _runs_table(run_rows),
         "cleanup_failed": cleanup_failures(run_dir),
         "interrupted": _interrupted(run_dir),
         "prices": _price_list(ok_rows, prices),
         "explore": explored,
         "plotly_js": PLOTLY_JS if "plotly_js" in paths else "",
     }
+
+
+#: summary.csv's columns.
+SUMMARY_CSV_COLUMNS = [
+    *SUMMARY_COLUMNS, "repetitions", "runs_ok", *SPREAD_COLUMNS, "status", "reason"
+]  # fmt: skip
+#: runs.csv's columns.
+RUNS_CSV_COLUMNS = [
+    "deployment", "repetition", *SUMMARY_COLUMNS, *RUN_EVIDENCE, "status", "reason"
+]  # fmt: skip
+
+
+def _write_tables(
+    run_dir: Path,
+    ok_rows: list[dict[str, Any]],
+    failed_rows: list[dict[str, Any]],
+    run_rows: list[dict[str, Any]],
+    paths: dict[str, str],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """summary.csv (a row per point) and runs.csv (a row per run), their paths added to
+    ``paths``; returns the measured points and the runs as frames."""
+    paths["summary_csv"] = str(run_dir / "summary.csv")
+    paths["runs_csv"] = str(run_dir / "runs.csv")
+    summary = pd.DataFrame(ok_rows + failed_rows, columns=SUMMARY_CSV_COLUMNS)
+    summary.to_csv(paths["summary_csv"], index=False)
+    runs = pd.DataFrame(run_rows, columns=RUNS_CSV_COLUMNS)
+    runs.to_csv(paths["runs_csv"], index=False)
+    return pd.DataFrame(ok_rows, columns=SUMMARY_CSV_COLUMNS), runs
+
+
+def _decide(
+    run_dir: Path,
+    plan: CampaignPlan | None,
+    specs: dict,
+    campaign: str,
+    ok: pd.DataFrame,
+    runs: pd.DataFrame,
+    ok_rows: list[dict[str, Any]],
+    run_rows: list[dict[str, Any]],
+) -> Decisions:
+    """What the report decides (decisions.json): the verdicts, the configurations and
+    their colours, and the caveats, one per cause."""
+    min_effect = plan.spec.min_effect_pct if plan else 2.0
+    slo_ms = plan.spec.slo_p99_ms if plan else None
+    found = tuple(caveats(ok, specs, oversubscribed(plan, specs))) if len(ok) else ()
+    found += tuple(c for c in (_plaintext(run_dir, plan), _flagged(run_rows)) if c)
+    return decide(ok, runs, min_effect, slo_ms).model_copy(
+        update={
+            "campaign": campaign,
+            "configurations": configurations(run_dir, ok_rows),
+            "caveats": found,
+        }
+    )
+
+
+def _runs_table(run_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The report's runs table, in the order the runs ran: a run's reason is why it
+    failed, the flags that doubt its numbers, and what became of its earlier attempts."""
+    return [
+        {
+            "order": i + 1,
+            "deployment": r["deployment"],
+            "point_id": r["point_id"],
+            "repetition": r["repetition"],
+            "attempt": _fmt(r.get("attempt"), "d"),
+            "status": r["status"],
+            "ops": _fmt(r.get("ops_per_sec"), ",.0f"),
+            "p99": _fmt(r.get("p99_ms"), ".3f"),
+            "reason": "; ".join(
+                filter(None, [r["reason"], r.get("flags"), _earlier(r.get("earlier_attempts"))])
+            ),
+        }
+        for i, r in enumerate(run_rows)
+    ]
+
+
+def _render(run_dir: Path, context: dict[str, Any]) -> dict[str, str]:
+    """report.md and report.html from their templates; returns their paths."""
     env = Environment(
         loader=FileSystemLoader(TEMPLATES),
         autoescape=select_autoescape(["html", "html.j2"]),
@@ -860,6 +936,7 @@ def _build_report(
         lstrip_blocks=True,
     )
     env.filters["md"] = lambda s: str(s).replace("|", "\\|")
+    paths = {}
     for name in ("report.md", "report.html"):
         out = run_dir / name
         out.write_text(env.get_template(f"{name}.j2").render(**context))
