@@ -116,7 +116,7 @@ def build_dag(
             from cachebench.models import DeploymentPlan
 
             _label(item)
-            return steps.destroy(DeploymentPlan.model_validate(item))
+            return steps.destroy(DeploymentPlan.model_validate(item)).model_dump(mode="json")
 
         teardowns = []  # report waits for every destroy: a group's leaves skip teardowns
 

@@ -308,6 +308,24 @@ class AwsRunDetail(Strict):
     load_start_at: float | None = Field(None, description="when they all begin their load")
 
 
+class Cleanup(Strict):
+    """cleanup.json: the last destroy's word on a deployment (each try overwrites it), read
+    by the report and the notifications."""
+
+    status: Literal["clean", "CLEANUP FAILED"]
+    at: float
+    problems: list[str] = []
+    notes: list[str] = []
+
+
+class Destroyed(Strict):
+    """What destroy returns (XCom): the deployment is gone; what it noticed on the way."""
+
+    instance: str
+    destroyed: bool = True
+    notes: list[str] = []
+
+
 class RunRecord(Strict):
     """A run's state on disk, so a retry or a cleared task knows what is under way."""
 

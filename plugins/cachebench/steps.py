@@ -33,7 +33,9 @@ from cachebench.history.baseline import PREVIOUS
 from cachebench.history.since import read_since
 from cachebench.loadgen import redis_benchmark
 from cachebench.models import (
+    Cleanup,
     DeploymentPlan,
+    Destroyed,
     Endpoint,
     LoadResult,
     Measured,
@@ -603,7 +605,7 @@ def measured(prov: Provisioned) -> Measured:
 # ------------------------------------------------------------------ destroy
 
 
-def destroy(plan: DeploymentPlan) -> dict[str, Any]:
+def destroy(plan: DeploymentPlan) -> Destroyed:
     """Destroy whatever apply made, whatever failed; raise CleanupFailed if anything is left.
 
     The outcome is also written to the deployment's cleanup.json ("clean" or
@@ -635,8 +637,9 @@ def destroy(plan: DeploymentPlan) -> dict[str, Any]:
     problems += [f"still in state: {addr}" for addr in tf.resources()]
     for note in notes:
         log.warning("destroy %s: %s", plan.instance, note)
-    status = {"status": "CLEANUP FAILED" if problems else "clean", "at": time.time()}
-    ddir.write_json("cleanup.json", {**status, "problems": problems, "notes": notes})
+    status = "CLEANUP FAILED" if problems else "clean"
+    cleanup = Cleanup(status=status, at=time.time(), problems=problems, notes=notes)
+    ddir.write_json("cleanup.json", cleanup.model_dump(mode="json"))
     if problems:
         exc = CleanupFailed(
             f"CLEANUP FAILED for {plan.instance}: "
@@ -647,7 +650,7 @@ def destroy(plan: DeploymentPlan) -> dict[str, Any]:
         raise exc
     if notes:
         ddir.record_error("destroy", "cleaned up, but: " + "; ".join(notes))
-    return {"instance": plan.instance, "destroyed": True, "notes": notes}
+    return Destroyed(instance=plan.instance, notes=notes)
 
 
 # ------------------------------------------------------------------ report

@@ -206,7 +206,7 @@ def test_real_module_applies_and_destroys_single_and_cluster_of_both_engines(
 
     with ThreadPoolExecutor(len(plans) + 1) as pool:
         outcomes = list(pool.map(steps.destroy, [*plans, plain]))
-    assert all(o["destroyed"] for o in outcomes)
+    assert all(o.destroyed for o in outcomes)
     for plan, key in zip([*plans, plain], [*keys, plain_key], strict=True):
         assert state_of(key)["resources"] == []
         assert left_in_moto(target.replication_group_id(plan), settings.vpc_id) == []
@@ -301,7 +301,7 @@ def test_an_apply_killed_mid_way_leaves_what_destroy_can_finish(
 
     with ThreadPoolExecutor(2) as pool:
         outcomes = list(pool.map(steps.destroy, [interrupted, killed]))
-    assert all(o["destroyed"] for o in outcomes)
+    assert all(o.destroyed for o in outcomes)
     for plan in (interrupted, killed):
         assert left_in_moto(target.replication_group_id(plan), settings.vpc_id) == []
         assert state_of(target.state_key(settings, plan))["resources"] == []

@@ -379,7 +379,7 @@ def test_destroy_fails_says_cleanup_failed_and_keeps_state(
         state = json.loads((ddir / "terraform" / "terraform.tfstate").read_text())
         assert state["resources"], "state was lost: nothing to retry with"
         monkeypatch.delenv("CACHEBENCH_FAULTS")
-        assert steps.destroy(plan)["destroyed"] is True
+        assert steps.destroy(plan).destroyed is True
         destroyed = True
     finally:
         monkeypatch.delenv("CACHEBENCH_FAULTS", raising=False)

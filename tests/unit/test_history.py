@@ -228,6 +228,32 @@ def test_a_slowed_run_is_a_regression_and_an_unchanged_one_is_not(tmp_path, stor
     assert all(isinstance(c, stats.Comparison) for c in slow.comparisons)
 
 
+def test_the_decision_figure_has_a_row_per_change_since_the_baseline(tmp_path, store):
+    """decisions.json (which the decision figure draws) carries the changes since the
+    baseline as their own section: one row per point and metric, the ratio and interval
+    of the history's own comparison, its verdict in words; the forest plot draws them."""
+    from cachebench.report import plots
+    from cachebench.report.decision import Decisions
+
+    report(campaign_run(tmp_path, "run1"), store)
+    run3 = campaign_run(tmp_path, "run3", level=0.8)
+    since = report(run3, store, full=True)
+    decisions = Decisions.read(run3)
+    (section,) = [s for s in decisions.sections if s.key == "since"]
+    changes = {(p.point_id, c.metric): c for p in since.points for c in p.changes}
+    assert len(section.rows) == len(changes) == 4
+    for row in section.rows:
+        change = changes[(row.a_point, row.comparison.metric)]
+        assert row.comparison == change.comparison and row.verdict_word == "regression"
+        assert row.group == f"Since the baseline: {change.metric}" and not row.withheld
+    chart = plots.decision_chart(decisions, "since")
+    (panel,) = chart.panels
+    drawn = [r for _, group in panel.groups for r in group]
+    assert sorted(r.ratio for r in drawn) == sorted(r.comparison.ratio for r in section.rows)
+    assert {g for g, _ in panel.groups} == {r.group for r in section.rows}
+    assert all(r.word == "regression" for r in drawn)
+
+
 def test_a_change_within_regression_pct_is_no_significant_change(tmp_path, store):
     narrow = (0.99, 1.0, 1.01)
     report(campaign_run(tmp_path, "run1", spread=narrow), store)

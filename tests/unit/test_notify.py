@@ -14,6 +14,7 @@ import json
 import logging
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from email import policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,6 +23,7 @@ import boto3
 import pytest
 
 from cachebench import notify
+from cachebench.models import Cleanup
 
 OUTCOME = notify.Outcome(
     campaign="nightly",
@@ -247,7 +249,8 @@ def finished_run(root, channels: list[dict], cleanup: str = "clean"):
     ddir = run_dir / "deployments" / point.deployment_id
     ddir.mkdir(parents=True)
     problems = [] if cleanup == "clean" else ["terraform destroy: exit 1"]
-    (ddir / "cleanup.json").write_text(json.dumps({"status": cleanup, "problems": problems}))
+    record = Cleanup(status=cleanup, at=time.time(), problems=problems)
+    (ddir / "cleanup.json").write_text(record.model_dump_json())
     return run_dir
 
 

@@ -18,11 +18,16 @@ from cachebench.history import regression, trends
 from cachebench.history.baseline import describe
 from cachebench.history.rows import rows_for_run
 from cachebench.history.store import History, Store, read
+from cachebench.report.decision import Row, Section
 from cachebench.workspace import RunDir
 
 log = logging.getLogger(__name__)
 
 FILE = "since_baseline.json"
+
+
+#: The decision figure's section of the changes since the baseline.
+SECTION = "since"
 
 
 def update(
@@ -104,3 +109,24 @@ def read_since(run_dir: Path) -> regression.Since | None:
         return regression.Since.model_validate_json((Path(run_dir) / FILE).read_text())
     except (OSError, ValueError):
         return None
+
+
+def decision_section(since: regression.Since) -> Section | None:
+    """The changes since the baseline as the decision figure's rows (this run against its
+    baseline's runs, per point and metric), or None when nothing was compared."""
+    rows = tuple(
+        Row(
+            section=SECTION,
+            group=f"Since the baseline: {change.metric}",
+            label=f"{point.label}: this run vs {change.baseline_run}",
+            a_point=point.point_id,
+            verdict_word=regression.WORDS[change.verdict],
+            withheld=change.verdict in ("not_enough_data", "client_bound"),
+            comparison=change.comparison,
+        )
+        for point in since.points
+        for change in point.changes
+    )
+    if not rows:
+        return None
+    return Section(key=SECTION, title="Since the baseline", headline=since.headline, rows=rows)

@@ -27,9 +27,10 @@ from cachebench import pricing
 from cachebench.campaign import CampaignPlan
 from cachebench.history.regression import Since
 from cachebench.history.since import FILE as SINCE_FILE
+from cachebench.history.since import decision_section as since_section
 from cachebench.history.since import update as update_history
 from cachebench.history.store import Store
-from cachebench.models import LoadCpu, LoadResult, Point, RunRecord
+from cachebench.models import Cleanup, LoadCpu, LoadResult, Point, RunRecord
 from cachebench.report import blog, palette, plots, stats
 from cachebench.report.decision import Caveat, Configuration, Decisions, decide, label
 from cachebench.report.explore import (
@@ -531,11 +532,11 @@ def cleanup_failures(run_dir: Path) -> list[str]:
     out = []
     for f in sorted(run_dir.glob("deployments/*/cleanup.json")):
         try:
-            data = json.loads(f.read_text())
+            cleanup = Cleanup.model_validate_json(f.read_bytes())
         except (OSError, ValueError):
             continue
-        if data.get("status") != "clean":
-            out.append(f"{f.parent.name}: " + "; ".join(data.get("problems") or ["unknown"]))
+        if cleanup.status != "clean":
+            out.append(f"{f.parent.name}: " + "; ".join(cleanup.problems or ["unknown"]))
     return out
 
 
@@ -764,7 +765,6 @@ def _build_report(
         run_dir.name,
     )
     decisions = _decide(run_dir, plan, specs, campaign, ok, runs, ok_rows, run_rows)
-    paths["decisions_json"] = str(decisions.write(run_dir))
     colours = decisions.colours()
     for r in ok_rows:
         r["ops_interval"] = _interval(r.get("ops_ci_low"), r.get("ops_ci_high"), ",.0f")
@@ -780,6 +780,9 @@ def _build_report(
             for k in ("png", "pdf")
         }
         paths["since_json"] = str(run_dir / SINCE_FILE)
+        if (changes := since_section(since)) is not None:
+            decisions = decisions.model_copy(update={"sections": (*decisions.sections, changes)})
+    paths["decisions_json"] = str(decisions.write(run_dir))
     figures = _campaign_figures(run_dir, ok, decisions, paths)
     paths |= blog.write_snippets(run_dir, decisions)
     explored = explore(_explore_runs(run_dir, run_rows, colours))
