@@ -20,6 +20,12 @@ ElastiCache
   (ElastiCache takes some minutes);
 - ListTagsForResource refuses parameter group ARNs.
 
+EC2
+- the backend is not safe for concurrent requests: with five applies at once, the
+  provider's RevokeSecurityGroupEgress of a group it had just created was once answered
+  InvalidPermission.NotFound (the default egress rule AWS always makes); EC2 requests
+  are served one at a time here (`_ec2_serial`).
+
 Also here, for tests that need AWS to refuse: REFUSE_DELETE, replication group ids
 whose DeleteReplicationGroup is denied (AccessDenied).
 """
@@ -39,6 +45,7 @@ GAPS = (
     "elasticache: the reader endpoint (cluster mode disabled)",
     "elasticache: a deleted replication group disappears",
     "elasticache: tags of parameter groups",
+    "ec2: requests of concurrent applies served one at a time",
 )
 
 # Families and the parameters the module sets, as ElastiCache has them.
@@ -48,6 +55,7 @@ ALLOWED = {"cluster-enabled": ("yes", "no"), "maxmemory-policy": MAXMEMORY_POLIC
 REFUSE_DELETE: set[str] = set()
 CALLS: list[tuple[str, str, int]] = []  # (service, action, HTTP status) of every request
 _installed = threading.Lock()
+_ec2_serial = threading.Lock()
 _done: list[bool] = []
 
 
@@ -75,7 +83,11 @@ def _record_calls() -> None:
     def call_action(self: BaseResponse) -> Any:
         action = camelcase_to_underscores(self._get_action())
         try:
-            out = original(self)
+            if self.service_name == "ec2":
+                with _ec2_serial:
+                    out = original(self)
+            else:
+                out = original(self)
         except NotImplementedError:
             CALLS.append((self.service_name or "?", action, 501))
             raise

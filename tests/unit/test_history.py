@@ -239,14 +239,14 @@ def test_the_decision_figure_has_a_row_per_change_since_the_baseline(tmp_path, s
     run3 = campaign_run(tmp_path, "run3", level=0.8)
     since = report(run3, store, full=True)
     decisions = Decisions.read(run3)
-    (section,) = [s for s in decisions.sections if s.key == "since"]
+    (section,) = [s for s in decisions.sections if s.key == "since_baseline"]
     changes = {(p.point_id, c.metric): c for p in since.points for c in p.changes}
     assert len(section.rows) == len(changes) == 4
     for row in section.rows:
         change = changes[(row.a_point, row.comparison.metric)]
         assert row.comparison == change.comparison and row.verdict_word == "regression"
         assert row.group == f"Since the baseline: {change.metric}" and not row.withheld
-    chart = plots.decision_chart(decisions, "since")
+    chart = plots.decision_chart(decisions, "since_baseline")
     (panel,) = chart.panels
     drawn = [r for _, group in panel.groups for r in group]
     assert sorted(r.ratio for r in drawn) == sorted(r.comparison.ratio for r in section.rows)

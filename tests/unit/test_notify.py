@@ -270,7 +270,7 @@ def test_the_report_task_tells_cleanup_failed_to_every_channel_and_still_fails(
                     "extra": {"disable_ssl": True, "disable_tls": True, "retry_limit": 0,
                               "from_email": "bench@localhost"}}),
     )  # fmt: skip
-    run_dir = finished_run(tmp_path, [regressions_only, down], cleanup="failed")
+    run_dir = finished_run(tmp_path, [regressions_only, down], cleanup="CLEANUP FAILED")
     with pytest.raises(steps.CleanupFailed, match="CLEANUP FAILED for 1 deployment"):
         steps.report("demo", "manual__test", link="http://ui.example/report.html")
     ((to, msg),) = smtp.messages

@@ -27,7 +27,7 @@ FILE = "since_baseline.json"
 
 
 #: The decision figure's section of the changes since the baseline.
-SECTION = "since"
+SECTION = "since_baseline"
 
 
 def update(
@@ -129,4 +129,6 @@ def decision_section(since: regression.Since) -> Section | None:
     )
     if not rows:
         return None
-    return Section(key=SECTION, title="Since the baseline", headline=since.headline, rows=rows)
+    return Section(
+        key=SECTION, title="Changes since the baseline", headline=since.headline, rows=rows
+    )
