@@ -130,6 +130,10 @@ def build_dag(
                 map_index_template=LABEL,
                 # a retry (after a lost worker) reattaches to the run under way
                 retries=1,
+                # Local: one deployment measures at a time, deferred ones included (the
+                # DAG's max_active_tasks counts none that is deferred): the next waits in
+                # the scheduler, not in timers polling the load lock its neighbour holds.
+                max_active_tis_per_dagrun=1 if target == "local" else None,
             )
             destroyed = destroy(rendered)
             chain(rendered, applied, measured, destroyed)

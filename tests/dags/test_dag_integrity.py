@@ -99,7 +99,11 @@ def test_shape_and_teardown(dagbag: DagBag) -> None:
         assert report.is_teardown and report.on_failure_fail_dagrun
         assert {t.task_id for t in report.upstream_list if t.is_setup} == {"plan"}
         assert destroy.task_id in report.upstream_task_ids
-    assert dagbag.dags["cachebench_adhoc"].max_active_tasks == 1  # local: one task at a time
+    local, aws = dagbag.dags["cachebench_adhoc"], dagbag.dags["cachebench_adhoc_aws"]
+    assert local.max_active_tasks == 1  # local: one task at a time
+    # ... and one measure at a time, deferred ones counted (max_active_tasks counts none)
+    assert local.get_task("deployment.measure").max_active_tis_per_dagrun == 1
+    assert aws.get_task("deployment.measure").max_active_tis_per_dagrun is None
 
 
 HEAVY = ("pandas", "boto3", "matplotlib", "pyarrow", "scipy", "cachebench.report")
