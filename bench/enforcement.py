@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT / "plugins"))
 
 from cachebench import engines
 from cachebench.loadgen.auth import AUTH_ENV, wrap_with_env_auth
-from cachebench.targets.local import miniature, netns, runtime, servers, shaping
+from cachebench.targets.local import claims, miniature, netns, runtime, servers, shaping
 
 FIG = "6 enforcement"
 CPU_QUOTAS = (0.1, 0.25)
@@ -54,7 +54,7 @@ class Deployment:
         self.sd = work / name / "server"
         self.sd.mkdir(parents=True)
         key = miniature.key_of(self.sd)
-        owner = {"key": key, "state_dir": str(self.sd), "expires_at": time.time() + 900}
+        owner = claims.Owner(key=key, state_dir=str(self.sd), expires_at=time.time() + 900)
         allowance = (
             miniature.allowance_of(net["baseline_gbps"], net["burst_gbps"], net["bucket_mb"])
             if net
@@ -229,7 +229,7 @@ while c.recv(1 << 20):
 
 def burst_in(work: Path) -> list[Row]:
     key = miniature.key_of(work / "peak")
-    owner = {"key": key, "state_dir": str(work / "peak"), "expires_at": time.time() + 900}
+    owner = claims.Owner(key=key, state_dir=str(work / "peak"), expires_at=time.time() + 900)
     m = miniature.Miniature(
         key=key,
         mimics="cache.t4g.micro",

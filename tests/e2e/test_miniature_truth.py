@@ -396,11 +396,11 @@ def test_miniature_cluster_across_namespaces(tmp_path: Path) -> None:
     an 80 MB bucket); the nodes find each other and replicate through the bridge; nothing
     routes anywhere but the deployment's /27; destroy leaves no kernel object."""
     from cachebench import engines
-    from cachebench.targets.local import miniature, netns
+    from cachebench.targets.local import claims, miniature, netns
 
     state = tmp_path / "d" / "server"
     key = miniature.key_of(state)
-    block = netns.claim({"key": key, "state_dir": str(state), "expires_at": time.time() + 600})
+    block = netns.claim(claims.Owner(key=key, state_dir=str(state), expires_at=time.time() + 600))
     tfvars = {
         "deployment_id": "kt-cluster", "campaign": "kt", "run_id": "r", "engine": "valkey",
         "engine_version": "9.1", "server_binary": str(engines.server_binary("valkey", "9.1")),

@@ -18,7 +18,7 @@ from leftovers import kernel_objects, miniature_keys
 
 from cachebench import engines, procs, reaper, steps, targets
 from cachebench.campaign import CampaignSpec
-from cachebench.targets.local import machine, miniature, netns, runtime, servers
+from cachebench.targets.local import claims, machine, miniature, netns, runtime, servers
 from cachebench.workspace import RunDir
 
 pytestmark = pytest.mark.e2e
@@ -58,10 +58,15 @@ def plant(results: Path, k: int, *, run_id: str, expires_in: float, mini: bool =
         "expires_at": int(time.time() + expires_in),
     }
     if mini:
-        owner = {"key": miniature.key_of(sd), "state_dir": str(sd), "run_id": run_id}
-        owner |= {"campaign": "planted", "expires_at": config["expires_at"]}
+        owner = claims.Owner(
+            key=miniature.key_of(sd),
+            state_dir=str(sd),
+            campaign="planted",
+            run_id=run_id,
+            expires_at=config["expires_at"],
+        )
         config["miniature"] = {
-            "key": owner["key"],
+            "key": owner.key,
             "mimics": "cache.t4g.micro",
             "subnet": netns.subnet_of(netns.claim(owner)),
             "cpu_limit_cores": 0.25,

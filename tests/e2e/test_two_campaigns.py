@@ -66,7 +66,7 @@ def test_two_campaigns_started_together_both_succeed_and_never_load_at_once(
         for (_, end, a), (start_, _, b) in itertools.pairwise(windows):
             assert start_ >= end - 0.01, f"{a} and {b}: measured windows overlap ({windows})"
         # both destroys gave their blocks back
-        owners = {c.owner for c in machine.claims()}
+        owners = {c.owner.state_dir for c in machine.PORTS.claims()}
         assert not any(str(run_dir) in o for o in owners for run_dir in runs.values()), owners
     finally:
         for run_dir in runs.values():

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from cachebench import reaper, targets
-from cachebench.targets.local import cgroups, leftovers, netns, runtime
+from cachebench.targets.local import cgroups, claims, leftovers, netns, runtime
 
 NOW = time.time()
+OWNER = claims.Owner(key="0000000a", state_dir="/x/server", expires_at=2e9)
 
 
 def test_a_deployments_folder_is_named_after_it_and_lies_in_the_root(monkeypatch, tmp_path):
@@ -31,10 +32,10 @@ def test_a_deployments_folder_is_named_after_it_and_lies_in_the_root(monkeypatch
 
 
 def test_make_is_private_and_says_whose(tmp_path):
-    path = runtime.make(tmp_path / "rt" / "d-1", {"state_dir": "/x/server"})
+    path = runtime.make(tmp_path / "rt" / "d-1", OWNER)
     for p in (tmp_path / "rt", path, path / "nodes"):
         assert p.stat().st_mode & 0o777 == 0o700, p
-    assert json.loads((path / runtime.OWNER).read_text()) == {"state_dir": "/x/server"}
+    assert json.loads((path / runtime.OWNER).read_text()) == OWNER.model_dump()
     runtime.remove(path)
     assert not path.exists()
 
@@ -45,16 +46,16 @@ def test_a_root_of_another_user_or_a_symlink_is_refused(tmp_path):
     theirs.mkdir(mode=0o777)
     os.chown(theirs, 65534, 65534)  # nobody
     with pytest.raises(runtime.NotPrivate, match="not a folder of this user's"):
-        runtime.make(theirs / "d-1", {})
+        runtime.make(theirs / "d-1", OWNER)
     assert not (theirs / "d-1").exists()
     (tmp_path / "link").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
     (tmp_path / "elsewhere").mkdir()
     with pytest.raises(runtime.NotPrivate):
-        runtime.make(tmp_path / "link" / "d-1", {})
+        runtime.make(tmp_path / "link" / "d-1", OWNER)
 
 
 def owned(name: str, **owner) -> Path:
-    return runtime.make(runtime.root() / name, {"campaign": "c", **owner})
+    return runtime.make(runtime.root() / name, claims.Owner(key="0000000a", campaign="c", **owner))
 
 
 def test_the_reaper_takes_the_secrets_no_running_deployment_needs(monkeypatch, tmp_path):

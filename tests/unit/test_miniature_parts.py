@@ -7,12 +7,13 @@ in tests/e2e/test_miniature_truth.py.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 
-from cachebench.targets.local import agent, cgroups, miniature, netns, shaping
+from cachebench.targets.local import agent, cgroups, claims, miniature, netns, shaping
 
 # --------------------------------------------------------------------- cgroups
 
@@ -224,13 +225,35 @@ def test_agent_cpu_in_percent_of_the_quota() -> None:
 
 def test_claims_are_exclusive_and_held_again_after_a_down(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(netns, "CLAIMS_DIR", tmp_path / "net")
-    a = {"key": "aaaaaaaa", "state_dir": "/r/a/server"}
-    b = {"key": "bbbbbbbb", "state_dir": "/r/b/server"}
+    # other deployments' subnets on this machine are not this test's (see the next one)
+    monkeypatch.setattr(netns, "SUBNETS", dataclasses.replace(netns.SUBNETS, busy=lambda c: False))
+    a, b = (
+        claims.Owner(key=k * 8, state_dir=str(tmp_path / k / "server"), expires_at=2e9)
+        for k in "ab"
+    )
     assert (netns.claim(a), netns.claim(b)) == (0, 1)
     assert netns.claim(a) == 0  # a render_tfvars retry keeps its block
     netns.release("aaaaaaaa")  # `down` gave it back; the replacing `up` holds it again
     netns.hold("169.254.1.0/27", a)
-    assert [(blk, o["key"]) for blk, o in netns.claims()] == [(0, "aaaaaaaa"), (1, "bbbbbbbb")]
+    got = [(c.first, c.owner.key) for c in netns.SUBNETS.claims()]
+    assert got == [(0, "aaaaaaaa"), (1, "bbbbbbbb")]
     netns.hold("169.254.1.0/27", a)  # already its own: nothing to do
     with pytest.raises(netns.NetError, match="claimed by another deployment"):
         netns.hold("169.254.1.32/27", a)
+
+
+def test_a_stale_subnet_claim_is_taken_back_once_no_root_link_has_its_addresses(
+    tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setattr(netns, "CLAIMS_DIR", tmp_path / "net")
+    last = netns.subnet_of(netns.BLOCKS - 1)  # one no deployment of this machine is near
+    gone = claims.Owner(key="aaaaaaaa", state_dir=str(tmp_path / "a" / "server"), expires_at=2e9)
+    new = claims.Owner(key="bbbbbbbb", state_dir=str(tmp_path / "b" / "server"), expires_at=2e9)
+    netns.hold(last, gone)
+    with pytest.raises(netns.NetError, match="claimed by another deployment"):
+        netns.hold(last, new)
+    (tmp_path / "a").rmdir()  # its deployment's folder removed, nothing of it addressed
+    netns.hold(last, new)
+    assert [(c.first, c.owner.key) for c in netns.SUBNETS.claims()] == [
+        (netns.BLOCKS - 1, "bbbbbbbb")
+    ]

@@ -10,7 +10,7 @@ import hcl2
 import pytest
 
 from cachebench.campaign import CampaignSpec
-from cachebench.targets.local import machine
+from cachebench.targets.local import claims, machine
 from cachebench.targets.local import target as local
 from cachebench.targets.local.servers import BUS_PORT_OFFSET
 from cachebench.terraform import MODULES_DIR, Terraform
@@ -116,7 +116,8 @@ def test_busy_port_block_is_skipped(monkeypatch, tmp_path: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", first + 1))  # one port of the first block
         s.listen()
-        base = machine.claim_ports(tmp_path / "d", nodes=2, expires_at=2e9)
+        sd = str(tmp_path / "d" / "server")
+        base = machine.claim_ports(claims.Owner(key="0000000d", state_dir=sd, expires_at=2e9), 2)
     assert base == first + machine.PORT_BLOCK
 
 

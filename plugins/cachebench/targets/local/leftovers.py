@@ -153,7 +153,7 @@ def stale_runtime(now: float, run_state: RunState) -> list[tuple[Path, str]]:
     """Runtime folders (a deployment's secrets) no running deployment needs, and why."""
     stale = []
     for path, owner in runtime.owners():
-        if owner is None or not isinstance(owner.get("state_dir"), str):
+        if owner is None:
             try:  # `up` writes its owner at once; `down` may have removed it meanwhile
                 stray = now - path.stat().st_mtime > STRAY_RUNTIME_S
             except OSError:
@@ -161,11 +161,11 @@ def stale_runtime(now: float, run_state: RunState) -> list[tuple[Path, str]]:
             if stray:
                 stale.append((path, "it names no deployment"))
             continue
-        sd = Path(owner["state_dir"])
-        if procs.processes_under(sd.parent):
+        sd = Path(owner.state_dir)
+        if procs.processes_under(owner.folder):
             continue  # its servers run: find_local's to judge, their password kept
         reason = "its deployment's folder was removed" if not sd.is_dir() else None
-        if reason := reason or decide(owner, now, run_state):
+        if reason := reason or decide(owner.model_dump(), now, run_state):
             stale.append((path, reason))
     return stale
 
@@ -174,16 +174,13 @@ def stale_miniatures(now: float, run_state: RunState) -> list[tuple[str, str]]:
     """(key, why) of miniature resources no running deployment needs: claimed by a
     deployment the rules let go, or of no claim at all and an hour old."""
     stale, claimed = [], set()
-    for _, owner in netns.claims():
-        if owner is None or not isinstance(owner.get("key"), str):
-            continue
-        claimed.add(owner["key"])
-        sd = Path(str(owner.get("state_dir", "")))
-        if procs.processes_under(sd.parent):
+    for owner in (c.owner for c in netns.SUBNETS.claims()):
+        claimed.add(owner.key)
+        if procs.processes_under(owner.folder):
             continue  # its servers run: find_local's to judge
-        reason = "its deployment's folder was removed" if not sd.parent.is_dir() else None
-        if reason := reason or decide(owner, now, run_state):
-            stale.append((owner["key"], reason))
+        reason = "its deployment's folder was removed" if not owner.folder.is_dir() else None
+        if reason := reason or decide(owner.model_dump(), now, run_state):
+            stale.append((owner.key, reason))
     hierarchy, _ = cgroups.detect()
     found = [Path(netns.NETNS_DIR, n) for n in netns.namespaces()]
     found += [Path(d) for d in cgroups.existing(hierarchy)] if hierarchy else []

@@ -5,12 +5,12 @@ each with its own results folder and Airflow home, so nothing of one campaign ru
 folder can keep them apart. They meet in a directory every campaign on the machine
 sees (CACHEBENCH_MACHINE_DIR, default /tmp/cachebench):
 
-* ``ports.json`` (read and written under the flock of ``ports.lock``): each local
-  deployment's block of ports (its cluster bus ports +10000 with it), claimed when its
-  tfvars are rendered, probed free at that moment, and kept until its destroy leaves
-  no process and no port behind, so a retried ``apply`` uses a block no other
-  deployment on the machine can have. A claim whose deployment folder is gone, or
-  whose expiry (the reaper's) has passed, no longer counts once its ports are free.
+* ``ports/``: each local deployment's block of ports (its cluster bus ports +10000 with
+  it), a claim of claims.py claimed when its tfvars are rendered, probed free at that
+  moment, and kept until its destroy leaves no process and no port behind, so a
+  retried ``apply`` uses a block no other deployment on the machine can have. A claim
+  whose deployment folder is gone, or whose expiry (the reaper's) has passed, no
+  longer counts once its ports are free.
 * ``load.lock``: a run's runner holds its flock while it prefills, warms up and loads,
   and an export holds it while it reads metrics and draws (targets.local quiet), so no
   two loads, nor a load and an export, share the CPUs, whichever campaign they belong
@@ -25,16 +25,13 @@ import contextlib
 import fcntl
 import json
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pydantic import TypeAdapter
-
 from cachebench import jsonfile, procs
-from cachebench.models import Strict
-from cachebench.targets.local.servers import BUS_PORT_OFFSET
+from cachebench.targets.local import claims
+from cachebench.targets.local.config import BUS_PORT_OFFSET
 
 MACHINE_ENV = "CACHEBENCH_MACHINE_DIR"
 PORT_SPAN, PORT_BLOCK = 5000, 20  # a deployment's nodes take a block of the span
@@ -85,98 +82,40 @@ def port_first() -> int:
 # ---------------------------------------------------------------- ports
 
 
-class PortClaim(Strict):
-    """A deployment's block: ports base .. base + nodes - 1 and their bus ports."""
-
-    base: int
-    nodes: int
-    owner: str  # the deployment's folder
-    expires_at: float
-    at: float
-
-    def ports(self) -> set[int]:
-        own = set(range(self.base, self.base + self.nodes))
-        return own | {p + BUS_PORT_OFFSET for p in own}
-
-    def free(self) -> bool:
-        return all(procs.port_free(p) for p in self.ports())
-
-    def stale(self, now: float) -> bool:
-        """No longer counts: its deployment's folder is gone or its expiry passed, and
-        none of its ports is in use."""
-        gone = not Path(self.owner).is_dir() or now > self.expires_at
-        return gone and self.free()
+def _ports(c: claims.Claim) -> set[int]:
+    own = set(range(c.first, c.first + c.size))
+    return own | {p + BUS_PORT_OFFSET for p in own}
 
 
-_CLAIMS = TypeAdapter(list[PortClaim])
+# In the machine dir, not root's /run: campaigns of any user claim ports, and a session
+# may keep claims of its own (CACHEBENCH_MACHINE_DIR) since the probe sees every port.
+PORTS = claims.Pool(
+    home=lambda: machine_dir() / "ports",
+    mode=0o777,  # no sticky bit: any campaign may take back another user's stale claim
+    units=_ports,
+    busy=lambda c: not all(procs.port_free(p) for p in _ports(c)),
+)
 
 
-@contextlib.contextmanager
-def _ports() -> Iterator[list[PortClaim]]:
-    """The machine's port claims, read and written back under the ports lock."""
-    fd = os.open(_shared_file("ports.lock"), os.O_RDWR)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        path = _shared_file("ports.json")
-        try:
-            claims = _CLAIMS.validate_json(path.read_bytes())
-        except ValueError:
-            claims = []  # none yet, or a file no campaign could have written: start over
-        yield claims
-        _write_in_place(path, _CLAIMS.dump_json(claims, indent=2))
-    finally:
-        os.close(fd)
-
-
-def claim_ports(owner: Path, nodes: int, expires_at: float) -> int:
+def claim_ports(owner: claims.Owner, nodes: int) -> int:
     """The first block of `nodes` ports (and bus ports) no live claim holds and nothing
-    listens on, claimed for the deployment folder `owner` until release_ports; the
-    block it holds already when it has one (a retried render)."""
-    Path(owner).mkdir(parents=True, exist_ok=True)  # the claim lives as long as its folder
-    owner_s = str(Path(owner).resolve())
+    listens on, claimed for owner until release_ports; the block it holds already when
+    it has one (a retried render)."""
     first = port_first()
-    with _ports() as claims:
-        now = time.time()
-        claims[:] = [c for c in claims if c.owner == owner_s or not c.stale(now)]
-        for c in claims:
-            if c.owner == owner_s and c.nodes == nodes:
-                return c.base
-        claims[:] = [c for c in claims if c.owner != owner_s]  # another shape: claim anew
-        taken = set().union(*(c.ports() for c in claims))
-        for block in range(PORT_SPAN // PORT_BLOCK):
-            candidate = PortClaim(
-                base=first + block * PORT_BLOCK,
-                nodes=nodes,
-                owner=owner_s,
-                expires_at=expires_at,
-                at=now,
-            )
-            if not candidate.ports() & taken and candidate.free():
-                claims.append(candidate)
-                return candidate.base
+    blocks = [(first + b * PORT_BLOCK, nodes) for b in range(PORT_SPAN // PORT_BLOCK)]
+    if (held := PORTS.claim(owner, blocks)) is not None:
+        return held.first
     raise RuntimeError(
         f"no free block of {nodes} ports in {first}-{first + PORT_SPAN} (nor their bus ports "
         f"+{BUS_PORT_OFFSET}): other deployments on this machine hold them "
-        f"({machine_dir() / 'ports.json'}); set CACHEBENCH_PORT_FIRST to another range"
+        f"({PORTS.home()}); set CACHEBENCH_PORT_FIRST to another range"
     )
 
 
-def release_ports(owner: Path) -> bool:
-    """Give back the block of the deployment folder `owner` once none of its ports is in
-    use (destroy left nothing); False when it is kept (or there was none)."""
-    owner_s = str(Path(owner).resolve())
-    with _ports() as claims:
-        mine = [c for c in claims if c.owner == owner_s]
-        if not mine or not all(c.free() for c in mine):
-            return False
-        claims[:] = [c for c in claims if c.owner != owner_s]
-    return True
-
-
-def claims() -> list[PortClaim]:
-    """The claims as they stand (for the tests and for a human)."""
-    with _ports() as held:
-        return list(held)
+def release_ports(key: str) -> bool:
+    """Give back the block of deployment `key` once none of its ports is in use (destroy
+    left nothing); False when it is kept (or there was none)."""
+    return PORTS.release(key)
 
 
 # ---------------------------------------------------------------- the load lock

@@ -30,7 +30,7 @@ from pathlib import Path
 from pydantic import Field
 
 from cachebench.models import Strict
-from cachebench.targets.local import cgroups, netns, shaping
+from cachebench.targets.local import cgroups, claims, netns, shaping
 
 LOAD = "load"  # the load generators' cgroup member
 FILE = "miniature.json"  # in the servers' state dir: what `up` made (Provisioned)
@@ -123,7 +123,7 @@ def io_threads(cpu_limit_cores: float) -> int:
     return max(1, math.floor(cpu_limit_cores))
 
 
-def provision(m: Miniature, node_ids: list[str], owner: dict) -> Provisioned:
+def provision(m: Miniature, node_ids: list[str], owner: claims.Owner) -> Provisioned:
     """Make the cgroups, namespaces, links and shapers of a deployment (anything of the
     same key left by an interrupted `up` is removed first), its subnet held by owner
     (what the reaper reads: state_dir, run, expiry) for as long as they exist."""
@@ -132,7 +132,7 @@ def provision(m: Miniature, node_ids: list[str], owner: dict) -> Provisioned:
     hierarchy, _ = cgroups.detect()
     assert hierarchy is not None  # machine_problems said so
     try:
-        netns.hold(m.subnet, {**owner, "key": m.key})
+        netns.hold(m.subnet, owner)
     except netns.NetError as e:
         raise MiniatureError(str(e)) from e
     if left := _remove(m.key):  # an interrupted `up`'s; the subnet claim stays ours

@@ -17,14 +17,15 @@ addresses are link-local (169.254/16), on links this module makes; no route
 leads anywhere else, and nothing outside these namespaces is ever addressed.
 Deleting the hub namespace deletes every veth and the bridge with it.
 
-Each deployment's /27 is claimed machine-wide (a file per block under
-CLAIMS_DIR, made with O_EXCL) before anything is made, so two campaigns never
-share a subnet; the claim names its owner for the reaper and goes last.
+Each deployment's /27 is claimed machine-wide (claims.py: a file per block under
+CLAIMS_DIR) before anything is made, so two campaigns never share a subnet; the
+claim names its owner for the reaper and goes last.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
 import shutil
@@ -34,6 +35,7 @@ from pathlib import Path
 from pydantic import Field
 
 from cachebench.models import Strict
+from cachebench.targets.local import claims
 
 CLAIMS_DIR = Path("/run/cachebench/net")
 NETNS_DIR = Path("/run/netns")  # where `ip netns` keeps named namespaces
@@ -123,63 +125,47 @@ def plan(key: str, subnet: str, node_ids: list[str]) -> Net:
 # ------------------------------------------------------------------ claims
 
 
-def claim(owner: dict) -> int:
-    """The block owner["state_dir"] holds already, else the first free one (machine-wide)."""
-    for block, other in claims():
-        if other and other.get("state_dir") == owner["state_dir"]:
-            return block
-    CLAIMS_DIR.mkdir(parents=True, exist_ok=True, mode=0o755)
-    for block in range(BLOCKS):
-        try:
-            fd = os.open(CLAIMS_DIR / f"{block}.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            continue
-        with os.fdopen(fd, "w") as fh:
-            json.dump({**owner, "block": block, "subnet": subnet_of(block)}, fh)
-        return block
-    raise NetError(f"every one of the {BLOCKS} local subnets is claimed ({CLAIMS_DIR})")
+def _addressed(c: claims.Claim) -> bool:
+    """Does a link of the root namespace have an address of the claim's subnet?"""
+    net = ipaddress.ip_network(subnet_of(c.first))
+    listed = json.loads(_run("ip", "-j", "-4", "addr", "show") or "[]")
+    return any(
+        ipaddress.ip_address(a["local"]) in net
+        for link in listed
+        for a in link.get("addr_info", [])
+        if "local" in a
+    )
 
 
-def hold(subnet: str, owner: dict) -> None:
-    """Make sure owner["key"] holds subnet: claimed again if its claim was given back (a
-    `down` before a replacing `up`); NetError if another deployment holds it."""
+# Root's /run, whatever CACHEBENCH_MACHINE_DIR says: a subnet is a route of the one root
+# namespace, and no probe sees one claimed by another session but not made yet; only
+# root makes namespaces, and /run is emptied at boot, as they are.
+SUBNETS = claims.Pool(
+    home=lambda: CLAIMS_DIR, mode=0o755, units=lambda c: {c.first}, busy=_addressed
+)
+
+
+def claim(owner: claims.Owner) -> int:
+    """The block owner holds already, else the first free one (machine-wide)."""
+    if (held := SUBNETS.claim(owner, [(b, 1) for b in range(BLOCKS)])) is not None:
+        return held.first
+    raise NetError(f"every one of the {BLOCKS} local subnets is claimed or in use ({CLAIMS_DIR})")
+
+
+def hold(subnet: str, owner: claims.Owner) -> None:
+    """Make sure owner holds subnet: claimed again if its claim was given back (a `down`
+    before a replacing `up`); NetError if another deployment holds or uses it."""
     block = next((b for b in range(BLOCKS) if subnet_of(b) == subnet), None)
     if block is None:
         raise NetError(f"{subnet} is not one of the local subnets (169.254.X.Y/27)")
-    path = CLAIMS_DIR / f"{block}.json"
-    CLAIMS_DIR.mkdir(parents=True, exist_ok=True, mode=0o755)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileExistsError:
-        try:
-            held = json.loads(path.read_text())
-        except (OSError, ValueError):
-            held = {}
-        if held.get("key") != owner["key"]:
-            raise NetError(f"subnet {subnet} is claimed by another deployment ({path})") from None
-        return
-    with os.fdopen(fd, "w") as fh:
-        json.dump({**owner, "block": block, "subnet": subnet}, fh)
-
-
-def claims() -> list[tuple[int, dict | None]]:
-    """Every claimed block and its owner (None: unreadable, e.g. being written)."""
-    out = []
-    for path in sorted(CLAIMS_DIR.glob("*.json")) if CLAIMS_DIR.is_dir() else []:
-        try:
-            owner = json.loads(path.read_text())
-        except (OSError, ValueError):
-            owner = None
-        with contextlib.suppress(ValueError):
-            out.append((int(path.stem), owner if isinstance(owner, dict) else None))
-    return out
+    if SUBNETS.claim(owner, [(block, 1)]) is None:
+        raise NetError(f"subnet {subnet} is claimed by another deployment or in use ({CLAIMS_DIR})")
 
 
 def release(key: str) -> None:
-    """Give back every block the deployment `key` holds."""
-    for block, owner in claims():
-        if owner and owner.get("key") == key:
-            (CLAIMS_DIR / f"{block}.json").unlink(missing_ok=True)
+    """Give back every block the deployment `key` holds (kept while an address of it is
+    on a root link)."""
+    SUBNETS.release(key)
 
 
 # ------------------------------------------------------------------ make, find, remove
@@ -229,7 +215,7 @@ def left(key: str) -> list[str]:
     """What of deployment `key` exists: namespaces, root links, claims (empty: nothing)."""
     out = [f"network namespace {n}" for n in namespaces(f"{PREFIX}{key}")]
     out += [f"link {d}" for d in root_links(f"{LINK_PREFIX}{key}")]
-    out += [f"subnet claim {b}" for b, o in claims() if o and o.get("key") == key]
+    out += [f"subnet claim {c.first}" for c in SUBNETS.claims() if c.owner.key == key]
     return out
 
 

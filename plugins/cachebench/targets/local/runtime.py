@@ -17,7 +17,6 @@ does the reaper once its deployment is gone (cachebench.reaper).
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import stat
@@ -25,6 +24,7 @@ import tempfile
 from pathlib import Path
 
 from cachebench import jsonfile
+from cachebench.targets.local.claims import Owner
 
 OWNER = "owner.json"
 
@@ -49,7 +49,7 @@ def secrets_dir(state_dir: Path | str) -> Path:
     return root() / f"{name[:80]}-{hashlib.sha256(str(sd).encode()).hexdigest()[:12]}"
 
 
-def make(path: Path, owner: dict) -> Path:
+def make(path: Path, owner: Owner) -> Path:
     """Create path (0700) in a private root, saying whose it is (OWNER); refuse a root
     that is another user's."""
     top = path.parent
@@ -69,7 +69,7 @@ def remove(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def owners() -> list[tuple[Path, dict | None]]:
+def owners() -> list[tuple[Path, Owner | None]]:
     """Every deployment folder under the root and its OWNER (None: unreadable, or not
     written yet), for the reaper."""
     top = root()
@@ -77,10 +77,10 @@ def owners() -> list[tuple[Path, dict | None]]:
     for path in sorted(top.iterdir()) if top.is_dir() else []:
         if path.is_dir():
             try:
-                owner = json.loads((path / OWNER).read_text())
+                owner = Owner.model_validate_json((path / OWNER).read_bytes())
             except (OSError, ValueError):
                 owner = None
-            found.append((path, owner if isinstance(owner, dict) else None))
+            found.append((path, owner))
     return found
 
 

@@ -59,7 +59,7 @@ from cachebench.targets.local.config import (
     write_registry,
 )
 
-from . import miniature, netns, runtime
+from . import claims, miniature, netns, runtime
 
 CLUSTER_SLOTS = 16384
 HOST = "127.0.0.1"
@@ -268,8 +268,14 @@ def _start_fresh(cfg: ServerConfig, sd: Path, nodes: list[NodeSpec]) -> dict[str
     if _running_here(sd) or miniature.provisioned(sd) is not None:
         _stop_all(sd)  # stale or different servers: start clean
     prov = None
-    keys = {"state_dir", "deployment_id", "campaign", "run_id", "expires_at"}
-    owner = cfg.model_dump(mode="json", include=keys)
+    owner = claims.Owner(
+        key=cfg.miniature.key if cfg.miniature else miniature.key_of(sd),
+        state_dir=cfg.state_dir,
+        deployment_id=cfg.deployment_id,
+        campaign=cfg.campaign,
+        run_id=cfg.run_id,
+        expires_at=cfg.expires_at,
+    )
     if cfg.miniature is None:
         _check_ports(cfg, nodes)
     else:  # each node gets its own namespace: no port of this machine's is taken

@@ -36,8 +36,16 @@ from cachebench.models import (
     Wait,
 )
 from cachebench.targets import Busy, Leftover, RunState, Stray
+from cachebench.targets.local import (
+    claims,
+    machine,
+    miniature,
+    netns,
+    runner,
+    runtime,
+    servers,
+)
 from cachebench.targets.local import leftovers as local_leftovers
-from cachebench.targets.local import machine, miniature, netns, runner, runtime, servers
 from cachebench.targets.local.config import read_registry
 from cachebench.workspace import DeploymentDir, deployment_dir
 
@@ -117,7 +125,15 @@ class LocalTarget:
         binary = engines.server_binary(d.engine, d.version)
         if binary is None:
             raise RuntimeError(f"{d.engine} {d.version} is not installed on this machine")
-        mini = self._miniature(plan, ddir, spec, expires_at) if spec.miniature else None
+        owner = claims.Owner(
+            key=miniature.key_of(ddir.server),
+            state_dir=str(ddir.server),
+            deployment_id=plan.instance,
+            campaign=d.campaign,
+            run_id=plan.run_id,
+            expires_at=expires_at,
+        )
+        mini = self._miniature(plan, owner, spec) if spec.miniature else None
         return {
             "deployment_id": plan.instance,
             "campaign": d.campaign,
@@ -130,7 +146,7 @@ class LocalTarget:
             "replicas": d.topology.replicas,
             # claimed machine-wide until destroy: no other deployment of any campaign
             # on this machine gets these ports, whichever applies first (machine.py)
-            "base_port": machine.claim_ports(ddir.path, d.topology.nodes, expires_at),
+            "base_port": machine.claim_ports(owner, d.topology.nodes),
             "maxmemory_bytes": int(spec.memory_gib * (1 - RESERVED_MEMORY) * 2**30),
             "maxmemory_policy": d.maxmemory_policy,
             "io_threads": miniature.io_threads(mini["cpu_limit_cores"]) if mini else spec.vcpu,
@@ -144,20 +160,9 @@ class LocalTarget:
         }
 
     @staticmethod
-    def _miniature(
-        plan: DeploymentPlan, ddir: DeploymentDir, spec: InstanceSpec, expires_at: int
-    ) -> dict[str, Any]:
+    def _miniature(plan: DeploymentPlan, owner: claims.Owner, spec: InstanceSpec) -> dict[str, Any]:
         """The miniature's limits, and its subnet claimed machine-wide until `down`."""
         assert spec.mimics is not None and spec.cpu_limit_cores is not None
-        key = miniature.key_of(ddir.server)
-        owner = {
-            "key": key,
-            "state_dir": str(ddir.server),
-            "deployment_id": plan.instance,
-            "campaign": plan.deployment.campaign,
-            "run_id": plan.run_id,
-            "expires_at": expires_at,
-        }
         allowance = None
         if spec.network_baseline_gbps is not None:
             assert spec.network_burst_gbps is not None and spec.network_bucket_mb is not None
@@ -166,7 +171,7 @@ class LocalTarget:
             )
         nodes = plan.deployment.topology.nodes
         return miniature.Miniature(
-            key=key,
+            key=owner.key,
             mimics=spec.mimics,
             subnet=netns.subnet_of(netns.claim(owner)),
             cpu_limit_cores=spec.cpu_limit_cores,
@@ -372,7 +377,7 @@ class LocalTarget:
         swept = procs.kill_under(ddir.path)
         runtime.remove(servers.runtime_dir_of(ddir.server))  # its secrets, with no one to use them
         if not swept["survivors"]:  # its ports are free again: give the block back
-            machine.release_ports(ddir.path)
+            machine.release_ports(miniature.key_of(ddir.server))
         stopped = [
             f"stopped {f['kind']} pid {f['pid']} ({os.path.basename(f['argv0'])}) "
             f"found in {f['cwd']}"
