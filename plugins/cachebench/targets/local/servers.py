@@ -39,13 +39,15 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 import redis
+from pydantic import Field
 
 from cachebench import jsonfile, procs
+from cachebench.models import Strict
 from cachebench.redis_conn import connect
 from cachebench.targets.local.config import (
     BUS_PORT_OFFSET,
@@ -84,14 +86,31 @@ IDENTITY = (
 )
 
 
-@dataclass(frozen=True)
-class NodeSpec:
+class NodeSpec(Strict):
     node_id: str
     shard: int  # 1-based, like ElastiCache's node group "0001"
     member: int  # 1-based within the shard; 1 is the primary
     port: int
     role: Literal["primary", "replica"]
     host: str = HOST  # a miniature's node: its own address, in its own namespace
+
+
+class NodeFile(NodeSpec):
+    """A node folder's node.json: what `down` needs to find its server without a registry."""
+
+    server_binary: str
+
+
+class KnownNode(Strict):
+    """A node a state dir may run, as its registry and its node folder say."""
+
+    node_id: str
+    host: str
+    port: int | None
+    role: Literal["primary", "replica"]
+    binary: str | None
+    dir: Path
+    pid: int | None = Field(description="its server's, when one of its pids runs it")
 
 
 # ---------------------------------------------------------------- planning
@@ -371,7 +390,7 @@ def _ensure_agent(sd: Path, registry: Registry, before: Registry | None) -> Regi
 
 def _running_here(sd: Path) -> bool:
     reg = read_registry(sd)
-    return any(t["pid"] for t in _targets(sd, reg)) or any(
+    return any(n.pid for n in _known_nodes(sd, reg)) or any(
         procs.is_agent(p, sd) for p in _agent_pids(sd, reg)
     )
 
@@ -401,7 +420,7 @@ def start_node(
     nd = sd / "nodes" / n.node_id
     nd.mkdir(parents=True, exist_ok=True, mode=0o700)
     _remove_data(nd)  # a fresh start never loads what an earlier run left
-    jsonfile.write(nd / "node.json", {**asdict(n), "server_binary": cfg.server_binary})
+    jsonfile.write(nd / "node.json", NodeFile(**n.model_dump(), server_binary=cfg.server_binary))
     conf = Path(cfg.runtime_dir) / "nodes" / f"{n.node_id}.conf"
     runtime.write_secret(conf, render_server_conf(cfg, n, nd, password, upstream))
     argv = [cfg.server_binary, str(conf)]
@@ -636,47 +655,38 @@ def _agent_pids(sd: Path, reg: Registry | None) -> list[int]:
     return [p for p in pids if p]
 
 
-def _targets(sd: Path, reg: Registry | None) -> list[dict[str, Any]]:
-    """Every node this state dir may run: from the registry, else from node dirs."""
-    found: dict[str, dict[str, Any]] = {}
-    binary = reg.server_binary if reg else None
-    for entry in reg.nodes if reg else []:
-        found[entry.node_id] = {
-            "node_id": entry.node_id,
-            "host": entry.host,
-            "port": entry.port,
-            "role": entry.role,
-            "pids": {entry.pid} if entry.pid else set(),
-            "binary": binary,
-        }
+def _known_nodes(sd: Path, reg: Registry | None) -> list[KnownNode]:
+    """Every node this state dir may run: from the registry, else from node dirs (their
+    node.json and pidfile: an `up` that died before registering)."""
+    registered = {n.node_id: n for n in reg.nodes} if reg else {}
     nodes_dir = sd / "nodes"
-    for nd in sorted(nodes_dir.iterdir()) if nodes_dir.is_dir() else []:
-        if not nd.is_dir():
-            continue
-        meta = jsonfile.read_dict(nd / "node.json") or {}
-        t = found.setdefault(
-            nd.name,
-            {
-                "node_id": nd.name,
-                "host": meta.get("host", HOST),
-                "port": None,
-                "role": "primary",
-                "pids": set(),
-                "binary": None,
-            },
-        )
-        if t["port"] is None and isinstance(meta.get("port"), int):
-            t["port"] = meta["port"]
-        t["role"] = meta.get("role", t["role"])
-        t["binary"] = t["binary"] or meta.get("server_binary")
-        pid = procs.read_pid(nd / "server.pid")
-        if pid:
-            t["pids"].add(pid)
+    on_disk = (
+        sorted(d.name for d in nodes_dir.iterdir() if d.is_dir()) if nodes_dir.is_dir() else []
+    )
     out = []
-    for t in found.values():
-        nd = nodes_dir / t["node_id"]
-        ours = [p for p in t["pids"] if procs.is_server(p, nd, t["port"], _names(t["binary"]))]
-        out.append({**t, "dir": nd, "pid": ours[0] if ours else None})
+    for node_id in [*registered, *(n for n in on_disk if n not in registered)]:
+        nd, entry = nodes_dir / node_id, registered.get(node_id)
+        try:
+            meta: NodeFile | None = NodeFile.model_validate_json((nd / "node.json").read_bytes())
+        except (OSError, ValueError):
+            meta = None
+        port = entry.port if entry else meta.port if meta else None
+        binary = (reg.server_binary if entry and reg else None) or (
+            meta.server_binary if meta else None
+        )
+        pids = [p for p in (entry.pid if entry else None, procs.read_pid(nd / "server.pid")) if p]
+        ours = [p for p in pids if procs.is_server(p, nd, port, _names(binary))]
+        out.append(
+            KnownNode(
+                node_id=node_id,
+                host=entry.host if entry else meta.host if meta else HOST,
+                port=port,
+                role=meta.role if meta else entry.role if entry else "primary",
+                binary=binary,
+                dir=nd,
+                pid=ours[0] if ours else None,
+            )
+        )
     return out
 
 
@@ -704,28 +714,26 @@ def _stop_all(sd: Path) -> dict[str, Any]:
             if left:
                 raise LocalError(f"agent pid {pid} survived SIGKILL")
             agent_stopped = True
-    targets = _targets(sd, reg)
-    running = [t for t in targets if t["pid"]]
+    known = _known_nodes(sd, reg)
+    running = [n for n in known if n.pid]
 
-    def ours(t):
-        return lambda p: procs.is_server(p, t["dir"], t["port"], _names(t["binary"]))
+    def ours(n: KnownNode) -> Callable[[int], bool]:
+        return lambda p: procs.is_server(p, n.dir, n.port, _names(n.binary))
 
     rt = runtime_dir_of(sd, reg)
     auth = rt / "auth"
     password = auth.read_text().strip() if auth.exists() else None
     # Replicas first, so no primary waits for a lagging replica on SHUTDOWN.
-    for t in sorted(running, key=lambda t: t["role"] == "primary"):
-        if t["port"] and ours(t)(t["pid"]):
-            _shutdown_nosave(t["host"], t["port"], password)
-    left = procs.wait_gone([t["pid"] for t in running], STOP_GRACE_S)
-    by_pid = {t["pid"]: t for t in running}
-    for pid in left:
-        left_after = procs.stop([pid], ours(by_pid[pid]), grace=5.0)
-        if left_after:
-            raise LocalError(f"server pid {pid} ({by_pid[pid]['node_id']}) survived SIGKILL")
-    cluster = reg.cluster_mode if reg else any((t["dir"] / "nodes.conf").exists() for t in targets)
+    for n in sorted(running, key=lambda n: n.role == "primary"):
+        if n.port and n.pid and ours(n)(n.pid):
+            _shutdown_nosave(n.host, n.port, password)
+    by_pid = {n.pid: n for n in running if n.pid}
+    for pid in procs.wait_gone(list(by_pid), STOP_GRACE_S):
+        if procs.stop([pid], ours(by_pid[pid]), grace=5.0):
+            raise LocalError(f"server pid {pid} ({by_pid[pid].node_id}) survived SIGKILL")
+    cluster = reg.cluster_mode if reg else any((n.dir / "nodes.conf").exists() for n in known)
     # a miniature's nodes listen in their own namespaces: none of this machine's ports
-    ports = [t["port"] for t in targets if t["port"] and t["host"] == HOST]
+    ports = [n.port for n in known if n.port and n.host == HOST]
     ports += [p + BUS_PORT_OFFSET for p in ports] if cluster else []
     deadline = time.monotonic() + 10.0
     busy = [p for p in ports if not procs.port_free(p)]
@@ -734,8 +742,8 @@ def _stop_all(sd: Path) -> dict[str, Any]:
         busy = [p for p in busy if not procs.port_free(p)]
     # Secrets must not outlive the servers; cluster state would confuse a new `up`.
     runtime.remove(rt)
-    for t in targets:
-        _remove_data(t["dir"])
+    for n in known:
+        _remove_data(n.dir)
     left = miniature.teardown(key) if (key := _miniature_key(sd, reg)) else []
     if not left:
         (sd / miniature.FILE).unlink(missing_ok=True)
@@ -750,7 +758,7 @@ def _stop_all(sd: Path) -> dict[str, Any]:
         )
     return {
         "state_dir": str(sd),
-        "stopped_nodes": sorted(t["node_id"] for t in running),
+        "stopped_nodes": sorted(n.node_id for n in running),
         "agent_stopped": agent_stopped,
         "busy_ports": busy,
         "left": left,
