@@ -134,8 +134,6 @@ def run(path: Path, conf: dict | None = None, verbose: bool = False) -> int:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    from cachebench import progress
-    from cachebench.history.since import read_since
     from cachebench.workspace import RunDir
 
     dag_id, run_conf = _dag_and_conf(path, fields)
@@ -146,13 +144,26 @@ def run(path: Path, conf: dict | None = None, verbose: bool = False) -> int:
     argv = [sys.executable, "-m", "cachebench", "dag-test", dag_id, run_after.isoformat()]
     argv += ["--conf", json.dumps(run_conf)] if run_conf is not None else []
     log = run.path / "airflow.log"
+    print(f"campaign {fields['name']}: run {run_id}; Airflow's logs: "
+          f"{'this terminal' if verbose else log}", flush=True)  # fmt: skip
+    _run_child(argv, run.path, log, verbose)
+    state = _state(dag_id, run_id)
+    interrupted = run.interruption() is not None
+    print(f"\ncampaign {fields['name']}: run {run_id} {'interrupted' if interrupted else state}")
+    _print_outcome(run.path, log)
+    if interrupted:
+        return 130
+    return 0 if state == "success" else 1
+
+
+def _run_child(argv: list[str], run_dir: Path, log: Path, verbose: bool) -> None:
+    """Run the dag-test child to its end, following it (or streaming its output with
+    verbose); the first SIGINT or SIGTERM interrupts the campaign run."""
     live = sys.stdout.isatty() and not verbose
 
     def say(text):
         return print(text, file=sys.stderr, flush=True)
 
-    print(f"campaign {fields['name']}: run {run_id}; Airflow's logs: "
-          f"{'this terminal' if verbose else log}", flush=True)  # fmt: skip
     started = time.time()
     with log.open("ab") as out:
         child = subprocess.Popen(
@@ -162,33 +173,34 @@ def run(path: Path, conf: dict | None = None, verbose: bool = False) -> int:
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # the terminal's Ctrl-C is ours to handle, not the DAG's
         )
-        stop = _Stop(run.path, say)
+        stop = _Stop(run_dir, say)
         previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             if verbose:
                 while child.poll() is None:
                     time.sleep(POLL_S)
             else:
-                _follow(child, run.path, started, live)
+                _follow(child, run_dir, started, live)
         finally:
             child.wait()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-    state = _state(dag_id, run_id)
-    interrupted = run.interruption() is not None
-    print(f"\ncampaign {fields['name']}: run {run_id} {'interrupted' if interrupted else state}")
-    for title, headline in progress.headlines(run.path):
+
+
+def _print_outcome(run_dir: Path, log: Path) -> None:
+    """The decision's headlines and where the report is."""
+    from cachebench import progress
+    from cachebench.history.since import read_since
+
+    for title, headline in progress.headlines(run_dir):
         print(f"  {title}: {headline}")
-    if (since := read_since(run.path)) is not None:
+    if (since := read_since(run_dir)) is not None:
         print(f"  Since the baseline: {since.headline}")
     for name in ("report.html", "report.md", "summary.csv"):
-        if (run.path / name).exists():
-            print(f"  {name:12} {run.path / name}")
-    if not (run.path / "report.md").exists():
+        if (run_dir / name).exists():
+            print(f"  {name:12} {run_dir / name}")
+    if not (run_dir / "report.md").exists():
         print(f"  no report was written; see {log}", file=sys.stderr)
-    if interrupted:
-        return 130
-    return 0 if state == "success" else 1
 
 
 def _state(dag_id: str, run_id: str) -> str:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pydantic
@@ -196,95 +197,122 @@ def _parse_row(path: Path, line: int, row: list[str]) -> InstanceSpec:
             "row",
             f"expected {len(COLUMNS)} columns, got {len(row)} (quote fields containing commas)",
         )
-    cells = {name: cell.strip() for name, cell in zip(COLUMNS, row, strict=True)}
-
-    def fail(column: str, problem: str) -> SpecsError:
-        return SpecsError(path, line, column, problem)
-
+    cells = _Cells(
+        path, line, {name: cell.strip() for name, cell in zip(COLUMNS, row, strict=True)}
+    )
     for column in ("target", "node_type", "family", "source"):
-        if not cells[column]:
-            raise fail(column, "must not be empty")
-    if cells["target"] not in KNOWN_TARGETS:
-        raise fail(
+        cells.text(column)
+    if cells.raw["target"] not in KNOWN_TARGETS:
+        raise cells.fail(
             "target",
-            f"unknown target {cells['target']!r}; expected one of {KNOWN_TARGETS}",
+            f"unknown target {cells.raw['target']!r}; expected one of {KNOWN_TARGETS}",
         )
-
-    raw_vcpu = cells["vcpu"]
-    try:
-        vcpu = int(raw_vcpu)
-    except ValueError:
-        raise fail("vcpu", f"{raw_vcpu!r} is not a whole number") from None
-    if vcpu < 1:
-        raise fail("vcpu", f"{vcpu} must be at least 1")
-
-    def number(column: str, *, optional: bool) -> float | None:
-        raw = cells[column]
-        if not raw:
-            if optional:
-                return None
-            raise fail(column, "must not be empty")
-        try:
-            value = float(raw)
-        except ValueError:
-            raise fail(column, f"{raw!r} is not a number") from None
-        if not math.isfinite(value):
-            raise fail(column, f"{raw!r} is not a finite number")
-        if value < 0:
-            raise fail(column, f"{raw} must not be negative")
-        if value == 0:
-            raise fail(column, "must be greater than 0")
-        return value
-
-    memory = number("memory_gib", optional=False)
-    baseline = number("network_baseline_gbps", optional=True)
-    burst = number("network_burst_gbps", optional=True)
-    if burst is not None and baseline is None:
-        raise fail("network_burst_gbps", "set without network_baseline_gbps")
-    if burst is not None and baseline is not None and burst < baseline:
-        raise fail(
-            "network_burst_gbps",
-            f"burst {burst:g} is below baseline {baseline:g} (use baseline when there is no burst)",
-        )
-
-    assert memory is not None  # not optional
-    mimics, scaled = cells["mimics"] or None, cells["scaled"] or None
-    cpu_limit = number("cpu_limit_cores", optional=True)
-    bucket = number("network_bucket_mb", optional=True)
-    if mimics is None:
-        for column, value in (
-            ("cpu_limit_cores", cpu_limit),
-            ("network_bucket_mb", bucket),
-            ("scaled", scaled),
-        ):
-            if value is not None:
-                raise fail(column, "only a miniature (a local row with mimics) has it")
-    else:
-        if cells["target"] != "local":
-            raise fail("mimics", "only a local node type can be a miniature")
-        if cpu_limit is None:
-            raise fail("cpu_limit_cores", "a miniature needs its CPU limit (cores, e.g. 0.25)")
-        if cpu_limit < 0.1:
-            raise fail("cpu_limit_cores", f"{cpu_limit:g} is below 0.1 (the smallest CPU quota)")
-        if baseline is not None and bucket is None:
-            raise fail("network_bucket_mb", "a miniature with a network baseline needs its bucket")
-        if baseline is None and bucket is not None:
-            raise fail("network_bucket_mb", "set without network_baseline_gbps")
-        if baseline is not None and burst is None:
-            raise fail("network_burst_gbps", "a miniature with a baseline needs its burst rate")
-        if scaled is None:
-            raise fail("scaled", "a miniature must say what was scaled and how")
-    return InstanceSpec(
-        target=cells["target"],
-        node_type=cells["node_type"],
-        family=cells["family"],
+    vcpu = cells.whole("vcpu")
+    memory = cells.number("memory_gib")
+    baseline = cells.optional_number("network_baseline_gbps")
+    burst = cells.optional_number("network_burst_gbps")
+    _check_network(cells, baseline, burst)
+    spec = InstanceSpec(
+        target=cells.raw["target"],
+        node_type=cells.raw["node_type"],
+        family=cells.raw["family"],
         vcpu=vcpu,
         memory_gib=memory,
         network_baseline_gbps=baseline,
         network_burst_gbps=burst,
-        mimics=mimics,
-        cpu_limit_cores=cpu_limit,
-        network_bucket_mb=bucket,
-        scaled=scaled,
-        source=cells["source"],
+        mimics=cells.raw["mimics"] or None,
+        cpu_limit_cores=cells.optional_number("cpu_limit_cores"),
+        network_bucket_mb=cells.optional_number("network_bucket_mb"),
+        scaled=cells.raw["scaled"] or None,
+        source=cells.raw["source"],
     )
+    if spec.miniature:
+        _check_miniature(cells, spec)
+    else:
+        _check_not_miniature(cells, spec)
+    return spec
+
+
+@dataclass(frozen=True)
+class _Cells:
+    """One row's stripped cells by column, read with errors naming file, line and column."""
+
+    path: Path
+    line: int
+    raw: dict[str, str]
+
+    def fail(self, column: str, problem: str) -> SpecsError:
+        return SpecsError(self.path, self.line, column, problem)
+
+    def text(self, column: str) -> str:
+        if not self.raw[column]:
+            raise self.fail(column, "must not be empty")
+        return self.raw[column]
+
+    def whole(self, column: str) -> int:
+        raw = self.raw[column]
+        try:
+            value = int(raw)
+        except ValueError:
+            raise self.fail(column, f"{raw!r} is not a whole number") from None
+        if value < 1:
+            raise self.fail(column, f"{value} must be at least 1")
+        return value
+
+    def number(self, column: str) -> float:
+        """A finite number greater than 0."""
+        raw = self.text(column)
+        try:
+            value = float(raw)
+        except ValueError:
+            raise self.fail(column, f"{raw!r} is not a number") from None
+        if not math.isfinite(value):
+            raise self.fail(column, f"{raw!r} is not a finite number")
+        if value < 0:
+            raise self.fail(column, f"{raw} must not be negative")
+        if value == 0:
+            raise self.fail(column, "must be greater than 0")
+        return value
+
+    def optional_number(self, column: str) -> float | None:
+        return self.number(column) if self.raw[column] else None
+
+
+def _check_network(cells: _Cells, baseline: float | None, burst: float | None) -> None:
+    """Burst comes with a baseline and is not below it."""
+    if burst is not None and baseline is None:
+        raise cells.fail("network_burst_gbps", "set without network_baseline_gbps")
+    if burst is not None and baseline is not None and burst < baseline:
+        raise cells.fail(
+            "network_burst_gbps",
+            f"burst {burst:g} is below baseline {baseline:g} (use baseline when there is no burst)",
+        )
+
+
+def _check_not_miniature(cells: _Cells, spec: InstanceSpec) -> None:
+    """A row without mimics has none of a miniature's columns."""
+    for column in ("cpu_limit_cores", "network_bucket_mb", "scaled"):
+        if getattr(spec, column) is not None:
+            raise cells.fail(column, "only a miniature (a local row with mimics) has it")
+
+
+def _check_miniature(cells: _Cells, spec: InstanceSpec) -> None:
+    """A miniature is local and has every limit the kernel enforces for it."""
+    baseline, bucket = spec.network_baseline_gbps, spec.network_bucket_mb
+    cpu_limit = spec.cpu_limit_cores
+    if spec.target != "local":
+        raise cells.fail("mimics", "only a local node type can be a miniature")
+    if cpu_limit is None:
+        raise cells.fail("cpu_limit_cores", "a miniature needs its CPU limit (cores, e.g. 0.25)")
+    if cpu_limit < 0.1:
+        raise cells.fail("cpu_limit_cores", f"{cpu_limit:g} is below 0.1 (the smallest CPU quota)")
+    if baseline is not None and bucket is None:
+        raise cells.fail(
+            "network_bucket_mb", "a miniature with a network baseline needs its bucket"
+        )
+    if baseline is None and bucket is not None:
+        raise cells.fail("network_bucket_mb", "set without network_baseline_gbps")
+    if baseline is not None and spec.network_burst_gbps is None:
+        raise cells.fail("network_burst_gbps", "a miniature with a baseline needs its burst rate")
+    if spec.scaled is None:
+        raise cells.fail("scaled", "a miniature must say what was scaled and how")

@@ -73,75 +73,9 @@ def build_dag(
         },
         render_template_as_native_obj=True,
     ) as dag:
-
-        @task(retries=0)
-        def plan() -> list[dict[str, Any]]:
-            from cachebench import steps
-            from cachebench.campaign import CampaignError
-
-            ctx = get_current_context()
-            try:
-                plans = steps.plan(
-                    dict(ctx["params"]), ctx["run_id"], target, dag_id=ctx["dag"].dag_id
-                )
-            except CampaignError as exc:
-                from airflow.sdk.exceptions import AirflowFailException
-
-                steps.refused(dict(ctx["params"]), ctx["run_id"], exc)  # notify: failure
-                raise AirflowFailException(str(exc)) from None
-            return [p.model_dump(mode="json") for p in plans]
-
-        @task(map_index_template=LABEL)
-        def render_tfvars(item: dict[str, Any]) -> dict[str, Any]:
-            from cachebench import steps
-            from cachebench.models import DeploymentPlan
-
-            _label(item)
-            with _skip_when_interrupted():
-                plan = steps.render_tfvars(DeploymentPlan.model_validate(item))
-            return plan.model_dump(mode="json")
-
-        @task(map_index_template=LABEL, retries=2)
-        def apply(item: dict[str, Any]) -> dict[str, Any]:
-            from cachebench import steps
-            from cachebench.models import DeploymentPlan
-
-            _label(item)
-            with _skip_when_interrupted():
-                return steps.apply(DeploymentPlan.model_validate(item)).model_dump(mode="json")
-
-        @task(map_index_template=LABEL, retries=3, retry_delay=timedelta(seconds=retry_s / 2))
-        def destroy(item: dict[str, Any]) -> dict[str, Any]:
-            from cachebench import steps
-            from cachebench.models import DeploymentPlan
-
-            _label(item)
-            return steps.destroy(DeploymentPlan.model_validate(item)).model_dump(mode="json")
-
-        teardowns = []  # report waits for every destroy: a group's leaves skip teardowns
-
-        @task_group(group_id="deployment")
-        def deployment(item: dict[str, Any]) -> None:
-            rendered = render_tfvars(item)
-            applied = apply(rendered)
-            measured = MeasureOperator(
-                task_id="measure",
-                provisioned=applied,
-                map_index_template=LABEL,
-                # a retry (after a lost worker) reattaches to the run under way
-                retries=1,
-                # Local: one deployment measures at a time, deferred ones included (the
-                # DAG's max_active_tasks counts none that is deferred): the next waits in
-                # the scheduler, not in timers polling the load lock its neighbour holds.
-                max_active_tis_per_dagrun=1 if target == "local" else None,
-            )
-            destroyed = destroy(rendered)
-            chain(rendered, applied, measured, destroyed)
-            destroyed.as_teardown(setups=[rendered, applied], on_failure_fail_dagrun=True)
-            teardowns.append(destroyed)
-
-        planned = plan()
-        deployments = deployment.expand(item=planned)
+        teardowns: list[Any] = []  # report waits for every destroy: a group's leaves skip teardowns
+        planned = _plan(target)()
+        deployments = _deployment(target, retry_s, teardowns).expand(item=planned)
         # The report is a teardown too: it runs after every destroy even when the run is
         # marked failed from the UI/API, and its failure (runs without a result) fails
         # the run; otherwise Airflow would recompute such a run as a success.
@@ -154,3 +88,81 @@ def build_dag(
         chain(deployments, reported)
         chain(teardowns, reported)
     return dag
+
+
+def _plan(target: str) -> Any:
+    """The plan task: the campaign's deployments, or the run refused with why."""
+
+    @task(retries=0)
+    def plan() -> list[dict[str, Any]]:
+        from cachebench import steps
+        from cachebench.campaign import CampaignError
+
+        ctx = get_current_context()
+        try:
+            plans = steps.plan(dict(ctx["params"]), ctx["run_id"], target, dag_id=ctx["dag"].dag_id)
+        except CampaignError as exc:
+            from airflow.sdk.exceptions import AirflowFailException
+
+            steps.refused(dict(ctx["params"]), ctx["run_id"], exc)  # notify: failure
+            raise AirflowFailException(str(exc)) from None
+        return [p.model_dump(mode="json") for p in plans]
+
+    return plan
+
+
+def _deployment(target: str, retry_s: float, teardowns: list[Any]) -> Any:
+    """The mapped group of one deployment: render_tfvars -> apply -> measure -> destroy,
+    destroy the teardown of the first two (each destroy is added to ``teardowns``)."""
+
+    @task_group(group_id="deployment")
+    def deployment(item: dict[str, Any]) -> None:
+        rendered = render_tfvars(item)
+        applied = apply(rendered)
+        measured = MeasureOperator(
+            task_id="measure",
+            provisioned=applied,
+            map_index_template=LABEL,
+            # a retry (after a lost worker) reattaches to the run under way
+            retries=1,
+            # Local: one deployment measures at a time, deferred ones included (the
+            # DAG's max_active_tasks counts none that is deferred): the next waits in
+            # the scheduler, not in timers polling the load lock its neighbour holds.
+            max_active_tis_per_dagrun=1 if target == "local" else None,
+        )
+        destroyed = destroy.override(retry_delay=timedelta(seconds=retry_s / 2))(rendered)
+        chain(rendered, applied, measured, destroyed)
+        destroyed.as_teardown(setups=[rendered, applied], on_failure_fail_dagrun=True)
+        teardowns.append(destroyed)
+
+    return deployment
+
+
+@task(map_index_template=LABEL)
+def render_tfvars(item: dict[str, Any]) -> dict[str, Any]:
+    from cachebench import steps
+    from cachebench.models import DeploymentPlan
+
+    _label(item)
+    with _skip_when_interrupted():
+        plan = steps.render_tfvars(DeploymentPlan.model_validate(item))
+    return plan.model_dump(mode="json")
+
+
+@task(map_index_template=LABEL, retries=2)
+def apply(item: dict[str, Any]) -> dict[str, Any]:
+    from cachebench import steps
+    from cachebench.models import DeploymentPlan
+
+    _label(item)
+    with _skip_when_interrupted():
+        return steps.apply(DeploymentPlan.model_validate(item)).model_dump(mode="json")
+
+
+@task(map_index_template=LABEL, retries=3)  # retry_delay: half the DAG's (build_dag)
+def destroy(item: dict[str, Any]) -> dict[str, Any]:
+    from cachebench import steps
+    from cachebench.models import DeploymentPlan
+
+    _label(item)
+    return steps.destroy(DeploymentPlan.model_validate(item)).model_dump(mode="json")

@@ -79,48 +79,25 @@ def read(run_dir: Path, started_at: float) -> Progress | None:
         plan = CampaignPlan.read(run.path)
     except (OSError, ValueError):
         return None
-    runs = [(d, r) for d in plan.deployments for r in d.runs]
-    done = failed = 0
-    now = ""
-    load_left = 0.0
-    for d, r in runs:
-        ddir = run.deployment(d.instance)
-        record = _record(ddir.load(r.point.id, r.repetition) / "record.json")
-        w = r.point.workload
-        if run.point(r.point.id).rep(r.repetition).has_result:
-            done += 1
-            continue
-        load_left += w.warmup_seconds + w.duration_seconds
-        if record is not None and record.status == "failed":
-            failed += 1
-        elif record is not None and record.status == "started":
-            phase = _phase(ddir.load(r.point.id, r.repetition)) or record.phase
-            position = d.runs.index(r) + 1
-            now = f"{d.instance}: run {position}/{len(d.runs)} ({r.label}): {phase}"
+    runs = _runs(run, plan)
     provisioned = len(list(run.path.glob("deployments/*/servers.json")))
     destroyed = len(list(run.path.glob("deployments/*/cleanup.json")))
     interrupted = run.interruption() is not None
     report = (run.path / "report.md").is_file()
-    if not now:
-        if report:
-            now = "report written"
-        elif interrupted:
-            now = "interrupted: stopping the load and destroying every deployment"
-        elif destroyed and destroyed >= provisioned:
-            now = "destroying / writing the report"
-        else:
-            now = "provisioning" if provisioned < len(plan.deployments) else "measuring"
+    if report:
+        now = "report written"
+    elif interrupted:
+        now = "interrupted: stopping the load and destroying every deployment"
+    elif destroyed and destroyed >= provisioned:
+        now = "destroying / writing the report"
+    else:
+        now = "provisioning" if provisioned < len(plan.deployments) else "measuring"
     elapsed = time.time() - started_at
-    finished = done + failed
+    finished = runs.done + runs.failed
     remaining = None
     if finished:  # the time each run took beyond its own load, times the runs left
-        spent_load = sum(
-            r.point.workload.warmup_seconds + r.point.workload.duration_seconds
-            for d, r in runs
-            if run.point(r.point.id).rep(r.repetition).has_result
-        )
-        overhead = max(elapsed - spent_load, 0.0) / finished
-        remaining = load_left + overhead * (len(runs) - finished)
+        overhead = max(elapsed - runs.spent_load_s, 0.0) / finished
+        remaining = runs.load_left_s + overhead * (runs.total - finished)
     return Progress(
         campaign=plan.spec.name,
         target=plan.spec.target,
@@ -128,15 +105,51 @@ def read(run_dir: Path, started_at: float) -> Progress | None:
         deployments=len(plan.deployments),
         provisioned=provisioned,
         destroyed=destroyed,
-        runs=len(runs),
-        done=done,
-        failed=failed,
-        now=now,
+        runs=runs.total,
+        done=runs.done,
+        failed=runs.failed,
+        now=runs.now or now,
         elapsed_s=elapsed,
         remaining_s=None if report or interrupted else remaining,
         interrupted=interrupted,
         report=report,
     )
+
+
+@dataclass(frozen=True)
+class _Runs:
+    """Where the planned runs stand: how many, done (a result) and failed; the run under
+    way ('' when none); the load seconds of the runs done and of the runs left."""
+
+    total: int
+    done: int
+    failed: int
+    now: str
+    spent_load_s: float
+    load_left_s: float
+
+
+def _runs(run: RunDir, plan: CampaignPlan) -> _Runs:
+    total = done = failed = 0
+    now = ""
+    spent = left = 0.0
+    for d in plan.deployments:
+        for position, r in enumerate(d.runs, start=1):
+            total += 1
+            w = r.point.workload
+            if run.point(r.point.id).rep(r.repetition).has_result:
+                done += 1
+                spent += w.warmup_seconds + w.duration_seconds
+                continue
+            left += w.warmup_seconds + w.duration_seconds
+            load = run.deployment(d.instance).load(r.point.id, r.repetition)
+            record = _record(load / "record.json")
+            if record is not None and record.status == "failed":
+                failed += 1
+            elif record is not None and record.status == "started":
+                phase = _phase(load) or record.phase
+                now = f"{d.instance}: run {position}/{len(d.runs)} ({r.label}): {phase}"
+    return _Runs(total, done, failed, now, spent, left)
 
 
 def headlines(run_dir: Path) -> list[tuple[str, str]]:

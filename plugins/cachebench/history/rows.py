@@ -16,6 +16,7 @@ import numbers
 import time
 import types
 import typing
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -175,97 +176,135 @@ def rows_for_run(
     """
     run_dir = Path(run_dir)
     prov = plan.provenance
-    started = datetime.fromtimestamp(prov.captured_at, UTC) if prov else datetime.now(UTC)
-    recorded = datetime.fromtimestamp(time.time(), UTC)
+    run = _Run(
+        run_dir=run_dir,
+        plan=plan,
+        run_id=_run_id(plan, run_dir),
+        started=datetime.fromtimestamp(prov.captured_at, UTC) if prov else datetime.now(UTC),
+        recorded=datetime.fromtimestamp(time.time(), UTC),
+        host=_host(prov),
+    )
     by_point = {p.id: p for p in plan.points}
     summary = {r["point_id"]: r for r in points}
-    prices = pricing.read_run_prices(run_dir)
-    host = None
-    if prov is not None and prov.host is not None:
-        h = prov.host
-        host = f"{h.hostname or '?'}: {h.cpu_model}, {h.cores} cores, {h.kernel}"
-    prints: dict[str, Fingerprint] = {}
+    prints = _fingerprints(run_dir, plan, runs, specs)
     out = []
     for r in runs:
         point: Point = by_point[r["point_id"]]
-        if point.id not in prints:  # the tool's version line: any of the point's runs
-            reps = [x["repetition"] for x in runs if x["point_id"] == point.id]
-            pdir = run_dir / "points" / point.id
-            version = next((v for k in reps if (v := _tool_version(pdir / f"rep{k}"))), "")
-            price = prices.get((point.engine, point.node_type))
-            prints[point.id] = of_point(
-                point,
-                load_tool=plan.load_tool,
-                tool_version=version,
-                spec=specs.get((point.target, point.node_type)),
-                region=price.region if price else None,
-                host=prov.host if prov else None,
-            )
-        fp = prints[point.id]
-        s = summary.get(point.id, {})
-        ok = r.get("status") == "ok"
-        rdir = run_dir / "points" / point.id / f"rep{r['repetition']}"
-        out.append(
-            HistoryRow(
-                campaign=point.campaign,
-                run_id=_run_id(plan, run_dir),
-                run_slug=run_dir.name,
-                run_started_at=started,
-                recorded_at=recorded,
-                dag_id=plan.dag_id,
-                point_id=point.id,
-                deployment=_text(r.get("deployment")),
-                repetition=int(r["repetition"]),
-                attempt=int(a) if (a := _number(r.get("attempt"))) is not None else None,
-                status="ok" if ok else "failed",
-                reason=_text(r.get("reason")) or None,
-                started_at=_when(r.get("started_at")),
-                target=point.target,
-                engine=point.engine,
-                version=point.version,
-                topology=point.topology.label,
-                node_type=point.node_type,
-                workload=point.workload.name,
-                load_generators=point.load_generators,
-                fingerprint=fp.digest,
-                fingerprint_json=fp.model_dump_json(),
-                cachebench_version=prov.cachebench if prov else None,
-                terraform_version=prov.terraform if prov else None,
-                load_tool=plan.load_tool,
-                load_tool_version=_tool_version(rdir) or None,
-                server_version=_servers(run_dir, str(r.get("deployment"))),
-                host=host if point.target == "local" else None,
-                ops_per_sec=_number(r.get("ops_per_sec")) if ok else None,
-                ops_ci_low=_number(r.get("ops_ci_low")) if ok else None,
-                ops_ci_high=_number(r.get("ops_ci_high")) if ok else None,
-                p50_ms=_number(r.get("p50_ms")) if ok else None,
-                p99_ms=_number(r.get("p99_ms")) if ok else None,
-                p99_9_ms=_number(r.get("p99_9_ms")) if ok else None,
-                errors=_number(r.get("errors")) if ok else None,
-                point_runs_ok=int(n) if (n := _number(s.get("runs_ok"))) is not None else None,
-                point_ops_ci_low=_number(s.get("ops_ci_low")),
-                point_ops_ci_high=_number(s.get("ops_ci_high")),
-                point_p99_ci_low=_number(s.get("p99_ci_low")),
-                point_p99_ci_high=_number(s.get("p99_ci_high")),
-                client_bound=_flag(r.get("client_bound")) if ok else None,
-                client_bound_reason=_text(r.get("client_bound_reason")) or None,
-                load_cpu_known=_flag(r.get("load_cpu_known")) if ok else None,
-                unstable=_flag(s.get("unstable")) if s else None,
-                notes=_text(r.get("notes")) or None,
-                cpu_max=_number(r.get("cpu_max")),
-                engine_cpu_max=_number(r.get("engine_cpu_max")),
-                net_in_gbps_peak=_number(r.get("net_in_gbps_peak")),
-                net_out_gbps_peak=_number(r.get("net_out_gbps_peak")),
-                seconds_above_baseline=_number(r.get("seconds_above_baseline")),
-                memory_peak_pct=_number(r.get("memory_peak_pct")),
-                evictions=_number(r.get("evictions")),
-                price_usd_hour_node=_number(r.get("price_usd_hour_node")),
-                price_source=_text(r.get("price_source")),
-                cluster_usd_hour=_number(r.get("cluster_usd_hour")),
-                ops_per_dollar=_number(r.get("ops_per_dollar")),
-            )
-        )
+        out.append(_row(run, r, point, prints[point.id], summary.get(point.id, {})))
     return out
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What every row of one campaign run shares."""
+
+    run_dir: Path
+    plan: Any
+    run_id: str
+    started: datetime
+    recorded: datetime
+    host: str | None
+
+
+def _host(prov: Any) -> str | None:
+    """The machine a local run ran on, in a line (None without provenance)."""
+    if prov is None or prov.host is None:
+        return None
+    h = prov.host
+    return f"{h.hostname or '?'}: {h.cpu_model}, {h.cores} cores, {h.kernel}"
+
+
+def _fingerprints(
+    run_dir: Path, plan: Any, runs: list[dict[str, Any]], specs: dict
+) -> dict[str, Fingerprint]:
+    """Each run point's fingerprint, by point id."""
+    by_point = {p.id: p for p in plan.points}
+    prov = plan.provenance
+    prices = pricing.read_run_prices(run_dir)
+    prints: dict[str, Fingerprint] = {}
+    for point_id in dict.fromkeys(r["point_id"] for r in runs):
+        point: Point = by_point[point_id]
+        # the tool's version line: any of the point's runs
+        reps = [x["repetition"] for x in runs if x["point_id"] == point.id]
+        pdir = run_dir / "points" / point.id
+        version = next((v for k in reps if (v := _tool_version(pdir / f"rep{k}"))), "")
+        price = prices.get((point.engine, point.node_type))
+        prints[point.id] = of_point(
+            point,
+            load_tool=plan.load_tool,
+            tool_version=version,
+            spec=specs.get((point.target, point.node_type)),
+            region=price.region if price else None,
+            host=prov.host if prov else None,
+        )
+    return prints
+
+
+def _row(
+    run: _Run, r: dict[str, Any], point: Point, fp: Fingerprint, s: dict[str, Any]
+) -> HistoryRow:
+    """The history row of run row r (s: its point's summary row, {} without a result)."""
+    prov = run.plan.provenance
+    ok = r.get("status") == "ok"
+    rdir = run.run_dir / "points" / point.id / f"rep{r['repetition']}"
+    return HistoryRow(
+        campaign=point.campaign,
+        run_id=run.run_id,
+        run_slug=run.run_dir.name,
+        run_started_at=run.started,
+        recorded_at=run.recorded,
+        dag_id=run.plan.dag_id,
+        point_id=point.id,
+        deployment=_text(r.get("deployment")),
+        repetition=int(r["repetition"]),
+        attempt=int(a) if (a := _number(r.get("attempt"))) is not None else None,
+        status="ok" if ok else "failed",
+        reason=_text(r.get("reason")) or None,
+        started_at=_when(r.get("started_at")),
+        target=point.target,
+        engine=point.engine,
+        version=point.version,
+        topology=point.topology.label,
+        node_type=point.node_type,
+        workload=point.workload.name,
+        load_generators=point.load_generators,
+        fingerprint=fp.digest,
+        fingerprint_json=fp.model_dump_json(),
+        cachebench_version=prov.cachebench if prov else None,
+        terraform_version=prov.terraform if prov else None,
+        load_tool=run.plan.load_tool,
+        load_tool_version=_tool_version(rdir) or None,
+        server_version=_servers(run.run_dir, str(r.get("deployment"))),
+        host=run.host if point.target == "local" else None,
+        ops_per_sec=_number(r.get("ops_per_sec")) if ok else None,
+        ops_ci_low=_number(r.get("ops_ci_low")) if ok else None,
+        ops_ci_high=_number(r.get("ops_ci_high")) if ok else None,
+        p50_ms=_number(r.get("p50_ms")) if ok else None,
+        p99_ms=_number(r.get("p99_ms")) if ok else None,
+        p99_9_ms=_number(r.get("p99_9_ms")) if ok else None,
+        errors=_number(r.get("errors")) if ok else None,
+        point_runs_ok=int(n) if (n := _number(s.get("runs_ok"))) is not None else None,
+        point_ops_ci_low=_number(s.get("ops_ci_low")),
+        point_ops_ci_high=_number(s.get("ops_ci_high")),
+        point_p99_ci_low=_number(s.get("p99_ci_low")),
+        point_p99_ci_high=_number(s.get("p99_ci_high")),
+        client_bound=_flag(r.get("client_bound")) if ok else None,
+        client_bound_reason=_text(r.get("client_bound_reason")) or None,
+        load_cpu_known=_flag(r.get("load_cpu_known")) if ok else None,
+        unstable=_flag(s.get("unstable")) if s else None,
+        notes=_text(r.get("notes")) or None,
+        cpu_max=_number(r.get("cpu_max")),
+        engine_cpu_max=_number(r.get("engine_cpu_max")),
+        net_in_gbps_peak=_number(r.get("net_in_gbps_peak")),
+        net_out_gbps_peak=_number(r.get("net_out_gbps_peak")),
+        seconds_above_baseline=_number(r.get("seconds_above_baseline")),
+        memory_peak_pct=_number(r.get("memory_peak_pct")),
+        evictions=_number(r.get("evictions")),
+        price_usd_hour_node=_number(r.get("price_usd_hour_node")),
+        price_source=_text(r.get("price_source")),
+        cluster_usd_hour=_number(r.get("cluster_usd_hour")),
+        ops_per_dollar=_number(r.get("ops_per_dollar")),
+    )
 
 
 def _run_id(plan: Any, run_dir: Path) -> str:

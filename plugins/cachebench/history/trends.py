@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cachebench.history.regression import CampaignRun, Since, campaign_runs
+from cachebench.history.regression import CampaignRun, PointChange, Since, campaign_runs
 from cachebench.history.rows import HistoryRow
 from cachebench.report.chart import Chart, Key, Line, LinePanel, save
 
@@ -53,13 +53,8 @@ def chart(
         ident = now.fingerprint(p.point_id)
         if ident is None or not now.ok(p.point_id):
             continue
-        mine: list[CampaignRun] = []
-        for r in runs:
-            ok = r.ok(p.point_id)
-            if ok and ok[0].fingerprint == ident.fingerprint:
-                mine.append(r)
-            elif ok:
-                left_out += 1
+        mine, others = _same_configuration(p.point_id, ident.fingerprint, runs)
+        left_out += others
         mine = mine[-last:]
         if len(mine) < 2:
             continue
@@ -68,25 +63,7 @@ def chart(
             continue
         drawn += 1
         longest = max(longest, len(mine))
-        x = np.arange(-(len(mine) - 1), 1, dtype=float)
-        for metric, column, (lo, hi), title in PANELS:
-            rows = [r.ok(p.point_id) for r in mine]
-            panel = LinePanel(f"{p.label}: {title}", ymin=0.0)
-            panel.lines.append(
-                Line(
-                    x,
-                    np.array([_mean(rs, column) for rs in rows]),
-                    LINE,
-                    lo=np.array([_bound(rs, lo) for rs in rows]),
-                    hi=np.array([_bound(rs, hi) for rs in rows]),
-                )
-            )
-            base = next((c for c in p.changes if c.metric == metric), None)
-            based = [r for r in mine if base is not None and r.run_id == base.baseline_run]
-            if based:  # a line, not an HLine: one key for the whole chart
-                value = _mean(based[0].ok(p.point_id), column)
-                panel.lines.append(Line(x, np.full(len(x), value), BASELINE, "--"))
-            panels.append(panel)
+        panels += _point_panels(p, mine)
     if not panels:
         return None
     notes = []
@@ -110,6 +87,48 @@ def chart(
         xlim=(-(longest - 1) - 0.25, 0.25),  # the first and last runs' dots inside the frame
         note=" ".join(notes),
     )
+
+
+def _same_configuration(
+    point_id: str, fingerprint: str, runs: list[CampaignRun]
+) -> tuple[list[CampaignRun], int]:
+    """The runs where point_id has a result with this fingerprint, and how many runs of
+    another configuration (fingerprint) were left out."""
+    mine: list[CampaignRun] = []
+    left_out = 0
+    for r in runs:
+        ok = r.ok(point_id)
+        if ok and ok[0].fingerprint == fingerprint:
+            mine.append(r)
+        elif ok:
+            left_out += 1
+    return mine, left_out
+
+
+def _point_panels(p: PointChange, mine: list[CampaignRun]) -> list[LinePanel]:
+    """A point's throughput and p99 panels over its runs `mine` (the last one is this run's),
+    with the baseline run's mean drawn across."""
+    x = np.arange(-(len(mine) - 1), 1, dtype=float)
+    panels = []
+    for metric, column, (lo, hi), title in PANELS:
+        rows = [r.ok(p.point_id) for r in mine]
+        panel = LinePanel(f"{p.label}: {title}", ymin=0.0)
+        panel.lines.append(
+            Line(
+                x,
+                np.array([_mean(rs, column) for rs in rows]),
+                LINE,
+                lo=np.array([_bound(rs, lo) for rs in rows]),
+                hi=np.array([_bound(rs, hi) for rs in rows]),
+            )
+        )
+        base = next((c for c in p.changes if c.metric == metric), None)
+        based = [r for r in mine if base is not None and r.run_id == base.baseline_run]
+        if based:  # a line, not an HLine: one key for the whole chart
+            value = _mean(based[0].ok(p.point_id), column)
+            panel.lines.append(Line(x, np.full(len(x), value), BASELINE, "--"))
+        panels.append(panel)
+    return panels
 
 
 def draw(

@@ -27,14 +27,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from cachebench import jsonfile, procs
 from cachebench.loadgen import reads
 from cachebench.loadgen.auth import AUTH_ENV, mask_argv
-from cachebench.loadgen.handle import Handle, Launched, write_handles
+from cachebench.loadgen.handle import Handle, Launched, LoadGenerator, write_handles
 from cachebench.loadgen.memtier import (
     MEMTIER,
     SOURCE_BUILD,
@@ -189,28 +189,14 @@ def _launch(argv: list[str], password: str, base: Path) -> Launched:
 
 @dataclass(frozen=True)
 class _Generator:
-    """What every process of one generator shares."""
+    """A generator being started: what its handles share, and the password its
+    processes get in their environment (never in a handle)."""
 
-    tool: str
-    tool_version: str
-    phase: str
-    generator: int
-    duration_s: int
-    reads_from: str
-    password: str
+    shared: LoadGenerator
+    password: str = field(repr=False)
 
     def handle(self, launched: Launched, side: str, **tool_fields: Any) -> Handle:
-        return Handle(
-            **launched.model_dump(),
-            tool=self.tool,
-            tool_version=self.tool_version,
-            phase=self.phase,
-            generator=self.generator,
-            duration_s=self.duration_s,
-            reads_from=self.reads_from,
-            side=side,
-            **tool_fields,
-        )
+        return Handle(**launched.model_dump(), **self.shared.model_dump(), side=side, **tool_fields)
 
 
 def _check_start(workload: Workload, tool: str, generators: int, duration_s: int) -> None:
@@ -260,7 +246,15 @@ def start_load(
     handles: list[Handle] = []
     try:
         for g in range(generators):
-            gen = _Generator(tool, version, phase, g, duration_s, reads_from, password)
+            shared = LoadGenerator(
+                tool=tool,
+                tool_version=version,
+                phase=phase,
+                generator=g,
+                duration_s=duration_s,
+                reads_from=reads_from,
+            )
+            gen = _Generator(shared, password)
             ends = {"set": endpoint, "get": readers[g]}
             prefix = out_dir / f"{phase}-g{g}"
             if tool == MEMTIER:
@@ -311,7 +305,7 @@ def _start_memtier_process(
         workload,
         endpoint,
         password_env=bool(gen.password),
-        test_time=gen.duration_s,
+        test_time=gen.shared.duration_s,
         out_prefix=str(prefix),
         **tls,
     )
@@ -356,7 +350,7 @@ def _start_chunked(
         stale.unlink(missing_ok=True)
     manifest = prefix.with_name(f"{prefix.name}.chunks.json")
     manifest.unlink(missing_ok=True)
-    argv = [sys.executable, "-I", "-S", str(CHUNKED), "--seconds", str(gen.duration_s)]
+    argv = [sys.executable, "-I", "-S", str(CHUNKED), "--seconds", str(gen.shared.duration_s)]
     argv += ["--rate", f"{rate:.1f}", "--out", str(prefix), "--", *tool_argv]
     launched = _launch(argv, gen.password, prefix)
     return gen.handle(

@@ -41,7 +41,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 MIN_CHUNK_S = 1.0  # shorter chunks would only add start-up gaps
 FIRST_CHUNK_S = 2.0  # the first rate is a hint (warm-up, default): trust it briefly
@@ -143,67 +143,81 @@ class Driver:
         for k in range(10_000):
             if self.stopped is not None:
                 break
-            now = time.monotonic()
-            remaining = self.seconds - (now - t0 if t0 is not None else 0.0)
+            remaining = self.seconds - (time.monotonic() - t0 if t0 is not None else 0.0)
             if t0 is not None and remaining < STOP_S:
                 break
             planned = next_chunk_s(remaining, first=k == 0)
             n = requests_for_chunk(planned, rate, startup)
-            stdout = self.out.with_name(f"{self.out.name}.c{k:03d}.stdout")
             t_spawn = time.monotonic()
             if t0 is None:  # the window starts with the first chunk
                 t0, self.state["started_at"] = t_spawn, time.time()
-            # Wall times are the window's start plus monotonic offsets: a clock step
-            # during the run must not stretch or shrink the window.
-            spawned = self.state["started_at"] + (t_spawn - t0)
-            with stdout.open("wb") as fh:
-                self.child = subprocess.Popen(
-                    [*self.argv, "-n", str(n)],
-                    stdin=subprocess.DEVNULL,
-                    stdout=fh,
-                    preexec_fn=_die_with_parent(os.getpid()),
-                )
-            if self.stopped is not None:  # a signal came while it started
-                self.child.terminate()
-            rc = self.child.wait()
-            wall = time.monotonic() - t_spawn
-            self.child = None
-            ended = spawned + wall
-            self.state["ended_at"] = ended
-            numbers = tool_numbers(stdout.read_text(errors="replace"))
-            self.state["chunks"].append(
-                {
-                    "stdout": str(stdout),
-                    "requests_asked": n,
-                    "planned_seconds": round(planned, 3),
-                    "spawned_at": spawned,
-                    "exited_at": ended,
-                    "returncode": rc,
-                    "requests": numbers[0] if numbers else None,
-                    "tool_seconds": round(numbers[1], 4) if numbers else None,
-                }
-            )
-            print(
-                f"chunk {k}: -n {n} planned {planned:.2f}s took {wall:.3f}s rc {rc}"
-                + (f" tool {numbers[1]:.3f}s" if numbers else ""),
-                flush=True,
-            )
+            chunk = self._chunk(k, n, planned, t_spawn, t0)
             if self.stopped is not None:
                 break
-            if rc != 0 or numbers is None:
+            if chunk.rc != 0 or chunk.numbers is None:
                 return self._finish(
-                    f"chunk {k} ({stdout.name}) exited with {rc}"
-                    + ("" if numbers else " without its summary")
+                    f"chunk {k} ({chunk.stdout.name}) exited with {chunk.rc}"
+                    + ("" if chunk.numbers else " without its summary")
                 )
             _write_atomic(self.manifest, self.state)
-            requests, tool_s = numbers
+            requests, tool_s = chunk.numbers
             if tool_s > 0:
                 rate = requests / tool_s
-            startup = max(0.0, wall - tool_s)
+            startup = max(0.0, chunk.wall - tool_s)
         if self.stopped is not None:
             self._finish(f"stopped by signal {self.stopped}")
             return 128 + self.stopped
         return self._finish()
+
+    def _chunk(self, k: int, n: int, planned: float, t_spawn: float, t0: float) -> _Chunk:
+        """Run chunk k (-n n), spawned at t_spawn (monotonic, the window's start t0), to
+        its end; record it in the manifest's state."""
+        stdout = self.out.with_name(f"{self.out.name}.c{k:03d}.stdout")
+        # Wall times are the window's start plus monotonic offsets: a clock step
+        # during the run must not stretch or shrink the window.
+        spawned = self.state["started_at"] + (t_spawn - t0)
+        with stdout.open("wb") as fh:
+            self.child = subprocess.Popen(
+                [*self.argv, "-n", str(n)],
+                stdin=subprocess.DEVNULL,
+                stdout=fh,
+                preexec_fn=_die_with_parent(os.getpid()),
+            )
+        if self.stopped is not None:  # a signal came while it started
+            self.child.terminate()
+        rc = self.child.wait()
+        wall = time.monotonic() - t_spawn
+        self.child = None
+        ended = spawned + wall
+        self.state["ended_at"] = ended
+        numbers = tool_numbers(stdout.read_text(errors="replace"))
+        self.state["chunks"].append(
+            {
+                "stdout": str(stdout),
+                "requests_asked": n,
+                "planned_seconds": round(planned, 3),
+                "spawned_at": spawned,
+                "exited_at": ended,
+                "returncode": rc,
+                "requests": numbers[0] if numbers else None,
+                "tool_seconds": round(numbers[1], 4) if numbers else None,
+            }
+        )
+        print(
+            f"chunk {k}: -n {n} planned {planned:.2f}s took {wall:.3f}s rc {rc}"
+            + (f" tool {numbers[1]:.3f}s" if numbers else ""),
+            flush=True,
+        )
+        return _Chunk(stdout, rc, wall, numbers)
+
+
+class _Chunk(NamedTuple):
+    """How one chunk ended: its output, exit status, wall time and the tool's numbers."""
+
+    stdout: Path
+    rc: int
+    wall: float
+    numbers: tuple[int, float] | None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,8 +27,8 @@ class Launched(Strict):
     started_at: float
 
 
-class Handle(Launched):
-    """One generator process (a generator may run one per side of the ratio)."""
+class LoadGenerator(Strict):
+    """One generator of a load: what each of its processes shares."""
 
     tool: str
     tool_version: str
@@ -36,6 +36,11 @@ class Handle(Launched):
     generator: int
     duration_s: int
     reads_from: str
+
+
+class Handle(Launched, LoadGenerator):
+    """One generator process (a generator may run one per side of the ratio)."""
+
     side: Literal["mixed", "set", "get"]
     # memtier_benchmark: its JSON and HDR outputs
     json_path: str | None = None

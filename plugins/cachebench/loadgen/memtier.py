@@ -440,41 +440,20 @@ def parse_memtier_json(
     docstring): elapsed_seconds, requests and every rate are the window's; the
     latency histogram (and so the percentiles and mean) is the whole run's.
     """
-    if isinstance(path_or_dict, dict):
-        doc = path_or_dict
-        prefix = Path(hdr_prefix) if hdr_prefix else None
-    else:
-        path = Path(path_or_dict)
-        doc = json.loads(path.read_text())
-        prefix = Path(hdr_prefix) if hdr_prefix else path.with_suffix("")
+    doc, prefix = _load(path_or_dict, hdr_prefix)
     stats = doc["ALL STATS"]
     totals = stats["Totals"]
     sets, gets = stats.get("Sets") or {}, stats.get("Gets") or {}
     runtime = stats.get("Runtime") or {}
-    notes: list[str] = []
     test_time = _test_time(doc)
     rows = _rows(totals)
     seconds, ended_early = _window(rows, test_time)
-    notes += [ended_early] if ended_early else []
-    if str(runtime.get("Interrupted", "false")).lower() == "true":
-        notes.append(
-            'memtier reports the run as interrupted ("Interrupted": "true"): '
-            f"rates are over the {len(seconds)} complete seconds it measured"
-        )
+    notes = _window_notes(runtime, totals, test_time, seconds, ended_early)
     elapsed = float(len(seconds))
     requests = _count(rows, seconds)
     ops = requests / elapsed
-    if not ended_early and (wrong := _duration_note(runtime, totals, test_time)):
-        notes.append(wrong)
-    kb = _kb(rows, seconds)
-    if kb is None:  # before 2.1: memtier's KB per op (its rates share one duration)
-        tool_ops = float(totals.get("Ops/sec") or 0.0)
-        kb_per_sec = ops * float(totals.get("KB/sec") or 0.0) / tool_ops if tool_ops else 0.0
-    else:
-        kb_per_sec = kb / elapsed
     if started_at is None:
-        start_ms = runtime.get("Start time")
-        started_at = start_ms / 1000.0 if isinstance(start_ms, int | float) else 0.0
+        started_at = _memtier_start(runtime)
         notes.append(
             "started_at is memtier's own Start time (can be a second off: its average of "
             "the connections' start times truncates to whole seconds): the process start "
@@ -483,15 +462,6 @@ def parse_memtier_json(
     hist, mean_ms, source_note = _histogram(totals, prefix)
     notes += [source_note] if source_note else []
     max_ms = totals.get("Max Latency")
-    series = [
-        SecondSample(
-            second=s,
-            ops_per_sec=float(rows.get(s, {}).get("Count", 0)),
-            p50_ms=rows.get(s, {}).get("p50.00"),
-            p99_ms=rows.get(s, {}).get("p99.00"),
-        )
-        for s in seconds
-    ]
     return LoadResult(
         tool=MEMTIER,
         tool_version=tool_version or MEMTIER,
@@ -502,16 +472,77 @@ def parse_memtier_json(
         ops_per_sec=round(ops, 2),
         set_ops_per_sec=round(_count(_rows(sets), seconds) / elapsed, 2),
         get_ops_per_sec=round(_count(_rows(gets), seconds) / elapsed, 2),
-        kb_per_sec=round(kb_per_sec, 2),
+        kb_per_sec=round(_kb_per_sec(rows, seconds, totals, ops), 2),
         latency=hdr.latency_from(
             hist,
             mean_ms=mean_ms,  # None: the histogram's own mean
             max_ms=max_ms if isinstance(max_ms, int | float) and max_ms > 0 else None,
         ),
-        series=series,
+        series=_series(rows, seconds),
         histogram=hdr.encode(hist),
         notes=notes,
     )
+
+
+def _load(
+    path_or_dict: str | Path | dict[str, Any], hdr_prefix: str | Path | None
+) -> tuple[dict[str, Any], Path | None]:
+    """The JSON document, and the prefix of its HDR files (None for a dict without one)."""
+    if isinstance(path_or_dict, dict):
+        return path_or_dict, Path(hdr_prefix) if hdr_prefix else None
+    path = Path(path_or_dict)
+    return json.loads(path.read_text()), Path(hdr_prefix) if hdr_prefix else path.with_suffix("")
+
+
+def _window_notes(
+    runtime: dict[str, Any],
+    totals: dict[str, Any],
+    test_time: int,
+    seconds: range,
+    ended_early: str,
+) -> list[str]:
+    """What the reader must know about the window: it ended early, memtier was
+    interrupted, or memtier's own duration (so its own rates) is off."""
+    notes = [ended_early] if ended_early else []
+    if str(runtime.get("Interrupted", "false")).lower() == "true":
+        notes.append(
+            'memtier reports the run as interrupted ("Interrupted": "true"): '
+            f"rates are over the {len(seconds)} complete seconds it measured"
+        )
+    if not ended_early and (wrong := _duration_note(runtime, totals, test_time)):
+        notes.append(wrong)
+    return notes
+
+
+def _memtier_start(runtime: dict[str, Any]) -> float:
+    """memtier's own Start time in unix seconds (0.0 when it gives none)."""
+    start_ms = runtime.get("Start time")
+    return start_ms / 1000.0 if isinstance(start_ms, int | float) else 0.0
+
+
+def _kb_per_sec(
+    rows: dict[int, dict[str, Any]], seconds: range, totals: dict[str, Any], ops: float
+) -> float:
+    """KB/s over the window; before memtier 2.1 (no bytes in the series) from its KB per op
+    (its rates share one duration)."""
+    kb = _kb(rows, seconds)
+    if kb is not None:
+        return kb / len(seconds)
+    tool_ops = float(totals.get("Ops/sec") or 0.0)
+    return ops * float(totals.get("KB/sec") or 0.0) / tool_ops if tool_ops else 0.0
+
+
+def _series(rows: dict[int, dict[str, Any]], seconds: range) -> list[SecondSample]:
+    """The window's seconds: ops and the percentiles memtier gives for each."""
+    return [
+        SecondSample(
+            second=s,
+            ops_per_sec=float(rows.get(s, {}).get("Count", 0)),
+            p50_ms=rows.get(s, {}).get("p50.00"),
+            p99_ms=rows.get(s, {}).get("p99.00"),
+        )
+        for s in seconds
+    ]
 
 
 # ---------------------------------------------------------------- merging

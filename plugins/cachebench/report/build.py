@@ -715,14 +715,17 @@ def _tool_versions(run_dir: Path) -> list[str]:
 
 
 def _campaign_figures(
-    run_dir: Path, ok: pd.DataFrame, decisions: Decisions, paths: dict[str, str]
+    run_dir: Path,
+    ok: pd.DataFrame,
+    decisions: Decisions,
+    colours: dict[str, str],
+    paths: dict[str, str],
 ) -> list[dict[str, str]]:
     """The decision figure and the summary figures (PNG + PDF), their paths added to
     ``paths``; returns what the templates show of them."""
     if ok.empty:
         return []
     ok = ok.assign(label=ok.apply(label, axis=1))
-    colours = decisions.colours()
     charts = {}
     if decisions.rows:
         charts["decision"] = plots.decision_chart(decisions)
@@ -765,7 +768,7 @@ def _build_report(
         run_dir.name,
     )
     decisions = _decide(run_dir, plan, specs, campaign, ok, runs, ok_rows, run_rows)
-    colours = decisions.colours()
+    colours = decisions.colours()  # the since section added below changes no colour
     for r in ok_rows:
         r["ops_interval"] = _interval(r.get("ops_ci_low"), r.get("ops_ci_high"), ",.0f")
         r["p99_interval"] = _interval(r.get("p99_ci_low"), r.get("p99_ci_high"), ".3f")
@@ -783,13 +786,13 @@ def _build_report(
         if (changes := since_section(since)) is not None:
             decisions = decisions.model_copy(update={"sections": (*decisions.sections, changes)})
     paths["decisions_json"] = str(decisions.write(run_dir))
-    figures = _campaign_figures(run_dir, ok, decisions, paths)
+    figures = _campaign_figures(run_dir, ok, decisions, colours, paths)
     paths |= blog.write_snippets(run_dir, decisions)
     explored = explore(_explore_runs(run_dir, run_rows, colours))
     if any(w.charts for w in explored):
         paths["plotly_js"] = str(write_plotly_js(run_dir))
     context = _context(
-        run_dir, plan, campaign, decisions, since, figures, explored, ok, paths, prices,
+        run_dir, plan, campaign, decisions, colours, since, figures, explored, ok, paths, prices,
         ok_rows=ok_rows, failed_rows=failed_rows, run_rows=run_rows,
     )  # fmt: skip
     paths |= _render(run_dir, context)
@@ -801,6 +804,7 @@ def _context(
     plan: CampaignPlan | None,
     campaign: str,
     decisions: Decisions,
+    colours: dict[str, str],
     since: Since | None,
     figures: list[dict[str, str]],
     explored: list[WorkloadCharts],
@@ -813,7 +817,6 @@ def _context(
     run_rows: list[dict[str, Any]],
 ) -> dict[str, Any]:
     """What the report templates show."""
-    colours = decisions.colours()
     return {
         "campaign": campaign,
         "run_dir": str(run_dir),

@@ -458,16 +458,7 @@ def _draw_bars(ax: Axes, panel: BarPanel, height_pt: float) -> None:
     """Draw ``panel`` on ``ax`` (its plot ``height_pt`` points tall)."""
     n, k = len(panel.labels), max(1, len(panel.series))
     lo, hi = _bar_range(panel)
-    if panel.log:
-        ax.set_xscale("log")
-        ax.xaxis.set_major_locator(LogLocator(base=10))  # decades
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
-        ax.xaxis.set_minor_formatter(NullFormatter())
-    else:
-        ax.xaxis.set_major_locator(_linear(5))
-        ax.xaxis.set_major_formatter(_Decimals())
-    ax.set_xlim(lo, hi)
-    ax.set_ylim(n - 0.5, -0.5)  # first label on top
+    _bar_axis(ax, panel, lo, hi)
     centre = np.arange(n, dtype=float)
     bar = 0.8 / k
     colours = panel.colours or [COLOURS[i % len(COLOURS)] for i in range(k)]
@@ -478,53 +469,104 @@ def _draw_bars(ax: Axes, panel: BarPanel, height_pt: float) -> None:
         ok = np.isfinite(vals) & ((vals > 0) if panel.log else True)
         yc = centre + (i - (k - 1) / 2) * bar
         alpha = panel.alphas[i] if panel.alphas else 1.0
-        # One collection of rectangles per series (and hatch), not a patch per bar
-        # (Axes.barh): a campaign's figure has 200 bars, each patch costs its own draw.
         for marked in (False, True):
             sel = ok & (hatched == marked)
-            if not sel.any():
-                continue
-            if panel.bar_colours:
-                colour: Any = [c for c, keep in zip(panel.bar_colours, sel, strict=True) if keep]
-            else:
-                colour = colours[i]
-            x0, x1 = np.minimum(base, vals[sel]), np.maximum(base, vals[sel])
-            y0, y1 = yc[sel] - bar / 2, yc[sel] + bar / 2
-            corners = [np.column_stack(c) for c in ((x0, y0), (x1, y0), (x1, y1), (x0, y1))]
-            rects = PolyCollection(
-                np.stack(corners, axis=1),
-                facecolors=colour,
-                edgecolors="none",
-                alpha=alpha,
-                label=name,
-                hatch="///" if marked else None,
-                hatchcolor="white",
-            )
-            ax.add_collection(rects, autolim=False)
-        ends = vals.copy()
+            if sel.any():
+                colour = _selected(panel.bar_colours, sel) if panel.bar_colours else colours[i]
+                _add_rects(ax, vals[sel], yc[sel], base, bar, colour, alpha, name, marked)
+        ends = vals
         if name in panel.errors:
-            low, high = (np.asarray(v, dtype=float) for v in panel.errors[name])
-            has = np.isfinite(low) & np.isfinite(high)
-            ax.hlines(yc[has], low[has], high[has], colors=AXIS, lw=1.1)
-            for edge in (low, high):
-                ax.plot(edge[has], yc[has], ls="none", marker="|", ms=min(8.0, height_pt / n * 0.5),
-                        mew=1.1, color=AXIS)  # fmt: skip
-            ends = np.where(has, np.fmax(vals, high), vals)
+            ends = _error_bars(ax, vals, yc, panel.errors[name], min(8.0, height_pt / n * 0.5))
         if i == 0 and panel.bar_text:
-            for text, x, y in zip(np.asarray(panel.bar_text)[ok], ends[ok], yc[ok], strict=True):
-                if text:
-                    ax.annotate(
-                        text,
-                        (x, y),
-                        xytext=(3, 0),
-                        textcoords="offset points",
-                        va="center",
-                        fontsize=TEXT_PT,
-                    )
-    present = np.zeros(n, dtype=bool)
+            _bar_texts(ax, np.asarray(panel.bar_text)[ok], ends[ok], yc[ok])
+    _say_missing(ax, panel, centre, base)
+    _marks(ax, panel, centre, height_pt / max(n, 1))
+    ax.set_yticks(centre, panel.labels, fontsize=TEXT_PT)
+    ax.tick_params(axis="y", length=0)
+    ax.set_xlabel(panel.xlabel, fontsize=TEXT_PT, labelpad=3)
+    ax.grid(True, axis="x", which="major", color=GRID, lw=0.5)
+    ax.set_axisbelow(True)
+
+
+def _bar_axis(ax: Axes, panel: BarPanel, lo: float, hi: float) -> None:
+    """The value axis (log in decades, or linear) from lo to hi; first label on top."""
+    if panel.log:
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(base=10))  # decades
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    else:
+        ax.xaxis.set_major_locator(_linear(5))
+        ax.xaxis.set_major_formatter(_Decimals())
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(len(panel.labels) - 0.5, -0.5)
+
+
+def _selected(bar_colours: Sequence[str], sel: np.ndarray) -> list[str]:
+    return [c for c, keep in zip(bar_colours, sel, strict=True) if keep]
+
+
+def _add_rects(
+    ax: Axes,
+    vals: np.ndarray,
+    yc: np.ndarray,
+    base: float,
+    bar: float,
+    colour: Any,
+    alpha: float,
+    name: str,
+    hatched: bool,
+) -> None:
+    """Bars from base to vals, centred on yc, as one collection of rectangles, not a patch
+    per bar (Axes.barh): a campaign's figure has 200 bars, each patch costs its own draw."""
+    x0, x1 = np.minimum(base, vals), np.maximum(base, vals)
+    y0, y1 = yc - bar / 2, yc + bar / 2
+    corners = [np.column_stack(c) for c in ((x0, y0), (x1, y0), (x1, y1), (x0, y1))]
+    rects = PolyCollection(
+        np.stack(corners, axis=1),
+        facecolors=colour,
+        edgecolors="none",
+        alpha=alpha,
+        label=name,
+        hatch="///" if hatched else None,
+        hatchcolor="white",
+    )
+    ax.add_collection(rects, autolim=False)
+
+
+def _error_bars(
+    ax: Axes, vals: np.ndarray, yc: np.ndarray, error: tuple[np.ndarray, np.ndarray], tick_pt: float
+) -> np.ndarray:
+    """Whiskers from low to high where both are known; returns where each bar's drawing
+    ends (its value, or its whisker's high end beyond it)."""
+    low, high = (np.asarray(v, dtype=float) for v in error)
+    has = np.isfinite(low) & np.isfinite(high)
+    ax.hlines(yc[has], low[has], high[has], colors=AXIS, lw=1.1)
+    for edge in (low, high):
+        ax.plot(edge[has], yc[has], ls="none", marker="|", ms=tick_pt, mew=1.1, color=AXIS)
+    return np.where(has, np.fmax(vals, high), vals)
+
+
+def _bar_texts(ax: Axes, texts: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> None:
+    """Each bar's text just past its end."""
+    for text, x, y in zip(texts, xs, ys, strict=True):
+        if text:
+            ax.annotate(
+                text,
+                (x, y),
+                xytext=(3, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize=TEXT_PT,
+            )
+
+
+def _say_missing(ax: Axes, panel: BarPanel, centre: np.ndarray, base: float) -> None:
+    """n/a on a label no series has a value for: a missing value is said, not drawn as zero."""
+    present = np.zeros(len(panel.labels), dtype=bool)
     for vals in panel.series.values():
         present |= np.isfinite(np.asarray(vals, dtype=float))
-    for j in np.flatnonzero(~present):  # a missing value is said, not drawn as zero
+    for j in np.flatnonzero(~present):
         ax.annotate(
             "n/a",
             (base, centre[j]),
@@ -534,7 +576,10 @@ def _draw_bars(ax: Axes, panel: BarPanel, height_pt: float) -> None:
             fontsize=TEXT_PT,
             color=MUTED,
         )
-    slot = height_pt / max(n, 1)
+
+
+def _marks(ax: Axes, panel: BarPanel, centre: np.ndarray, slot: float) -> None:
+    """The panel's marks (e.g. each point's baseline bandwidth) on its row, `slot` points tall."""
     for m in panel.marks:
         values = np.asarray(m.values, dtype=float)
         ok = np.isfinite(values)
@@ -547,11 +592,6 @@ def _draw_bars(ax: Axes, panel: BarPanel, height_pt: float) -> None:
             mew=1.2,
             color=m.colour,
         )
-    ax.set_yticks(centre, panel.labels, fontsize=TEXT_PT)
-    ax.tick_params(axis="y", length=0)
-    ax.set_xlabel(panel.xlabel, fontsize=TEXT_PT, labelpad=3)
-    ax.grid(True, axis="x", which="major", color=GRID, lw=0.5)
-    ax.set_axisbelow(True)
 
 
 #: Width a forest plot's change label needs ("+100%" at TEXT_PT, and a gap), in points.

@@ -404,121 +404,175 @@ def best_section(ok: pd.DataFrame, cmp: _Comparer, slo: dict[str, stats.SloCheck
     """Best throughput, p99 and ops per dollar per workload: the point with the best mean,
     against every other point. It is named best only when it is significantly ahead of
     all of them; otherwise the answer names the points it cannot tell apart from it."""
-    details: list[str] = []
-    heads: list[str] = []
-    rows: list[Row] = []
-    answers: list[Answer] = []
     workloads = list(dict.fromkeys(ok["workload"]))
+    best = _Best(cmp)
     for wl in workloads:
         d = ok[ok["workload"] == wl]
-        prefix = f"[{wl}] " if len(workloads) > 1 else ""
-        suffix = f" ({wl})" if len(workloads) > 1 else ""
+        best.start(wl, several=len(workloads) > 1)
         for metric, col, unit, fmt in cmp.metrics():
-            pool = d
-            among = ""
+            pool, among = d, ""
             if metric == "ops_per_dollar" and slo:
                 pool = d[
                     d["point_id"].map(lambda p: slo.get(p) is not None and slo[p].status == "meets")
                 ]
                 among = " among the points that meet the p99 objective"
                 if pool.empty:
-                    details.append(f"{prefix}Ops per dollar: no point meets the p99 objective.")
+                    best.details.append(
+                        f"{best.prefix}Ops per dollar: no point meets the p99 objective."
+                    )
                     continue
-            ranked = _ranked(pool, col, metric, cmp.ev)
-            if not ranked:
-                continue
-            top, mean, ps = ranked[0]
-            what = stats.METRIC_LABELS[metric]
-            value = _value(mean, ps, unit, fmt)
-            subject = f"Best {what}{among}{suffix}"
-            if len(ranked) == 1:
-                details.append(
-                    f"{prefix}Best {what}{among}: {top['label']}, {value} (no other point to "
-                    "compare)."
-                )
-                heads.append(f"best {what}: {top['label']} (alone)")
-                answers.append(
-                    Answer(
-                        subject=subject,
-                        answer=configuration(top),
-                        why_not="the only point measured: nothing to compare it with",
-                        configurations=(configuration(top),),
-                    )
-                )
-                continue
-            found = [
-                cmp.compare(top, other, top["label"], other["label"], metric, col)
-                for other, _, _ in ranked[1:]
-            ]
-            lower = "" if stats.HIGHER_IS_BETTER[metric] else ", lower is better"
-            group = f"Best {what}{suffix}: {cmp.short(top) or top['label']} against{lower}"
-            for (other, _, _), c in zip(ranked[1:], found, strict=True):
-                short = cmp.short(other) or str(other["label"])
-                names = ("clearly", short)  # under "Best ...: <top> against": "clearly better"
-                rows.append(cmp.row("best", group, short, top, other, c, names))
-            runner = found[0]
-            tied = [o for (o, _, _), c in zip(ranked[1:], found, strict=True)
-                    if c.verdict != "a_better"]  # fmt: skip
-            others = [f"Against {c.b}: {c.sentence}" for c in found[1:]]
-            if not tied:
-                details.append(
-                    f"{prefix}Best {what}{among}: {top['label']}, {value}. Against the runner-up: "
-                    f"{runner.sentence}"
-                )
-                details += [prefix + o for o in others]
-                heads.append(f"best {what}: {top['label']}, significantly ahead of the others")
-                answers.append(
-                    Answer(
-                        subject=subject,
-                        answer=configuration(top),
-                        by_how_much=change_words(
-                            runner, f"the runner-up, {configuration(ranked[1][0])}"
-                        ),
-                        interval=interval_words(runner),
-                        configurations=(configuration(top), configuration(ranked[1][0])),
-                    )
-                )
-                continue
-            why = next(c for c in found if c.verdict != "a_better")
-            names = [top, *tied]
-            top_mean = "Highest mean" if stats.HIGHER_IS_BETTER[metric] else "Lowest mean"
-            details.append(
-                f"{prefix}{top_mean} {what}{among}: {top['label']}, {value}, but not "
-                f"significantly ahead of {len(tied)} other point{'s' if len(tied) != 1 else ''}. "
-                f"Against the runner-up: {runner.sentence}"
-            )
-            details += [prefix + o for o in others]
-            heads.append(
-                f"best {what}: cannot tell apart " + "; ".join(str(n["label"]) for n in names)
-            )
-            answers.append(
-                Answer(
-                    subject=subject,
-                    answer="cannot tell apart: " + "; ".join(configuration(n) for n in names),
-                    by_how_much=f"{top_mean.lower()}, "
-                    + change_words(runner, "the runner-up", as_measured=True),
-                    interval=interval_words(runner, as_measured=True),
-                    why_not=why_not_words(why),
-                    configurations=tuple(configuration(n) for n in names),
-                )
-            )
+            if ranked := _ranked(pool, col, metric, cmp.ev):
+                best.add(ranked, metric, col, _value(ranked[0][1], ranked[0][2], unit, fmt), among)
     if len(workloads) > 1:
         head = (
             f"{len(workloads)} workloads: winners are given per workload below "
             "(absolute numbers are not comparable across workloads)."
         )
     else:
-        head = "; ".join(heads) + "." if heads else "Nothing to rank."
+        head = "; ".join(best.heads) + "." if best.heads else "Nothing to rank."
         head = head[0].upper() + head[1:]
     return Section(
         key="best",
         title="Best overall",
         ask=ASKS["best"],
         headline=head,
-        details=tuple(details),
-        answers=tuple(answers),
-        rows=tuple(rows),
+        details=tuple(best.details),
+        answers=tuple(best.answers),
+        rows=tuple(best.rows),
     )
+
+
+class _Best:
+    """The best section's sentences, headline parts, rows and answers, one ranking at a
+    time."""
+
+    def __init__(self, cmp: _Comparer):
+        self.cmp = cmp
+        self.prefix = self.suffix = ""
+        self.details: list[str] = []
+        self.heads: list[str] = []
+        self.rows: list[Row] = []
+        self.answers: list[Answer] = []
+
+    def start(self, wl: str, *, several: bool) -> None:
+        """The rankings of workload wl follow: named in every sentence when there are several."""
+        self.prefix = f"[{wl}] " if several else ""
+        self.suffix = f" ({wl})" if several else ""
+
+    def add(self, ranked: list, metric: str, col: str, value: str, among: str) -> None:
+        """The top of `ranked` (best mean first; `value` its mean as shown) on metric."""
+        top = ranked[0][0]
+        what = stats.METRIC_LABELS[metric]
+        subject = f"Best {what}{among}{self.suffix}"
+        if len(ranked) == 1:
+            self._alone(top, what, value, among, subject)
+            return
+        found = [
+            self.cmp.compare(top, other, top["label"], other["label"], metric, col)
+            for other, _, _ in ranked[1:]
+        ]
+        self._rows(top, ranked, found, metric, what)
+        tied = [o for (o, _, _), c in zip(ranked[1:], found, strict=True)
+                if c.verdict != "a_better"]  # fmt: skip
+        if tied:
+            self._tied(top, tied, found, metric, what, value, among, subject)
+        else:
+            self._ahead(top, ranked[1][0], found, what, value, among, subject)
+
+    def _alone(self, top: pd.Series, what: str, value: str, among: str, subject: str) -> None:
+        self.details.append(
+            f"{self.prefix}Best {what}{among}: {top['label']}, {value} (no other point to compare)."
+        )
+        self.heads.append(f"best {what}: {top['label']} (alone)")
+        self.answers.append(
+            Answer(
+                subject=subject,
+                answer=configuration(top),
+                why_not="the only point measured: nothing to compare it with",
+                configurations=(configuration(top),),
+            )
+        )
+
+    def _rows(
+        self,
+        top: pd.Series,
+        ranked: list,
+        found: list[stats.Comparison],
+        metric: str,
+        what: str,
+    ) -> None:
+        """A row per other point, under "Best ...: <top> against"."""
+        lower = "" if stats.HIGHER_IS_BETTER[metric] else ", lower is better"
+        group = f"Best {what}{self.suffix}: {self.cmp.short(top) or top['label']} against{lower}"
+        for (other, _, _), c in zip(ranked[1:], found, strict=True):
+            short = self.cmp.short(other) or str(other["label"])
+            names = ("clearly", short)  # under "Best ...: <top> against": "clearly better"
+            self.rows.append(self.cmp.row("best", group, short, top, other, c, names))
+
+    def _ahead(
+        self,
+        top: pd.Series,
+        second: pd.Series,
+        found: list[stats.Comparison],
+        what: str,
+        value: str,
+        among: str,
+        subject: str,
+    ) -> None:
+        """top is significantly ahead of every other point."""
+        runner = found[0]
+        self.details.append(
+            f"{self.prefix}Best {what}{among}: {top['label']}, {value}. Against the runner-up: "
+            f"{runner.sentence}"
+        )
+        self.details += [f"{self.prefix}Against {c.b}: {c.sentence}" for c in found[1:]]
+        self.heads.append(f"best {what}: {top['label']}, significantly ahead of the others")
+        self.answers.append(
+            Answer(
+                subject=subject,
+                answer=configuration(top),
+                by_how_much=change_words(runner, f"the runner-up, {configuration(second)}"),
+                interval=interval_words(runner),
+                configurations=(configuration(top), configuration(second)),
+            )
+        )
+
+    def _tied(
+        self,
+        top: pd.Series,
+        tied: list[pd.Series],
+        found: list[stats.Comparison],
+        metric: str,
+        what: str,
+        value: str,
+        among: str,
+        subject: str,
+    ) -> None:
+        """top has the best mean but is not significantly ahead of the points in `tied`."""
+        runner = found[0]
+        why = next(c for c in found if c.verdict != "a_better")
+        names = [top, *tied]
+        top_mean = "Highest mean" if stats.HIGHER_IS_BETTER[metric] else "Lowest mean"
+        self.details.append(
+            f"{self.prefix}{top_mean} {what}{among}: {top['label']}, {value}, but not "
+            f"significantly ahead of {len(tied)} other point{'s' if len(tied) != 1 else ''}. "
+            f"Against the runner-up: {runner.sentence}"
+        )
+        self.details += [f"{self.prefix}Against {c.b}: {c.sentence}" for c in found[1:]]
+        self.heads.append(
+            f"best {what}: cannot tell apart " + "; ".join(str(n["label"]) for n in names)
+        )
+        self.answers.append(
+            Answer(
+                subject=subject,
+                answer="cannot tell apart: " + "; ".join(configuration(n) for n in names),
+                by_how_much=f"{top_mean.lower()}, "
+                + change_words(runner, "the runner-up", as_measured=True),
+                interval=interval_words(runner, as_measured=True),
+                why_not=why_not_words(why),
+                configurations=tuple(configuration(n) for n in names),
+            )
+        )
 
 
 def _ranked(d: pd.DataFrame, col: str, metric: str, ev: Evidence) -> list:

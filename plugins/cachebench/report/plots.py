@@ -199,21 +199,48 @@ def point_chart(
     series = node_series(m, tuple(k for k, *_ in NODE_PANELS if not k.startswith("Network")), t0)
     series |= _net_series(net, t0)
     names = sorted({node for lst in series.values() for node, *_ in lst})
-    config = colour
-    colour = dict(zip(names, palette.shades(config, len(names)), strict=True))
+    node_colour = dict(zip(names, palette.shades(colour, len(names)), strict=True))
     spans = [s[-1] for lst in series.values() for _, s, _ in lst if len(s)]
     samples = load.series
     # The whole load (a last sample falls just short of it), else whatever was sampled.
     span = max([*spans, samples[-1].second if samples else 0.0, load.elapsed_seconds, 0.0])
     minutes = span > 600
     unit = 60.0 if minutes else 1.0
-    downsampled = False
+    load_panels, load_down = _load_panels(load, colour, unit)
+    node_panels, node_down = _node_panels(series, node_colour, spec, unit)
+    notes = []
+    if load_down or node_down:
+        notes.append(
+            f"Dense series drawn as at most {MAX_POINTS} buckets: line = bucket mean, "
+            "band = bucket min-max (all samples are in metrics.parquet)."
+        )
+    keys = [Key(n, node_colour[n]) for n in names[:MAX_NODE_KEYS]]
+    if len(names) > MAX_NODE_KEYS:
+        notes.append(f"{len(names)} nodes, one colour each (first {MAX_NODE_KEYS} named).")
+    panels = [*load_panels, *node_panels]
+    return Chart(
+        title=title,
+        panels=panels,
+        width=COLUMN_IN,
+        height=8.4,
+        ncols=2,
+        xlabel="minutes since load start" if minutes else "seconds since load start",
+        xlim=(0.0, span / unit) if span > 0 else None,
+        keys=keys,
+        note=" ".join(notes),
+    )
 
+
+def _load_panels(load: LoadResult, colour: str, unit: float) -> tuple[list[LinePanel], bool]:
+    """Throughput and latency over the load's seconds (x in `unit` seconds); the flag says
+    whether a line was downsampled."""
+    samples = load.series
+    downsampled = False
     ops = LinePanel("throughput (ops/s)", empty="no throughput series")
     lat = LinePanel("latency (ms)", empty="no per-second latency recorded")
     if samples:
         sec = np.array([s.second for s in samples], dtype=float) / unit
-        line, down = _line(sec, np.array([s.ops_per_sec for s in samples], dtype=float), config)
+        line, down = _line(sec, np.array([s.ops_per_sec for s in samples], dtype=float), colour)
         ops.lines.append(line)
         ops.hlines.append(
             HLine(load.ops_per_sec, f"mean {load.ops_per_sec:,.0f}", BASELINE_COLOUR, ":", 1.0)
@@ -222,14 +249,25 @@ def point_chart(
         for key, style in (("p50_ms", "--"), ("p99_ms", "-")):
             y = np.array([getattr(s, key) for s in samples], dtype=float)
             if np.isfinite(y).any():
-                line, down = _line(sec, y, config, style)
+                line, down = _line(sec, y, colour, style)
                 lat.lines.append(line)
-                lat.keys.append(Key(key.removesuffix("_ms"), config, style))
+                lat.keys.append(Key(key.removesuffix("_ms"), colour, style))
                 downsampled |= down
-    panels: list[LinePanel] = [ops, lat]
+    return [ops, lat], downsampled
 
+
+def _node_panels(
+    series: dict[str, list[tuple[str, np.ndarray, np.ndarray]]],
+    colour: dict[str, str],
+    spec: InstanceSpec | None,
+    unit: float,
+) -> tuple[list[LinePanel], bool]:
+    """A panel per node metric, a line per node; the network ones with the node type's
+    baseline and burst. The flag says whether a line was downsampled."""
     baseline = spec.network_baseline_gbps if spec else None
     burst = spec.network_burst_gbps if spec else None
+    panels = []
+    downsampled = False
     for metric, name, divisor, at_least in NODE_PANELS:
         panel = LinePanel(name, ymax_at_least=at_least, empty=f"no {metric} data")
         for node, secs, vals in series.get(metric, []):
@@ -244,27 +282,7 @@ def point_chart(
             if baseline is None:
                 panel.title += " - no documented bandwidth"
         panels.append(panel)
-
-    notes = []
-    if downsampled:
-        notes.append(
-            f"Dense series drawn as at most {MAX_POINTS} buckets: line = bucket mean, "
-            "band = bucket min-max (all samples are in metrics.parquet)."
-        )
-    keys = [Key(n, colour[n]) for n in names[:MAX_NODE_KEYS]]
-    if len(names) > MAX_NODE_KEYS:
-        notes.append(f"{len(names)} nodes, one colour each (first {MAX_NODE_KEYS} named).")
-    return Chart(
-        title=title,
-        panels=panels,
-        width=COLUMN_IN,
-        height=8.4,
-        ncols=2,
-        xlabel="minutes since load start" if minutes else "seconds since load start",
-        xlim=(0.0, span / unit) if span > 0 else None,
-        keys=keys,
-        note=" ".join(notes),
-    )
+    return panels, downsampled
 
 
 # ---- campaign figures: one horizontal bar (group) per point -------------------------

@@ -137,7 +137,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
-from typing import Any, Literal, NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -564,68 +564,100 @@ def compare(a: Side, b: Side, metric: Metric, min_effect_pct: float = 2.0) -> Co
     xb, _ = _positive(b.values, f"{b.name} {metric}")
     bound = sum(a.client_bound) + sum(b.client_bound)
     unknown = sum(not k for k in a.cpu_known) + sum(not k for k in b.cpu_known)
-    what = METRIC_LABELS[metric]
-    head = f"{a.name} vs {b.name}, {what}"
-    base = {
-        "metric": metric,
-        "a": a.name,
-        "b": b.name,
-        "n_a": len(xa),
-        "n_b": len(xb),
-        "min_effect_pct": float(min_effect_pct),
-        "client_bound_runs": bound,
-        "cpu_unknown_runs": unknown,
-    }
+    found = _too_few(a, b, xa, xb) or _judge(a, b, xa, xb, metric, min_effect_pct, bound)
     caveat = (
         f"; {unknown} run{'s' if unknown != 1 else ''} without load generator CPU (cpu.json): "
         "whether they measured the load generator is unknown"
         if unknown
         else ""
     )
+    return Comparison(
+        metric=metric,
+        a=a.name,
+        b=b.name,
+        n_a=len(xa),
+        n_b=len(xb),
+        ratio=found.ratio,
+        interval=found.interval,
+        df=found.df,
+        min_effect_pct=float(min_effect_pct),
+        verdict=found.verdict,
+        winner=found.winner,
+        why=found.why,
+        client_bound_runs=bound,
+        cpu_unknown_runs=unknown,
+        sentence=f"{a.name} vs {b.name}, {METRIC_LABELS[metric]}: {found.text}{caveat}.",
+    )
 
-    def made(verdict: Verdict, why: str, text: str, **more: Any) -> Comparison:
-        sentence = f"{head}: {text}{caveat}."
-        return Comparison(**base, verdict=verdict, why=why, sentence=sentence, **more)
 
+class _Found(NamedTuple):
+    """What a comparison found: its verdict, why (no winner), the sentence's words after
+    its subject, and the estimate when there is one."""
+
+    verdict: Verdict
+    why: str
+    text: str
+    winner: str | None = None
+    ratio: float | None = None
+    interval: Interval | None = None
+    df: float | None = None
+
+
+def _too_few(a: Side, b: Side, xa: np.ndarray, xb: np.ndarray) -> _Found | None:
+    """not_enough_data when a side has under 2 runs or neither side varies (no interval)."""
     if len(xa) < 2 or len(xb) < 2:
         few = [(s.name, len(x)) for s, x in ((a, xa), (b, xb)) if len(x) < 2]
         why = "; ".join(f"{name} has {k} run{'s' if k != 1 else ''}" for name, k in few)
         why += "; need 2"
-        return made("not_enough_data", why, f"not enough data for a verdict ({why})")
-    la, lb = np.log(xa), np.log(xb)
-    if np.ptp(la) == 0 and np.ptp(lb) == 0:
+        return _Found("not_enough_data", why, f"not enough data for a verdict ({why})")
+    if np.ptp(np.log(xa)) == 0 and np.ptp(np.log(xb)) == 0:
         why = "no run-to-run variation on either side, so no interval"
-        return made("not_enough_data", why, f"not enough data for a verdict ({why})")
-    rule = verdict_bounds(la, lb, min_effect_pct)
+        return _Found("not_enough_data", why, f"not enough data for a verdict ({why})")
+    return None
+
+
+def _judge(
+    a: Side,
+    b: Side,
+    xa: np.ndarray,
+    xb: np.ndarray,
+    metric: Metric,
+    min_effect_pct: float,
+    bound: int,
+) -> _Found:
+    """The ratio of a to b with its interval, and the verdict they carry: none with
+    client-bound runs, a winner only when the interval excludes no change and the change
+    clears the min_effect_pct bar."""
+    rule = verdict_bounds(np.log(xa), np.log(xb), min_effect_pct)
     diff, half = float(rule.diff[0]), float(rule.half[0])
     ratio = math.exp(diff)
     interval = Interval(low=math.exp(diff - half), high=math.exp(diff + half), level=rule.level)
-    base |= {"ratio": ratio, "interval": interval, "df": float(rule.df[0])}
+    df = float(rule.df[0])
+
+    def found(verdict: Verdict, why: str, text: str, winner: str | None = None) -> _Found:
+        return _Found(verdict, why, text, winner, ratio, interval, df)
+
     level = level_text(rule.level)
     span = f"{pct_text(interval.low)} to {pct_text(interval.high)}, {level} interval"
     if bound:
         why = f"{bound} client-bound run{'s' if bound != 1 else ''} ({CLIENT_BOUND})"
-        return made("client_bound", why, f"no verdict, {why}; measured {pct_text(ratio)} ({span})")
+        return found("client_bound", why, f"no verdict, {why}; measured {pct_text(ratio)} ({span})")
     if not interval.excludes(1.0):
         why = "its interval includes no change"
         if len(xa) != len(xb):  # say why it is wider than the usual 95%
             why += (
                 f" (with {len(xa)} + {len(xb)} runs a narrower one than "
-                f"{level_text(rule.level)} would name false winners more than "
+                f"{level} would name false winners more than "
                 f"{100 * FALSE_WINNER_TARGET:g}% of the time)"
             )
-        return made("no_significant_difference", why, f"no significant difference ({span}): {why}")
+        return found("no_significant_difference", why, f"no significant difference ({span}): {why}")
     if not rule.lower[0] < diff < rule.upper[0]:
         a_wins = (ratio > 1) == HIGHER_IS_BETTER[metric]
         winner = a.name if a_wins else b.name
-        return made(
-            "a_better" if a_wins else "b_better",
-            "",
-            f"{winner} wins, {pct_text(ratio)} ({span})",
-            winner=winner,
-        )
+        text = f"{winner} wins, {pct_text(ratio)} ({span})"
+        return found("a_better" if a_wins else "b_better", "", text, winner)
     why = f"{pct_text(ratio)} is under the {min_effect_pct:g}% bar (min_effect_pct)"
-    return made("no_significant_difference", why, f"no significant difference ({span}): {why}")
+    return found("no_significant_difference", why, f"no significant difference ({span}): {why}")
 
 
 def multiplicity(comparisons: Sequence[Comparison], alpha: float = 1 - LEVEL) -> Multiplicity:

@@ -140,34 +140,45 @@ def metrics_from_info(
     backwards (server restart) yields no row for that period. cpu_cores: the node's
     CPU allowance (a miniature's quota): CPU in percent of it, else of one core.
     """
-    rows: list[Row] = []
     period = round(dt, 3) if prev is not None else 0.0
+    measured = _gauges(cur, maxmemory)
+    if prev is not None and dt > 0:
+        measured += _counters(prev, cur, dt, cpu_cores)
+    return [
+        {
+            "node_id": node_id,
+            "metric": metric,
+            "value": round(float(value), 6),
+            "unit": unit,
+            "period_s": period,
+        }
+        for metric, value, unit in measured
+        if value is not None
+    ]
 
-    def add(metric: str, value: float | None, unit: str) -> None:
-        if value is not None:
-            rows.append(
-                {
-                    "node_id": node_id,
-                    "metric": metric,
-                    "value": round(float(value), 6),
-                    "unit": unit,
-                    "period_s": period,
-                }
-            )
 
-    # Gauges.
-    add("CurrConnections", _num(cur, "connected_clients"), "Count")
+# (metric, value or None when INFO does not give it, unit)
+Measured = list[tuple[str, float | None, str]]
+
+
+def _gauges(cur: dict[str, Any], maxmemory: int) -> Measured:
+    """The instantaneous metrics of one INFO snapshot."""
     used = _num(cur, "used_memory")
-    add("BytesUsedForCache", used, "Bytes")
     limit = maxmemory or _num(cur, "maxmemory") or 0
-    if used is not None and limit > 0:
-        add("DatabaseMemoryUsagePercentage", 100.0 * used / limit, "Percent")
-    add("CurrItems", _keys(cur), "Count")
-    role = cur.get("role")
-    add("IsMaster", 1.0 if role == "master" else 0.0, "Count")
+    usage = 100.0 * used / limit if used is not None and limit > 0 else None
+    return [
+        ("CurrConnections", _num(cur, "connected_clients"), "Count"),
+        ("BytesUsedForCache", used, "Bytes"),
+        ("DatabaseMemoryUsagePercentage", usage, "Percent"),
+        ("CurrItems", _keys(cur), "Count"),
+        ("IsMaster", 1.0 if cur.get("role") == "master" else 0.0, "Count"),
+    ]
 
-    if prev is None or dt <= 0:
-        return rows
+
+def _counters(
+    prev: dict[str, Any], cur: dict[str, Any], dt: float, cpu_cores: float | None
+) -> Measured:
+    """The per-period metrics between two INFO snapshots dt s apart (dt > 0)."""
 
     def delta(key: str) -> float | None:
         a, b = _num(prev, key), _num(cur, key)
@@ -181,27 +192,29 @@ def metrics_from_info(
             return None
         return 100.0 * sum(ds) / dt / (cpu_cores or 1.0)  # type: ignore[arg-type]
 
-    add("CPUUtilization", cpu("used_cpu_sys", "used_cpu_user"), "Percent")
-    add(
-        "EngineCPUUtilization",
-        cpu("used_cpu_sys_main_thread", "used_cpu_user_main_thread"),
-        "Percent",
-    )
-    add("NetworkBytesIn", delta("total_net_input_bytes"), "Bytes")
-    add("NetworkBytesOut", delta("total_net_output_bytes"), "Bytes")
-    add("NewConnections", delta("total_connections_received"), "Count")
-    add("Evictions", delta("evicted_keys"), "Count")
-    add("CacheHits", delta("keyspace_hits"), "Count")
-    add("CacheMisses", delta("keyspace_misses"), "Count")
-    for metric, commands in (
-        ("GetTypeCmds", GET_COMMANDS),
-        ("SetTypeCmds", SET_COMMANDS),
-    ):
+    def calls(commands: frozenset[str]) -> float | None:
         d = _calls(cur, commands) - _calls(prev, commands)
-        add(metric, d if d >= 0 else None, "Count")
-    if role == "master" and (_num(cur, "connected_slaves") or 0) > 0:
-        add("ReplicationBytes", delta("master_repl_offset"), "Bytes")
-    return rows
+        return d if d >= 0 else None
+
+    measured: Measured = [
+        ("CPUUtilization", cpu("used_cpu_sys", "used_cpu_user"), "Percent"),
+        (
+            "EngineCPUUtilization",
+            cpu("used_cpu_sys_main_thread", "used_cpu_user_main_thread"),
+            "Percent",
+        ),
+        ("NetworkBytesIn", delta("total_net_input_bytes"), "Bytes"),
+        ("NetworkBytesOut", delta("total_net_output_bytes"), "Bytes"),
+        ("NewConnections", delta("total_connections_received"), "Count"),
+        ("Evictions", delta("evicted_keys"), "Count"),
+        ("CacheHits", delta("keyspace_hits"), "Count"),
+        ("CacheMisses", delta("keyspace_misses"), "Count"),
+        ("GetTypeCmds", calls(GET_COMMANDS), "Count"),
+        ("SetTypeCmds", calls(SET_COMMANDS), "Count"),
+    ]
+    if cur.get("role") == "master" and (_num(cur, "connected_slaves") or 0) > 0:
+        measured.append(("ReplicationBytes", delta("master_repl_offset"), "Bytes"))
+    return measured
 
 
 INFO_NETWORK = frozenset({"NetworkBytesIn", "NetworkBytesOut"})
