@@ -563,23 +563,31 @@ def prefill_script(
     and take their CA bundle as ``--cacert <file>`` (no ``=`` form) or skip the
     check with ``--insecure``.
     """
-    w = point.workload
-    tls: list[str] = []
-    cli_tls: list[str] = []
-    if endpoint.tls:
-        if settings.tls_skip_verify:
-            tls, cli_tls = ["--tls", "--tls-skip-verify"], ["--tls", "--insecure"]
-        else:
-            tls = ["--tls", f"--cacert={settings.tls_cacert}"]
-            cli_tls = ["--tls", "--cacert", settings.tls_cacert]
+    tls, cli_tls = _prefill_tls(endpoint, settings)
+    auth = f' "--authenticate=${AUTH_ENV}"' if endpoint.auth_ref else ""
+    argv = shlex.join(_prefill_argv(point.workload, endpoint, tls))
+    lines = [
+        *_header(),
+        *_checks(point, endpoint, settings),
+        *_flush(endpoint, cli_tls),
+        f"{argv}{auth} > prefill.stdout 2>&1 || {_failed('prefill')}",
+        *_count_keys(endpoint, cli_tls, expected_keys),
+    ]
+    return "\n".join([*lines, *_scrub_and_upload()])
 
-    def on_primaries(command: str) -> list[str]:  # every primary's answer, one a line
-        if endpoint.cluster_mode:
-            where = f"{endpoint.host}:{endpoint.port}"
-            return [*cli_tls, "--cluster", "call", where, command, "--cluster-only-masters"]
-        return [*cli_tls, "-h", endpoint.host, "-p", str(endpoint.port), command]
 
-    argv = [
+def _prefill_tls(endpoint: Endpoint, settings: AwsSettings) -> tuple[list[str], list[str]]:
+    """The TLS options of the prefill's memtier, and of redis-cli/valkey-cli (no = form)."""
+    if not endpoint.tls:
+        return [], []
+    if settings.tls_skip_verify:
+        return ["--tls", "--tls-skip-verify"], ["--tls", "--insecure"]
+    return ["--tls", f"--cacert={settings.tls_cacert}"], ["--tls", "--cacert", settings.tls_cacert]
+
+
+def _prefill_argv(w: Workload, endpoint: Endpoint, tls: list[str]) -> list[str]:
+    """memtier writing every key of the workload's key space once (no token: see auth)."""
+    return [
         MEMTIER,
         f"--server={endpoint.host}",
         f"--port={endpoint.port}",
@@ -598,26 +606,45 @@ def prefill_script(
         "--hide-histogram",
         "--json-out-file=prefill.json",
     ]
-    auth = f' "--authenticate=${AUTH_ENV}"' if endpoint.auth_ref else ""
+
+
+def _on_primaries(endpoint: Endpoint, cli_tls: list[str], command: str) -> str:
+    """redis-cli/valkey-cli arguments sending `command` to every primary (one a line)."""
+    if endpoint.cluster_mode:
+        where = f"{endpoint.host}:{endpoint.port}"
+        argv = [*cli_tls, "--cluster", "call", where, command, "--cluster-only-masters"]
+    else:
+        argv = [*cli_tls, "-h", endpoint.host, "-p", str(endpoint.port), command]
+    return shlex.join(argv)
+
+
+def _flush(endpoint: Endpoint, cli_tls: list[str]) -> list[str]:
+    """Lines finding the image's CLI (EXIT_NO_CLI without one), handing it the token, and
+    flushing every primary (EXIT_FLUSH when refused)."""
     no_cli = (
         "cachebench: the load image needs redis-cli or valkey-cli to flush the data set "
         "before a run"
     )
-    # "12345" from one node, "host:port: 12345" a line from --cluster call
-    count = r"s/^\(.*: *\)\{0,1\}\([0-9][0-9]*\)$/\2/p"
     lines = [
-        *_header(),
-        *_checks(point, endpoint, settings),
         "cli=$(command -v valkey-cli || command -v redis-cli) || {"
         f" echo {shlex.quote(no_cli)} >&2; exit {EXIT_NO_CLI}; }}",
     ]
     if endpoint.auth_ref:
         lines.append(f'export REDISCLI_AUTH="${AUTH_ENV}" VALKEYCLI_AUTH="${AUTH_ENV}"')
-    lines += [
-        f'"$cli" {shlex.join(on_primaries("FLUSHALL"))} > flush.stdout 2>&1'
-        f" || {{ cat flush.stdout >&2; exit {EXIT_FLUSH}; }}",
-        f"{shlex.join(argv)}{auth} > prefill.stdout 2>&1 || {_failed('prefill')}",
-        f'"$cli" {shlex.join(on_primaries("DBSIZE"))} > dbsize.stdout 2>&1'
+    lines.append(
+        f'"$cli" {_on_primaries(endpoint, cli_tls, "FLUSHALL")} > flush.stdout 2>&1'
+        f" || {{ cat flush.stdout >&2; exit {EXIT_FLUSH}; }}"
+    )
+    return lines
+
+
+def _count_keys(endpoint: Endpoint, cli_tls: list[str], expected_keys: int | None) -> list[str]:
+    """Lines summing the primaries' DBSIZE into DBSIZE_FILE and, with `expected_keys`, a
+    count short of it setting rc to EXIT_SHORT_PREFILL."""
+    # "12345" from one node, "host:port: 12345" a line from --cluster call
+    count = r"s/^\(.*: *\)\{0,1\}\([0-9][0-9]*\)$/\2/p"
+    lines = [
+        f'"$cli" {_on_primaries(endpoint, cli_tls, "DBSIZE")} > dbsize.stdout 2>&1'
         " || { rc=$?; cat dbsize.stdout >&2; }",
         f"keys=0; for n in $(sed -n {shlex.quote(count)} dbsize.stdout); do"
         " keys=$((keys + n)); done",
@@ -633,4 +660,4 @@ def prefill_script(
             f'if [ "$rc" -eq 0 ] && [ "$keys" -ne {expected_keys} ]; then'
             f' echo "{short}" >&2; rc={EXIT_SHORT_PREFILL}; fi'
         )
-    return "\n".join([*lines, *_scrub_and_upload()])
+    return lines
