@@ -15,8 +15,10 @@ for on the triggerer:
 
 Each phase's tasks share a startedBy of their own (run, attempt, phase): a retry
 after a lost worker finds them with list_tasks and reattaches, so no run ever
-gets a second set of load tasks; a run that failed is measured again only by a
-new try of measure (a cleared task), as a new attempt. The run's metrics come
+gets a second set of load tasks of one attempt. A run that was lost (a task ended
+by anything but its own tool: ecs.TaskEnd) is measured again at once, once, as
+attempt 2 (RunRecord.lost); any other failed run only by a new try of measure (a
+cleared task), as a new attempt. The run's metrics come
 from CloudWatch once its publishing delay has passed.
 """
 
