@@ -20,12 +20,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 from asgiref.sync import sync_to_async
 
 from cachebench.models import Strict
+
+if TYPE_CHECKING:
+    from cachebench.targets.aws.ecs import TaskEnd
 
 START_GRACE_S = 600  # how long the load operators may take to start every task
 MAX_ERRORS = 5  # consecutive failed polls before the run is failed
@@ -95,18 +98,21 @@ class EcsElastiCacheWatchTrigger(BaseTrigger):
 
         return client(service, self.region, self.aws_conn_id)
 
-    def _tasks(self) -> tuple[list[dict], list[Any]]:
-        """The run's load tasks (running or stopped), found by their shared startedBy, and
-        those of task_arns that ECS answers MISSING for (ecs.TaskEnd)."""
+    def _tasks(self) -> list[dict]:
+        """The run's load tasks (running or stopped), found by their shared startedBy."""
         from cachebench.targets.aws import ecs
 
-        client = self._client("ecs")
-        tasks = ecs.started_tasks(client, self.cluster, self.started_by)
+        return ecs.started_tasks(self._client("ecs"), self.cluster, self.started_by)
+
+    def _vanished(self, tasks: list[dict]) -> list[TaskEnd]:
+        """The tasks of task_arns not among `tasks` that ECS answers MISSING for."""
+        from cachebench.targets.aws import ecs
+
         seen = {t["taskArn"] for t in tasks}
         unseen = [a for a in self.task_arns if a not in seen]
-        return tasks, ecs.missing_tasks(client, self.cluster, unseen) if unseen else []
+        return ecs.missing_tasks(self._client("ecs"), self.cluster, unseen) if unseen else []
 
-    def _problems(self, tasks: list[dict], gone: list[Any]) -> WatchEvent | None:
+    def _problems(self, tasks: list[dict], gone: list[TaskEnd]) -> WatchEvent | None:
         """The failed event when a load task ended otherwise than exit 0, or vanished: each
         named with its end and its awslogs tail (what memtier said before it died). Lost
         when every one of them was (a tool's own error among them fails the run as is)."""
@@ -134,8 +140,8 @@ class EcsElastiCacheWatchTrigger(BaseTrigger):
         """None while the load runs and the group is healthy; else the event ending the watch."""
         from cachebench.targets.aws import cloudwatch
 
-        tasks, gone = self._tasks()
-        if failed := self._problems(tasks, gone):
+        tasks = self._tasks()
+        if failed := self._problems(tasks, self._vanished(tasks)):
             return failed
         if len(tasks) >= self.expected and all(t.get("lastStatus") == "STOPPED" for t in tasks):
             return WatchEvent(status="done", message=f"{len(tasks)} load tasks finished (exit 0)")
