@@ -306,6 +306,7 @@ class AwsRunDetail(Strict):
     prefill_task: str
     load_started_at: float | None = Field(None, description="when its load tasks were started")
     load_start_at: float | None = Field(None, description="when they all begin their load")
+    load_tasks: list[str] = Field([], description="the load tasks' ARNs, g0 first")
 
 
 class Cleanup(Strict):

@@ -370,8 +370,9 @@ def _collect(prov: Provisioned, run: RunSpec, record: RunRecord, try_id: str) ->
     """The run's load has ended: keep what it measured (the metrics follow once ready)."""
     target = targets.get(prov.plan.deployment.target)
     rdir = _result_dir(run, prov.plan)
-    if record.status == "failed":
-        rdir.record_error("load", record.error)
+    if record.status == "failed":  # the watch failed it (aws: a load task was lost, or not)
+        again = f" (attempt {record.attempt}, measured again)" if _measure_again(record) else ""
+        rdir.record_error("load", record.error + again)
         return record
     try:
         loads: RunLoads = target.loads(prov, run, record)

@@ -361,17 +361,35 @@ def write_task_log(task_arn: str, lines: list[str], logs=None) -> None:
         )
 
 
-def set_exit_code(cluster: str, task_arn: str, code: int, reason: str, ecs=None) -> None:
-    """Stop a task and give its container an exit code (moto's API cannot set either on
-    the container: its lastStatus stays PENDING)."""
+def _backend_task(cluster: str, task_arn: str):
+    """moto's own task object, None once forgotten (forget_task)."""
     from moto.ecs.models import ecs_backends
 
+    return ecs_backends["123456789012"][REGION].tasks[cluster.split("/")[-1]].get(task_arn)
+
+
+def set_exit_code(cluster: str, task_arn: str, code: int, reason: str, ecs=None) -> None:
+    """The task's container exited with `code`: the task stops as ECS stops it then
+    (stopCode EssentialContainerExited), unless a StopTask stopped it first (UserInitiated,
+    its reason kept). moto's API cannot set the container's exit code: set here."""
     ecs = ecs or boto3.client("ecs", region_name=REGION)
-    ecs.stop_task(cluster=cluster, task=task_arn, reason=reason)
-    task = ecs_backends["123456789012"][REGION].tasks[cluster.split("/")[-1]][task_arn]
+    task = _backend_task(cluster, task_arn)
+    if task is None:  # ECS forgot it (forget_task)
+        return
+    if task.desired_status != "STOPPED":
+        ecs.stop_task(cluster=cluster, task=task_arn, reason=reason)
+        task.stop_code = "EssentialContainerExited"
     for c in task.containers:
         c.exitCode = code
         c.last_status = "STOPPED"
+
+
+def forget_task(cluster: str, task_arn: str) -> None:
+    """ECS no longer has the task (it forgets stopped ones after about an hour): gone from
+    ListTasks, DescribeTasks answers MISSING for it (moto_gaps)."""
+    from moto.ecs.models import ecs_backends
+
+    del ecs_backends["123456789012"][REGION].tasks[cluster.split("/")[-1]][task_arn]
 
 
 def _tags(tags: list[dict]) -> dict[str, str]:
@@ -414,6 +432,7 @@ class FakeEcs(threading.Thread):
         self.tasks: dict[str, dict] = {}  # task ARN -> the task as ECS described it at start
         self.errors: list[str] = []
         self.secrets: set[str] = set()  # every secret value handed to a container
+        self.procs: dict[str, subprocess.Popen] = {}  # task ARN -> its container's shell
         self._seen: set[str] = set()
         self._workers: list[threading.Thread] = []
         self._published: set[tuple[str, int]] = set()  # (node, minute)
@@ -483,7 +502,7 @@ class FakeEcs(threading.Thread):
             rc, output = 1, f"fake ECS could not run the task: {exc}"
         self.output[arn] = output
         write_task_log(arn, output.splitlines(), self.aws["logs"])
-        set_exit_code(self.cluster, arn, rc, "Essential container exited", self.aws["ecs"])
+        set_exit_code(self.cluster, arn, rc, "Essential container in task exited", self.aws["ecs"])
         self.done[arn] = rc
 
     def _run_container(self, task: dict) -> tuple[int, str]:
@@ -525,6 +544,7 @@ class FakeEcs(threading.Thread):
             cwd=home,
             start_new_session=True,
         )
+        self.procs[task["taskArn"]] = proc
         try:
             output = self._wait(task["taskArn"], proc)
         finally:
@@ -533,12 +553,15 @@ class FakeEcs(threading.Thread):
         rc = proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
         return rc, output
 
+    def kill(self, arn: str, sig: int) -> None:
+        """Signal every process of the task's container (the OOM killer, a crash): it exits
+        128 + sig, and the task stops as ECS stops it when its essential container exits."""
+        os.killpg(self.procs[arn].pid, sig)
+
     def _wait(self, arn: str, proc: subprocess.Popen) -> str:
         """The container's output once it exits; SIGTERM to it when its task is stopped
         (stop_task), as ECS does."""
-        from moto.ecs.models import ecs_backends
-
-        task = ecs_backends["123456789012"][REGION].tasks[self.cluster][arn]
+        task = _backend_task(self.cluster, arn)
         reader = threading.Thread(target=lambda: setattr(proc, "out", proc.stdout.read()))
         reader.start()
         deadline = time.monotonic() + 600

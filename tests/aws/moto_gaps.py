@@ -26,6 +26,13 @@ EC2
   InvalidPermission.NotFound (the default egress rule AWS always makes); EC2 requests
   are served one at a time here (`_ec2_serial`).
 
+ECS
+- a stopped task has no stopCode: StopTask gives it UserInitiated here (a container that
+  exits by itself gets EssentialContainerExited from aws_fakes.set_exit_code), and a
+  StopTask of a task already STOPPED leaves its first stop's reason and code, as ECS does;
+- DescribeTasks answers no failures: a task ARN it does not have is a MISSING failure
+  here (as ECS answers for a task it forgot, about an hour after it stopped).
+
 Also here, for tests that need AWS to refuse: REFUSE_DELETE, replication group ids
 whose DeleteReplicationGroup is denied (AccessDenied).
 """
@@ -46,6 +53,8 @@ GAPS = (
     "elasticache: a deleted replication group disappears",
     "elasticache: tags of parameter groups",
     "ec2: requests of concurrent applies served one at a time",
+    "ecs: stopCode of a stopped task; StopTask of a stopped task",
+    "ecs: DescribeTasks failures (MISSING)",
 )
 
 # Families and the parameters the module sets, as ElastiCache has them.
@@ -66,6 +75,7 @@ def install() -> None:
             return
         _record_calls()
         _elasticache()
+        _ecs()
         _done.append(True)
 
 
@@ -257,6 +267,37 @@ def _elasticache() -> None:
         )
 
     backend_cls.__init__ = init  # type: ignore[method-assign]
+
+
+def _ecs() -> None:
+    from moto.core.responses import ActionResult
+    from moto.ecs.models import EC2ContainerServiceBackend
+    from moto.ecs.responses import EC2ContainerServiceResponse
+
+    backend_stop = EC2ContainerServiceBackend.stop_task
+
+    def stop_task(self: Any, cluster_str: str, task_str: str, reason: str) -> Any:
+        cluster = self._get_cluster(cluster_str)
+        for arn, task in self.tasks.get(cluster.name, {}).items():
+            if arn.endswith(task_str.split("/")[-1]) and task.desired_status == "STOPPED":
+                return task  # stopped already: ECS keeps how it stopped
+        task = backend_stop(self, cluster_str, task_str, reason)
+        task.stop_code = "UserInitiated"
+        return task
+
+    def describe_tasks(self: Any) -> ActionResult:
+        out = response_describe(self)
+        asked = self._get_param("tasks", [])
+        found = out.result["tasks"]
+        known = {t.task_arn for t in found} | {t.id for t in found}
+        out.result["failures"] = [
+            {"arn": a, "reason": "MISSING"} for a in asked if a.split("/")[-1] not in known
+        ]
+        return out
+
+    response_describe = EC2ContainerServiceResponse.describe_tasks
+    EC2ContainerServiceBackend.stop_task = stop_task  # type: ignore[method-assign]
+    EC2ContainerServiceResponse.describe_tasks = describe_tasks  # type: ignore[method-assign]
 
 
 class _NoGroup:

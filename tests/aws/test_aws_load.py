@@ -30,6 +30,7 @@ from aws_fakes import (
     FakeEcs,
     campaign,
     create_group,
+    forget_task,
     put_node_metrics,
     recorded,
     window_requests,
@@ -459,7 +460,7 @@ def test_a_lost_worker_mid_start_leaves_no_duplicate_prefill_or_load(aws, result
             }
         )
         event = half.check_once()  # the watch would not wait for g1 forever
-        assert event["status"] == "failed" and "only 1 of 2 load tasks started" in event["message"]
+        assert event.status == "failed" and "only 1 of 2 load tasks started" in event.message
         load = steps.measure_step(prov, steps.begin_try(prov), None)
         names = {ecs.task_name(t): t["taskArn"] for t in tasks_of(sb)}
         assert sorted(names) == ["g0", "g1"] and names["g0"] == arn0  # g1 alone was started
@@ -479,11 +480,15 @@ def test_watch_fails_early_when_a_load_task_dies_and_the_others_are_stopped(
         watch = steps.measure_step(prov, try_id, {"status": "success"})
         event = wait_on(watch)
         assert event["status"] == "failed" and "exit code 1" in event["message"]
+        assert "stop code EssentialContainerExited" in event["message"]
         # the dead task's awslogs tail: what its script printed when memtier failed
         assert "Connection error: TLS handshake failed" in event["message"]
+        # memtier's own exit 1 is the run's failure, not a lost run: no attempt 2 in this try
+        assert event["lost"] is False
         assert steps.measure_step(prov, try_id, event) is None
         record = record_of(prov)
         assert record.status == "failed" and "exit code 1" in record.error
+        assert record.attempt == 1 and not record.lost and not record.again
         sb = record.detail.started_by.load
         tasks = {ecs.task_name(t): t for t in tasks_of(sb)}
         assert {n: t["lastStatus"] for n, t in tasks.items()} == {"g0": "STOPPED", "g1": "STOPPED"}
@@ -497,6 +502,145 @@ def test_watch_fails_early_when_a_load_task_dies_and_the_others_are_stopped(
         assert retry.phase == "prefill" and record_of(prov).attempt == 2
         assert record_of(prov).detail.started_by.prefill != record.detail.started_by.prefill
         TARGET.stop_load(prov.plan, ddir)
+
+
+def _to_load(prov: Provisioned, try_id: str, event: dict | None = None):
+    """measure_step until the run's load watch (the prefill waited for on the way)."""
+    watch = steps.measure_step(prov, try_id, event)
+    while watch.phase != "load":
+        watch = steps.measure_step(prov, try_id, wait_on(watch))
+    return watch
+
+
+def _to_the_end(prov: Provisioned, try_id: str, watch) -> None:
+    while watch is not None:
+        event = wait_on(watch) if watch.classpath != steps.METRICS_TRIGGER else None
+        watch = steps.measure_step(prov, try_id, event)
+
+
+def _load_task(prov: Provisioned, fake: FakeEcs, name: str) -> str:
+    """The ARN of the run's load task `name` once its container runs its warm-up."""
+    arn = dict(zip(["g0", "g1"], record_of(prov).detail.load_tasks, strict=False))[name]
+    started = fake.root / "tasks" / arn.rsplit("/", 1)[-1] / "out" / "warmup.started"
+    deadline = time.monotonic() + 60
+    while not started.is_file():
+        assert time.monotonic() < deadline, f"{name} never started its warm-up"
+        time.sleep(0.05)
+    return arn
+
+
+def _stop_by_someone_else(prov: Provisioned, fake: FakeEcs, name: str) -> None:
+    """A StopTask nobody in cachebench sent (an operator draining the cluster): ECS gives
+    the task stopCode UserInitiated and SIGTERMs its container (exit 143)."""
+    arn = _load_task(prov, fake, name)
+    boto3.client("ecs").stop_task(cluster=CLUSTER, task=arn, reason="drained by an operator")
+
+
+def _runs_csv(prov: Provisioned) -> list[dict]:
+    import csv
+
+    build_report(Path(prov.plan.run_dir))
+    with (Path(prov.plan.run_dir) / "runs.csv").open() as fh:
+        return [r for r in csv.DictReader(fh) if r["deployment"] == prov.plan.instance]
+
+
+def test_a_load_task_stopped_by_someone_else_is_measured_again_as_attempt_2(
+    aws, results_dir, tmp_path
+) -> None:
+    prov = provisioned("stopped", generators=2)
+    with FakeEcs(tmp_path / "ecs", "stopped", time_scale=20.0) as fake:
+        try_id = steps.begin_try(prov)
+        watch = _to_load(prov, try_id)
+        _stop_by_someone_else(prov, fake, "g1")
+        event = wait_on(watch)
+        assert event["status"] == "failed" and event["lost"] is True
+        assert "stop code UserInitiated" in event["message"]
+        assert "reason: drained by an operator" in event["message"]
+        first = record_of(prov)
+        fake.time_scale = 0.3  # attempt 2 runs through
+        # the same try measures it again at once: attempt 2, with a startedBy of its own
+        retry = steps.measure_step(prov, try_id, event)
+        record = record_of(prov)
+        assert retry.phase == "prefill" and record.attempt == 2 and record.again
+        assert record.detail.started_by.prefill != first.detail.started_by.prefill
+        (earlier,) = record.earlier
+        assert earlier.startswith("attempt 1: watch: load task ") and "(g1)" in earlier
+        assert "UserInitiated" in earlier
+        _to_the_end(prov, try_id, retry)
+    assert not fake.errors, fake.errors
+    record = record_of(prov)
+    assert record.status == "done" and record.attempt == 2 and record.again
+    assert record.detail.results_uri.endswith("/attempt2")
+    rdir = steps._result_dir(prov.plan.runs[0], prov.plan).path
+    assert json.loads((rdir / "load.json").read_text())["requests"] == 2 * MEASURED
+    error = (rdir / "error.txt").read_text()
+    assert "drained by an operator" in error and "(attempt 1, measured again)" in error
+    (row,) = _runs_csv(prov)
+    assert (row["status"], row["attempt"]) == ("ok", "2")
+    assert "UserInitiated" in row["earlier_attempts"]
+
+
+def test_a_run_lost_twice_fails_and_says_both(aws, results_dir, tmp_path) -> None:
+    """Attempt 1 killed (its container's memtier by SIGKILL: exit 137), attempt 2's task
+    stopped by someone else: the run fails at attempt 2, never an attempt 3."""
+    prov = provisioned("losttwice", generators=2)
+    with FakeEcs(tmp_path / "ecs", "losttwice", time_scale=20.0) as fake:
+        try_id = steps.begin_try(prov)
+        watch = _to_load(prov, try_id)
+        arn = _load_task(prov, fake, "g0")
+        fake.kill(arn, 9)  # the container's shell and memtier, by SIGKILL: exit 137
+        event = wait_on(watch)
+        assert event["lost"] is True and "exit code 137 (signal 9, SIGKILL)" in event["message"]
+        watch = _to_load(prov, try_id, event)
+        assert record_of(prov).attempt == 2
+        _stop_by_someone_else(prov, fake, "g0")
+        event = wait_on(watch)
+        assert event["lost"] is True
+        assert steps.measure_step(prov, try_id, event) is None  # no attempt 3
+    record = record_of(prov)
+    assert record.status == "failed" and record.attempt == 2 and record.again and record.lost
+    assert "drained by an operator" in record.error
+    (earlier,) = record.earlier
+    assert "SIGKILL" in earlier
+    rdir = steps._result_dir(prov.plan.runs[0], prov.plan).path
+    error = (rdir / "error.txt").read_text()
+    assert "SIGKILL" in error and "(attempt 1, measured again)" in error
+    assert "drained by an operator" in error
+    (row,) = _runs_csv(prov)
+    assert (row["status"], row["attempt"]) == ("failed", "2")
+    assert "SIGKILL" in row["earlier_attempts"] and "drained by an operator" in row["reason"]
+
+
+def test_a_load_task_that_vanished_or_left_no_result_is_measured_again(
+    aws, results_dir, tmp_path
+) -> None:
+    """Attempt 1: ECS forgets g1 mid-run (DescribeTasks: MISSING); attempt 2: every task
+    exits 0 but g1's results never reach S3; attempt 3 is never started."""
+    prov = provisioned("vanished", generators=2)
+    with FakeEcs(tmp_path / "ecs", "vanished", time_scale=20.0) as fake:
+        try_id = steps.begin_try(prov)
+        watch = _to_load(prov, try_id)
+        arn = _load_task(prov, fake, "g1")
+        forget_task(CLUSTER, arn)  # its host is gone, and ECS's record of it
+        fake.kill(arn, 9)
+        event = wait_on(watch)
+        assert event["lost"] is True and "vanished: ECS answers MISSING" in event["message"]
+        fake.time_scale = 0.3
+        watch = _to_load(prov, try_id, event)
+        record = record_of(prov)
+        assert record.attempt == 2 and "vanished" in record.earlier[0]
+        assert wait_on(watch)["status"] == "done"
+        bucket, prefix = split_uri(record.detail.results_uri)
+        s3 = boto3.client("s3")
+        for key in s3_objects(record.detail.results_uri):
+            if key.startswith(f"{prefix}/g1/"):
+                s3.delete_object(Bucket=bucket, Key=key)
+        assert steps.measure_step(prov, try_id, {"status": "done"}) is None
+    record = record_of(prov)
+    assert record.status == "failed" and record.attempt == 2 and record.lost
+    assert "no measured result from load generator(s) [1]" in record.error
+    assert "(g1) stopped with exit code 0" in record.error  # what ECS said of its task
+    assert "its log ends:" in record.error
 
 
 def test_a_failed_prefill_fails_the_run_with_its_log_and_starts_no_load(
@@ -538,13 +682,13 @@ def test_watch_fails_on_evictions_and_unavailable_group(aws, results_dir) -> Non
     assert trig.check_once() is None
     put_node_metrics(nodes[1:], now + 1, evictions=42)
     event = trig.check_once()
-    assert event["status"] == "failed" and "evicted 42 keys" in event["message"]
+    assert event.status == "failed" and "evicted 42 keys" in event.message
     allowed = EcsElastiCacheWatchTrigger(**{**kwargs, "evictions_allowed": True})
     assert allowed.check_once() is None  # a data set larger than memory evicts by design
     ec = boto3.client("elasticache")
     ec.delete_replication_group(ReplicationGroupId=rg)  # gone at once (moto_gaps)
     event = allowed.check_once()
-    assert event["status"] == "failed" and "not found" in event["message"]
+    assert event.status == "failed" and "not found" in event.message
 
 
 def test_export_reads_every_node_with_pagination(aws, results_dir) -> None:

@@ -881,6 +881,8 @@ def _write_tables(
     summary = pd.DataFrame(ok_rows + failed_rows, columns=SUMMARY_CSV_COLUMNS)
     summary.to_csv(paths["summary_csv"], index=False)
     runs = pd.DataFrame(run_rows, columns=RUNS_CSV_COLUMNS)
+    # a whole number, also beside a deployment that never measured (no record: empty)
+    runs["attempt"] = runs["attempt"].astype("Int64")
     runs.to_csv(paths["runs_csv"], index=False)
     return pd.DataFrame(ok_rows, columns=SUMMARY_CSV_COLUMNS), runs
 

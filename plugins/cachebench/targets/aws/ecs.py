@@ -43,6 +43,7 @@ from __future__ import annotations
 import hashlib
 import re
 import shlex
+import signal
 from typing import Any
 
 from pydantic import Field
@@ -408,28 +409,141 @@ def describe(ecs: Any, cluster: str, arns: list[str]) -> list[dict]:
     return tasks
 
 
-def task_problem(task: dict, container: str) -> str | None:
-    """Why a STOPPED task failed, or None if it exited 0 (its memtier container)."""
+STOPPED_BY_US = "cachebench: "  # how every StopTask reason of ours begins (stop's callers)
+# ECS stop codes (Task.stopCode) of a task the platform ended, whatever its container was
+# doing: a Fargate Spot reclaim, a host's termination notice, a service scheduler's
+# replacement, a failed health of the infrastructure. Its run says nothing about the cache.
+INFRA_STOP_CODES = frozenset(
+    {"SpotInterruption", "TerminationNotice", "ServiceSchedulerInitiated", "InfrastructureHealth"}
+)
+# Documented reasons of a TaskFailedToStart that are ECS's capacity or agent, not the task's
+# own set-up (an image that cannot be pulled, a secret it may not read fail again the
+# same way): RESOURCE:CPU/MEMORY/ENI/PORTS/GPU, a disconnected agent, Fargate capacity.
+START_INFRA_REASONS = (
+    "RESOURCE:",
+    "AGENT",
+    "Capacity is unavailable",
+    "Timeout waiting for network interface provisioning",
+)
+SIGNAL_BASE = 128  # a shell's (and Docker's) exit code of a process ended by signal n
+
+
+class TaskEnd(Strict):
+    """How an ECS task ended, from DescribeTasks' documented fields: its container's exit
+    code and reason, the task's stopCode and stoppedReason (or MISSING: ECS no longer has
+    it). `lost`: something other than its own tool ended it (a signal, the platform, a
+    StopTask nobody here sent, a task that vanished); a task whose tool exited non-zero by
+    itself is a plain failure."""
+
+    task_id: str
+    name: str | None = Field(None, description="g<N> or prefill, from its overrides")
+    exit_code: int | None = None
+    stop_code: str | None = None
+    stopped_reason: str = ""
+    container_reason: str = ""
+    missing: bool = Field(False, description="DescribeTasks answered MISSING")
+
+    @property
+    def ours(self) -> bool:
+        """Stopped by a StopTask of cachebench's (its reason starts STOPPED_BY_US)."""
+        return self.stop_code == "UserInitiated" and self.stopped_reason.startswith(STOPPED_BY_US)
+
+    @property
+    def from_outside(self) -> bool:
+        """Ended by the platform or by a StopTask nobody here sent, whatever its exit code."""
+        theirs = self.stop_code == "UserInitiated" and not self.ours
+        return self.missing or theirs or self.stop_code in INFRA_STOP_CODES
+
+    @property
+    def ok(self) -> bool:
+        """Its tool finished by itself: exit 0, and nothing else ended the task."""
+        started = self.stop_code != "TaskFailedToStart"
+        return self.exit_code == 0 and started and not self.from_outside
+
+    @property
+    def lost(self) -> bool:
+        """Not ended by its own tool: the run says nothing about the cache."""
+        if self.ok or self.ours:
+            return False
+        if self.from_outside:
+            return True
+        if self.stop_code == "TaskFailedToStart":
+            why = self.stopped_reason or self.container_reason
+            return why.removeprefix("TaskFailedToStart:").strip().startswith(START_INFRA_REASONS)
+        # its container killed by a signal (128 + n), or no exit code at all (it never
+        # ran, or another essential container ended the task)
+        return self.exit_code is None or self.exit_code > SIGNAL_BASE
+
+    def describe(self) -> str:
+        """'task <id> (g1) stopped with ...': its exit code or signal, stop code, reasons."""
+        who = f"task {self.task_id}" + (f" ({self.name})" if self.name else "")
+        if self.missing:
+            return f"{who} vanished: ECS answers MISSING for it (DescribeTasks)"
+        if self.exit_code is None:
+            how = "stopped without an exit code (its container never ran or was not seen to end)"
+        else:
+            how = f"stopped with exit code {self.exit_code}"
+            if self.exit_code > SIGNAL_BASE:
+                how += f" ({_signal_name(self.exit_code - SIGNAL_BASE)})"
+        parts = [how]
+        if self.stop_code:
+            parts.append(f"stop code {self.stop_code}")
+        if self.stopped_reason:
+            parts.append(f"reason: {self.stopped_reason}")
+        if self.container_reason:
+            parts.append(f"container: {self.container_reason}")
+        if self.ours:
+            parts.append("stopped by cachebench")
+        elif self.lost:
+            parts.append("not ended by its own tool: the run was lost")
+        return f"{who} " + "; ".join(parts)
+
+
+def _signal_name(n: int) -> str:
+    try:
+        return f"signal {n}, {signal.Signals(n).name}"
+    except ValueError:
+        return f"signal {n}"
+
+
+def task_end(task: dict, container: str) -> TaskEnd | None:
+    """How a task ended (its `container`'s exit), None while it is not STOPPED."""
     if task.get("lastStatus") != "STOPPED":
         return None
-    tid = task["taskArn"].rsplit("/", 1)[-1]
-    for c in task.get("containers", []):
-        if c.get("name") not in (container, None):
-            continue
-        code = c.get("exitCode")
-        if code != 0:
-            why = task.get("stoppedReason") or c.get("reason") or task.get("stopCode") or "?"
-            return f"load task {tid} stopped with exit code {code} ({why})"
-    return None
+    ours = [c for c in task.get("containers", []) if c.get("name") in (container, None)]
+    c = ours[0] if ours else {}
+    return TaskEnd(
+        task_id=task["taskArn"].rsplit("/", 1)[-1],
+        name=task_name(task),
+        exit_code=c.get("exitCode"),
+        stop_code=task.get("stopCode"),
+        stopped_reason=task.get("stoppedReason") or "",
+        container_reason=c.get("reason") or "",
+    )
 
 
-def stop(ecs: Any, cluster: str, arns: list[str], reason: str) -> list[str]:
-    """Stop the tasks not yet STOPPED; returns the ones it stopped."""
+def missing_tasks(ecs: Any, cluster: str, arns: list[str]) -> list[TaskEnd]:
+    """The tasks of arns ECS answers MISSING for (it forgot them, or never had them)."""
+    gone = []
+    for i in range(0, len(arns), 100):
+        resp = ecs.describe_tasks(cluster=cluster, tasks=arns[i : i + 100])
+        gone += [
+            TaskEnd(task_id=f["arn"].rsplit("/", 1)[-1], missing=True)
+            for f in resp.get("failures", [])
+            if f.get("reason") == "MISSING" and f.get("arn")
+        ]
+    return gone
+
+
+def stop(ecs: Any, cluster: str, arns: list[str], why: str) -> list[str]:
+    """Stop the tasks not yet STOPPED, with the reason "cachebench: <why>" (so a task's
+    end tells our StopTask from anyone else's); returns the ones it stopped."""
     tasks = describe(ecs, cluster, arns)
     stopped = []
     for t in tasks:
         if t.get("lastStatus") != "STOPPED":
-            ecs.stop_task(cluster=cluster, task=t["taskArn"], reason=reason[:255])
+            reason = f"{STOPPED_BY_US}{why}"[:255]
+            ecs.stop_task(cluster=cluster, task=t["taskArn"], reason=reason)
             stopped.append(t["taskArn"])
     return stopped
 
@@ -449,23 +563,31 @@ def prefill_script(
     and take their CA bundle as ``--cacert <file>`` (no ``=`` form) or skip the
     check with ``--insecure``.
     """
-    w = point.workload
-    tls: list[str] = []
-    cli_tls: list[str] = []
-    if endpoint.tls:
-        if settings.tls_skip_verify:
-            tls, cli_tls = ["--tls", "--tls-skip-verify"], ["--tls", "--insecure"]
-        else:
-            tls = ["--tls", f"--cacert={settings.tls_cacert}"]
-            cli_tls = ["--tls", "--cacert", settings.tls_cacert]
+    tls, cli_tls = _prefill_tls(endpoint, settings)
+    auth = f' "--authenticate=${AUTH_ENV}"' if endpoint.auth_ref else ""
+    argv = shlex.join(_prefill_argv(point.workload, endpoint, tls))
+    lines = [
+        *_header(),
+        *_checks(point, endpoint, settings),
+        *_flush(endpoint, cli_tls),
+        f"{argv}{auth} > prefill.stdout 2>&1 || {_failed('prefill')}",
+        *_count_keys(endpoint, cli_tls, expected_keys),
+    ]
+    return "\n".join([*lines, *_scrub_and_upload()])
 
-    def on_primaries(command: str) -> list[str]:  # every primary's answer, one a line
-        if endpoint.cluster_mode:
-            where = f"{endpoint.host}:{endpoint.port}"
-            return [*cli_tls, "--cluster", "call", where, command, "--cluster-only-masters"]
-        return [*cli_tls, "-h", endpoint.host, "-p", str(endpoint.port), command]
 
-    argv = [
+def _prefill_tls(endpoint: Endpoint, settings: AwsSettings) -> tuple[list[str], list[str]]:
+    """The TLS options of the prefill's memtier, and of redis-cli/valkey-cli (no = form)."""
+    if not endpoint.tls:
+        return [], []
+    if settings.tls_skip_verify:
+        return ["--tls", "--tls-skip-verify"], ["--tls", "--insecure"]
+    return ["--tls", f"--cacert={settings.tls_cacert}"], ["--tls", "--cacert", settings.tls_cacert]
+
+
+def _prefill_argv(w: Workload, endpoint: Endpoint, tls: list[str]) -> list[str]:
+    """memtier writing every key of the workload's key space once (no token: see auth)."""
+    return [
         MEMTIER,
         f"--server={endpoint.host}",
         f"--port={endpoint.port}",
@@ -484,26 +606,45 @@ def prefill_script(
         "--hide-histogram",
         "--json-out-file=prefill.json",
     ]
-    auth = f' "--authenticate=${AUTH_ENV}"' if endpoint.auth_ref else ""
+
+
+def _on_primaries(endpoint: Endpoint, cli_tls: list[str], command: str) -> str:
+    """redis-cli/valkey-cli arguments sending `command` to every primary (one a line)."""
+    if endpoint.cluster_mode:
+        where = f"{endpoint.host}:{endpoint.port}"
+        argv = [*cli_tls, "--cluster", "call", where, command, "--cluster-only-masters"]
+    else:
+        argv = [*cli_tls, "-h", endpoint.host, "-p", str(endpoint.port), command]
+    return shlex.join(argv)
+
+
+def _flush(endpoint: Endpoint, cli_tls: list[str]) -> list[str]:
+    """Lines finding the image's CLI (EXIT_NO_CLI without one), handing it the token, and
+    flushing every primary (EXIT_FLUSH when refused)."""
     no_cli = (
         "cachebench: the load image needs redis-cli or valkey-cli to flush the data set "
         "before a run"
     )
-    # "12345" from one node, "host:port: 12345" a line from --cluster call
-    count = r"s/^\(.*: *\)\{0,1\}\([0-9][0-9]*\)$/\2/p"
     lines = [
-        *_header(),
-        *_checks(point, endpoint, settings),
         "cli=$(command -v valkey-cli || command -v redis-cli) || {"
         f" echo {shlex.quote(no_cli)} >&2; exit {EXIT_NO_CLI}; }}",
     ]
     if endpoint.auth_ref:
         lines.append(f'export REDISCLI_AUTH="${AUTH_ENV}" VALKEYCLI_AUTH="${AUTH_ENV}"')
-    lines += [
-        f'"$cli" {shlex.join(on_primaries("FLUSHALL"))} > flush.stdout 2>&1'
-        f" || {{ cat flush.stdout >&2; exit {EXIT_FLUSH}; }}",
-        f"{shlex.join(argv)}{auth} > prefill.stdout 2>&1 || {_failed('prefill')}",
-        f'"$cli" {shlex.join(on_primaries("DBSIZE"))} > dbsize.stdout 2>&1'
+    lines.append(
+        f'"$cli" {_on_primaries(endpoint, cli_tls, "FLUSHALL")} > flush.stdout 2>&1'
+        f" || {{ cat flush.stdout >&2; exit {EXIT_FLUSH}; }}"
+    )
+    return lines
+
+
+def _count_keys(endpoint: Endpoint, cli_tls: list[str], expected_keys: int | None) -> list[str]:
+    """Lines summing the primaries' DBSIZE into DBSIZE_FILE and, with `expected_keys`, a
+    count short of it setting rc to EXIT_SHORT_PREFILL."""
+    # "12345" from one node, "host:port: 12345" a line from --cluster call
+    count = r"s/^\(.*: *\)\{0,1\}\([0-9][0-9]*\)$/\2/p"
+    lines = [
+        f'"$cli" {_on_primaries(endpoint, cli_tls, "DBSIZE")} > dbsize.stdout 2>&1'
         " || { rc=$?; cat dbsize.stdout >&2; }",
         f"keys=0; for n in $(sed -n {shlex.quote(count)} dbsize.stdout); do"
         " keys=$((keys + n)); done",
@@ -519,4 +660,4 @@ def prefill_script(
             f'if [ "$rc" -eq 0 ] && [ "$keys" -ne {expected_keys} ]; then'
             f' echo "{short}" >&2; rc={EXIT_SHORT_PREFILL}; fi'
         )
-    return "\n".join([*lines, *_scrub_and_upload()])
+    return lines

@@ -93,16 +93,26 @@ def _said(path: Path, lines: int = 5) -> str:
     return " | ".join(list(dict.fromkeys(errors))[:lines] or text[-lines:])
 
 
+def _left(folder: Path, phase: str) -> bool:
+    """Whether a task uploaded anything of `phase` (a memtier output or JSON)."""
+    return any(folder.glob(f"{phase}*.stdout")) or any(folder.glob(f"{phase}*.json"))
+
+
+def missing_generators(dest: Path, generators: int, phase: str = "measured") -> list[int]:
+    """The generators whose task uploaded nothing of `phase`."""
+    return [g for g in range(generators) if not _left(dest / f"g{g}", phase)]
+
+
 def _generator(folder: Path, phase: str) -> LoadResult | None:
     """One task's `phase` result (its writers and readers merged), None if it left nothing.
 
     Each memtier process the script started left its <name>.stdout; every one
     of them must have its JSON (a side missing is an error, never half a result).
     """
+    if not _left(folder, phase):
+        return None
     outputs = sorted(folder.glob(f"{phase}-[sg]et.stdout")) or [folder / f"{phase}.stdout"]
     sides = [o.with_suffix(".json") for o in outputs]
-    if not any(p.exists() for p in (*outputs, *sides)):
-        return None
     version = _first_line(folder / ecs.VERSION_FILE) or "memtier_benchmark (version not recorded)"
     started = read_started(folder / ecs.STARTED.format(phase=phase))
     parts = []
@@ -141,9 +151,12 @@ def merge_phase(
         else:
             results.append(result)
     if missing:
+        # a task that uploaded nothing of the phase although the watch saw it exit 0 (the
+        # only way here): the result was lost on its way, not refused by the cache
         raise LoadError(
-            f"no {phase} result from load generator(s) {missing} in {dest} "
-            "(see the task's awslogs stream)"
+            f"no {phase} result from load generator(s) {missing} in {dest}: their tasks "
+            "uploaded nothing of it",
+            lost=True,
         )
     merged = merge_results(results, generators=generators)
     if len(results) > 1:

@@ -15,8 +15,10 @@ for on the triggerer:
 
 Each phase's tasks share a startedBy of their own (run, attempt, phase): a retry
 after a lost worker finds them with list_tasks and reattaches, so no run ever
-gets a second set of load tasks; a run that failed is measured again only by a
-new try of measure (a cleared task), as a new attempt. The run's metrics come
+gets a second set of load tasks of one attempt. A run that was lost (a task ended
+by anything but its own tool: ecs.TaskEnd) is measured again at once, once, as
+attempt 2 (RunRecord.lost); any other failed run only by a new try of measure (a
+cleared task), as a new attempt. The run's metrics come
 from CloudWatch once its publishing delay has passed.
 """
 
@@ -52,7 +54,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from cachebench.campaign import CampaignSpec
-    from cachebench.targets.aws.ecs import EcsState
+    from cachebench.targets.aws.ecs import EcsState, TaskEnd
 
 log = logging.getLogger(__name__)
 
@@ -372,6 +374,7 @@ class AwsTarget:
                 "evictions_allowed": evictions_expected(prov.plan, run),
                 "aws_conn_id": s.aws_conn_id,
                 "awslogs": state.awslogs.model_dump() if state.awslogs else None,
+                "task_arns": d.load_tasks,
                 "min_poll": s.watch_poll_seconds,
             },
         )
@@ -424,7 +427,7 @@ class AwsTarget:
             f"g{g}": ecs_mod.generator_overrides(state.container, script, uri, f"g{g}", start_at)
             for g in range(run.point.load_generators)
         }
-        self._run_tasks(s, state, sb, overrides, prov)
+        arns = self._run_tasks(s, state, sb, overrides, prov)
         record = record.model_copy(
             update={
                 "phase": "load",
@@ -433,6 +436,7 @@ class AwsTarget:
                         "started_by": d.started_by.model_copy(update={"load": sb}),
                         "load_started_at": started_at,
                         "load_start_at": start_at,
+                        "load_tasks": arns,
                     }
                 ),
             }
@@ -447,17 +451,18 @@ class AwsTarget:
             )
         return record, self._load_wait(prov, run, s, state, record)
 
-    def _prefill_outcome(self, prov: Provisioned, record: RunRecord) -> tuple[bool, str | None]:
-        """(stopped, why it failed) of the run's prefill task."""
+    def _prefill_end(self, prov: Provisioned, record: RunRecord) -> TaskEnd | None:
+        """How the run's prefill task ended (MISSING once ECS forgot it), None while it runs."""
         from cachebench.targets.aws import ecs as ecs_mod
 
         s = settings_for(prov.plan)
-        tasks = ecs_mod.describe(self._hook(s).conn, s.ecs_cluster, [_detail(record).prefill_task])
-        if not tasks:
-            return True, "prefill task is gone (ECS forgets stopped tasks after about an hour)"
-        if tasks[0].get("lastStatus") != "STOPPED":
-            return False, None
-        return True, ecs_mod.task_problem(tasks[0], s.container_name)
+        client, arn = self._hook(s).conn, _detail(record).prefill_task
+        tasks = ecs_mod.describe(client, s.ecs_cluster, [arn])
+        if not tasks:  # ECS forgets stopped tasks after about an hour
+            gone = ecs_mod.missing_tasks(client, s.ecs_cluster, [arn])
+            tid = arn.rsplit("/", 1)[-1]
+            return gone[0] if gone else ecs_mod.TaskEnd(task_id=tid, missing=True)
+        return ecs_mod.task_end(tasks[0], s.container_name)
 
     def step(
         self,
@@ -467,32 +472,35 @@ class AwsTarget:
         event: dict[str, Any] | None,
     ) -> tuple[RunRecord, Wait | None]:
         from cachebench.targets.aws import ecs as ecs_mod
+        from cachebench.targets.aws.trigger import WatchEvent
 
         if record is None or record.status != "started":
             return self._start_prefill(prov, run, record.attempt + 1 if record else 1)
         s = settings_for(prov.plan)
         state = self._task_definition(prov, s)
         if record.phase == "prefill":
-            stopped, problem = self._prefill_outcome(prov, record)
-            if not stopped:  # a new try while it still runs: follow it again
+            end = self._prefill_end(prov, record)
+            if end is None:  # a new try while it still runs: follow it again
                 arn = _detail(record).prefill_task
                 return record, self._prefill_wait(s, state, run, arn)
-            if problem:
-                if logs := state.awslogs:  # what the flush or memtier said
+            if not end.ok:
+                problem = f"prefill: {end.describe()}"
+                if (logs := state.awslogs) and not end.missing:  # what the flush or memtier said
                     arn = _detail(record).prefill_task
                     tail = ecs_mod.log_tail(_client(s, "logs"), logs, state.container, arn)
                     problem += f"; its log ends:\n{tail}"
-                return self._failed(record, f"prefill: {problem}"), None
+                return self._failed(record, problem, lost=end.lost), None
             return self._start_load(prov, run, record)
         if event is None:  # a new try: reattach to the load tasks (start any never started)
             return self._start_load(prov, run, record)
-        if event.get("status") == "done":
+        watched = WatchEvent.model_validate(event)
+        if watched.status == "done":
             return record, None
         self._stop(s, state, _detail(record).started_by.load)
-        return self._failed(record, f"watch: {event.get('message', event)}"), None
+        return self._failed(record, f"watch: {watched.message}", lost=watched.lost), None
 
-    def _failed(self, record: RunRecord, why: str) -> RunRecord:
-        return record.model_copy(update={"status": "failed", "error": why})
+    def _failed(self, record: RunRecord, why: str, lost: bool = False) -> RunRecord:
+        return record.model_copy(update={"status": "failed", "error": why, "lost": lost})
 
     def _stop(self, s: AwsSettings, state: EcsState, sb: str | None) -> None:
         from cachebench.targets.aws import ecs as ecs_mod
@@ -501,7 +509,7 @@ class AwsTarget:
             return
         client = self._hook(s).conn
         arns = [t["taskArn"] for t in ecs_mod.started_tasks(client, state.cluster, sb)]
-        ecs_mod.stop(client, state.cluster, arns, "cachebench: run failed")
+        ecs_mod.stop(client, state.cluster, arns, "run failed")
 
     def loads(self, prov: Provisioned, run: RunSpec, record: RunRecord) -> RunLoads:
         from cachebench.targets.aws import results
@@ -519,16 +527,43 @@ class AwsTarget:
                 log.warning("no warm-up result for %s: %s", run.key, exc)
         try:
             window = run.point.workload.duration_seconds
-            measured, error = results.merge_phase(dest, g, "measured", window), ""
+            measured, error, lost = results.merge_phase(dest, g, "measured", window), "", False
         except LoadError as exc:
-            measured, error = None, str(exc)
+            measured, error, lost = None, str(exc), exc.lost
+            if missing := results.missing_generators(dest, g, "measured"):
+                error += "; " + self._ends(s, _ecs_state(ddir), record, missing)
         return RunLoads(
             measured=measured,
             warmup=warm,
             prefill=results.prefill(dest),
             cpu=self._cpu(ddir, run, dest),
             error=error,
+            lost=lost,
         )
+
+    def _ends(
+        self, s: AwsSettings, state: EcsState | None, record: RunRecord, gens: list[int]
+    ) -> str:
+        """How the load tasks of generators `gens` ended (ECS's word, their awslogs tail)."""
+        from cachebench.targets.aws import ecs as ecs_mod
+
+        arns = _detail(record).load_tasks
+        if state is None or len(arns) <= max(gens):
+            return "how their load tasks ended is not known (no task ARNs recorded)"
+        client, said = self._hook(s).conn, []
+        for g in gens:
+            tasks = ecs_mod.describe(client, state.cluster, [arns[g]])
+            end = (
+                ecs_mod.task_end(tasks[0], state.container)
+                if tasks
+                else ecs_mod.TaskEnd(task_id=arns[g].rsplit("/", 1)[-1], name=f"g{g}", missing=True)
+            )
+            line = f"load {end.describe()}" if end else f"load task of g{g} still runs"
+            if state.awslogs and tasks:
+                tail = ecs_mod.log_tail(_client(s, "logs"), state.awslogs, state.container, arns[g])
+                line += f"; its log ends:\n{tail}"
+            said.append(line)
+        return "; ".join(said)
 
     def _cpu(self, ddir: DeploymentDir, run: RunSpec, dest: Path) -> LoadCpu | None:
         """The load tasks' CPU over the measured window, if they sampled it."""
@@ -571,7 +606,7 @@ class AwsTarget:
         client = _client(settings_for(plan), "ecs")
         running = ecs_mod.family_tasks(client, state.cluster, state.family)
         if running:
-            ecs_mod.stop(client, state.cluster, running, "cachebench: stopped")
+            ecs_mod.stop(client, state.cluster, running, "stopped")
 
     def orphans(self, plan: DeploymentPlan, ddir: DeploymentDir) -> list[tuple[str, str]]:
         """(module address, import id) of what this deployment's module makes that exists in

@@ -1,9 +1,11 @@
 """Trigger that watches one run's ECS load tasks and its ElastiCache group on the triggerer.
 
 The load tasks are found by the startedBy they share (one per run, attempt and
-phase), so the watch needs none of their ARNs and a reattached watch finds the
-same set. Done when all `expected` load tasks stopped with exit code 0. Failed
-early when a load task stopped otherwise, when they did not all start within
+phase), and by the ARNs they were started with (`task_arns`: one that ECS answers
+MISSING for vanished); a reattached watch finds the same set. Done when all
+`expected` load tasks stopped with exit code 0. Failed early when a load task
+stopped otherwise (its WatchEvent says whether the run was lost: ecs.TaskEnd), or
+vanished, when they did not all start within
 START_GRACE_S, the replication group is not `available`, the engine evicts
 although the workload's data set fits (evictions_allowed=False), or the load
 overruns its deadline. AWS is asked at most every `min_poll` seconds
@@ -18,14 +20,28 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 from asgiref.sync import sync_to_async
 
+from cachebench.models import Strict
+
+if TYPE_CHECKING:
+    from cachebench.targets.aws.ecs import TaskEnd
+
 START_GRACE_S = 600  # how long the load operators may take to start every task
 MAX_ERRORS = 5  # consecutive failed polls before the run is failed
 CLASSPATH = "cachebench.targets.aws.trigger.EcsElastiCacheWatchTrigger"
+
+
+class WatchEvent(Strict):
+    """The watch's end (its TriggerEvent's payload): done, or failed and why; `lost`: a
+    load task was ended by something other than its own tool (measured again once)."""
+
+    status: Literal["done", "failed"]
+    message: str = ""
+    lost: bool = False
 
 
 class EcsElastiCacheWatchTrigger(BaseTrigger):
@@ -43,6 +59,7 @@ class EcsElastiCacheWatchTrigger(BaseTrigger):
         evictions_allowed: bool = False,
         aws_conn_id: str | None = "aws_default",
         awslogs: dict[str, str] | None = None,
+        task_arns: list[str] | None = None,
         min_poll: float = 60.0,
         poll: float = 1.0,
     ):
@@ -52,7 +69,7 @@ class EcsElastiCacheWatchTrigger(BaseTrigger):
         self.container, self.replication_group_id = container, replication_group_id
         self.started_at, self.deadline = started_at, deadline
         self.evictions_allowed, self.aws_conn_id = evictions_allowed, aws_conn_id
-        self.awslogs = awslogs
+        self.awslogs, self.task_arns = awslogs, list(task_arns or [])
         self.min_poll, self.poll = min_poll, poll
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -70,6 +87,7 @@ class EcsElastiCacheWatchTrigger(BaseTrigger):
                 "evictions_allowed": self.evictions_allowed,
                 "aws_conn_id": self.aws_conn_id,
                 "awslogs": self.awslogs,
+                "task_arns": self.task_arns,
                 "min_poll": self.min_poll,
                 "poll": self.poll,
             },
@@ -86,56 +104,78 @@ class EcsElastiCacheWatchTrigger(BaseTrigger):
 
         return ecs.started_tasks(self._client("ecs"), self.cluster, self.started_by)
 
-    def check_once(self) -> dict[str, Any] | None:
+    def _vanished(self, tasks: list[dict]) -> list[TaskEnd]:
+        """The tasks of task_arns not among `tasks` that ECS answers MISSING for."""
+        from cachebench.targets.aws import ecs
+
+        seen = {t["taskArn"] for t in tasks}
+        unseen = [a for a in self.task_arns if a not in seen]
+        return ecs.missing_tasks(self._client("ecs"), self.cluster, unseen) if unseen else []
+
+    def _problems(self, tasks: list[dict], gone: list[TaskEnd]) -> WatchEvent | None:
+        """The failed event when a load task ended otherwise than exit 0, or vanished: each
+        named with its end and its awslogs tail (what memtier said before it died). Lost
+        when every one of them was (a tool's own error among them fails the run as is)."""
+        from cachebench.targets.aws import ecs
+
+        ends, problems = list(gone), [f"load {end.describe()}" for end in gone]
+        for task in tasks:
+            end = ecs.task_end(task, self.container)
+            if end is None or end.ok:
+                continue
+            ends.append(end)
+            problem = f"load {end.describe()}"
+            if self.awslogs:
+                where = ecs.AwsLogs.model_validate(self.awslogs)
+                tail = ecs.log_tail(self._client("logs"), where, self.container, task["taskArn"])
+                problem += f"; its log ends:\n{tail}"
+            problems.append(problem)
+        if not problems:
+            return None
+        theirs = [e for e in ends if not e.ours]  # ours: stopped by a failed or interrupted run
+        lost = bool(theirs) and all(e.lost for e in theirs)
+        return WatchEvent(status="failed", message="; ".join(problems), lost=lost)
+
+    def check_once(self) -> WatchEvent | None:
         """None while the load runs and the group is healthy; else the event ending the watch."""
-        from cachebench.targets.aws import cloudwatch, ecs
+        from cachebench.targets.aws import cloudwatch
 
         tasks = self._tasks()
-        problems = []
-        for t in tasks:
-            problem = ecs.task_problem(t, self.container)
-            if problem and self.awslogs:  # what memtier said before it died
-                logs = self._client("logs")
-                where = ecs.AwsLogs.model_validate(self.awslogs)
-                tail = ecs.log_tail(logs, where, self.container, t["taskArn"])
-                problem += f"; its log ends:\n{tail}"
-            if problem:
-                problems.append(problem)
-        if problems:
-            return {"status": "failed", "message": "; ".join(problems)}
+        if failed := self._problems(tasks, self._vanished(tasks)):
+            return failed
         if len(tasks) >= self.expected and all(t.get("lastStatus") == "STOPPED" for t in tasks):
-            return {"status": "done", "message": f"{len(tasks)} load tasks finished (exit 0)"}
+            return WatchEvent(status="done", message=f"{len(tasks)} load tasks finished (exit 0)")
         if len(tasks) < self.expected and time.time() - self.started_at > START_GRACE_S:
-            return {
-                "status": "failed",
-                "message": f"only {len(tasks)} of {self.expected} load tasks started "
+            return WatchEvent(
+                status="failed",
+                message=f"only {len(tasks)} of {self.expected} load tasks started "
                 f"within {START_GRACE_S} s (see the measure task's log)",
-            }
+            )
         try:
             status, nodes = cloudwatch.member_clusters(
                 self._client("elasticache"), self.replication_group_id
             )
         except Exception as exc:  # ReplicationGroupNotFound and the like
-            return {"status": "failed", "message": f"replication group: {exc}"}
+            return WatchEvent(status="failed", message=f"replication group: {exc}")
         if status != "available":
-            return {
-                "status": "failed",
-                "message": f"replication group {self.replication_group_id} is {status!r}, "
+            return WatchEvent(
+                status="failed",
+                message=f"replication group {self.replication_group_id} is {status!r}, "
                 "not available, under load",
-            }
+            )
         now = time.time()
         if not self.evictions_allowed and nodes:
             evicted = cloudwatch.evictions_since(
                 self._client("cloudwatch"), nodes, self.started_at, now
             )
             if evicted > 0:
-                return {
-                    "status": "failed",
-                    "message": f"the engine evicted {evicted:.0f} keys although the workload's "
+                return WatchEvent(
+                    status="failed",
+                    message=f"the engine evicted {evicted:.0f} keys although the workload's "
                     "data set fits in memory",
-                }
+                )
         if now > self.deadline:
-            return {"status": "failed", "message": "load tasks overran their deadline"}
+            return WatchEvent(status="failed", message="load tasks overran their deadline")
         return None
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
@@ -150,8 +190,8 @@ class EcsElastiCacheWatchTrigger(BaseTrigger):
                 self.log.warning("watch: AWS call failed (%d in a row): %s", errors, exc)
                 event = None
                 if errors >= MAX_ERRORS:
-                    event = {"status": "failed", "message": f"watch could not ask AWS: {exc}"}
+                    event = WatchEvent(status="failed", message=f"watch could not ask AWS: {exc}")
             if event is not None:
-                yield TriggerEvent(event)
+                yield TriggerEvent(event.model_dump())
                 return
             await asyncio.sleep(interval)
