@@ -169,7 +169,9 @@ class Terraform:
                     proc.wait(timeout=INTERRUPT_GRACE_S)
             raise
         finally:
-            if proc.poll() is not None and "killed" not in why:  # else its lock is stale
+            # Ended by a signal (our SIGKILL past the grace, the OOM killer, anyone's kill):
+            # its lock, if it held one, is stale, and RUNNING stays for the next command.
+            if proc.poll() is not None and proc.returncode >= 0:
                 running.unlink(missing_ok=True)
         return proc.returncode, out or "", err or "", why
 

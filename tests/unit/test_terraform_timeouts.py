@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import hcl2
@@ -139,6 +141,34 @@ def test_an_overrun_that_ignores_sigint_is_killed_with_its_provider_after_the_gr
     # its state lock, if it held one, has no holder now: the marker says so to the next
     # command (_release_stale_lock)
     assert json.loads((work / terraform.RUNNING).read_text())["pid"] == first["pid"]
+
+
+def test_terraform_killed_by_someone_else_leaves_its_marker_for_the_next_command(
+    standin, tmp_path, monkeypatch
+) -> None:
+    """Terraform killed while our process lives (the OOM killer, a kill by hand; the aws
+    module test saw it when the worker's wait returned between the two kills of a lost
+    worker): its lock has no holder, so RUNNING stays and the next command keeps it as
+    STALE for _release_stale_lock, instead of waiting LOCK_TIMEOUT for a dead holder."""
+    work = tmp_path / "work"
+    work.mkdir()
+    tf = Terraform(work)
+    with ThreadPoolExecutor(1) as pool:
+        applying = pool.submit(tf.run, "apply", "-auto-approve")
+        deadline = time.monotonic() + 20
+        while not standin.exists() or not seen(standin):
+            assert time.monotonic() < deadline, "the stand-in never started"
+            time.sleep(0.05)
+        (first,) = seen(standin)
+        os.killpg(first["pid"], signal.SIGKILL)  # Terraform and its provider
+        with pytest.raises(TerraformError, match=r"exit -9"):
+            applying.result(timeout=20)
+    assert json.loads((work / terraform.RUNNING).read_text())["pid"] == first["pid"]
+    monkeypatch.setenv("STANDIN_SECONDS", "0")
+    tf.run("output", "-json")
+    stale = json.loads((work / terraform.STALE).read_text())
+    assert stale["pid"] == first["pid"] and not terraform._alive(stale["pid"])
+    assert not (work / terraform.RUNNING).exists()  # the output ended by itself
 
 
 @pytest.mark.parametrize(
