@@ -75,9 +75,9 @@ def fake_tool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return [sys.executable, str(script)]
 
 
-def drive(tool: list[str], out: Path, seconds: float, rate: float) -> subprocess.Popen:
+def drive(tool: list[str], out: Path, seconds: float, rate: float, *extra: str) -> subprocess.Popen:
     argv = [sys.executable, "-I", "-S", str(CHUNKED), "--seconds", str(seconds)]
-    argv += ["--rate", str(rate), "--out", str(out), "--", *tool]
+    argv += ["--rate", str(rate), "--out", str(out), *extra, "--", *tool]
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -107,6 +107,10 @@ def test_requests_for_chunk_leaves_time_for_start_up() -> None:
     assert requests_for_chunk(2.0, 10_000, 0.5) == 15_000
     assert requests_for_chunk(2.0, 10_000, 5.0) == 10_000  # never below half the time
     assert requests_for_chunk(0.001, 10, 0.0) == MIN_REQUESTS
+    # whole pipelines (-P): never fewer requests than asked, never a part of a batch
+    assert requests_for_chunk(2.0, 37_081.5, 0.0, multiple=2) == 74_164
+    assert requests_for_chunk(2.0, 10_000, 0.0, multiple=3) == 20_001
+    assert requests_for_chunk(0.001, 10, 0.0, multiple=16) == 112  # MIN_REQUESTS, rounded up
 
 
 def test_tool_numbers_read_the_tools_own_summary() -> None:
@@ -215,6 +219,19 @@ def test_driver_fills_the_window_when_the_rate_changes(
     assert result.ops_per_sec == pytest.approx(result.requests / window, rel=1e-3)
     assert 0.9 <= result.latency.p99 <= 2.7  # between the chunks' own p99s, from the merge
     assert result.latency.max == pytest.approx(6.0)
+
+
+def test_driver_asks_for_whole_pipelines(
+    fake_tool: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_RB_RATES", "10000")
+    out = tmp_path / "measured-g0-get"
+    proc = drive(fake_tool, out, 3, 10_001, "--multiple-of", "7")
+    log, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, log
+    chunks = manifest(out)["chunks"]
+    assert len(chunks) >= 2, log
+    assert all(c["requests_asked"] % 7 == 0 for c in chunks), chunks
 
 
 def test_driver_stops_its_chunk_on_sigterm_and_says_so(

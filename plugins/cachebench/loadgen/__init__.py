@@ -337,21 +337,25 @@ def _start_redis_benchmark(
             tls_skip_verify=tls_skip_verify,
         )
         side_prefix = prefix.with_name(f"{prefix.name}-{side}")
-        handles.append(_start_chunked(gen, tool_argv, side_prefix, side, rate(side, conns)))
+        handles.append(
+            _start_chunked(gen, tool_argv, side_prefix, side, rate(side, conns), workload.pipeline)
+        )
     return handles
 
 
 def _start_chunked(
-    gen: _Generator, tool_argv: list[str], prefix: Path, side: str, rate: float
+    gen: _Generator, tool_argv: list[str], prefix: Path, side: str, rate: float, pipeline: int
 ) -> Handle:
-    """Launch chunked.py over tool_argv (no -n) for the generator's duration; its handle."""
+    """Launch chunked.py over tool_argv (no -n, -P pipeline) for the generator's duration;
+    its handle."""
     # Old outputs of the same name would be read as this run's.
     for stale in prefix.parent.glob(f"{prefix.name}.c[0-9]*.stdout"):
         stale.unlink(missing_ok=True)
     manifest = prefix.with_name(f"{prefix.name}.chunks.json")
     manifest.unlink(missing_ok=True)
     argv = [sys.executable, "-I", "-S", str(CHUNKED), "--seconds", str(gen.shared.duration_s)]
-    argv += ["--rate", f"{rate:.1f}", "--out", str(prefix), "--", *tool_argv]
+    argv += ["--rate", f"{rate:.1f}", "--out", str(prefix), "--multiple-of", str(pipeline)]
+    argv += ["--", *tool_argv]
     launched = _launch(argv, gen.password, prefix)
     return gen.handle(
         launched,

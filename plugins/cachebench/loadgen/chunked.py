@@ -17,11 +17,11 @@ latency percentiles come from the chunks' histograms merged, never averaged.
 Run as a file (``python -I -S .../chunked.py``), not as ``-m``: it uses only the
 standard library, so it starts in milliseconds without importing cachebench.
 
-    chunked.py --seconds S --rate OPS --out PREFIX -- TOOL ARGV...
+    chunked.py --seconds S --rate OPS --out PREFIX [--multiple-of P] -- TOOL ARGV...
 
-appends ``-n N`` to TOOL ARGV for each chunk (through the auth wrapper's
-``"$@"``, so before ``-a``), writes each chunk's stdout to PREFIX.cNNN.stdout
-(stderr goes to the driver's) and the manifest PREFIX.chunks.json after every
+appends ``-n N`` (a multiple of P, the pipeline depth) to TOOL ARGV for each chunk
+(through the auth wrapper's ``"$@"``, so before ``-a``), writes each chunk's stdout to
+PREFIX.cNNN.stdout (stderr goes to the driver's) and the manifest PREFIX.chunks.json after every
 chunk: "complete" is true only once the window is full and every chunk
 succeeded. A chunk dies with the driver (PR_SET_PDEATHSIG), and SIGTERM ends
 the running chunk first.
@@ -67,10 +67,18 @@ def next_chunk_s(remaining: float, *, first: bool = False, min_chunk: float = MI
     return min(planned, FIRST_CHUNK_S) if first else planned
 
 
-def requests_for_chunk(seconds: float, rate: float, startup_s: float) -> int:
-    """-n that keeps the tool busy for `seconds` wall time, its start-up included."""
+def requests_for_chunk(seconds: float, rate: float, startup_s: float, multiple: int = 1) -> int:
+    """-n that keeps the tool busy for `seconds` wall time, its start-up included, rounded
+    up to a multiple of `multiple` (the pipeline depth).
+
+    redis-benchmark 7.0 issues a pipeline's commands together and counts each reply: with
+    -n not a multiple of -P its last batch overshoots -n, and under --threads its progress
+    timer can then find every client gone with the count != -n and abort the chunk ("All
+    clients disconnected... aborting.", exit 1; seen once in CI, 74163 requests at -P 2).
+    """
     busy = max(seconds - startup_s, seconds / 2)
-    return max(MIN_REQUESTS, math.ceil(rate * busy))
+    n = max(MIN_REQUESTS, math.ceil(rate * busy))
+    return math.ceil(n / multiple) * multiple
 
 
 def tool_numbers(text: str) -> tuple[int, float] | None:
@@ -108,8 +116,11 @@ def _write_atomic(path: Path, data: dict[str, Any]) -> None:
 class Driver:
     """One chunked run: the loop, the manifest, and stopping on a signal."""
 
-    def __init__(self, seconds: float, rate: float, out: Path, argv: list[str]) -> None:
+    def __init__(
+        self, seconds: float, rate: float, out: Path, argv: list[str], multiple: int = 1
+    ) -> None:
         self.seconds, self.rate, self.out, self.argv = seconds, rate, out, argv
+        self.multiple = multiple
         self.manifest = out.with_name(f"{out.name}.chunks.json")
         self.child: subprocess.Popen | None = None
         self.stopped: int | None = None
@@ -147,7 +158,7 @@ class Driver:
             if t0 is not None and remaining < STOP_S:
                 break
             planned = next_chunk_s(remaining, first=k == 0)
-            n = requests_for_chunk(planned, rate, startup)
+            n = requests_for_chunk(planned, rate, startup, self.multiple)
             t_spawn = time.monotonic()
             if t0 is None:  # the window starts with the first chunk
                 t0, self.state["started_at"] = t_spawn, time.time()
@@ -225,12 +236,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, required=True, help="window length to fill")
     ap.add_argument("--rate", type=float, required=True, help="ops/s to size the first chunk")
     ap.add_argument("--out", type=Path, required=True, help="prefix of the output files")
+    ap.add_argument("--multiple-of", type=int, default=1, help="-n a multiple of this (-P)")
     ap.add_argument("tool", nargs=argparse.REMAINDER, help="-- then the tool's argv without -n")
     args = ap.parse_args(argv)
     tool = args.tool[1:] if args.tool[:1] == ["--"] else args.tool
-    if not tool or args.seconds <= 0 or args.rate <= 0:
-        ap.error("need --seconds > 0, --rate > 0 and a tool argv after --")
-    return Driver(args.seconds, args.rate, args.out, tool).run()
+    if not tool or args.seconds <= 0 or args.rate <= 0 or args.multiple_of < 1:
+        ap.error("need --seconds > 0, --rate > 0, --multiple-of >= 1 and a tool argv after --")
+    return Driver(args.seconds, args.rate, args.out, tool, args.multiple_of).run()
 
 
 if __name__ == "__main__":
