@@ -209,13 +209,13 @@ def harness(srv: Server, rate: float, out: Path) -> Run:
             pids = [h.pid for h in handles]
             while (event := liveness.check(pids, [srv.proc.pid], str(status))) is None:
                 time.sleep(WATCH_POLL_S)
+            if event["status"] != "done":
+                raise RuntimeError(f"harness load: {event}")
         except BaseException:
-            # detached (own session): an interrupted figure must not leave it running
+            # detached (own session): an interrupted or overdue load must not run on
             loadgen.stop_load(handles, grace_s=2.0)
             raise
         loadgen.load_running(handles)  # reaps the driver, so its CPU is counted
-    if event["status"] != "done":
-        raise RuntimeError(f"harness load: {event}")
     result = loadgen.collect_load(handles)
     (h,) = handles
     manifest = json.loads(Path(str(h.chunks)).read_text())
