@@ -1,22 +1,57 @@
-"""Shared by the benchmark figures: result rows, a hand-started server, /proc CPU reading."""
+"""Shared by the benchmark figures: result rows, a hand-started server, /proc CPU reading,
+the smoke mode and an uninterruptible clean-up."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import redis
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# `run.py --smoke` sets it (children inherit it): each figure with reduced parameters, to
+# check that it runs; its numbers are no results.
+SMOKE_ENV = "CACHEBENCH_BENCH_SMOKE"
+T = TypeVar("T")
+
+
+def smoke() -> bool:
+    return os.environ.get(SMOKE_ENV) == "1"
+
+
+def scaled(full: T, small: T) -> T:
+    """full, or small in smoke mode."""
+    return small if smoke() else full
+
+
+@contextlib.contextmanager
+def uninterrupted():
+    """Hold SIGINT/SIGTERM while a figure destroys what it made: a second Ctrl-C must not
+    leave servers, namespaces, cgroups or claims behind. Raised once the block is done."""
+    got: list[int] = []
+    previous = {
+        sig: signal.signal(sig, lambda signum, frame: got.append(signum))
+        for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if got:
+            raise KeyboardInterrupt(f"signal {got[0]} (held during clean-up)")
 
 
 @dataclass
@@ -106,14 +141,15 @@ class Server:
         return redis.Redis(host=HOST, port=self.port, password=self.password, socket_timeout=5)
 
     def __exit__(self, *exc: object) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.auth.unlink(missing_ok=True)
+        with uninterrupted():
+            if self.proc and self.proc.poll() is None:
+                self.proc.terminate()
+                try:
+                    self.proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+            self.auth.unlink(missing_ok=True)
 
 
 def cpu_seconds(pid: int) -> float:

@@ -5,7 +5,7 @@ delivered, measured in one run.
   would take more: the server's CPU seconds per second (/proc/<pid>/stat) over the
   window, against q; for two quotas, 3 windows each (median).
 * Shaped rate and burst duration (outbound, real servers): GETs of 1 KiB from a quarter
-  core against a 0.1 Gbps baseline and a 60 MB bucket; the node's tbf counters read
+  core against a 0.1 Gbps baseline and a 300 MB bucket; the node's tbf counters read
   every 0.1 s: the bytes per second once the bucket is empty against the baseline,
   and when it emptied against bucket / (offered - baseline), offered being what it
   sent before.
@@ -31,78 +31,91 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, Row, cpu_seconds, median
+from common import ROOT, Row, cpu_seconds, median, scaled, uninterrupted
 
 sys.path.insert(0, str(ROOT / "plugins"))
 
 from cachebench import engines
 from cachebench.loadgen.auth import AUTH_ENV, wrap_with_env_auth
 from cachebench.targets.local import claims, miniature, netns, runtime, servers, shaping
+from cachebench.targets.local.config import Registry, ServerConfig
 
 FIG = "6 enforcement"
 CPU_QUOTAS = (0.1, 0.25)
-CPU_WINDOW_S, CPU_WINDOWS = 4.0, 3
+CPU_WINDOW_S, CPU_WINDOWS = scaled(4.0, 2.0), scaled(3, 1)
 NET = {"baseline_gbps": 0.1, "burst_gbps": 5.0, "bucket_mb": 300.0}
 PEAK = {"baseline_gbps": 0.05, "burst_gbps": 0.4, "bucket_mb": 100.0}
 SAMPLE_S = 0.1
 
 
 class Deployment:
-    """One miniature node (redis 7.0) started and stopped as Terraform's local-exec does."""
+    """One miniature node (redis 7.0) started and stopped as Terraform's local-exec does
+    (`up`, `down`); whatever `up` got to make is removed on the way out."""
 
     def __init__(self, work: Path, name: str, cpu: float, net: dict | None):
+        self.name, self.cpu, self.net = name, cpu, net
         self.sd = work / name / "server"
-        self.sd.mkdir(parents=True)
-        key = miniature.key_of(self.sd)
-        owner = claims.Owner(key=key, state_dir=str(self.sd), expires_at=time.time() + 900)
-        allowance = (
-            miniature.allowance_of(net["baseline_gbps"], net["burst_gbps"], net["bucket_mb"])
-            if net
-            else None
-        )
-        self.mini = miniature.Miniature(
-            key=key,
-            mimics="cache.t4g.micro",
-            subnet=netns.subnet_of(netns.claim(owner)),
-            cpu_limit_cores=cpu,
-            memory_limit_bytes=2**29,
-            load_cpu_cores=miniature.load_cores(os.cpu_count() or 1, 1, cpu),
-            allowance=allowance,
-        )
-        self.config = {
-            "deployment_id": name,
-            "campaign": "bench",
-            "run_id": "bench",
-            "engine": "redis",
-            "engine_version": "7.0",
-            "server_binary": str(engines.server_binary("redis", "7.0")),
-            "cluster_mode": False,
-            "shards": 1,
-            "replicas": 0,
-            "base_port": 27000,
-            "maxmemory_bytes": 2**28,
-            "maxmemory_policy": "allkeys-lru",
-            "io_threads": 1,
-            "state_dir": str(self.sd),
-            "runtime_dir": str(runtime.deployment_dir(self.sd)),
-            "metrics_interval_seconds": 1,
-            "expires_at": time.time() + 900,
-            "miniature": self.mini.model_dump(),
-        }
+        self.key = miniature.key_of(self.sd)
 
     def __enter__(self) -> Deployment:
-        self.reg = servers.up(self.config)
-        self.node = self.reg["nodes"][0]
-        self.password = (Path(self.config["runtime_dir"]) / "auth").read_text().strip()
+        self.sd.mkdir(parents=True)
+        expires = time.time() + 900
+        owner = claims.Owner(key=self.key, state_dir=str(self.sd), expires_at=expires)
+        try:
+            net = self.net
+            self.mini = miniature.Miniature(
+                key=self.key,
+                mimics="cache.t4g.micro",
+                subnet=netns.subnet_of(netns.claim(owner)),
+                cpu_limit_cores=self.cpu,
+                memory_limit_bytes=2**29,
+                load_cpu_cores=miniature.load_cores(os.cpu_count() or 1, 1, self.cpu),
+                allowance=miniature.allowance_of(**net) if net else None,
+            )
+            binary = engines.server_binary("redis", "7.0")
+            assert binary is not None, "no redis 7.0 server binary"
+            config = ServerConfig(
+                deployment_id=self.name,
+                campaign="bench",
+                run_id="bench",
+                engine="redis",
+                engine_version="7.0",
+                server_binary=str(binary),
+                cluster_mode=False,
+                shards=1,
+                replicas=0,
+                base_port=27000,
+                maxmemory_bytes=2**28,
+                maxmemory_policy="allkeys-lru",
+                io_threads=1,
+                state_dir=str(self.sd),
+                runtime_dir=str(runtime.secrets_dir(self.sd)),
+                metrics_interval_seconds=1.0,
+                expires_at=expires,
+                miniature=self.mini,
+            )
+            # as the local-exec passes it: the config's JSON
+            self.reg = Registry.model_validate(servers.up(config.model_dump(mode="json")))
+            prov = miniature.provisioned(self.sd)
+            assert prov is not None, f"up left no {miniature.FILE} in {self.sd}"
+            self.node = self.reg.nodes[0]
+            self.node_net = prov.node(self.node.node_id)
+            self.password = (Path(config.runtime_dir) / "auth").read_text().strip()
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
-        servers.down(self.sd)
-        miniature.teardown(self.mini.key)
+        with uninterrupted():
+            servers.down(self.sd)
+            left = miniature.teardown(self.key)  # the subnet claim too, if `up` never ran
+        if left:
+            raise RuntimeError(f"{self.name}: left behind: {'; '.join(left)}")
 
     def load(self, value_size: int, fill: bool = True) -> subprocess.Popen:
         """redis-benchmark GETs from the root namespace (the load's side of the veth)."""
-        base = ["redis-benchmark", "-h", self.node["host"], "-p", str(self.node["port"])]
+        base = ["redis-benchmark", "-h", self.node.host, "-p", str(self.node.port)]
         base += ["-r", "1000", "-d", str(value_size), "-c", "16", "-P", "8", "--threads", "1"]
         env = {**os.environ, AUTH_ENV: self.password}  # as the harness passes it
         if fill:
@@ -135,9 +148,9 @@ def cpu_share(work: Path) -> list[Row]:
                 time.sleep(1.0)
                 got = []
                 for _ in range(CPU_WINDOWS):
-                    c0, t0 = cpu_seconds(d.node["pid"]), time.monotonic()
+                    c0, t0 = cpu_seconds(d.node.pid), time.monotonic()
                     time.sleep(CPU_WINDOW_S)
-                    got.append((cpu_seconds(d.node["pid"]) - c0) / (time.monotonic() - t0))
+                    got.append((cpu_seconds(d.node.pid) - c0) / (time.monotonic() - t0))
             finally:
                 stop(load)
         value = median(got)
@@ -197,8 +210,7 @@ def burst_phases(
 
 def shaped_out(work: Path) -> list[Row]:
     with Deployment(work, "net-out", 0.25, NET) as d:
-        node = d.mini
-        net = netns.plan(node.key, node.subnet, [d.node["node_id"]]).nodes[0]
+        node, net = d.mini, d.node_net
         load = d.load(1024)  # the samples' clock starts with its GETs (the fill is over)
         try:
             samples = watch(lambda: shaping.read(net.netns)[net.dev], 14)
@@ -230,35 +242,41 @@ while c.recv(1 << 20):
 def burst_in(work: Path) -> list[Row]:
     key = miniature.key_of(work / "peak")
     owner = claims.Owner(key=key, state_dir=str(work / "peak"), expires_at=time.time() + 900)
-    m = miniature.Miniature(
-        key=key,
-        mimics="cache.t4g.micro",
-        subnet=netns.subnet_of(netns.claim(owner)),
-        cpu_limit_cores=1.0,
-        memory_limit_bytes=2**29,
-        load_cpu_cores=1.0,
-        allowance=miniature.allowance_of(**PEAK),
-    )
-    prov = miniature.provision(m, ["0001-001"], owner)
-    node = prov.net.nodes[0]
-    sink = subprocess.Popen(
-        ["nsenter", f"--net={netns.NETNS_DIR / node.netns}", sys.executable, "-c",
-         SINK.format(host=node.address)],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
     try:
-        assert sink.stdout is not None and sink.stdout.readline().strip() == "ready"
-        sender = subprocess.Popen(
-            [sys.executable, "-c", SEND.format(host=node.address, seconds=9)],
+        m = miniature.Miniature(
+            key=key,
+            mimics="cache.t4g.micro",
+            subnet=netns.subnet_of(netns.claim(owner)),
+            cpu_limit_cores=1.0,
+            memory_limit_bytes=2**29,
+            load_cpu_cores=1.0,
+            allowance=miniature.allowance_of(**PEAK),
         )
+        prov = miniature.provision(m, ["0001-001"], owner)
+        node = prov.net.nodes[0]
+        sink = subprocess.Popen(
+            ["nsenter", f"--net={netns.NETNS_DIR / node.netns}", sys.executable, "-c",
+             SINK.format(host=node.address)],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
         try:
-            samples = watch(lambda: shaping.read(prov.net.hub)[node.hub_dev], 8.5)
+            assert sink.stdout is not None and sink.stdout.readline().strip() == "ready"
+            sender = subprocess.Popen(
+                [sys.executable, "-c", SEND.format(host=node.address, seconds=9)],
+            )
+            try:
+                samples = watch(lambda: shaping.read(prov.net.hub)[node.hub_dev], 8.5)
+            finally:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    sender.wait(15)
+                stop(sender)
         finally:
-            sender.wait(15)
+            stop(sink)
     finally:
-        sink.kill()
-        sink.wait()
-        miniature.teardown(key)
+        with uninterrupted():
+            left = miniature.teardown(key)  # the subnet claim too, if provision never ran
+        if left:
+            raise RuntimeError(f"peak: left behind: {'; '.join(left)}")
     burst, baseline = PEAK["burst_gbps"] * 1e9 / 8, PEAK["baseline_gbps"] * 1e9 / 8
     t_empty, during, after = burst_phases(samples, below=(burst + baseline) / 2)
     by_hand = PEAK["bucket_mb"] * 1e6 / (during - baseline)
@@ -285,11 +303,15 @@ def measure() -> list[Row]:
     if problems := miniature.machine_problems():
         raise RuntimeError("this machine cannot run miniatures: " + "; ".join(problems))
     work = Path(tempfile.mkdtemp(prefix="cachebench-enforce-"))
+    runtime_was = os.environ.get("CACHEBENCH_RUNTIME")
     os.environ.setdefault("CACHEBENCH_RUNTIME", str(work / "runtime"))
     try:
         return cpu_share(work) + shaped_out(work) + burst_in(work)
     finally:
+        # each Deployment and burst_in removed what it made (or raised)
         shutil.rmtree(work, ignore_errors=True)
+        if runtime_was is None:
+            os.environ.pop("CACHEBENCH_RUNTIME", None)
 
 
 if __name__ == "__main__":

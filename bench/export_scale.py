@@ -1,10 +1,13 @@
 """Figure 5, export at scale: 50 points x 1 h x 20 metrics x 3 nodes, then the report.
 
-Each point's metrics.csv is written as the agent writes it (same columns, one
-row per tick x node x metric, measured period around 1 s; or 60 s, CloudWatch's
+The campaign is planned as steps.plan plans one (campaign.json, prices.json: one
+3-shard deployment, 50 workloads, a run each) and each run left as collect leaves it
+(load.json). Each point's metrics.csv is written as the agent writes it (same columns,
+one row per tick x node x metric, measured period around 1 s; or 60 s, CloudWatch's
 period). The timed part runs in a child process (`python bench/export_scale.py
-child RUN_DIR`): per point what the DAG's export step does (read_agent_csv of
-the measured window + export_point), then build_report. Its peak RSS comes
+child ROOT MODE`): per run what the DAG's export step does (read_agent_csv of
+the measured window + export_point, its dashboard left for the report), then
+build_report (which draws the dashboards). Its peak RSS comes
 from os.wait4 (the child's own ru_maxrss). Baseline, in the same run and
 alternated with it: a child that only reads each CSV with pyarrow and writes
 it as parquet (the I/O floor). Target at 1 s: under 60 s and 2 GiB (an export
@@ -14,6 +17,7 @@ information.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -26,7 +30,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-POINTS, HOURS_S, NODES = 50, 3600, 3
+from common import scaled
+
+POINTS, HOURS_S, NODES = scaled(50, 3), scaled(3600, 300), 3
+SPAN = "1 h" if HOURS_S == 3600 else f"{HOURS_S} s"
 METRICS = [
     ("CurrConnections", "Count"), ("BytesUsedForCache", "Bytes"),
     ("DatabaseMemoryUsagePercentage", "Percent"), ("CurrItems", "Count"), ("IsMaster", "Count"),
@@ -39,10 +46,13 @@ METRICS = [
     ("NetworkBandwidthOutAllowanceExceeded", "Count"),
 ]  # fmt: skip
 T0 = 1_790_000_000.0
+REPEATS = scaled(2, 1)
 
 
-def write_agent_csv(path: Path, point_id: str, period: int, seed: int) -> int:
-    """An agent-format metrics.csv of one hour for NODES nodes; returns its rows."""
+def write_agent_csv(path: Path, deployment_id: str, period: int, seed: int) -> int:
+    """An agent-format metrics.csv of HOURS_S for NODES nodes; returns its rows."""
+    from cachebench.targets.local.servers import plan_nodes
+
     rng = np.random.default_rng(seed)
     ticks = HOURS_S // period
     per_tick = NODES * len(METRICS)
@@ -64,11 +74,12 @@ def write_agent_csv(path: Path, point_id: str, period: int, seed: int) -> int:
     table = pa.table(
         {
             "timestamp": pa.array(np.char.mod("%.3f", ts)),
+            # the agent's point_id column holds its deployment's id
             "point_id": pa.DictionaryArray.from_arrays(
-                pa.array(np.zeros(n, dtype=np.int32)), pa.array([point_id])
+                pa.array(np.zeros(n, dtype=np.int32)), pa.array([deployment_id])
             ),
             "node_id": pa.DictionaryArray.from_arrays(
-                pa.array(node), pa.array([f"{point_id[:8]}-000{i + 1}" for i in range(NODES)])
+                pa.array(node), pa.array([x.node_id for x in plan_nodes(NODES, 0, 1024)])
             ),
             "metric": pa.DictionaryArray.from_arrays(
                 pa.array(metric), pa.array([m for m, _ in METRICS])
@@ -89,28 +100,49 @@ def write_agent_csv(path: Path, point_id: str, period: int, seed: int) -> int:
 
 
 def make_campaign(root: Path, period: int) -> int:
-    """RUN_DIR with points/<id>/{state/metrics.csv, item.json, load.json}; returns total rows."""
-    from cachebench.campaign import CampaignSpec
+    """root/run (a planned campaign, each run's load.json) and root/agent/<point>.csv;
+    returns the CSVs' rows."""
+    from cachebench import pricing
+    from cachebench.campaign import CampaignPlan, CampaignSpec
     from cachebench.models import Latency, LoadResult, SecondSample
+    from cachebench.workspace import RunDir
 
     spec = CampaignSpec.from_input(
         {
             "name": f"bench-export-{period}s",
             "target": "local",
             "engines": [{"engine": "redis", "versions": ["7.0"]}],
-            "topologies": [{"cluster_mode": True, "shards": 3, "replicas": 0}],
+            "topologies": [{"cluster_mode": True, "shards": NODES, "replicas": 0}],
             "node_types": ["local.small"],
-            "workloads": [{"name": "w", "duration_seconds": HOURS_S, "warmup_seconds": 0}],
+            # POINTS points (one per workload) on one deployment, a run each
+            "workloads": [
+                {
+                    "name": f"w{i:02d}",
+                    "value_size": 64 * (1 + i % 8),
+                    "duration_seconds": HOURS_S,
+                    "warmup_seconds": 0,
+                }
+                for i in range(POINTS)
+            ],
+            "repetitions": 1,
+            "max_points": POINTS,
             "budget_usd": 0,
         }
     )
-    (base,) = spec.points(load_tool="redis-benchmark")
+    run = RunDir(root / "run")
+    plans = spec.plans("bench", str(run.path), "redis-benchmark")
+    run.write_json(
+        "campaign.json",
+        CampaignPlan(spec=spec, load_tool="redis-benchmark", estimate_usd=0.0, deployments=plans),
+    )
+    pricing.write_run_prices(run.path, spec.node_prices())
     rows = 0
-    for i in range(POINTS):
-        point = base.model_copy(update={"id": f"{base.id}-{i:02d}", "index": i})
-        pdir = root / "points" / point.id
-        (pdir / "state").mkdir(parents=True)
-        rows += write_agent_csv(pdir / "state" / "metrics.csv", point.id, period, seed=i)
+    for i, r in enumerate(r for d in plans for r in d.runs):
+        point = r.point
+        run.point(point.id).write_json("point.json", point)
+        src = root / "agent" / f"{point.id}.csv"
+        src.parent.mkdir(parents=True, exist_ok=True)
+        rows += write_agent_csv(src, point.deployment_id, period, seed=i)
         ops = 150_000.0 + 1000 * i
         load = LoadResult(
             tool="redis-benchmark", started_at=T0, elapsed_seconds=HOURS_S,
@@ -119,30 +151,29 @@ def make_campaign(root: Path, period: int) -> int:
             latency=Latency(p50=0.2, p90=0.3, p99=0.5 + i / 100, p99_9=1.2, max=4.0, mean=0.22),
             series=[SecondSample(second=s, ops_per_sec=ops) for s in range(HOURS_S)],
         )  # fmt: skip
-        # As the DAG leaves a point before export: load.json from collect, the
-        # point in the task's item.
-        (pdir / "load.json").write_text(load.model_dump_json())
-        (pdir / "item.json").write_text(json.dumps({"point": point.model_dump(mode="json")}))
+        run.point(point.id).rep(r.repetition).write_json("load.json", load)  # as collect does
     return rows
 
 
-def child(run_dir: Path, mode: str) -> None:
+def child(root: Path, mode: str) -> None:
     """The timed part (run in its own process); prints a JSON of timings on stdout."""
     t_start = time.perf_counter()
     out: dict[str, float] = {}
     if mode == "floor":
         import pyarrow.parquet as pq
 
-        for pdir in sorted((run_dir / "points").iterdir()):
-            table = pacsv.read_csv(pdir / "state" / "metrics.csv")
-            pq.write_table(table, pdir / "floor.parquet", compression="zstd")
+        for src in sorted((root / "agent").glob("*.csv")):
+            table = pacsv.read_csv(src)
+            pq.write_table(table, src.with_suffix(".parquet"), compression="zstd")
         out["total"] = time.perf_counter() - t_start
         print(json.dumps(out))
         return
+    from cachebench.campaign import CampaignPlan
     from cachebench.catalogue import load_instance_specs
-    from cachebench.models import LoadResult, Point
+    from cachebench.models import LoadResult
     from cachebench.report import export, plots
     from cachebench.report.build import build_report
+    from cachebench.workspace import RunDir
 
     out["imports"] = time.perf_counter() - t_start
     parts = {"read_agent_csv": 0.0, "write_metrics": 0.0, "figures drawn": 0.0}
@@ -170,34 +201,40 @@ def child(run_dir: Path, mode: str) -> None:
     for name in list(plots.CAMPAIGN_FIGURES):
         timed(plots.CAMPAIGN_FIGURES, name, "figures drawn")
     spec = load_instance_specs()[("local", "local.small")]
+    run = RunDir(root / "run")
     t = time.perf_counter()
-    for pdir in sorted((run_dir / "points").iterdir()):
-        item = json.loads((pdir / "item.json").read_text())
-        point = Point.model_validate(item["point"])
-        # As steps.export reads it.
-        load = LoadResult.model_validate_json((pdir / "load.json").read_text())
-        t1 = time.perf_counter()
-        m = export.read_agent_csv(
-            pdir / "state" / "metrics.csv", point.id, start=T0, end=T0 + HOURS_S + 60
-        )
-        parts["read_agent_csv"] += time.perf_counter() - t1
-        export.export_point(point, m, load, pdir, spec)
+    for d in CampaignPlan.read(run.path).deployments:
+        for r in d.runs:
+            rdir = run.point(r.point.id).rep(r.repetition).path
+            # As steps' export reads it: the run's load.json, the agent's CSV of its window.
+            load = LoadResult.model_validate_json((rdir / "load.json").read_text())
+            t1 = time.perf_counter()
+            m = export.read_agent_csv(
+                root / "agent" / f"{r.point.id}.csv", r.point.id, start=T0, end=T0 + HOURS_S + 60
+            )
+            parts["read_agent_csv"] += time.perf_counter() - t1
+            export.export_point(r.point, m, load, rdir, spec, figures=False)  # the report draws
     out["export (all points)"] = time.perf_counter() - t
-    out |= {f"  of which {k}": v for k, v in parts.items()}
     t = time.perf_counter()
-    build_report(run_dir, {("local", "local.small"): spec})
+    build_report(run.path, {("local", "local.small"): spec})
     out["build_report"] = time.perf_counter() - t
     out["total"] = time.perf_counter() - t_start
+    # after the report: it draws the dashboards (the parts span export and report)
+    out |= {f"  of which {k}": v for k, v in parts.items()}
+    with (run.path / "runs.csv").open() as fh:
+        ok = sum(row["status"] == "ok" for row in csv.DictReader(fh))
+    if ok != POINTS:  # a report of fewer runs would time less than the figure says
+        raise RuntimeError(f"the report has {ok} runs ok of {POINTS}: see {run.path}")
     out["without figures"] = out["total"] - parts["figures drawn"] - parts["figures saved"]
     print(json.dumps(out))
 
 
-def run_child(run_dir: Path, mode: str) -> tuple[dict[str, float], float]:
+def run_child(root: Path, mode: str) -> tuple[dict[str, float], float]:
     """(timings, peak RSS in GiB) of one child, the peak from wait4's rusage."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "plugins")}
     with tempfile.TemporaryFile() as fh:
         proc = subprocess.Popen(
-            [sys.executable, __file__, "child", str(run_dir), mode], stdout=fh, env=env
+            [sys.executable, __file__, "child", str(root), mode], stdout=fh, env=env
         )
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -211,15 +248,15 @@ def run_child(run_dir: Path, mode: str) -> tuple[dict[str, float], float]:
     return timings, usage.ru_maxrss / 2**20
 
 
-def measure(repeats: int = 2) -> list:
+def measure(repeats: int = REPEATS) -> list:
     from common import Row, median
 
     rows = []
     for period, limit in ((1, 60.0), (60, None)):
         with tempfile.TemporaryDirectory(prefix=f"cb-export-{period}s-") as tmp:
-            run_dir = Path(tmp) / "run"
+            root = Path(tmp)
             t = time.perf_counter()
-            n = make_campaign(run_dir, period)
+            n = make_campaign(root, period)
             # The generated files (1 GB at 1 s) go to disk now, not while a child is timed.
             os.sync()
             print(f"  export {period}s: generated {n:,} rows in {time.perf_counter() - t:.1f}s",
@@ -227,7 +264,7 @@ def measure(repeats: int = 2) -> list:
             full, floor, peaks, nofig, cpu, last = [], [], [], [], [], {}
             for i in range(repeats):
                 for mode in ("full", "floor") if i % 2 == 0 else ("floor", "full"):
-                    timings, peak = run_child(run_dir, mode)
+                    timings, peak = run_child(root, mode)
                     if mode == "full":
                         full.append(timings["total"])
                         peaks.append(peak)
@@ -244,7 +281,7 @@ def measure(repeats: int = 2) -> list:
         target = f"< {limit:g} s, < 2 GiB" if limit else "(info)"
         ok = (median(full) < limit and max(peaks) < 2.0) if limit else None
         rows.append(
-            Row("5 export", f"{POINTS} points x 1 h @ {period}s: export + report", median(full),
+            Row("5 export", f"{POINTS} points x {SPAN} @ {period}s: export + report", median(full),
                 median(floor), "s", target, ok,
                 f"{n:,} rows; peak RSS {max(peaks):.2f} GiB; child CPU (user+sys) median "
                 f"{median(cpu):.2f}s; baseline = pyarrow read CSV + "

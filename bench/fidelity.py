@@ -35,12 +35,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cachebench import loadgen
+from cachebench import jsonfile, loadgen
 from cachebench.loadgen.auth import unwrap
+from cachebench.loadgen.handle import Handle
 from cachebench.loadgen.redis_benchmark import parse_redis_benchmark
 from cachebench.models import Endpoint, Workload
 from cachebench.targets.local import liveness
-from common import HOST, Row, Server, cpu_seconds, median
+from common import HOST, Row, Server, cpu_seconds, median, scaled
 
 WORKLOAD = Workload(
     name="fidelity",
@@ -56,6 +57,7 @@ WORKLOAD = Workload(
 # The watch sensor polls every 1 s; the interval cannot change the tool's numbers,
 # so a shorter one keeps the two runs of a pair closer in time.
 WATCH_POLL_S = 0.2
+PAIRS = scaled(20, 2)
 _RPS = re.compile(r"throughput summary: ([\d.]+) requests per second")
 _DONE = re.compile(r"(\d+) requests completed in")
 _SUMMARY = re.compile(
@@ -123,7 +125,8 @@ class Run:
     p99: float
     requests: int
     cpu_s: float = 0.0
-    extra: dict = field(default_factory=dict)
+    handle: Handle | None = None  # the harness's generator
+    manifest: dict = field(default_factory=dict)  # its chunks (chunked.py's own JSON)
 
     @property
     def per_cpu(self) -> float:
@@ -184,6 +187,11 @@ def direct(srv: Server, n: int, out: Path) -> Run:
 def harness(srv: Server, rate: float, out: Path) -> Run:
     """One run as the DAG does it: start_load, the watch's own check, collect_load."""
     endpoint = Endpoint(host=HOST, port=srv.port, cluster_mode=False, auth_ref=str(srv.auth))
+    # The watch reads the run's deadline from the status file its runner writes.
+    status = jsonfile.write(
+        out / "status.json",
+        {"phase": "measured", "deadline": time.time() + 10 * WORKLOAD.duration_seconds + 60},
+    )
     cpu: list[float] = []
     with cpu_of(srv, cpu):
         handles = loadgen.start_load(
@@ -197,17 +205,21 @@ def harness(srv: Server, rate: float, out: Path) -> Run:
             duration_s=WORKLOAD.duration_seconds,
             rate_hint_ops={"get": rate},  # as run_load passes the warm-up's rate
         )
-        pids = [h.pid for h in handles]
-        deadline = time.time() + 10 * WORKLOAD.duration_seconds + 60
-        while (event := liveness.check(pids, [srv.proc.pid], deadline)) is None:
-            time.sleep(WATCH_POLL_S)
+        try:
+            pids = [h.pid for h in handles]
+            while (event := liveness.check(pids, [srv.proc.pid], str(status))) is None:
+                time.sleep(WATCH_POLL_S)
+            if event["status"] != "done":
+                raise RuntimeError(f"harness load: {event}")
+        except BaseException:
+            # detached (own session): an interrupted or overdue load must not run on
+            loadgen.stop_load(handles, grace_s=2.0)
+            raise
         loadgen.load_running(handles)  # reaps the driver, so its CPU is counted
-    if event["status"] != "done":
-        raise RuntimeError(f"harness load: {event}")
     result = loadgen.collect_load(handles)
     (h,) = handles
-    manifest = h.model_dump() | json.loads(Path(str(h.chunks)).read_text())
-    return Run(result.ops_per_sec, result.latency.p99, result.requests, cpu[0], manifest)
+    manifest = json.loads(Path(str(h.chunks)).read_text())
+    return Run(result.ops_per_sec, result.latency.p99, result.requests, cpu[0], h, manifest)
 
 
 def _options(argv: Sequence[str]) -> dict[str, str]:
@@ -215,9 +227,11 @@ def _options(argv: Sequence[str]) -> dict[str, str]:
     return {argv[i]: argv[i + 1] for i in range(1, len(argv) - 1, 2)}
 
 
-def same_argv(srv: Server, handle: dict) -> bool:
+def same_argv(srv: Server, handle: Handle | None) -> bool:
     """The harness ran the by-hand argv: same options and values, -n and -a aside."""
-    tool = unwrap(handle["tool_argv"])  # -a is appended by the auth wrapper from the env
+    if handle is None or handle.tool_argv is None:
+        return False
+    tool = unwrap(handle.tool_argv)  # -a is appended by the auth wrapper from the env
     drop = {"-n", "-a"}
     mine = {k: v for k, v in _options(direct_argv(srv, "get", 1)).items() if k not in drop}
     theirs = {k: v for k, v in _options(tool).items() if k not in drop}
@@ -227,7 +241,7 @@ def same_argv(srv: Server, handle: dict) -> bool:
 # ---------------------------------------------------------------- the figure
 
 
-def measure(pairs: int = 20) -> list[Row]:
+def measure(pairs: int = PAIRS) -> list[Row]:
     d = WORKLOAD.duration_seconds
     pin_server, unpin = pinning()
     a: dict[int, Run] = {}
@@ -255,13 +269,13 @@ def measure(pairs: int = 20) -> list[Row]:
 
             def run_b(i: int) -> None:
                 b[i] = harness(srv, rate, work / f"harness-{i}")
-                m = b[i].extra
+                m = b[i].manifest
                 print(f"  fidelity B pair {i}: {b[i].ops:,.0f} ops/s p99 {b[i].p99:.3f} ms "
                       f"{b[i].per_cpu:,.0f} req/CPU-s ({len(m['chunks'])} chunks, window "
                       f"{m['ended_at'] - m['started_at']:.2f} s)", flush=True)  # fmt: skip
 
             abba(pairs, run_a, run_b)
-            argv_ok = all(same_argv(srv, r.extra) for r in b.values())
+            argv_ok = all(same_argv(srv, r.handle) for r in b.values())
             # The harness's parser on the by-hand outputs: the same text, so no noise.
             parsed = [
                 parse_redis_benchmark(
@@ -276,7 +290,7 @@ def measure(pairs: int = 20) -> list[Row]:
     work_ratio = paired([b[i].per_cpu / a[i].per_cpu for i in range(pairs)])
     parse_ops = max(abs(p.ops_per_sec / a[i].ops - 1) for i, p in enumerate(parsed))
     parse_p99 = [abs(p.latency.p99 / a[i].p99 - 1) for i, p in enumerate(parsed)]
-    manifests = [r.extra for r in b.values()]
+    manifests = [r.manifest for r in b.values()]
     windows = [m["ended_at"] - m["started_at"] for m in manifests]
     busy = [sum(c["tool_seconds"] for c in m["chunks"]) for m in manifests]
     gaps = [1 - t / w for t, w in zip(busy, windows, strict=True)]

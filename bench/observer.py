@@ -13,7 +13,6 @@ requests per CPU-second of server, load tool and (A) agent, per pair.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -21,33 +20,65 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, Row, Server, median
+from cachebench.targets.local import servers
+from cachebench.targets.local.config import RegisteredNode, Registry, write_registry
+from common import HOST, ROOT, Row, Server, median, scaled
 from fidelity import WORKLOAD, Run, abba, cpu_s, describe, direct, direct_argv, paired, pinning
 
 WINDOW_S = 3.0  # per run; the agent samples about three times in it
+PAIRS = scaled(20, 2)
 
 
-def start_agent(srv: Server, state: Path) -> subprocess.Popen:
-    state.mkdir(parents=True, exist_ok=True)
-    (state / "auth").write_text(srv.password)
-    (state / "metrics.csv").unlink(missing_ok=True)
-    registry = {
-        "point_id": "bench-observer",
-        "host": "127.0.0.1",
-        "nodes": [{"node_id": "0001", "pid": srv.proc.pid, "port": srv.port}],
-        "metrics_interval_seconds": 1,
-        "expires_at": time.time() + 3600,
-        "maxmemory_bytes": 0,
-        "runtime_dir": str(state),  # where the agent finds the password (auth)
-    }
-    (state / "registry.json").write_text(json.dumps(registry))
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "plugins")}
-    return subprocess.Popen(
-        [sys.executable, "-m", "cachebench.targets.local.agent", "--state-dir", str(state)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+def registry(srv: Server, state: Path) -> Registry:
+    """What `up` would register for this one hand-started server: all the agent reads."""
+    engine, version = servers.binary_version(srv.binary)
+    (node,) = servers.plan_nodes(shards=1, replicas=0, base_port=srv.port)
+    now = time.time()
+    return Registry(
+        deployment_id="bench-observer",
+        campaign="bench",
+        run_id="bench",
+        expires_at=now + 3600,
+        nodes=[
+            RegisteredNode(
+                node_id=node.node_id,
+                pid=srv.proc.pid,
+                host=node.host,
+                port=node.port,
+                role=node.role,
+                shard=node.shard,
+            )
+        ],
+        agent_pid=None,
+        created_at=now,
+        state_dir=str(state),
+        runtime_dir=str(srv.dir),  # where the agent finds the password (auth)
+        host=HOST,
+        engine=engine,
+        engine_version=version,
+        server_version=version,
+        server_binary=srv.binary,
+        cluster_mode=False,
+        maxmemory_bytes=0,
+        metrics_interval_seconds=1,
+        config_hash="",  # no `up` config to compare: started by hand
+        reused=False,
     )
+
+
+def start_agent(reg: Registry) -> subprocess.Popen:
+    state = Path(reg.state_dir)
+    state.mkdir(parents=True, exist_ok=True)
+    (state / "metrics.csv").unlink(missing_ok=True)
+    write_registry(state, reg)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "plugins")}
+    with (state / "agent.log").open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "cachebench.targets.local.agent", "--state-dir", str(state)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def sampling(agent: subprocess.Popen, csv: Path) -> None:
@@ -55,11 +86,12 @@ def sampling(agent: subprocess.Popen, csv: Path) -> None:
     deadline = time.monotonic() + 15
     while not (csv.exists() and csv.stat().st_size > 200):
         if time.monotonic() > deadline or agent.poll() is not None:
-            raise RuntimeError("the metrics agent did not start sampling")
+            log = (csv.parent / "agent.log").read_text(errors="replace")[-600:]
+            raise RuntimeError(f"the metrics agent did not start sampling; its log: {log}")
         time.sleep(0.05)
 
 
-def measure(pairs: int = 20) -> list[Row]:
+def measure(pairs: int = PAIRS) -> list[Row]:
     pin_server, unpin = pinning()
     a: dict[int, Run] = {}  # with the agent
     b: dict[int, Run] = {}  # without
@@ -82,10 +114,11 @@ def measure(pairs: int = 20) -> list[Row]:
             cold = direct(srv, 300_000, work / "probe.out")
             warm = direct(srv, int(cold.ops * WINDOW_S / 2), work / "warm.out")
             n = int(warm.ops * WINDOW_S)  # the fixed load: the same -n every time
+            reg = registry(srv, work / "state")
             csv = work / "state" / "metrics.csv"
 
             def with_agent(i: int) -> None:
-                agent = start_agent(srv, work / "state")
+                agent = start_agent(reg)
                 try:
                     sampling(agent, csv)
                     lines0 = csv.read_text().count("\n")

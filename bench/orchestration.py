@@ -12,6 +12,12 @@
     being Airflow's own (scheduling, deferral and resume, metadata DB); and no
     two runs' loads may overlap (their warm-up + measured windows, from the results).
 The baseline of each is the requested load time.
+
+Whatever stops it (Ctrl-C, SIGTERM, an exception), every deployment it made is destroyed
+before it returns: (a) in a finally; (b) as `python -m cachebench run` does, the first
+signal marks the DAG run interrupted (steps.interrupt: its loads stop, its destroy tasks
+run), and a finally destroys any deployment not left clean. (Inside dag.test() Airflow's
+in-process task runner takes SIGTERM over for its tasks' on_kill: stop (b) with Ctrl-C.)
 """
 
 from __future__ import annotations
@@ -20,17 +26,20 @@ import asyncio
 import contextlib
 import functools
 import json
+import signal
 import subprocess
 import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from cachebench import steps, terraform
 from cachebench.campaign import CampaignSpec, load_campaign_file
-from cachebench.loadgen import prefill
-from common import ROOT, Row
+from cachebench.models import Cleanup, DeploymentPlan, PrefillResult
+from common import ROOT, Row, smoke, uninterrupted
 
 EXAMPLE = ROOT / "include" / "campaigns" / "redis-vs-valkey-local.yaml"
 
@@ -91,6 +100,71 @@ def _wait(watch) -> dict:
     return asyncio.run(first())
 
 
+def _example() -> dict[str, Any]:
+    """The example campaign's fields; in smoke mode one run per deployment of 1 s + 3 s, on
+    its first node type."""
+    fields = load_campaign_file(EXAMPLE)
+    if smoke():
+        short = {"warmup_seconds": 1, "duration_seconds": 3}
+        fields |= {
+            "repetitions": 1,
+            "node_types": fields["node_types"][:1],
+            "workloads": [w | short for w in fields["workloads"]],
+        }
+    return fields
+
+
+def _prefill_s(run_dir: Path) -> float:
+    """Seconds the runners spent flushing and prefilling (their prefill.json)."""
+    return sum(
+        PrefillResult.model_validate_json(f.read_text()).seconds
+        for f in run_dir.glob("points/*/rep*/prefill.json")
+    )
+
+
+def destroy_left(run_dir: Path) -> None:
+    """steps.destroy of every deployment of run_dir not left clean (an interrupted or
+    failed DAG run's); raises if one could not be cleaned up."""
+    failed = []
+    for path in sorted(run_dir.glob("deployments/*/deployment.json")):
+        cleanup = path.parent / "cleanup.json"
+        if cleanup.exists() and Cleanup.model_validate_json(cleanup.read_text()).status == "clean":
+            continue
+        plan = DeploymentPlan.model_validate_json(path.read_text())
+        print(f"  destroying {plan.instance} (not left clean by the DAG run)", flush=True)
+        try:
+            steps.destroy(plan)
+        except Exception as exc:  # every other deployment still gets its destroy
+            failed.append(f"{plan.instance}: {exc}")
+    if failed:
+        raise RuntimeError("figure 3 left resources behind: " + "; ".join(failed))
+
+
+@contextlib.contextmanager
+def interrupting(run_dir: Path):
+    """The first SIGINT/SIGTERM marks the DAG run interrupted (it stops its loads and
+    destroys its deployments, then ends); raised as KeyboardInterrupt after the block."""
+    got: list[int] = []
+
+    def stop(signum: int, frame: object) -> None:
+        got.append(signum)
+        if len(got) == 1:
+            print(f"  {signal.Signals(signum).name}: interrupting the DAG run, which destroys "
+                  "its deployments", flush=True)  # fmt: skip
+            steps.interrupt(run_dir, f"{signal.Signals(signum).name} of bench figure 3")
+        else:
+            print("  still stopping: every deployment is destroyed first", flush=True)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if got:
+        raise KeyboardInterrupt(f"signal {got[0]}: figure 3 interrupted")
+
+
 def _windows(run_dir: Path) -> dict[str, list[tuple[str, float, float]]]:
     """run key -> [(kind, start, end)] of its warm-up and measured windows (unix s)."""
     out: dict[str, list[tuple[str, float, float]]] = {}
@@ -107,7 +181,7 @@ def _windows(run_dir: Path) -> dict[str, list[tuple[str, float, float]]]:
 
 
 def one_deployment() -> list[Row]:
-    fields = load_campaign_file(EXAMPLE)
+    fields = _example()
     fields |= {
         "name": "bench-deployment",
         "engines": [{"engine": "redis", "versions": ["7.0"]}],
@@ -118,7 +192,6 @@ def one_deployment() -> list[Row]:
     w = spec.workloads[0]
     t = Timer()
     _inner_timers(t)
-    t.wrap(prefill, "prefill", "  of which flush + prefill (in the runner)")
     try:
         with t.span("plan"):
             (plan,) = steps.plan(fields, f"bench-deployment-{int(time.time())}")
@@ -137,11 +210,12 @@ def one_deployment() -> list[Row]:
                 measured_s = time.monotonic() - m0
             outcome = steps.measured(prov)
         finally:
-            with t.span("destroy"):
+            with uninterrupted(), t.span("destroy"):
                 steps.destroy(plan)
         total = time.monotonic() - start
     finally:
         t.restore()
+    t.total["  of which flush + prefill (in the runner)"] = _prefill_s(Path(plan.run_dir))
     windows = _windows(Path(plan.run_dir))
     actual = sum(b - a for ws in windows.values() for _, a, b in ws)
     asked = runs * (w.warmup_seconds + w.duration_seconds)
@@ -175,11 +249,19 @@ def dag_run() -> list[Row]:
         stderr=subprocess.DEVNULL,
     )
     from airflow.dag_processing.dagbag import DagBag
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.types import DagRunType
 
     from cachebench.workspace import RunDir
 
-    fields = load_campaign_file(EXAMPLE) | {"name": "bench-dag"}
+    fields = _example() | {"name": "bench-dag"}
     spec = CampaignSpec.from_input(fields)
+    # The run id dag.test() will give it, known before: where to mark an interruption.
+    run_after = datetime.now(UTC)
+    run_id = DagRun.generate_run_id(
+        run_type=DagRunType.MANUAL, logical_date=run_after, run_after=run_after
+    )
+    run_dir = RunDir.for_run(fields["name"], run_id).path
     t = Timer()
     with t.span("DagBag parse"):
         dag = DagBag(dag_folder=str(ROOT / "dags")).dags["cachebench_adhoc"]
@@ -188,12 +270,16 @@ def dag_run() -> list[Row]:
     _inner_timers(t)
     try:
         t0 = time.monotonic()
-        run = dag.test(run_conf=fields)
+        with interrupting(run_dir):
+            run = dag.test(run_after=run_after, logical_date=run_after, run_conf=fields)
         total = time.monotonic() - t0
     finally:
         t.restore()
+        with uninterrupted():
+            destroy_left(run_dir)
+    assert run.run_id == run_id, (run.run_id, run_id)
     state = str(run.state)
-    windows = _windows(RunDir.for_run(fields["name"], run.run_id).path)
+    windows = _windows(run_dir)
     runs = spec.run_count
     measured = sum(1 for ws in windows.values() if any(k == "load" for k, _, _ in ws))
     requested = sum(

@@ -20,9 +20,10 @@ from pathlib import Path
 
 import yaml
 
-from common import ROOT, Row, median
+from common import ROOT, Row, median, scaled
 
-CAMPAIGNS = 50
+CAMPAIGNS = scaled(50, 5)
+PAIRS = scaled(5, 1)
 EMPTY_DAG = '''"""An empty DAG: the floor of parsing one DAG file."""
 
 from airflow.sdk import DAG
@@ -80,7 +81,7 @@ def _parse(folder: Path) -> tuple[float, int, int, float]:
     return wall, dags, errors, sum(stats)
 
 
-def measure(pairs: int = 5) -> list[Row]:
+def measure(pairs: int = PAIRS) -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="cb-parse-") as tmp:
         dags, empty = make_tree(Path(tmp))
         full, floor, counts = [], [], set()

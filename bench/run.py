@@ -2,6 +2,7 @@
 
     bash bench/run.sh                 # set-up, then all six figures (about 12 minutes)
     bash bench/run.sh --only 4 5      # some figures
+    bash bench/run.sh --smoke         # reduced parameters: does each figure run? (no results)
 
 Benchmarks, not tests: the machine is shared, so each value and its baseline
 are measured alternately in the same run and medians are reported.
@@ -13,6 +14,7 @@ import argparse
 import datetime
 import os
 import platform
+import signal
 import sys
 import time
 import traceback
@@ -20,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Row
+from common import SMOKE_ENV, Row
 
 FIGURES = {
     "1": ("load fidelity", "fidelity"),
@@ -68,10 +70,25 @@ def machine() -> str:
     )
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="bench/run.py")
     ap.add_argument("--only", nargs="+", choices=sorted(FIGURES), default=sorted(FIGURES))
+    ap.add_argument(
+        "--smoke",
+        action="store_true",
+        help="fewer pairs, shorter windows, smaller data: checks that each figure runs; "
+        "its numbers are not results",
+    )
     args = ap.parse_args(argv)
+    if args.smoke:
+        os.environ[SMOKE_ENV] = "1"  # read by the figures as they are imported, and children
+        print("SMOKE MODE: reduced parameters; the numbers below are not results", flush=True)
+    # SIGTERM as Ctrl-C: each figure's finally destroys what it made before the temp dir goes.
+    signal.signal(signal.SIGTERM, _interrupt)
     rows: list[Row] = []
     for key in args.only:
         title, module = FIGURES[key]
@@ -83,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
             rows.append(Row(f"{key} {module}", f"{title}: crashed", 0, None, "", "-", False))
         print(f"   ({time.monotonic() - t:.0f} s)", flush=True)
-    print("\n" + machine() + "\n")
+    print("\n" + machine() + ("; SMOKE MODE (not results)" if args.smoke else "") + "\n")
     print(table(rows))
     print("\nnotes:")
     for r in rows:
