@@ -12,6 +12,7 @@ import socket
 import statistics
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -37,21 +38,30 @@ def scaled(full: T, small: T) -> T:
 
 
 @contextlib.contextmanager
-def uninterrupted():
-    """Hold SIGINT/SIGTERM while a figure destroys what it made: a second Ctrl-C must not
-    leave servers, namespaces, cgroups or claims behind. Raised once the block is done."""
+def holding_signals(why: str, on_signal: Callable[[int, int], None] | None = None):
+    """Hold SIGINT/SIGTERM for the block: each calls on_signal(signum, how many so far)
+    instead of interrupting it; the first is raised as KeyboardInterrupt once it is done."""
     got: list[int] = []
-    previous = {
-        sig: signal.signal(sig, lambda signum, frame: got.append(signum))
-        for sig in (signal.SIGINT, signal.SIGTERM)
-    }
+
+    def held(signum: int, _frame: object) -> None:
+        got.append(signum)
+        if on_signal is not None:
+            on_signal(signum, len(got))
+
+    previous = {sig: signal.signal(sig, held) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if got:
-            raise KeyboardInterrupt(f"signal {got[0]} (held during clean-up)")
+            raise KeyboardInterrupt(f"signal {got[0]} ({why})")
+
+
+def uninterrupted():
+    """Hold SIGINT/SIGTERM while a figure destroys what it made: a second Ctrl-C must not
+    leave servers, namespaces, cgroups or claims behind."""
+    return holding_signals("held during clean-up")
 
 
 @dataclass

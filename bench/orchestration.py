@@ -39,7 +39,7 @@ from typing import Any
 from cachebench import steps, terraform
 from cachebench.campaign import CampaignSpec, load_campaign_file
 from cachebench.models import Cleanup, DeploymentPlan, PrefillResult
-from common import ROOT, Row, smoke, uninterrupted
+from common import ROOT, Row, holding_signals, smoke, uninterrupted
 
 EXAMPLE = ROOT / "include" / "campaigns" / "redis-vs-valkey-local.yaml"
 
@@ -140,29 +140,19 @@ def destroy_left(run_dir: Path) -> None:
         raise RuntimeError("figure 3 left resources behind: " + "; ".join(failed))
 
 
-@contextlib.contextmanager
 def interrupting(run_dir: Path):
     """The first SIGINT/SIGTERM marks the DAG run interrupted (it stops its loads and
     destroys its deployments, then ends); raised as KeyboardInterrupt after the block."""
-    got: list[int] = []
 
-    def stop(signum: int, frame: object) -> None:
-        got.append(signum)
-        if len(got) == 1:
+    def stop(signum: int, count: int) -> None:
+        if count == 1:
             print(f"  {signal.Signals(signum).name}: interrupting the DAG run, which destroys "
                   "its deployments", flush=True)  # fmt: skip
             steps.interrupt(run_dir, f"{signal.Signals(signum).name} of bench figure 3")
         else:
             print("  still stopping: every deployment is destroyed first", flush=True)
 
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if got:
-        raise KeyboardInterrupt(f"signal {got[0]}: figure 3 interrupted")
+    return holding_signals("figure 3 interrupted", stop)
 
 
 def _windows(run_dir: Path) -> dict[str, list[tuple[str, float, float]]]:
