@@ -110,6 +110,11 @@ class Since(Strict):
     baseline: str = Field(description="the campaign's baseline, as the report says it")
     regression_pct: float
     earlier_runs: int = Field(description="earlier campaign runs in the history")
+    one_deployment: bool = Field(
+        False,
+        description="each point's repetitions ran on one deployment (no "
+        "redeploy_per_repetition): the interval leaves out how two deployments differ",
+    )
     points: tuple[PointChange, ...] = ()
     headline: str = ""
     where: str = Field("", description="where the history is")

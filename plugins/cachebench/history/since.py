@@ -97,6 +97,7 @@ def update(
             "skipped": history.skipped,
             "notes": tuple(notes),
             "figures": tuple(figures),
+            "one_deployment": not spec.redeploy_per_repetition,
         }
     )
     RunDir(Path(run_dir)).write_json(FILE, result.model_dump(mode="json"))
