@@ -55,13 +55,15 @@ def wheel_installed(distribution: str) -> bool:
     return True
 
 
-_next_port = [27000 + (os.getpid() % 40) * 200]
+# Below the ephemeral range (32768 up), bus ports (+10000) included: a port there can be
+# taken by any outgoing connection of another worker between the check and the bind.
+_next_port = [10000 + (os.getpid() % 20) * 200]
 
 
 def free_base_port(count: int, cluster: bool) -> int:
     """First base port from the rolling cursor where count ports (+ bus ports) are free."""
     base = _next_port[0]
-    while base + count + 10000 < 65535:
+    while base + count + 10000 < 32768:
         ports = range(base, base + count)
         if all(procs.port_free(p) and (not cluster or procs.port_free(p + 10000)) for p in ports):
             _next_port[0] = base + count + 5

@@ -34,7 +34,7 @@ from cachebench.targets.local import claims
 from cachebench.targets.local.config import BUS_PORT_OFFSET
 
 MACHINE_ENV = "CACHEBENCH_MACHINE_DIR"
-PORT_SPAN, PORT_BLOCK = 5000, 20  # a deployment's nodes take a block of the span
+PORT_SPAN, PORT_BLOCK = 2000, 20  # a deployment's nodes take a block of the span
 LOAD_LOCK = "load.lock"
 HOLDER = "load.holder.json"
 
@@ -75,8 +75,12 @@ def _write_in_place(path: Path, data: bytes) -> None:
 
 
 def port_first() -> int:
-    """Start of the local port range; CACHEBENCH_PORT_FIRST moves it (e.g. for parallel CI)."""
-    return int(os.environ.get("CACHEBENCH_PORT_FIRST", "30000"))
+    """Start of the local port range; CACHEBENCH_PORT_FIRST moves it (e.g. for parallel CI).
+
+    The default keeps the span and its cluster bus ports (20000-21999, 30000-31999) below
+    Linux's ephemeral range (32768 up): a port there can be taken by any outgoing
+    connection between the free-port check and the server's bind."""
+    return int(os.environ.get("CACHEBENCH_PORT_FIRST", "20000"))
 
 
 # ---------------------------------------------------------------- ports
