@@ -66,7 +66,7 @@ def results_dir(tmp_path, monkeypatch) -> Path:
     return out
 
 
-# Parallel runs (scripts/test.sh: pytest -n 2 --dist loadgroup). A group runs on one
+# Parallel runs (scripts/test.sh: pytest -n 3 --dist loadgroup). A group runs on one
 # worker, in collection order. Tests that put real load on the machine (servers measured
 # under load, campaigns, miniatures) are one group, so they never run beside each other;
 # the real Airflow deployment's tests are another (one deployment per worker session,
@@ -80,6 +80,10 @@ GROUPS = {
     "tests/unit/test_local_servers.py": "load",
     "tests/unit/test_local_agent.py": "load",
     "tests/deploy/": "deploy",
+    # the real aws module applied against moto: the provider sleeps 30 s before it first
+    # looks at a replication group it created or deleted, so these mostly wait, like deploy
+    "tests/aws/test_aws_campaign_dag.py": "aws_apply",
+    "tests/aws/test_aws_module_apply.py": "aws_apply",
     # modules with an expensive module-scoped fixture: built once, on one worker
     "tests/unit/test_specs.py": "test_specs",
     "tests/unit/test_hostile_input.py": "test_hostile_input",
@@ -95,7 +99,7 @@ def xdist_group_of(nodeid: str) -> str | None:
     return None
 
 
-FIRST = ("load", "deploy")  # the two long groups start at once, one on each worker
+FIRST = ("load", "deploy", "aws_apply")  # the long groups start at once, one per worker
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -63,7 +63,7 @@ def test_in_ci_a_missing_tool_fails_and_an_opt_out_skips(suite, monkeypatch) -> 
 
 
 def test_under_xdist_the_workers_verdicts_are_listed(suite, monkeypatch) -> None:
-    """scripts/test.sh runs pytest -n 2: the skips judged in the workers still fail in CI
+    """scripts/test.sh runs pytest on workers: the skips judged in them still fail in CI
     and are listed by the controller."""
     tests_dir = Path(__file__).resolve().parents[1]
     monkeypatch.setenv("PYTHONPATH", f"{tests_dir}:{os.environ.get('PYTHONPATH', '')}")
