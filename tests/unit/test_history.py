@@ -254,6 +254,30 @@ def test_the_decision_figure_has_a_row_per_change_since_the_baseline(tmp_path, s
     assert all(r.word == "regression" for r in drawn)
 
 
+def test_repetitions_on_one_deployment_are_said_to_leave_out_how_deployments_differ(
+    tmp_path, store
+):
+    """By default a point's repetitions share one deployment: the report's caveats and its
+    Since section say the intervals leave out how two deployments differ; with
+    redeploy_per_repetition neither does."""
+    from cachebench.report.decision import Decisions
+
+    shared = campaign_run(tmp_path, "shared")
+    since = report(shared, store, full=True)
+    (caveat,) = [c for c in Decisions.read(shared).caveats if c.cause == "one_deployment"]
+    assert sorted(caveat.applies_to) == sorted(p.id for p in POINTS)
+    md = (shared / "report.md").read_text()
+    assert f"> **Caveat:** {caveat.text}" in md
+    assert since.one_deployment and "leaves out how far two deployments" in md
+    assert "redeploy_per_repetition: true measures it" in (shared / "report.html").read_text()
+
+    fresh = campaign_run(tmp_path, "fresh", fields={"redeploy_per_repetition": True})
+    since = report(fresh, store, full=True)
+    assert all(c.cause != "one_deployment" for c in Decisions.read(fresh).caveats)
+    md = (fresh / "report.md").read_text()
+    assert not since.one_deployment and "one deployment" not in md
+
+
 def test_a_change_within_regression_pct_is_no_significant_change(tmp_path, store):
     narrow = (0.99, 1.0, 1.01)
     report(campaign_run(tmp_path, "run1", spread=narrow), store)

@@ -386,19 +386,22 @@ def test_every_summary_figures_interval_ends_are_summary_csvs(tmp_path, monkeypa
 
 
 def test_caveats_one_per_cause_naming_every_point(tmp_path):
-    """_campaign's three AWS points that ran above their baseline share one caveat."""
+    """_campaign's three AWS points that ran above their baseline share one caveat; its
+    four measured points, each on one deployment, another."""
     _campaign(tmp_path)
     build_report(tmp_path, SPECS, PRICES)
     md = _md(tmp_path)
-    (caveat,) = [ln for ln in md.splitlines() if ln.startswith("> **Caveat:**")]
+    caveat, shared = [ln for ln in md.splitlines() if ln.startswith("> **Caveat:**")]
     assert "3 point(s) ran above the node type's network baseline" in caveat
+    assert "Each point's repetitions ran on one deployment" in shared
     for pid in ("p00-redis-single-large-mixed", "p01-valkey-single-large-mixed",
                 "p02-valkey-c3r1-large-mixed"):  # fmt: skip
         assert pid in caveat
     from cachebench.report.decision import Decisions
 
-    (c,) = Decisions.read(tmp_path).caveats
+    c, one = Decisions.read(tmp_path).caveats
     assert c.cause == "above_baseline" and len(c.applies_to) == 3
+    assert one.cause == "one_deployment" and len(one.applies_to) == 4  # the 4 with results
 
 
 def test_caveats_group_local_points_errors_and_exhausted_allowances():

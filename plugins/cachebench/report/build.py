@@ -478,6 +478,25 @@ def caveats(ok: pd.DataFrame, specs: dict, *extra: Caveat | None) -> list[Caveat
     return out
 
 
+def _one_deployment(plan: CampaignPlan | None, runs: pd.DataFrame) -> Caveat | None:
+    """Points compared while each point's repetitions shared one deployment: the
+    intervals measure those runs' spread, not how far two deployments of one
+    configuration differ, so a verdict may rest on that difference."""
+    if plan is None or plan.spec.redeploy_per_repetition:
+        return None
+    measured = runs[runs["status"] == "ok"].groupby("point_id").size()
+    ids = tuple(str(p) for p in measured[measured >= 2].index)  # those with an interval
+    if len(ids) < 2:
+        return None
+    text = (
+        "Each point's repetitions ran on one deployment (redeploy_per_repetition: false), so "
+        "a comparison's interval measures how its runs varied there, not how far two "
+        "deployments of one configuration differ; a verdict may rest on that difference. "
+        "redeploy_per_repetition: true measures it (a fresh deployment per repetition)."
+    )
+    return Caveat(cause="one_deployment", text=text, applies_to=ids)
+
+
 def _plaintext(run_dir: Path, plan: CampaignPlan | None) -> Caveat | None:
     """The aws deployments measured without TLS (aws.transit_encryption false):
     comparable with published plaintext numbers, not with TLS ones."""
@@ -902,7 +921,8 @@ def _decide(
     min_effect = plan.spec.min_effect_pct if plan else 2.0
     slo_ms = plan.spec.slo_p99_ms if plan else None
     found = tuple(caveats(ok, specs, oversubscribed(plan, specs))) if len(ok) else ()
-    found += tuple(c for c in (_plaintext(run_dir, plan), _flagged(run_rows)) if c)
+    extra = (_plaintext(run_dir, plan), _flagged(run_rows), _one_deployment(plan, runs))
+    found += tuple(c for c in extra if c)
     return decide(ok, runs, min_effect, slo_ms).model_copy(
         update={
             "campaign": campaign,
