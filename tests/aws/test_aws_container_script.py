@@ -202,13 +202,16 @@ def test_script_waits_for_the_start_time_then_measures_from_start_plus_warmup(ta
     assert opt(measured["argv"], "test-time") == "5"
 
 
-@pytest.mark.parametrize("late, warm_up", [(1.2, "1"), (4.0, None)], ids=["late", "too-late"])
+@pytest.mark.parametrize("late, warm_up", [(0.6, "1"), (4.0, None)], ids=["late", "too-late"])
 def test_a_task_up_late_warms_up_for_what_is_left_and_measures_on_time_if_it_can(
     task, late, warm_up
 ):
-    """1.2 s late: the rounded second left of the 2 s warm-up, then the measured window at
+    """0.6 s late: the rounded second left of the 2 s warm-up, then the measured window at
     start + 2 s like the others. 4 s late: no warm-up, the measured window at once, late
-    (its skew is read off the results: test_aws_load)."""
+    (its skew is read off the results: test_aws_load). The script's own start-up (a shell,
+    the stand-in's `memtier_benchmark --version`) adds to the lateness before it counts
+    what is left: 0.6 s leaves 1.4 s, rounded to 1 up to 0.9 s more of it (at 1.2 s late a
+    busy machine's 0.3 s once made it 0: no warm-up)."""
     start = time.time() - late
     env = {ecs.START_ENV: str(round(start * 1000))}
     done = task.load(point(), ENDPOINT, AwsSettings(tls_skip_verify=True), **env)
