@@ -271,7 +271,8 @@ def test_run_marked_failed_while_loading_still_destroys(deployment) -> None:
     dep = deployment
     dep.wait_dag(ADHOC)
     r = dep.trigger(
-        ADHOC, one_deployment(dep, "deploy-markfailed", warmup=1, duration=40, repetitions=2)
+        ADHOC,
+        one_deployment(dep, "deploy-markfailed", warmup=1, duration=40, repetitions=2, light=True),
     )
     assert r.status_code == 200, r.text
     run_id = r.json()["dag_run_id"]
@@ -318,7 +319,7 @@ def test_worker_killed_while_measure_runs_and_while_deferred(deployment) -> None
         engines=[{"engine": "redis", "versions": ["7.0"]}],
         topologies=[{"cluster_mode": False}],
         node_types=["local.micro"],
-        workloads=[workload(1, 2), workload(1, 90, name="long")],
+        workloads=[workload(1, 2), workload(1, 90, name="long", light=True)],
         repetitions=1,
     )
     r = dep.trigger(ADHOC, fields)
