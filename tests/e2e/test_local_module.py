@@ -28,6 +28,7 @@ from redis.cluster import ClusterNode, RedisCluster
 from cachebench import engines, procs
 from cachebench.models import Endpoint
 from cachebench.targets.local import runtime, servers
+from cachebench.targets.local.config import BUS_PORT_OFFSET
 from cachebench.targets.local.servers import LocalError, down, endpoint_from_registry, up
 from cachebench.terraform import flavour
 
@@ -55,17 +56,21 @@ def wheel_installed(distribution: str) -> bool:
     return True
 
 
-# Below the ephemeral range (32768 up), bus ports (+10000) included: a port there can be
-# taken by any outgoing connection of another worker between the check and the bind.
+# Below the ephemeral range, bus ports included: a port there can be taken by any
+# outgoing connection of another worker between the check and the bind.
+EPHEMERAL_FIRST = 32768  # Linux's default ip_local_port_range starts here
 _next_port = [10000 + (os.getpid() % 20) * 200]
 
 
 def free_base_port(count: int, cluster: bool) -> int:
     """First base port from the rolling cursor where count ports (+ bus ports) are free."""
     base = _next_port[0]
-    while base + count + 10000 < 32768:
+    while base + count + BUS_PORT_OFFSET < EPHEMERAL_FIRST:
         ports = range(base, base + count)
-        if all(procs.port_free(p) and (not cluster or procs.port_free(p + 10000)) for p in ports):
+        if all(
+            procs.port_free(p) and (not cluster or procs.port_free(p + BUS_PORT_OFFSET))
+            for p in ports
+        ):
             _next_port[0] = base + count + 5
             return base
         base += count + 5
