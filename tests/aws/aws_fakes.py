@@ -376,12 +376,14 @@ def set_exit_code(cluster: str, task_arn: str, code: int, reason: str, ecs=None)
     task = _backend_task(cluster, task_arn)
     if task is None:  # ECS forgot it (forget_task)
         return
-    if task.desired_status != "STOPPED":
-        ecs.stop_task(cluster=cluster, task=task_arn, reason=reason)
-        task.stop_code = "EssentialContainerExited"
+    # the container first, then the task: a DescribeTasks in between must never see the
+    # task STOPPED with moto's default exit code 0 or without its stop code
     for c in task.containers:
         c.exitCode = code
         c.last_status = "STOPPED"
+    if task.desired_status != "STOPPED":
+        task.stop_code = "EssentialContainerExited"  # moto_gaps' StopTask keeps it
+        ecs.stop_task(cluster=cluster, task=task_arn, reason=reason)
 
 
 def forget_task(cluster: str, task_arn: str) -> None:

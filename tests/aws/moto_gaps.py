@@ -282,7 +282,8 @@ def _ecs() -> None:
             if arn.endswith(task_str.split("/")[-1]) and task.desired_status == "STOPPED":
                 return task  # stopped already: ECS keeps how it stopped
         task = backend_stop(self, cluster_str, task_str, reason)
-        task.stop_code = "UserInitiated"
+        # a container that exited first stopped it (aws_fakes.set_exit_code set the code)
+        task.stop_code = getattr(task, "stop_code", None) or "UserInitiated"
         return task
 
     def describe_tasks(self: Any) -> ActionResult:

@@ -100,6 +100,9 @@ def open_trigger_form(dep, page, dag_id: str) -> Any:
     page.get_by_role("button", name="Trigger").first.click()
     dialog = page.get_by_role("dialog")
     page.locator("#element_workloads").wait_for(timeout=60_000)
+    # the JSON editors (Monaco) are a large bundle of their own, loaded after the form: on
+    # a busy machine parsing it once took longer than a click's 30 s (CI at cdcd391)
+    page.locator("#element_workloads .monaco-editor").wait_for(timeout=90_000)
     for name in params:
         field = page.locator(f'#element_{name}, [name="element_{name}"]')
         assert field.count() >= 1, f"no form field for {name}"
