@@ -41,7 +41,7 @@ from cachebench import steps
 from cachebench.campaign import CampaignError
 from cachebench.models import Endpoint, Node, Provisioned, RunRecord
 from cachebench.report.build import build_report
-from cachebench.targets.aws import cloudwatch, ecs, target
+from cachebench.targets.aws import clients, cloudwatch, ecs, target
 from cachebench.targets.aws.results import split_uri
 from cachebench.targets.aws.trigger import EcsElastiCacheWatchTrigger
 
@@ -667,7 +667,12 @@ def test_a_failed_prefill_fails_the_run_with_its_log_and_starts_no_load(
     assert tasks_of(sb) == []  # no load on a data set that was not written
 
 
-def test_watch_fails_on_evictions_and_unavailable_group(aws, results_dir) -> None:
+def test_watch_fails_on_evictions_and_unavailable_group(aws, results_dir, monkeypatch) -> None:
+    made: list[str] = []  # the clients the watch makes: one per service, however many polls
+    make = clients.client
+    monkeypatch.setattr(
+        clients, "client", lambda service, *a, **k: made.append(service) or make(service, *a, **k)
+    )
     prov = provisioned("evict", generators=1)
     rg = target.replication_group_id(prov.plan)
     _, nodes = cloudwatch.member_clusters(boto3.client("elasticache"), rg)
@@ -695,6 +700,9 @@ def test_watch_fails_on_evictions_and_unavailable_group(aws, results_dir) -> Non
     ec.delete_replication_group(ReplicationGroupId=rg)  # gone at once (moto_gaps)
     event = allowed.check_once()
     assert event.status == "failed" and "not found" in event.message
+    # two watches, five polls in all: each made each of its clients once (a new client is
+    # a new boto3 session: the endpoint data parsed again); evictions allowed: no cloudwatch
+    assert made == ["ecs", "elasticache", "cloudwatch", "ecs", "elasticache"], made
 
 
 def test_export_reads_every_node_with_pagination(aws, results_dir) -> None:

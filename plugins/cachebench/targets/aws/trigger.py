@@ -71,6 +71,9 @@ class EcsElastiCacheWatchTrigger(BaseTrigger):
         self.evictions_allowed, self.aws_conn_id = evictions_allowed, aws_conn_id
         self.awslogs, self.task_arns = awslogs, list(task_arns or [])
         self.min_poll, self.poll = min_poll, poll
+        # one client per service for the whole watch: a new one is a new boto3 session
+        # (its endpoint data parsed again, the connection looked up again) on every poll
+        self._clients: dict[str, Any] = {}
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -96,7 +99,9 @@ class EcsElastiCacheWatchTrigger(BaseTrigger):
     def _client(self, service: str) -> Any:
         from cachebench.targets.aws.clients import client
 
-        return client(service, self.region, self.aws_conn_id)
+        if service not in self._clients:
+            self._clients[service] = client(service, self.region, self.aws_conn_id)
+        return self._clients[service]
 
     def _tasks(self) -> list[dict]:
         """The run's load tasks (running or stopped), found by their shared startedBy."""
