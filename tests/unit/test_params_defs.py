@@ -1,5 +1,6 @@
 """The campaign Params: each reads as what it is in Airflow's trigger form, carries only
-the $defs it refers to, and its defaults mean the campaign file they come from."""
+the defs it refers to, is a JSON Schema draft 7 that checks values as draft 2020-12 would,
+and its defaults mean the campaign file they come from."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
+import jsonschema
 import pytest
 from pydantic import BaseModel, Field, TypeAdapter
 
 from cachebench.campaign import CampaignSpec, load_campaign_file
 from cachebench.models import Workload
-from cachebench.params import WORKLOAD_EXAMPLE, _widget, campaign_params
+from cachebench.params import DEFS, DRAFT, WORKLOAD_EXAMPLE, _widget, campaign_params
 
 ROOT = Path(__file__).resolve().parents[2]
 CAMPAIGNS = sorted((ROOT / "include/campaigns").glob("*.yaml"))
@@ -184,7 +186,44 @@ def test_params_carry_only_referenced_defs_and_resolve() -> None:
     params = campaign_params(load_campaign_file(EXAMPLE))
     for name, param in params.items():
         schema = param.schema
-        refs = set(re.findall(r"#/\$defs/([^'\"]+)", str(schema)))
-        assert set(schema.get("$defs", {})) == refs, name
+        refs = set(re.findall(rf"#/{DEFS}/([^'\"]+)", str(schema)))
+        assert set(schema.get(DEFS, {})) == refs, name
         param.resolve(suppress_exception=False)  # the example passes every schema
-    assert set(params["workloads"].schema["$defs"]) == {"Workload"}
+    assert set(params["workloads"].schema[DEFS]) == {"Workload"}
+
+
+# What draft 2020-12 has and draft 7 does not (draft 7 would ignore them, unchecked).
+NEWER = ("$defs", "prefixItems", "$dynamicRef", "$dynamicAnchor", "$anchor", "dependentSchemas",
+         "dependentRequired", "unevaluatedProperties", "unevaluatedItems", "minContains",
+         "maxContains", "contentSchema", "$recursiveRef")  # fmt: skip
+
+
+def _as_2020_12(schema: dict[str, Any]) -> dict[str, Any]:
+    """The same schema as draft 2020-12 writes it: defs under $defs, no $schema."""
+    text = json.dumps({k: v for k, v in schema.items() if k != "$schema"})
+    return json.loads(text.replace(f'"{DEFS}"', '"$defs"').replace(f"#/{DEFS}/", "#/$defs/"))
+
+
+def test_params_are_draft_7_and_check_values_as_draft_2020_12_does() -> None:
+    """Draft 7, declared: Airflow checks each Param's schema against its draft's metaschema
+    every time it resolves it, and draft 7's check is the cheap one (params.DRAFT). Every
+    schema is a valid draft 7 one without a keyword only later drafts know, and on the
+    defaults and on values of every JSON type (right and wrong) it says what the same
+    schema as draft 2020-12 (pydantic's) says."""
+    workload = {"name": "w", "ratio": "1:4", "warmup_seconds": 1, "duration_seconds": 2}
+    values = [None, 0, -1, 1, 3, 100, 2.5, True, "", "x", "redis 7.0", "allkeys-lru", [],
+              ["x"], [1], ["redis 7.0"], ["single", "c3r1"], ["local.micro"],
+              [{"engine": "redis", "versions": ["7.0"]}], [{}], [workload],
+              [{**workload, "ratio": "nope"}], [{**workload, "extra": 1}], {}, {"x": 1},
+              {"region": "us-east-1"}, {"median_of_last": 3}]  # fmt: skip
+    params = campaign_params(load_campaign_file(EXAMPLE))
+    for name, param in params.items():
+        schema = param.schema
+        assert schema["$schema"] == DRAFT, name
+        assert jsonschema.validators.validator_for(schema) is jsonschema.Draft7Validator, name
+        jsonschema.Draft7Validator.check_schema(schema)
+        assert not [k for k in NEWER if f'"{k}"' in json.dumps(schema)], name
+        newer = jsonschema.Draft202012Validator(_as_2020_12(schema))
+        draft7 = jsonschema.Draft7Validator(schema)
+        for value in [param.value, *values]:
+            assert draft7.is_valid(value) == newer.is_valid(value), (name, value)
