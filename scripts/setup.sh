@@ -22,10 +22,12 @@ fi
 PY="${PYTHON:-python3}"
 # uv installs the pinned requirements in seconds where pip takes about a minute (on a
 # fresh clone, most of the set-up); pip is the fallback if uv cannot be had or fails.
+# --compile-bytecode, as pip does: where PYTHONDONTWRITEBYTECODE is set (this machine),
+# no process would ever write a .pyc, and each would compile every module it imports.
 UV_VERSION=0.13.10
 install() {  # install <venv> <requirements file>
   if { [ -x .venv/bin/uv ] || .venv/bin/pip install -q "uv==$UV_VERSION"; } &&
-    .venv/bin/uv pip install -q --python "$1/bin/python" -r "$2"; then
+    .venv/bin/uv pip install -q --compile-bytecode --python "$1/bin/python" -r "$2"; then
     return
   fi
   echo "setup: uv could not install $2 into $1; pip instead" >&2
