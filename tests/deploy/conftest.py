@@ -171,9 +171,10 @@ class Deployment:
             AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL="15",
             AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_THRESHOLD="20",
             AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="10",
-            # An unchanged DAG file is parsed again every 2 minutes, not every 15 s: each
-            # parse costs about 0.4 CPU-s (serializing the params), 13% of a core for the
-            # five files at 15 s. A file that changed is parsed at the next refresh anyway.
+            # An unchanged DAG file is parsed again every 2 minutes, not every 15 s: at 15 s
+            # the idle DAG processor took 13% of a core (a parse about 0.4 CPU-s, most of it
+            # serializing the params; less since they declare draft 7, params.py). A file
+            # that changed is parsed at the next refresh anyway.
             AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL="120",
             AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES="1",
             CACHEBENCH_RESULTS=str(self.results),
