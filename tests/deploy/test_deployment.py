@@ -26,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 import psutil
 import pytest
-from form_params import ADHOC, one_deployment, workload
+from form_params import ADHOC, LIGHT_NODE, one_deployment, workload
 from leftovers import assert_nothing_left
 
 from cachebench.workspace import run_slug
@@ -37,6 +37,7 @@ EXAMPLE = "cachebench__redis-vs-valkey-local"
 TINY = "cachebench__tiny-hourly"
 MEASURE, DESTROY = "deployment.measure", "deployment.destroy"
 REDIS = "redis-7.0-single-local.micro"  # README: engine-version-topology-node_type
+LIGHT = f"redis-7.0-single-{LIGHT_NODE}"  # the deployment of a light load
 TRIGGER = "cachebench.targets.local.trigger.LoadWatchTrigger"
 RUNNER = "cachebench.targets.local.runner"  # `python -m` module of a run's detached runner
 
@@ -277,8 +278,8 @@ def test_run_marked_failed_while_loading_still_destroys(deployment) -> None:
     assert r.status_code == 200, r.text
     run_id = r.json()["dag_run_id"]
     run = run_dir(dep, "deploy-markfailed", run_id)
-    first, _ = run_files(run, REDIS, f"{REDIS}-short", 1)
-    second, _ = run_files(run, REDIS, f"{REDIS}-short", 2)
+    first, _ = run_files(run, LIGHT, f"{LIGHT}-short", 1)
+    second, _ = run_files(run, LIGHT, f"{LIGHT}-short", 2)
     dep.wait_ti(ADHOC, run_id, MEASURE, {"deferred"})
     dep.wait(lambda: phase(first) == "measured", "the first run's measured window", 60, 0.2)
     dep.ok("PATCH", f"/dags/{ADHOC}/dagRuns/{run_id}", json={"state": "failed"})
@@ -318,7 +319,7 @@ def test_worker_killed_while_measure_runs_and_while_deferred(deployment) -> None
         name="deploy-workerkill",
         engines=[{"engine": "redis", "versions": ["7.0"]}],
         topologies=[{"cluster_mode": False}],
-        node_types=["local.micro"],
+        node_types=[LIGHT_NODE],
         workloads=[workload(1, 2), workload(1, 90, name="long", light=True)],
         repetitions=1,
     )
@@ -326,8 +327,8 @@ def test_worker_killed_while_measure_runs_and_while_deferred(deployment) -> None
     assert r.status_code == 200, r.text
     run_id = r.json()["dag_run_id"]
     run = run_dir(dep, "deploy-workerkill", run_id)
-    load1, result1 = run_files(run, REDIS, f"{REDIS}-short", 1)
-    load2, result2 = run_files(run, REDIS, f"{REDIS}-long", 1)
+    load1, result1 = run_files(run, LIGHT, f"{LIGHT}-short", 1)
+    load2, result2 = run_files(run, LIGHT, f"{LIGHT}-long", 1)
     try:
         dep.wait(lambda: phase(load1) not in ("", "waiting"), "run 1 to load", 180, 0.05)
         # measure resumes after run 1: stop its supervisor once the task process runs
@@ -390,7 +391,7 @@ def test_worker_killed_while_measure_runs_and_while_deferred(deployment) -> None
         assert has_result(result1) and has_result(result2)
         assert (result1 / "load.json").stat().st_mtime_ns == collected, "run 1 measured again"
         assert record(load1)["attempt"] == 1 and record(load2)["attempt"] == 1
-        tf_log = (run / "deployments" / REDIS / "terraform" / "terraform.log").read_text()
+        tf_log = (run / "deployments" / LIGHT / "terraform" / "terraform.log").read_text()
         assert tf_log.count("$ terraform apply") == 1 and tf_log.count("$ terraform destroy") == 1
     finally:
         with contextlib.suppress(AssertionError):  # destroy has run before anything is judged
