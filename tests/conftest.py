@@ -86,6 +86,7 @@ GROUPS = {
     "tests/aws/test_aws_module_apply.py": "aws_apply",
     # modules with an expensive module-scoped fixture: built once, on one worker
     "tests/unit/test_specs.py": "test_specs",
+    "tests/unit/test_report.py": "test_report",
     "tests/unit/test_hostile_input.py": "test_hostile_input",
     "tests/dags/test_dag_integrity.py": "test_dag_integrity",
 }

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import math
 import re
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -74,10 +77,47 @@ def _md(run_dir):
     return (run_dir / "report.md").read_text()
 
 
-def test_decision_names_winners_with_their_intervals(tmp_path):
-    _campaign(tmp_path)
-    paths = build_report(tmp_path, SPECS, PRICES)
-    md = _md(tmp_path)
+@dataclass(frozen=True)
+class Built:
+    """A report built once for the tests that only read it: its run folder, what
+    build_report returned, and every chart it saved as (chart, folder, name)."""
+
+    run_dir: Path
+    paths: dict[str, str]
+    drawn: list[tuple[Any, Path, str]]
+
+
+def _build(run_dir: Path) -> Built:
+    from cachebench.report import plots
+
+    drawn = []
+    save = plots.save
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(plots, "save", lambda c, d, n: drawn.append((c, d, n)) or save(c, d, n))
+        paths = build_report(run_dir, SPECS, PRICES)
+    return Built(run_dir, paths, drawn)
+
+
+# A whole report with its figures is about 8 CPU-s: the tests that read _campaign's (or
+# _bound_campaign's) report without changing it share one (tests/conftest.py keeps this
+# module on one worker, so it is built once).
+@pytest.fixture(scope="module")
+def campaign_report(tmp_path_factory) -> Built:
+    run_dir = tmp_path_factory.mktemp("campaign")
+    _campaign(run_dir)
+    return _build(run_dir)
+
+
+@pytest.fixture(scope="module")
+def bound_report(tmp_path_factory) -> Built:
+    run_dir = tmp_path_factory.mktemp("bound")
+    _bound_campaign(run_dir)
+    return _build(run_dir)
+
+
+def test_decision_names_winners_with_their_intervals(campaign_report):
+    run_dir, paths = campaign_report.run_dir, campaign_report.paths
+    md = _md(run_dir)
     assert abs(HALF - 0.02311) < 1e-4  # the hand calculation above, as a number
     large, xlarge = (
         "valkey 8.0, single, cache.r7g.large, mixed",
@@ -106,7 +146,7 @@ def test_decision_names_winners_with_their_intervals(tmp_path):
     assert "comparisons with an interval" in md
     assert LOCAL_CAVEAT not in md
     assert {f"fig_{n}_{e}" for n in FIGURES for e in ("png", "pdf")} <= set(paths)
-    runs = pd.read_csv(tmp_path / "runs.csv")
+    runs = pd.read_csv(run_dir / "runs.csv")
     assert len(runs) == 13 and (runs["status"] == "ok").sum() == 12
 
 
@@ -152,10 +192,9 @@ def test_a_point_with_one_run_gets_no_verdict(tmp_path):
     assert " wins" not in md and "one run: no interval" in md
 
 
-def test_summary_lists_results_and_failed_points(tmp_path):
-    _campaign(tmp_path)
-    build_report(tmp_path, SPECS, PRICES)
-    summary = pd.read_csv(tmp_path / "summary.csv")
+def test_summary_lists_results_and_failed_points(campaign_report):
+    run_dir = campaign_report.run_dir
+    summary = pd.read_csv(run_dir / "summary.csv")
     assert list(summary["status"]) == ["ok"] * 4 + ["failed"]
     failed = summary[summary["status"] == "failed"].iloc[0]
     assert failed["reason"] == "apply: quota <exceeded>" and failed["engine"] == "redis"
@@ -163,11 +202,11 @@ def test_summary_lists_results_and_failed_points(tmp_path):
     assert ok.loc[2, "nodes"] == 6 and ok.loc[2, "cluster_usd_hour"] == pytest.approx(6 * 0.252)
     assert ok.loc[1, "ops_per_dollar"] == pytest.approx(120_000 * 3600 / 0.252)
     assert list(ok["reads_from"]) == ["primary"] * 4
-    md = _md(tmp_path)
+    md = _md(run_dir)
     assert "| reads from |" in md and "| primary |" in md
     assert "4 point(s) with a result, 1 without" in md
     assert "| p04-redis-c3r1-large-mixed | apply: quota <exceeded> |" in md
-    html = (tmp_path / "report.html").read_text()
+    html = (run_dir / "report.html").read_text()
     assert "apply: quota &lt;exceeded&gt;" in html
 
 
@@ -331,25 +370,23 @@ def _bound_campaign(run_dir):
     return cases
 
 
-def test_every_summary_figures_interval_ends_are_summary_csvs(tmp_path, monkeypatch):
+def test_every_summary_figures_interval_ends_are_summary_csvs(bound_report):
     """Throughput, latency percentiles and ops per dollar: each bar's whisker as matplotlib
     draws it ends where summary.csv's 95% interval does; a point with client-bound runs
     is hatched; each bar in its configuration's colour, as decisions.json gives it."""
     from matplotlib.collections import LineCollection, PolyCollection
 
-    from cachebench.report import chart, plots
+    from cachebench.report import chart
     from cachebench.report.decision import Decisions
     from cachebench.report.palette import configuration
 
-    drawn = {}
-    save = plots.save
-    monkeypatch.setattr(plots, "save", lambda c, d, n: drawn.setdefault(n, c) and save(c, d, n))
-    _bound_campaign(tmp_path)
-    build_report(tmp_path, SPECS, PRICES)
-    summary = pd.read_csv(tmp_path / "summary.csv")
+    run_dir, drawn = bound_report.run_dir, {}
+    for c, _, n in bound_report.drawn:
+        drawn.setdefault(n, c)
+    summary = pd.read_csv(run_dir / "summary.csv")
     ok = summary[summary["status"] == "ok"].reset_index(drop=True)
     assert list(ok["client_bound_runs"]) == [0, 0, 0, 0, 1]
-    colours = Decisions.read(tmp_path).colours()
+    colours = Decisions.read(run_dir).colours()
     for name, prefixes in (
         ("throughput", ["ops"]),
         ("latency", ["p50", "p90", "p99", "p999"]),
@@ -385,12 +422,11 @@ def test_every_summary_figures_interval_ends_are_summary_csvs(tmp_path, monkeypa
         assert hatched == {4}, name  # the client-bound point's bars, and only they
 
 
-def test_caveats_one_per_cause_naming_every_point(tmp_path):
+def test_caveats_one_per_cause_naming_every_point(campaign_report):
     """_campaign's three AWS points that ran above their baseline share one caveat; its
     four measured points, each on one deployment, another."""
-    _campaign(tmp_path)
-    build_report(tmp_path, SPECS, PRICES)
-    md = _md(tmp_path)
+    run_dir = campaign_report.run_dir
+    md = _md(run_dir)
     caveat, shared = [ln for ln in md.splitlines() if ln.startswith("> **Caveat:**")]
     assert "3 point(s) ran above the node type's network baseline" in caveat
     assert "Each point's repetitions ran on one deployment" in shared
@@ -399,7 +435,7 @@ def test_caveats_one_per_cause_naming_every_point(tmp_path):
         assert pid in caveat
     from cachebench.report.decision import Decisions
 
-    c, one = Decisions.read(tmp_path).caveats
+    c, one = Decisions.read(run_dir).caveats
     assert c.cause == "above_baseline" and len(c.applies_to) == 3
     assert one.cause == "one_deployment" and len(one.applies_to) == 4  # the 4 with results
 
@@ -430,13 +466,14 @@ def test_caveats_group_local_points_errors_and_exhausted_allowances():
     assert "p1: 12 s in; p3: 40 s in; p4: 7 s in." in by["allowance"].text
 
 
-def test_summary_first_blog_snippets_and_the_clis_headlines(tmp_path):
+def test_summary_first_blog_snippets_and_the_clis_headlines(bound_report, tmp_path):
     from cachebench import progress
     from cachebench.report.decision import Decisions
 
-    _bound_campaign(tmp_path)
-    paths = build_report(tmp_path, SPECS, PRICES)
-    md = _md(tmp_path)
+    paths = bound_report.paths
+    # a copy: the end of this test overwrites report.md
+    run_dir = Path(shutil.copytree(bound_report.run_dir, tmp_path / "run"))
+    md = _md(run_dir)
     # the one-screen summary comes before the decision figure, the caveats and the details
     order = [md.index(s) for s in ("## At a glance", "figures/decision.png", "> **Caveat:**",
                                    "## Decision")]  # fmt: skip
@@ -451,29 +488,29 @@ def test_summary_first_blog_snippets_and_the_clis_headlines(tmp_path):
     bound = next(ln for ln in glance.splitlines() if "cache.r7g.xlarge vs cache.r7g.large" in ln
                  and "redis" in ln.lower() and "throughput" in ln)  # fmt: skip
     assert "**no answer**" in bound and "the load generator, not the server" in bound
-    d = Decisions.read(tmp_path)
-    assert paths["decisions_json"] == str(tmp_path / "decisions.json")
+    d = Decisions.read(run_dir)
+    assert paths["decisions_json"] == str(bound_report.run_dir / "decisions.json")
     # a blog snippet per question with a comparison: its figure and a caption with intervals
     keys = [s.key for s in d.sections if s.rows and s.answers]
     assert keys == ["best", "engine", "topology", "node_size"]
     for s in d.sections:
         if s.key not in keys:
             continue
-        text = (tmp_path / "blog" / f"{s.key}.md").read_text()
+        text = (run_dir / "blog" / f"{s.key}.md").read_text()
         assert text.startswith(f"![{s.title}]({s.key}.png)\n\n*{s.title}: ")
-        assert (tmp_path / "blog" / f"{s.key}.png").read_bytes()[:4] == b"\x89PNG"
-        assert (tmp_path / "blog" / f"{s.key}.pdf").read_bytes()[:5] == b"%PDF-"
+        assert (run_dir / "blog" / f"{s.key}.png").read_bytes()[:4] == b"\x89PNG"
+        assert (run_dir / "blog" / f"{s.key}.pdf").read_bytes()[:5] == b"%PDF-"
         for a in s.answers[:4]:
             assert a.subject in text and (a.interval in text if a.interval else True)
-    assert f"{span(1.2)}, 95.3% interval" in (tmp_path / "blog" / "engine.md").read_text()
+    assert f"{span(1.2)}, 95.3% interval" in (run_dir / "blog" / "engine.md").read_text()
     # the CLI's headlines are the decisions' (no regex over report.md)
-    (tmp_path / "report.md").write_text("not a report")
-    assert progress.headlines(tmp_path) == [(s.title, s.headline) for s in d.sections]
-    assert progress.headlines(tmp_path / "nowhere") == []
+    (run_dir / "report.md").write_text("not a report")
+    assert progress.headlines(run_dir) == [(s.title, s.headline) for s in d.sections]
+    assert progress.headlines(run_dir / "nowhere") == []
 
 
 def test_a_configuration_keeps_its_colour_in_the_dashboards_bars_and_explorer(
-    tmp_path, monkeypatch
+    campaign_report,
 ):
     """The report draws each run's dashboard in its configuration's colour (its throughput
     line, and its nodes in shades of it), the same as its bars and its explorable traces;
@@ -481,12 +518,9 @@ def test_a_configuration_keeps_its_colour_in_the_dashboards_bars_and_explorer(
     from cachebench.report import palette, plots
     from cachebench.report.decision import Decisions
 
-    drawn = []
-    save = plots.save
-    monkeypatch.setattr(plots, "save", lambda c, d, n: drawn.append((c, d, n)) or save(c, d, n))
-    _campaign(tmp_path)  # figures=False: the report draws the dashboards
-    build_report(tmp_path, SPECS, PRICES)
-    d = Decisions.read(tmp_path)
+    # _campaign has figures=False: the report draws the dashboards
+    run_dir, drawn = campaign_report.run_dir, campaign_report.drawn
+    d = Decisions.read(run_dir)
     colours = d.colours()
     assert list(colours.values()) == list(palette.CONFIGURATION_COLOURS[: len(colours)])
     by_point = {p: c.colour for c in d.configurations for p in c.points}
@@ -497,10 +531,10 @@ def test_a_configuration_keeps_its_colour_in_the_dashboards_bars_and_explorer(
         ops = c.panels[0]
         assert [ln.colour for ln in ops.lines] == [by_point[point]], point
     (bars,) = next(c for c, _, n in drawn if n == "throughput").panels
-    summary = pd.read_csv(tmp_path / "summary.csv")
+    summary = pd.read_csv(run_dir / "summary.csv")
     ok = summary[summary["status"] == "ok"]
     assert bars.bar_colours == [by_point[p] for p in ok["point_id"]]
-    html = (tmp_path / "report.html").read_text()
+    html = (run_dir / "report.html").read_text()
     for point, colour in by_point.items():
         if point in set(ok["point_id"]):
             assert f'"color":"{colour}"' in html.replace(" ", ""), point
