@@ -101,9 +101,9 @@ def xdist_group_of(nodeid: str) -> str | None:
 
 
 FIRST = ("load", "deploy", "aws_apply")  # the long groups start at once, one per worker
-# Then the longest of the rest (10 s to 90 s a unit here), and the many short tests last,
-# so that the workers end together: in collection order test_report.py came last and its
-# worker ran on alone for up to a minute after the others had finished.
+# Then the longest of the rest, longest first (10 s to 90 s a unit here), and the many
+# short tests last, so that the workers end together: in collection order test_report.py
+# came last and its worker ran on alone for up to a minute after the others had finished.
 EARLY = (
     "tests/unit/test_report.py",
     "tests/aws/test_aws_load.py",
@@ -120,7 +120,7 @@ def _rank(nodeid: str) -> int:
     group, path = xdist_group_of(nodeid), nodeid.split("::", 1)[0]
     if group in FIRST:
         return FIRST.index(group)
-    return len(FIRST) if path in EARLY else len(FIRST) + 1
+    return len(FIRST) + (EARLY.index(path) if path in EARLY else len(EARLY))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
