@@ -34,7 +34,9 @@ def fixture(name: str) -> str:
 # A stand-in for redis-benchmark: sleeps -n / rate (the rate of chunk k is the
 # k-th of FAKE_RB_RATES, the last one repeating) and prints the tool's output
 # shape: 250 ms progress ticks, then a GET block whose latencies are scaled by
-# chunk k's FAKE_RB_LAT factor.
+# chunk k's FAKE_RB_LAT factor. It sleeps to deadlines from its start: on a busy
+# machine its late wake-ups once added up to a second, a run no real tool's
+# requests would stretch (the driver took it for start-up time).
 FAKE_TOOL = r"""
 import os, sys, time
 from pathlib import Path
@@ -47,13 +49,13 @@ def pick(name):
     return xs[min(k, len(xs) - 1)]
 rate, lat = pick("FAKE_RB_RATES"), pick("FAKE_RB_LAT")
 sec = n / rate
-t = 0.0
+t0, t = time.monotonic(), 0.0
 sys.stdout.write("GET: rps=0.0 (overall: 0.0) avg_msec=-nan (overall: -nan)\r")
 while t + 0.25 <= sec:
-    time.sleep(0.25)
     t += 0.25
+    time.sleep(max(0.0, t0 + t - time.monotonic()))
     sys.stdout.write(f"GET: rps={rate:.1f} (overall: {rate:.1f}) avg_msec=0.3 (overall: 0.3)\r")
-time.sleep(max(0.0, sec - t))
+time.sleep(max(0.0, t0 + sec - time.monotonic()))
 v = lambda x: f"{x * lat:.3f}"
 print(f"\n====== GET ======\n  {n} requests completed in {sec:.2f} seconds\n  8 parallel clients\n"
       f"  256 bytes payload\n\nLatency by percentile distribution:\n"
