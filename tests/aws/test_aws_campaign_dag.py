@@ -140,7 +140,7 @@ def assert_secret_nowhere_in_airflow(dag_run, airflow_db: Path, tokens: set[str]
 
 
 def test_one_group_per_deployment_measures_every_run_with_n_tasks_and_a_retry_reattaches(
-    airflow_db, results_dir, real_module, monkeypatch, tmp_path
+    airflow_db, results_dir, real_module, on_time, monkeypatch, tmp_path
 ) -> None:
     name = "e2e-aws"
     fields = {**campaign(name, generators=2), "workloads": WORKLOADS}

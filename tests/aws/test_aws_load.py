@@ -166,14 +166,12 @@ def test_plan_estimates_and_backend_keys_differ(aws, results_dir) -> None:
 
 
 def test_a_run_prefills_then_measures_with_n_tasks_and_the_token_only_as_a_secret(
-    aws, results_dir, tmp_path, monkeypatch
+    on_time, results_dir, tmp_path
 ) -> None:
     # Every task must be up by the start time to warm up its full 2 s: on a machine busy
     # with the other test workers, three fake containers once took more than the
     # conftest's 3 s (each warmed up for the 1 s left). A late task is test_a_late_generator.
-    grace = 6.0
-    settings = {**aws.settings, "load_start_grace_seconds": grace}
-    monkeypatch.setenv("AIRFLOW_VAR_CACHEBENCH_AWS", json.dumps(settings))
+    grace = on_time.settings["load_start_grace_seconds"]
     prov = provisioned("runs", generators=3)
     token = token_of(prov)
     run = prov.plan.runs[0]
@@ -389,7 +387,7 @@ def test_error_replies_flag_the_run_and_are_not_served_operations(
     assert "164 error replies" in md and prov.plan.runs[0].point.id in md
 
 
-def test_a_new_try_reattaches_to_the_load_tasks_and_starts_none(aws, results_dir, tmp_path):
+def test_a_new_try_reattaches_to_the_load_tasks_and_starts_none(on_time, results_dir, tmp_path):
     prov = provisioned("reattach", generators=2)
     # the load sleeps long enough to still run when the worker is "lost"
     with FakeEcs(tmp_path / "ecs", "reattach", time_scale=3.0) as fake:
@@ -551,7 +549,7 @@ def _runs_csv(prov: Provisioned) -> list[dict]:
 
 
 def test_a_load_task_stopped_by_someone_else_is_measured_again_as_attempt_2(
-    aws, results_dir, tmp_path
+    on_time, results_dir, tmp_path
 ) -> None:
     prov = provisioned("stopped", generators=2)
     with FakeEcs(tmp_path / "ecs", "stopped", time_scale=20.0) as fake:
