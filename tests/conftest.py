@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,13 @@ os.environ.update(
         if os.environ.get("PYTEST_XDIST_WORKER") and os.environ.get("CACHEBENCH_MACHINE_DIR")
         else str(_HOME / "machine")
     ),
+    # Each worker's local deployments take their ports from a range of its own (1000
+    # apart, below the default 20000): a block one worker's destroy just gave back is not
+    # another's new deployment's before the first has checked that its ports are free.
+    CACHEBENCH_PORT_FIRST=str(
+        int(os.environ.get("CACHEBENCH_PORT_FIRST", "20000"))
+        - 1000 * int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    ),
     # Prices from include/prices.csv: no test asks the AWS Price List API by accident
     # (tests/unit/test_pricing.py gives that path its own stubbed client).
     CACHEBENCH_PRICES="table",
@@ -60,30 +68,57 @@ def airflow_db() -> Path:
 
 
 @pytest.fixture
+def machine_load(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Hold the machine-wide load lock for a test that loads the machine itself (a real
+    load tool against a real server), as each run of a campaign holds it for its load: a
+    campaign of another worker waits for this test's load, and this test for its."""
+    from cachebench.targets.local import machine
+
+    fd = machine.take_load_lock(machine.load_lock(), f"test {request.node.nodeid}")
+    try:
+        yield
+    finally:
+        os.close(fd)  # the flock goes with it
+
+
+@pytest.fixture
 def results_dir(tmp_path, monkeypatch) -> Path:
     out = tmp_path / "results"
     monkeypatch.setenv("CACHEBENCH_RESULTS", str(out))
     return out
 
 
-# Parallel runs (scripts/test.sh: pytest -n 3 --dist loadgroup). A group runs on one
+# Parallel runs (scripts/test.sh: pytest -n 5 --dist loadgroup). A group runs on one
 # worker, in collection order. Tests that put real load on the machine (servers measured
-# under load, campaigns, miniatures) are one group, so they never run beside each other;
-# the real Airflow deployment's tests are another (one deployment per worker session,
-# mostly waiting on Airflow: their loads take the machine-wide load lock like any
-# campaign's). Everything else is CPU-light enough to go to whichever worker is free.
+# under load, campaigns, miniatures) are two groups: at most two of them run at once, and
+# the machine-wide load lock keeps their loads one at a time (a campaign's runs take it,
+# tests that load the machine themselves take it with `machine_load`), so one group's
+# provisioning and reports overlap the other's loads. The real Airflow deployment's tests
+# are another group (one deployment per worker session, mostly waiting on Airflow: their
+# loads take the deployment's own load lock). Everything else is CPU-light enough to go to
+# whichever worker is free.
 GROUPS = {
-    "tests/e2e/": "load",
-    "tests/unit/test_loadgen_run.py": "load",
-    "tests/unit/test_loadgen_chunked.py": "load",
-    "tests/unit/test_local_load_serial.py": "load",
-    "tests/unit/test_local_servers.py": "load",
-    "tests/unit/test_local_agent.py": "load",
+    "tests/e2e/test_miniature_truth.py": "load_1",
+    "tests/e2e/test_reaper.py": "load_1",  # it reaps miniatures: never beside one being made
+    "tests/e2e/test_history_runs.py": "load_1",
+    "tests/e2e/test_report_browser.py": "load_1",
+    "tests/e2e/test_cli.py": "load_1",
+    "tests/e2e/test_saturation.py": "load_1",
+    "tests/unit/test_loadgen_run.py": "load_1",
+    "tests/unit/test_loadgen_chunked.py": "load_1",
+    "tests/e2e/": "load_2",
+    "tests/unit/test_local_load_serial.py": "load_2",
+    "tests/unit/test_local_servers.py": "load_2",
+    "tests/unit/test_local_agent.py": "load_2",
     "tests/deploy/": "deploy",
     # the real aws module applied against moto: the provider sleeps 30 s before it first
     # looks at a replication group it created or deleted, so these mostly wait, like deploy
     "tests/aws/test_aws_campaign_dag.py": "aws_apply",
     "tests/aws/test_aws_module_apply.py": "aws_apply",
+    # and the module's static checks, short, last: xdist sends a worker its next unit when
+    # two of its tests are left, which were two applies here (minutes: the unit it got,
+    # test_report.py, waited behind them and ended the run 2 minutes after the others)
+    "tests/aws/test_aws_module_static.py": "aws_apply",
     # modules with an expensive module-scoped fixture: built once, on one worker
     "tests/unit/test_specs.py": "test_specs",
     "tests/unit/test_report.py": "test_report",
@@ -100,7 +135,8 @@ def xdist_group_of(nodeid: str) -> str | None:
     return None
 
 
-FIRST = ("load", "deploy", "aws_apply")  # the long groups start at once, one per worker
+# The long groups start at once, one per worker.
+FIRST = ("load_1", "load_2", "deploy", "aws_apply")
 # Then the longest of the rest, longest first (10 s to 90 s a unit here), and the many
 # short tests last, so that the workers end together: in collection order test_report.py
 # came last and its worker ran on alone for up to a minute after the others had finished.
@@ -110,7 +146,6 @@ EARLY = (
     "tests/unit/test_history.py",
     "tests/aws/test_aws_container_script.py",
     "tests/aws/test_aws_module_plan.py",
-    "tests/aws/test_aws_module_static.py",
     "tests/dags/test_dag_integrity.py",
     "tests/unit/test_hostile_input.py",
 )

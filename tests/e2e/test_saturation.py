@@ -36,7 +36,7 @@ def _port() -> int:
 
 
 @pytest.fixture
-def server(tmp_path: Path):
+def server(tmp_path: Path, machine_load):
     if (os.cpu_count() or 1) < 2:
         pytest.fail("this test needs 2 CPUs: one for the server, one for the generator")
     password, port = secrets.token_hex(16), _port()

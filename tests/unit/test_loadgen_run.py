@@ -44,7 +44,7 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def server(tmp_path):
+def server(tmp_path, machine_load):
     """A password-protected redis-server on 127.0.0.1; always stopped afterwards."""
     password = "pw-" + secrets.token_hex(8)
     port = free_port()
