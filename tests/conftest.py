@@ -88,7 +88,7 @@ def results_dir(tmp_path, monkeypatch) -> Path:
     return out
 
 
-# Parallel runs (scripts/test.sh: pytest -n 5 --dist loadgroup). A group runs on one
+# Parallel runs (scripts/test.sh: pytest -n 4 --dist loadgroup). A group runs on one
 # worker, in collection order. Tests that put real load on the machine (servers measured
 # under load, campaigns, miniatures) are two groups: at most two of them run at once, and
 # the machine-wide load lock keeps their loads one at a time (a campaign's runs take it,

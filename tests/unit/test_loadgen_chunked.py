@@ -74,7 +74,8 @@ def fake_tool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     script.write_text(FAKE_TOOL)
     monkeypatch.setenv("FAKE_RB_COUNTER", str(tmp_path / "counter"))
     monkeypatch.setenv("FAKE_RB_LAT", "1")
-    return [sys.executable, str(script)]
+    # -I -S (no site-packages, as the driver runs): closer to the real tool's start-up
+    return [sys.executable, "-I", "-S", str(script)]
 
 
 def drive(tool: list[str], out: Path, seconds: float, rate: float, *extra: str) -> subprocess.Popen:
