@@ -18,7 +18,7 @@ import shutil
 import socket
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import boto3
@@ -152,7 +152,7 @@ def on_time(aws: AwsWorld, monkeypatch) -> AwsWorld:
     warm-up and measured window (a task that comes up late is test_a_late_generator's)."""
     settings = {**aws.settings, "load_start_grace_seconds": ON_TIME_GRACE_S}
     monkeypatch.setenv("AIRFLOW_VAR_CACHEBENCH_AWS", json.dumps(settings))
-    return AwsWorld(aws.endpoint, settings, aws.vpc_id, aws.subnet_id, aws.sg_id)
+    return replace(aws, settings=settings)
 
 
 SHIM = """#!{python}
